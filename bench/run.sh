@@ -1,0 +1,367 @@
+#!/usr/bin/env bash
+# run.sh - the benchmark sweep: hackysack with tasklets, pthreads and Go at
+# growing sizes, the micro-benchmarks and their Go counterparts; writes
+# docs/benchmarks.md (tables, machine, ratios from this one run) and
+# docs/hackysack.svg (gnuplot).
+#
+# usage: bench/run.sh [BUILD_DIR] [--quick] [--out DIR]
+#   BUILD_DIR  a CMake build of this repo (default: build-bench beside
+#              bench/), e.g. made with
+#                cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DSL_BUILD_TESTS=OFF
+#                cmake --build build-bench -j2
+#   --quick    small sizes only: a smoke check of the whole pipeline
+#   --out DIR  where benchmarks.md and hackysack.svg go (default: docs/)
+#
+# Raw outputs of every step stay in BUILD_DIR/bench-results/. A hand-written
+# section between <!-- manual --> and <!-- /manual --> in an existing
+# benchmarks.md is copied into the new one.
+set -u -o pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=""
+QUICK=0
+OUT="$ROOT/docs"
+
+usage() { sed -n '7,15p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --quick) QUICK=1 ;;
+    --out) [ $# -ge 2 ] || usage; OUT=$2; shift ;;
+    --help|-h) sed -n '7,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -*) echo "run.sh: unknown option $1" >&2; usage ;;
+    *) [ -z "$BUILD" ] || usage; BUILD=$1 ;;
+    esac
+    shift
+done
+BUILD=${BUILD:-$ROOT/build-bench}
+if ! BUILD=$(cd "$BUILD" 2>/dev/null && pwd); then
+    echo "run.sh: no build directory '$BUILD'; make one with:" >&2
+    echo "  cmake -S $ROOT -B $ROOT/build-bench -DCMAKE_BUILD_TYPE=Release -DSL_BUILD_TESTS=OFF && cmake --build $ROOT/build-bench -j2" >&2
+    exit 1
+fi
+HS=$BUILD/examples/hackysack/hackysack
+for exe in "$HS" "$BUILD"/bench/bench_{switch,channel,spawn,fcontext}; do
+    if [ ! -x "$exe" ]; then
+        echo "run.sh: $exe is missing; build first: cmake --build $BUILD -j2" >&2
+        exit 1
+    fi
+done
+mkdir -p "$OUT" || exit 1
+OUT=$(cd "$OUT" && pwd)
+RES=$BUILD/bench-results
+rm -rf "$RES"
+mkdir -p "$RES"
+
+# Paths as the reader should type them: relative to the repo when inside it.
+rel() { case "$1" in "$ROOT"/*) echo "${1#"$ROOT"/}" ;; *) echo "$1" ;; esac; }
+
+# ---- sizes -------------------------------------------------------------------
+if [ "$QUICK" = 1 ]; then
+    PLAYERS="10 100 1000"
+    TK=10000          # tasklet and Go kicks
+    PK=1000           # pthread kicks
+    RATIO_PLAYERS=100
+    I_SWITCH=1000000 I_CHANNEL=400000 I_SPAWN=100000 I_FCONTEXT=1000000 SKYNET=10000
+else
+    PLAYERS="10 100 1000 10000 100000 1000000"
+    TK=1000000
+    PK=100000
+    RATIO_PLAYERS=1000
+    I_SWITCH=10000000 I_CHANNEL=4000000 I_SPAWN=1000000 I_FCONTEXT=10000000 SKYNET=1000000
+fi
+STEP_TIMEOUT=1200    # seconds; a step that takes longer is killed and recorded
+
+# ---- Go ----------------------------------------------------------------------
+GO_OK=0
+GOBIN=$BUILD/go/bin
+if command -v go >/dev/null 2>&1; then
+    mkdir -p "$GOBIN" "$BUILD/go/cache" "$BUILD/go/path"
+    GO_OK=1
+    for p in hackysack chan spawn skynet; do
+        if ! GOCACHE=$BUILD/go/cache GOPATH=$BUILD/go/path GOPROXY=off GOFLAGS= \
+            go build -o "$GOBIN/$p" "$ROOT/bench/go/$p.go" 2>"$RES/go-build-$p.err"; then
+            echo "run.sh: go build $p failed (see $RES/go-build-$p.err); skipping Go" >&2
+            GO_OK=0
+        fi
+    done
+    GO_VERSION=$(go version)
+else
+    echo "run.sh: no 'go' on PATH; skipping the Go programs" >&2
+    GO_VERSION="(not installed)"
+fi
+
+# ---- the steps -----------------------------------------------------------------
+# Each step: an id (names its output files), a label, and a command line.
+IDS=() LABELS=() CMDS=()
+add() { IDS+=("$1"); LABELS+=("$2"); CMDS+=("$3"); }
+
+for n in $PLAYERS; do
+    add "hs-tasklet-$n" "hackysack tasklet players=$n kicks=$TK" "$HS --mode tasklet --players $n --kicks $TK"
+done
+add "hs-tasklet-ratio" "hackysack tasklet players=$RATIO_PLAYERS kicks=$PK (vs pthread)" \
+    "$HS --mode tasklet --players $RATIO_PLAYERS --kicks $PK"
+for n in $PLAYERS; do
+    add "hs-pthread-$n" "hackysack pthread players=$n kicks=$PK" "$HS --mode pthread --players $n --kicks $PK"
+done
+if [ "$GO_OK" = 1 ]; then
+    for n in $PLAYERS; do
+        add "hs-go-$n" "hackysack go players=$n kicks=$TK" "$GOBIN/hackysack --players $n --kicks $TK"
+    done
+fi
+add "switch" "bench_switch" "$BUILD/bench/bench_switch --iters $I_SWITCH"
+add "fcontext" "bench_fcontext" "$BUILD/bench/bench_fcontext --iters $I_FCONTEXT"
+add "channel" "bench_channel" "$BUILD/bench/bench_channel --iters $I_CHANNEL"
+add "spawn" "bench_spawn" "$BUILD/bench/bench_spawn --iters $I_SPAWN"
+if [ "$GO_OK" = 1 ]; then
+    for procs in 1 "$(nproc)"; do
+        add "go-chan-$procs" "go chan GOMAXPROCS=$procs" "env GOMAXPROCS=$procs $GOBIN/chan --iters $I_CHANNEL"
+        add "go-spawn-$procs" "go spawn GOMAXPROCS=$procs" "env GOMAXPROCS=$procs $GOBIN/spawn --iters $I_SPAWN"
+        add "go-skynet-$procs" "go skynet GOMAXPROCS=$procs" "env GOMAXPROCS=$procs $GOBIN/skynet --size $SKYNET"
+        [ "$(nproc)" = 1 ] && break
+    done
+fi
+
+NSTEPS=${#IDS[@]}
+PTHREAD_FAILED=""   # "players=N: message" once pthread creation has failed
+
+# The value of key in the last line of a step's output, or "".
+kv() {
+    local f=$RES/$1.out
+    [ -s "$f" ] || return 0
+    tail -n 1 "$f" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n 1
+}
+status() { cat "$RES/$1.rc" 2>/dev/null || echo "-"; }
+# The kick trace a hackysack step printed, or "".
+trace_of() { sed -n 's/^hackysack: .* trace \([0-9a-f]*\)$/\1/p' "$RES/$1.out" 2>/dev/null | tail -n 1; }
+
+SWEEP_T0=$(date +%s)
+for i in "${!IDS[@]}"; do
+    id=${IDS[$i]} label=${LABELS[$i]} cmd=${CMDS[$i]}
+    printf '[%d/%d] %s ... ' "$((i + 1))" "$NSTEPS" "$label" >&2
+    if [ -n "$PTHREAD_FAILED" ] && [[ $id == hs-pthread-* ]]; then
+        echo "skipped (pthreads already failed at $PTHREAD_FAILED)" >&2
+        echo skipped >"$RES/$id.rc"
+        continue
+    fi
+    echo "$cmd" >"$RES/$id.cmd"
+    t0=$(date +%s.%N)
+    # shellcheck disable=SC2086 # the command is a plain word list
+    timeout "$STEP_TIMEOUT" $cmd >"$RES/$id.out" 2>"$RES/$id.err"
+    rc=$?
+    t1=$(date +%s.%N)
+    echo "$rc" >"$RES/$id.rc"
+    wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
+    if [ "$rc" = 0 ]; then
+        echo "ok in ${wall}s: $(tail -n 1 "$RES/$id.out")" >&2
+    else
+        why=$(grep -v '^usage\|^  ' "$RES/$id.err" | head -n 1)
+        [ "$rc" = 124 ] && why="timed out after ${STEP_TIMEOUT}s"
+        echo "FAILED (exit $rc) in ${wall}s: $why" >&2
+        if [[ $id == hs-pthread-* ]]; then
+            PTHREAD_FAILED="players=${id#hs-pthread-}: $why"
+        fi
+    fi
+done
+SWEEP_SECS=$(($(date +%s) - SWEEP_T0))
+
+# ---- the report ------------------------------------------------------------------
+# fmt VALUE PRINTF-FORMAT: formatted number, or "-" when missing.
+fmt() { if [ -n "$1" ]; then awk -v v="$1" -v f="$2" 'BEGIN { printf f, v }'; else echo "-"; fi; }
+# ratio A B: A/B to two places, or "-".
+ratio() {
+    if [ -n "$1" ] && [ -n "$2" ]; then awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "-" }'; else echo "-"; fi
+}
+mib() { if [ -n "$1" ]; then awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; else echo "-"; fi; }
+cmd_of() { if [ -f "$RES/$1.cmd" ]; then echo "\`$(rel_cmd "$(cat "$RES/$1.cmd")")\`"; else echo "-"; fi; }
+rel_cmd() {
+    local out="" w
+    for w in $1; do out+="$(rel "$w") "; done
+    echo "${out% }"
+}
+# A cell for a hackysack step: its seconds, or why it has none.
+hs_cell() {
+    local id=$1 rc
+    rc=$(status "$id")
+    case "$rc" in
+    0) fmt "$(kv "$id" seconds)" "%.3f" ;;
+    skipped) echo "not run" ;;
+    124) echo "timed out" ;;
+    -) echo "-" ;;
+    *) if grep -q "pthread_create failed" "$RES/$id.err" 2>/dev/null; then
+           echo "failed: $(kv "$id" threads_created) threads"
+       else
+           echo "failed (exit $rc)"
+       fi ;;
+    esac
+}
+
+MANUAL=""
+if [ -f "$OUT/benchmarks.md" ]; then
+    MANUAL=$(awk '/<!-- manual -->/ { on = 1 } on { print } /<!-- \/manual -->/ { on = 0 }' "$OUT/benchmarks.md")
+fi
+[ -n "$MANUAL" ] || MANUAL=$'<!-- manual -->\n<!-- /manual -->'
+
+MODEL=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "?")
+if [ -n "$(git -C "$ROOT" status --porcelain 2>/dev/null)" ]; then COMMIT="$COMMIT (with uncommitted changes)"; fi
+CC_LINE=$(sed -n 's/^CMAKE_C_COMPILER:[A-Z]*=//p' "$BUILD/CMakeCache.txt" 2>/dev/null | head -n 1)
+[ -n "$CC_LINE" ] && CC_LINE="$CC_LINE ($("$CC_LINE" --version 2>/dev/null | head -n 1))"
+BTYPE=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD/CMakeCache.txt" 2>/dev/null | head -n 1)
+INVOCATION="bench/run.sh $(rel "$BUILD")"
+[ "$QUICK" = 1 ] && INVOCATION+=" --quick"
+
+SW=$(kv switch ns_per_switch) FC=$(kv fcontext ns_per_switch)
+CH=$(kv channel ns_per_message) SP=$(kv spawn ns_per_spawn)
+NP=$(nproc)
+
+MD=$OUT/benchmarks.md
+{
+    echo "# Benchmarks"
+    echo
+    echo "Written by \`$INVOCATION\` on $(date -u '+%Y-%m-%d %H:%M UTC') (sweep took ${SWEEP_SECS} s)."
+    [ "$QUICK" = 1 ] && echo "**Quick smoke run: small sizes, not representative figures.**"
+    echo "Every figure and ratio below comes from this one run on this one machine;"
+    echo "the raw outputs are in \`$(rel "$RES")/\`. Regenerate rather than edit:"
+    echo "only the section between the manual markers survives a rerun."
+    echo
+    echo "$MANUAL"
+    echo
+    echo "## Machine"
+    echo
+    echo "| | |"
+    echo "|---|---|"
+    echo "| CPUs (\`nproc\`) | $NP |"
+    echo "| model | ${MODEL:-?} |"
+    echo "| memory | $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) |"
+    echo "| kernel | $(uname -sr) |"
+    echo "| limits | \`ulimit -u\` $(ulimit -u), kernel.pid_max $(cat /proc/sys/kernel/pid_max 2>/dev/null), vm.max_map_count $(cat /proc/sys/vm/max_map_count 2>/dev/null) |"
+    echo "| date | $(date -u '+%Y-%m-%d %H:%M:%S UTC') |"
+    echo "| commit | $COMMIT |"
+    echo "| C compiler | ${CC_LINE:-?}, CMAKE_BUILD_TYPE=${BTYPE:-?} |"
+    echo "| Go | $GO_VERSION |"
+    echo
+    echo "## Micro-benchmarks"
+    echo
+    echo "Each program warms up, then times five runs and keeps the best;"
+    echo "\"ns\" is per operation. Tasklet benchmarks run on one worker."
+    echo
+    echo "| what | command | iterations | ns per op |"
+    echo "|---|---|---|---|"
+    echo "| tasklet switch: \`sl_schedule()\` between two tasklets | $(cmd_of switch) | $(fmt "$(kv switch iters)" %d) | $(fmt "$SW" %.2f) |"
+    echo "| raw boost.context \`jump_fcontext\`, one jump | $(cmd_of fcontext) | $(fmt "$(kv fcontext iters)" %d) | $(fmt "$FC" %.2f) |"
+    echo "| channel message, one way, two tasklets | $(cmd_of channel) | $(fmt "$(kv channel iters)" %d) | $(fmt "$CH" %.2f) |"
+    echo "| tasklet spawn + first run + exit | $(cmd_of spawn) | $(fmt "$(kv spawn iters)" %d) | $(fmt "$SP" %.2f) |"
+    if [ "$GO_OK" = 1 ]; then
+        for procs in 1 "$NP"; do
+            echo "| Go unbuffered channel message, one way, GOMAXPROCS=$procs | $(cmd_of "go-chan-$procs") | $(fmt "$(kv "go-chan-$procs" iters)" %d) | $(fmt "$(kv "go-chan-$procs" ns_per_message)" %.2f) |"
+            echo "| Go goroutine spawn + run + exit, GOMAXPROCS=$procs | $(cmd_of "go-spawn-$procs") | $(fmt "$(kv "go-spawn-$procs" iters)" %d) | $(fmt "$(kv "go-spawn-$procs" ns_per_spawn)" %.2f) |"
+            [ "$NP" = 1 ] && break
+        done
+    fi
+    echo
+    echo "| ratio (same run) | value |"
+    echo "|---|---|"
+    echo "| tasklet switch / raw fcontext jump | $(ratio "$SW" "$FC") |"
+    if [ "$GO_OK" = 1 ]; then
+        echo "| tasklet channel message / Go channel message (GOMAXPROCS=1) | $(ratio "$CH" "$(kv go-chan-1 ns_per_message)") |"
+        echo "| tasklet spawn / Go spawn (GOMAXPROCS=1) | $(ratio "$SP" "$(kv go-spawn-1 ns_per_spawn)") |"
+        echo
+        echo "Go skynet ($SKYNET leaves, $((SKYNET + SKYNET / 9)) goroutines; no tasklet counterpart yet):"
+        echo
+        echo "| GOMAXPROCS | command | seconds |"
+        echo "|---|---|---|"
+        for procs in 1 "$NP"; do
+            echo "| $procs | $(cmd_of "go-skynet-$procs") | $(fmt "$(kv "go-skynet-$procs" seconds)" %.3f) |"
+            [ "$NP" = 1 ] && break
+        done
+    fi
+    echo
+    echo "## Hackysack"
+    echo
+    echo "The game of \`examples/hackysack\`: one player (tasklet, thread or goroutine)"
+    echo "with its own channel per player; one ball; the same seeded kick sequence in"
+    echo "every mode (each run prints its trace). Seconds cover creating the players,"
+    echo "the game and every player's exit. Tasklets and Go play $TK kicks;"
+    echo "pthreads $PK (one thread per player, 64 KiB stacks, mutex+condvar mailboxes),"
+    echo "and stop at the first size where threads run out."
+    echo
+    echo "Commands: \`$(rel "$HS") --mode tasklet --players N --kicks $TK\`,"
+    echo "\`$(rel "$HS") --mode pthread --players N --kicks $PK\`"
+    [ "$GO_OK" = 1 ] && echo "and \`$(rel "$GOBIN")/hackysack --players N --kicks $TK\` (Go's default GOMAXPROCS=$NP)."
+    echo
+    echo "| players | tasklet s | tasklet spawn s | tasklet game ns/kick | tasklet peak RSS MiB | Go s | Go peak RSS MiB | tasklet / Go time | pthread s ($PK kicks) | pthread peak RSS MiB |"
+    echo "|---|---|---|---|---|---|---|---|---|---|"
+    : >"$RES/hackysack.dat"
+    echo "# players tasklet_s pthread_s go_s" >>"$RES/hackysack.dat"
+    for n in $PLAYERS; do
+        t=hs-tasklet-$n p=hs-pthread-$n g=hs-go-$n
+        ts="" ps="" gs=""
+        [ "$(status "$t")" = 0 ] && ts=$(kv "$t" seconds)
+        [ "$(status "$p")" = 0 ] && ps=$(kv "$p" seconds)
+        [ "$(status "$g")" = 0 ] && gs=$(kv "$g" seconds)
+        gcell="-" grss="-"
+        if [ "$GO_OK" = 1 ]; then gcell=$(hs_cell "$g"); grss=$(mib "$(kv "$g" peak_rss_kb)"); fi
+        prss="-"
+        [ -n "$ps" ] && prss=$(mib "$(kv "$p" peak_rss_kb)")
+        nsk=""
+        [ -n "$ts" ] && nsk=$(awk -v g="$(kv "$t" game_seconds)" -v k="$TK" 'BEGIN { printf "%.0f", g * 1e9 / k }')
+        echo "| $n | $(hs_cell "$t") | $(fmt "$(kv "$t" spawn_seconds)" %.3f) | ${nsk:--} | $(mib "$(kv "$t" peak_rss_kb)") | $gcell | $grss | $(ratio "$ts" "$gs") | $(hs_cell "$p") | $prss |"
+        echo "$n ${ts:-?} ${ps:-?} ${gs:-?}" >>"$RES/hackysack.dat"
+    done
+    echo
+    # Same seed, same sizes: the runs must have played the same kicks.
+    same=0 differ=""
+    for pair in $(for n in $PLAYERS; do echo "hs-tasklet-$n:hs-go-$n"; done) "hs-tasklet-ratio:hs-pthread-$RATIO_PLAYERS"; do
+        a=$(trace_of "${pair%%:*}") b=$(trace_of "${pair##*:}")
+        [ -n "$a" ] && [ -n "$b" ] || continue
+        if [ "$a" = "$b" ]; then same=$((same + 1)); else differ+=" ${pair/:/ vs }"; fi
+    done
+    if [ -n "$differ" ]; then
+        echo "**Kick traces differ:**$differ (same seed and size should mean the same game)."
+    else
+        echo "Kick traces agree in all $same pairs of runs that played the same size (tasklet vs Go, and tasklet vs pthread below)."
+    fi
+    echo
+    if [ -n "$PTHREAD_FAILED" ]; then
+        echo "pthreads ran out at $PTHREAD_FAILED; larger sizes were not run."
+        echo
+    fi
+    tr=hs-tasklet-ratio pr=hs-pthread-$RATIO_PLAYERS
+    trs=$(kv "$tr" seconds) prs=""
+    [ "$(status "$pr")" = 0 ] && prs=$(kv "$pr" seconds)
+    echo "### Tasklets vs pthreads, $RATIO_PLAYERS players x $PK kicks"
+    echo
+    echo "| | command | seconds | kicks/s | peak RSS MiB |"
+    echo "|---|---|---|---|---|"
+    echo "| tasklets | $(cmd_of "$tr") | $(fmt "$trs" %.4f) | $(fmt "$(kv "$tr" kicks_per_sec)" %d) | $(mib "$(kv "$tr" peak_rss_kb)") |"
+    echo "| pthreads | $(cmd_of "$pr") | $(fmt "$prs" %.4f) | $(fmt "$(kv "$pr" kicks_per_sec)" %d) | $(mib "$(kv "$pr" peak_rss_kb)") |"
+    echo
+    echo "Speed-up of tasklets over pthreads: **$(ratio "$prs" "$trs")x**."
+    echo
+    echo "![hackysack seconds vs players](hackysack.svg)"
+} >"$MD"
+
+if command -v gnuplot >/dev/null 2>&1; then
+    GP_GO=""
+    [ "$GO_OK" = 1 ] && GP_GO=", '$RES/hackysack.dat' using 1:4 with linespoints lw 2 pt 9 title 'Go goroutines ($TK kicks)'"
+    if ! gnuplot 2>"$RES/gnuplot.err" <<EOF; then
+set terminal svg size 760,480 dynamic enhanced font 'sans,12'
+set output '$OUT/hackysack.svg'
+set title 'hackysack: seconds to create N players, play and end ($(date -u +%Y-%m-%d), $NP CPUs)'
+set logscale xy
+set xlabel 'players'
+set ylabel 'seconds'
+set format x '%.0f'
+set grid
+set key top left
+set datafile missing '?'
+plot '$RES/hackysack.dat' using 1:2 with linespoints lw 2 pt 7 title 'tasklets ($TK kicks)', \
+     '$RES/hackysack.dat' using 1:3 with linespoints lw 2 pt 5 title 'pthreads ($PK kicks)'$GP_GO
+EOF
+        echo "run.sh: gnuplot failed (see $RES/gnuplot.err)" >&2
+    fi
+else
+    echo "run.sh: no gnuplot; $OUT/hackysack.svg not drawn" >&2
+fi
+
+echo "run.sh: wrote $(rel "$MD") and $(rel "$OUT/hackysack.svg") (raw outputs in $(rel "$RES"))" >&2
