@@ -1,0 +1,628 @@
+/* test_channel.c - rendezvous channels: wait-queue order, balance,
+ * preference and schedule_all, try_*, send_error, close/open, free,
+ * argument checks, exact delivery and a long ping-pong. */
+#include "test_util.h"
+
+#include <limits.h>
+
+static sl_channel *chan; /* the channel the tasklet bodies below use */
+
+static void new_chan(void)
+{
+    chan = sl_channel_new();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(chan);
+}
+
+/* Receives from chan; logs its tag, then the message. */
+static void receive_tagged(void *tag)
+{
+    void *msg = NULL;
+    if (TU_EQ(sl_channel_receive(chan, &msg), 0)) {
+        tu_log_putc((char)TU_INT(tag));
+        tu_log_putc((char)TU_INT(msg));
+    }
+}
+
+/* Sends its tag on chan; logs the tag in upper case when the send returns. */
+static void send_tagged(void *tag)
+{
+    char c = (char)TU_INT(tag);
+    if (TU_EQ(sl_channel_send(chan, tag), 0))
+        tu_log_putc((char)(c - 'a' + 'A'));
+}
+
+static void log_arg(void *arg)
+{
+    tu_log_putc((char)TU_INT(arg));
+}
+
+/* ---- defaults, wait-queue order, balance ------------------------------------ */
+
+TU_TEST(new_channel_has_defaults)
+{
+    new_chan();
+    TU_EQ(sl_channel_balance(chan), 0);
+    TU_EQ(sl_channel_preference(chan), -1);
+    TU_EQ(sl_channel_schedule_all(chan), false);
+    TU_EQ(sl_channel_closing(chan), false);
+    TU_EQ(sl_channel_closed(chan), false);
+    TU_EQ(sl_channel_free(chan), 0);
+}
+
+TU_TEST(blocked_receivers_are_served_in_blocking_order)
+{
+    new_chan();
+    sl_spawn(receive_tagged, TU_MSG('a'));
+    sl_spawn(receive_tagged, TU_MSG('b'));
+    sl_spawn(receive_tagged, TU_MSG('c'));
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_channel_balance(chan), -3);
+    TU_EQ(sl_channel_send(chan, TU_MSG('x')), 0);
+    TU_EQ(sl_channel_balance(chan), -2);
+    TU_EQ(sl_channel_send(chan, TU_MSG('y')), 0);
+    TU_EQ(sl_channel_balance(chan), -1);
+    TU_EQ(sl_channel_send(chan, TU_MSG('z')), 0);
+    TU_EQ(sl_channel_balance(chan), 0);
+    TU_EQ(sl_run(), 0);
+    TU_ASSERT_LOG("axbycz");
+    TU_EQ(sl_channel_free(chan), 0);
+}
+
+TU_TEST(blocked_senders_are_served_in_blocking_order)
+{
+    new_chan();
+    sl_spawn(send_tagged, TU_MSG('a'));
+    sl_spawn(send_tagged, TU_MSG('b'));
+    sl_spawn(send_tagged, TU_MSG('c'));
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_channel_balance(chan), 3);
+    for (int i = 0; i < 3; i++) {
+        void *msg = NULL;
+        TU_EQ(sl_channel_receive(chan, &msg), 0);
+        tu_log_putc((char)TU_INT(msg));
+        TU_EQ(sl_channel_balance(chan), 2 - i);
+    }
+    TU_EQ(sl_run(), 0);
+    TU_ASSERT_LOG("abcABC"); /* receives returned at once; senders went last */
+    TU_EQ(sl_channel_free(chan), 0);
+}
+
+TU_TEST(blocking_send_runs_next_tasklet_whatever_the_preference)
+{
+    new_chan();
+    sl_channel_set_preference(chan, 1);
+    sl_spawn(send_tagged, TU_MSG('s'));
+    sl_spawn(log_arg, TU_MSG('t'));
+    TU_EQ(sl_run(), 0);
+    TU_ASSERT_LOG("t");
+    TU_EQ(sl_channel_balance(chan), 1);
+    void *msg = NULL;
+    TU_EQ(sl_channel_receive(chan, &msg), 0);
+    TU_EQ(TU_INT(msg), 's');
+    TU_EQ(sl_run(), 0);
+    TU_ASSERT_LOG("tS");
+    TU_EQ(sl_channel_free(chan), 0);
+}
+
+/* ---- preference and schedule_all -------------------------------------------- */
+
+/* Three tasklets on chan: a receiver logs 'r', receives, logs the message
+ * ('x'); a sender logs 's', sends 'x', logs 'S'; a third just logs 't'. The
+ * first of receiver/sender to run blocks; the order after the handover shows
+ * who ran first and where the partner went. */
+static void trio_receiver(void *arg)
+{
+    (void)arg;
+    void *msg = NULL;
+    tu_log_putc('r');
+    if (TU_EQ(sl_channel_receive(chan, &msg), 0))
+        tu_log_putc((char)TU_INT(msg));
+}
+
+static void trio_sender(void *arg)
+{
+    (void)arg;
+    tu_log_putc('s');
+    if (TU_EQ(sl_channel_send(chan, TU_MSG('x')), 0))
+        tu_log_putc('S');
+}
+
+enum { RECEIVER_FIRST, SENDER_FIRST };
+
+static void run_trio(int who_blocks, int preference, bool schedule_all)
+{
+    new_chan();
+    sl_channel_set_preference(chan, preference);
+    sl_channel_set_schedule_all(chan, schedule_all);
+    if (who_blocks == RECEIVER_FIRST) {
+        sl_spawn(trio_receiver, NULL);
+        sl_spawn(trio_sender, NULL);
+    } else {
+        sl_spawn(trio_sender, NULL);
+        sl_spawn(trio_receiver, NULL);
+    }
+    sl_spawn(log_arg, TU_MSG('t'));
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_channel_balance(chan), 0);
+    TU_EQ(sl_channel_free(chan), 0);
+}
+
+TU_TEST(pref_receiver_send_switches_to_receiver_and_sender_goes_last)
+{
+    run_trio(RECEIVER_FIRST, -1, false);
+    TU_ASSERT_LOG("rsxtS");
+}
+
+TU_TEST(pref_receiver_receive_returns_at_once_and_sender_goes_last)
+{
+    run_trio(SENDER_FIRST, -1, false);
+    TU_ASSERT_LOG("srxtS");
+}
+
+TU_TEST(pref_sender_receive_switches_to_sender_and_receiver_goes_last)
+{
+    run_trio(SENDER_FIRST, 1, false);
+    TU_ASSERT_LOG("srStx");
+}
+
+TU_TEST(pref_sender_send_returns_at_once_and_receiver_goes_last)
+{
+    run_trio(RECEIVER_FIRST, 1, false);
+    TU_ASSERT_LOG("rsStx");
+}
+
+TU_TEST(pref_none_send_continues_and_receiver_goes_last)
+{
+    run_trio(RECEIVER_FIRST, 0, false);
+    TU_ASSERT_LOG("rsStx");
+}
+
+TU_TEST(pref_none_receive_continues_and_sender_goes_last)
+{
+    run_trio(SENDER_FIRST, 0, false);
+    TU_ASSERT_LOG("srxtS");
+}
+
+TU_TEST(set_preference_clamps_to_minus_one_zero_one)
+{
+    new_chan();
+    sl_channel_set_preference(chan, 5);
+    TU_EQ(sl_channel_preference(chan), 1);
+    sl_channel_set_preference(chan, -7);
+    TU_EQ(sl_channel_preference(chan), -1);
+    sl_channel_set_preference(chan, 0);
+    TU_EQ(sl_channel_preference(chan), 0);
+    sl_channel_set_preference(chan, INT_MAX);
+    TU_EQ(sl_channel_preference(chan), 1);
+    sl_channel_set_preference(chan, INT_MIN);
+    TU_EQ(sl_channel_preference(chan), -1);
+    sl_channel_set_schedule_all(chan, true);
+    TU_EQ(sl_channel_schedule_all(chan), true);
+    sl_channel_set_schedule_all(chan, false);
+    TU_EQ(sl_channel_schedule_all(chan), false);
+    TU_EQ(sl_channel_free(chan), 0);
+}
+
+TU_TEST(schedule_all_send_puts_receiver_last_then_yields)
+{
+    /* after the send: receiver to the end (S t r), sender yields (t r S) */
+    run_trio(RECEIVER_FIRST, -1, true);
+    TU_ASSERT_LOG("rstxS");
+}
+
+TU_TEST(schedule_all_receive_puts_sender_last_then_yields)
+{
+    run_trio(SENDER_FIRST, -1, true);
+    TU_ASSERT_LOG("srtSx");
+}
+
+TU_TEST(schedule_all_overrides_preference)
+{
+    run_trio(RECEIVER_FIRST, 1, true);
+    TU_ASSERT_LOG("rstxS");
+    tu_log_reset();
+    run_trio(SENDER_FIRST, 0, true);
+    TU_ASSERT_LOG("srtSx");
+}
+
+/* ---- try_send / try_receive --------------------------------------------------- */
+
+TU_TEST(try_send_without_receiver_would_block)
+{
+    new_chan();
+    TU_EQ(sl_channel_try_send(chan, TU_MSG('x')), SL_EWOULDBLOCK);
+    TU_EQ(sl_channel_balance(chan), 0);
+    sl_spawn(send_tagged, TU_MSG('a')); /* a blocked sender is no receiver */
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_channel_try_send(chan, TU_MSG('x')), SL_EWOULDBLOCK);
+    TU_EQ(sl_channel_balance(chan), 1);
+    void *msg = NULL;
+    TU_EQ(sl_channel_receive(chan, &msg), 0);
+    TU_EQ(TU_INT(msg), 'a');
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_channel_free(chan), 0);
+}
+
+TU_TEST(try_receive_without_sender_would_block)
+{
+    new_chan();
+    void *msg = TU_MSG('q');
+    TU_EQ(sl_channel_try_receive(chan, &msg), SL_EWOULDBLOCK);
+    TU_EQ(sl_channel_balance(chan), 0);
+    sl_spawn(receive_tagged, TU_MSG('a'));
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_channel_try_receive(chan, &msg), SL_EWOULDBLOCK);
+    TU_EQ(sl_channel_balance(chan), -1);
+    TU_EQ(sl_channel_send(chan, TU_MSG('x')), 0);
+    TU_EQ(sl_run(), 0);
+    TU_ASSERT_LOG("ax");
+    TU_EQ(sl_channel_free(chan), 0);
+}
+
+TU_TEST(try_send_to_waiting_receiver_delivers)
+{
+    new_chan();
+    sl_spawn(receive_tagged, TU_MSG('a'));
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_channel_try_send(chan, TU_MSG('x')), 0);
+    TU_EQ(sl_channel_balance(chan), 0);
+    TU_EQ(sl_run(), 0);
+    TU_ASSERT_LOG("ax");
+    TU_EQ(sl_channel_free(chan), 0);
+}
+
+TU_TEST(try_receive_from_waiting_sender_delivers)
+{
+    new_chan();
+    sl_spawn(send_tagged, TU_MSG('a'));
+    TU_EQ(sl_run(), 0);
+    void *msg = NULL;
+    TU_EQ(sl_channel_try_receive(chan, &msg), 0);
+    TU_EQ(TU_INT(msg), 'a');
+    TU_EQ(sl_channel_balance(chan), 0);
+    TU_EQ(sl_run(), 0);
+    TU_ASSERT_LOG("A");
+    TU_EQ(sl_channel_free(chan), 0);
+}
+
+/* ---- send_error ------------------------------------------------------------- */
+
+static int receive_rc;
+
+static void receive_rc_only(void *arg)
+{
+    (void)arg;
+    void *msg = NULL;
+    receive_rc = sl_channel_receive(chan, &msg);
+    tu_log_putc('r');
+}
+
+TU_TEST(send_error_makes_receive_return_the_error)
+{
+    new_chan();
+    sl_spawn(receive_rc_only, NULL);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_channel_send_error(chan, -42), 0);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(receive_rc, -42);
+
+    sl_spawn(receive_rc_only, NULL);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_channel_send_error(chan, SL_ETIMEDOUT), 0);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(receive_rc, SL_ETIMEDOUT);
+    TU_ASSERT_LOG("rr");
+    TU_EQ(sl_channel_balance(chan), 0);
+    TU_EQ(sl_channel_free(chan), 0);
+}
+
+static int send_error_rc = 1;
+
+static void send_timedout(void *arg)
+{
+    (void)arg;
+    send_error_rc = sl_channel_send_error(chan, SL_ETIMEDOUT);
+}
+
+TU_TEST(send_error_blocks_until_a_receiver_comes)
+{
+    new_chan();
+    sl_spawn(send_timedout, NULL);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_channel_balance(chan), 1);
+    void *msg = NULL;
+    TU_EQ(sl_channel_receive(chan, &msg), SL_ETIMEDOUT);
+    TU_EQ(sl_channel_balance(chan), 0);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(send_error_rc, 0);
+    TU_EQ(sl_channel_free(chan), 0);
+}
+
+TU_TEST(send_error_with_nonnegative_code_is_einval)
+{
+    new_chan();
+    sl_spawn(receive_rc_only, NULL);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_channel_send_error(chan, 0), SL_EINVAL);
+    TU_EQ(sl_channel_send_error(chan, 7), SL_EINVAL);
+    TU_EQ(sl_channel_balance(chan), -1); /* the receiver still waits */
+    TU_ASSERT_LOG("");
+    TU_EQ(sl_channel_send(chan, TU_MSG('x')), 0);
+    TU_EQ(receive_rc, 0);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_channel_free(chan), 0);
+}
+
+/* ---- close / open ------------------------------------------------------------- */
+
+TU_TEST(close_wakes_nobody_and_a_waiting_receiver_still_gets_a_send)
+{
+    new_chan();
+    sl_spawn(receive_tagged, TU_MSG('a'));
+    TU_EQ(sl_run(), 0);
+    sl_channel_close(chan);
+    TU_EQ(sl_channel_closing(chan), true);
+    TU_EQ(sl_channel_closed(chan), false); /* balance is -1 */
+    TU_EQ(sl_run(), 0);
+    TU_ASSERT_LOG("");
+    TU_EQ(sl_channel_balance(chan), -1);
+    TU_EQ(sl_channel_send(chan, TU_MSG('x')), 0);
+    TU_EQ(sl_run(), 0);
+    TU_ASSERT_LOG("ax");
+    TU_EQ(sl_channel_closed(chan), true);
+    TU_EQ(sl_channel_free(chan), 0);
+}
+
+TU_TEST(close_lets_a_blocked_senders_value_be_received)
+{
+    new_chan();
+    sl_spawn(send_tagged, TU_MSG('a'));
+    TU_EQ(sl_run(), 0);
+    sl_channel_close(chan);
+    TU_EQ(sl_channel_closing(chan), true);
+    TU_EQ(sl_channel_closed(chan), false);
+    void *msg = NULL;
+    TU_EQ(sl_channel_receive(chan, &msg), 0);
+    TU_EQ(TU_INT(msg), 'a');
+    TU_EQ(sl_channel_closed(chan), true);
+    TU_EQ(sl_run(), 0);
+    TU_ASSERT_LOG("A");
+    TU_EQ(sl_channel_free(chan), 0);
+}
+
+static int closed_send_rc, closed_receive_rc;
+
+static void use_closed_channel(void *arg)
+{
+    (void)arg;
+    void *msg = NULL;
+    closed_send_rc = sl_channel_send(chan, TU_MSG('x'));
+    tu_log_putc('1');
+    closed_receive_rc = sl_channel_receive(chan, &msg);
+    tu_log_putc('2');
+}
+
+TU_TEST(closed_channel_fails_operations_that_would_block)
+{
+    new_chan();
+    sl_channel_close(chan);
+    TU_EQ(sl_channel_closing(chan), true);
+    TU_EQ(sl_channel_closed(chan), true);
+    sl_spawn(use_closed_channel, NULL);
+    sl_spawn(log_arg, TU_MSG('t'));
+    TU_EQ(sl_run(), 0);
+    TU_ASSERT_LOG("12t"); /* neither call blocked */
+    TU_EQ(closed_send_rc, SL_ECLOSED);
+    TU_EQ(closed_receive_rc, SL_ECLOSED);
+    void *msg = NULL;
+    TU_EQ(sl_channel_send(chan, TU_MSG('x')), SL_ECLOSED);
+    TU_EQ(sl_channel_receive(chan, &msg), SL_ECLOSED);
+    TU_EQ(sl_channel_balance(chan), 0);
+    TU_EQ(sl_channel_free(chan), 0);
+}
+
+TU_TEST(closing_channel_rejects_a_second_receiver_but_accepts_a_sender)
+{
+    new_chan();
+    sl_spawn(receive_tagged, TU_MSG('a'));
+    TU_EQ(sl_run(), 0);
+    sl_channel_close(chan);
+    void *msg = NULL;
+    TU_EQ(sl_channel_receive(chan, &msg), SL_ECLOSED);
+    TU_EQ(sl_channel_balance(chan), -1);
+    TU_EQ(sl_channel_send(chan, TU_MSG('x')), 0);
+    TU_EQ(sl_channel_send(chan, TU_MSG('y')), SL_ECLOSED);
+    TU_EQ(sl_run(), 0);
+    TU_ASSERT_LOG("ax");
+    TU_EQ(sl_channel_free(chan), 0);
+}
+
+TU_TEST(open_clears_closing)
+{
+    new_chan();
+    sl_channel_close(chan);
+    sl_channel_open(chan);
+    TU_EQ(sl_channel_closing(chan), false);
+    TU_EQ(sl_channel_closed(chan), false);
+    sl_spawn(send_tagged, TU_MSG('a')); /* blocks again */
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_channel_balance(chan), 1);
+    void *msg = NULL;
+    TU_EQ(sl_channel_receive(chan, &msg), 0);
+    TU_EQ(TU_INT(msg), 'a');
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_channel_free(chan), 0);
+}
+
+/* ---- free ------------------------------------------------------------------------ */
+
+TU_TEST(free_with_waiters_is_estate)
+{
+    new_chan();
+    sl_spawn(receive_tagged, TU_MSG('a'));
+    sl_spawn(receive_tagged, TU_MSG('b'));
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_channel_free(chan), SL_ESTATE);
+    TU_EQ(sl_channel_balance(chan), -2); /* still usable */
+    TU_EQ(sl_channel_send(chan, TU_MSG('x')), 0);
+    TU_EQ(sl_channel_send(chan, TU_MSG('y')), 0);
+    TU_EQ(sl_run(), 0);
+    TU_ASSERT_LOG("axby");
+    TU_EQ(sl_channel_free(chan), 0);
+}
+
+TU_TEST(free_of_null_is_einval)
+{
+    TU_EQ(sl_channel_free(NULL), SL_EINVAL);
+}
+
+TU_TEST_NOINIT(free_after_shutdown_succeeds_with_waiters)
+{
+    CU_ASSERT_EQUAL_FATAL(sl_init(NULL), 0);
+    new_chan();
+    sl_spawn(receive_tagged, TU_MSG('a'));
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_shutdown(), 0);
+    TU_EQ(sl_channel_free(chan), 0);
+}
+
+/* ---- argument checks, delivery ------------------------------------------------------ */
+
+TU_TEST(null_channel_is_einval_everywhere)
+{
+    void *msg = NULL;
+    TU_EQ(sl_channel_send(NULL, TU_MSG('x')), SL_EINVAL);
+    TU_EQ(sl_channel_receive(NULL, &msg), SL_EINVAL);
+    TU_EQ(sl_channel_try_send(NULL, TU_MSG('x')), SL_EINVAL);
+    TU_EQ(sl_channel_try_receive(NULL, &msg), SL_EINVAL);
+    TU_EQ(sl_channel_send_error(NULL, -42), SL_EINVAL);
+    TU_EQ(sl_channel_balance(NULL), SL_EINVAL);
+    TU_EQ(sl_channel_preference(NULL), SL_EINVAL);
+    TU_EQ(sl_channel_free(NULL), SL_EINVAL);
+    TU_EQ(sl_channel_schedule_all(NULL), false);
+    TU_EQ(sl_channel_closing(NULL), false);
+    TU_EQ(sl_channel_closed(NULL), false);
+    sl_channel_set_preference(NULL, 1); /* these must not crash */
+    sl_channel_set_schedule_all(NULL, true);
+    sl_channel_close(NULL);
+    sl_channel_open(NULL);
+}
+
+static struct { int payload; } token;
+static void *const sent_values[] = {
+    &token, NULL, TU_MSG(-1), TU_MSG(0), TU_MSG(1), TU_MSG(INTPTR_MIN),
+    TU_MSG(INTPTR_MAX), TU_MSG(0x5a5a5a5a),
+};
+enum { N_SENT = sizeof sent_values / sizeof sent_values[0] };
+
+static void send_all_values(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < N_SENT; i++)
+        TU_EQ(sl_channel_send(chan, sent_values[i]), 0);
+}
+
+TU_TEST(messages_are_delivered_exactly)
+{
+    new_chan();
+    sl_spawn(send_all_values, NULL);
+    for (int i = 0; i < N_SENT; i++) {
+        void *msg = TU_MSG(0x77);
+        TU_EQ(sl_channel_receive(chan, &msg), 0);
+        CU_ASSERT_PTR_EQUAL(msg, sent_values[i]);
+    }
+    TU_EQ(TU_INT(sent_values[5]), INTPTR_MIN);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_channel_free(chan), 0);
+}
+
+enum { ROUND_TRIPS = 500000 }; /* 1,000,000 messages */
+static sl_channel *ping, *pong;
+static long long pinger_sum, ponger_sum;
+static int ping_errors;
+
+static void pinger(void *arg)
+{
+    (void)arg;
+    for (intptr_t i = 1; i <= ROUND_TRIPS; i++) {
+        void *back = NULL;
+        if (sl_channel_send(ping, TU_MSG(i)) != 0 ||
+            sl_channel_receive(pong, &back) != 0) {
+            ping_errors++;
+            return;
+        }
+        pinger_sum += TU_INT(back);
+    }
+}
+
+static void ponger(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < ROUND_TRIPS; i++) {
+        void *msg = NULL;
+        if (sl_channel_receive(ping, &msg) != 0 ||
+            sl_channel_send(pong, msg) != 0) {
+            ping_errors++;
+            return;
+        }
+        ponger_sum += TU_INT(msg);
+    }
+}
+
+TU_TEST(ping_pong_of_a_million_messages)
+{
+    ping = sl_channel_new();
+    pong = sl_channel_new();
+    pinger_sum = ponger_sum = 0;
+    ping_errors = 0;
+    sl_spawn(pinger, NULL);
+    sl_spawn(ponger, NULL);
+    TU_EQ(sl_run(), 0);
+    const long long want = (long long)ROUND_TRIPS * (ROUND_TRIPS + 1) / 2;
+    TU_EQ(ping_errors, 0);
+    TU_EQ(pinger_sum, want);
+    TU_EQ(ponger_sum, want);
+    TU_EQ(sl_channel_free(ping), 0);
+    TU_EQ(sl_channel_free(pong), 0);
+}
+
+static CU_TestInfo tests[] = {
+    TU_CASE(new_channel_has_defaults),
+    TU_CASE(blocked_receivers_are_served_in_blocking_order),
+    TU_CASE(blocked_senders_are_served_in_blocking_order),
+    TU_CASE(blocking_send_runs_next_tasklet_whatever_the_preference),
+    TU_CASE(pref_receiver_send_switches_to_receiver_and_sender_goes_last),
+    TU_CASE(pref_receiver_receive_returns_at_once_and_sender_goes_last),
+    TU_CASE(pref_sender_receive_switches_to_sender_and_receiver_goes_last),
+    TU_CASE(pref_sender_send_returns_at_once_and_receiver_goes_last),
+    TU_CASE(pref_none_send_continues_and_receiver_goes_last),
+    TU_CASE(pref_none_receive_continues_and_sender_goes_last),
+    TU_CASE(set_preference_clamps_to_minus_one_zero_one),
+    TU_CASE(schedule_all_send_puts_receiver_last_then_yields),
+    TU_CASE(schedule_all_receive_puts_sender_last_then_yields),
+    TU_CASE(schedule_all_overrides_preference),
+    TU_CASE(try_send_without_receiver_would_block),
+    TU_CASE(try_receive_without_sender_would_block),
+    TU_CASE(try_send_to_waiting_receiver_delivers),
+    TU_CASE(try_receive_from_waiting_sender_delivers),
+    TU_CASE(send_error_makes_receive_return_the_error),
+    TU_CASE(send_error_blocks_until_a_receiver_comes),
+    TU_CASE(send_error_with_nonnegative_code_is_einval),
+    TU_CASE(close_wakes_nobody_and_a_waiting_receiver_still_gets_a_send),
+    TU_CASE(close_lets_a_blocked_senders_value_be_received),
+    TU_CASE(closed_channel_fails_operations_that_would_block),
+    TU_CASE(closing_channel_rejects_a_second_receiver_but_accepts_a_sender),
+    TU_CASE(open_clears_closing),
+    TU_CASE(free_with_waiters_is_estate),
+    TU_CASE(free_of_null_is_einval),
+    TU_CASE(free_after_shutdown_succeeds_with_waiters),
+    TU_CASE(null_channel_is_einval_everywhere),
+    TU_CASE(messages_are_delivered_exactly),
+    TU_CASE(ping_pong_of_a_million_messages),
+    CU_TEST_INFO_NULL,
+};
+
+int main(int argc, char **argv)
+{
+    return tu_main(argc, argv, "channel", tests);
+}

@@ -1,0 +1,354 @@
+/* test_util.c - the shared CUnit harness: fork-per-test runner, runtime
+ * setup/teardown, order log and value-printing assertions. */
+#define _GNU_SOURCE
+#include "test_util.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- environment ------------------------------------------------------- */
+
+static long env_long(const char *name, long dflt, long min)
+{
+    const char *s = getenv(name);
+    if (s == NULL || *s == '\0')
+        return dflt;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < min) {
+        fprintf(stderr, "test: ignoring %s=\"%s\" (want an integer >= %ld)\n",
+                name, s, min);
+        return dflt;
+    }
+    return v;
+}
+
+int tu_workers(void)
+{
+    return (int)env_long("SL_TEST_WORKERS", 1, 1);
+}
+
+static bool nofork(void)
+{
+    return env_long("SL_TEST_NOFORK", 0, 0) != 0;
+}
+
+/* ---- order log --------------------------------------------------------- */
+
+static char log_buf[1 << 16];
+static size_t log_len;
+
+void tu_log_reset(void)
+{
+    log_len = 0;
+    log_buf[0] = '\0';
+}
+
+void tu_log_putc(char c)
+{
+    if (log_len + 1 < sizeof log_buf)
+        log_buf[log_len++] = c;
+    else
+        log_buf[sizeof log_buf - 2] = '!'; /* overflow marker */
+    log_buf[log_len] = '\0';
+}
+
+const char *tu_log(void)
+{
+    return log_buf;
+}
+
+void tu__assert_log(const char *expected, unsigned line, const char *file)
+{
+    char msg[512];
+    bool ok = strcmp(log_buf, expected) == 0;
+    snprintf(msg, sizeof msg, "order log is \"%.200s\", expected \"%.200s\"",
+             log_buf, expected);
+    CU_assertImplementation(ok, line, msg, file, "", CU_FALSE);
+}
+
+/* ---- assertions -------------------------------------------------------- */
+
+const char *tu_code_name(long long v)
+{
+    switch (v) {
+#define TU__NAME_CASE(name, value, msg) case SL_##name: return "SL_" #name;
+    SL_ERRNO_MAP(TU__NAME_CASE)
+#undef TU__NAME_CASE
+    default: return NULL;
+    }
+}
+
+static void describe(char *buf, size_t n, long long v)
+{
+    const char *name = tu_code_name(v);
+    if (name)
+        snprintf(buf, n, "%s (%lld)", name, v);
+    else
+        snprintf(buf, n, "%lld", v);
+}
+
+bool tu__assert_eq(long long actual, long long expected, const char *a_src,
+                   const char *e_src, unsigned line, const char *file)
+{
+    char a[64], e[64], msg[512];
+    bool ok = actual == expected;
+    describe(a, sizeof a, actual);
+    describe(e, sizeof e, expected);
+    snprintf(msg, sizeof msg, "%.180s == %.120s: got %s, expected %s",
+             a_src, e_src, a, e);
+    CU_assertImplementation(ok, line, msg, file, "", CU_FALSE);
+    return ok;
+}
+
+/* ---- running one test -------------------------------------------------- */
+
+static jmp_buf fatal_jump;
+
+/* Setup, body, teardown, in this process. A fatal CUnit assertion in the
+ * body lands on fatal_jump instead of CUnit's own buffer, so the teardown
+ * still runs. */
+static void run_here(tu_body_fn body, int flags)
+{
+    CU_pTest test = CU_get_current_test();
+    jmp_buf *cunit_jump = test ? test->pJumpBuf : NULL;
+
+    tu_log_reset();
+    if (!(flags & TU_NOINIT)) {
+        int rc = sl_init(NULL); /* defaults: 1 worker (see tu_workers) */
+        if (!TU_EQ(rc, 0))
+            return;
+    }
+    if (test)
+        test->pJumpBuf = &fatal_jump;
+    if (setjmp(fatal_jump) == 0)
+        body();
+    if (test)
+        test->pJumpBuf = cunit_jump;
+
+    if (!(flags & TU_NOINIT)) {
+        int live_tasklets_left_by_test = sl_getlivecount();
+        TU_EQ(live_tasklets_left_by_test, 0);
+        TU_EQ(sl_shutdown(), 0);
+    } else if (sl_getruncount() != SL_ESTATE) {
+        CU_FAIL("test left the runtime initialised");
+        sl_shutdown();
+    }
+}
+
+/* Child -> parent report: "A <asserts>\n", then one "F <line>\t<file>\t<cond>\n"
+ * per failure recorded since the fork. */
+static void report_to_parent(FILE *out, unsigned failures_before,
+                             unsigned asserts_before)
+{
+    fprintf(out, "A %u\n", CU_get_number_of_asserts() - asserts_before);
+    unsigned i = 0;
+    for (CU_pFailureRecord f = CU_get_failure_list(); f; f = f->pNext, i++) {
+        if (i < failures_before)
+            continue;
+        fprintf(out, "F %u\t", f->uiLineNumber);
+        for (const char *p = f->strFileName ? f->strFileName : ""; *p; p++)
+            fputc(*p == '\t' || *p == '\n' ? ' ' : *p, out);
+        fputc('\t', out);
+        for (const char *p = f->strCondition ? f->strCondition : ""; *p; p++)
+            fputc(*p == '\t' || *p == '\n' ? ' ' : *p, out);
+        fputc('\n', out);
+    }
+}
+
+/* Records the child's results in this process; returns the failure count. */
+static unsigned replay_report(char *report)
+{
+    unsigned asserts = 0, failures = 0;
+    for (char *line = strtok(report, "\n"); line; line = strtok(NULL, "\n")) {
+        if (line[0] == 'A') {
+            asserts = (unsigned)strtoul(line + 2, NULL, 10);
+        } else if (line[0] == 'F') {
+            char *file = strchr(line, '\t');
+            char *cond = file ? strchr(file + 1, '\t') : NULL;
+            if (!cond)
+                continue;
+            *file++ = '\0';
+            *cond++ = '\0';
+            CU_assertImplementation(CU_FALSE,
+                                    (unsigned)strtoul(line + 2, NULL, 10),
+                                    cond, file, "", CU_FALSE);
+            failures++;
+        }
+    }
+    for (unsigned i = failures; i < asserts; i++)
+        CU_assertImplementation(CU_TRUE, 0, "", "", "", CU_FALSE);
+    return failures;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+void tu_run(tu_body_fn body, int flags)
+{
+    if (nofork()) {
+        run_here(body, flags);
+        return;
+    }
+
+    int fds[2];
+    if (pipe(fds) != 0) {
+        CU_FAIL("harness: pipe() failed");
+        return;
+    }
+    unsigned failures_before = CU_get_number_of_failure_records();
+    unsigned asserts_before = CU_get_number_of_asserts();
+    fflush(NULL); /* or the child flushes the parent's buffers again */
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        CU_FAIL("harness: fork() failed");
+        return;
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        run_here(body, flags);
+        FILE *out = fdopen(fds[1], "w");
+        if (out) {
+            report_to_parent(out, failures_before, asserts_before);
+            fclose(out);
+        }
+        /* exit(), not _exit(): LeakSanitizer checks the child here. */
+        exit(CU_get_number_of_failure_records() > failures_before ? 1 : 0);
+    }
+    close(fds[1]);
+
+    long timeout = env_long("SL_TEST_CASE_TIMEOUT", 60, 1);
+    double deadline = now_s() + (double)timeout;
+    char *report = NULL;
+    size_t len = 0, cap = 0;
+    bool timed_out = false;
+    for (;;) {
+        double left = deadline - now_s();
+        if (left <= 0) {
+            timed_out = true;
+            break;
+        }
+        struct pollfd p = { .fd = fds[0], .events = POLLIN };
+        int n = poll(&p, 1, left > 1.0 ? 1000 : (int)(left * 1000) + 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            continue;
+        if (cap - len < 4096) {
+            cap = cap ? 2 * cap : 8192;
+            report = realloc(report, cap);
+            if (!report)
+                abort();
+        }
+        ssize_t got = read(fds[0], report + len, cap - len - 1);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            break;
+        len += (size_t)got;
+    }
+    close(fds[0]);
+    if (timed_out)
+        kill(pid, SIGKILL);
+    int status = 0;
+    for (;;) { /* it may also hang after its report, e.g. at exit */
+        pid_t r = waitpid(pid, &status, timed_out ? 0 : WNOHANG);
+        if (r == pid || (r < 0 && errno != EINTR))
+            break;
+        if (r == 0 && now_s() >= deadline) {
+            timed_out = true;
+            kill(pid, SIGKILL);
+        } else if (r == 0) {
+            nanosleep(&(struct timespec){ .tv_nsec = 5 * 1000 * 1000 }, NULL);
+        }
+    }
+
+    unsigned failures = 0;
+    bool got_report = len > 0;
+    if (report) {
+        report[len] = '\0';
+        failures = replay_report(report);
+        free(report);
+    }
+    char msg[160];
+    if (timed_out) {
+        snprintf(msg, sizeof msg,
+                 "harness: test timed out after %ld s (SL_TEST_CASE_TIMEOUT) and was killed",
+                 timeout);
+        CU_assertImplementation(CU_FALSE, 0, msg, "test_util.c", "", CU_FALSE);
+    } else if (WIFSIGNALED(status)) {
+        snprintf(msg, sizeof msg, "harness: test crashed: signal %d (%s)",
+                 WTERMSIG(status), strsignal(WTERMSIG(status)));
+        CU_assertImplementation(CU_FALSE, 0, msg, "test_util.c", "", CU_FALSE);
+    } else if (!got_report) {
+        CU_FAIL("harness: test process sent no report");
+    } else if (WEXITSTATUS(status) != 0 &&
+               (WEXITSTATUS(status) != 1 || failures == 0)) {
+        /* 1 with failures is ours; anything else came after the report,
+         * e.g. LeakSanitizer at exit. */
+        snprintf(msg, sizeof msg,
+                 "harness: test process exited with status %d (sanitizer report above?)",
+                 WEXITSTATUS(status));
+        CU_assertImplementation(CU_FALSE, 0, msg, "test_util.c", "", CU_FALSE);
+    }
+}
+
+/* ---- main -------------------------------------------------------------- */
+
+int tu_main(int argc, char **argv, const char *suite_name, CU_TestInfo *tests)
+{
+    int workers = tu_workers();
+    if (workers != 1)
+        printf("SL_TEST_WORKERS=%d requested: these suites run with 1 worker "
+               "for now\n", workers);
+
+    if (CU_initialize_registry() != CUE_SUCCESS) {
+        fprintf(stderr, "%s: CU_initialize_registry: %s\n", suite_name,
+                CU_get_error_msg());
+        return 1;
+    }
+    CU_pSuite suite = CU_add_suite(suite_name, NULL, NULL);
+    for (CU_TestInfo *t = tests; suite && t->pName; t++)
+        if (!CU_add_test(suite, t->pName, t->pTestFunc))
+            suite = NULL;
+    if (!suite) {
+        fprintf(stderr, "%s: cannot register tests: %s\n", suite_name,
+                CU_get_error_msg());
+        CU_cleanup_registry();
+        return 1;
+    }
+
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_ErrorCode rc;
+    if (argc > 1) {
+        CU_pTest test = CU_get_test(suite, argv[1]);
+        if (!test) {
+            fprintf(stderr, "%s: no test named %s\n", suite_name, argv[1]);
+            CU_cleanup_registry();
+            return 1;
+        }
+        rc = CU_basic_run_test(suite, test);
+    } else {
+        rc = CU_basic_run_tests();
+    }
+    printf("\n");
+    bool failed = rc != CUE_SUCCESS || CU_get_number_of_failures() != 0 ||
+                  CU_get_number_of_tests_failed() != 0;
+    CU_cleanup_registry();
+    return failed ? 1 : 0;
+}

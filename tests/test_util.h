@@ -1,0 +1,88 @@
+/* test_util.h - the shared CUnit harness: per-test runtime setup/teardown in
+ * a child process, an order log, and assertions that print what they saw.
+ *
+ * A suite defines its tests with TU_TEST (runtime initialised before the
+ * body, and after it: no live tasklet may be left, then sl_shutdown) or
+ * TU_TEST_NOINIT (the body runs with no runtime), lists them with TU_CASE in
+ * a CU_TestInfo array ending in CU_TEST_INFO_NULL, and its main() returns
+ * tu_main(). Each test runs in a forked child so that a crash or a hang in
+ * the runtime fails that test alone; the child's assertion results are
+ * replayed in the parent, where CUnit reports them.
+ *
+ * Environment:
+ *   SL_TEST_WORKERS       worker threads wanted (read and reported; 1 is
+ *                         used for now, later suites run with 2)
+ *   SL_TEST_CASE_TIMEOUT  seconds one test may take before it is killed
+ *                         (default 60; ctest's own limit covers the suite)
+ *   SL_TEST_NOFORK=1      run tests in-process (for gdb; name one test on
+ *                         the command line: tests share static state then)
+ *
+ * Rules for test bodies: use CU_*_FATAL only on the main tasklet (a fatal
+ * assertion longjmps, which must not leave a tasklet stack); plain
+ * assertions work anywhere. */
+#ifndef SL_TEST_UTIL_H
+#define SL_TEST_UTIL_H
+
+#include <CUnit/Basic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "stackless.h"
+
+enum { TU_INIT = 0, TU_NOINIT = 1 };
+
+typedef void (*tu_body_fn)(void);
+
+/* Run body as one test, in a child process unless SL_TEST_NOFORK is set. */
+void tu_run(tu_body_fn body, int flags);
+
+#define TU__DEFINE(name, flags)                                              \
+    static void name(void);                                                  \
+    static void name##__case(void) { tu_run(name, (flags)); }                \
+    static void name(void)
+#define TU_TEST(name) TU__DEFINE(name, TU_INIT)
+#define TU_TEST_NOINIT(name) TU__DEFINE(name, TU_NOINIT)
+#define TU_CASE(name) { #name, name##__case }
+
+/* Register one suite, run it (all tests, or only argv[1] when given) with
+ * CU_basic_run_tests in verbose mode, print CUnit's summary; 0 when every
+ * test passed, 1 otherwise. */
+int tu_main(int argc, char **argv, const char *suite, CU_TestInfo *tests);
+
+/* SL_TEST_WORKERS, or 1 when unset; a bad value is reported and gives 1. */
+int tu_workers(void);
+
+/* ---- order log: tasklets append characters, tests compare the string ---- */
+
+void tu_log_reset(void);
+void tu_log_putc(char c);
+const char *tu_log(void);
+#define TU_ASSERT_LOG(expected) tu__assert_log((expected), __LINE__, __FILE__)
+void tu__assert_log(const char *expected, unsigned line, const char *file);
+
+/* ---- assertions that show the values (and SL_E* names) they compared ---- */
+
+#define TU_EQ(actual, expected)                                              \
+    tu__assert_eq((long long)(actual), (long long)(expected), #actual,       \
+                  #expected, __LINE__, __FILE__)
+bool tu__assert_eq(long long actual, long long expected, const char *a_src,
+                   const char *e_src, unsigned line, const char *file);
+
+/* "SL_EKILLED" for an SL_E* value, NULL otherwise (from SL_ERRNO_MAP, so it
+ * does not depend on the library's sl_err_name). */
+const char *tu_code_name(long long v);
+
+/* alive, scheduled, blocked, paused: the four predicates in one line. */
+#define TU_ASSERT_STATE(t, alive, scheduled, blocked, paused)                \
+    do {                                                                     \
+        TU_EQ(sl_tasklet_alive(t), (alive));                                 \
+        TU_EQ(sl_tasklet_scheduled(t), (scheduled));                         \
+        TU_EQ(sl_tasklet_blocked(t), (blocked));                             \
+        TU_EQ(sl_tasklet_paused(t), (paused));                               \
+    } while (0)
+
+/* Messages cross the channel as void *: these make integers out of them. */
+#define TU_MSG(i) ((void *)(intptr_t)(i))
+#define TU_INT(p) ((intptr_t)(p))
+
+#endif /* SL_TEST_UTIL_H */
