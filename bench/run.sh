@@ -4,12 +4,13 @@
 # docs/benchmarks.md (tables, machine, ratios from this one run) and
 # docs/hackysack.svg (gnuplot).
 #
-# usage: bench/run.sh [BUILD_DIR] [--quick] [--out DIR]
+# usage: bench/run.sh [BUILD_DIR] [--quick] [--repeat R] [--out DIR]
 #   BUILD_DIR  a CMake build of this repo (default: build-bench beside
 #              bench/), e.g. made with
 #                cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DSL_BUILD_TESTS=OFF
 #                cmake --build build-bench -j2
 #   --quick    small sizes only: a smoke check of the whole pipeline
+#   --repeat R run each hackysack step R times, keep the fastest (default 1)
 #   --out DIR  where benchmarks.md and hackysack.svg go (default: docs/)
 #
 # Raw outputs of every step stay in BUILD_DIR/bench-results/. A hand-written
@@ -20,25 +21,31 @@ set -u -o pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=""
 QUICK=0
+REPEAT=1
 OUT="$ROOT/docs"
 
-usage() { sed -n '7,15p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '7,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
     case "$1" in
     --quick) QUICK=1 ;;
+    --repeat)
+        [ $# -ge 2 ] && [[ $2 =~ ^[1-9][0-9]*$ ]] || usage
+        REPEAT=$2
+        shift ;;
     --out) [ $# -ge 2 ] || usage; OUT=$2; shift ;;
-    --help|-h) sed -n '7,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --help|-h) sed -n '7,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "run.sh: unknown option $1" >&2; usage ;;
     *) [ -z "$BUILD" ] || usage; BUILD=$1 ;;
     esac
     shift
 done
 BUILD=${BUILD:-$ROOT/build-bench}
-if ! BUILD=$(cd "$BUILD" 2>/dev/null && pwd); then
+if ! BUILD_ABS=$(cd "$BUILD" 2>/dev/null && pwd); then
     echo "run.sh: no build directory '$BUILD'; make one with:" >&2
     echo "  cmake -S $ROOT -B $ROOT/build-bench -DCMAKE_BUILD_TYPE=Release -DSL_BUILD_TESTS=OFF && cmake --build $ROOT/build-bench -j2" >&2
     exit 1
 fi
+BUILD=$BUILD_ABS
 HS=$BUILD/examples/hackysack/hackysack
 for exe in "$HS" "$BUILD"/bench/bench_{switch,channel,spawn,fcontext}; do
     if [ ! -x "$exe" ]; then
@@ -148,6 +155,19 @@ for i in "${!IDS[@]}"; do
     # shellcheck disable=SC2086 # the command is a plain word list
     timeout "$STEP_TIMEOUT" $cmd >"$RES/$id.out" 2>"$RES/$id.err"
     rc=$?
+    # --repeat: run a hackysack step again and keep the fastest run.
+    if [ "$rc" = 0 ] && [ "$REPEAT" -gt 1 ] && [[ $id == hs-* ]]; then
+        for ((r = 2; r <= REPEAT; r++)); do
+            # shellcheck disable=SC2086
+            timeout "$STEP_TIMEOUT" $cmd >"$RES/$id.out.try" 2>"$RES/$id.err.try" || break
+            if awk -v a="$(kv "$id" seconds)" -v b="$(tail -n 1 "$RES/$id.out.try" | tr ' ' '\n' | sed -n 's/^seconds=//p')" \
+                'BEGIN { exit !(b < a) }'; then
+                mv "$RES/$id.out.try" "$RES/$id.out"
+                mv "$RES/$id.err.try" "$RES/$id.err"
+            fi
+        done
+        rm -f "$RES/$id.out.try" "$RES/$id.err.try"
+    fi
     t1=$(date +%s.%N)
     echo "$rc" >"$RES/$id.rc"
     wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
@@ -187,8 +207,13 @@ hs_cell() {
     skipped) echo "not run" ;;
     124) echo "timed out" ;;
     -) echo "-" ;;
-    *) if grep -q "pthread_create failed" "$RES/$id.err" 2>/dev/null; then
-           echo "failed: $(kv "$id" threads_created) threads"
+    *) local e t
+       e=$(kv "$id" error)
+       t=$(kv "$id" threads_created)
+       if [ -n "$t" ]; then
+           echo "failed ($e) after $t threads"
+       elif [ -n "$e" ]; then
+           echo "failed ($e) after $(kv "$id" tasklets_created) tasklets"
        else
            echo "failed (exit $rc)"
        fi ;;
@@ -209,6 +234,7 @@ CC_LINE=$(sed -n 's/^CMAKE_C_COMPILER:[A-Z]*=//p' "$BUILD/CMakeCache.txt" 2>/dev
 BTYPE=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD/CMakeCache.txt" 2>/dev/null | head -n 1)
 INVOCATION="bench/run.sh $(rel "$BUILD")"
 [ "$QUICK" = 1 ] && INVOCATION+=" --quick"
+[ "$REPEAT" -gt 1 ] && INVOCATION+=" --repeat $REPEAT"
 
 SW=$(kv switch ns_per_switch) FC=$(kv fcontext ns_per_switch)
 CH=$(kv channel ns_per_message) SP=$(kv spawn ns_per_spawn)
@@ -282,6 +308,7 @@ MD=$OUT/benchmarks.md
     echo "with its own channel per player; one ball; the same seeded kick sequence in"
     echo "every mode (each run prints its trace). Seconds cover creating the players,"
     echo "the game and every player's exit. Tasklets and Go play $TK kicks;"
+    [ "$REPEAT" -gt 1 ] && echo "Each size ran $REPEAT times; the fastest run is shown."
     echo "pthreads $PK (one thread per player, 64 KiB stacks, mutex+condvar mailboxes),"
     echo "and stop at the first size where threads run out."
     echo

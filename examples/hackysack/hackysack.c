@@ -137,7 +137,7 @@ static int play_tasklet(const hs_options *o, hs_result *r)
         cfg.stack_size = (size_t)o->stack_kib * 1024;
     if ((rc = sl_init(&cfg)) < 0) {
         fprintf(stderr, "hackysack: sl_init(workers=%d): %s\n", o->workers, sl_strerror(rc));
-        return 1;
+        return rc == SL_EINVAL ? 2 : 1; /* a configuration this runtime refuses */
     }
     G.p = calloc(o->players, sizeof *G.p);
     if (!G.p) {
@@ -162,6 +162,8 @@ static int play_tasklet(const hs_options *o, hs_result *r)
         if (!(p->ch = sl_channel_new()) ||
             (what = "sl_spawn", !sl_spawn(player_main, p))) {
             fprintf(stderr, "hackysack: %s failed after %u of %u players\n", what, i, G.n);
+            printf("mode=tasklet players=%u kicks=%" PRIu64 " error=%s tasklets_created=%u\n", G.n,
+                   o->kicks, what, i);
             sl_run();
             release_players(i);
             free_players(p->ch ? i + 1 : i);
