@@ -1,0 +1,221 @@
+/* channel.c - rendezvous channels with Stackless Python's semantics.
+ *
+ * Invariants (see channel.h): one FIFO wait queue per channel holding only
+ * senders or only receivers; balance counts them (+ senders, - receivers);
+ * a waiting tasklet is BLOCKED, linked through next/prev, and records its
+ * channel, direction, message and the result its call will return.
+ *
+ * One operation, two outcomes:
+ *  - a partner waits: the message changes hands, the partner becomes
+ *    runnable and the preference decides who runs: -dir (the partner is
+ *    preferred) switches to it at once, leaving the caller at the end of
+ *    the run queue; otherwise the caller continues and the partner goes to
+ *    the end. schedule_all overrides both: partner to the end, caller
+ *    yields. A closing channel still completes these.
+ *  - nobody waits: the caller blocks at the tail of the wait queue and the
+ *    next runnable tasklet runs; on a closing channel the call fails with
+ *    SL_ECLOSED instead; try_* calls fail with SL_EWOULDBLOCK.
+ */
+#include <stdlib.h>
+
+#include "channel/channel.h"
+#include "sched/sched.h"
+
+sl_channel *sl_channel_new(void)
+{
+    sl_channel *ch = calloc(1, sizeof *ch);
+    if (ch)
+        ch->preference = -1;
+    return ch;
+}
+
+int sl_channel_free(sl_channel *ch)
+{
+    if (!ch)
+        return SL_EINVAL;
+    if (ch->balance != 0)
+        return SL_ESTATE;
+    free(ch);
+    return 0;
+}
+
+void sl__channel_unwait(sl_tasklet *t)
+{
+    sl_channel *ch = t->chan;
+    SL__ASSERT(t->state == SL_T_BLOCKED && ch && ch->head);
+    if (t->next == t) {
+        ch->head = NULL;
+    } else {
+        t->prev->next = t->next;
+        t->next->prev = t->prev;
+        if (ch->head == t)
+            ch->head = t->next;
+    }
+    ch->balance -= t->dir;
+    t->next = t->prev = NULL;
+    t->chan = NULL;
+    t->state = SL_T_PAUSED;
+}
+
+/* The one channel operation. dir +1 sends msg (with err != 0: send_error),
+ * dir -1 receives into *out. */
+static inline __attribute__((always_inline)) int
+channel_action(sl_channel *ch, int dir, void *msg, void **out, int err,
+               bool try_only)
+{
+    sl_worker *w = sl__self();
+    if (sl_unlikely(!w))
+        return SL_ESTATE;
+    if (sl_unlikely(!ch))
+        return SL_EINVAL;
+    sl_tasklet *cur = w->current;
+    int bal = ch->balance;
+
+    if (dir > 0 ? bal < 0 : bal > 0) {
+        /* A partner waits: take the first one off the queue. */
+        sl_tasklet *t = ch->head;
+        if (t->next == t) {
+            ch->head = NULL;
+        } else {
+            t->prev->next = t->next;
+            t->next->prev = t->prev;
+            ch->head = t->next;
+        }
+        ch->balance = bal + dir;
+        t->chan = NULL;
+        int rc = 0;
+        if (dir > 0) {
+            t->value = msg;
+            t->result = err;
+        } else {
+            rc = t->result;
+            if (rc == 0 && out)
+                *out = t->value;
+            t->result = 0;
+        }
+        if (sl_unlikely(ch->schedule_all)) {
+            sl__rq_append(w, t);
+            sl_tasklet *next = cur->next;
+            w->current = next;
+            sl__jump(w, cur, next);
+            return sl__resumed(cur, rc);
+        }
+        if (ch->preference == -dir) {
+            sl__rq_link_after_current(w, t);
+            w->current = t;
+            sl__jump(w, cur, t);
+            return sl__resumed(cur, rc);
+        }
+        sl__rq_append(w, t);
+        return rc;
+    }
+
+    /* Nobody waits: block, unless that is not allowed. */
+    if (try_only)
+        return SL_EWOULDBLOCK;
+    if (ch->closing)
+        return SL_ECLOSED;
+    if (sl_unlikely(cur->killed))
+        return SL_EKILLED;
+    sl_tasklet *next = sl__rq_leave(w, cur);
+    if (sl_unlikely(!next))
+        return SL_EDEADLOCK;
+    cur->state = SL_T_BLOCKED;
+    cur->chan = ch;
+    cur->dir = (int8_t)dir;
+    cur->value = msg;
+    cur->result = err;
+    if (!ch->head) {
+        ch->head = cur;
+        cur->next = cur->prev = cur;
+    } else {
+        sl__rq_link_before(ch->head, cur);
+    }
+    ch->balance = bal + dir;
+    sl__jump(w, cur, next);
+    /* Resumed: a partner completed us, a killer took us off the queue, or
+     * (main only) the last runnable tasklet ended: SL_EDEADLOCK. */
+    if (sl_unlikely(cur->killed))
+        return SL_EKILLED;
+    int rc = cur->result;
+    if (dir < 0 && rc == 0 && out)
+        *out = cur->value;
+    cur->result = 0;
+    return rc;
+}
+
+int sl_channel_send(sl_channel *ch, void *msg)
+{
+    return channel_action(ch, 1, msg, NULL, 0, false);
+}
+
+int sl_channel_receive(sl_channel *ch, void **msg)
+{
+    return channel_action(ch, -1, NULL, msg, 0, false);
+}
+
+int sl_channel_try_send(sl_channel *ch, void *msg)
+{
+    return channel_action(ch, 1, msg, NULL, 0, true);
+}
+
+int sl_channel_try_receive(sl_channel *ch, void **msg)
+{
+    return channel_action(ch, -1, NULL, msg, 0, true);
+}
+
+int sl_channel_send_error(sl_channel *ch, int err)
+{
+    if (err >= 0)
+        return SL_EINVAL;
+    return channel_action(ch, 1, NULL, NULL, err, false);
+}
+
+int sl_channel_balance(const sl_channel *ch)
+{
+    return ch ? ch->balance : SL_EINVAL;
+}
+
+int sl_channel_preference(const sl_channel *ch)
+{
+    return ch ? ch->preference : SL_EINVAL;
+}
+
+void sl_channel_set_preference(sl_channel *ch, int pref)
+{
+    if (ch)
+        ch->preference = (int8_t)(pref < -1 ? -1 : pref > 1 ? 1 : pref);
+}
+
+bool sl_channel_schedule_all(const sl_channel *ch)
+{
+    return ch && ch->schedule_all;
+}
+
+void sl_channel_set_schedule_all(sl_channel *ch, bool on)
+{
+    if (ch)
+        ch->schedule_all = on;
+}
+
+void sl_channel_close(sl_channel *ch)
+{
+    if (ch)
+        ch->closing = true;
+}
+
+void sl_channel_open(sl_channel *ch)
+{
+    if (ch)
+        ch->closing = false;
+}
+
+bool sl_channel_closing(const sl_channel *ch)
+{
+    return ch && ch->closing;
+}
+
+bool sl_channel_closed(const sl_channel *ch)
+{
+    return ch && ch->closing && ch->balance == 0;
+}

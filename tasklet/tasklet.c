@@ -1,0 +1,354 @@
+/* tasklet.c - tasklet objects: the control-block slab, spawn, first run,
+ * exit, references, state predicates, names and sl_dump. */
+#define _GNU_SOURCE
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "channel/channel.h"
+#include "sched/sched.h"
+
+#if SL_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+/* ---- slab -------------------------------------------------------------- */
+
+#define SLAB_FIRST_CHUNK (64u << 10)
+#define SLAB_MAX_CHUNK (8u << 20)
+
+struct slab_chunk {
+    struct slab_chunk *next;
+    size_t bytes;
+};
+
+void sl__slab_init(sl_slab *s)
+{
+    s->free = NULL;
+    s->chunks = NULL;
+    s->next_chunk = SLAB_FIRST_CHUNK;
+}
+
+void sl__slab_destroy(sl_slab *s)
+{
+    struct slab_chunk *c = s->chunks;
+    while (c) {
+        struct slab_chunk *n = c->next;
+        munmap(c, c->bytes);
+        c = n;
+    }
+    sl__slab_init(s);
+}
+
+/* Map a new chunk, made present in one call, and thread its blocks onto the
+ * free list in address order. NULL when the kernel refuses the mapping. */
+sl_tasklet *sl__slab_refill(sl_slab *s)
+{
+    size_t bytes = s->next_chunk;
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    (void)madvise(p, bytes, MADV_POPULATE_WRITE); /* best effort */
+    if (s->next_chunk < SLAB_MAX_CHUNK)
+        s->next_chunk *= 2;
+    struct slab_chunk *c = p;
+    c->next = s->chunks;
+    c->bytes = bytes;
+    s->chunks = c;
+
+    size_t first = (sizeof *c + _Alignof(sl_tasklet) - 1) &
+                   ~(_Alignof(sl_tasklet) - 1);
+    if (first < 64)
+        first = 64; /* keep blocks on cache-line boundaries */
+    size_t n = (bytes - first) / sizeof(sl_tasklet);
+    sl_tasklet *blocks = (sl_tasklet *)((char *)p + first);
+    for (size_t i = 0; i + 1 < n; i++)
+        blocks[i].next = &blocks[i + 1];
+    blocks[n - 1].next = NULL;
+#if SL_ASAN
+    for (size_t i = 0; i < n; i++)
+        ASAN_POISON_MEMORY_REGION((char *)&blocks[i] + sizeof(void *),
+                                  sizeof(sl_tasklet) - sizeof(void *));
+#endif
+    return blocks;
+}
+
+void sl__slab_free(sl_slab *s, sl_tasklet *t)
+{
+    t->next = s->free;
+    s->free = t;
+#if SL_ASAN
+    ASAN_POISON_MEMORY_REGION((char *)t + sizeof(void *),
+                              sizeof(sl_tasklet) - sizeof(void *));
+#endif
+}
+
+static void release_block(sl_worker *w, sl_tasklet *t)
+{
+    SL__ASSERT(t->state == SL_T_DEAD && t->refs == 0 && !t->is_main);
+    sl__slab_free(&w->slab, t);
+}
+
+/* ---- spawn, first run, exit -------------------------------------------- */
+
+static void all_link(sl_worker *w, sl_tasklet *t)
+{
+    t->all_prev = NULL;
+    t->all_next = w->all;
+    if (w->all)
+        w->all->all_prev = t;
+    w->all = t;
+}
+
+static void all_unlink(sl_worker *w, sl_tasklet *t)
+{
+    if (t->all_prev)
+        t->all_prev->all_next = t->all_next;
+    else
+        w->all = t->all_next;
+    if (t->all_next)
+        t->all_next->all_prev = t->all_prev;
+    t->all_next = t->all_prev = NULL;
+}
+
+sl_tasklet *sl_spawn(sl_fn fn, void *arg)
+{
+    sl_worker *w = sl__self();
+    if (sl_unlikely(!w || !fn))
+        return NULL;
+    if (sl_unlikely(sl__stack_reserve(&w->stacks) < 0))
+        return NULL;
+    sl_tasklet *t = sl__slab_alloc(&w->slab);
+    if (sl_unlikely(!t)) {
+        sl__stack_unreserve(&w->stacks);
+        return NULL;
+    }
+#if SL_ASAN
+    ASAN_UNPOISON_MEMORY_REGION(t, sizeof *t);
+#endif
+    t->ctx = NULL;
+    t->value = NULL;
+    t->chan = NULL;
+    t->result = 0;
+    t->killed = 0;
+    t->dir = 0;
+    t->is_main = 0;
+    t->stack = NULL;
+    t->fn = fn;
+    t->arg = arg;
+    t->worker = w;
+    t->id = ++w->next_id;
+    t->refs = 1;
+    t->name[0] = '\0';
+#if SL_ASAN
+    t->asan_fake = NULL;
+    t->asan_bottom = NULL;
+    t->asan_size = 0;
+#endif
+    all_link(w, t);
+    w->livecount++;
+    sl__rq_append(w, t);
+    return t;
+}
+
+static void trampoline(sl_transfer tr) __attribute__((noreturn));
+static void tasklet_exit(sl_worker *w) __attribute__((noreturn));
+
+/* First run of t: give it a stack (promised at spawn, so this cannot fail)
+ * and a context that starts in trampoline(). */
+void sl__tasklet_prepare(sl_worker *w, sl_tasklet *t)
+{
+    SL__ASSERT(!t->stack && !t->is_main);
+    t->stack = sl__stack_take(&w->stacks);
+    /* The top 64 bytes stay free: the pool links free stacks there. */
+    char *top = sl__stack_top(&w->stacks, t->stack) - 64;
+    t->ctx = make_fcontext(top, w->stacks.usable - 64, trampoline);
+#if SL_ASAN
+    t->asan_bottom = t->stack + (w->stacks.size - w->stacks.usable);
+    t->asan_size = w->stacks.usable;
+#endif
+}
+
+static void trampoline(sl_transfer tr)
+{
+    sl_worker *w = (sl_worker *)tr.data;
+    w->prev->ctx = tr.fctx;
+#if SL_ASAN
+    __sanitizer_finish_switch_fiber(NULL, &w->prev->asan_bottom,
+                                    &w->prev->asan_size);
+#endif
+    sl_tasklet *self = w->current;
+    if (!self->killed)
+        self->fn(self->arg);
+    /* fn may have moved us to another worker: ask the thread afresh. */
+    tasklet_exit(sl__self());
+}
+
+/* The current tasklet ended: unlink it, recycle its stack (we still run on
+ * it, but nothing can take it before we have jumped away) and its block,
+ * and jump to the next runnable tasklet. */
+static void tasklet_exit(sl_worker *w)
+{
+    sl_tasklet *self = w->current;
+    if (self->next == self)
+        (void)sl__idle_end(w); /* links main in after us */
+    sl_tasklet *next = self->next;
+    sl__rq_unlink(w, self);
+    w->current = next;
+
+    /* A next tasklet that never ran takes its stack now, before ours goes
+     * back to the pool: it would otherwise get the one we still run on. */
+    if (sl_unlikely(!next->ctx))
+        sl__tasklet_prepare(w, next);
+    self->state = SL_T_DEAD;
+    all_unlink(w, self);
+    w->livecount--;
+    sl__stack_give(&w->stacks, self->stack);
+    self->stack = NULL;
+    if (--self->refs == 0)
+        release_block(w, self);
+
+    w->prev = &w->graveyard;
+#if SL_ASAN
+    __sanitizer_start_switch_fiber(NULL, next->asan_bottom, next->asan_size);
+#endif
+    jump_fcontext(next->ctx, w);
+    __builtin_unreachable();
+}
+
+/* Kill a tasklet that never ran: it dies without running its body. */
+void sl__tasklet_discard_new(sl_worker *w, sl_tasklet *t)
+{
+    SL__ASSERT(!t->ctx && t->state != SL_T_BLOCKED && !t->is_main);
+    if (t->state == SL_T_RUNNABLE)
+        sl__rq_unlink(w, t);
+    t->state = SL_T_DEAD;
+    all_unlink(w, t);
+    w->livecount--;
+    sl__stack_unreserve(&w->stacks);
+    if (--t->refs == 0)
+        release_block(w, t);
+}
+
+/* ---- references, predicates, names -------------------------------------- */
+
+void sl_tasklet_ref(sl_tasklet *t)
+{
+    if (t && !t->is_main)
+        t->refs++;
+}
+
+void sl_tasklet_unref(sl_tasklet *t)
+{
+    if (!t || t->is_main)
+        return;
+    SL__ASSERT(t->refs > 0);
+    if (--t->refs == 0)
+        release_block(t->worker, t);
+}
+
+bool sl_tasklet_alive(const sl_tasklet *t)
+{
+    return t && t->state != SL_T_DEAD;
+}
+
+bool sl_tasklet_blocked(const sl_tasklet *t)
+{
+    return t && t->state == SL_T_BLOCKED;
+}
+
+bool sl_tasklet_scheduled(const sl_tasklet *t)
+{
+    return t && (t->state == SL_T_RUNNABLE || t->state == SL_T_BLOCKED);
+}
+
+bool sl_tasklet_paused(const sl_tasklet *t)
+{
+    return t && t->state == SL_T_PAUSED;
+}
+
+int sl_tasklet_set_name(sl_tasklet *t, const char *name)
+{
+    if (!t)
+        return SL_EINVAL;
+    if (!name)
+        name = "";
+    size_t n = strnlen(name, sizeof t->name - 1);
+    memcpy(t->name, name, n);
+    t->name[n] = '\0';
+    return 0;
+}
+
+const char *sl_tasklet_name(const sl_tasklet *t)
+{
+    return t ? t->name : NULL;
+}
+
+uint64_t sl_tasklet_id(const sl_tasklet *t)
+{
+    return t ? t->id : 0;
+}
+
+static const char *state_name(const sl_worker *w, const sl_tasklet *t)
+{
+    if (t == w->current)
+        return "running";
+    switch (t->state) {
+    case SL_T_RUNNABLE:
+        return t->ctx ? "runnable" : "new";
+    case SL_T_BLOCKED:
+        return t->dir > 0 ? "blocked-send" : "blocked-receive";
+    case SL_T_PAUSED:
+        return "paused";
+    default:
+        return "dead";
+    }
+}
+
+static void dump_one(FILE *out, const sl_worker *w, const sl_tasklet *t)
+{
+    fprintf(out, "  #%llu %-20s %-16s", (unsigned long long)t->id,
+            t->name[0] ? t->name : (t->is_main ? "main" : "-"),
+            state_name(w, t));
+    if (t->state == SL_T_BLOCKED)
+        fprintf(out, " on channel %p (balance %d)", (void *)t->chan,
+                t->chan ? t->chan->balance : 0);
+    if (t->killed)
+        fprintf(out, " killed");
+    fputc('\n', out);
+}
+
+void sl_dump(FILE *out)
+{
+    sl_worker *w = sl__self();
+    if (!out)
+        out = stderr;
+    if (!w) {
+        fprintf(out, "stackless: runtime not initialised\n");
+        return;
+    }
+    fprintf(out, "stackless: %d live tasklet(s), %d runnable\n",
+            w->livecount, w->runcount);
+    dump_one(out, w, w->main);
+    for (const sl_tasklet *t = w->all; t; t = t->all_next)
+        dump_one(out, w, t);
+}
+
+/* sl_shutdown: every live tasklet is discarded; channels they waited on are
+ * left empty so that they can be freed. */
+void sl__tasklet_discard_all(sl_worker *w)
+{
+    for (sl_tasklet *t = w->all; t; t = t->all_next) {
+        if (t->state == SL_T_BLOCKED && t->chan) {
+            t->chan->head = NULL;
+            t->chan->balance = 0;
+        }
+    }
+    w->all = NULL;
+    w->livecount = 0;
+}

@@ -1,0 +1,80 @@
+/* tasklet.h - the tasklet control block and its slab allocator (private). */
+#ifndef SL_TASKLET_H
+#define SL_TASKLET_H
+
+#include <stdint.h>
+
+#include "tasklet/fcontext.h"
+#include "tasklet/internal.h"
+
+typedef struct sl_worker sl_worker;
+
+/* Where a tasklet is. "scheduled" in Stackless's sense is RUNNABLE or
+ * BLOCKED; "paused" is PAUSED; "alive" is anything but DEAD. */
+enum sl_tstate {
+    SL_T_RUNNABLE = 0, /* linked in its worker's run queue (next/prev)      */
+    SL_T_BLOCKED,      /* linked in a channel's wait queue (next/prev)      */
+    SL_T_PAUSED,       /* in no queue                                       */
+    SL_T_DEAD,         /* ended; the control block lives while refs > 0     */
+};
+
+/* The control block. It lives in a dense slab (not on the stack), because a
+ * tasklet gets its stack only when it first runs: a spawned-but-not-started
+ * tasklet costs these bytes only. Fields in the first cache line are the
+ * ones the switch and channel paths touch. */
+struct sl_tasklet {
+    /* -- hot: run queue / channel queue, switch, message exchange -------- */
+    sl_tasklet *next, *prev; /* run-queue circle or channel wait queue,
+                                by state; NULL when in neither           */
+    sl_fcontext ctx;         /* saved context; NULL before the first run */
+    void *value;             /* message being sent or received           */
+    struct sl_channel *chan; /* channel waited on, when BLOCKED          */
+    int result;              /* outcome of the pending blocking call     */
+    uint8_t state;           /* enum sl_tstate                           */
+    uint8_t killed;          /* sl_tasklet_kill happened: every later
+                                blocking call returns SL_EKILLED         */
+    int8_t dir;              /* +1 blocked sending, -1 receiving         */
+    uint8_t is_main;
+    char *stack;             /* lowest address of its stack slot, or NULL
+                                (main: the thread's own stack)           */
+    /* -- cold ------------------------------------------------------------ */
+    sl_fn fn;
+    void *arg;
+    sl_worker *worker;           /* owner                                 */
+    sl_tasklet *all_next, *all_prev; /* every live tasklet, for sl_dump   */
+    uint64_t id;
+    int refs;                    /* the runtime holds 1 while alive       */
+#if SL_ASAN
+    void *asan_fake;             /* ASan fake stack while switched out    */
+    const void *asan_bottom;     /* stack bounds ASan is told about       */
+    size_t asan_size;
+#endif
+    char name[32];
+};
+
+/* Slab of control blocks, one per worker. Chunks are mapped and made
+ * present in bulk (MADV_POPULATE_WRITE): a page fault costs ~10 us on the
+ * target VM, populating a range ~0.5 us per page. */
+typedef struct sl_slab {
+    sl_tasklet *free;  /* LIFO of free blocks, linked through ->next */
+    void *chunks;      /* list of mapped chunks, for munmap */
+    size_t next_chunk; /* bytes of the next chunk to map (doubles) */
+} sl_slab;
+
+void sl__slab_init(sl_slab *s);
+void sl__slab_destroy(sl_slab *s);
+sl_tasklet *sl__slab_refill(sl_slab *s); /* slow path of sl__slab_alloc */
+
+static inline sl_tasklet *sl__slab_alloc(sl_slab *s)
+{
+    sl_tasklet *t = s->free;
+    if (sl_unlikely(!t))
+        t = sl__slab_refill(s);
+    if (t)
+        s->free = t->next;
+    return t;
+}
+
+void sl__slab_free(sl_slab *s, sl_tasklet *t);
+
+#endif /* SL_TASKLET_H */
