@@ -174,7 +174,7 @@ for i in "${!IDS[@]}"; do
     if [ "$rc" = 0 ]; then
         echo "ok in ${wall}s: $(tail -n 1 "$RES/$id.out")" >&2
     else
-        why=$(grep -v '^usage\|^  ' "$RES/$id.err" | head -n 1)
+        why=$(grep -v '^usage\|^  ' "$RES/$id.err" | head -n 1 | sed 's/^[a-z_]*: //')
         [ "$rc" = 124 ] && why="timed out after ${STEP_TIMEOUT}s"
         echo "FAILED (exit $rc) in ${wall}s: $why" >&2
         if [[ $id == hs-pthread-* ]]; then
@@ -228,7 +228,7 @@ fi
 
 MODEL=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "?")
-if [ -n "$(git -C "$ROOT" status --porcelain 2>/dev/null)" ]; then COMMIT="$COMMIT (with uncommitted changes)"; fi
+if [ -n "$(git -C "$ROOT" status --porcelain -- . ':!docs/benchmarks.md' ':!docs/hackysack.svg' 2>/dev/null)" ]; then COMMIT="$COMMIT (with uncommitted changes)"; fi
 CC_LINE=$(sed -n 's/^CMAKE_C_COMPILER:[A-Z]*=//p' "$BUILD/CMakeCache.txt" 2>/dev/null | head -n 1)
 [ -n "$CC_LINE" ] && CC_LINE="$CC_LINE ($("$CC_LINE" --version 2>/dev/null | head -n 1))"
 BTYPE=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD/CMakeCache.txt" 2>/dev/null | head -n 1)
@@ -308,9 +308,9 @@ MD=$OUT/benchmarks.md
     echo "with its own channel per player; one ball; the same seeded kick sequence in"
     echo "every mode (each run prints its trace). Seconds cover creating the players,"
     echo "the game and every player's exit. Tasklets and Go play $TK kicks;"
-    [ "$REPEAT" -gt 1 ] && echo "Each size ran $REPEAT times; the fastest run is shown."
     echo "pthreads $PK (one thread per player, 64 KiB stacks, mutex+condvar mailboxes),"
     echo "and stop at the first size where threads run out."
+    [ "$REPEAT" -gt 1 ] && echo "Each size ran $REPEAT times; the fastest run is shown."
     echo
     echo "Commands: \`$(rel "$HS") --mode tasklet --players N --kicks $TK\`,"
     echo "\`$(rel "$HS") --mode pthread --players N --kicks $PK\`"
