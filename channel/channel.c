@@ -57,62 +57,36 @@ void sl__channel_unwait(sl_tasklet *t)
     t->state = SL_T_PAUSED;
 }
 
-/* The one channel operation. dir +1 sends msg (with err != 0: send_error),
- * dir -1 receives into *out. */
-static inline __attribute__((always_inline)) int
-channel_action(sl_channel *ch, int dir, void *msg, void **out, int err,
-               bool try_only)
+/* Slow paths, kept out of line so that the hand-over path below needs no
+ * callee-saved registers: a switch clobbers every caller-saved one. */
+
+/* The partner t is preferred: it runs now, the caller goes to the end. */
+static __attribute__((noinline)) int run_partner(sl_worker *w, sl_tasklet *cur,
+                                                 sl_tasklet *t, int rc)
 {
-    sl_worker *w = sl__self();
-    if (sl_unlikely(!w))
-        return SL_ESTATE;
-    if (sl_unlikely(!ch))
-        return SL_EINVAL;
+    sl__rq_link_after_current(w, t);
+    w->current = t;
+    sl__jump(w, cur, t);
+    return sl__resumed(cur, rc);
+}
+
+/* schedule_all: the partner goes to the end and the caller yields. */
+static __attribute__((noinline)) int yield_after(sl_worker *w, sl_tasklet *cur,
+                                                 sl_tasklet *t, int rc)
+{
+    sl__rq_append(w, t);
+    sl_tasklet *next = cur->next;
+    w->current = next;
+    sl__jump(w, cur, next);
+    return sl__resumed(cur, rc);
+}
+
+/* Nobody waits: the caller blocks at the tail of the wait queue. */
+static __attribute__((noinline)) int block(sl_worker *w, sl_channel *ch,
+                                           int dir, void *msg, void **out,
+                                           int err)
+{
     sl_tasklet *cur = w->current;
-    int bal = ch->balance;
-
-    if (dir > 0 ? bal < 0 : bal > 0) {
-        /* A partner waits: take the first one off the queue. */
-        sl_tasklet *t = ch->head;
-        if (t->next == t) {
-            ch->head = NULL;
-        } else {
-            t->prev->next = t->next;
-            t->next->prev = t->prev;
-            ch->head = t->next;
-        }
-        ch->balance = bal + dir;
-        t->chan = NULL;
-        int rc = 0;
-        if (dir > 0) {
-            t->value = msg;
-            t->result = err;
-        } else {
-            rc = t->result;
-            if (rc == 0 && out)
-                *out = t->value;
-            t->result = 0;
-        }
-        if (sl_unlikely(ch->schedule_all)) {
-            sl__rq_append(w, t);
-            sl_tasklet *next = cur->next;
-            w->current = next;
-            sl__jump(w, cur, next);
-            return sl__resumed(cur, rc);
-        }
-        if (ch->preference == -dir) {
-            sl__rq_link_after_current(w, t);
-            w->current = t;
-            sl__jump(w, cur, t);
-            return sl__resumed(cur, rc);
-        }
-        sl__rq_append(w, t);
-        return rc;
-    }
-
-    /* Nobody waits: block, unless that is not allowed. */
-    if (try_only)
-        return SL_EWOULDBLOCK;
     if (ch->closing)
         return SL_ECLOSED;
     if (sl_unlikely(cur->killed))
@@ -131,7 +105,7 @@ channel_action(sl_channel *ch, int dir, void *msg, void **out, int err,
     } else {
         sl__rq_link_before(ch->head, cur);
     }
-    ch->balance = bal + dir;
+    ch->balance += dir;
     sl__jump(w, cur, next);
     /* Resumed: a partner completed us, a killer took us off the queue, or
      * (main only) the last runnable tasklet ended: SL_EDEADLOCK. */
@@ -141,6 +115,50 @@ channel_action(sl_channel *ch, int dir, void *msg, void **out, int err,
     if (dir < 0 && rc == 0 && out)
         *out = cur->value;
     cur->result = 0;
+    return rc;
+}
+
+/* The one channel operation. dir +1 sends msg (with err != 0: send_error),
+ * dir -1 receives into *out. */
+static inline __attribute__((always_inline)) int
+channel_action(sl_channel *ch, int dir, void *msg, void **out, int err,
+               bool try_only)
+{
+    sl_worker *w = sl__self();
+    if (sl_unlikely(!w))
+        return SL_ESTATE;
+    if (sl_unlikely(!ch))
+        return SL_EINVAL;
+    int bal = ch->balance;
+    if (!(dir > 0 ? bal < 0 : bal > 0))
+        return try_only ? SL_EWOULDBLOCK : block(w, ch, dir, msg, out, err);
+
+    /* A partner waits: take the first one off the queue, hand over. */
+    sl_tasklet *t = ch->head;
+    if (t->next == t) {
+        ch->head = NULL;
+    } else {
+        t->prev->next = t->next;
+        t->next->prev = t->prev;
+        ch->head = t->next;
+    }
+    ch->balance = bal + dir;
+    t->chan = NULL;
+    int rc = 0;
+    if (dir > 0) {
+        t->value = msg;
+        t->result = err;
+    } else {
+        rc = t->result;
+        if (rc == 0 && out)
+            *out = t->value;
+        t->result = 0;
+    }
+    if (sl_unlikely(ch->schedule_all))
+        return yield_after(w, w->current, t, rc);
+    if (ch->preference == -dir)
+        return run_partner(w, w->current, t, rc);
+    sl__rq_append(w, t);
     return rc;
 }
 

@@ -91,7 +91,7 @@ static inline sl_worker *sl__jump(sl_worker *w, sl_tasklet *from,
     __sanitizer_start_switch_fiber(&from->asan_fake, to->asan_bottom,
                                    to->asan_size);
 #endif
-    sl_transfer tr = jump_fcontext(to->ctx, w);
+    sl_transfer tr = sl__jump_fcontext(to->ctx, w);
     w = (sl_worker *)tr.data;
     w->prev->ctx = tr.fctx;
 #if SL_ASAN

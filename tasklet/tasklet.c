@@ -217,7 +217,7 @@ static void tasklet_exit(sl_worker *w)
 #if SL_ASAN
     __sanitizer_start_switch_fiber(NULL, next->asan_bottom, next->asan_size);
 #endif
-    jump_fcontext(next->ctx, w);
+    sl__jump_fcontext(next->ctx, w);
     __builtin_unreachable();
 }
 
