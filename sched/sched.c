@@ -217,7 +217,7 @@ int sl_init(const sl_config *cfg)
         free(w);
         return rc;
     }
-    sl__slab_init(&w->slab);
+    sl__slab_init(&w->slab, w);
     sl_tasklet *m = &w->main_block;
     m->is_main = 1;
     m->state = SL_T_RUNNABLE;

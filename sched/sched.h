@@ -23,7 +23,6 @@ struct sl_worker {
     sl_stack_pool stacks;  /* this worker's stacks                         */
     sl_slab slab;          /* this worker's control blocks                 */
     sl_tasklet *main;      /* the thread's own context                     */
-    sl_tasklet *all;       /* every live tasklet (list head)               */
     uint64_t next_id;
     sl_tasklet graveyard;  /* stands in for a tasklet that ended: the next
                               tasklet writes the dead context here        */

@@ -26,8 +26,9 @@ struct slab_chunk {
     size_t bytes;
 };
 
-void sl__slab_init(sl_slab *s)
+void sl__slab_init(sl_slab *s, sl_worker *owner)
 {
+    s->owner = owner;
     s->free = NULL;
     s->chunks = NULL;
     s->next_chunk = SLAB_FIRST_CHUNK;
@@ -41,7 +42,30 @@ void sl__slab_destroy(sl_slab *s)
         munmap(c, c->bytes);
         c = n;
     }
-    sl__slab_init(s);
+    sl__slab_init(s, s->owner);
+}
+
+static sl_tasklet *chunk_blocks(struct slab_chunk *c, size_t *n)
+{
+    size_t first = 64; /* header; keeps blocks on cache-line boundaries */
+    *n = (c->bytes - first) / sizeof(sl_tasklet);
+    return (sl_tasklet *)((char *)c + first);
+}
+
+void sl__slab_each(sl_slab *s, void (*fn)(sl_tasklet *, void *), void *arg)
+{
+    for (struct slab_chunk *c = s->chunks; c; c = c->next) {
+        size_t n;
+        sl_tasklet *b = chunk_blocks(c, &n);
+        for (size_t i = 0; i < n; i++) {
+#if SL_ASAN
+            if (__asan_address_is_poisoned(&b[i].state))
+                continue; /* free */
+#endif
+            if (b[i].state != SL_T_FREE)
+                fn(&b[i], arg);
+        }
+    }
 }
 
 /* Map a new chunk, made present in one call, and thread its blocks onto the
@@ -61,15 +85,14 @@ sl_tasklet *sl__slab_refill(sl_slab *s)
     c->bytes = bytes;
     s->chunks = c;
 
-    size_t first = (sizeof *c + _Alignof(sl_tasklet) - 1) &
-                   ~(_Alignof(sl_tasklet) - 1);
-    if (first < 64)
-        first = 64; /* keep blocks on cache-line boundaries */
-    size_t n = (bytes - first) / sizeof(sl_tasklet);
-    sl_tasklet *blocks = (sl_tasklet *)((char *)p + first);
-    for (size_t i = 0; i + 1 < n; i++)
-        blocks[i].next = &blocks[i + 1];
-    blocks[n - 1].next = NULL;
+    size_t n;
+    sl_tasklet *blocks = chunk_blocks(c, &n);
+    for (size_t i = 0; i < n; i++) {
+        blocks[i].next = i + 1 < n ? &blocks[i + 1] : NULL;
+        blocks[i].state = SL_T_FREE;
+        blocks[i].worker = s->owner;
+        blocks[i].is_main = 0;
+    }
 #if SL_ASAN
     for (size_t i = 0; i < n; i++)
         ASAN_POISON_MEMORY_REGION((char *)&blocks[i] + sizeof(void *),
@@ -80,6 +103,7 @@ sl_tasklet *sl__slab_refill(sl_slab *s)
 
 void sl__slab_free(sl_slab *s, sl_tasklet *t)
 {
+    t->state = SL_T_FREE;
     t->next = s->free;
     s->free = t;
 #if SL_ASAN
@@ -96,26 +120,6 @@ static void release_block(sl_worker *w, sl_tasklet *t)
 
 /* ---- spawn, first run, exit -------------------------------------------- */
 
-static void all_link(sl_worker *w, sl_tasklet *t)
-{
-    t->all_prev = NULL;
-    t->all_next = w->all;
-    if (w->all)
-        w->all->all_prev = t;
-    w->all = t;
-}
-
-static void all_unlink(sl_worker *w, sl_tasklet *t)
-{
-    if (t->all_prev)
-        t->all_prev->all_next = t->all_next;
-    else
-        w->all = t->all_next;
-    if (t->all_next)
-        t->all_next->all_prev = t->all_prev;
-    t->all_next = t->all_prev = NULL;
-}
-
 sl_tasklet *sl_spawn(sl_fn fn, void *arg)
 {
     sl_worker *w = sl__self();
@@ -131,17 +135,13 @@ sl_tasklet *sl_spawn(sl_fn fn, void *arg)
 #if SL_ASAN
     ASAN_UNPOISON_MEMORY_REGION(t, sizeof *t);
 #endif
+    /* worker and is_main were stamped when the chunk was made; value, chan,
+     * result and dir are written by whatever blocks the tasklet. */
     t->ctx = NULL;
-    t->value = NULL;
-    t->chan = NULL;
-    t->result = 0;
     t->killed = 0;
-    t->dir = 0;
-    t->is_main = 0;
     t->stack = NULL;
     t->fn = fn;
     t->arg = arg;
-    t->worker = w;
     t->id = ++w->next_id;
     t->refs = 1;
     t->name[0] = '\0';
@@ -150,7 +150,6 @@ sl_tasklet *sl_spawn(sl_fn fn, void *arg)
     t->asan_bottom = NULL;
     t->asan_size = 0;
 #endif
-    all_link(w, t);
     w->livecount++;
     sl__rq_append(w, t);
     return t;
@@ -163,7 +162,6 @@ static void tasklet_exit(sl_worker *w) __attribute__((noreturn));
  * and a context that starts in trampoline(). */
 void sl__tasklet_prepare(sl_worker *w, sl_tasklet *t)
 {
-    SL__ASSERT(!t->stack && !t->is_main);
     t->stack = sl__stack_take(&w->stacks);
     /* The top 64 bytes stay free: the pool links free stacks there. */
     char *top = sl__stack_top(&w->stacks, t->stack) - 64;
@@ -195,8 +193,15 @@ static void trampoline(sl_transfer tr)
 static void tasklet_exit(sl_worker *w)
 {
     sl_tasklet *self = w->current;
-    if (self->next == self)
-        (void)sl__idle_end(w); /* links main in after us */
+    if (self->next == self) { /* nothing else runnable: back to main */
+        sl_tasklet *m = w->main;
+        if (sl_likely(m->state == SL_T_PAUSED)) { /* sl_run's usual end */
+            m->result = 0;
+            sl__rq_append(w, m);
+        } else {
+            (void)sl__idle_end(w);
+        }
+    }
     sl_tasklet *next = self->next;
     sl__rq_unlink(w, self);
     w->current = next;
@@ -206,7 +211,6 @@ static void tasklet_exit(sl_worker *w)
     if (sl_unlikely(!next->ctx))
         sl__tasklet_prepare(w, next);
     self->state = SL_T_DEAD;
-    all_unlink(w, self);
     w->livecount--;
     sl__stack_give(&w->stacks, self->stack);
     self->stack = NULL;
@@ -228,7 +232,6 @@ void sl__tasklet_discard_new(sl_worker *w, sl_tasklet *t)
     if (t->state == SL_T_RUNNABLE)
         sl__rq_unlink(w, t);
     t->state = SL_T_DEAD;
-    all_unlink(w, t);
     w->livecount--;
     sl__stack_unreserve(&w->stacks);
     if (--t->refs == 0)
@@ -323,6 +326,18 @@ static void dump_one(FILE *out, const sl_worker *w, const sl_tasklet *t)
     fputc('\n', out);
 }
 
+struct dump_ctx {
+    FILE *out;
+    const sl_worker *w;
+};
+
+static void dump_cb(sl_tasklet *t, void *arg)
+{
+    struct dump_ctx *d = arg;
+    if (t->state != SL_T_DEAD)
+        dump_one(d->out, d->w, t);
+}
+
 void sl_dump(FILE *out)
 {
     sl_worker *w = sl__self();
@@ -335,20 +350,23 @@ void sl_dump(FILE *out)
     fprintf(out, "stackless: %d live tasklet(s), %d runnable\n",
             w->livecount, w->runcount);
     dump_one(out, w, w->main);
-    for (const sl_tasklet *t = w->all; t; t = t->all_next)
-        dump_one(out, w, t);
+    struct dump_ctx d = {out, w};
+    sl__slab_each(&w->slab, dump_cb, &d);
 }
 
 /* sl_shutdown: every live tasklet is discarded; channels they waited on are
  * left empty so that they can be freed. */
+static void discard_cb(sl_tasklet *t, void *arg)
+{
+    (void)arg;
+    if (t->state == SL_T_BLOCKED && t->chan) {
+        t->chan->head = NULL;
+        t->chan->balance = 0;
+    }
+}
+
 void sl__tasklet_discard_all(sl_worker *w)
 {
-    for (sl_tasklet *t = w->all; t; t = t->all_next) {
-        if (t->state == SL_T_BLOCKED && t->chan) {
-            t->chan->head = NULL;
-            t->chan->balance = 0;
-        }
-    }
-    w->all = NULL;
+    sl__slab_each(&w->slab, discard_cb, NULL);
     w->livecount = 0;
 }

@@ -16,6 +16,7 @@ enum sl_tstate {
     SL_T_BLOCKED,      /* linked in a channel's wait queue (next/prev)      */
     SL_T_PAUSED,       /* in no queue                                       */
     SL_T_DEAD,         /* ended; the control block lives while refs > 0     */
+    SL_T_FREE,         /* a free slab block (no tasklet)                    */
 };
 
 /* The control block. It lives in a dense slab (not on the stack), because a
@@ -40,8 +41,8 @@ struct sl_tasklet {
     /* -- cold ------------------------------------------------------------ */
     sl_fn fn;
     void *arg;
-    sl_worker *worker;           /* owner                                 */
-    sl_tasklet *all_next, *all_prev; /* every live tasklet, for sl_dump   */
+    sl_worker *worker;           /* owner: set once, when its slab chunk
+                                    is made                               */
     uint64_t id;
     int refs;                    /* the runtime holds 1 while alive       */
 #if SL_ASAN
@@ -57,11 +58,14 @@ struct sl_tasklet {
  * target VM, populating a range ~0.5 us per page. */
 typedef struct sl_slab {
     sl_tasklet *free;  /* LIFO of free blocks, linked through ->next */
+    sl_worker *owner;  /* stamped into every block                   */
     void *chunks;      /* list of mapped chunks, for munmap */
     size_t next_chunk; /* bytes of the next chunk to map (doubles) */
 } sl_slab;
 
-void sl__slab_init(sl_slab *s);
+void sl__slab_init(sl_slab *s, sl_worker *owner);
+/* Call fn on every block that holds a tasklet (alive or dead). */
+void sl__slab_each(sl_slab *s, void (*fn)(sl_tasklet *, void *), void *arg);
 void sl__slab_destroy(sl_slab *s);
 sl_tasklet *sl__slab_refill(sl_slab *s); /* slow path of sl__slab_alloc */
 
