@@ -107,11 +107,10 @@ static size_t fmt_u64(char *p, unsigned long long v)
     return n;
 }
 
-static void overflow_handler(int sig, siginfo_t *si, void *uc)
+/* Async-signal-safe: called from the SIGSEGV handler. */
+void sl__overflow_abort(const sl_tasklet *t)
 {
-    sl_worker *w = sl__tls_worker;
-    sl_tasklet *t = w ? w->current : NULL;
-    if (t && t->stack && sl__stack_guard_hit(&w->stacks, t->stack, si->si_addr)) {
+    {
         char buf[160];
         size_t n = 0;
         static const char a[] = "stackless: stack overflow in tasklet #";
@@ -123,7 +122,7 @@ static void overflow_handler(int sig, siginfo_t *si, void *uc)
         size_t len = strnlen(t->name, sizeof t->name);
         memcpy(buf + n, t->name, len);
         n += len;
-        static const char b[] = "' (its guard page was hit); aborting\n";
+        static const char b[] = "'; aborting\n";
         memcpy(buf + n, b, sizeof b - 1);
         n += sizeof b - 1;
         ssize_t r = write(2, buf, n);
@@ -131,12 +130,22 @@ static void overflow_handler(int sig, siginfo_t *si, void *uc)
         signal(SIGABRT, SIG_DFL);
         abort();
     }
+}
+
+static void overflow_handler(int sig, siginfo_t *si, void *uc)
+{
+    sl_worker *w = sl__tls_worker;
+    sl_tasklet *t = w ? w->current : NULL;
+    if (t && t->stack && sl__stack_guard_hit(&w->stacks, t->stack, si->si_addr))
+        sl__overflow_abort(t);
     /* Not an overflow of ours: hand it to whoever had the signal before. */
     struct sigaction *old = sig == SIGSEGV ? &old_segv : &old_bus;
     if (old->sa_flags & SA_SIGINFO) {
         old->sa_sigaction(sig, si, uc);
     } else if (old->sa_handler == SIG_DFL || old->sa_handler == SIG_IGN) {
-        signal(sig, SIG_DFL); /* the fault repeats and kills us */
+        signal(sig, SIG_DFL); /* a real fault repeats and kills us */
+        if (si->si_code <= 0)  /* sent by kill() or raise(): send it again */
+            raise(sig);
     } else {
         old->sa_handler(sig);
     }

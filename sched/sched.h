@@ -76,6 +76,8 @@ static inline void sl__rq_unlink(sl_worker *w, sl_tasklet *t)
 /* ---- the switch -------------------------------------------------------- */
 
 void sl__tasklet_prepare(sl_worker *w, sl_tasklet *t); /* first run: stack */
+/* Report that t overflowed its stack, by id and name, and abort. */
+void sl__overflow_abort(const sl_tasklet *t) __attribute__((noreturn, cold));
 
 /* Switch from `from` (the running tasklet) to `to`, which must already be
  * w->current. Returns when `from` is resumed, with the worker it resumed
@@ -85,6 +87,9 @@ static inline sl_worker *sl__jump(sl_worker *w, sl_tasklet *from,
 {
     if (sl_unlikely(!to->ctx))
         sl__tasklet_prepare(w, to);
+    if (sl_unlikely(w->stacks.ncanary) && from->stack &&
+        !sl__stack_canary_check(&w->stacks, from->stack))
+        sl__overflow_abort(from);
     w->prev = from;
 #if SL_ASAN
     __sanitizer_start_switch_fiber(&from->asan_fake, to->asan_bottom,

@@ -210,6 +210,9 @@ static void tasklet_exit(sl_worker *w)
      * back to the pool: it would otherwise get the one we still run on. */
     if (sl_unlikely(!next->ctx))
         sl__tasklet_prepare(w, next);
+    if (sl_unlikely(w->stacks.ncanary) &&
+        !sl__stack_canary_check(&w->stacks, self->stack))
+        sl__overflow_abort(self);
     self->state = SL_T_DEAD;
     w->livecount--;
     sl__stack_give(&w->stacks, self->stack);

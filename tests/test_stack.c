@@ -1,0 +1,210 @@
+/* test_stack.c - stacks: overflow is reported by tasklet name in every guard
+ * mode, a million tasklets live at once, exhaustion leaves the runtime
+ * working. The crashing cases run in their own child process. */
+#define _GNU_SOURCE
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "test_util.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#else
+#define UNDER_ASAN 0
+#endif
+
+/* Recurse through `depth` frames of ~1 KiB each, then yield (so that a
+ * canary-mode pool checks the stack on the way out). */
+static __attribute__((noinline)) int deep(int depth)
+{
+    volatile char pad[1024];
+    pad[0] = (char)depth;
+    pad[sizeof pad - 1] = (char)depth;
+    if (depth > 0)
+        return deep(depth - 1) + pad[0];
+    sl_schedule();
+    return pad[sizeof pad - 1];
+}
+
+static void overflow_body(void *arg)
+{
+    (void)deep((int)(intptr_t)arg);
+}
+
+/* In a child: set the guard mode, start the runtime, run a tasklet named
+ * "deep-one" that recurses `kib` KiB deep on a 64 KiB stack. Returns the
+ * child's wait status; its stderr goes to errbuf. */
+static int run_overflow_child(const char *mode, int kib, char *errbuf, size_t cap)
+{
+    int pfd[2];
+    if (pipe(pfd) != 0)
+        return -1;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(pfd[0]);
+        dup2(pfd[1], 2);
+        if (mode)
+            setenv("SL_STACK_GUARD", mode, 1);
+        if (sl_init(NULL) != 0)
+            _exit(3);
+        sl_tasklet *t = sl_spawn(overflow_body, (void *)(intptr_t)kib);
+        sl_tasklet_set_name(t, "deep-one");
+        sl_run();
+        sl_shutdown();
+        _exit(0);
+    }
+    close(pfd[1]);
+    size_t n = 0;
+    ssize_t r;
+    while (n + 1 < cap && (r = read(pfd[0], errbuf + n, cap - 1 - n)) > 0)
+        n += (size_t)r;
+    errbuf[n] = '\0';
+    close(pfd[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return status;
+}
+
+static void check_overflow_reported(const char *mode)
+{
+    char err[4096];
+    int st = run_overflow_child(mode, 200, err, sizeof err);
+    CU_ASSERT(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "stack overflow in tasklet #1 'deep-one'"));
+    if (!strstr(err, "stack overflow"))
+        fprintf(stderr, "child status %#x, stderr: %s\n", st, err);
+}
+
+TU_TEST_NOINIT(overflow_reported_with_guard_pages)
+{
+    check_overflow_reported(NULL); /* the best mode: MADV_GUARD_INSTALL */
+}
+
+TU_TEST_NOINIT(overflow_reported_with_mprotect_guards)
+{
+    check_overflow_reported("mprotect");
+}
+
+TU_TEST_NOINIT(overflow_reported_by_canary)
+{
+    if (UNDER_ASAN)
+        return; /* ASan reports the wild write itself, before our canary */
+    check_overflow_reported("canary");
+}
+
+TU_TEST_NOINIT(deep_but_fitting_recursion_is_fine)
+{
+    char err[4096];
+    int st = run_overflow_child(NULL, 40, err, sizeof err);
+    CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+/* ---- many live tasklets ----------------------------------------------- */
+
+static sl_channel *park;
+static long woke;
+
+static void parked(void *arg)
+{
+    void *msg;
+    (void)arg;
+    if (sl_channel_receive(park, &msg) == 0)
+        woke += (long)(intptr_t)msg;
+}
+
+static int count_maps(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    int n = 0, c;
+    if (!f)
+        return -1;
+    while ((c = fgetc(f)) != EOF)
+        n += c == '\n';
+    fclose(f);
+    return n;
+}
+
+TU_TEST(million_tasklets_blocked_at_once)
+{
+    /* Each blocked tasklet holds its own stack: one page touched each. */
+    const long n = UNDER_ASAN ? 100000 : 1000000;
+    park = sl_channel_new();
+    woke = 0;
+    for (long i = 0; i < n; i++) {
+        if (!sl_spawn(parked, NULL)) {
+            TU_EQ(i, n); /* spawn must not fail */
+            break;
+        }
+    }
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_channel_balance(park), -n);
+    TU_EQ(sl_getlivecount(), n);
+    int maps = count_maps();
+    CU_ASSERT(maps > 0 && maps < 2000); /* far below vm.max_map_count */
+    for (long i = 0; i < n; i++)
+        TU_EQ(sl_channel_send(park, TU_MSG(1)), 0);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(woke, n);
+    TU_EQ(sl_getlivecount(), 0);
+    TU_EQ(sl_channel_free(park), 0);
+}
+
+static long ran;
+static void bump(void *arg)
+{
+    (void)arg;
+    ran++;
+}
+
+TU_TEST_NOINIT(spawn_fails_cleanly_when_memory_runs_out)
+{
+    if (UNDER_ASAN)
+        return; /* ASan reserves terabytes of shadow: RLIMIT_AS can't apply */
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct rlimit rl = {2UL << 30, 2UL << 30}; /* 2 GiB of address space */
+        if (setrlimit(RLIMIT_AS, &rl) != 0 || sl_init(NULL) != 0)
+            _exit(10);
+        long spawned = 0;
+        while (sl_spawn(bump, NULL))
+            spawned++;
+        if (spawned < 1000)
+            _exit(11); /* we should get thousands before the limit */
+        ran = 0;
+        if (sl_run() != 0 || ran != spawned || sl_getlivecount() != 0)
+            _exit(12);
+        /* The runtime still works: stacks come back, spawning resumes. */
+        for (int i = 0; i < 100; i++)
+            if (!sl_spawn(bump, NULL))
+                _exit(13);
+        if (sl_run() != 0 || ran != spawned + 100)
+            _exit(14);
+        _exit(sl_shutdown() == 0 ? 0 : 15);
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    CU_ASSERT(WIFEXITED(st));
+    TU_EQ(WEXITSTATUS(st), 0);
+}
+
+static CU_TestInfo tests[] = {
+    TU_CASE(overflow_reported_with_guard_pages),
+    TU_CASE(overflow_reported_with_mprotect_guards),
+    TU_CASE(overflow_reported_by_canary),
+    TU_CASE(deep_but_fitting_recursion_is_fine),
+    TU_CASE(million_tasklets_blocked_at_once),
+    TU_CASE(spawn_fails_cleanly_when_memory_runs_out),
+    CU_TEST_INFO_NULL,
+};
+
+int main(int argc, char **argv)
+{
+    return tu_main(argc, argv, "stack", tests);
+}
