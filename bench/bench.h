@@ -59,7 +59,7 @@ static void bench_usage(const bench_spec *b, FILE *out)
             b->name, b->what, b->iters, b->unit);
 }
 
-static int bench_main(const bench_spec *b, int argc, char **argv)
+static __attribute__((unused)) int bench_main(const bench_spec *b, int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"iters", required_argument, NULL, 'i'},

@@ -47,7 +47,7 @@ if ! BUILD_ABS=$(cd "$BUILD" 2>/dev/null && pwd); then
 fi
 BUILD=$BUILD_ABS
 HS=$BUILD/examples/hackysack/hackysack
-for exe in "$HS" "$BUILD"/bench/bench_{switch,channel,spawn,fcontext}; do
+for exe in "$HS" "$BUILD"/bench/bench_{switch,channel,spawn,fcontext,skynet}; do
     if [ ! -x "$exe" ]; then
         echo "run.sh: $exe is missing; build first: cmake --build $BUILD -j2" >&2
         exit 1
@@ -119,6 +119,7 @@ add "switch" "bench_switch" "$BUILD/bench/bench_switch --iters $I_SWITCH"
 add "fcontext" "bench_fcontext" "$BUILD/bench/bench_fcontext --iters $I_FCONTEXT"
 add "channel" "bench_channel" "$BUILD/bench/bench_channel --iters $I_CHANNEL"
 add "spawn" "bench_spawn" "$BUILD/bench/bench_spawn --iters $I_SPAWN"
+add "skynet" "bench_skynet" "$BUILD/bench/bench_skynet --size $SKYNET"
 if [ "$GO_OK" = 1 ]; then
     for procs in 1 "$(nproc)"; do
         add "go-chan-$procs" "go chan GOMAXPROCS=$procs" "env GOMAXPROCS=$procs $GOBIN/chan --iters $I_CHANNEL"
@@ -291,15 +292,25 @@ MD=$OUT/benchmarks.md
     if [ "$GO_OK" = 1 ]; then
         echo "| tasklet channel message / Go channel message (GOMAXPROCS=1) | $(ratio "$CH" "$(kv go-chan-1 ns_per_message)") |"
         echo "| tasklet spawn / Go spawn (GOMAXPROCS=1) | $(ratio "$SP" "$(kv go-spawn-1 ns_per_spawn)") |"
-        echo
-        echo "Go skynet ($SKYNET leaves, $((SKYNET + SKYNET / 9)) goroutines; no tasklet counterpart yet):"
-        echo
-        echo "| GOMAXPROCS | command | seconds |"
-        echo "|---|---|---|"
+    fi
+    echo
+    echo "### Skynet"
+    echo
+    echo "$SKYNET leaves, $(kv skynet tasklets) tasklets or goroutines per tree. Each program"
+    echo "warms up on a tree a tenth the size, then builds the full tree five times:"
+    echo "the first of those runs first-touches the stacks, later runs reuse them."
+    echo
+    echo "| who | command | first run s | best s | peak RSS MiB |"
+    echo "|---|---|---|---|---|"
+    echo "| tasklets, one worker | $(cmd_of skynet) | $(fmt "$(kv skynet first_run_seconds)" %.3f) | $(fmt "$(kv skynet seconds)" %.3f) | $(mib "$(kv skynet peak_rss_kb)") |"
+    if [ "$GO_OK" = 1 ]; then
         for procs in 1 "$NP"; do
-            echo "| $procs | $(cmd_of "go-skynet-$procs") | $(fmt "$(kv "go-skynet-$procs" seconds)" %.3f) |"
+            g=go-skynet-$procs
+            echo "| Go, GOMAXPROCS=$procs | $(cmd_of "$g") | $(fmt "$(kv "$g" first_run_seconds)" %.3f) | $(fmt "$(kv "$g" seconds)" %.3f) | $(mib "$(kv "$g" peak_rss_kb)") |"
             [ "$NP" = 1 ] && break
         done
+        echo
+        echo "Tasklet / Go (GOMAXPROCS=1) skynet time: first run $(ratio "$(kv skynet first_run_seconds)" "$(kv go-skynet-1 first_run_seconds)"), best $(ratio "$(kv skynet seconds)" "$(kv go-skynet-1 seconds)")."
     fi
     echo
     echo "## Hackysack"

@@ -1,7 +1,8 @@
 // skynet.go - the skynet benchmark (github.com/atemerev/skynet): a tree of
 // goroutines, each node starting ten children, until --size leaves each
 // send their number back up; the root sums them. 1,000,000 leaves means
-// 1,111,111 goroutines. Prints the best of --runs after a warm-up.
+// 1,111,111 goroutines. Prints the first and the best of --runs after a
+// warm-up at a tenth of the size.
 package main
 
 import (
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"syscall"
 	"time"
 )
 
@@ -27,6 +29,13 @@ func skynet(c chan<- int, num, size, div int) {
 		sum += <-rc
 	}
 	c <- sum
+}
+
+func max(a, b int) int {
+	if a > b {
+		return a
+	}
+	return b
 }
 
 func body(size int) (time.Duration, int) {
@@ -52,8 +61,8 @@ func main() {
 		}
 	}
 	want := *size * (*size - 1) / 2
-	body(*size)
-	best := time.Duration(1<<63 - 1)
+	body(max(*size/10, 1)) // warm-up, as bench_skynet does
+	best, first := time.Duration(1<<63-1), time.Duration(0)
 	for r := 1; r <= *runs; r++ {
 		d, sum := body(*size)
 		if sum != want {
@@ -61,12 +70,17 @@ func main() {
 			os.Exit(1)
 		}
 		fmt.Printf("run %d: sum %d in %.3f ms\n", r, sum, float64(d.Nanoseconds())/1e6)
+		if r == 1 {
+			first = d
+		}
 		if d < best {
 			best = d
 		}
 	}
 	fmt.Printf("skynet: %d leaves, GOMAXPROCS=%d; best of %d runs after a warm-up\n",
 		*size, runtime.GOMAXPROCS(0), *runs)
-	fmt.Printf("size=%d runs=%d procs=%d sum=%d seconds=%.4f\n", *size, *runs,
-		runtime.GOMAXPROCS(0), want, best.Seconds())
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	fmt.Printf("size=%d runs=%d procs=%d sum=%d peak_rss_kb=%d first_run_seconds=%.4f seconds=%.4f\n",
+		*size, *runs, runtime.GOMAXPROCS(0), want, ru.Maxrss, first.Seconds(), best.Seconds())
 }
