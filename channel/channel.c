@@ -67,7 +67,7 @@ static __attribute__((noinline)) int run_partner(sl_worker *w, sl_tasklet *cur,
     sl__rq_link_after_current(w, t);
     w->current = t;
     sl__jump(w, cur, t);
-    return sl__resumed(cur, rc);
+    return rc; /* completed: a kill meanwhile shows at the next block */
 }
 
 /* schedule_all: the partner goes to the end and the caller yields. */
@@ -78,7 +78,7 @@ static __attribute__((noinline)) int yield_after(sl_worker *w, sl_tasklet *cur,
     sl_tasklet *next = cur->next;
     w->current = next;
     sl__jump(w, cur, next);
-    return sl__resumed(cur, rc);
+    return rc; /* completed: a kill meanwhile shows at the next block */
 }
 
 /* Nobody waits: the caller blocks at the tail of the wait queue. */
@@ -87,10 +87,10 @@ static __attribute__((noinline)) int block(sl_worker *w, sl_channel *ch,
                                            int err)
 {
     sl_tasklet *cur = w->current;
-    if (ch->closing)
-        return SL_ECLOSED;
     if (sl_unlikely(cur->killed))
         return SL_EKILLED;
+    if (ch->closing)
+        return SL_ECLOSED;
     sl_tasklet *next = sl__rq_leave(w, cur);
     if (sl_unlikely(!next))
         return SL_EDEADLOCK;
@@ -107,10 +107,11 @@ static __attribute__((noinline)) int block(sl_worker *w, sl_channel *ch,
     }
     ch->balance += dir;
     sl__jump(w, cur, next);
-    /* Resumed: a partner completed us, a killer took us off the queue, or
-     * (main only) the last runnable tasklet ended: SL_EDEADLOCK. */
-    if (sl_unlikely(cur->killed))
-        return SL_EKILLED;
+    /* Resumed: a partner completed us (0 or its error), a killer took us
+     * off the queue (SL_EKILLED), or (main only) the last runnable tasklet
+     * ended (SL_EDEADLOCK). A call a partner completed returns its message
+     * even if we were killed after that: the kill shows at the next
+     * blocking call, and no message is lost. */
     int rc = cur->result;
     if (dir < 0 && rc == 0 && out)
         *out = cur->value;
@@ -196,7 +197,7 @@ int sl_channel_send_error(sl_channel *ch, int err)
 
 int sl_channel_balance(const sl_channel *ch)
 {
-    return ch ? ch->balance : SL_EINVAL;
+    return ch ? ch->balance : 0;
 }
 
 int sl_channel_preference(const sl_channel *ch)

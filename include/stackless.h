@@ -5,9 +5,13 @@
  *  - every call that can fail returns int: 0 on success or a negative code;
  *    system errors are -errno, runtime errors are the SL_E* codes below,
  *    which lie outside the errno range;
- *  - calls made on a thread where sl_init() has not been called return
- *    SL_ESTATE (pointer-returning calls return NULL, predicates false);
- *  - bad arguments return SL_EINVAL, never crash.
+ *  - calls that need the runtime, made on a thread where sl_init() has not
+ *    been called, return SL_ESTATE (sl_spawn/sl_current/sl_main NULL);
+ *    channels are plain objects: creating one and its getters and setters
+ *    need no runtime;
+ *  - bad arguments (NULL, out of range) return SL_EINVAL. A handle used
+ *    after its object is gone (a tasklet without a reference after its
+ *    end, anything after sl_shutdown) is undefined behaviour, as in C.
  */
 #ifndef STACKLESS_H
 #define STACKLESS_H
@@ -57,7 +61,8 @@ const char *sl_err_name(int err);
 typedef struct sl_config {
     int workers;       /* OS threads running tasklets; default 1           */
     size_t stack_size; /* usable bytes per tasklet stack; default 64 KiB,
-                          rounded up to whole pages, at least 16 KiB       */
+                          rounded up to whole pages, raised to 16 KiB,
+                          at most 1 GiB (SL_EINVAL above)                 */
 } sl_config;
 
 void sl_config_init(sl_config *cfg);

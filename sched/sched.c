@@ -69,6 +69,7 @@
  */
 #define _GNU_SOURCE
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -85,8 +86,8 @@ void sl__tasklet_discard_all(sl_worker *w);
 #define SL_MIN_STACK (16u << 10)
 #define SL_MAX_STACK (1u << 30)
 
-/* One runtime per process for now (one worker). */
-static int runtime_active;
+/* One runtime per process for now. */
+static atomic_int runtime_active;
 
 /* ---- stack overflow reporting ------------------------------------------ */
 
@@ -177,10 +178,19 @@ static void overflow_install(void)
     sigaction(SIGBUS, &sa, &old_bus);
 }
 
+/* Put back the handlers we replaced, unless someone replaced ours since. */
+static void restore_if_ours(int sig, const struct sigaction *old)
+{
+    struct sigaction now;
+    if (sigaction(sig, NULL, &now) == 0 && (now.sa_flags & SA_SIGINFO) &&
+        now.sa_sigaction == overflow_handler)
+        sigaction(sig, old, NULL);
+}
+
 static void overflow_uninstall(void)
 {
-    sigaction(SIGSEGV, &old_segv, NULL);
-    sigaction(SIGBUS, &old_bus, NULL);
+    restore_if_ours(SIGSEGV, &old_segv);
+    restore_if_ours(SIGBUS, &old_bus);
     if (altstack_mem) {
         stack_t ss = {.ss_flags = SS_DISABLE};
         sigaltstack(&ss, NULL);
@@ -215,15 +225,20 @@ int sl_init(const sl_config *cfg)
         c.stack_size = SL_DEFAULT_STACK;
     if (c.stack_size < SL_MIN_STACK)
         c.stack_size = SL_MIN_STACK;
-    if (sl__tls_worker || runtime_active)
+    int expected = 0;
+    if (sl__tls_worker ||
+        !atomic_compare_exchange_strong(&runtime_active, &expected, 1))
         return SL_ESTATE;
 
     sl_worker *w = calloc(1, sizeof *w);
-    if (!w)
+    if (!w) {
+        atomic_store(&runtime_active, 0);
         return SL_ENOMEM;
+    }
     int rc = sl__stack_pool_init(&w->stacks, c.stack_size);
     if (rc < 0) {
         free(w);
+        atomic_store(&runtime_active, 0);
         return rc;
     }
     sl__slab_init(&w->slab, w);
@@ -239,7 +254,6 @@ int sl_init(const sl_config *cfg)
     w->runcount = 1;
     w->graveyard.state = SL_T_DEAD;
     overflow_install();
-    runtime_active = 1;
     sl__tls_worker = w;
     return 0;
 }
@@ -254,8 +268,8 @@ int sl_shutdown(void)
     sl__slab_destroy(&w->slab);
     overflow_uninstall();
     sl__tls_worker = NULL;
-    runtime_active = 0;
     free(w);
+    atomic_store(&runtime_active, 0);
     return 0;
 }
 
@@ -466,8 +480,10 @@ int sl_tasklet_kill(sl_tasklet *t)
         return 0;
     }
     t->killed = 1;
-    if (t->state == SL_T_BLOCKED)
+    if (t->state == SL_T_BLOCKED) {
         sl__channel_unwait(t);
+        t->result = SL_EKILLED;
+    }
     if (t->state == SL_T_PAUSED)
         sl__rq_append(w, t);
     /* Like run(t): its pending call returns SL_EKILLED now, and its reaction
