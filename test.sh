@@ -12,6 +12,7 @@
 #                        about its context switches.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
+bash scripts/install-deps.sh
 
 jobs=${SL_JOBS:-2}
 test_timeout=${SL_TEST_TIMEOUT:-300}

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# install-deps.sh - installs the Debian packages the build and the tests need,
+# only those missing (apt-get as root, or sudo -n). Idempotent and quiet when
+# everything is present. Used by .ci/run, test.sh and hackysack.sh.
+set -euo pipefail
+
+packages=(cmake libboost-context-dev libcunit1-dev pkgconf gcc make ${SL_EXTRA_PACKAGES:-})
+
+installed() {
+    dpkg -s "$1" 2>/dev/null | grep -q '^Status: install ok installed'
+}
+
+missing=()
+if command -v dpkg >/dev/null; then
+    for p in "${packages[@]}"; do
+        installed "$p" || missing+=("$p")
+    done
+else
+    echo "install-deps: no dpkg here; not installing anything" >&2
+fi
+
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "==== install-deps: installing missing packages: ${missing[*]}"
+    sudo=()
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null ||
+            { echo "install-deps: FAILED: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+        sudo=(sudo -n)   # never prompt: CI has no stdin
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt=(apt-get -y -q -o DPkg::Lock::Timeout=300)
+    "${sudo[@]}" "${apt[@]}" update ||
+        { echo "install-deps: FAILED: apt-get update" >&2; exit 1; }
+    "${sudo[@]}" "${apt[@]}" install "${missing[@]}" ||
+        { echo "install-deps: FAILED: apt-get install ${missing[*]}" >&2; exit 1; }
+else
+    echo "==== install-deps: all build dependencies present (${packages[*]})"
+fi
+
+for tool in cmake cc pkg-config; do
+    command -v "$tool" >/dev/null ||
+        { echo "install-deps: FAILED: $tool not found after installing dependencies" >&2; exit 1; }
+done
+
