@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # run.sh - the benchmark sweep: hackysack with tasklets, pthreads and Go at
-# growing sizes, the micro-benchmarks and their Go counterparts; writes
-# docs/benchmarks.md (tables, machine, ratios from this one run) and
-# docs/hackysack.svg (gnuplot).
+# growing sizes, the micro-benchmarks and their Go counterparts, skynet and
+# bench_parallel on 1 and 2 workers (scaling); writes docs/benchmarks.md
+# (tables, machine, ratios from this one run) and docs/hackysack.svg
+# (gnuplot).
 #
 # usage: bench/run.sh [BUILD_DIR] [--quick] [--repeat R] [--out DIR]
 #   BUILD_DIR  a CMake build of this repo (default: build-bench beside
@@ -24,7 +25,7 @@ QUICK=0
 REPEAT=1
 OUT="$ROOT/docs"
 
-usage() { sed -n '7,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '8,15p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
     case "$1" in
     --quick) QUICK=1 ;;
@@ -33,7 +34,7 @@ while [ $# -gt 0 ]; do
         REPEAT=$2
         shift ;;
     --out) [ $# -ge 2 ] || usage; OUT=$2; shift ;;
-    --help|-h) sed -n '7,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --help|-h) sed -n '8,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "run.sh: unknown option $1" >&2; usage ;;
     *) [ -z "$BUILD" ] || usage; BUILD=$1 ;;
     esac
@@ -47,7 +48,9 @@ if ! BUILD_ABS=$(cd "$BUILD" 2>/dev/null && pwd); then
 fi
 BUILD=$BUILD_ABS
 HS=$BUILD/examples/hackysack/hackysack
-for exe in "$HS" "$BUILD"/bench/bench_{switch,channel,spawn,fcontext,skynet}; do
+SKY=$BUILD/examples/skynet/skynet
+PAR=$BUILD/bench/bench_parallel
+for exe in "$HS" "$SKY" "$PAR" "$BUILD"/bench/bench_{switch,channel,spawn,fcontext}; do
     if [ ! -x "$exe" ]; then
         echo "run.sh: $exe is missing; build first: cmake --build $BUILD -j2" >&2
         exit 1
@@ -69,12 +72,14 @@ if [ "$QUICK" = 1 ]; then
     PK=1000           # pthread kicks
     RATIO_PLAYERS=100
     I_SWITCH=1000000 I_CHANNEL=400000 I_SPAWN=100000 I_FCONTEXT=1000000 SKYNET=10000
+    PAR_ITERS=500000   # bench_parallel rounds per tasklet
 else
     PLAYERS="10 100 1000 10000 100000 1000000"
     TK=1000000
     PK=100000
     RATIO_PLAYERS=1000
     I_SWITCH=10000000 I_CHANNEL=4000000 I_SPAWN=1000000 I_FCONTEXT=10000000 SKYNET=1000000
+    PAR_ITERS=12500000 # about 2 s on one core of the 2-CPU VM
 fi
 STEP_TIMEOUT=1200    # seconds; a step that takes longer is killed and recorded
 
@@ -119,7 +124,10 @@ add "switch" "bench_switch" "$BUILD/bench/bench_switch --iters $I_SWITCH"
 add "fcontext" "bench_fcontext" "$BUILD/bench/bench_fcontext --iters $I_FCONTEXT"
 add "channel" "bench_channel" "$BUILD/bench/bench_channel --iters $I_CHANNEL"
 add "spawn" "bench_spawn" "$BUILD/bench/bench_spawn --iters $I_SPAWN"
-add "skynet" "bench_skynet" "$BUILD/bench/bench_skynet --size $SKYNET"
+# skynet: the warm-up and five runs of bench/go/skynet.go, at the program's
+# own preference, then at Stackless's default -1 for comparison.
+add "skynet" "skynet workers=1" "$SKY --leaves $SKYNET --warmup --repeat 5 --workers 1"
+add "skynet-pref-1" "skynet workers=1 preference=-1" "$SKY --leaves $SKYNET --warmup --repeat 5 --workers 1 --preference -1"
 if [ "$GO_OK" = 1 ]; then
     for procs in 1 "$(nproc)"; do
         add "go-chan-$procs" "go chan GOMAXPROCS=$procs" "env GOMAXPROCS=$procs $GOBIN/chan --iters $I_CHANNEL"
@@ -128,6 +136,16 @@ if [ "$GO_OK" = 1 ]; then
         [ "$(nproc)" = 1 ] && break
     done
 fi
+# ---- scaling: 1 and 2 workers (Go: GOMAXPROCS 1 and 2), ratios in this run.
+# Until M:N workers exist, --workers 2 is refused (exit 2) and the report
+# says so instead of a figure.
+add "skynet-w2" "skynet workers=2" "$SKY --leaves $SKYNET --warmup --repeat 5 --workers 2"
+if [ "$GO_OK" = 1 ] && [ "$(nproc)" != 2 ]; then
+    add "go-skynet-2" "go skynet GOMAXPROCS=2" "env GOMAXPROCS=2 $GOBIN/skynet --size $SKYNET"
+fi
+for w in 1 2; do
+    add "par-w$w" "bench_parallel workers=$w" "$PAR --workers $w --iters $PAR_ITERS --repeat 3"
+done
 
 NSTEPS=${#IDS[@]}
 PTHREAD_FAILED=""   # "players=N: message" once pthread creation has failed
@@ -193,6 +211,49 @@ ratio() {
     if [ -n "$1" ] && [ -n "$2" ]; then awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "-" }'; else echo "-"; fi
 }
 mib() { if [ -n "$1" ]; then awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; else echo "-"; fi; }
+sec_of_ms() { if [ -n "$1" ]; then awk -v m="$1" 'BEGIN { printf "%.3f", m / 1000 }'; else echo "-"; fi; }
+ms_of_s() { if [ -n "$1" ]; then awk -v s="$1" 'BEGIN { printf "%.1f", s * 1000 }'; fi; }
+sec3() { fmt "$1" %.3f; }
+plain() { echo "${1:--}"; }
+code() { if [ -n "$1" ]; then echo "\`$1\`"; else echo "-"; fi; }
+# Why a scaling step has no figure: "n/a (workers=2 refused: ...)" when the
+# runtime turned the worker count down (exit 2 with the sl_init message),
+# else how it failed.
+scale_why() {
+    local id=$1 rc msg
+    rc=$(status "$id")
+    case "$rc" in
+    -) echo "not run" ;;
+    124) echo "timed out" ;;
+    *) msg=$(sed -n 's/^.*sl_init(\(workers=[0-9]*\)): \(.*\)$/\1 refused: \2/p' "$RES/$id.err" 2>/dev/null | head -n 1)
+       if [ "$rc" = 2 ] && [ -n "$msg" ]; then
+           echo "n/a ($msg)"
+       else
+           echo "failed (exit $rc: $(grep -v '^usage\|^  ' "$RES/$id.err" 2>/dev/null | head -n 1 | sed 's/^[a-z_]*: //; s/|/\\|/g'))"
+       fi ;;
+    esac
+}
+# scale_cell ID KEY FORMATTER [short]: the step's value, formatted, or why
+# not ("n/a" alone with short: the row's first cell has said why).
+scale_cell() {
+    if [ "$(status "$1")" = 0 ]; then "$3" "$(kv "$1" "$2")"
+    elif [ -n "${4:-}" ]; then echo "n/a"
+    else scale_why "$1"; fi
+}
+# scale_ratio ID1 ID2 KEY: KEY of ID1 over KEY of ID2, or "n/a" and why.
+scale_ratio() {
+    local a b
+    [ "$(status "$1")" = 0 ] && a=$(kv "$1" "$3")
+    [ "$(status "$2")" = 0 ] && b=$(kv "$2" "$3")
+    if [ -n "${a:-}" ] && [ -n "${b:-}" ]; then
+        ratio "$a" "$b"
+    else
+        local why=""
+        [ -n "${a:-}" ] || why=$(scale_why "$1")
+        [ -n "${b:-}" ] || why=$(scale_why "$2")
+        case "$why" in n/a*) echo "$why" ;; *) echo "n/a: $why" ;; esac
+    fi
+}
 cmd_of() { if [ -f "$RES/$1.cmd" ]; then echo "\`$(rel_cmd "$(cat "$RES/$1.cmd")")\`"; else echo "-"; fi; }
 rel_cmd() {
     local out="" w
@@ -240,6 +301,7 @@ INVOCATION="bench/run.sh $(rel "$BUILD")"
 SW=$(kv switch ns_per_switch) FC=$(kv fcontext ns_per_switch)
 CH=$(kv channel ns_per_message) SP=$(kv spawn ns_per_spawn)
 NP=$(nproc)
+PAR_TASKLETS_TXT=$(kv par-w1 tasklets); PAR_TASKLETS_TXT=${PAR_TASKLETS_TXT:-64}
 
 MD=$OUT/benchmarks.md
 {
@@ -299,10 +361,13 @@ MD=$OUT/benchmarks.md
     echo "$SKYNET leaves, $(kv skynet tasklets) tasklets or goroutines per tree. Each program"
     echo "warms up on a tree a tenth the size, then builds the full tree five times:"
     echo "the first of those runs first-touches the stacks, later runs reuse them."
+    echo "\`examples/skynet\` uses preference $(kv skynet preference) on its result channels"
+    echo "(its opening comment says why); the second row is Stackless's default, -1."
     echo
     echo "| who | command | first run s | best s | peak RSS MiB |"
     echo "|---|---|---|---|---|"
-    echo "| tasklets, one worker | $(cmd_of skynet) | $(fmt "$(kv skynet first_run_seconds)" %.3f) | $(fmt "$(kv skynet seconds)" %.3f) | $(mib "$(kv skynet peak_rss_kb)") |"
+    echo "| tasklets, one worker | $(cmd_of skynet) | $(sec_of_ms "$(kv skynet first_ms)") | $(sec_of_ms "$(kv skynet ms)") | $(mib "$(kv skynet peak_rss_kb)") |"
+    echo "| tasklets, one worker, preference -1 | $(cmd_of skynet-pref-1) | $(sec_of_ms "$(kv skynet-pref-1 first_ms)") | $(sec_of_ms "$(kv skynet-pref-1 ms)") | $(mib "$(kv skynet-pref-1 peak_rss_kb)") |"
     if [ "$GO_OK" = 1 ]; then
         for procs in 1 "$NP"; do
             g=go-skynet-$procs
@@ -310,7 +375,55 @@ MD=$OUT/benchmarks.md
             [ "$NP" = 1 ] && break
         done
         echo
-        echo "Tasklet / Go (GOMAXPROCS=1) skynet time: first run $(ratio "$(kv skynet first_run_seconds)" "$(kv go-skynet-1 first_run_seconds)"), best $(ratio "$(kv skynet seconds)" "$(kv go-skynet-1 seconds)")."
+        echo "Tasklet / Go (GOMAXPROCS=1) skynet time: first run $(ratio "$(kv skynet first_ms)" "$(ms_of_s "$(kv go-skynet-1 first_run_seconds)")"), best $(ratio "$(kv skynet ms)" "$(ms_of_s "$(kv go-skynet-1 seconds)")")."
+    fi
+    echo
+    echo "## Scaling"
+    echo
+    echo "The same programs on one and two workers (\`sl_config.workers\`, the"
+    echo "\`--workers\` flag), and Go's skynet at GOMAXPROCS=1 and 2. A speed-up is"
+    echo "the 1-worker time over the 2-worker time, both from this run: above 1,"
+    echo "two workers are faster. \`bench_parallel\`: $PAR_TASKLETS_TXT tasklets of pure CPU work"
+    echo "($PAR_ITERS mixing rounds each, \`sl_schedule()\` every 100,000), best of three runs;"
+    echo "its checksum must not depend on the number of workers."
+    echo
+    echo "| what | command | first run s | best s | peak RSS MiB |"
+    echo "|---|---|---|---|---|"
+    for w in 1 2; do
+        id=skynet-w$w; [ "$w" = 1 ] && id=skynet
+        echo "| skynet, tasklets, workers=$w | $(cmd_of "$id") | $(scale_cell "$id" first_ms sec_of_ms) | $(scale_cell "$id" ms sec_of_ms short) | $(scale_cell "$id" peak_rss_kb mib short) |"
+    done
+    if [ "$GO_OK" = 1 ]; then
+        for procs in 1 2; do
+            g=go-skynet-$procs
+            echo "| skynet, Go, GOMAXPROCS=$procs | $(cmd_of "$g") | $(scale_cell "$g" first_run_seconds sec3) | $(scale_cell "$g" seconds sec3 short) | $(scale_cell "$g" peak_rss_kb mib short) |"
+        done
+    fi
+    echo
+    echo "| what | command | best s | CPU s | OS threads used | migrations | checksum |"
+    echo "|---|---|---|---|---|---|---|"
+    for w in 1 2; do
+        id=par-w$w
+        echo "| bench_parallel, workers=$w | $(cmd_of "$id") | $(scale_cell "$id" seconds sec3) | $(scale_cell "$id" cpu_seconds sec3 short) | $(scale_cell "$id" threads plain short) | $(scale_cell "$id" migrations plain short) | $(scale_cell "$id" checksum code short) |"
+    done
+    echo
+    echo "| speed-up, 1 / 2 (same run) | value |"
+    echo "|---|---|"
+    echo "| skynet, tasklets, best run: workers=1 / workers=2 | $(scale_ratio skynet skynet-w2 ms) |"
+    echo "| skynet, tasklets, first run: workers=1 / workers=2 | $(scale_ratio skynet skynet-w2 first_ms) |"
+    if [ "$GO_OK" = 1 ]; then
+        echo "| skynet, Go, best run: GOMAXPROCS=1 / GOMAXPROCS=2 | $(scale_ratio go-skynet-1 go-skynet-2 seconds) |"
+    fi
+    echo "| bench_parallel: workers=1 / workers=2 | $(scale_ratio par-w1 par-w2 seconds) |"
+    echo
+    c1=$(kv par-w1 checksum) c2=$(kv par-w2 checksum)
+    if [ "$(status par-w1)" = 0 ] && [ "$(status par-w2)" = 0 ]; then
+        if [ "$c1" = "$c2" ]; then
+            echo "bench_parallel checksums agree on 1 and 2 workers ($c1)."
+        else
+            echo "**bench_parallel checksums differ: $c1 on one worker, $c2 on two.**"
+        fi
+        echo
     fi
     echo
     echo "## Hackysack"
