@@ -42,7 +42,7 @@ int sl_channel_free(sl_channel *ch)
 void sl__channel_unwait(sl_tasklet *t)
 {
     sl_channel *ch = t->chan;
-    SL__ASSERT(t->state == SL_T_BLOCKED && ch && ch->head);
+    SL__ASSERT(SL_LOAD(&t->state) == SL_T_BLOCKED && ch && ch->head);
     if (t->next == t) {
         ch->head = NULL;
     } else {
@@ -51,19 +51,31 @@ void sl__channel_unwait(sl_tasklet *t)
         if (ch->head == t)
             ch->head = t->next;
     }
-    ch->balance -= t->dir;
+    SL_STORE(&ch->balance, ch->balance - t->dir);
     t->next = t->prev = NULL;
-    t->chan = NULL;
-    t->state = SL_T_PAUSED;
+    SL_STORE(&t->chan, NULL);
+    SL_STORE(&t->state, (uint8_t)SL_T_PAUSED);
 }
 
 /* Slow paths, kept out of line so that the hand-over path below needs no
- * callee-saved registers: a switch clobbers every caller-saved one. */
+ * callee-saved registers: a switch clobbers every caller-saved one. With
+ * several workers the channel lock is held on entry to each of them. */
 
-/* The partner t is preferred: it runs now, the caller goes to the end. */
+static inline void ch_unlock(sl_channel *ch)
+{
+    if (sl__rt.mt)
+        sl__spin_unlock(&ch->lock);
+}
+
+/* The partner t is preferred: it runs now, here, the caller goes to the
+ * end. A partner pinned to another worker is queued there instead. */
 static __attribute__((noinline)) int run_partner(sl_worker *w, sl_tasklet *cur,
                                                  sl_tasklet *t, int rc)
 {
+    if (sl_unlikely(t->pin >= 0) && t->pin != w->index) {
+        sl__wake_remote(w, t);
+        return rc;
+    }
     sl__rq_link_after_current(w, t);
     w->current = t;
     sl__jump(w, cur, t);
@@ -74,8 +86,10 @@ static __attribute__((noinline)) int run_partner(sl_worker *w, sl_tasklet *cur,
 static __attribute__((noinline)) int yield_after(sl_worker *w, sl_tasklet *cur,
                                                  sl_tasklet *t, int rc)
 {
-    sl__rq_append(w, t);
+    sl__wake(w, t);
     sl_tasklet *next = cur->next;
+    if (next == cur)
+        return rc;
     w->current = next;
     sl__jump(w, cur, next);
     return rc; /* completed: a kill meanwhile shows at the next block */
@@ -87,15 +101,21 @@ static __attribute__((noinline)) int block(sl_worker *w, sl_channel *ch,
                                            int err)
 {
     sl_tasklet *cur = w->current;
-    if (sl_unlikely(cur->killed))
+    if (sl_unlikely(SL_LOAD(&cur->killed))) {
+        ch_unlock(ch);
         return SL_EKILLED;
-    if (ch->closing)
+    }
+    if (ch->closing) {
+        ch_unlock(ch);
         return SL_ECLOSED;
+    }
     sl_tasklet *next = sl__rq_leave(w, cur);
-    if (sl_unlikely(!next))
+    if (sl_unlikely(!next)) {
+        ch_unlock(ch);
         return SL_EDEADLOCK;
-    cur->state = SL_T_BLOCKED;
-    cur->chan = ch;
+    }
+    SL_STORE(&cur->state, (uint8_t)SL_T_BLOCKED);
+    SL_STORE(&cur->chan, ch);
     cur->dir = (int8_t)dir;
     cur->value = msg;
     cur->result = err;
@@ -105,13 +125,17 @@ static __attribute__((noinline)) int block(sl_worker *w, sl_channel *ch,
     } else {
         sl__rq_link_before(ch->head, cur);
     }
-    ch->balance += dir;
+    SL_STORE(&ch->balance, ch->balance + dir);
+    if (sl__rt.mt) { /* released once we are switched out (sched.h) */
+        w->post_unlock = &ch->lock;
+        w->post = 1;
+    }
     sl__jump(w, cur, next);
     /* Resumed: a partner completed us (0 or its error), a killer took us
-     * off the queue (SL_EKILLED), or (main only) the last runnable tasklet
-     * ended (SL_EDEADLOCK). A call a partner completed returns its message
-     * even if we were killed after that: the kill shows at the next
-     * blocking call, and no message is lost. */
+     * off the queue (SL_EKILLED), or main's call was ended because nothing
+     * could ever complete it (SL_EDEADLOCK). A call a partner completed
+     * returns its message even if we were killed after that: the kill
+     * shows at the next blocking call, and no message is lost. */
     int rc = cur->result;
     if (dir < 0 && rc == 0 && out)
         *out = cur->value;
@@ -130,9 +154,18 @@ channel_action(sl_channel *ch, int dir, void *msg, void **out, int err,
         return SL_ESTATE;
     if (sl_unlikely(!ch))
         return SL_EINVAL;
+    if (sl_unlikely(sl__check_inbox(w)))
+        sl__abandon(w); /* sl_shutdown: this worker stops */
+    if (sl__rt.mt)
+        sl__spin_lock(&ch->lock);
     int bal = ch->balance;
-    if (!(dir > 0 ? bal < 0 : bal > 0))
-        return try_only ? SL_EWOULDBLOCK : block(w, ch, dir, msg, out, err);
+    if (!(dir > 0 ? bal < 0 : bal > 0)) {
+        if (try_only) {
+            ch_unlock(ch);
+            return SL_EWOULDBLOCK;
+        }
+        return block(w, ch, dir, msg, out, err);
+    }
 
     /* A partner waits: take the first one off the queue, hand over. */
     sl_tasklet *t = ch->head;
@@ -148,8 +181,8 @@ channel_action(sl_channel *ch, int dir, void *msg, void **out, int err,
         t->next->prev = t->prev;
         ch->head = t->next;
     }
-    ch->balance = bal + dir;
-    t->chan = NULL;
+    SL_STORE(&ch->balance, bal + dir);
+    SL_STORE(&t->chan, NULL);
     int rc = 0;
     if (dir > 0) {
         t->value = msg;
@@ -160,11 +193,14 @@ channel_action(sl_channel *ch, int dir, void *msg, void **out, int err,
             *out = t->value;
         t->result = 0;
     }
-    if (sl_unlikely(ch->schedule_all))
+    bool all = ch->schedule_all;
+    bool partner_first = ch->preference == -dir;
+    ch_unlock(ch);
+    if (sl_unlikely(all))
         return yield_after(w, w->current, t, rc);
-    if (ch->preference == -dir)
+    if (partner_first)
         return run_partner(w, w->current, t, rc);
-    sl__rq_append(w, t);
+    sl__wake(w, t);
     return rc;
 }
 
@@ -197,7 +233,7 @@ int sl_channel_send_error(sl_channel *ch, int err)
 
 int sl_channel_balance(const sl_channel *ch)
 {
-    return ch ? ch->balance : 0;
+    return ch ? SL_LOAD(&ch->balance) : 0;
 }
 
 int sl_channel_preference(const sl_channel *ch)
@@ -241,5 +277,5 @@ bool sl_channel_closing(const sl_channel *ch)
 
 bool sl_channel_closed(const sl_channel *ch)
 {
-    return ch && ch->closing && ch->balance == 0;
+    return ch && ch->closing && SL_LOAD(&ch->balance) == 0;
 }

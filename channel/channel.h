@@ -17,6 +17,8 @@ struct sl_channel {
     int8_t preference;   /* -1 receiver, 0 neither, +1 sender             */
     bool schedule_all;   /* partner to the end and the caller yields      */
     bool closing;        /* sl_channel_close: would-block ops fail        */
+    uint8_t lock;        /* guards all of the above and the waiters'
+                            state while N > 1 workers run (sched.h)      */
 };
 
 /* Take t (blocked on ch) out of ch's wait queue; t becomes PAUSED. */

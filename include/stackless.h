@@ -59,7 +59,12 @@ const char *sl_err_name(int err);
 /* ---- runtime ----------------------------------------------------------- */
 
 typedef struct sl_config {
-    int workers;       /* OS threads running tasklets; default 1           */
+    int workers;       /* OS threads running tasklets, 1 .. 127; default 1;
+                          the calling thread is worker 0                  */
+    int steal;         /* workers > 1: an idle worker asks a busy one for
+                          half of its runnable tasklets (default 1). 0:
+                          tasklets stay where they are spawned or woken,
+                          so each worker's order is exactly Stackless's   */
     size_t stack_size; /* usable bytes per tasklet stack; default 64 KiB,
                           rounded up to whole pages, raised to 16 KiB,
                           at most 1 GiB (SL_EINVAL above)                 */
@@ -96,15 +101,37 @@ typedef void (*sl_fn)(void *arg);
  * with sl_tasklet_ref() to use it after the tasklet ends. */
 sl_tasklet *sl_spawn(sl_fn fn, void *arg);
 
+/* Spawn attributes (sl_spawn_ex). Initialise with sl_spawn_attr_init. */
+typedef struct sl_spawn_attr {
+    int worker;       /* -1 (default): any worker, the tasklet may migrate;
+                         0 .. workers-1: pinned, it only ever runs there
+                         (for code that is thread-affine)                */
+    const char *name; /* copied as with sl_tasklet_set_name, or NULL     */
+} sl_spawn_attr;
+
+void sl_spawn_attr_init(sl_spawn_attr *attr);
+/* sl_spawn with attributes (attr NULL = defaults). NULL also when
+ * attr->worker is out of range. A tasklet pinned to another worker is
+ * queued there at once. */
+sl_tasklet *sl_spawn_ex(const sl_spawn_attr *attr, sl_fn fn, void *arg);
+
 void sl_tasklet_ref(sl_tasklet *t);
 void sl_tasklet_unref(sl_tasklet *t);
 
 sl_tasklet *sl_current(void);
 sl_tasklet *sl_main(void);
-/* Runnable tasklets including the current one (>= 1); SL_ESTATE. */
+/* Runnable tasklets of the calling worker, including the current one. */
 int sl_getruncount(void);
 /* Live tasklets other than main (new, runnable, blocked or paused). */
 int sl_getlivecount(void);
+
+/* The index (0 .. workers-1) of the worker running the caller; main runs
+ * on worker 0. A tasklet may move between workers at any blocking call, so
+ * this is a snapshot (and thread-local variables are per worker, not per
+ * tasklet). */
+int sl_worker_index(void);
+/* sl_config.workers of the running runtime. */
+int sl_worker_count(void);
 
 /* Yield: the current tasklet goes to the end of the run queue and the next
  * one runs. 0, or SL_EKILLED if the caller is (or gets) killed. */

@@ -55,6 +55,43 @@
  * fit in vm.max_map_count). Spawn only promises one, so running out is
  * reported by sl_spawn, not at the first run.
  *
+ * M:N workers (sl_config.workers = N). Worker 0 is the thread that called
+ * sl_init (main is pinned to it); workers 1..N-1 are threads of ours. Each
+ * worker owns its run queue, stack pool and slab; only its thread touches
+ * them, so the switch and run-queue paths take no lock and no atomic RMW.
+ *   - Channels carry a byte spinlock (taken only when N > 1). A tasklet a
+ *     channel operation wakes joins the *waker's* run queue (it migrates):
+ *     with the preference saying "partner first" it runs at once, on this
+ *     core, which keeps a hot ball like hackysack's on one core instead of
+ *     bouncing it between caches. Go's goready does the same (runnext).
+ *   - Blocking publishes the tasklet only after it has switched out: the
+ *     channel lock is released, and a pause becomes visible, by whoever
+ *     runs next on that worker (worker->post), so another worker never
+ *     sees a blocked tasklet whose context is not yet saved (Go's gopark
+ *     unlocks on g0 after the switch for the same reason).
+ *   - Wakeups that must cross workers (a pinned tasklet, main, a tasklet
+ *     given away) go through the target's inbox: a list under the runtime
+ *     lock, plus a futex wake if the target is parked. Inboxes are looked
+ *     at by their owner at scheduling points (one relaxed load of
+ *     inbox_flag) and in the idle loop.
+ *   - Balancing is work *requesting*: an idle worker asks a busy one
+ *     (steal_req, a CAS), and the busy worker gives away half of its
+ *     runnable tasklets, from the end of its queue, at its next
+ *     scheduling point. The owner's queue stays owner-only; a tasklet that
+ *     never yields is not moved while it runs (nothing could move it
+ *     anyway: stacks are not preemptible).
+ *   - An idle worker spins for 50 us watching its inbox, then parks on a
+ *     futex: an idle runtime uses no CPU.
+ *   - Quiescence replaces the one-worker deadlock rules: when every worker
+ *     is parked with an empty inbox, nothing can ever run again, so main
+ *     gets control back: sl_run returns, or main's blocked channel call
+ *     returns SL_EDEADLOCK. (With one worker the exact Stackless rules
+ *     above hold, including "the last runnable tasklet that would block
+ *     gets SL_EDEADLOCK".)
+ *   - A tasklet runnable on another worker cannot be removed, run or
+ *     switched to from here (SL_ESTATE); killing it is pending: it is
+ *     marked and its current or next blocking call returns SL_EKILLED.
+ *
  * Rejected:
  *   - a linear FIFO run queue plus a separate "current": run(t) and the
  *     preference rules then need list surgery to reproduce Stackless's
@@ -65,7 +102,13 @@
  *     exist without its stack, and skynet-like programs that spawn a million
  *     tasklets before the first one runs would fault in a million stacks;
  *     the slab costs 1/20 of a page per tasklet, made present in bulk;
- *   - a global "current" pointer: it could not become per-thread.
+ *   - a global "current" pointer: it could not become per-thread;
+ *   - (M:N) per-worker locked run queues that thieves take from directly:
+ *     every schedule() would pay a lock; Chase-Lev deques: they give LIFO
+ *     or FIFO ends, not Stackless's rotating circle; one global queue: a
+ *     lock on every switch and no cache affinity;
+ *   - (M:N) waking a tasklet on the worker it last ran on: the ball of a
+ *     ping-pong would cross cores on every message.
  */
 #define _GNU_SOURCE
 #include <signal.h>
@@ -78,22 +121,25 @@
 #include "sched/sched.h"
 
 __thread sl_worker *sl__tls_worker __attribute__((tls_model("initial-exec")));
+struct sl_runtime sl__rt;
 
 void sl__tasklet_discard_new(sl_worker *w, sl_tasklet *t);
 void sl__tasklet_discard_all(sl_worker *w);
+int sl__idle_init(sl_worker *w);
+int sl__workers_start(void);
+void sl__workers_stop(void);
 
 #define SL_DEFAULT_STACK (64u << 10)
 #define SL_MIN_STACK (16u << 10)
 #define SL_MAX_STACK (1u << 30)
+#define SL_MAX_WORKERS 127
 
-/* One runtime per process for now. */
+/* One runtime per process. */
 static atomic_int runtime_active;
 
 /* ---- stack overflow reporting ------------------------------------------ */
 
 static struct sigaction old_segv, old_bus;
-static stack_t old_altstack;
-static void *altstack_mem;
 
 static size_t fmt_u64(char *p, unsigned long long v)
 {
@@ -111,26 +157,24 @@ static size_t fmt_u64(char *p, unsigned long long v)
 /* Async-signal-safe: called from the SIGSEGV handler. */
 void sl__overflow_abort(const sl_tasklet *t)
 {
-    {
-        char buf[160];
-        size_t n = 0;
-        static const char a[] = "stackless: stack overflow in tasklet #";
-        memcpy(buf + n, a, sizeof a - 1);
-        n += sizeof a - 1;
-        n += fmt_u64(buf + n, t->id);
-        buf[n++] = ' ';
-        buf[n++] = '\'';
-        size_t len = strnlen(t->name, sizeof t->name);
-        memcpy(buf + n, t->name, len);
-        n += len;
-        static const char b[] = "'; aborting\n";
-        memcpy(buf + n, b, sizeof b - 1);
-        n += sizeof b - 1;
-        ssize_t r = write(2, buf, n);
-        (void)r;
-        signal(SIGABRT, SIG_DFL);
-        abort();
-    }
+    char buf[160];
+    size_t n = 0;
+    static const char a[] = "stackless: stack overflow in tasklet #";
+    memcpy(buf + n, a, sizeof a - 1);
+    n += sizeof a - 1;
+    n += fmt_u64(buf + n, t->id);
+    buf[n++] = ' ';
+    buf[n++] = '\'';
+    size_t len = strnlen(t->name, sizeof t->name);
+    memcpy(buf + n, t->name, len);
+    n += len;
+    static const char b[] = "'; aborting\n";
+    memcpy(buf + n, b, sizeof b - 1);
+    n += sizeof b - 1;
+    ssize_t r = write(2, buf, n);
+    (void)r;
+    signal(SIGABRT, SIG_DFL);
+    abort();
 }
 
 static void overflow_handler(int sig, siginfo_t *si, void *uc)
@@ -152,23 +196,40 @@ static void overflow_handler(int sig, siginfo_t *si, void *uc)
     }
 }
 
+/* Each thread running tasklets needs an alternate signal stack: an
+ * overflow leaves no room on the tasklet's own stack for the handler. */
+static __thread void *altstack_mem;
+
+void sl__altstack_init(void)
+{
+    stack_t old;
+    if (sigaltstack(NULL, &old) != 0 || !(old.ss_flags & SS_DISABLE))
+        return; /* the thread has one already */
+    size_t sz = 64u << 10;
+    void *mem = malloc(sz);
+    if (!mem)
+        return;
+    stack_t ss = {.ss_sp = mem, .ss_size = sz, .ss_flags = 0};
+    if (sigaltstack(&ss, NULL) != 0) {
+        free(mem);
+        return;
+    }
+    altstack_mem = mem;
+}
+
+void sl__altstack_fini(void)
+{
+    if (!altstack_mem)
+        return;
+    stack_t ss = {.ss_flags = SS_DISABLE};
+    sigaltstack(&ss, NULL);
+    free(altstack_mem);
+    altstack_mem = NULL;
+}
+
 static void overflow_install(void)
 {
-    stack_t ss;
-    if (sigaltstack(NULL, &old_altstack) == 0 &&
-        (old_altstack.ss_flags & SS_DISABLE)) {
-        size_t sz = 64u << 10;
-        altstack_mem = malloc(sz);
-        if (altstack_mem) {
-            ss.ss_sp = altstack_mem;
-            ss.ss_size = sz;
-            ss.ss_flags = 0;
-            if (sigaltstack(&ss, NULL) != 0) {
-                free(altstack_mem);
-                altstack_mem = NULL;
-            }
-        }
-    }
+    sl__altstack_init();
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = overflow_handler;
@@ -191,12 +252,7 @@ static void overflow_uninstall(void)
 {
     restore_if_ours(SIGSEGV, &old_segv);
     restore_if_ours(SIGBUS, &old_bus);
-    if (altstack_mem) {
-        stack_t ss = {.ss_flags = SS_DISABLE};
-        sigaltstack(&ss, NULL);
-        free(altstack_mem);
-        altstack_mem = NULL;
-    }
+    sl__altstack_fini();
 }
 
 /* ---- runtime ------------------------------------------------------------- */
@@ -207,7 +263,22 @@ void sl_config_init(sl_config *cfg)
         return;
     memset(cfg, 0, sizeof *cfg);
     cfg->workers = 1;
+    cfg->steal = 1;
     cfg->stack_size = SL_DEFAULT_STACK;
+}
+
+static void free_workers(void)
+{
+    for (int i = 0; i < sl__rt.nworkers; i++) {
+        sl_worker *w = sl__rt.workers[i];
+        if (!w)
+            continue;
+        sl__stack_pool_destroy(&w->stacks);
+        sl__slab_destroy(&w->slab);
+        free(w);
+    }
+    free(sl__rt.workers);
+    sl__rt.workers = NULL;
 }
 
 int sl_init(const sl_config *cfg)
@@ -217,10 +288,8 @@ int sl_init(const sl_config *cfg)
         c = *cfg;
     else
         sl_config_init(&c);
-    if (c.workers < 1 || c.stack_size > SL_MAX_STACK)
+    if (c.workers < 1 || c.workers > SL_MAX_WORKERS || c.stack_size > SL_MAX_STACK)
         return SL_EINVAL;
-    if (c.workers != 1)
-        return SL_EINVAL; /* M:N workers: not in this version */
     if (c.stack_size == 0)
         c.stack_size = SL_DEFAULT_STACK;
     if (c.stack_size < SL_MIN_STACK)
@@ -230,32 +299,65 @@ int sl_init(const sl_config *cfg)
         !atomic_compare_exchange_strong(&runtime_active, &expected, 1))
         return SL_ESTATE;
 
-    sl_worker *w = calloc(1, sizeof *w);
-    if (!w) {
-        atomic_store(&runtime_active, 0);
-        return SL_ENOMEM;
+    memset(&sl__rt, 0, sizeof sl__rt);
+    sl__rt.nworkers = c.workers;
+    sl__rt.mt = c.workers > 1;
+    sl__rt.steal = c.steal != 0;
+    sl__rt.stack_size = c.stack_size;
+    pthread_mutex_init(&sl__rt.lock, NULL);
+    int rc = SL_ENOMEM;
+    sl__rt.workers = calloc((size_t)c.workers, sizeof *sl__rt.workers);
+    if (!sl__rt.workers)
+        goto fail;
+    for (int i = 0; i < c.workers; i++) {
+        sl_worker *w = calloc(1, sizeof *w);
+        if (!w)
+            goto fail;
+        sl__rt.workers[i] = w;
+        w->index = i;
+        rc = sl__stack_pool_init(&w->stacks, c.stack_size);
+        if (rc < 0) {
+            w->stacks.size = 0;
+            goto fail;
+        }
+        sl__slab_init(&w->slab, w);
+        w->graveyard.state = SL_T_DEAD;
+        if (sl__rt.mt && (rc = sl__idle_init(w)) < 0)
+            goto fail;
     }
-    int rc = sl__stack_pool_init(&w->stacks, c.stack_size);
-    if (rc < 0) {
-        free(w);
-        atomic_store(&runtime_active, 0);
-        return rc;
-    }
-    sl__slab_init(&w->slab, w);
+    sl_worker *w = sl__rt.workers[0];
     sl_tasklet *m = &w->main_block;
     m->is_main = 1;
+    m->pin = 0;
     m->state = SL_T_RUNNABLE;
     m->next = m->prev = m;
     m->worker = w;
     m->refs = 1;
     m->ctx = NULL; /* filled in when main first switches away */
-    w->main = m;
+#if SL_TSAN
+    m->tsan_fiber = __tsan_get_current_fiber();
+#endif
+    sl__rt.main = m;
+    for (int i = 0; i < c.workers; i++)
+        sl__rt.workers[i]->main = m;
     w->current = m;
     w->runcount = 1;
-    w->graveyard.state = SL_T_DEAD;
     overflow_install();
     sl__tls_worker = w;
+    if (sl__rt.mt && (rc = sl__workers_start()) < 0) {
+        sl__workers_stop();
+        overflow_uninstall();
+        sl__tls_worker = NULL;
+        goto fail;
+    }
     return 0;
+
+fail:
+    if (sl__rt.workers)
+        free_workers();
+    pthread_mutex_destroy(&sl__rt.lock);
+    atomic_store(&runtime_active, 0);
+    return rc;
 }
 
 int sl_shutdown(void)
@@ -263,14 +365,29 @@ int sl_shutdown(void)
     sl_worker *w = sl__self();
     if (!w || w->current != w->main)
         return SL_ESTATE;
-    sl__tasklet_discard_all(w);
-    sl__stack_pool_destroy(&w->stacks);
-    sl__slab_destroy(&w->slab);
+    if (sl__rt.mt)
+        sl__workers_stop();
+    for (int i = 0; i < sl__rt.nworkers; i++)
+        sl__tasklet_discard_all(sl__rt.workers[i]);
+    free_workers();
     overflow_uninstall();
+    pthread_mutex_destroy(&sl__rt.lock);
     sl__tls_worker = NULL;
-    free(w);
     atomic_store(&runtime_active, 0);
     return 0;
+}
+
+/* mt: main leaves the run queue (paused: the watchdog) until quiescence or
+ * someone inserts it. Returns the worker main resumed on and its result. */
+static int main_pause(sl_worker **wp, sl_tasklet *m)
+{
+    sl_worker *w = *wp;
+    m->result = 0;
+    sl_tasklet *next = sl__rq_leave(w, m);
+    SL__ASSERT(next); /* mt: never a deadlock here */
+    sl__pause_after_switch(w, m);
+    *wp = sl__jump(w, m, next);
+    return m->result;
 }
 
 int sl_run(void)
@@ -281,6 +398,13 @@ int sl_run(void)
     sl_tasklet *m = w->main;
     if (w->current != m)
         return SL_ESTATE;
+    if (sl__rt.mt) {
+        /* Until nothing can run on any worker. */
+        while (main_pause(&w, m) != SL__QUIESCENT)
+            ;
+        m->result = 0;
+        return 0;
+    }
     /* Main leaves the queue and watches: it is switched back to when the
      * queue runs dry (sl__idle_*), or when somebody inserts it. */
     while (m->next != m) {
@@ -295,6 +419,8 @@ int sl_run(void)
 
 sl_tasklet *sl__idle_block(sl_worker *w)
 {
+    if (sl__rt.mt)
+        return w->idle;
     sl_tasklet *m = w->main;
     if (w->current == m || m->state == SL_T_BLOCKED)
         return NULL;
@@ -307,7 +433,7 @@ sl_tasklet *sl__idle_block(sl_worker *w)
 sl_tasklet *sl__idle_end(sl_worker *w)
 {
     sl_tasklet *m = w->main;
-    SL__ASSERT(w->current != m);
+    SL__ASSERT(w->current != m && !sl__rt.mt);
     if (m->state == SL_T_BLOCKED) {
         sl__channel_unwait(m);
         m->result = SL_EDEADLOCK;
@@ -340,7 +466,23 @@ int sl_getruncount(void)
 int sl_getlivecount(void)
 {
     sl_worker *w = sl__self();
-    return w ? w->livecount : SL_ESTATE;
+    if (!w)
+        return SL_ESTATE;
+    int n = 0;
+    for (int i = 0; i < sl__rt.nworkers; i++)
+        n += SL_LOAD(&sl__rt.workers[i]->livecount);
+    return n;
+}
+
+int sl_worker_index(void)
+{
+    sl_worker *w = sl__self();
+    return w ? w->index : SL_ESTATE;
+}
+
+int sl_worker_count(void)
+{
+    return sl__self() ? sl__rt.nworkers : SL_ESTATE;
 }
 
 /* ---- yielding and moving tasklets -------------------------------------- */
@@ -351,11 +493,14 @@ int sl_schedule(void)
     if (sl_unlikely(!w))
         return SL_ESTATE;
     sl_tasklet *cur = w->current;
-    if (sl_unlikely(cur->killed))
+    if (sl_unlikely(SL_LOAD(&cur->killed)))
         return SL_EKILLED;
+    if (sl_unlikely(sl__check_inbox(w)))
+        sl__abandon(w);
     sl_tasklet *next = cur->next;
     if (next == cur)
         return 0;
+    sl__maybe_wake_idle(w);
     w->current = next;
     sl__jump(w, cur, next);
     return sl__resumed(cur, 0);
@@ -367,24 +512,45 @@ int sl_schedule_remove(void)
     if (sl_unlikely(!w))
         return SL_ESTATE;
     sl_tasklet *cur = w->current;
-    if (sl_unlikely(cur->killed))
+    if (sl_unlikely(SL_LOAD(&cur->killed)))
         return SL_EKILLED;
+    if (sl_unlikely(sl__check_inbox(w)))
+        sl__abandon(w);
     sl_tasklet *next = sl__rq_leave(w, cur);
     if (!next)
         return SL_EDEADLOCK;
-    cur->state = SL_T_PAUSED;
+    cur->result = 0;
+    sl__pause_after_switch(w, cur);
     sl__jump(w, cur, next);
     return sl__resumed(cur, 0);
 }
 
-/* Validate t against the calling worker; 0 or an error code. */
 static int check_target(sl_worker *w, const sl_tasklet *t)
 {
     if (!w)
         return SL_ESTATE;
-    if (!t || t->worker != w)
+    if (!t || t->is_idle)
         return SL_EINVAL;
     return 0;
+}
+
+/* Take a PAUSED tasklet for this worker (mt: another worker may race us
+ * for it). True if we own it now: it is SWITCHING, in no queue. */
+static bool claim_paused(sl_tasklet *t)
+{
+    for (;;) {
+        uint8_t st = SL_LOAD_ACQ(&t->state);
+        if (st == SL_T_SWITCHING) { /* its pause is being published */
+            sched_yield();
+            continue;
+        }
+        if (st != SL_T_PAUSED)
+            return false;
+        if (__atomic_compare_exchange_n(&t->state, &st,
+                                        (uint8_t)SL_T_SWITCHING, false,
+                                        __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+            return true;
+    }
 }
 
 int sl_tasklet_insert(sl_tasklet *t)
@@ -393,15 +559,23 @@ int sl_tasklet_insert(sl_tasklet *t)
     int rc = check_target(w, t);
     if (rc)
         return rc;
-    switch (t->state) {
-    case SL_T_RUNNABLE:
-        return 0;
-    case SL_T_PAUSED:
-        sl__rq_append(w, t);
-        return 0;
-    default: /* blocked on a channel, or dead */
-        return SL_ESTATE;
+    if (!sl__rt.mt) {
+        switch (t->state) {
+        case SL_T_RUNNABLE:
+            return 0;
+        case SL_T_PAUSED:
+            sl__rq_append(w, t);
+            return 0;
+        default: /* blocked on a channel, or dead */
+            return SL_ESTATE;
+        }
     }
+    if (claim_paused(t)) {
+        sl__wake(w, t);
+        return 0;
+    }
+    uint8_t st = SL_LOAD(&t->state);
+    return st == SL_T_RUNNABLE ? 0 : SL_ESTATE;
 }
 
 int sl_tasklet_remove(sl_tasklet *t)
@@ -412,12 +586,16 @@ int sl_tasklet_remove(sl_tasklet *t)
         return rc;
     if (t == w->current)
         return SL_ESTATE; /* use sl_schedule_remove */
-    switch (t->state) {
+    switch (SL_LOAD_ACQ(&t->state)) {
     case SL_T_PAUSED:
         return 0;
     case SL_T_RUNNABLE:
+        if (SL_LOAD(&t->worker) != w)
+            return SL_ESTATE; /* in another worker's queue */
+        if (t->is_main && sl__rt.mt)
+            return SL_ESTATE;
         sl__rq_unlink(w, t);
-        t->state = SL_T_PAUSED;
+        SL_STORE_REL(&t->state, (uint8_t)SL_T_PAUSED);
         return 0;
     default:
         return SL_ESTATE;
@@ -432,18 +610,29 @@ static int run_or_switch(sl_tasklet *t, bool pause_self)
     int rc = check_target(w, t);
     if (rc)
         return rc;
-    if (t->state == SL_T_DEAD || t->state == SL_T_BLOCKED)
-        return SL_ESTATE;
     sl_tasklet *cur = w->current;
-    if (cur->killed)
+    if (SL_LOAD(&cur->killed))
         return SL_EKILLED;
     if (t == cur)
         return 0;
-    if (t->state == SL_T_PAUSED)
-        sl__rq_append(w, t);
+    if (t->pin >= 0 && t->pin != w->index)
+        return SL_ESTATE; /* it may not run on this worker */
+    if (sl__rt.mt) {
+        if (claim_paused(t))
+            sl__rq_append(w, t);
+        else if (SL_LOAD(&t->state) != SL_T_RUNNABLE ||
+                 SL_LOAD(&t->worker) != w)
+            return SL_ESTATE;
+    } else {
+        if (t->state == SL_T_DEAD || t->state == SL_T_BLOCKED)
+            return SL_ESTATE;
+        if (t->state == SL_T_PAUSED)
+            sl__rq_append(w, t);
+    }
     if (pause_self) {
         sl__rq_unlink(w, cur);
-        cur->state = SL_T_PAUSED;
+        cur->result = 0;
+        sl__pause_after_switch(w, cur);
     }
     w->current = t;
     sl__jump(w, cur, t);
@@ -460,32 +649,84 @@ int sl_tasklet_switch(sl_tasklet *t)
     return run_or_switch(t, true);
 }
 
+/* Take t off the channel it waits on (mt: under that channel's lock).
+ * True if we did; false if it is no longer blocked there. */
+static bool claim_blocked(sl_tasklet *t)
+{
+    if (!sl__rt.mt) {
+        sl__channel_unwait(t);
+        return true;
+    }
+    for (;;) {
+        sl_channel *ch = SL_LOAD(&t->chan);
+        if (SL_LOAD_ACQ(&t->state) != SL_T_BLOCKED)
+            return false;
+        if (!ch) { /* a partner is taking it right now */
+            sched_yield();
+            continue;
+        }
+        sl__spin_lock(&ch->lock);
+        bool mine = SL_LOAD(&t->state) == SL_T_BLOCKED &&
+                    SL_LOAD(&t->chan) == ch;
+        if (mine)
+            sl__channel_unwait(t);
+        sl__spin_unlock(&ch->lock);
+        if (mine)
+            return true;
+    }
+}
+
 int sl_tasklet_kill(sl_tasklet *t)
 {
     sl_worker *w = sl__self();
     int rc = check_target(w, t);
     if (rc)
         return rc;
-    if (t->state == SL_T_DEAD)
-        return 0;
     if (t->is_main)
         return SL_EINVAL;
     sl_tasklet *cur = w->current;
     if (t == cur) {
-        t->killed = 1;
+        SL_STORE(&t->killed, 1);
         return SL_EKILLED;
     }
-    if (!t->ctx) { /* never ran: dies without running its body */
-        sl__tasklet_discard_new(w, t);
-        return 0;
+    for (;;) {
+        uint8_t st = SL_LOAD_ACQ(&t->state);
+        if (st == SL_T_DEAD)
+            return 0;
+        if (st == SL_T_RUNNABLE && SL_LOAD(&t->worker) != w) {
+            /* In another worker's queue: the kill is pending. */
+            SL_STORE(&t->killed, 1);
+            return 0;
+        }
+        if (st == SL_T_RUNNABLE && !t->ctx) {
+            sl__tasklet_discard_new(w, t); /* dies without running */
+            return 0;
+        }
+        if (st == SL_T_BLOCKED) {
+            SL_STORE(&t->killed, 1);
+            if (!claim_blocked(t))
+                continue;
+            t->result = SL_EKILLED;
+            if (sl__rt.mt)
+                SL_STORE(&t->state, (uint8_t)SL_T_SWITCHING);
+        } else if (st == SL_T_PAUSED || st == SL_T_SWITCHING) {
+            if (sl__rt.mt ? !claim_paused(t) : false)
+                continue;
+            SL_STORE(&t->killed, 1);
+            if (!t->ctx) {
+                SL_STORE(&t->state, (uint8_t)SL_T_PAUSED);
+                sl__tasklet_discard_new(w, t);
+                return 0;
+            }
+        } else {
+            SL_STORE(&t->killed, 1); /* runnable here */
+        }
+        break;
     }
-    t->killed = 1;
-    if (t->state == SL_T_BLOCKED) {
-        sl__channel_unwait(t);
-        t->result = SL_EKILLED;
+    if (SL_LOAD(&t->state) != SL_T_RUNNABLE) {
+        if (!sl__wake(w, t))
+            return 0; /* pinned to another worker: it reacts there */
     }
-    if (t->state == SL_T_PAUSED)
-        sl__rq_append(w, t);
     /* Like run(t): its pending call returns SL_EKILLED now, and its reaction
      * has happened by the time we are resumed. */
     w->current = t;

@@ -1,7 +1,10 @@
-/* sched.h - the worker, its run queue and the switch (private, inlined into
+/* sched.h - workers, their run queues and the switch (private, inlined into
  * the tasklet and channel paths). See sched.c for the design essay. */
 #ifndef SL_SCHED_H
 #define SL_SCHED_H
+
+#include <pthread.h>
+#include <stdatomic.h>
 
 #include "tasklet/tasklet.h"
 #include "tasklet/stack.h"
@@ -9,25 +12,86 @@
 #if SL_ASAN
 #include <sanitizer/common_interface_defs.h>
 #endif
+#if SL_TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
 
-/* One per OS thread running tasklets. Today there is one worker, owned by
- * the thread that called sl_init(); every field is touched by that thread
- * only. */
+/* Relaxed atomic access to fields another worker may read (or, for
+ * state, claim). On x86 these are plain moves; they keep TSan exact. */
+#define SL_LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define SL_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#define SL_LOAD_ACQ(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define SL_STORE_REL(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+
+/* A byte spinlock: channel locks. Critical sections are a few dozen
+ * instructions, so spinning (with pause, then yielding) beats sleeping. */
+void sl__spin_lock_slow(uint8_t *l);
+static inline void sl__spin_lock(uint8_t *l)
+{
+    if (sl_likely(!__atomic_exchange_n(l, 1, __ATOMIC_ACQUIRE)))
+        return;
+    sl__spin_lock_slow(l);
+}
+static inline void sl__spin_unlock(uint8_t *l)
+{
+    __atomic_store_n(l, 0, __ATOMIC_RELEASE);
+}
+
+/* One per OS thread running tasklets. Fields marked (owner) are touched
+ * only by the worker's own thread; (rt.lock) under the runtime lock;
+ * (atomic) read by other workers with relaxed loads. */
 struct sl_worker {
-    sl_tasklet *current;   /* running tasklet; also the head of the run
-                              queue circle whenever it is runnable        */
-    sl_tasklet *prev;      /* the tasklet we are switching away from: the
+    sl_tasklet *current;   /* (owner) running tasklet; the head of the run
+                              queue circle whenever it is runnable; the
+                              idle context when the queue is empty (mt)   */
+    sl_tasklet *prev;      /* (owner) the tasklet we switch away from: the
                               resumed side stores its context here        */
-    int runcount;          /* tasklets in the run queue                    */
-    int livecount;         /* live tasklets other than main                */
-    sl_stack_pool stacks;  /* this worker's stacks                         */
-    sl_slab slab;          /* this worker's control blocks                 */
-    sl_tasklet *main;      /* the thread's own context                     */
-    uint64_t next_id;
+    int runcount;          /* (owner, atomic) tasklets in the run queue    */
+    int livecount;         /* (owner, atomic) spawned here minus ended here*/
+    int inbox_flag;        /* (atomic) set by others: inbox, steal request,
+                              stop; the owner looks at scheduling points  */
+    uint8_t post;          /* (owner) work left for the resumed side       */
+    uint8_t *post_unlock;  /* (owner) lock to release after the switch     */
+    sl_tasklet *post_pause;/* (owner) becomes PAUSED after the switch      */
+#if SL_TSAN
+    void *post_fiber;      /* (owner) TSan fiber of a tasklet that ended   */
+#endif
+    sl_stack_pool stacks;  /* (owner) */
+    sl_slab slab;          /* (owner) */
+    sl_tasklet *main;      /* the main tasklet (worker 0's thread)         */
+    sl_tasklet *idle;      /* (owner) idle context, mt only                */
+    int index;             /* 0 .. workers-1                               */
+    int steal_req;         /* (atomic) thief index + 1, or 0               */
+    sl_tasklet *inbox_head, *inbox_tail; /* (rt.lock) FIFO via ->next      */
+    int parked;            /* (rt.lock) sleeping on futex                  */
+    uint32_t futex;        /* (atomic) park word                           */
+    pthread_t thread;      /* workers 1..N-1                               */
+    uint64_t next_id;      /* (owner) single worker only                   */
+    size_t promise_refund; /* (atomic) stack promises others took over     */
     sl_tasklet graveyard;  /* stands in for a tasklet that ended: the next
                               tasklet writes the dead context here        */
-    sl_tasklet main_block; /* main's control block                         */
+    sl_tasklet idle_block; /* the idle context's control block (mt)        */
+    sl_tasklet main_block; /* main's control block (worker 0)              */
 };
+
+/* The runtime: one per process. */
+struct sl_runtime {
+    int nworkers;
+    bool mt;                  /* nworkers > 1: channels lock, wakeups may
+                                 cross workers                           */
+    bool steal;               /* idle workers request work               */
+    sl_worker **workers;
+    sl_tasklet *main;
+    pthread_mutex_t lock;     /* inboxes, idle/park, quiescence           */
+    int nidle;                /* (lock) workers in their idle loop        */
+    int nparked;              /* (lock; atomic reads) asleep on futex     */
+    int nspinning;            /* (atomic) idle and looking for work       */
+    int quiescent;            /* (lock) main was woken: nothing ran since */
+    int stopping;             /* (atomic) sl_shutdown in progress         */
+    uint64_t next_id;         /* (atomic) ids when mt                     */
+    size_t stack_size;
+};
+extern struct sl_runtime sl__rt;
 
 /* The worker of the calling thread, NULL when the runtime is not running
  * here. Read once at each public entry point; after a switch use the
@@ -48,12 +112,24 @@ static inline void sl__rq_link_before(sl_tasklet *pos, sl_tasklet *t)
     pos->prev = t;
 }
 
+static inline void sl__runcount_add(sl_worker *w, int d)
+{
+    SL_STORE(&w->runcount, w->runcount + d);
+}
+
+/* t joins this worker's run queue. */
+static inline void sl__make_runnable(sl_worker *w, sl_tasklet *t)
+{
+    SL_STORE(&t->state, (uint8_t)SL_T_RUNNABLE);
+    SL_STORE(&t->worker, w);
+    sl__runcount_add(w, 1);
+}
+
 /* Append t to the end of the run queue (just before the current one). */
 static inline void sl__rq_append(sl_worker *w, sl_tasklet *t)
 {
     sl__rq_link_before(w->current, t);
-    t->state = SL_T_RUNNABLE;
-    w->runcount++;
+    sl__make_runnable(w, t);
 }
 
 /* Put t right after the current tasklet: switching to it then leaves the
@@ -61,8 +137,7 @@ static inline void sl__rq_append(sl_worker *w, sl_tasklet *t)
 static inline void sl__rq_link_after_current(sl_worker *w, sl_tasklet *t)
 {
     sl__rq_link_before(w->current->next, t);
-    t->state = SL_T_RUNNABLE;
-    w->runcount++;
+    sl__make_runnable(w, t);
 }
 
 static inline void sl__rq_unlink(sl_worker *w, sl_tasklet *t)
@@ -70,7 +145,7 @@ static inline void sl__rq_unlink(sl_worker *w, sl_tasklet *t)
     t->prev->next = t->next;
     t->next->prev = t->prev;
     t->next = t->prev = NULL;
-    w->runcount--;
+    sl__runcount_add(w, -1);
 }
 
 /* ---- the switch -------------------------------------------------------- */
@@ -78,6 +153,8 @@ static inline void sl__rq_unlink(sl_worker *w, sl_tasklet *t)
 void sl__tasklet_prepare(sl_worker *w, sl_tasklet *t); /* first run: stack */
 /* Report that t overflowed its stack, by id and name, and abort. */
 void sl__overflow_abort(const sl_tasklet *t) __attribute__((noreturn, cold));
+/* The resumed side's leftovers (mt, TSan): unlock, publish a pause. */
+void sl__post_switch(sl_worker *w);
 
 /* Switch from `from` (the running tasklet) to `to`, which must already be
  * w->current. Returns when `from` is resumed, with the worker it resumed
@@ -95,6 +172,9 @@ static inline sl_worker *sl__jump(sl_worker *w, sl_tasklet *from,
     __sanitizer_start_switch_fiber(&from->asan_fake, to->asan_bottom,
                                    to->asan_size);
 #endif
+#if SL_TSAN
+    __tsan_switch_to_fiber(to->tsan_fiber, 0);
+#endif
     sl_transfer tr = sl__jump_fcontext(to->ctx, w);
     w = (sl_worker *)tr.data;
     w->prev->ctx = tr.fctx;
@@ -103,26 +183,59 @@ static inline sl_worker *sl__jump(sl_worker *w, sl_tasklet *from,
                                     &w->prev->asan_bottom,
                                     &w->prev->asan_size);
 #endif
+    if (sl_unlikely(w->post))
+        sl__post_switch(w);
     return w;
 }
 
 /* The outcome of a blocking call once the caller runs again. */
 static inline int sl__resumed(const sl_tasklet *self, int result)
 {
-    return sl_unlikely(self->killed) ? SL_EKILLED : result;
+    return sl_unlikely(SL_LOAD(&self->killed)) ? SL_EKILLED : result;
 }
+
+/* New work appeared on w (a spawn, a yield with others waiting): if some
+ * worker sleeps and none is already looking for work, wake one to ask
+ * for it. Channel wakeups do not call this: a woken partner stays on the
+ * waker's core (see the essay in sched.c). */
+void sl__wake_idle_worker(void);
+static inline void sl__maybe_wake_idle(sl_worker *w)
+{
+    if (sl_unlikely(SL_LOAD(&sl__rt.nparked) > 0) && w->runcount >= 2 &&
+        SL_LOAD(&sl__rt.nspinning) == 0 && sl__rt.steal)
+        sl__wake_idle_worker();
+}
+
+/* m->result of a main woken because nothing can run anywhere (mt). */
+#define SL__QUIESCENT 1
+
+/* Work for the owner at a scheduling point: inbox, steal request, stop.
+ * True when this worker must stop running tasklets (sl_shutdown). */
+bool sl__poll_inbox(sl_worker *w);
+static inline bool sl__check_inbox(sl_worker *w)
+{
+    if (sl_unlikely(SL_LOAD(&w->inbox_flag)))
+        return sl__poll_inbox(w);
+    return false;
+}
+
+/* sl_shutdown is stopping this worker: leave the current tasklet where it
+ * is (it is discarded) and go to the idle context, which ends the thread. */
+void sl__abandon(sl_worker *w) __attribute__((noreturn));
 
 /* ---- leaving the run queue with nothing else runnable ------------------ */
 
 /* The current tasklet is about to block or pause and is alone in the run
- * queue. Returns the tasklet to run instead (main, put back in the run
- * queue, whose pausing call then returns 0), or NULL when the caller must
- * get SL_EDEADLOCK instead of blocking (it is main, or main is itself
- * blocked on a channel, so nothing could ever wake anybody). */
+ * queue. Returns the tasklet (or idle context) to run instead, or NULL
+ * when the caller must get SL_EDEADLOCK instead of blocking (one worker:
+ * it is main, or main is itself blocked on a channel). With one worker
+ * the tasklet returned is main, put back in the run queue; its pausing
+ * call then returns 0. */
 sl_tasklet *sl__idle_block(sl_worker *w);
 
-/* Same for a tasklet that ends: never NULL; when main is blocked on a
- * channel, main is unblocked and its call returns SL_EDEADLOCK. */
+/* Same for a tasklet that ends: never NULL; with one worker, when main is
+ * blocked on a channel, main is unblocked and its call returns
+ * SL_EDEADLOCK. */
 sl_tasklet *sl__idle_end(sl_worker *w);
 
 /* Take the current tasklet out of the run queue (it blocks or pauses) and
@@ -135,10 +248,41 @@ static inline sl_tasklet *sl__rq_leave(sl_worker *w, sl_tasklet *cur)
         next = sl__idle_block(w);
         if (!next)
             return NULL;
+        if (next == w->idle) { /* mt: the queue empties, idle takes over */
+            cur->next = cur->prev = NULL;
+            sl__runcount_add(w, -1);
+            w->current = next;
+            return next;
+        }
     }
     sl__rq_unlink(w, cur);
     w->current = next;
     return next;
+}
+
+/* Mark the current tasklet paused once it has switched away (mt: another
+ * worker may insert it the moment it is PAUSED, so not before). */
+static inline void sl__pause_after_switch(sl_worker *w, sl_tasklet *cur)
+{
+    if (sl__rt.mt) {
+        SL_STORE(&cur->state, (uint8_t)SL_T_SWITCHING);
+        w->post_pause = cur;
+        w->post = 1;
+    } else {
+        cur->state = SL_T_PAUSED;
+    }
+}
+
+/* Wake t, taken off a channel or claimed from PAUSED, from worker w: it
+ * joins w's run queue at the end, or its own worker's if it is pinned
+ * elsewhere. Returns true if it joined w's queue. */
+bool sl__wake_remote(sl_worker *w, sl_tasklet *t);
+static inline bool sl__wake(sl_worker *w, sl_tasklet *t)
+{
+    if (sl_unlikely(t->pin >= 0) && t->pin != w->index)
+        return sl__wake_remote(w, t);
+    sl__rq_append(w, t);
+    return true;
 }
 
 #endif /* SL_SCHED_H */

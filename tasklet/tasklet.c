@@ -92,6 +92,7 @@ sl_tasklet *sl__slab_refill(sl_slab *s)
         blocks[i].state = SL_T_FREE;
         blocks[i].worker = s->owner;
         blocks[i].is_main = 0;
+        blocks[i].is_idle = 0;
     }
 #if SL_ASAN
     for (size_t i = 0; i < n; i++)
@@ -114,17 +115,47 @@ void sl__slab_free(sl_slab *s, sl_tasklet *t)
 
 static void release_block(sl_worker *w, sl_tasklet *t)
 {
-    SL__ASSERT(t->state == SL_T_DEAD && t->refs == 0 && !t->is_main);
+    SL__ASSERT(SL_LOAD(&t->state) == SL_T_DEAD && !t->is_main);
     sl__slab_free(&w->slab, t);
 }
 
 /* ---- spawn, first run, exit -------------------------------------------- */
 
-sl_tasklet *sl_spawn(sl_fn fn, void *arg)
+void sl_spawn_attr_init(sl_spawn_attr *a)
 {
-    sl_worker *w = sl__self();
-    if (sl_unlikely(!w || !fn))
-        return NULL;
+    if (!a)
+        return;
+    memset(a, 0, sizeof *a);
+    a->worker = -1;
+}
+
+/* Promises of stacks a worker made that another worker took over (mt). */
+static void fold_refunds(sl_worker *w)
+{
+    size_t n = __atomic_exchange_n(&w->promise_refund, 0, __ATOMIC_RELAXED);
+    SL__ASSERT(w->stacks.promised >= n);
+    w->stacks.promised -= n;
+}
+
+/* t, never run and promised a stack by its spawner (t->worker), is taken
+ * over by w: w promises one itself and the spawner gets its promise back. */
+int sl__promise_move(sl_worker *w, sl_tasklet *t)
+{
+    sl_worker *x = SL_LOAD(&t->worker);
+    if (t->ctx || x == w)
+        return 0;
+    int rc = sl__stack_reserve(&w->stacks);
+    if (rc < 0)
+        return rc;
+    __atomic_fetch_add(&x->promise_refund, 1, __ATOMIC_RELAXED);
+    SL_STORE(&t->worker, w);
+    return 0;
+}
+
+static sl_tasklet *spawn(sl_worker *w, sl_fn fn, void *arg, int pin)
+{
+    if (sl_unlikely(SL_LOAD(&w->promise_refund)))
+        fold_refunds(w);
     if (sl_unlikely(sl__stack_reserve(&w->stacks) < 0))
         return NULL;
     sl_tasklet *t = sl__slab_alloc(&w->slab);
@@ -135,14 +166,17 @@ sl_tasklet *sl_spawn(sl_fn fn, void *arg)
 #if SL_ASAN
     ASAN_UNPOISON_MEMORY_REGION(t, sizeof *t);
 #endif
-    /* worker and is_main were stamped when the chunk was made; value, chan,
-     * result and dir are written by whatever blocks the tasklet. */
+    /* is_main and is_idle were stamped when the chunk was made; value,
+     * chan, result and dir are written by whatever blocks the tasklet. */
     t->ctx = NULL;
     t->killed = 0;
+    t->pin = (int8_t)pin;
     t->stack = NULL;
     t->fn = fn;
     t->arg = arg;
-    t->id = ++w->next_id;
+    t->id = sl_likely(!sl__rt.mt)
+                ? ++w->next_id
+                : __atomic_add_fetch(&sl__rt.next_id, 1, __ATOMIC_RELAXED);
     t->refs = 1;
     t->name[0] = '\0';
 #if SL_ASAN
@@ -150,8 +184,41 @@ sl_tasklet *sl_spawn(sl_fn fn, void *arg)
     t->asan_bottom = NULL;
     t->asan_size = 0;
 #endif
-    w->livecount++;
-    sl__rq_append(w, t);
+#if SL_TSAN
+    t->tsan_fiber = NULL;
+#endif
+    SL_STORE(&w->livecount, w->livecount + 1);
+    SL_STORE(&t->worker, w);
+    if (pin < 0 || pin == w->index) {
+        sl__rq_append(w, t);
+        sl__maybe_wake_idle(w);
+    } else {
+        /* Pinned to another worker: it leaves with a stack from our pool. */
+        sl__tasklet_prepare(w, t);
+        sl__wake_remote(w, t);
+    }
+    return t;
+}
+
+sl_tasklet *sl_spawn(sl_fn fn, void *arg)
+{
+    sl_worker *w = sl__self();
+    if (sl_unlikely(!w || !fn))
+        return NULL;
+    return spawn(w, fn, arg, -1);
+}
+
+sl_tasklet *sl_spawn_ex(const sl_spawn_attr *attr, sl_fn fn, void *arg)
+{
+    sl_worker *w = sl__self();
+    if (!w || !fn)
+        return NULL;
+    int pin = attr ? attr->worker : -1;
+    if (pin < -1 || pin >= sl__rt.nworkers)
+        return NULL;
+    sl_tasklet *t = spawn(w, fn, arg, pin);
+    if (t && attr && attr->name)
+        sl_tasklet_set_name(t, attr->name);
     return t;
 }
 
@@ -162,6 +229,9 @@ static void tasklet_exit(sl_worker *w) __attribute__((noreturn));
  * and a context that starts in trampoline(). */
 void sl__tasklet_prepare(sl_worker *w, sl_tasklet *t)
 {
+#if SL_TSAN
+    t->tsan_fiber = __tsan_create_fiber(0);
+#endif
     t->stack = sl__stack_take(&w->stacks);
     /* The top 64 bytes stay free: the pool links free stacks there. */
     char *top = sl__stack_top(&w->stacks, t->stack) - 64;
@@ -180,8 +250,10 @@ static void trampoline(sl_transfer tr)
     __sanitizer_finish_switch_fiber(NULL, &w->prev->asan_bottom,
                                     &w->prev->asan_size);
 #endif
+    if (w->post)
+        sl__post_switch(w);
     sl_tasklet *self = w->current;
-    if (!self->killed)
+    if (!SL_LOAD(&self->killed)) /* a pending kill before the first run */
         self->fn(self->arg);
     /* fn may have moved us to another worker: ask the thread afresh. */
     tasklet_exit(sl__self());
@@ -193,7 +265,20 @@ static void trampoline(sl_transfer tr)
 static void tasklet_exit(sl_worker *w)
 {
     sl_tasklet *self = w->current;
-    if (self->next == self) { /* nothing else runnable: back to main */
+    sl_tasklet *next;
+    bool stop = sl__check_inbox(w);
+    if (sl_unlikely(self->next == self || stop)) {
+        if (sl__rt.mt) { /* nothing else here, or stopping: go idle */
+            next = w->idle;
+            if (self->next == self) {
+                self->next = self->prev = NULL;
+                sl__runcount_add(w, -1);
+            } else {
+                sl__rq_unlink(w, self);
+            }
+            goto unlinked;
+        }
+        /* One worker, nothing else runnable: back to main. */
         sl_tasklet *m = w->main;
         if (sl_likely(m->state == SL_T_PAUSED)) { /* sl_run's usual end */
             m->result = 0;
@@ -202,8 +287,9 @@ static void tasklet_exit(sl_worker *w)
             (void)sl__idle_end(w);
         }
     }
-    sl_tasklet *next = self->next;
+    next = self->next;
     sl__rq_unlink(w, self);
+unlinked:
     w->current = next;
 
     /* A next tasklet that never ran takes its stack now, before ours goes
@@ -213,16 +299,23 @@ static void tasklet_exit(sl_worker *w)
     if (sl_unlikely(w->stacks.ncanary) &&
         !sl__stack_canary_check(&w->stacks, self->stack))
         sl__overflow_abort(self);
-    self->state = SL_T_DEAD;
-    w->livecount--;
+    SL_STORE(&w->livecount, w->livecount - 1);
     sl__stack_give(&w->stacks, self->stack);
     self->stack = NULL;
-    if (--self->refs == 0)
+#if SL_TSAN
+    w->post_fiber = self->tsan_fiber; /* destroyed once we are off it */
+    w->post = 1;
+#endif
+    SL_STORE_REL(&self->state, (uint8_t)SL_T_DEAD);
+    if (__atomic_sub_fetch(&self->refs, 1, __ATOMIC_ACQ_REL) == 0)
         release_block(w, self);
 
     w->prev = &w->graveyard;
 #if SL_ASAN
     __sanitizer_start_switch_fiber(NULL, next->asan_bottom, next->asan_size);
+#endif
+#if SL_TSAN
+    __tsan_switch_to_fiber(next->tsan_fiber, 0);
 #endif
     sl__jump_fcontext(next->ctx, w);
     __builtin_unreachable();
@@ -234,10 +327,14 @@ void sl__tasklet_discard_new(sl_worker *w, sl_tasklet *t)
     SL__ASSERT(!t->ctx && t->state != SL_T_BLOCKED && !t->is_main);
     if (t->state == SL_T_RUNNABLE)
         sl__rq_unlink(w, t);
-    t->state = SL_T_DEAD;
-    w->livecount--;
-    sl__stack_unreserve(&w->stacks);
-    if (--t->refs == 0)
+    sl_worker *x = SL_LOAD(&t->worker); /* whose pool promised its stack */
+    if (x == w)
+        sl__stack_unreserve(&w->stacks);
+    else
+        __atomic_fetch_add(&x->promise_refund, 1, __ATOMIC_RELAXED);
+    SL_STORE(&w->livecount, w->livecount - 1);
+    SL_STORE_REL(&t->state, (uint8_t)SL_T_DEAD);
+    if (__atomic_sub_fetch(&t->refs, 1, __ATOMIC_ACQ_REL) == 0)
         release_block(w, t);
 }
 
@@ -245,37 +342,49 @@ void sl__tasklet_discard_new(sl_worker *w, sl_tasklet *t)
 
 void sl_tasklet_ref(sl_tasklet *t)
 {
-    if (t && !t->is_main)
-        t->refs++;
+    if (t && !t->is_main && !t->is_idle)
+        __atomic_add_fetch(&t->refs, 1, __ATOMIC_RELAXED);
 }
 
 void sl_tasklet_unref(sl_tasklet *t)
 {
-    if (!t || t->is_main)
+    if (!t || t->is_main || t->is_idle)
         return;
-    SL__ASSERT(t->refs > 0);
-    if (--t->refs == 0)
-        release_block(t->worker, t);
+    int left = __atomic_sub_fetch(&t->refs, 1, __ATOMIC_ACQ_REL);
+    if (left < 0) {
+        fprintf(stderr, "stackless: sl_tasklet_unref without a reference "
+                        "(tasklet #%llu); aborting\n",
+                (unsigned long long)t->id);
+        abort();
+    }
+    if (left == 0) {
+        /* The block goes to the calling thread's slab (any slab will do:
+         * they are free lists over memory the runtime owns). */
+        sl_worker *w = sl__self();
+        release_block(w ? w : SL_LOAD(&t->worker), t);
+    }
 }
 
 bool sl_tasklet_alive(const sl_tasklet *t)
 {
-    return t && t->state != SL_T_DEAD;
+    return t && SL_LOAD(&t->state) != SL_T_DEAD;
 }
 
 bool sl_tasklet_blocked(const sl_tasklet *t)
 {
-    return t && t->state == SL_T_BLOCKED;
+    return t && SL_LOAD(&t->state) == SL_T_BLOCKED;
 }
 
 bool sl_tasklet_scheduled(const sl_tasklet *t)
 {
-    return t && (t->state == SL_T_RUNNABLE || t->state == SL_T_BLOCKED);
+    uint8_t st = t ? SL_LOAD(&t->state) : (uint8_t)SL_T_DEAD;
+    return st == SL_T_RUNNABLE || st == SL_T_BLOCKED;
 }
 
 bool sl_tasklet_paused(const sl_tasklet *t)
 {
-    return t && t->state == SL_T_PAUSED;
+    uint8_t st = t ? SL_LOAD(&t->state) : (uint8_t)SL_T_DEAD;
+    return st == SL_T_PAUSED || st == SL_T_SWITCHING;
 }
 
 int sl_tasklet_set_name(sl_tasklet *t, const char *name)
@@ -300,47 +409,49 @@ uint64_t sl_tasklet_id(const sl_tasklet *t)
     return t ? t->id : 0;
 }
 
-static const char *state_name(const sl_worker *w, const sl_tasklet *t)
+static const char *state_name(const sl_tasklet *t)
 {
-    if (t == w->current)
-        return "running";
-    switch (t->state) {
+    for (int i = 0; i < sl__rt.nworkers; i++)
+        if (t == SL_LOAD(&sl__rt.workers[i]->current))
+            return "running";
+    switch (SL_LOAD(&t->state)) {
     case SL_T_RUNNABLE:
         return t->ctx ? "runnable" : "new";
     case SL_T_BLOCKED:
         return t->dir > 0 ? "blocked-send" : "blocked-receive";
     case SL_T_PAUSED:
+    case SL_T_SWITCHING:
         return "paused";
     default:
         return "dead";
     }
 }
 
-static void dump_one(FILE *out, const sl_worker *w, const sl_tasklet *t)
+static void dump_one(FILE *out, const sl_tasklet *t)
 {
     fprintf(out, "  #%llu %-20s %-16s", (unsigned long long)t->id,
             t->name[0] ? t->name : (t->is_main ? "main" : "-"),
-            state_name(w, t));
-    if (t->state == SL_T_BLOCKED)
-        fprintf(out, " on channel %p (balance %d)", (void *)t->chan,
-                t->chan ? t->chan->balance : 0);
-    if (t->killed)
+            state_name(t));
+    if (sl__rt.mt)
+        fprintf(out, " worker %d", SL_LOAD(&t->worker)->index);
+    if (SL_LOAD(&t->state) == SL_T_BLOCKED) {
+        struct sl_channel *ch = SL_LOAD(&t->chan);
+        fprintf(out, " on channel %p (balance %d)", (void *)ch,
+                ch ? SL_LOAD(&ch->balance) : 0);
+    }
+    if (SL_LOAD(&t->killed))
         fprintf(out, " killed");
     fputc('\n', out);
 }
 
-struct dump_ctx {
-    FILE *out;
-    const sl_worker *w;
-};
-
 static void dump_cb(sl_tasklet *t, void *arg)
 {
-    struct dump_ctx *d = arg;
-    if (t->state != SL_T_DEAD)
-        dump_one(d->out, d->w, t);
+    if (SL_LOAD(&t->state) != SL_T_DEAD)
+        dump_one(arg, t);
 }
 
+/* With several workers the listing is a snapshot taken while they run:
+ * states may be a moment old. */
 void sl_dump(FILE *out)
 {
     sl_worker *w = sl__self();
@@ -350,11 +461,12 @@ void sl_dump(FILE *out)
         fprintf(out, "stackless: runtime not initialised\n");
         return;
     }
-    fprintf(out, "stackless: %d live tasklet(s), %d runnable\n",
-            w->livecount, w->runcount);
-    dump_one(out, w, w->main);
-    struct dump_ctx d = {out, w};
-    sl__slab_each(&w->slab, dump_cb, &d);
+    fprintf(out, "stackless: %d live tasklet(s), %d runnable on worker %d "
+                 "of %d\n",
+            sl_getlivecount(), w->runcount, w->index, sl__rt.nworkers);
+    dump_one(out, w->main);
+    for (int i = 0; i < sl__rt.nworkers; i++)
+        sl__slab_each(&sl__rt.workers[i]->slab, dump_cb, out);
 }
 
 /* sl_shutdown: every live tasklet is discarded; channels they waited on are

@@ -17,6 +17,8 @@ enum sl_tstate {
     SL_T_PAUSED,       /* in no queue                                       */
     SL_T_DEAD,         /* ended; the control block lives while refs > 0     */
     SL_T_FREE,         /* a free slab block (no tasklet)                    */
+    SL_T_SWITCHING,    /* mt: pausing or claimed; becomes PAUSED or RUNNABLE
+                          within a switch: wait, don't touch               */
 };
 
 /* The control block. It lives in a dense slab (not on the stack), because a
@@ -36,15 +38,21 @@ struct sl_tasklet {
                                 blocking call returns SL_EKILLED         */
     int8_t dir;              /* +1 blocked sending, -1 receiving         */
     uint8_t is_main;
+    int8_t pin;              /* worker it must run on, or -1              */
+    uint8_t is_idle;         /* a worker's idle context, not a tasklet    */
     char *stack;             /* lowest address of its stack slot, or NULL
                                 (main: the thread's own stack)           */
     /* -- cold ------------------------------------------------------------ */
     sl_fn fn;
     void *arg;
-    sl_worker *worker;           /* owner: set once, when its slab chunk
-                                    is made                               */
+    sl_worker *worker;           /* the worker whose run queue has it (or
+                                    had it last); changes as it migrates  */
     uint64_t id;
-    int refs;                    /* the runtime holds 1 while alive       */
+    int refs;                    /* (atomic) the runtime holds 1 while
+                                    alive                                 */
+#if SL_TSAN
+    void *tsan_fiber;            /* TSan's fiber for this context          */
+#endif
 #if SL_ASAN
     void *asan_fake;             /* ASan fake stack while switched out    */
     const void *asan_bottom;     /* stack bounds ASan is told about       */

@@ -14,6 +14,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define TU_HAVE_VALGRIND 1
+#endif
+#endif
+#ifndef TU_HAVE_VALGRIND
+#define TU_HAVE_VALGRIND 0
+#endif
+
 /* ---- environment ------------------------------------------------------- */
 
 static long env_long(const char *name, long dflt, long min)
@@ -35,6 +45,15 @@ static long env_long(const char *name, long dflt, long min)
 int tu_workers(void)
 {
     return (int)env_long("SL_TEST_WORKERS", 1, 1);
+}
+
+bool tu_under_valgrind(void)
+{
+#if TU_HAVE_VALGRIND
+    return RUNNING_ON_VALGRIND != 0;
+#else
+    return false;
+#endif
 }
 
 static bool nofork(void)
@@ -124,7 +143,15 @@ static void run_here(tu_body_fn body, int flags)
 
     tu_log_reset();
     if (!(flags & TU_NOINIT)) {
-        int rc = sl_init(NULL); /* defaults: 1 worker (see tu_workers) */
+        /* SL_TEST_WORKERS > 1: the same tests on several workers, with
+         * stealing off so that tasklets stay on the worker that spawns or
+         * wakes them and each worker's order is Stackless's exactly (the
+         * mn suite tests stealing). */
+        sl_config cfg;
+        sl_config_init(&cfg);
+        cfg.workers = tu_workers();
+        cfg.steal = 0;
+        int rc = sl_init(&cfg);
         if (!TU_EQ(rc, 0))
             return;
     }
@@ -314,8 +341,8 @@ int tu_main(int argc, char **argv, const char *suite_name, CU_TestInfo *tests)
 {
     int workers = tu_workers();
     if (workers != 1)
-        printf("SL_TEST_WORKERS=%d requested: these suites run with 1 worker "
-               "for now\n", workers);
+        printf("SL_TEST_WORKERS=%d: tests run on %d workers (stealing off)\n",
+               workers, workers);
 
     if (CU_initialize_registry() != CUE_SUCCESS) {
         fprintf(stderr, "%s: CU_initialize_registry: %s\n", suite_name,

@@ -17,6 +17,10 @@
  *   SL_TEST_NOFORK=1      run tests in-process (for gdb; name one test on
  *                         the command line: tests share static state then)
  *
+ * Under valgrind (test.sh's valgrind stage) the forked children stay under
+ * valgrind, and a child with a valgrind error exits with the stage's
+ * --error-exitcode, which the parent reports as a failure of that test.
+ *
  * Rules for test bodies: use CU_*_FATAL only on the main tasklet (a fatal
  * assertion longjmps, which must not leave a tasklet stack); plain
  * assertions work anywhere. */
@@ -51,6 +55,27 @@ int tu_main(int argc, char **argv, const char *suite, CU_TestInfo *tests);
 
 /* SL_TEST_WORKERS, or 1 when unset; a bad value is reported and gives 1. */
 int tu_workers(void);
+
+/* For rules that hold only with one worker (Stackless's exact deadlock
+ * rules; with several workers quiescence decides, tested in test_mn.c):
+ * the test says so and passes without running when SL_TEST_WORKERS > 1. */
+#define TU_ONE_WORKER_ONLY()                                                 \
+    do {                                                                     \
+        if (tu_workers() > 1) {                                              \
+            printf("(one worker only) ");                                    \
+            return;                                                          \
+        }                                                                    \
+    } while (0)
+
+/* True when the test runs under valgrind (RUNNING_ON_VALGRIND; false when
+ * the suite was built without <valgrind/valgrind.h>). Tests with many live
+ * tasklets use it to scale their sizes down, never to skip assertions:
+ * valgrind looks each switch's new stack up in a linear list of registered
+ * stacks, so a switch costs O(stacks carved), and its own memory counts
+ * against RLIMIT_AS. TU_SIZE(native, valgrind) picks one of two sizes. */
+bool tu_under_valgrind(void);
+#define TU_SIZE(native, under_valgrind)                                      \
+    (tu_under_valgrind() ? (under_valgrind) : (native))
 
 /* ---- order log: tasklets append characters, tests compare the string ---- */
 

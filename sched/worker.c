@@ -1,0 +1,396 @@
+/* worker.c - M:N machinery: worker threads, idle loops, inboxes, work
+ * requests (stealing), parking, and quiescence (when nothing can run
+ * anywhere, main gets control back). The design is in sched.c's essay. */
+#define _GNU_SOURCE
+#include <linux/futex.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "channel/channel.h"
+#include "sched/sched.h"
+
+/* How long an idle worker spins, watching its inbox, before it parks. */
+#define SPIN_NS 50000
+
+void sl__spin_lock_slow(uint8_t *l)
+{
+    for (unsigned i = 0;; i++) {
+        while (SL_LOAD(l)) {
+            if (i++ < 128) {
+#if defined(__x86_64__) || defined(__i386__)
+                __builtin_ia32_pause();
+#endif
+            } else {
+                sched_yield();
+            }
+        }
+        if (!__atomic_exchange_n(l, 1, __ATOMIC_ACQUIRE))
+            return;
+    }
+}
+
+void sl__post_switch(sl_worker *w)
+{
+    w->post = 0;
+    if (w->post_unlock) {
+        sl__spin_unlock(w->post_unlock);
+        w->post_unlock = NULL;
+    }
+    if (w->post_pause) {
+        SL_STORE_REL(&w->post_pause->state, (uint8_t)SL_T_PAUSED);
+        w->post_pause = NULL;
+    }
+#if SL_TSAN
+    if (w->post_fiber) {
+        __tsan_destroy_fiber(w->post_fiber);
+        w->post_fiber = NULL;
+    }
+#endif
+}
+
+static void futex_wait(uint32_t *addr, uint32_t val)
+{
+    syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+}
+
+static void futex_wake(uint32_t *addr)
+{
+    syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+/* Under sl__rt.lock: is there anything for w to look at? */
+static int flag_value(const sl_worker *w)
+{
+    return w->inbox_head != NULL || SL_LOAD(&w->steal_req) != 0 ||
+           SL_LOAD(&sl__rt.stopping);
+}
+
+/* Under sl__rt.lock: append t to w's inbox and wake w if it sleeps. */
+static void inbox_push_locked(sl_worker *target, sl_tasklet *t)
+{
+    t->next = NULL;
+    if (target->inbox_tail)
+        target->inbox_tail->next = t;
+    else
+        target->inbox_head = t;
+    target->inbox_tail = t;
+    SL_STORE(&target->inbox_flag, 1);
+    if (target->parked) {
+        SL_STORE(&target->futex, 1);
+        futex_wake(&target->futex);
+    }
+}
+
+bool sl__wake_remote(sl_worker *w, sl_tasklet *t)
+{
+    (void)w;
+    sl_worker *target = sl__rt.workers[t->pin];
+    SL_STORE(&t->state, (uint8_t)SL_T_RUNNABLE);
+    SL_STORE(&t->worker, target);
+    pthread_mutex_lock(&sl__rt.lock);
+    inbox_push_locked(target, t);
+    pthread_mutex_unlock(&sl__rt.lock);
+    return false;
+}
+
+/* Owner, at a scheduling point with the current tasklet in the run queue:
+ * take the inbox into the run queue and answer a steal request by giving
+ * the thief half of the runnable tasklets (from the end of the queue, the
+ * ones that would run last here). */
+bool sl__poll_inbox(sl_worker *w)
+{
+    pthread_mutex_lock(&sl__rt.lock);
+    sl_tasklet *in = w->inbox_head;
+    w->inbox_head = w->inbox_tail = NULL;
+    int req = SL_LOAD(&w->steal_req);
+    SL_STORE(&w->steal_req, 0);
+    SL_STORE(&w->inbox_flag, SL_LOAD(&sl__rt.stopping));
+    pthread_mutex_unlock(&sl__rt.lock);
+
+    while (in) {
+        sl_tasklet *n = in->next;
+        sl__rq_link_before(w->current, in);
+        sl__runcount_add(w, 1);
+        in = n;
+    }
+    if (w->index != 0 && SL_LOAD(&sl__rt.stopping))
+        return true;
+    if (req == 0)
+        return false;
+    sl_worker *thief = sl__rt.workers[req - 1];
+    int give = w->runcount / 2;
+    sl_tasklet *list = NULL, *tail = NULL;
+    sl_tasklet *t = w->current->prev;
+    while (give > 0 && t != w->current) {
+        sl_tasklet *p = t->prev;
+        if (t->pin < 0 && !t->is_main) {
+            if (!t->ctx) /* never ran: its stack comes from our pool */
+                sl__tasklet_prepare(w, t);
+            sl__rq_unlink(w, t);
+            SL_STORE(&t->worker, thief);
+            t->next = NULL;
+            if (tail)
+                tail->next = t;
+            else
+                list = t;
+            tail = t;
+            give--;
+        }
+        t = p;
+    }
+    if (!list)
+        return false;
+    pthread_mutex_lock(&sl__rt.lock);
+    for (t = list; t;) {
+        sl_tasklet *n = t->next;
+        inbox_push_locked(thief, t);
+        t = n;
+    }
+    pthread_mutex_unlock(&sl__rt.lock);
+    return false;
+}
+
+void sl__abandon(sl_worker *w)
+{
+    sl_tasklet *cur = w->current;
+    w->current = w->idle;
+    sl__jump(w, cur, w->idle);
+    sl__assert_fail("an abandoned tasklet was resumed", __FILE__, __LINE__);
+}
+
+void sl__wake_idle_worker(void)
+{
+    pthread_mutex_lock(&sl__rt.lock);
+    for (int i = 0; i < sl__rt.nworkers; i++) {
+        sl_worker *v = sl__rt.workers[i];
+        if (v->parked && SL_LOAD(&v->futex) == 0) {
+            SL_STORE(&v->futex, 1);
+            futex_wake(&v->futex);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&sl__rt.lock);
+}
+
+/* Ask a busy worker for work: it answers at its next scheduling point. */
+static void request_work(sl_worker *w)
+{
+    if (!sl__rt.steal)
+        return;
+    int n = sl__rt.nworkers;
+    for (int k = 1; k < n; k++) {
+        sl_worker *v = sl__rt.workers[(w->index + k) % n];
+        if (SL_LOAD(&v->runcount) < 2)
+            continue;
+        int expected = 0;
+        if (__atomic_compare_exchange_n(&v->steal_req, &expected,
+                                        w->index + 1, false,
+                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+            SL_STORE(&v->inbox_flag, 1);
+            return;
+        }
+    }
+}
+
+/* Under sl__rt.lock, every worker idle, every inbox empty: nothing can run
+ * anywhere. Give main back its control (pinned to worker 0): a main
+ * blocked on a channel gets SL_EDEADLOCK, a paused main (sl_run's
+ * watchdog, or paused by hand) resumes with the quiescence mark. */
+static void wake_main_quiescent(void)
+{
+    sl_tasklet *m = sl__rt.main;
+    uint8_t st = SL_LOAD_ACQ(&m->state);
+    if (st == SL_T_BLOCKED) {
+        sl_channel *ch = m->chan;
+        sl__spin_lock(&ch->lock);
+        sl__channel_unwait(m);
+        sl__spin_unlock(&ch->lock);
+        m->result = SL_EDEADLOCK;
+    } else {
+        SL__ASSERT(st == SL_T_PAUSED);
+        m->result = SL__QUIESCENT;
+    }
+    SL_STORE(&m->state, (uint8_t)SL_T_RUNNABLE);
+    inbox_push_locked(sl__rt.workers[0], m);
+}
+
+/* The idle loop of worker w: runs on the worker's idle context whenever its
+ * run queue is empty. Returns only when the runtime stops (workers 1..N-1;
+ * worker 0's never sees the stop: main stops the runtime). */
+static void idle_loop(sl_worker *w)
+{
+    for (;;) {
+        pthread_mutex_lock(&sl__rt.lock);
+        sl_tasklet *in = w->inbox_head;
+        w->inbox_head = w->inbox_tail = NULL;
+        SL_STORE(&w->steal_req, 0); /* nothing to give: we are empty */
+        SL_STORE(&w->inbox_flag, SL_LOAD(&sl__rt.stopping));
+        int stop = SL_LOAD(&sl__rt.stopping) && w->index != 0;
+        pthread_mutex_unlock(&sl__rt.lock);
+        if (stop)
+            return;
+        if (in) {
+            /* Build the run queue from the inbox and run its head. */
+            sl_tasklet *first = in;
+            in = in->next;
+            first->next = first->prev = first;
+            sl__runcount_add(w, 1);
+            w->current = first;
+            while (in) {
+                sl_tasklet *n = in->next;
+                sl__rq_link_before(first, in);
+                sl__runcount_add(w, 1);
+                in = n;
+            }
+            w = sl__jump(w, w->idle, first);
+            continue;
+        }
+
+        __atomic_add_fetch(&sl__rt.nspinning, 1, __ATOMIC_RELAXED);
+        request_work(w);
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        for (;;) {
+            if (SL_LOAD(&w->inbox_flag))
+                break;
+#if defined(__x86_64__) || defined(__i386__)
+            for (int i = 0; i < 32; i++)
+                __builtin_ia32_pause();
+#endif
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            if ((t1.tv_sec - t0.tv_sec) * 1000000000L +
+                    (t1.tv_nsec - t0.tv_nsec) > SPIN_NS)
+                break;
+        }
+        __atomic_sub_fetch(&sl__rt.nspinning, 1, __ATOMIC_RELAXED);
+        if (SL_LOAD(&w->inbox_flag))
+            continue;
+
+        pthread_mutex_lock(&sl__rt.lock);
+        if (flag_value(w)) {
+            pthread_mutex_unlock(&sl__rt.lock);
+            continue;
+        }
+        sl__rt.nidle++;
+        if (sl__rt.nidle == sl__rt.nworkers) {
+            bool empty = true;
+            for (int i = 0; i < sl__rt.nworkers; i++)
+                empty = empty && !sl__rt.workers[i]->inbox_head;
+            if (empty) {
+                wake_main_quiescent();
+                sl__rt.nidle--;
+                pthread_mutex_unlock(&sl__rt.lock);
+                continue;
+            }
+        }
+        w->parked = 1;
+        SL_STORE(&sl__rt.nparked, sl__rt.nparked + 1);
+        SL_STORE(&w->futex, 0);
+        pthread_mutex_unlock(&sl__rt.lock);
+        while (SL_LOAD(&w->futex) == 0)
+            futex_wait(&w->futex, 0);
+        pthread_mutex_lock(&sl__rt.lock);
+        w->parked = 0;
+        SL_STORE(&sl__rt.nparked, sl__rt.nparked - 1);
+        sl__rt.nidle--;
+        pthread_mutex_unlock(&sl__rt.lock);
+    }
+}
+
+/* Worker 0's idle context runs on a stack of its own (main's is taken). */
+static void idle0_entry(sl_transfer tr)
+{
+    sl_worker *w = (sl_worker *)tr.data;
+    w->prev->ctx = tr.fctx;
+#if SL_ASAN
+    __sanitizer_finish_switch_fiber(NULL, &w->prev->asan_bottom,
+                                    &w->prev->asan_size);
+#endif
+    if (w->post)
+        sl__post_switch(w);
+    idle_loop(w);
+    sl__assert_fail("worker 0's idle loop returned", __FILE__, __LINE__);
+}
+
+/* Set up w's idle context; worker 0's gets a stack from its pool. */
+int sl__idle_init(sl_worker *w)
+{
+    sl_tasklet *i = &w->idle_block;
+    i->is_idle = 1;
+    i->pin = (int8_t)w->index;
+    i->worker = w;
+    i->state = SL_T_PAUSED;
+    i->refs = 1;
+    w->idle = i;
+    if (w->index != 0) {
+#if SL_TSAN
+        i->tsan_fiber = NULL; /* set by the thread itself */
+#endif
+        return 0;
+    }
+    int rc = sl__stack_reserve(&w->stacks);
+    if (rc < 0)
+        return rc;
+    i->stack = sl__stack_take(&w->stacks);
+    char *top = (char *)sl__stack_top(&w->stacks, i->stack) - 64;
+    i->ctx = make_fcontext(top, w->stacks.usable - 64, idle0_entry);
+#if SL_ASAN
+    i->asan_bottom = i->stack + (w->stacks.size - w->stacks.usable);
+    i->asan_size = w->stacks.usable;
+#endif
+#if SL_TSAN
+    i->tsan_fiber = __tsan_create_fiber(0);
+#endif
+    return 0;
+}
+
+void sl__altstack_init(void);
+void sl__altstack_fini(void);
+
+static void *worker_thread(void *arg)
+{
+    sl_worker *w = arg;
+    sl__tls_worker = w;
+    sl__altstack_init();
+#if SL_TSAN
+    w->idle->tsan_fiber = __tsan_get_current_fiber();
+#endif
+    w->current = w->idle;
+    idle_loop(w);
+    sl__altstack_fini();
+    sl__tls_worker = NULL;
+    return NULL;
+}
+
+int sl__workers_start(void)
+{
+    for (int i = 1; i < sl__rt.nworkers; i++) {
+        sl_worker *w = sl__rt.workers[i];
+        int rc = pthread_create(&w->thread, NULL, worker_thread, w);
+        if (rc != 0) {
+            sl__rt.nworkers = i; /* stop the ones we have */
+            return -rc;
+        }
+    }
+    return 0;
+}
+
+void sl__workers_stop(void)
+{
+    pthread_mutex_lock(&sl__rt.lock);
+    SL_STORE(&sl__rt.stopping, 1);
+    for (int i = 1; i < sl__rt.nworkers; i++) {
+        sl_worker *w = sl__rt.workers[i];
+        SL_STORE(&w->inbox_flag, 1);
+        if (w->parked) {
+            SL_STORE(&w->futex, 1);
+            futex_wake(&w->futex);
+        }
+    }
+    pthread_mutex_unlock(&sl__rt.lock);
+    for (int i = 1; i < sl__rt.nworkers; i++)
+        pthread_join(sl__rt.workers[i]->thread, NULL);
+}

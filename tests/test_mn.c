@@ -1,0 +1,393 @@
+/* test_mn.c - M:N workers: stress (every value received exactly once, across
+ * 2 and 4 workers, repeated), token rings, stealing, pinning, main staying
+ * on its thread, quiescence (sl_run's end, main's deadlock), kill across
+ * workers, idle workers using no CPU, shutdown with work left elsewhere. */
+#define _GNU_SOURCE
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "test_util.h"
+
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define SLOW_BUILD 1
+#else
+#define SLOW_BUILD 0
+#endif
+
+static int start(int workers, int steal)
+{
+    sl_config c;
+    sl_config_init(&c);
+    c.workers = workers;
+    c.steal = steal;
+    return sl_init(&c);
+}
+
+/* ---- producers and consumers on one shared channel --------------------- */
+
+static sl_channel *pc_ch;
+static atomic_long pc_sum, pc_count;
+static long pc_per;
+static atomic_int pc_errors;
+
+static void producer(void *arg)
+{
+    long base = (long)(intptr_t)arg;
+    for (long i = 0; i < pc_per; i++)
+        if (sl_channel_send(pc_ch, TU_MSG(base + i + 1)) != 0)
+            atomic_fetch_add(&pc_errors, 1);
+}
+
+static void consumer(void *arg)
+{
+    (void)arg;
+    void *m;
+    for (long i = 0; i < pc_per; i++) {
+        if (sl_channel_receive(pc_ch, &m) != 0) {
+            atomic_fetch_add(&pc_errors, 1);
+            continue;
+        }
+        atomic_fetch_add(&pc_sum, TU_INT(m));
+        atomic_fetch_add(&pc_count, 1);
+    }
+}
+
+static void producers_consumers(int workers, int rounds)
+{
+    const int np = 8, nc = 8;
+    pc_per = SLOW_BUILD ? 2000 : 50000;
+    TU_EQ(start(workers, 1), 0);
+    pc_ch = sl_channel_new();
+    for (int r = 0; r < rounds; r++) {
+        pc_sum = 0;
+        pc_count = 0;
+        pc_errors = 0;
+        for (int i = 0; i < np; i++)
+            CU_ASSERT_PTR_NOT_NULL(sl_spawn(producer, TU_MSG(i * pc_per)));
+        for (int i = 0; i < nc; i++)
+            CU_ASSERT_PTR_NOT_NULL(sl_spawn(consumer, NULL));
+        TU_EQ(sl_run(), 0);
+        long n = np * pc_per;
+        TU_EQ(pc_count, n);
+        TU_EQ(pc_sum, n * (n + 1) / 2); /* each value exactly once */
+        TU_EQ(pc_errors, 0);
+        TU_EQ(sl_getlivecount(), 0);
+        TU_EQ(sl_channel_balance(pc_ch), 0);
+    }
+    TU_EQ(sl_channel_free(pc_ch), 0);
+    TU_EQ(sl_shutdown(), 0);
+}
+
+TU_TEST_NOINIT(producers_consumers_two_workers) { producers_consumers(2, 5); }
+TU_TEST_NOINIT(producers_consumers_four_workers) { producers_consumers(4, 5); }
+
+/* ---- token rings -------------------------------------------------------- */
+
+enum { RING = 64 };
+static sl_channel *ring[RING];
+static atomic_long ring_hops;
+static long ring_laps;
+
+static void ring_member(void *arg)
+{
+    int i = (int)(intptr_t)arg;
+    void *tok;
+    for (;;) {
+        if (sl_channel_receive(ring[i], &tok) != 0)
+            return;
+        long v = TU_INT(tok);
+        atomic_fetch_add(&ring_hops, 1);
+        if (v == 0) { /* the stop token: pass it on (member 0 has ended) */
+            if (i != RING - 1)
+                sl_channel_send(ring[i + 1], TU_MSG(0));
+            return;
+        }
+        if (i == 0 && v == ring_laps) {
+            sl_channel_send(ring[1], TU_MSG(0));
+            return;
+        }
+        sl_channel_send(ring[(i + 1) % RING], TU_MSG(i == RING - 1 ? v + 1 : v));
+    }
+}
+
+static void token_ring(int workers, bool pinned)
+{
+    ring_laps = SLOW_BUILD ? 20 : 500;
+    ring_hops = 0;
+    TU_EQ(start(workers, 1), 0);
+    for (int i = 0; i < RING; i++)
+        ring[i] = sl_channel_new();
+    for (int i = 0; i < RING; i++) {
+        sl_spawn_attr a;
+        sl_spawn_attr_init(&a);
+        a.worker = pinned ? i % workers : -1;
+        CU_ASSERT_PTR_NOT_NULL(sl_spawn_ex(&a, ring_member, TU_MSG(i)));
+    }
+    TU_EQ(sl_channel_send(ring[0], TU_MSG(1)), 0);
+    TU_EQ(sl_run(), 0);
+    /* laps - 1 full rounds; then member 0 sees lap `laps` and sends the
+     * stop token, which the other RING - 1 members see once each. */
+    TU_EQ(ring_hops, ring_laps * RING);
+    TU_EQ(sl_getlivecount(), 0);
+    for (int i = 0; i < RING; i++)
+        TU_EQ(sl_channel_free(ring[i]), 0);
+    TU_EQ(sl_shutdown(), 0);
+}
+
+TU_TEST_NOINIT(token_ring_pinned_across_two_workers) { token_ring(2, true); }
+TU_TEST_NOINIT(token_ring_pinned_across_four_workers) { token_ring(4, true); }
+TU_TEST_NOINIT(token_ring_free_four_workers_repeated)
+{
+    for (int r = 0; r < 3; r++)
+        token_ring(4, false);
+}
+
+/* ---- stealing, pinning, main's thread ----------------------------------- */
+
+static atomic_int ran_on[8];
+
+static void cpu_chunk(void *arg)
+{
+    (void)arg;
+    volatile unsigned long x = 1;
+    for (int k = 0; k < 20; k++) {
+        for (int i = 0; i < 200000; i++)
+            x = x * 6364136223846793005UL + 1442695040888963407UL;
+        atomic_fetch_add(&ran_on[sl_worker_index()], 1);
+        sl_schedule();
+    }
+}
+
+TU_TEST_NOINIT(idle_worker_steals_spawned_work)
+{
+    for (int i = 0; i < 8; i++)
+        ran_on[i] = 0;
+    TU_EQ(start(2, 1), 0);
+    for (int i = 0; i < 16; i++)
+        sl_spawn(cpu_chunk, NULL);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(ran_on[0] + ran_on[1], 16 * 20);
+    CU_ASSERT(ran_on[1] > 0); /* worker 1 asked for work and got some */
+    TU_EQ(sl_shutdown(), 0);
+}
+
+TU_TEST_NOINIT(no_stealing_keeps_work_on_its_worker)
+{
+    for (int i = 0; i < 8; i++)
+        ran_on[i] = 0;
+    TU_EQ(start(2, 0), 0);
+    for (int i = 0; i < 4; i++)
+        sl_spawn(cpu_chunk, NULL);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(ran_on[0], 4 * 20);
+    TU_EQ(ran_on[1], 0);
+    TU_EQ(sl_shutdown(), 0);
+}
+
+static sl_channel *pin_ch;
+static atomic_int pin_wrong;
+
+static void pinned_echo(void *arg)
+{
+    int want = (int)(intptr_t)arg;
+    void *m;
+    for (int i = 0; i < 1000; i++) {
+        if (sl_channel_receive(pin_ch, &m) != 0)
+            break;
+        if (sl_worker_index() != want)
+            atomic_fetch_add(&pin_wrong, 1);
+    }
+}
+
+TU_TEST_NOINIT(pinned_tasklet_runs_only_on_its_worker_and_main_on_zero)
+{
+    pin_wrong = 0;
+    TU_EQ(start(2, 1), 0);
+    pin_ch = sl_channel_new();
+    sl_spawn_attr a;
+    sl_spawn_attr_init(&a);
+    a.worker = 1;
+    a.name = "pinned";
+    sl_tasklet *t = sl_spawn_ex(&a, pinned_echo, TU_MSG(1));
+    CU_ASSERT_PTR_NOT_NULL(t);
+    CU_ASSERT_STRING_EQUAL(sl_tasklet_name(t), "pinned");
+    for (int i = 0; i < 1000; i++) {
+        TU_EQ(sl_channel_send(pin_ch, TU_MSG(i)), 0);
+        if (sl_worker_index() != 0)
+            atomic_fetch_add(&pin_wrong, 100000);
+    }
+    TU_EQ(sl_run(), 0);
+    TU_EQ(pin_wrong, 0);
+    a.worker = 2; /* out of range */
+    CU_ASSERT_PTR_NULL(sl_spawn_ex(&a, pinned_echo, NULL));
+    TU_EQ(sl_getlivecount(), 0);
+    TU_EQ(sl_channel_free(pin_ch), 0);
+    TU_EQ(sl_shutdown(), 0);
+}
+
+/* ---- quiescence: what replaces the one-worker deadlock rules ------------- */
+
+static sl_channel *q_ch;
+static int q_rc;
+
+static void q_blocker(void *arg)
+{
+    void *m;
+    (void)arg;
+    q_rc = sl_channel_receive(q_ch, &m);
+}
+
+TU_TEST_NOINIT(main_alone_receiving_gets_edeadlock)
+{
+    TU_EQ(start(2, 1), 0);
+    q_ch = sl_channel_new();
+    void *m;
+    TU_EQ(sl_channel_receive(q_ch, &m), SL_EDEADLOCK);
+    TU_EQ(sl_channel_balance(q_ch), 0);
+    TU_EQ(sl_channel_free(q_ch), 0);
+    TU_EQ(sl_shutdown(), 0);
+}
+
+TU_TEST_NOINIT(main_blocked_and_others_blocked_gets_edeadlock)
+{
+    TU_EQ(start(4, 1), 0);
+    q_ch = sl_channel_new();
+    sl_channel *other = sl_channel_new();
+    q_rc = 12345;
+    sl_spawn_attr a;
+    sl_spawn_attr_init(&a);
+    a.worker = 3;
+    sl_tasklet *t = sl_spawn_ex(&a, q_blocker, NULL);
+    sl_tasklet_ref(t);
+    void *m;
+    TU_EQ(sl_channel_receive(other, &m), SL_EDEADLOCK); /* nobody can send */
+    TU_EQ(sl_channel_balance(other), 0);
+    TU_EQ(sl_channel_balance(q_ch), -1); /* the tasklet stays blocked */
+    TU_EQ(q_rc, 12345);
+    TU_EQ(sl_tasklet_kill(t), 0); /* pinned to 3: it reacts there */
+    TU_EQ(sl_run(), 0);
+    TU_EQ(q_rc, SL_EKILLED);
+    TU_EQ(sl_tasklet_alive(t), false);
+    sl_tasklet_unref(t);
+    TU_EQ(sl_channel_free(q_ch), 0);
+    TU_EQ(sl_channel_free(other), 0);
+    TU_EQ(sl_shutdown(), 0);
+}
+
+TU_TEST_NOINIT(run_returns_with_blocked_tasklets_left_blocked)
+{
+    TU_EQ(start(2, 1), 0);
+    q_ch = sl_channel_new();
+    for (int i = 0; i < 10; i++)
+        sl_spawn(q_blocker, NULL);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_channel_balance(q_ch), -10);
+    TU_EQ(sl_getlivecount(), 10);
+    for (int i = 0; i < 10; i++)
+        TU_EQ(sl_channel_send(q_ch, TU_MSG(i)), 0);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_getlivecount(), 0);
+    TU_EQ(sl_channel_free(q_ch), 0);
+    TU_EQ(sl_shutdown(), 0);
+}
+
+/* ---- kill across workers --------------------------------------------- */
+
+static atomic_int k_reacted, k_started;
+
+static void k_spinner(void *arg)
+{
+    (void)arg;
+    atomic_store(&k_started, 1);
+    while (sl_schedule() == 0)
+        ;
+    atomic_store(&k_reacted, 1);
+}
+
+TU_TEST_NOINIT(kill_of_a_tasklet_running_elsewhere_is_pending)
+{
+    k_reacted = 0;
+    k_started = 0;
+    TU_EQ(start(2, 1), 0);
+    sl_spawn_attr a;
+    sl_spawn_attr_init(&a);
+    a.worker = 1;
+    sl_tasklet *t = sl_spawn_ex(&a, k_spinner, NULL);
+    sl_tasklet_ref(t);
+    while (!atomic_load(&k_started)) /* until it spins on worker 1 */
+        usleep(100);
+    TU_EQ(sl_tasklet_kill(t), 0);
+    TU_EQ(sl_run(), 0); /* returns once it has ended: nothing else runs */
+    TU_EQ(k_reacted, 1);
+    TU_EQ(sl_tasklet_alive(t), false);
+    sl_tasklet_unref(t);
+    TU_EQ(sl_shutdown(), 0);
+}
+
+/* ---- idle workers use no CPU; shutdown with work elsewhere ------------- */
+
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+           (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+TU_TEST_NOINIT(idle_runtime_uses_no_cpu)
+{
+    TU_EQ(start(4, 1), 0);
+    usleep(20000); /* let the workers finish spinning and park */
+    double c0 = cpu_seconds();
+    usleep(300000);
+    double used = cpu_seconds() - c0;
+    CU_ASSERT(used < 0.03); /* 300 ms of idling: well under 10% of a core */
+    if (used >= 0.03)
+        printf("idle runtime used %.3f s of CPU in 0.3 s\n", used);
+    TU_EQ(sl_shutdown(), 0);
+}
+
+TU_TEST_NOINIT(shutdown_discards_tasklets_blocked_on_other_workers)
+{
+    TU_EQ(start(2, 1), 0);
+    q_ch = sl_channel_new();
+    sl_spawn_attr a;
+    sl_spawn_attr_init(&a);
+    a.worker = 1;
+    for (int i = 0; i < 5; i++)
+        sl_spawn_ex(&a, q_blocker, NULL);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_channel_balance(q_ch), -5);
+    TU_EQ(sl_shutdown(), 0);
+    TU_EQ(sl_channel_balance(q_ch), 0);
+    TU_EQ(sl_channel_free(q_ch), 0);
+    TU_EQ(start(2, 1), 0); /* and the runtime starts again */
+    TU_EQ(sl_shutdown(), 0);
+}
+
+static CU_TestInfo tests[] = {
+    TU_CASE(producers_consumers_two_workers),
+    TU_CASE(producers_consumers_four_workers),
+    TU_CASE(token_ring_pinned_across_two_workers),
+    TU_CASE(token_ring_pinned_across_four_workers),
+    TU_CASE(token_ring_free_four_workers_repeated),
+    TU_CASE(idle_worker_steals_spawned_work),
+    TU_CASE(no_stealing_keeps_work_on_its_worker),
+    TU_CASE(pinned_tasklet_runs_only_on_its_worker_and_main_on_zero),
+    TU_CASE(main_alone_receiving_gets_edeadlock),
+    TU_CASE(main_blocked_and_others_blocked_gets_edeadlock),
+    TU_CASE(run_returns_with_blocked_tasklets_left_blocked),
+    TU_CASE(kill_of_a_tasklet_running_elsewhere_is_pending),
+    TU_CASE(idle_runtime_uses_no_cpu),
+    TU_CASE(shutdown_discards_tasklets_blocked_on_other_workers),
+    CU_TEST_INFO_NULL,
+};
+
+int main(int argc, char **argv)
+{
+    return tu_main(argc, argv, "mn", tests);
+}
