@@ -39,6 +39,11 @@ void sl__slab_destroy(sl_slab *s)
     struct slab_chunk *c = s->chunks;
     while (c) {
         struct slab_chunk *n = c->next;
+#if SL_ASAN
+        /* Manual poison outlives munmap: the next mapping there would be
+         * born poisoned. */
+        ASAN_UNPOISON_MEMORY_REGION(c, c->bytes);
+#endif
         munmap(c, c->bytes);
         c = n;
     }
@@ -78,6 +83,9 @@ sl_tasklet *sl__slab_refill(sl_slab *s)
     if (p == MAP_FAILED)
         return NULL;
     (void)madvise(p, bytes, MADV_POPULATE_WRITE); /* best effort */
+#if SL_ASAN
+    ASAN_UNPOISON_MEMORY_REGION(p, bytes); /* see sl__slab_destroy */
+#endif
     if (s->next_chunk < SLAB_MAX_CHUNK)
         s->next_chunk *= 2;
     struct slab_chunk *c = p;
