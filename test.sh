@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # test.sh - the project's test command: builds and tests a Release tree
-# (build/) and an ASan+UBSan tree (build-asan/), then prints one line,
-# "N passed, N failed", summing the ctest results of every tree. Exits 0 only
-# if every tree configured, built and passed all its tests.
+# (build/) and an ASan+UBSan tree (build-asan/), runs the Release tree's
+# CUnit suites (build/tests/test_*) under valgrind memcheck, then prints one
+# line, "N passed, N failed", summing the ctest results of every tree and one
+# result per suite run under valgrind. Exits 0 only if every tree
+# configured, built and passed all its tests and every suite ran clean under
+# valgrind.
 #
 # Environment:
 #   SL_JOBS=N            build and ctest parallelism (default 2)
-#   SL_TEST_TIMEOUT=S    per-test timeout for tests that set none (default 300)
+#   SL_TEST_TIMEOUT=S    per-test timeout for tests that set none, and per
+#                        suite under valgrind (default 300)
+#   SL_CI_VALGRIND=0     skip the valgrind stage (default 1: run it)
 #   SL_CI_TSAN=1         also build and test a ThreadSanitizer tree
 #                        (build-tsan/); off until the runtime tells TSan
 #                        about its context switches.
@@ -20,8 +25,20 @@ passed=0
 failed=0
 problems=()
 
+built=()   # trees that configured and built in this run
+stage_times=()
+
 section() { printf '\n======== %s ========\n' "$*"; }
 problem() { problems+=("$1"); failed=$((failed + 1)); }
+
+# The library registers its stacks with valgrind only when it was compiled
+# with <valgrind/valgrind.h> present (__has_include). A tree built before
+# the header was installed would keep its unregistered stacks, since the
+# build does not track a missing header: such a tree is rebuilt from clean.
+valgrind_h=absent
+if echo '#include <valgrind/valgrind.h>' | "${CC:-cc}" -E -x c - >/dev/null 2>&1; then
+    valgrind_h=present
+fi
 
 # tree NAME DIR [VAR=VALUE...] -- [CMAKE-ARG...]
 # Configures, builds and tests one tree; VAR=VALUE pairs are set for ctest.
@@ -39,10 +56,15 @@ tree() {
         return
     fi
     section "$name: build"
-    if ! cmake --build "$dir" --parallel "$jobs"; then
+    local -a clean=()
+    [ "$(cat "$dir/.sl-valgrind-h" 2>/dev/null)" = "$valgrind_h" ] ||
+        clean=(--clean-first)
+    if ! cmake --build "$dir" --parallel "$jobs" "${clean[@]}"; then
         problem "$name: build failed"
         return
     fi
+    echo "$valgrind_h" >"$dir/.sl-valgrind-h"
+    built+=("$dir")
     section "$name: test (${envs[*]:-no extra environment})"
     (cd "$dir" && env "${envs[@]}" ctest --output-on-failure -j "$jobs" \
         --timeout "$test_timeout") 2>&1 | tee "$dir/ctest.log" || rc=$?
@@ -61,6 +83,54 @@ tree() {
         problem "$name: ctest exited with status $rc"
     fi
     echo "$name: $((total - nfail)) passed, $nfail failed in $((SECONDS - start)) s"
+    stage_times+=("$name: $((SECONDS - start)) s")
+}
+
+# valgrind_suites DIR: runs each CUnit suite executable DIR/tests/test_*
+# under valgrind memcheck, counting each suite as one test. The harness
+# forks a child per test case; valgrind follows fork, and a child with an
+# error exits with --error-exitcode, which the harness reports as a failure
+# of that case, so the suite exits non-zero. Logs: DIR/valgrind/SUITE.log.
+valgrind_suites() {
+    local dir=$1 start=$SECONDS suite name rc why n=0
+    local -a vg=(valgrind --error-exitcode=99 --leak-check=full
+                 --errors-for-leak-kinds=definite --track-origins=no -q)
+    section "valgrind: CUnit suites of $dir (${vg[*]})"
+    if ! command -v valgrind >/dev/null; then
+        problem "valgrind: not installed (scripts/install-deps.sh installs it)"
+        return
+    fi
+    if [[ " ${built[*]} " != *" $dir "* ]]; then
+        problem "valgrind: $dir did not build in this run; nothing to run"
+        return
+    fi
+    mkdir -p "$dir/valgrind"
+    for suite in "$dir"/tests/test_*; do
+        [ -f "$suite" ] && [ -x "$suite" ] || continue
+        name=${suite##*/}
+        n=$((n + 1))
+        local t0=$SECONDS
+        rc=0
+        # timeout signals its whole process group: the forked children too.
+        timeout -k 10 "$test_timeout" "${vg[@]}" "$suite" \
+            >"$dir/valgrind/$name.log" 2>&1 || rc=$?
+        cat "$dir/valgrind/$name.log"
+        if [ "$rc" -eq 0 ]; then
+            passed=$((passed + 1))
+            echo "valgrind: $name passed in $((SECONDS - t0)) s"
+            continue
+        fi
+        case $rc in
+            99) why="valgrind reported errors in the suite's main process" ;;
+            124|137) why="timed out after $test_timeout s (SL_TEST_TIMEOUT)" ;;
+            *) why="exit status $rc (a failing test case; a valgrind error in its child shows as 'exited with status 99')" ;;
+        esac
+        problem "valgrind: $name failed: $why (see $dir/valgrind/$name.log)"
+        echo "valgrind: $name FAILED in $((SECONDS - t0)) s: $why"
+    done
+    [ "$n" -gt 0 ] || problem "valgrind: no suite executables in $dir/tests"
+    echo "valgrind: $n suites in $((SECONDS - start)) s"
+    stage_times+=("valgrind: $((SECONDS - start)) s")
 }
 
 tree "Release" build \
@@ -71,6 +141,12 @@ tree "ASan+UBSan" build-asan \
     "UBSAN_OPTIONS=print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}" \
     -- -DCMAKE_BUILD_TYPE=Debug -DSL_SANITIZE=address -DSL_BUILD_EXAMPLES=ON
 
+if [ "${SL_CI_VALGRIND:-1}" != 0 ]; then
+    valgrind_suites build
+else
+    section "valgrind: skipped (SL_CI_VALGRIND=0)"
+fi
+
 # Hook for the ThreadSanitizer tree, not run by default yet.
 if [ "${SL_CI_TSAN:-0}" = 1 ]; then
     tree "TSan" build-tsan \
@@ -79,6 +155,7 @@ if [ "${SL_CI_TSAN:-0}" = 1 ]; then
 fi
 
 section "summary"
+for t in "${stage_times[@]}"; do echo "time: $t"; done
 for p in "${problems[@]}"; do echo "FAILED: $p"; done
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

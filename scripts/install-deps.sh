@@ -4,7 +4,7 @@
 # everything is present. Used by .ci/run, test.sh and hackysack.sh.
 set -euo pipefail
 
-packages=(cmake libboost-context-dev libcunit1-dev pkgconf gcc make ${SL_EXTRA_PACKAGES:-})
+packages=(cmake libboost-context-dev libcunit1-dev pkgconf gcc make valgrind ${SL_EXTRA_PACKAGES:-})
 
 installed() {
     dpkg -s "$1" 2>/dev/null | grep -q '^Status: install ok installed'

@@ -327,9 +327,9 @@ void tu_run(tu_body_fn body, int flags)
     } else if (WEXITSTATUS(status) != 0 &&
                (WEXITSTATUS(status) != 1 || failures == 0)) {
         /* 1 with failures is ours; anything else came after the report,
-         * e.g. LeakSanitizer at exit. */
+         * e.g. LeakSanitizer at exit, or valgrind's --error-exitcode. */
         snprintf(msg, sizeof msg,
-                 "harness: test process exited with status %d (sanitizer report above?)",
+                 "harness: test process exited with status %d (sanitizer or valgrind report above?)",
                  WEXITSTATUS(status));
         CU_assertImplementation(CU_FALSE, 0, msg, "test_util.c", "", CU_FALSE);
     }
