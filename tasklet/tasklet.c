@@ -121,6 +121,15 @@ void sl__slab_free(sl_slab *s, sl_tasklet *t)
 #endif
 }
 
+/* Drop one reference; the references left. With one worker nothing else
+ * can touch refs, so no locked instruction (~20 cycles) on every exit. */
+static inline int unref(sl_tasklet *t)
+{
+    if (sl_likely(!sl__rt.mt))
+        return --t->refs;
+    return __atomic_sub_fetch(&t->refs, 1, __ATOMIC_ACQ_REL);
+}
+
 static void release_block(sl_worker *w, sl_tasklet *t)
 {
     SL__ASSERT(SL_LOAD(&t->state) == SL_T_DEAD && !t->is_main);
@@ -315,7 +324,7 @@ unlinked:
     w->post = 1;
 #endif
     SL_STORE_REL(&self->state, (uint8_t)SL_T_DEAD);
-    if (__atomic_sub_fetch(&self->refs, 1, __ATOMIC_ACQ_REL) == 0)
+    if (unref(self) == 0)
         release_block(w, self);
 
     w->prev = &w->graveyard;
@@ -342,7 +351,7 @@ void sl__tasklet_discard_new(sl_worker *w, sl_tasklet *t)
         __atomic_fetch_add(&x->promise_refund, 1, __ATOMIC_RELAXED);
     SL_STORE(&w->livecount, w->livecount - 1);
     SL_STORE_REL(&t->state, (uint8_t)SL_T_DEAD);
-    if (__atomic_sub_fetch(&t->refs, 1, __ATOMIC_ACQ_REL) == 0)
+    if (unref(t) == 0)
         release_block(w, t);
 }
 
@@ -350,7 +359,11 @@ void sl__tasklet_discard_new(sl_worker *w, sl_tasklet *t)
 
 void sl_tasklet_ref(sl_tasklet *t)
 {
-    if (t && !t->is_main && !t->is_idle)
+    if (!t || t->is_main || t->is_idle)
+        return;
+    if (sl_likely(!sl__rt.mt))
+        t->refs++;
+    else
         __atomic_add_fetch(&t->refs, 1, __ATOMIC_RELAXED);
 }
 
@@ -358,7 +371,7 @@ void sl_tasklet_unref(sl_tasklet *t)
 {
     if (!t || t->is_main || t->is_idle)
         return;
-    int left = __atomic_sub_fetch(&t->refs, 1, __ATOMIC_ACQ_REL);
+    int left = unref(t);
     if (left < 0) {
         fprintf(stderr, "stackless: sl_tasklet_unref without a reference "
                         "(tasklet #%llu); aborting\n",
