@@ -160,6 +160,18 @@ status() { cat "$RES/$1.rc" 2>/dev/null || echo "-"; }
 # The kick trace a hackysack step printed, or "".
 trace_of() { sed -n 's/^hackysack: .* trace \([0-9a-f]*\)$/\1/p' "$RES/$1.out" 2>/dev/null | tail -n 1; }
 
+# CPUs busy over one second while nothing of ours runs: the load other
+# processes put on the machine just before a scaling step.
+others_busy() {
+    local a b
+    a=$(awk '/^cpu / { print $2+$3+$4+$5+$6+$7+$8+$9, $5+$6 }' /proc/stat)
+    sleep 1
+    b=$(awk '/^cpu / { print $2+$3+$4+$5+$6+$7+$8+$9, $5+$6 }' /proc/stat)
+    awk -v a="$a" -v b="$b" -v n="$(nproc)" 'BEGIN { split(a, x, " "); split(b, y, " ");
+        t = y[1] - x[1]; if (t > 0) printf "%.2f", (t - (y[2] - x[2])) / t * n; else printf "?" }'
+}
+is_scaling() { [[ $1 =~ ^(skynet|skynet-w2|go-skynet-[0-9]+|par-w[0-9]+)$ ]]; }
+
 SWEEP_T0=$(date +%s)
 for i in "${!IDS[@]}"; do
     id=${IDS[$i]} label=${LABELS[$i]} cmd=${CMDS[$i]}
@@ -170,6 +182,7 @@ for i in "${!IDS[@]}"; do
         continue
     fi
     echo "$cmd" >"$RES/$id.cmd"
+    if is_scaling "$id"; then others_busy >"$RES/$id.others"; fi
     t0=$(date +%s.%N)
     # shellcheck disable=SC2086 # the command is a plain word list
     timeout "$STEP_TIMEOUT" $cmd >"$RES/$id.out" 2>"$RES/$id.err"
@@ -216,6 +229,7 @@ ms_of_s() { if [ -n "$1" ]; then awk -v s="$1" 'BEGIN { printf "%.1f", s * 1000 
 sec3() { fmt "$1" %.3f; }
 plain() { echo "${1:--}"; }
 code() { if [ -n "$1" ]; then echo "\`$1\`"; else echo "-"; fi; }
+others_of() { cat "$RES/$1.others" 2>/dev/null || echo "-"; }
 # Why a scaling step has no figure: "n/a (workers=2 refused: ...)" when the
 # runtime turned the worker count down (exit 2 with the sl_init message),
 # else how it failed.
@@ -385,26 +399,28 @@ MD=$OUT/benchmarks.md
     echo "the 1-worker time over the 2-worker time, both from this run: above 1,"
     echo "two workers are faster. \`bench_parallel\`: $PAR_TASKLETS_TXT tasklets of pure CPU work"
     echo "($PAR_ITERS mixing rounds each, \`sl_schedule()\` every 100,000), best of three runs;"
-    echo "its checksum must not depend on the number of workers."
+    echo "its checksum must not depend on the number of workers. \"Other load\" is the"
+    echo "CPUs other processes kept busy in the second before the step: two workers"
+    echo "on $NP CPUs measure scaling only when it is near 0."
     echo
-    echo "| what | command | first run s | best s | peak RSS MiB |"
-    echo "|---|---|---|---|---|"
+    echo "| what | command | first run s | best s | peak RSS MiB | other load |"
+    echo "|---|---|---|---|---|---|"
     for w in 1 2; do
         id=skynet-w$w; [ "$w" = 1 ] && id=skynet
-        echo "| skynet, tasklets, workers=$w | $(cmd_of "$id") | $(scale_cell "$id" first_ms sec_of_ms) | $(scale_cell "$id" ms sec_of_ms short) | $(scale_cell "$id" peak_rss_kb mib short) |"
+        echo "| skynet, tasklets, workers=$w | $(cmd_of "$id") | $(scale_cell "$id" first_ms sec_of_ms) | $(scale_cell "$id" ms sec_of_ms short) | $(scale_cell "$id" peak_rss_kb mib short) | $(others_of "$id") |"
     done
     if [ "$GO_OK" = 1 ]; then
         for procs in 1 2; do
             g=go-skynet-$procs
-            echo "| skynet, Go, GOMAXPROCS=$procs | $(cmd_of "$g") | $(scale_cell "$g" first_run_seconds sec3) | $(scale_cell "$g" seconds sec3 short) | $(scale_cell "$g" peak_rss_kb mib short) |"
+            echo "| skynet, Go, GOMAXPROCS=$procs | $(cmd_of "$g") | $(scale_cell "$g" first_run_seconds sec3) | $(scale_cell "$g" seconds sec3 short) | $(scale_cell "$g" peak_rss_kb mib short) | $(others_of "$g") |"
         done
     fi
     echo
-    echo "| what | command | best s | CPU s | OS threads used | migrations | checksum |"
-    echo "|---|---|---|---|---|---|---|"
+    echo "| what | command | best s | CPU s | OS threads used | migrations | checksum | other load |"
+    echo "|---|---|---|---|---|---|---|---|"
     for w in 1 2; do
         id=par-w$w
-        echo "| bench_parallel, workers=$w | $(cmd_of "$id") | $(scale_cell "$id" seconds sec3) | $(scale_cell "$id" cpu_seconds sec3 short) | $(scale_cell "$id" threads plain short) | $(scale_cell "$id" migrations plain short) | $(scale_cell "$id" checksum code short) |"
+        echo "| bench_parallel, workers=$w | $(cmd_of "$id") | $(scale_cell "$id" seconds sec3) | $(scale_cell "$id" cpu_seconds sec3 short) | $(scale_cell "$id" threads plain short) | $(scale_cell "$id" migrations plain short) | $(scale_cell "$id" checksum code short) | $(others_of "$id") |"
     done
     echo
     echo "| speed-up, 1 / 2 (same run) | value |"
