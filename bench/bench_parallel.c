@@ -24,8 +24,8 @@
  * Last line: workers=N tasklets=T seconds=S checksum=HEX iters=I
  * yield_every=Y cpu_seconds=C threads=K migrations=M ns_per_round=R.
  * Exit 1 on a runtime failure or a checksum that changed between repeats,
- * 2 on bad usage or a configuration the runtime refuses (--workers 2 before
- * M:N workers exist). */
+ * 2 on bad usage or a configuration the runtime refuses (sl_init says
+ * SL_EINVAL, e.g. more workers than it supports). */
 #include <stackless.h>
 #include <stdatomic.h>
 #include <sys/resource.h>

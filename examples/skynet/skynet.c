@@ -58,14 +58,18 @@
  * parent, which doubles its warm time. -1 is the fastest only once every
  * stack is warm (0.7-0.8 s against 0.8-1.1 s); --preference -1 gives
  * Stackless's order back. bench/run.sh reports both 0 and -1.
+ * On two workers (ebf3c05), in two runs each of --warmup --repeat 5 made
+ * while other processes kept about one of the two CPUs busy (so indicative
+ * only), 0 was ahead too: best 1281 and 1727 ms against 1772 and 3574 ms
+ * for -1.
  *
  * Usage: skynet [--leaves N] [--workers N] [--preference -1|0|1]
  *               [--repeat R] [--warmup]
  * Last line: result=S workers=N ms=M first_ms=F leaves=N tasklets=T
  * preference=P repeat=R peak_rss_kb=K, where ms is the best of the R trees
  * and first_ms the first. Exit status 0, 1 on a wrong result or a runtime
- * failure, 2 on bad usage or a configuration the runtime refuses (e.g.
- * --workers 2 before M:N workers exist). */
+ * failure, 2 on bad usage or a configuration the runtime refuses (sl_init
+ * says SL_EINVAL, e.g. more workers than it supports). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <getopt.h>
