@@ -240,7 +240,14 @@ sl_tasklet *sl_spawn_ex(const sl_spawn_attr *attr, sl_fn fn, void *arg)
 }
 
 static void trampoline(sl_transfer tr) __attribute__((noreturn));
+#if SL_ASAN
+/* Not declared noreturn under ASan: a call to a noreturn function makes
+ * ASan unpoison the whole stack (and ask sigaltstack where it is) on every
+ * tasklet end; tasklet_exit cleans just what needs it. */
+static void tasklet_exit(sl_worker *w);
+#else
 static void tasklet_exit(sl_worker *w) __attribute__((noreturn));
+#endif
 
 /* First run of t: give it a stack (promised at spawn, so this cannot fail)
  * and a context that starts in trampoline(). */
@@ -274,6 +281,7 @@ static void trampoline(sl_transfer tr)
         self->fn(self->arg);
     /* fn may have moved us to another worker: ask the thread afresh. */
     tasklet_exit(sl__self());
+    __builtin_unreachable();
 }
 
 /* The current tasklet ended: unlink it, recycle its stack (we still run on
@@ -317,7 +325,8 @@ unlinked:
         !sl__stack_canary_check(&w->stacks, self->stack))
         sl__overflow_abort(self);
     SL_STORE(&w->livecount, w->livecount - 1);
-    sl__stack_give(&w->stacks, self->stack);
+    sl__stack_give_used(&w->stacks, self->stack,
+                        (char *)__builtin_frame_address(0) - 4096);
     self->stack = NULL;
 #if SL_TSAN
     w->post_fiber = self->tsan_fiber; /* destroyed once we are off it */
