@@ -12,14 +12,14 @@
 #   SL_TEST_TIMEOUT=S    per-test timeout for tests that set none, and per
 #                        suite under valgrind (default 300)
 #   SL_CI_VALGRIND=0     skip the valgrind stage (default 1: run it)
-#   SL_CI_TSAN=1         also build and test a ThreadSanitizer tree
-#                        (build-tsan/); off until the runtime tells TSan
-#                        about its context switches.
+#   SL_CI_TSAN=0         skip the ThreadSanitizer tree (build-tsan/, the
+#                        M:N tests: ctest -L mn)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 bash scripts/install-deps.sh
 
 jobs=${SL_JOBS:-2}
+ctest_select=""
 test_timeout=${SL_TEST_TIMEOUT:-300}
 passed=0
 failed=0
@@ -67,7 +67,7 @@ tree() {
     built+=("$dir")
     section "$name: test (${envs[*]:-no extra environment})"
     (cd "$dir" && env "${envs[@]}" ctest --output-on-failure -j "$jobs" \
-        --timeout "$test_timeout") 2>&1 | tee "$dir/ctest.log" || rc=$?
+        --timeout "$test_timeout" ${ctest_select:+$ctest_select}) 2>&1 | tee "$dir/ctest.log" || rc=$?
     # ctest's own summary: "NN% tests passed, F tests failed out of T"
     summary=$(sed -n 's/^[0-9]*% tests passed, \([0-9]*\) tests\{0,1\} failed out of \([0-9]*\).*/\1 \2/p' \
         "$dir/ctest.log" | tail -n 1)
@@ -151,11 +151,17 @@ else
     section "valgrind: skipped (SL_CI_VALGRIND=0)"
 fi
 
-# Hook for the ThreadSanitizer tree, not run by default yet.
-if [ "${SL_CI_TSAN:-0}" = 1 ]; then
-    tree "TSan" build-tsan \
+# ThreadSanitizer over the M:N tests (ctest label mn: the M:N suite, the
+# sched and channel suites on two workers, the examples on two workers).
+# SL_CI_TSAN=0 skips it.
+if [ "${SL_CI_TSAN:-1}" != 0 ]; then
+    ctest_select="-L mn"
+    tree "TSan (M:N tests)" build-tsan \
         "TSAN_OPTIONS=halt_on_error=1${TSAN_OPTIONS:+:$TSAN_OPTIONS}" \
         -- -DCMAKE_BUILD_TYPE=Debug -DSL_SANITIZE=thread -DSL_BUILD_EXAMPLES=ON
+    ctest_select=""
+else
+    section "TSan: skipped (SL_CI_TSAN=0)"
 fi
 
 section "summary"
