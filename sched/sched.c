@@ -487,16 +487,29 @@ int sl_worker_count(void)
 
 /* ---- yielding and moving tasklets -------------------------------------- */
 
-int sl_schedule(void)
+/* Entry of the calls that yield: 0 and the caller's worker and tasklet, or
+ * the code to return at once. */
+static inline int yield_entry(sl_worker **wp, sl_tasklet **cp)
 {
     sl_worker *w = sl__self();
     if (sl_unlikely(!w))
         return SL_ESTATE;
-    sl_tasklet *cur = w->current;
-    if (sl_unlikely(SL_LOAD(&cur->killed)))
+    *wp = w;
+    *cp = w->current;
+    if (sl_unlikely(SL_LOAD(&(*cp)->killed)))
         return SL_EKILLED;
     if (sl_unlikely(sl__check_inbox(w)))
         sl__abandon(w);
+    return 0;
+}
+
+int sl_schedule(void)
+{
+    sl_worker *w;
+    sl_tasklet *cur;
+    int rc = yield_entry(&w, &cur);
+    if (sl_unlikely(rc))
+        return rc;
     sl_tasklet *next = cur->next;
     if (next == cur)
         return 0;
@@ -508,14 +521,11 @@ int sl_schedule(void)
 
 int sl_schedule_remove(void)
 {
-    sl_worker *w = sl__self();
-    if (sl_unlikely(!w))
-        return SL_ESTATE;
-    sl_tasklet *cur = w->current;
-    if (sl_unlikely(SL_LOAD(&cur->killed)))
-        return SL_EKILLED;
-    if (sl_unlikely(sl__check_inbox(w)))
-        sl__abandon(w);
+    sl_worker *w;
+    sl_tasklet *cur;
+    int rc = yield_entry(&w, &cur);
+    if (sl_unlikely(rc))
+        return rc;
     sl_tasklet *next = sl__rq_leave(w, cur);
     if (!next)
         return SL_EDEADLOCK;

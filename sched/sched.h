@@ -188,6 +188,21 @@ static inline sl_worker *sl__jump(sl_worker *w, sl_tasklet *from,
     return w;
 }
 
+/* First code of a context made by make_fcontext (a tasklet's first run,
+ * worker 0's idle loop): what sl__jump does after its jump. */
+static inline sl_worker *sl__resume_fresh(sl_transfer tr)
+{
+    sl_worker *w = (sl_worker *)tr.data;
+    w->prev->ctx = tr.fctx;
+#if SL_ASAN
+    __sanitizer_finish_switch_fiber(NULL, &w->prev->asan_bottom,
+                                    &w->prev->asan_size);
+#endif
+    if (w->post)
+        sl__post_switch(w);
+    return w;
+}
+
 /* The outcome of a blocking call once the caller runs again. */
 static inline int sl__resumed(const sl_tasklet *self, int result)
 {

@@ -303,15 +303,7 @@ static void idle_loop(sl_worker *w)
 /* Worker 0's idle context runs on a stack of its own (main's is taken). */
 static void idle0_entry(sl_transfer tr)
 {
-    sl_worker *w = (sl_worker *)tr.data;
-    w->prev->ctx = tr.fctx;
-#if SL_ASAN
-    __sanitizer_finish_switch_fiber(NULL, &w->prev->asan_bottom,
-                                    &w->prev->asan_size);
-#endif
-    if (w->post)
-        sl__post_switch(w);
-    idle_loop(w);
+    idle_loop(sl__resume_fresh(tr));
     sl__assert_fail("worker 0's idle loop returned", __FILE__, __LINE__);
 }
 

@@ -268,14 +268,7 @@ void sl__tasklet_prepare(sl_worker *w, sl_tasklet *t)
 
 static void trampoline(sl_transfer tr)
 {
-    sl_worker *w = (sl_worker *)tr.data;
-    w->prev->ctx = tr.fctx;
-#if SL_ASAN
-    __sanitizer_finish_switch_fiber(NULL, &w->prev->asan_bottom,
-                                    &w->prev->asan_size);
-#endif
-    if (w->post)
-        sl__post_switch(w);
+    sl_worker *w = sl__resume_fresh(tr);
     sl_tasklet *self = w->current;
     if (!SL_LOAD(&self->killed)) /* a pending kill before the first run */
         self->fn(self->arg);
