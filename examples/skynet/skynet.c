@@ -58,10 +58,10 @@
  * parent, which doubles its warm time. -1 is the fastest only once every
  * stack is warm (0.7-0.8 s against 0.8-1.1 s); --preference -1 gives
  * Stackless's order back. bench/run.sh reports both 0 and -1.
- * On two workers (ebf3c05), in two runs each of --warmup --repeat 5 made
- * while other processes kept about one of the two CPUs busy (so indicative
- * only), 0 was ahead too: best 1281 and 1727 ms against 1772 and 3574 ms
- * for -1.
+ * On two workers (ebf3c05) no ranking holds yet: four runs each of
+ * --warmup --repeat 5, made while other processes kept up to one of the
+ * two CPUs busy, gave best times of 1281-2567 ms for 0 and 433-3574 ms for
+ * -1 (one worker: 681-894 ms for 0), so the choice rests on one worker.
  *
  * Usage: skynet [--leaves N] [--workers N] [--preference -1|0|1]
  *               [--repeat R] [--warmup]
