@@ -321,6 +321,10 @@ int sl_init(const sl_config *cfg)
             goto fail;
         }
         sl__slab_init(&w->slab, w);
+        if (sl__rt.mt) { /* free stacks and blocks flow between workers */
+            w->stacks.depot_high = 1024;
+            w->slab.depot_high = 4096;
+        }
         w->graveyard.state = SL_T_DEAD;
         if (sl__rt.mt && (rc = sl__idle_init(w)) < 0)
             goto fail;
@@ -370,6 +374,8 @@ int sl_shutdown(void)
     for (int i = 0; i < sl__rt.nworkers; i++)
         sl__tasklet_discard_all(sl__rt.workers[i]);
     free_workers();
+    sl__stack_depot_reset();
+    sl__slab_depot_reset();
     overflow_uninstall();
     pthread_mutex_destroy(&sl__rt.lock);
     sl__tls_worker = NULL;

@@ -40,6 +40,7 @@
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -143,6 +144,7 @@ int sl__stack_pool_init(sl_stack_pool *p, size_t usable_size)
     p->usable = (usable_size + pg - 1) & ~(pg - 1);
     p->size = p->usable + p->guard;
     p->guard_mode = initial_mode();
+    p->depot_high = SIZE_MAX;
 #if SL_VALGRIND
     p->valgrind = RUNNING_ON_VALGRIND != 0;
 #endif
@@ -364,4 +366,71 @@ void sl__stack_pool_destroy(sl_stack_pool *p)
     budget_return(p->mprotect_budget + p->nmprotect);
     free(p->regions);
     memset(p, 0, sizeof *p);
+}
+
+/* ---- the depot (M:N) ----------------------------------------------------- */
+
+#define DEPOT_BATCH 256
+
+/* Batches of free stacks. A batch is a chain linked like a pool's free
+ * list (each stack's highest word); batches are linked through the
+ * second-highest word of their first stack. */
+static struct {
+    pthread_mutex_t lock;
+    void *batches;
+    size_t nbatches;
+} depot = {PTHREAD_MUTEX_INITIALIZER, NULL, 0};
+
+static void **link_of(const sl_stack_pool *p, void *stack, int word)
+{
+    return (void **)((char *)stack + p->size - (size_t)word * sizeof(void *));
+}
+
+void sl__stack_depot_put(sl_stack_pool *p)
+{
+    /* Keep what is promised to tasklets that have not run yet (beyond the
+     * uncarved slots), and half of the high mark for our own reuse. */
+    size_t keep = p->promised > p->ncarve ? p->promised - p->ncarve : 0;
+    if (keep < p->depot_high / 2)
+        keep = p->depot_high / 2;
+    if (p->nfree < keep + DEPOT_BATCH)
+        return;
+    void *first = p->free, *last = first;
+    for (size_t i = 1; i < DEPOT_BATCH; i++)
+        last = *link_of(p, last, 1);
+    p->free = *link_of(p, last, 1);
+    *link_of(p, last, 1) = NULL;
+    p->nfree -= DEPOT_BATCH;
+    pthread_mutex_lock(&depot.lock);
+    *link_of(p, first, 2) = depot.batches;
+    depot.batches = first;
+    __atomic_store_n(&depot.nbatches, depot.nbatches + 1, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&depot.lock);
+}
+
+bool sl__stack_depot_get(sl_stack_pool *p)
+{
+    if (!__atomic_load_n(&depot.nbatches, __ATOMIC_RELAXED))
+        return false;
+    pthread_mutex_lock(&depot.lock);
+    void *b = depot.batches;
+    if (b) {
+        depot.batches = *link_of(p, b, 2);
+        __atomic_store_n(&depot.nbatches, depot.nbatches - 1, __ATOMIC_RELAXED);
+    }
+    pthread_mutex_unlock(&depot.lock);
+    if (!b)
+        return false;
+    SL__ASSERT(p->free == NULL);
+    p->free = b;
+    p->nfree += DEPOT_BATCH;
+    return true;
+}
+
+void sl__stack_depot_reset(void)
+{
+    pthread_mutex_lock(&depot.lock);
+    depot.batches = NULL;
+    __atomic_store_n(&depot.nbatches, 0, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&depot.lock);
 }

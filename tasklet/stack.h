@@ -67,7 +67,17 @@ struct sl_stack_pool {
                            capacity nslots; NULL when not under valgrind  */
     size_t nvg;
     bool valgrind;      /* running under valgrind                         */
+    size_t depot_high;  /* M:N: more free stacks than this go to the
+                           process-wide depot (SIZE_MAX: never)          */
 };
+
+/* M:N: stacks a worker frees are reused by the worker that frees them; a
+ * worker that frees more than it spawns (it is given work) would hoard
+ * them while another maps fresh ones. The depot moves batches of free
+ * stacks between pools (under a mutex, a batch at a time). */
+void sl__stack_depot_put(sl_stack_pool *p);
+bool sl__stack_depot_get(sl_stack_pool *p);
+void sl__stack_depot_reset(void);
 
 /* Set up an empty pool whose stacks have at least usable_size bytes
  * (rounded up to whole pages; a guard page is added below). Maps nothing.
@@ -116,8 +126,11 @@ static inline void *sl__stack_take(sl_stack_pool *p)
     SL__ASSERT(p->promised > 0);
     p->promised--;
     void *s = p->free;
-    if (sl_unlikely(s == NULL))
-        return sl__stack_carve(p);
+    if (sl_unlikely(s == NULL)) {
+        if (p->depot_high == SIZE_MAX || !sl__stack_depot_get(p))
+            return sl__stack_carve(p);
+        s = p->free;
+    }
     p->free = *(void **)((char *)s + p->size - sizeof(void *));
     p->nfree--;
     return s;
@@ -155,6 +168,8 @@ static inline void sl__stack_give(sl_stack_pool *p, void *stack)
     *(void **)(top - sizeof(void *)) = p->free;
     p->free = stack;
     p->nfree++;
+    if (sl_unlikely(p->nfree > p->depot_high))
+        sl__stack_depot_put(p);
 }
 
 /* sl__stack_give for a stack whose only possibly poisoned bytes lie at or
@@ -173,6 +188,8 @@ static inline void sl__stack_give_used(sl_stack_pool *p, void *stack,
     *(void **)(top - sizeof(void *)) = p->free;
     p->free = stack;
     p->nfree++;
+    if (p->nfree > p->depot_high)
+        sl__stack_depot_put(p);
 #else
     (void)lowest;
     sl__stack_give(p, stack);

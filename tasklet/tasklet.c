@@ -1,6 +1,7 @@
 /* tasklet.c - tasklet objects: the control-block slab, spawn, first run,
  * exit, references, state predicates, names and sl_dump. */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -30,6 +31,8 @@ void sl__slab_init(sl_slab *s, sl_worker *owner)
 {
     s->owner = owner;
     s->free = NULL;
+    s->nfree = 0;
+    s->depot_high = SIZE_MAX;
     s->chunks = NULL;
     s->next_chunk = SLAB_FIRST_CHUNK;
 }
@@ -73,10 +76,67 @@ void sl__slab_each(sl_slab *s, void (*fn)(sl_tasklet *, void *), void *arg)
     }
 }
 
+/* M:N: free blocks move between workers' slabs through this depot, a
+ * batch at a time (see the stack depot in stack.c for why). */
+#define SLAB_BATCH 256
+static struct {
+    pthread_mutex_t lock;
+    sl_tasklet *free;
+    size_t n;
+} slab_depot = {PTHREAD_MUTEX_INITIALIZER, NULL, 0};
+
+static void slab_depot_put(sl_slab *s)
+{
+    sl_tasklet *first = s->free, *last = first;
+    for (int i = 1; i < SLAB_BATCH; i++)
+        last = last->next;
+    s->free = last->next;
+    s->nfree -= SLAB_BATCH;
+    pthread_mutex_lock(&slab_depot.lock);
+    last->next = slab_depot.free;
+    slab_depot.free = first;
+    __atomic_store_n(&slab_depot.n, slab_depot.n + SLAB_BATCH, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&slab_depot.lock);
+}
+
+static sl_tasklet *slab_depot_get(sl_slab *s)
+{
+    if (__atomic_load_n(&slab_depot.n, __ATOMIC_RELAXED) < SLAB_BATCH)
+        return NULL;
+    pthread_mutex_lock(&slab_depot.lock);
+    sl_tasklet *first = NULL;
+    if (slab_depot.n >= SLAB_BATCH) {
+        first = slab_depot.free;
+        sl_tasklet *last = first;
+        for (int i = 1; i < SLAB_BATCH; i++)
+            last = last->next;
+        slab_depot.free = last->next;
+        __atomic_store_n(&slab_depot.n, slab_depot.n - SLAB_BATCH, __ATOMIC_RELAXED);
+        last->next = NULL;
+    }
+    pthread_mutex_unlock(&slab_depot.lock);
+    if (first)
+        s->nfree += SLAB_BATCH;
+    return first;
+}
+
+void sl__slab_depot_reset(void)
+{
+    pthread_mutex_lock(&slab_depot.lock);
+    slab_depot.free = NULL;
+    __atomic_store_n(&slab_depot.n, 0, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&slab_depot.lock);
+}
+
 /* Map a new chunk, made present in one call, and thread its blocks onto the
  * free list in address order. NULL when the kernel refuses the mapping. */
 sl_tasklet *sl__slab_refill(sl_slab *s)
 {
+    if (s->depot_high != SIZE_MAX) {
+        sl_tasklet *b = slab_depot_get(s);
+        if (b)
+            return b;
+    }
     size_t bytes = s->next_chunk;
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -95,6 +155,7 @@ sl_tasklet *sl__slab_refill(sl_slab *s)
 
     size_t n;
     sl_tasklet *blocks = chunk_blocks(c, &n);
+    s->nfree += n;
     for (size_t i = 0; i < n; i++) {
         blocks[i].next = i + 1 < n ? &blocks[i + 1] : NULL;
         blocks[i].state = SL_T_FREE;
@@ -119,6 +180,8 @@ void sl__slab_free(sl_slab *s, sl_tasklet *t)
     ASAN_POISON_MEMORY_REGION((char *)t + sizeof(void *),
                               sizeof(sl_tasklet) - sizeof(void *));
 #endif
+    if (sl_unlikely(++s->nfree > s->depot_high))
+        slab_depot_put(s);
 }
 
 /* Drop one reference; the references left. With one worker nothing else

@@ -66,6 +66,9 @@ struct sl_tasklet {
  * target VM, populating a range ~0.5 us per page. */
 typedef struct sl_slab {
     sl_tasklet *free;  /* LIFO of free blocks, linked through ->next */
+    size_t nfree;
+    size_t depot_high; /* M:N: beyond this many free blocks, a batch goes
+                          to the process-wide depot (SIZE_MAX: never)  */
     sl_worker *owner;  /* stamped into every block                   */
     void *chunks;      /* list of mapped chunks, for munmap */
     size_t next_chunk; /* bytes of the next chunk to map (doubles) */
@@ -82,11 +85,14 @@ static inline sl_tasklet *sl__slab_alloc(sl_slab *s)
     sl_tasklet *t = s->free;
     if (sl_unlikely(!t))
         t = sl__slab_refill(s);
-    if (t)
+    if (t) {
         s->free = t->next;
+        s->nfree--;
+    }
     return t;
 }
 
 void sl__slab_free(sl_slab *s, sl_tasklet *t);
+void sl__slab_depot_reset(void);
 
 #endif /* SL_TASKLET_H */
