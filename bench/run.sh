@@ -512,7 +512,7 @@ if command -v gnuplot >/dev/null 2>&1; then
     GP_GO=""
     [ "$GO_OK" = 1 ] && GP_GO=", '$RES/hackysack.dat' using 1:4 with linespoints lw 2 pt 9 title 'Go goroutines ($TK kicks)'"
     if ! gnuplot 2>"$RES/gnuplot.err" <<EOF; then
-set terminal svg size 760,480 dynamic enhanced font 'sans,12'
+set terminal svg size 760,480 dynamic enhanced font 'sans,12' background rgb 'white'
 set output '$OUT/hackysack.svg'
 set title 'hackysack: seconds to create N players, play and end ($(date -u +%Y-%m-%d), $NP CPUs)'
 set logscale xy
