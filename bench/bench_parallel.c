@@ -26,6 +26,7 @@
  * Exit 1 on a runtime failure or a checksum that changed between repeats,
  * 2 on bad usage or a configuration the runtime refuses (sl_init says
  * SL_EINVAL, e.g. more workers than it supports). */
+#include "args.h"
 #include <stackless.h>
 #include <stdatomic.h>
 #include <sys/resource.h>
@@ -146,16 +147,7 @@ static void usage(FILE *out)
 
 static uint64_t parse_num(const char *flag, const char *s, uint64_t min, uint64_t max)
 {
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (s[0] < '0' || s[0] > '9' || *end || errno || v < min || v > max) {
-        fprintf(stderr, "bench_parallel: %s wants a number in [%" PRIu64 ", %" PRIu64 "], not '%s'\n",
-                flag, min, max, s);
-        usage(stderr);
-        exit(2);
-    }
-    return v;
+    return (uint64_t)args_num("bench_parallel", flag, s, (int64_t)min, (uint64_t)max, usage);
 }
 
 int main(int argc, char **argv)

@@ -13,6 +13,7 @@
  * Both play the identical game (see hackysack.h) and print the same last
  * line, so runs compare by reading one line. */
 #define _GNU_SOURCE
+#include "args.h"
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -267,19 +268,9 @@ static _Noreturn void bad_usage(const char *fmt, const char *arg)
     exit(2);
 }
 
-/* A whole decimal number in [min, max], or bad usage. */
 static uint64_t parse_num(const char *flag, const char *s, uint64_t min, uint64_t max)
 {
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (s[0] < '0' || s[0] > '9' || *end || errno || v < min || v > max) {
-        fprintf(stderr, "hackysack: %s wants a number in [%" PRIu64 ", %" PRIu64 "], not '%s'\n",
-                flag, min, max, s);
-        usage(stderr);
-        exit(2);
-    }
-    return v;
+    return (uint64_t)args_num("hackysack", flag, s, (int64_t)min, (uint64_t)max, usage);
 }
 
 int main(int argc, char **argv)

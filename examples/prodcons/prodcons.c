@@ -9,6 +9,7 @@
  * send_exception): the consumer's receive returns SL_ECLOSED and its loop
  * ends. */
 #define _GNU_SOURCE
+#include "args.h"
 #include <errno.h>
 #include <getopt.h>
 #include <stdint.h>
@@ -85,14 +86,7 @@ static void usage(FILE *out)
 
 static long parse_num(const char *flag, const char *s, long min, long max)
 {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (s[0] < '0' || s[0] > '9' || *end || errno || v < min || v > max) {
-        fprintf(stderr, "prodcons: %s wants a number in [%ld, %ld], not '%s'\n", flag, min, max, s);
-        exit(2);
-    }
-    return v;
+    return (long)args_num("prodcons", flag, s, (int64_t)min, (uint64_t)max, NULL);
 }
 
 int main(int argc, char **argv)

@@ -71,6 +71,7 @@
  * failure, 2 on bad usage or a configuration the runtime refuses (sl_init
  * says SL_EINVAL, e.g. more workers than it supports). */
 #define _GNU_SOURCE
+#include "args.h"
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -199,16 +200,7 @@ static void usage(FILE *out)
 
 static int64_t parse_num(const char *flag, const char *s, int64_t min, int64_t max)
 {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (end == s || *end || errno || v < min || v > max) {
-        fprintf(stderr, "skynet: %s wants a number in [%" PRId64 ", %" PRId64 "], not '%s'\n", flag,
-                min, max, s);
-        usage(stderr);
-        exit(2);
-    }
-    return v;
+    return (int64_t)args_num("skynet", flag, s, (int64_t)min, (uint64_t)max, usage);
 }
 
 int main(int argc, char **argv)
