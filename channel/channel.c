@@ -21,11 +21,24 @@
 #include "channel/channel.h"
 #include "sched/sched.h"
 
+/* Recompute after[] from preference and schedule_all. */
+static void set_after(sl_channel *ch)
+{
+    for (int i = 0; i < 2; i++) {
+        int dir = i == 0 ? 1 : -1;
+        ch->after[i] = ch->schedule_all         ? SL_AFTER_YIELD
+                       : ch->preference == -dir ? SL_AFTER_PARTNER
+                                                : SL_AFTER_CONTINUE;
+    }
+}
+
 sl_channel *sl_channel_new(void)
 {
     sl_channel *ch = calloc(1, sizeof *ch);
-    if (ch)
+    if (ch) {
         ch->preference = -1;
+        set_after(ch);
+    }
     return ch;
 }
 
@@ -189,17 +202,19 @@ channel_action(sl_channel *ch, int dir, void *msg, void **out, int err,
         t->result = err;
     } else {
         rc = t->result;
-        if (rc == 0 && out)
-            *out = t->value;
-        t->result = 0;
+        if (sl_likely(rc == 0)) {
+            if (out)
+                *out = t->value;
+        } else {
+            t->result = 0; /* the sender's own call succeeded */
+        }
     }
-    bool all = ch->schedule_all;
-    bool partner_first = ch->preference == -dir;
+    uint8_t after = ch->after[dir > 0 ? 0 : 1];
     ch_unlock(ch);
-    if (sl_unlikely(all))
-        return yield_after(w, w->current, t, rc);
-    if (partner_first)
+    if (after == SL_AFTER_PARTNER)
         return run_partner(w, w->current, t, rc);
+    if (sl_unlikely(after == SL_AFTER_YIELD))
+        return yield_after(w, w->current, t, rc);
     sl__wake(w, t);
     return rc;
 }
@@ -243,8 +258,10 @@ int sl_channel_preference(const sl_channel *ch)
 
 void sl_channel_set_preference(sl_channel *ch, int pref)
 {
-    if (ch)
-        ch->preference = (int8_t)(pref < -1 ? -1 : pref > 1 ? 1 : pref);
+    if (!ch)
+        return;
+    ch->preference = (int8_t)(pref < -1 ? -1 : pref > 1 ? 1 : pref);
+    set_after(ch);
 }
 
 bool sl_channel_schedule_all(const sl_channel *ch)
@@ -254,8 +271,10 @@ bool sl_channel_schedule_all(const sl_channel *ch)
 
 void sl_channel_set_schedule_all(sl_channel *ch, bool on)
 {
-    if (ch)
-        ch->schedule_all = on;
+    if (!ch)
+        return;
+    ch->schedule_all = on;
+    set_after(ch);
 }
 
 void sl_channel_close(sl_channel *ch)

@@ -16,9 +16,18 @@ struct sl_channel {
     int balance;         /* > 0 senders waiting, < 0 receivers waiting    */
     int8_t preference;   /* -1 receiver, 0 neither, +1 sender             */
     bool schedule_all;   /* partner to the end and the caller yields      */
+    uint8_t after[2];    /* what a completed send [0] / receive [1] does:
+                            SL_AFTER_*, derived from the two fields above
+                            so the hand-over path tests one byte         */
     bool closing;        /* sl_channel_close: would-block ops fail        */
     uint8_t lock;        /* guards all of the above and the waiters'
                             state while N > 1 workers run (sched.h)      */
+};
+
+enum {
+    SL_AFTER_CONTINUE = 0, /* partner to the end of the run queue        */
+    SL_AFTER_PARTNER,      /* partner runs now, the caller goes last     */
+    SL_AFTER_YIELD,        /* partner to the end, the caller yields      */
 };
 
 /* Take t (blocked on ch) out of ch's wait queue; t becomes PAUSED. */
