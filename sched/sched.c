@@ -112,6 +112,7 @@
  */
 #define _GNU_SOURCE
 #include <signal.h>
+#include <ucontext.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -177,11 +178,28 @@ void sl__overflow_abort(const sl_tasklet *t)
     abort();
 }
 
+/* The interrupted stack pointer lies below the usable part of t's stack:
+ * whatever faulted, t has run off its stack (in canary mode there is no
+ * guard page, and a fault may come from far below it). */
+static bool sp_below(const sl_worker *w, const sl_tasklet *t, void *uc)
+{
+#if defined(__x86_64__) && defined(REG_RSP)
+    uintptr_t sp = (uintptr_t)((ucontext_t *)uc)->uc_mcontext.gregs[REG_RSP];
+    uintptr_t lo = (uintptr_t)t->stack + w->stacks.guard;
+    return sp < lo && lo - sp < (uintptr_t)w->stacks.size * 64;
+#else
+    (void)w, (void)t, (void)uc;
+    return false;
+#endif
+}
+
 static void overflow_handler(int sig, siginfo_t *si, void *uc)
 {
     sl_worker *w = sl__tls_worker;
     sl_tasklet *t = w ? w->current : NULL;
-    if (t && t->stack && sl__stack_guard_hit(&w->stacks, t->stack, si->si_addr))
+    if (t && t->stack &&
+        (sl__stack_guard_hit(&w->stacks, t->stack, si->si_addr) ||
+         sp_below(w, t, uc)))
         sl__overflow_abort(t);
     /* Not an overflow of ours: hand it to whoever had the signal before. */
     struct sigaction *old = sig == SIGSEGV ? &old_segv : &old_bus;

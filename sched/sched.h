@@ -77,6 +77,7 @@ struct sl_worker {
 /* The runtime: one per process. */
 struct sl_runtime {
     int nworkers;
+    int nstarted;             /* worker threads running (incl. worker 0)  */
     bool mt;                  /* nworkers > 1: channels lock, wakeups may
                                  cross workers                           */
     bool steal;               /* idle workers request work               */

@@ -359,13 +359,13 @@ static void *worker_thread(void *arg)
 
 int sl__workers_start(void)
 {
+    sl__rt.nstarted = 1; /* worker 0 is the calling thread */
     for (int i = 1; i < sl__rt.nworkers; i++) {
         sl_worker *w = sl__rt.workers[i];
         int rc = pthread_create(&w->thread, NULL, worker_thread, w);
-        if (rc != 0) {
-            sl__rt.nworkers = i; /* stop the ones we have */
-            return -rc;
-        }
+        if (rc != 0)
+            return -rc; /* sl__workers_stop joins the ones we have */
+        sl__rt.nstarted = i + 1;
     }
     return 0;
 }
@@ -383,6 +383,6 @@ void sl__workers_stop(void)
         }
     }
     pthread_mutex_unlock(&sl__rt.lock);
-    for (int i = 1; i < sl__rt.nworkers; i++)
+    for (int i = 1; i < sl__rt.nstarted; i++)
         pthread_join(sl__rt.workers[i]->thread, NULL);
 }

@@ -393,12 +393,16 @@ void sl__stack_depot_put(sl_stack_pool *p)
     size_t keep = p->promised > p->ncarve ? p->promised - p->ncarve : 0;
     if (keep < p->depot_high / 2)
         keep = p->depot_high / 2;
-    if (p->nfree < keep + DEPOT_BATCH)
+    if (p->nfree < keep + DEPOT_BATCH + 1)
         return;
-    void *first = p->free, *last = first;
+    /* The batch starts below the head: the head may be the stack of the
+     * tasklet that is ending right now, which runs on it until it has
+     * switched away, and no other worker may have it before that. */
+    void *head = p->free;
+    void *first = *link_of(p, head, 1), *last = first;
     for (size_t i = 1; i < DEPOT_BATCH; i++)
         last = *link_of(p, last, 1);
-    p->free = *link_of(p, last, 1);
+    *link_of(p, head, 1) = *link_of(p, last, 1);
     *link_of(p, last, 1) = NULL;
     p->nfree -= DEPOT_BATCH;
     pthread_mutex_lock(&depot.lock);

@@ -87,10 +87,13 @@ static struct {
 
 static void slab_depot_put(sl_slab *s)
 {
-    sl_tasklet *first = s->free, *last = first;
+    /* Below the head, which may be the block of the tasklet ending now
+     * (as with stacks: nobody else may have it before it switched away). */
+    sl_tasklet *head = s->free;
+    sl_tasklet *first = head->next, *last = first;
     for (int i = 1; i < SLAB_BATCH; i++)
         last = last->next;
-    s->free = last->next;
+    head->next = last->next;
     s->nfree -= SLAB_BATCH;
     pthread_mutex_lock(&slab_depot.lock);
     last->next = slab_depot.free;
@@ -180,7 +183,7 @@ void sl__slab_free(sl_slab *s, sl_tasklet *t)
     ASAN_POISON_MEMORY_REGION((char *)t + sizeof(void *),
                               sizeof(sl_tasklet) - sizeof(void *));
 #endif
-    if (sl_unlikely(++s->nfree > s->depot_high))
+    if (sl_unlikely(++s->nfree > s->depot_high)) /* never when SIZE_MAX */
         slab_depot_put(s);
 }
 
