@@ -82,6 +82,10 @@
  *     anyway: stacks are not preemptible).
  *   - An idle worker spins for 50 us watching its inbox, then parks on a
  *     futex: an idle runtime uses no CPU.
+ *   - Stacks and control blocks are per worker, but a worker that is given
+ *     work frees more than it allocates: beyond a high mark it moves a
+ *     batch of 256 to a process-wide depot (one mutex), where a worker that
+ *     runs dry takes them before mapping new memory.
  *   - Quiescence replaces the one-worker deadlock rules: when every worker
  *     is parked with an empty inbox, nothing can ever run again, so main
  *     gets control back: sl_run returns, or main's blocked channel call
