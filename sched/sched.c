@@ -129,6 +129,7 @@ __thread sl_worker *sl__tls_worker __attribute__((tls_model("initial-exec")));
 struct sl_runtime sl__rt;
 
 void sl__tasklet_discard_new(sl_worker *w, sl_tasklet *t);
+int sl__promise_move(sl_worker *w, sl_tasklet *t);
 void sl__tasklet_discard_all(sl_worker *w);
 int sl__idle_init(sl_worker *w);
 int sl__workers_start(void);
@@ -609,6 +610,13 @@ int sl_tasklet_insert(sl_tasklet *t)
         }
     }
     if (claim_paused(t)) {
+        if (t->pin < 0 || t->pin == w->index) {
+            int prc = sl__promise_move(w, t);
+            if (prc < 0) {
+                SL_STORE_REL(&t->state, (uint8_t)SL_T_PAUSED);
+                return prc;
+            }
+        }
         sl__wake(w, t);
         return 0;
     }
@@ -656,9 +664,14 @@ static int run_or_switch(sl_tasklet *t, bool pause_self)
     if (t->pin >= 0 && t->pin != w->index)
         return SL_ESTATE; /* it may not run on this worker */
     if (sl__rt.mt) {
-        if (claim_paused(t))
+        if (claim_paused(t)) {
+            int prc = sl__promise_move(w, t);
+            if (prc < 0) {
+                SL_STORE_REL(&t->state, (uint8_t)SL_T_PAUSED);
+                return prc;
+            }
             sl__rq_append(w, t);
-        else if (SL_LOAD(&t->state) != SL_T_RUNNABLE ||
+        } else if (SL_LOAD(&t->state) != SL_T_RUNNABLE ||
                  SL_LOAD(&t->worker) != w)
             return SL_ESTATE;
     } else {

@@ -328,6 +328,44 @@ TU_TEST_NOINIT(kill_of_a_tasklet_running_elsewhere_is_pending)
     TU_EQ(sl_shutdown(), 0);
 }
 
+/* ---- paused tasklets are claimed by whichever worker inserts them ------- */
+
+static sl_tasklet *ins_target;
+static atomic_int ins_ran_on;
+
+static void ins_body(void *arg)
+{
+    (void)arg;
+    atomic_store(&ins_ran_on, sl_worker_index() + 1);
+}
+
+static void ins_inserter(void *arg)
+{
+    (void)arg;
+    TU_EQ(sl_tasklet_insert(ins_target), 0);
+}
+
+TU_TEST_NOINIT(insert_from_another_worker_runs_a_never_run_tasklet_there)
+{
+    for (int r = 0; r < 20; r++) {
+        ins_ran_on = 0;
+        TU_EQ(start(2, 0), 0);
+        ins_target = sl_spawn(ins_body, NULL); /* promised on worker 0 */
+        sl_tasklet_ref(ins_target);
+        TU_EQ(sl_tasklet_remove(ins_target), 0); /* paused, never ran */
+        sl_spawn_attr a;
+        sl_spawn_attr_init(&a);
+        a.worker = 1;
+        sl_spawn_ex(&a, ins_inserter, NULL);
+        TU_EQ(sl_run(), 0);
+        TU_EQ(ins_ran_on, 2); /* it ran on worker 1, which took it */
+        TU_EQ(sl_tasklet_alive(ins_target), false);
+        sl_tasklet_unref(ins_target);
+        TU_EQ(sl_getlivecount(), 0);
+        TU_EQ(sl_shutdown(), 0);
+    }
+}
+
 /* ---- idle workers use no CPU; shutdown with work elsewhere ------------- */
 
 static double cpu_seconds(void)
@@ -382,6 +420,7 @@ static CU_TestInfo tests[] = {
     TU_CASE(main_blocked_and_others_blocked_gets_edeadlock),
     TU_CASE(run_returns_with_blocked_tasklets_left_blocked),
     TU_CASE(kill_of_a_tasklet_running_elsewhere_is_pending),
+    TU_CASE(insert_from_another_worker_runs_a_never_run_tasklet_there),
     TU_CASE(idle_runtime_uses_no_cpu),
     TU_CASE(shutdown_discards_tasklets_blocked_on_other_workers),
     CU_TEST_INFO_NULL,
