@@ -33,18 +33,17 @@ extern "C" {
 
 /* X(name, value, message): the one table every error code comes from. */
 #define SL_ERRNO_MAP(X)                                                      \
-    X(EINVAL, -10001, "invalid argument")                                    \
-    X(ENOMEM, -10002, "out of memory")                                       \
-    X(ESTATE, -10003, "wrong state for this operation")                      \
-    X(ECLOSED, -10004, "channel is closing")                                 \
-    X(EDEADLOCK, -10005, "deadlock: no tasklet can make progress")          \
-    X(EKILLED, -10006, "tasklet was killed")                                 \
-    X(EWOULDBLOCK, -10007, "operation would block")                          \
-    X(ETIMEDOUT, -10008, "timed out")                                        \
-    X(EWORKERDIED, -10009, "worker process died")
+    X(SL_EINVAL, -10001, "invalid argument")                                 \
+    X(SL_ENOMEM, -10002, "out of memory")                                    \
+    X(SL_ESTATE, -10003, "wrong state for this operation")                   \
+    X(SL_ECLOSED, -10004, "channel is closing")                              \
+    X(SL_EDEADLOCK, -10005, "deadlock: no tasklet can make progress")        \
+    X(SL_EKILLED, -10006, "tasklet was killed")                              \
+    X(SL_EWOULDBLOCK, -10007, "operation would block")                       \
+    X(SL_ETIMEDOUT, -10008, "timed out")
 
 enum {
-#define SL__ERR_ENUM(name, value, msg) SL_##name = value,
+#define SL__ERR_ENUM(name, value, msg) name = value,
     SL_ERRNO_MAP(SL__ERR_ENUM)
 #undef SL__ERR_ENUM
 };

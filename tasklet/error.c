@@ -14,7 +14,7 @@ const char *sl_strerror(int err)
     case 0:
         return "success";
 #define SL__ERR_MSG(name, value, msg) \
-    case SL_##name:                   \
+    case name:                        \
         return msg;
         SL_ERRNO_MAP(SL__ERR_MSG)
 #undef SL__ERR_MSG
@@ -32,8 +32,8 @@ const char *sl_err_name(int err)
     case 0:
         return "0";
 #define SL__ERR_NAME(name, value, msg) \
-    case SL_##name:                    \
-        return "SL_" #name;
+    case name:                         \
+        return #name;
         SL_ERRNO_MAP(SL__ERR_NAME)
 #undef SL__ERR_NAME
     default:

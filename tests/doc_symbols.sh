@@ -10,7 +10,7 @@
 # What is extracted from HEADER (after stripping comments):
 #   functions    every sl_[a-z_]+ directly followed by '(' (internal sl__
 #                names excluded)
-#   error codes  SL_<NAME> for every X(NAME, ...) line of SL_ERRNO_MAP
+#   error codes  NAME for every X(NAME, ...) line of SL_ERRNO_MAP
 #   typedefs     the name every `typedef` declares (struct, plain, or
 #                function pointer)
 #
@@ -63,7 +63,7 @@ codes=$(printf '%s\n' "$code" | awk '
         while (match(line, /X\([[:space:]]*[A-Z0-9_]+[[:space:]]*,/)) {
             name = substr(line, RSTART + 2, RLENGTH - 3)
             gsub(/[[:space:]]/, "", name)
-            print "SL_" name
+            print name
             line = substr(line, RSTART + RLENGTH)
         }
         if ($0 !~ /\\[[:space:]]*$/)

@@ -100,7 +100,7 @@ void tu__assert_log(const char *expected, unsigned line, const char *file)
 const char *tu_code_name(long long v)
 {
     switch (v) {
-#define TU__NAME_CASE(name, value, msg) case SL_##name: return "SL_" #name;
+#define TU__NAME_CASE(name, value, msg) case name: return #name;
     SL_ERRNO_MAP(TU__NAME_CASE)
 #undef TU__NAME_CASE
     default: return NULL;
