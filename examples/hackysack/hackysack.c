@@ -45,9 +45,7 @@ typedef struct player {
  * and the ball moves through a channel, so they need no lock. */
 static struct {
     player *p;
-    uint32_t n;
-    uint64_t target, kicks, received, trace;
-    bool verbose;
+    hs_score s;
     int err;             /* first channel error a player saw, 0 if none */
     const char *err_op;
     uint32_t err_player;
@@ -82,16 +80,9 @@ static void player_main(void *arg)
         }
         if (msg == MSG_EXIT)
             return;
-        G.received++;
-        uint32_t to = hs_pick(&me->rng, me->id, G.n);
-        G.kicks++;
-        G.trace = hs_trace_step(G.trace, to);
-        if (G.verbose)
-            printf("player %u kicks to player %u\n", me->id, to);
-        if (G.kicks == G.target) {
-            if (G.verbose)
-                printf("player %u ends the game after %" PRIu64 " kicks\n", me->id, G.kicks);
-            for (uint32_t i = 0; i < G.n; i++) {
+        uint32_t to = hs_kick(&G.s, &me->rng, me->id);
+        if (to == UINT32_MAX) {
+            for (uint32_t i = 0; i < G.s.n; i++) {
                 if (i == me->id)
                     continue;
                 if ((rc = sl_channel_send(G.p[i].ch, MSG_EXIT)) < 0) {
@@ -146,24 +137,24 @@ static int play_tasklet(const hs_options *o, hs_result *r)
         sl_shutdown();
         return 1;
     }
-    G.n = o->players;
-    G.target = o->kicks;
-    G.kicks = G.received = 0;
-    G.trace = HS_TRACE_INIT;
-    G.verbose = o->verbose;
+    G.s.n = o->players;
+    G.s.target = o->kicks;
+    G.s.kicks = G.s.received = 0;
+    G.s.trace = HS_TRACE_INIT;
+    G.s.verbose = o->verbose;
     G.err = 0;
 
     /* Spawn every player and run them until each waits on its channel. */
     double t0 = hs_now();
-    for (uint32_t i = 0; i < G.n; i++) {
+    for (uint32_t i = 0; i < G.s.n; i++) {
         player *p = &G.p[i];
         p->id = i;
         p->rng = hs_rng_seed(o->seed, i);
         const char *what = "sl_channel_new";
         if (!(p->ch = sl_channel_new()) ||
             (what = "sl_spawn", !sl_spawn(player_main, p))) {
-            fprintf(stderr, "hackysack: %s failed after %u of %u players\n", what, i, G.n);
-            printf("mode=tasklet players=%u kicks=%" PRIu64 " error=%s tasklets_created=%u\n", G.n,
+            fprintf(stderr, "hackysack: %s failed after %u of %u players\n", what, i, G.s.n);
+            printf("mode=tasklet players=%u kicks=%" PRIu64 " error=%s tasklets_created=%u\n", G.s.n,
                    o->kicks, what, i);
             sl_run();
             release_players(i);
@@ -181,12 +172,12 @@ static int play_tasklet(const hs_options *o, hs_result *r)
     double t1 = hs_now();
 
     /* Untimed check: every player is blocked in receive on its channel. */
-    if (sl_getlivecount() != (int)G.n || sl_getruncount() != 1) {
+    if (sl_getlivecount() != (int)G.s.n || sl_getruncount() != 1) {
         fprintf(stderr, "hackysack: after spawning, %d live and %d runnable tasklets, want %u and 1\n",
-                sl_getlivecount(), sl_getruncount(), G.n);
+                sl_getlivecount(), sl_getruncount(), G.s.n);
         return 1;
     }
-    for (uint32_t i = 0; i < G.n; i++) {
+    for (uint32_t i = 0; i < G.s.n; i++) {
         if (sl_channel_balance(G.p[i].ch) != -1) {
             fprintf(stderr, "hackysack: player %u is not waiting (balance %d)\n", i,
                     sl_channel_balance(G.p[i].ch));
@@ -222,11 +213,11 @@ static int play_tasklet(const hs_options *o, hs_result *r)
     }
     r->spawn_seconds = t1 - t0;
     r->game_seconds = t3 - t2;
-    r->kicks = G.kicks;
-    r->received = G.received;
-    r->trace = G.trace;
+    r->kicks = G.s.kicks;
+    r->received = G.s.received;
+    r->trace = G.s.trace;
 
-    free_players(G.n);
+    free_players(G.s.n);
     if ((rc = sl_shutdown()) < 0) {
         fprintf(stderr, "hackysack: sl_shutdown: %s\n", sl_strerror(rc));
         status = 1;

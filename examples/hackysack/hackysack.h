@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 enum hs_mode { HS_TASKLET, HS_PTHREAD };
 
@@ -91,6 +92,33 @@ static inline uint32_t hs_pick(uint64_t *s, uint32_t self, uint32_t n)
 static inline uint64_t hs_trace_step(uint64_t h, uint32_t to)
 {
     return (h ^ to) * 0x100000001b3ull;
+}
+
+/* The score both modes keep: touched only by the ball holder. */
+typedef struct hs_score {
+    uint32_t n;                        /* players                          */
+    uint64_t target, kicks, received, trace;
+    bool verbose;
+} hs_score;
+
+/* The ball holder `self` kicks: counts the ball it received and the kick,
+ * picks the receiver with its generator, traces it. Returns the receiver,
+ * or UINT32_MAX when this kick ends the game (everybody must be told to
+ * exit). The same code in both modes, so they play the same game. */
+static inline uint32_t hs_kick(hs_score *g, uint64_t *rng, uint32_t self)
+{
+    g->received++;
+    uint32_t to = hs_pick(rng, self, g->n);
+    g->kicks++;
+    g->trace = hs_trace_step(g->trace, to);
+    if (g->verbose)
+        printf("player %u kicks to player %u\n", self, to);
+    if (g->kicks != g->target)
+        return to;
+    if (g->verbose)
+        printf("player %u ends the game after %llu kicks\n", self,
+               (unsigned long long)g->kicks);
+    return UINT32_MAX;
 }
 
 /* Seconds on CLOCK_MONOTONIC. */

@@ -56,9 +56,7 @@ static char ball_token, exit_token;
  * the mailbox mutex hands them over with the ball. */
 static struct {
     tplayer *p;
-    uint32_t n;
-    uint64_t target, kicks, received, trace;
-    bool verbose;
+    hs_score s;
     pthread_mutex_t ready_mu; /* ready counts players that reached receive */
     pthread_cond_t ready_cv;
     uint32_t ready;
@@ -116,7 +114,7 @@ static void *player_main(void *arg)
     tplayer *me = arg;
 
     pthread_mutex_lock(&G.ready_mu);
-    if (++G.ready == G.n)
+    if (++G.ready == G.s.n)
         pthread_cond_signal(&G.ready_cv);
     pthread_mutex_unlock(&G.ready_mu);
 
@@ -124,17 +122,9 @@ static void *player_main(void *arg)
         void *msg = mailbox_receive(&me->box);
         if (msg == MSG_EXIT)
             return NULL;
-        G.received++;
-        uint32_t to = hs_pick(&me->rng, me->id, G.n);
-        G.kicks++;
-        G.trace = hs_trace_step(G.trace, to);
-        if (G.verbose)
-            printf("player %u kicks to player %u\n", me->id, to);
-        if (G.kicks == G.target) {
-            if (G.verbose)
-                printf("player %u ends the game after %llu kicks\n", me->id,
-                       (unsigned long long)G.kicks);
-            for (uint32_t i = 0; i < G.n; i++)
+        uint32_t to = hs_kick(&G.s, &me->rng, me->id);
+        if (to == UINT32_MAX) {
+            for (uint32_t i = 0; i < G.s.n; i++)
                 if (i != me->id)
                     mailbox_send(&G.p[i].box, MSG_EXIT);
             return NULL;
@@ -180,11 +170,11 @@ int hs_play_pthread(const hs_options *o, hs_result *r)
         fprintf(stderr, "hackysack: out of memory for %u players\n", o->players);
         return 1;
     }
-    G.n = o->players;
-    G.target = o->kicks;
-    G.kicks = G.received = 0;
-    G.trace = HS_TRACE_INIT;
-    G.verbose = o->verbose;
+    G.s.n = o->players;
+    G.s.target = o->kicks;
+    G.s.kicks = G.s.received = 0;
+    G.s.trace = HS_TRACE_INIT;
+    G.s.verbose = o->verbose;
     G.ready = 0;
 
     pthread_attr_init(&attr);
@@ -196,13 +186,13 @@ int hs_play_pthread(const hs_options *o, hs_result *r)
         return 1;
     }
 
-    long buckets = size_futex_hash(G.n);
+    long buckets = size_futex_hash(G.s.n);
     if (buckets > 0)
         printf("hackysack: private futex hash of %ld buckets (prctl PR_FUTEX_HASH)\n", buckets);
     else if (buckets == 0)
         printf("hackysack: global futex hash (prctl PR_FUTEX_HASH)\n");
     double t0 = hs_now();
-    for (; created < G.n; created++) {
+    for (; created < G.s.n; created++) {
         tplayer *p = &G.p[created];
         p->id = created;
         p->rng = hs_rng_seed(o->seed, created);
@@ -213,9 +203,9 @@ int hs_play_pthread(const hs_options *o, hs_result *r)
             fflush(stdout);
             fprintf(stderr,
                     "hackysack: pthread_create failed after %u of %u threads: %s\n",
-                    created, G.n, strerror(rc));
+                    created, G.s.n, strerror(rc));
             printf("mode=pthread players=%u kicks=%llu error=%s threads_created=%u\n",
-                   G.n, (unsigned long long)o->kicks, errno_name(rc), created);
+                   G.s.n, (unsigned long long)o->kicks, errno_name(rc), created);
             status = 1;
             break;
         }
@@ -224,7 +214,7 @@ int hs_play_pthread(const hs_options *o, hs_result *r)
 
     if (status == 0) {
         pthread_mutex_lock(&G.ready_mu);
-        while (G.ready < G.n)
+        while (G.ready < G.s.n)
             pthread_cond_wait(&G.ready_cv, &G.ready_mu);
         pthread_mutex_unlock(&G.ready_mu);
     }
@@ -251,8 +241,8 @@ int hs_play_pthread(const hs_options *o, hs_result *r)
 
     r->spawn_seconds = t1 - t0;
     r->game_seconds = t2 - t1;
-    r->kicks = G.kicks;
-    r->received = G.received;
-    r->trace = G.trace;
+    r->kicks = G.s.kicks;
+    r->received = G.s.received;
+    r->trace = G.s.trace;
     return status;
 }
