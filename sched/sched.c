@@ -459,19 +459,12 @@ sl_tasklet *sl__idle_block(sl_worker *w)
     return m;
 }
 
-sl_tasklet *sl__idle_end(sl_worker *w)
+void sl__main_deadlocked(sl_worker *w)
 {
     sl_tasklet *m = w->main;
     SL__ASSERT(w->current != m && !sl__rt.mt);
-    if (m->state == SL_T_BLOCKED) {
-        sl__channel_unwait(m);
-        m->result = SL_EDEADLOCK;
-    } else {
-        SL__ASSERT(m->state == SL_T_PAUSED);
-        m->result = 0;
-    }
-    sl__rq_append(w, m);
-    return m;
+    sl__channel_unwait(m);
+    m->result = SL_EDEADLOCK;
 }
 
 sl_tasklet *sl_current(void)

@@ -249,10 +249,20 @@ void sl__abandon(sl_worker *w) __attribute__((noreturn));
  * call then returns 0. */
 sl_tasklet *sl__idle_block(sl_worker *w);
 
-/* Same for a tasklet that ends: never NULL; with one worker, when main is
- * blocked on a channel, main is unblocked and its call returns
- * SL_EDEADLOCK. */
-sl_tasklet *sl__idle_end(sl_worker *w);
+/* Same for a tasklet that ends (one worker): main runs next, put back in
+ * the run queue; when it is blocked on a channel it is taken off it first
+ * and its call returns SL_EDEADLOCK. */
+void sl__main_deadlocked(sl_worker *w);
+static inline sl_tasklet *sl__idle_end(sl_worker *w)
+{
+    sl_tasklet *m = w->main;
+    if (sl_unlikely(m->state == SL_T_BLOCKED))
+        sl__main_deadlocked(w);
+    else
+        m->result = 0; /* paused: sl_run's usual end */
+    sl__rq_append(w, m);
+    return m;
+}
 
 /* Take the current tasklet out of the run queue (it blocks or pauses) and
  * make the next one current. Returns that next tasklet, or NULL (nothing

@@ -151,11 +151,6 @@ int sl__stack_pool_init(sl_stack_pool *p, size_t usable_size)
     return 0;
 }
 
-int sl__stack_guard_mode(const sl_stack_pool *p)
-{
-    return p->guard_mode;
-}
-
 /* The region holding stack, or NULL. Regions are sorted by base. */
 static struct sl__stack_region *find_region(const sl_stack_pool *p,
                                             const char *stack)
@@ -314,7 +309,8 @@ static uint64_t read_canary(const char *at)
     return *(const volatile uint64_t *)at;
 }
 
-/* The slow path of sl__stack_canary_ok: some slot is in canary mode. */
+/* Whether stack's canary is intact; callers skip this while no slot is in
+ * canary mode (p->ncanary == 0). */
 bool sl__stack_canary_check(const sl_stack_pool *p, const void *stack)
 {
     const char *s = stack;

@@ -21,7 +21,7 @@ enum {
     SL_GUARD_MPROTECT,  /* mprotect(PROT_NONE) on the lowest page: costs up
                            to 2 VMAs, so limited by a process-wide budget */
     SL_GUARD_CANARY     /* no trap: a magic word at the lowest usable
-                           address that callers check (sl__stack_canary_ok) */
+                           address that callers check (sl__stack_canary_check) */
 };
 
 /* A slot, low to high: [guard (1 page) | usable ... top). A tasklet's SP
@@ -88,12 +88,12 @@ int sl__stack_pool_init(sl_stack_pool *p, size_t usable_size);
  * one) and release everything the pool holds. The pool can be
  * initialised again afterwards. */
 void sl__stack_pool_destroy(sl_stack_pool *p);
-/* The mode the next carved slot will get (SL_GUARD_*). */
-int sl__stack_guard_mode(const sl_stack_pool *p);
 
 /* Slow paths of the inline calls below; call those instead. */
 int sl__stack_grow(sl_stack_pool *p);
 void *sl__stack_carve(sl_stack_pool *p);
+/* False if stack was carved in canary mode and its canary is gone (it
+ * overflowed). Callers skip it while p->ncanary is 0 (no canary slots). */
 bool sl__stack_canary_check(const sl_stack_pool *p, const void *stack);
 
 /* Promise one stack to a tasklet that will run later; touches no stack
@@ -208,12 +208,5 @@ static inline void *sl__stack_top(const sl_stack_pool *p, void *stack)
 bool sl__stack_guard_hit(const sl_stack_pool *p, const void *stack,
                          const void *addr);
 
-/* False if stack was carved in canary mode and its canary is gone (it
- * overflowed); true otherwise, always for guarded slots. */
-static inline bool sl__stack_canary_ok(const sl_stack_pool *p,
-                                       const void *stack)
-{
-    return sl_likely(p->ncanary == 0) || sl__stack_canary_check(p, stack);
-}
 
 #endif /* SL_TASKLET_STACK_H */

@@ -363,13 +363,7 @@ static void tasklet_exit(sl_worker *w)
             goto unlinked;
         }
         /* One worker, nothing else runnable: back to main. */
-        sl_tasklet *m = w->main;
-        if (sl_likely(m->state == SL_T_PAUSED)) { /* sl_run's usual end */
-            m->result = 0;
-            sl__rq_append(w, m);
-        } else {
-            (void)sl__idle_end(w);
-        }
+        (void)sl__idle_end(w);
     }
     next = self->next;
     sl__rq_unlink(w, self);

@@ -137,11 +137,7 @@ static int play_tasklet(const hs_options *o, hs_result *r)
         sl_shutdown();
         return 1;
     }
-    G.s.n = o->players;
-    G.s.target = o->kicks;
-    G.s.kicks = G.s.received = 0;
-    G.s.trace = HS_TRACE_INIT;
-    G.s.verbose = o->verbose;
+    hs_score_init(&G.s, o->players, o->kicks, o->verbose);
     G.err = 0;
 
     /* Spawn every player and run them until each waits on its channel. */

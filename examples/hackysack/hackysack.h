@@ -101,6 +101,16 @@ typedef struct hs_score {
     bool verbose;
 } hs_score;
 
+static inline void hs_score_init(hs_score *g, uint32_t players,
+                                 uint64_t kicks, bool verbose)
+{
+    g->n = players;
+    g->target = kicks;
+    g->kicks = g->received = 0;
+    g->trace = HS_TRACE_INIT;
+    g->verbose = verbose;
+}
+
 /* The ball holder `self` kicks: counts the ball it received and the kick,
  * picks the receiver with its generator, traces it. Returns the receiver,
  * or UINT32_MAX when this kick ends the game (everybody must be told to

@@ -170,11 +170,7 @@ int hs_play_pthread(const hs_options *o, hs_result *r)
         fprintf(stderr, "hackysack: out of memory for %u players\n", o->players);
         return 1;
     }
-    G.s.n = o->players;
-    G.s.target = o->kicks;
-    G.s.kicks = G.s.received = 0;
-    G.s.trace = HS_TRACE_INIT;
-    G.s.verbose = o->verbose;
+    hs_score_init(&G.s, o->players, o->kicks, o->verbose);
     G.ready = 0;
 
     pthread_attr_init(&attr);
