@@ -20,6 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/socket.h>
+#include <sys/types.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -40,7 +42,8 @@ extern "C" {
     X(SL_EDEADLOCK, -10005, "deadlock: no tasklet can make progress")        \
     X(SL_EKILLED, -10006, "tasklet was killed")                              \
     X(SL_EWOULDBLOCK, -10007, "operation would block")                       \
-    X(SL_ETIMEDOUT, -10008, "timed out")
+    X(SL_ETIMEDOUT, -10008, "timed out")                                     \
+    X(SL_EBROKEN, -10009, "barrier is broken")
 
 enum {
 #define SL__ERR_ENUM(name, value, msg) name = value,
@@ -67,6 +70,8 @@ typedef struct sl_config {
     size_t stack_size; /* usable bytes per tasklet stack; default 64 KiB,
                           rounded up to whole pages, raised to 16 KiB,
                           at most 1 GiB (SL_EINVAL above)                 */
+    int offload_threads; /* helper OS threads for sl_offload, 1 .. 256;
+                          default 4; started on the first sl_offload     */
 } sl_config;
 
 void sl_config_init(sl_config *cfg);
@@ -183,8 +188,95 @@ void sl_channel_open(sl_channel *ch);
 bool sl_channel_closing(const sl_channel *ch);
 bool sl_channel_closed(const sl_channel *ch);
 
+/* Buffered channel: a send completes without a receiver while fewer than
+ * capacity messages are queued (FIFO); capacity 0 is sl_channel_new().
+ * NULL when out of memory or capacity > SL_CHANNEL_MAX_CAPACITY. */
+#define SL_CHANNEL_MAX_CAPACITY ((size_t)1 << 30)
+sl_channel *sl_channel_new_buffered(size_t capacity);
+/* The capacity given at creation (0 for a rendezvous channel). */
+size_t sl_channel_capacity(const sl_channel *ch);
+/* Messages queued in the buffer now (0 for a rendezvous channel). */
+size_t sl_channel_count(const sl_channel *ch);
+
+/* ---- time -------------------------------------------------------------- */
+
+/* Timeouts are in milliseconds: -1 (any negative) waits forever, 0 only
+ * tries, > 0 waits at most that long. Expiry is measured on the monotonic
+ * clock. */
+
+/* Milliseconds on the monotonic clock (CLOCK_MONOTONIC); needs no runtime. */
+int64_t sl_now_ms(void);
+/* The calling tasklet sleeps at least ms milliseconds while others run;
+ * ms <= 0 yields like sl_schedule. 0, or SL_EKILLED (at once when killed
+ * while sleeping), SL_ESTATE without a runtime. */
+int sl_sleep_ms(int64_t ms);
+
+/* sl_channel_send / receive that give up after timeout_ms: SL_ETIMEDOUT,
+ * and the channel's balance is then as if the call never blocked. */
+int sl_channel_send_timeout(sl_channel *ch, void *msg, int64_t timeout_ms);
+int sl_channel_receive_timeout(sl_channel *ch, void **msg,
+                               int64_t timeout_ms);
+
+/* ---- select ------------------------------------------------------------ */
+
+#define SL_SEND 1
+#define SL_RECV 2
+
+typedef struct sl_select_case {
+    sl_channel *ch; /* the channel; NULL: the case is ignored             */
+    int op;         /* SL_SEND: send value; SL_RECV: receive into value   */
+    void *value;
+} sl_select_case;
+
+/* Wait until one case can complete, complete it, and return its index.
+ * When several are ready, the first in array order wins (see
+ * docs/select.md). SL_ETIMEDOUT after timeout_ms; SL_ECLOSED when every
+ * case's channel is closing and none is ready; a received send_error's
+ * code; SL_EKILLED, SL_EDEADLOCK as for a channel call; SL_EINVAL for a
+ * bad op, n < 0 or > SL_SELECT_MAX, or one channel used both to send and
+ * to receive. */
+#define SL_SELECT_MAX 1024
+int sl_select(sl_select_case *cases, int n, int64_t timeout_ms);
+
+/* ---- tasklet I/O ------------------------------------------------------- */
+
+#define SL_READABLE 1
+#define SL_WRITABLE 2
+
+/* Park the calling tasklet until fd is ready for events (SL_READABLE |
+ * SL_WRITABLE) or timeout_ms passes; its worker runs other tasklets and
+ * waits in epoll when it has nothing else. Returns the ready events (> 0;
+ * an error or hang-up on fd counts as every requested event), or
+ * SL_ETIMEDOUT, SL_EKILLED, SL_EINVAL, -errno from epoll (-EPERM for a
+ * regular file: it is always ready, so use it directly or sl_offload). */
+int sl_wait_fd(int fd, int events, int64_t timeout_ms);
+
+/* read(2), write(2), accept4(2), connect(2) on a non-blocking descriptor,
+ * parking the tasklet while the call would block. They return what the
+ * system call returns, with -errno instead of -1/errno; sl_accept's new
+ * descriptor is non-blocking and close-on-exec; sl_connect returns 0 once
+ * connected or the connection's error. SL_EKILLED when killed while
+ * parked. */
+ssize_t sl_read(int fd, void *buf, size_t len);
+ssize_t sl_write(int fd, const void *buf, size_t len);
+int sl_accept(int fd, struct sockaddr *addr, socklen_t *addrlen);
+int sl_connect(int fd, const struct sockaddr *addr, socklen_t addrlen);
+
+/* Run fn(arg) on one of the runtime's helper OS threads (the offload pool,
+ * sl_config.offload_threads) while the calling tasklet parks and others
+ * run: for calls that block with no non-blocking form (files,
+ * getaddrinfo, blocking libraries). 0 once fn has returned; SL_EKILLED if
+ * the tasklet was killed meanwhile (fn cannot be interrupted: the call
+ * still returns only after fn has, so arg may live on the caller's
+ * stack); SL_EINVAL for a NULL fn; -errno if a helper thread cannot be
+ * started. fn must not call the runtime. */
+int sl_offload(void (*fn)(void *), void *arg);
+
 #ifdef __cplusplus
 }
 #endif
+
+/* Locks, semaphores, events, conditions, barriers and queues for tasklets. */
+#include "stackless_sync.h"
 
 #endif /* STACKLESS_H */

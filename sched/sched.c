@@ -139,6 +139,8 @@ void sl__workers_stop(void);
 #define SL_MIN_STACK (16u << 10)
 #define SL_MAX_STACK (1u << 30)
 #define SL_MAX_WORKERS 127
+#define SL_DEFAULT_OFFLOAD 4
+#define SL_MAX_OFFLOAD 256
 
 /* One runtime per process. */
 static atomic_int runtime_active;
@@ -288,6 +290,7 @@ void sl_config_init(sl_config *cfg)
     cfg->workers = 1;
     cfg->steal = 1;
     cfg->stack_size = SL_DEFAULT_STACK;
+    cfg->offload_threads = SL_DEFAULT_OFFLOAD;
 }
 
 static void free_workers(void)
@@ -298,6 +301,7 @@ static void free_workers(void)
             continue;
         sl__stack_pool_destroy(&w->stacks);
         sl__slab_destroy(&w->slab);
+        sl__events_fini(w);
         free(w);
     }
     free(sl__rt.workers);
@@ -311,8 +315,12 @@ int sl_init(const sl_config *cfg)
         c = *cfg;
     else
         sl_config_init(&c);
-    if (c.workers < 1 || c.workers > SL_MAX_WORKERS || c.stack_size > SL_MAX_STACK)
+    if (c.workers < 1 || c.workers > SL_MAX_WORKERS ||
+        c.stack_size > SL_MAX_STACK || c.offload_threads < 0 ||
+        c.offload_threads > SL_MAX_OFFLOAD)
         return SL_EINVAL;
+    if (c.offload_threads == 0) /* a config made without sl_config_init */
+        c.offload_threads = SL_DEFAULT_OFFLOAD;
     if (c.stack_size == 0)
         c.stack_size = SL_DEFAULT_STACK;
     if (c.stack_size < SL_MIN_STACK)
@@ -327,6 +335,7 @@ int sl_init(const sl_config *cfg)
     sl__rt.mt = c.workers > 1;
     sl__rt.steal = c.steal != 0;
     sl__rt.stack_size = c.stack_size;
+    sl__rt.offload_threads = c.offload_threads;
     pthread_mutex_init(&sl__rt.lock, NULL);
     int rc = SL_ENOMEM;
     sl__rt.workers = calloc((size_t)c.workers, sizeof *sl__rt.workers);
@@ -338,6 +347,7 @@ int sl_init(const sl_config *cfg)
             goto fail;
         sl__rt.workers[i] = w;
         w->index = i;
+        w->epfd = w->evfd = -1;
         rc = sl__stack_pool_init(&w->stacks, c.stack_size);
         if (rc < 0) {
             w->stacks.size = 0;
@@ -349,7 +359,8 @@ int sl_init(const sl_config *cfg)
             w->slab.depot_high = 4096;
         }
         w->graveyard.state = SL_T_DEAD;
-        if (sl__rt.mt && (rc = sl__idle_init(w)) < 0)
+        w->poll_tick = SL_POLL_EVERY;
+        if ((rc = sl__events_init(w)) < 0 || (rc = sl__idle_init(w)) < 0)
             goto fail;
     }
     sl_worker *w = sl__rt.workers[0];
@@ -392,6 +403,7 @@ int sl_shutdown(void)
     sl_worker *w = sl__self();
     if (!w || w->current != w->main)
         return SL_ESTATE;
+    sl__offload_stop(); /* calls in progress finish first */
     if (sl__rt.mt)
         sl__workers_stop();
     for (int i = 0; i < sl__rt.nworkers; i++)
@@ -448,8 +460,8 @@ int sl_run(void)
 
 sl_tasklet *sl__idle_block(sl_worker *w)
 {
-    if (sl__rt.mt)
-        return w->idle;
+    if (sl__rt.mt || SL_LOAD(&sl__rt.nwaits) > 0)
+        return w->idle; /* it waits for events, or for other workers */
     sl_tasklet *m = w->main;
     if (w->current == m || m->state == SL_T_BLOCKED)
         return NULL;
@@ -463,7 +475,14 @@ void sl__main_deadlocked(sl_worker *w)
 {
     sl_tasklet *m = w->main;
     SL__ASSERT(w->current != m && !sl__rt.mt);
-    sl__channel_unwait(m);
+    if (m->wkind != SL_W_PLAIN) {
+        bool won = sl__claim(m, m->wseq);
+        SL__ASSERT(won);
+        (void)won;
+        sl__channel_unwait_claimed(m);
+    } else {
+        sl__channel_unwait(m);
+    }
     m->result = SL_EDEADLOCK;
 }
 
@@ -745,6 +764,23 @@ int sl_tasklet_kill(sl_tasklet *t)
         if (st == SL_T_RUNNABLE && !t->ctx) {
             sl__tasklet_discard_new(w, t); /* dies without running */
             return 0;
+        }
+        if ((st == SL_T_BLOCKED || st == SL_T_WAITING) &&
+            t->wkind != SL_W_PLAIN) {
+            /* A claimable wait: a partner, the timer or an event may be
+             * ending it right now; the claim decides. */
+            SL_STORE(&t->killed, 1);
+            if (t->wkind == SL_W_OFFLOAD)
+                return 0; /* reported once the offloaded call returns */
+            uint32_t g = SL_LOAD(&t->wseq);
+            if (!(g & 1) || !sl__claim(t, g)) {
+                sched_yield(); /* ended meanwhile: look again */
+                continue;
+            }
+            sl__claimed_wake(w, t, SL_EKILLED);
+            if (SL_LOAD(&t->worker) != w)
+                return 0; /* pinned to another worker: it reacts there */
+            break;
         }
         if (st == SL_T_BLOCKED) {
             SL_STORE(&t->killed, 1);

@@ -50,9 +50,13 @@ struct sl_worker {
     int livecount;         /* (owner, atomic) spawned here minus ended here*/
     int inbox_flag;        /* (atomic) set by others: inbox, steal request,
                               stop; the owner looks at scheduling points  */
+    uint32_t poll_tick;    /* (owner) scheduling points until timers and
+                              descriptors are looked at again            */
     uint8_t post;          /* (owner) work left for the resumed side       */
+    uint8_t post_state;    /* (owner) the state post_pause gets            */
     uint8_t *post_unlock;  /* (owner) lock to release after the switch     */
-    sl_tasklet *post_pause;/* (owner) becomes PAUSED after the switch      */
+    uint8_t **post_unlocks;/* (owner) more of them (select), NULL-ended    */
+    sl_tasklet *post_pause;/* (owner) becomes post_state after the switch  */
 #if SL_TSAN
     void *post_fiber;      /* (owner) TSan fiber of a tasklet that ended   */
 #endif
@@ -72,6 +76,17 @@ struct sl_worker {
                               tasklet writes the dead context here        */
     sl_tasklet idle_block; /* the idle context's control block (mt)        */
     sl_tasklet main_block; /* main's control block (worker 0)              */
+    /* -- timers and descriptors (sched/event.c) -- */
+    int epfd;              /* epoll instance: descriptors and evfd         */
+    int evfd;              /* eventfd: other threads wake us through it    */
+    struct sl_timer *timers;/* (owner) binary heap by deadline, with stale
+                              entries (ended waits) dropped lazily       */
+    size_t ntimers, timers_cap;
+    uint64_t timer_seq;    /* (owner) ties broken by arming order          */
+    int timers_live;       /* (atomic) armed timers whose wait goes on     */
+    int fd_waits;          /* (atomic) sl_wait_fd calls parked here        */
+    struct sl_fdslot *fds; /* (owner) per descriptor: who waits for what   */
+    int nfds;
 };
 
 /* The runtime: one per process. */
@@ -91,6 +106,11 @@ struct sl_runtime {
     int stopping;             /* (atomic) sl_shutdown in progress         */
     uint64_t next_id;         /* (atomic) ids when mt                     */
     size_t stack_size;
+    int nwaits;               /* (atomic) waits that end by themselves: a
+                                 timeout, a descriptor, an offloaded call.
+                                 While > 0 nothing is deadlocked          */
+    int offload_threads;      /* sl_config.offload_threads                */
+    struct sl_offload_pool *offload; /* started by the first sl_offload   */
 };
 extern struct sl_runtime sl__rt;
 
@@ -228,10 +248,16 @@ static inline void sl__maybe_wake_idle(sl_worker *w)
 /* Work for the owner at a scheduling point: inbox, steal request, stop.
  * True when this worker must stop running tasklets (sl_shutdown). */
 bool sl__poll_inbox(sl_worker *w);
+/* Timers due and descriptors ready, looked at from a scheduling point
+ * every SL_POLL_EVERY of them, so a busy worker still serves them. */
+#define SL_POLL_EVERY 128
+void sl__events_tick(sl_worker *w);
 static inline bool sl__check_inbox(sl_worker *w)
 {
     if (sl_unlikely(SL_LOAD(&w->inbox_flag)))
         return sl__poll_inbox(w);
+    if (sl_unlikely(--w->poll_tick == 0))
+        sl__events_tick(w);
     return false;
 }
 
@@ -286,18 +312,85 @@ static inline sl_tasklet *sl__rq_leave(sl_worker *w, sl_tasklet *cur)
     return next;
 }
 
-/* Mark the current tasklet paused once it has switched away (mt: another
- * worker may insert it the moment it is PAUSED, so not before). */
-static inline void sl__pause_after_switch(sl_worker *w, sl_tasklet *cur)
+/* Give the current tasklet state st (PAUSED, or BLOCKED / WAITING for a
+ * claimable wait) once it has switched away (mt: another worker may take
+ * it the moment it shows that state, so not before). */
+static inline void sl__publish_after_switch(sl_worker *w, sl_tasklet *cur,
+                                            uint8_t st)
 {
     if (sl__rt.mt) {
         SL_STORE(&cur->state, (uint8_t)SL_T_SWITCHING);
         w->post_pause = cur;
+        w->post_state = st;
         w->post = 1;
     } else {
-        cur->state = SL_T_PAUSED;
+        cur->state = st;
     }
 }
+
+static inline void sl__pause_after_switch(sl_worker *w, sl_tasklet *cur)
+{
+    sl__publish_after_switch(w, cur, SL_T_PAUSED);
+}
+
+/* ---- claimable waits (see enum sl_wkind) ------------------------------- */
+
+/* The current tasklet starts a claimable wait of this kind: its generation
+ * (odd). */
+static inline uint32_t sl__wait_begin(sl_tasklet *t, uint8_t kind)
+{
+    uint32_t g = t->wseq + 1;
+    SL__ASSERT(g & 1);
+    t->wkind = kind;
+    SL_STORE(&t->wseq, g);
+    return g;
+}
+
+/* End wait gen of t: true for exactly one caller. */
+static inline bool sl__claim(sl_tasklet *t, uint32_t gen)
+{
+    uint32_t e = gen;
+    return __atomic_compare_exchange_n(&t->wseq, &e, gen + 1, false,
+                                       __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+}
+
+/* The claimer of t's wait makes it runnable here (or on its pinned worker)
+ * with result: it waits for t's switch to land, takes it out of the queue
+ * it waits in (SL_W_CHAN), and queues it. */
+void sl__claimed_wake(sl_worker *w, sl_tasklet *t, int result);
+
+/* sl__rt.nwaits += d (waits that end by themselves). */
+static inline void sl__nwaits_add(int d)
+{
+    if (sl__rt.mt)
+        __atomic_add_fetch(&sl__rt.nwaits, d, __ATOMIC_RELAXED);
+    else
+        sl__rt.nwaits += d;
+}
+
+/* Monotonic nanoseconds; the deadline of a timeout in ms (0: none). */
+int64_t sl__now_ns(void);
+int64_t sl__deadline(int64_t timeout_ms);
+/* Arm a timer on w for wait gen of t (the current tasklet); counts it in
+ * nwaits. SL_ENOMEM if the heap cannot grow. */
+int sl__timer_arm(sl_worker *w, sl_tasklet *t, uint32_t gen,
+                  int64_t deadline);
+/* The waiter, resumed, accounts for a timer it armed on worker tw. */
+void sl__timer_done(sl_worker *tw);
+
+/* Append t to target's inbox from any thread (offload helpers): t must be
+ * claimed, its switch landed; it becomes RUNNABLE there. */
+void sl__inbox_push(sl_worker *target, sl_tasklet *t);
+/* Wake w's thread if it waits in epoll (eventfd). */
+void sl__worker_kick(sl_worker *w);
+/* Per-worker epoll/eventfd and timer heap: set up and torn down. */
+int sl__events_init(sl_worker *w);
+void sl__events_fini(sl_worker *w);
+/* The idle loop's view: run due timers and ready descriptors now (timeout
+ * 0) or wait for the first of them, an inbox kick or the next deadline
+ * (block). Woken tasklets join w's run queue (the idle circle). */
+void sl__events_run(sl_worker *w, bool block);
+void sl__offload_stop(void);
 
 /* Wake t, taken off a channel or claimed from PAUSED, from worker w: it
  * joins w's run queue at the end, or its own worker's if it is pinned

@@ -2,10 +2,8 @@
  * requests (stealing), parking, and quiescence (when nothing can run
  * anywhere, main gets control back). The design is in sched.c's essay. */
 #define _GNU_SOURCE
-#include <linux/futex.h>
 #include <sched.h>
 #include <stdlib.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,13 +33,19 @@ void sl__spin_lock_slow(uint8_t *l)
 void sl__post_switch(sl_worker *w)
 {
     w->post = 0;
+    /* The state first: whoever takes a lock below may look at it. */
+    if (w->post_pause) {
+        SL_STORE_REL(&w->post_pause->state, w->post_state);
+        w->post_pause = NULL;
+    }
     if (w->post_unlock) {
         sl__spin_unlock(w->post_unlock);
         w->post_unlock = NULL;
     }
-    if (w->post_pause) {
-        SL_STORE_REL(&w->post_pause->state, (uint8_t)SL_T_PAUSED);
-        w->post_pause = NULL;
+    if (w->post_unlocks) {
+        for (uint8_t **l = w->post_unlocks; *l; l++)
+            sl__spin_unlock(*l);
+        w->post_unlocks = NULL;
     }
 #if SL_TSAN
     if (w->post_fiber) {
@@ -51,14 +55,14 @@ void sl__post_switch(sl_worker *w)
 #endif
 }
 
-static void futex_wait(uint32_t *addr, uint32_t val)
+/* Under sl__rt.lock, target parked: wake it once (futex is the "already
+ * kicked" mark). */
+static void kick_parked(sl_worker *target)
 {
-    syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
-}
-
-static void futex_wake(uint32_t *addr)
-{
-    syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    if (SL_LOAD(&target->futex) == 0) {
+        SL_STORE(&target->futex, 1);
+        sl__worker_kick(target);
+    }
 }
 
 /* Under sl__rt.lock: is there anything for w to look at? */
@@ -78,10 +82,20 @@ static void inbox_push_locked(sl_worker *target, sl_tasklet *t)
         target->inbox_head = t;
     target->inbox_tail = t;
     SL_STORE(&target->inbox_flag, 1);
-    if (target->parked) {
-        SL_STORE(&target->futex, 1);
-        futex_wake(&target->futex);
-    }
+    if (target->parked)
+        kick_parked(target);
+}
+
+void sl__inbox_push(sl_worker *target, sl_tasklet *t)
+{
+    SL_STORE(&t->worker, target);
+    pthread_mutex_lock(&sl__rt.lock);
+    SL_STORE_REL(&t->state, (uint8_t)SL_T_RUNNABLE);
+    inbox_push_locked(target, t);
+    pthread_mutex_unlock(&sl__rt.lock);
+    /* One worker: it may be waiting in epoll without being "parked". */
+    if (!sl__rt.mt)
+        sl__worker_kick(target);
 }
 
 bool sl__wake_remote(sl_worker *w, sl_tasklet *t)
@@ -167,8 +181,7 @@ void sl__wake_idle_worker(void)
     for (int i = 0; i < sl__rt.nworkers; i++) {
         sl_worker *v = sl__rt.workers[i];
         if (v->parked && SL_LOAD(&v->futex) == 0) {
-            SL_STORE(&v->futex, 1);
-            futex_wake(&v->futex);
+            kick_parked(v);
             break;
         }
     }
@@ -203,7 +216,16 @@ static void wake_main_quiescent(void)
 {
     sl_tasklet *m = sl__rt.main;
     uint8_t st = SL_LOAD_ACQ(&m->state);
-    if (st == SL_T_BLOCKED) {
+    if ((st == SL_T_BLOCKED || st == SL_T_WAITING) && m->wkind != SL_W_PLAIN) {
+        /* A claimable wait with nothing left that could end it. */
+        uint32_t g = SL_LOAD(&m->wseq);
+        SL__ASSERT(g & 1);
+        bool won = sl__claim(m, g);
+        SL__ASSERT(won);
+        (void)won;
+        sl__channel_unwait_claimed(m);
+        m->result = SL_EDEADLOCK;
+    } else if (st == SL_T_BLOCKED) {
         sl_channel *ch = m->chan;
         sl__spin_lock(&ch->lock);
         sl__channel_unwait(m);
@@ -217,11 +239,51 @@ static void wake_main_quiescent(void)
     inbox_push_locked(sl__rt.workers[0], m);
 }
 
+/* Run what gathered in the idle circle (inbox, timers, descriptors): the
+ * idle context leaves the circle and its first tasklet runs. Returns when
+ * the run queue has emptied again. */
+static sl_worker *idle_run(sl_worker *w)
+{
+    sl_tasklet *idle = w->idle;
+    sl_tasklet *first = idle->next;
+    idle->prev->next = first;
+    first->prev = idle->prev;
+    w->current = first;
+    w = sl__jump(w, idle, first);
+    idle->next = idle->prev = idle;
+    return w;
+}
+
+/* One worker, nothing runnable, nothing that could end a wait by itself:
+ * Stackless's rules give main control back (sched.c, "Deadlock"). */
+static void idle_deadlock_one(sl_worker *w)
+{
+    sl_tasklet *m = w->main;
+    if (m->state == SL_T_PAUSED) {
+        m->result = 0;
+    } else if (m->wkind != SL_W_PLAIN) { /* BLOCKED or WAITING, claimable */
+        bool won = sl__claim(m, m->wseq);
+        SL__ASSERT(won);
+        (void)won;
+        sl__channel_unwait_claimed(m);
+        m->result = SL_EDEADLOCK;
+    } else {
+        SL__ASSERT(m->state == SL_T_BLOCKED);
+        sl__channel_unwait(m);
+        m->result = SL_EDEADLOCK;
+    }
+    sl__rq_append(w, m);
+}
+
 /* The idle loop of worker w: runs on the worker's idle context whenever its
  * run queue is empty. Returns only when the runtime stops (workers 1..N-1;
- * worker 0's never sees the stop: main stops the runtime). */
+ * worker 0's never sees the stop: main stops the runtime). Tasklets that
+ * become runnable here (inbox, timers, descriptors) gather in a circle
+ * headed by the idle context, which then steps out of it. */
 static void idle_loop(sl_worker *w)
 {
+    sl_tasklet *idle = w->idle;
+    idle->next = idle->prev = idle;
     for (;;) {
         pthread_mutex_lock(&sl__rt.lock);
         sl_tasklet *in = w->inbox_head;
@@ -232,20 +294,25 @@ static void idle_loop(sl_worker *w)
         pthread_mutex_unlock(&sl__rt.lock);
         if (stop)
             return;
-        if (in) {
-            /* Build the run queue from the inbox and run its head. */
-            sl_tasklet *first = in;
-            in = in->next;
-            first->next = first->prev = first;
+        while (in) {
+            sl_tasklet *n = in->next;
+            sl__rq_link_before(idle, in);
             sl__runcount_add(w, 1);
-            w->current = first;
-            while (in) {
-                sl_tasklet *n = in->next;
-                sl__rq_link_before(first, in);
-                sl__runcount_add(w, 1);
-                in = n;
+            in = n;
+        }
+        sl__events_run(w, false);
+        if (idle->next != idle) {
+            w = idle_run(w);
+            continue;
+        }
+
+        if (!sl__rt.mt) {
+            if (SL_LOAD(&sl__rt.nwaits) == 0) {
+                idle_deadlock_one(w);
+                w = idle_run(w);
+            } else {
+                sl__events_run(w, true);
             }
-            w = sl__jump(w, w->idle, first);
             continue;
         }
 
@@ -275,7 +342,8 @@ static void idle_loop(sl_worker *w)
             continue;
         }
         sl__rt.nidle++;
-        if (sl__rt.nidle == sl__rt.nworkers) {
+        if (sl__rt.nidle == sl__rt.nworkers &&
+            SL_LOAD(&sl__rt.nwaits) == 0) {
             bool empty = true;
             for (int i = 0; i < sl__rt.nworkers; i++)
                 empty = empty && !sl__rt.workers[i]->inbox_head;
@@ -290,8 +358,9 @@ static void idle_loop(sl_worker *w)
         SL_STORE(&sl__rt.nparked, sl__rt.nparked + 1);
         SL_STORE(&w->futex, 0);
         pthread_mutex_unlock(&sl__rt.lock);
-        while (SL_LOAD(&w->futex) == 0)
-            futex_wait(&w->futex, 0);
+        /* Parked: in epoll until a kick (eventfd), a descriptor or the
+         * next deadline. What it wakes gathers in the idle circle. */
+        sl__events_run(w, true);
         pthread_mutex_lock(&sl__rt.lock);
         w->parked = 0;
         SL_STORE(&sl__rt.nparked, sl__rt.nparked - 1);
@@ -377,10 +446,8 @@ void sl__workers_stop(void)
     for (int i = 1; i < sl__rt.nworkers; i++) {
         sl_worker *w = sl__rt.workers[i];
         SL_STORE(&w->inbox_flag, 1);
-        if (w->parked) {
-            SL_STORE(&w->futex, 1);
-            futex_wake(&w->futex);
-        }
+        if (w->parked)
+            kick_parked(w);
     }
     pthread_mutex_unlock(&sl__rt.lock);
     for (int i = 1; i < sl__rt.nstarted; i++)

@@ -352,7 +352,9 @@ static void tasklet_exit(sl_worker *w)
     sl_tasklet *next;
     bool stop = sl__check_inbox(w);
     if (sl_unlikely(self->next == self || stop)) {
-        if (sl__rt.mt) { /* nothing else here, or stopping: go idle */
+        if (sl__rt.mt || SL_LOAD(&sl__rt.nwaits) > 0) {
+            /* Nothing else here, or stopping: go idle (one worker: it
+             * waits for timers, descriptors or offloaded calls). */
             next = w->idle;
             if (self->next == self) {
                 self->next = self->prev = NULL;
@@ -505,6 +507,17 @@ static const char *state_name(const sl_tasklet *t)
     case SL_T_PAUSED:
     case SL_T_SWITCHING:
         return "paused";
+    case SL_T_WAITING:
+        switch (t->wkind) {
+        case SL_W_SLEEP:
+            return "sleeping";
+        case SL_W_FD:
+            return "waiting-fd";
+        case SL_W_OFFLOAD:
+            return "offloaded";
+        default:
+            return "selecting";
+        }
     default:
         return "dead";
     }
@@ -519,8 +532,11 @@ static void dump_one(FILE *out, const sl_tasklet *t)
         fprintf(out, " worker %d", SL_LOAD(&t->worker)->index);
     if (SL_LOAD(&t->state) == SL_T_BLOCKED) {
         struct sl_channel *ch = SL_LOAD(&t->chan);
-        fprintf(out, " on channel %p (balance %d)", (void *)ch,
-                ch ? SL_LOAD(&ch->balance) : 0);
+        fprintf(out, " on %s %p (balance %d)",
+                t->wlock && t->wlock != &ch->lock ? "wait queue" : "channel",
+                (void *)ch, ch ? SL_LOAD(&ch->balance) : 0);
+        if (t->wkind != SL_W_PLAIN)
+            fprintf(out, " with timeout or claimable");
     }
     if (SL_LOAD(&t->killed))
         fprintf(out, " killed");
@@ -560,6 +576,17 @@ static void discard_cb(sl_tasklet *t, void *arg)
     if (t->state == SL_T_BLOCKED && t->chan) {
         t->chan->head = NULL;
         t->chan->balance = 0;
+    }
+    if (t->state == SL_T_WAITING && t->wkind == SL_W_SELECT) {
+        /* Its proxies (select.c) stand in channel queues. */
+        sl_tasklet *p = (sl_tasklet *)t->wlock;
+        for (; p->wkind == SL_W_PROXY || p->is_idle; p++) {
+            if (p->wkind == SL_W_PROXY && p->chan) {
+                p->chan->head = NULL;
+                p->chan->balance = 0;
+            }
+        }
+        free(t->wlock);
     }
 }
 

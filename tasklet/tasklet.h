@@ -17,8 +17,30 @@ enum sl_tstate {
     SL_T_PAUSED,       /* in no queue                                       */
     SL_T_DEAD,         /* ended; the control block lives while refs > 0     */
     SL_T_FREE,         /* a free slab block (no tasklet)                    */
-    SL_T_SWITCHING,    /* mt: pausing or claimed; becomes PAUSED or RUNNABLE
-                          within a switch: wait, don't touch               */
+    SL_T_SWITCHING,    /* mt: pausing, blocking or claimed; becomes PAUSED,
+                          BLOCKED, WAITING or RUNNABLE within a switch:
+                          wait, don't touch                              */
+    SL_T_WAITING,      /* in no queue, parked on a timer, a descriptor, an
+                          offloaded call or a select: only whoever claims
+                          its wait (wseq) may wake it                     */
+};
+
+/* What a BLOCKED or WAITING tasklet waits on (wkind). Every kind but
+ * SL_W_PLAIN is "claimable": several parties may try to end the wait (a
+ * partner, the timer, a kill, an event) and the one whose compare-and-swap
+ * moves wseq from the wait's odd generation to the next even value wins;
+ * the others leave it alone. A plain channel wait is ended under the
+ * channel's lock instead, which costs the hand-over path nothing. */
+enum sl_wkind {
+    SL_W_PLAIN = 0, /* channel wait without timeout (BLOCKED)              */
+    SL_W_CHAN,      /* channel or wait-queue wait with a timeout, or a
+                       sync primitive's wait (BLOCKED, in the queue)      */
+    SL_W_PROXY,     /* not a tasklet: a select case standing in a channel's
+                       queue for its owner (arg), case index in id        */
+    SL_W_SELECT,    /* select (WAITING; its proxies are in the queues)    */
+    SL_W_SLEEP,     /* sl_sleep_ms (WAITING)                               */
+    SL_W_FD,        /* sl_wait_fd (WAITING)                                */
+    SL_W_OFFLOAD,   /* sl_offload (WAITING; only completion ends it)       */
 };
 
 /* The control block. It lives in a dense slab (not on the stack), because a
@@ -40,6 +62,9 @@ struct sl_tasklet {
     uint8_t is_main;
     int8_t pin;              /* worker it must run on, or -1              */
     uint8_t is_idle;         /* a worker's idle context, not a tasklet    */
+    uint8_t wkind;           /* enum sl_wkind of the current wait          */
+    uint32_t wseq;           /* (atomic) wait generation: odd while a
+                                claimable wait is in progress            */
     char *stack;             /* lowest address of its stack slot, or NULL
                                 (main: the thread's own stack)           */
     /* -- cold ------------------------------------------------------------ */
@@ -50,6 +75,8 @@ struct sl_tasklet {
     uint64_t id;
     int refs;                    /* (atomic) the runtime holds 1 while
                                     alive                                 */
+    uint8_t *wlock;              /* claimable channel wait: the lock that
+                                    guards the queue it is linked in      */
 #if SL_TSAN
     void *tsan_fiber;            /* TSan's fiber for this context          */
 #endif
