@@ -120,8 +120,9 @@ typedef struct sl_cond {
 
 int sl_cond_init(sl_cond *c);
 /* The caller holds lock (SL_ESTATE otherwise). Releases it, waits for a
- * notify, and takes it again before returning — also on SL_ETIMEDOUT and
- * SL_EKILLED. */
+ * notify, and takes it again before returning 0 or SL_ETIMEDOUT. After
+ * SL_EKILLED or SL_EDEADLOCK the lock is not held: a killed tasklet
+ * cannot wait for it any more (docs/sync.md). */
 int sl_cond_wait(sl_cond *c, sl_lock *lock, int64_t timeout_ms);
 /* Wake one waiter / every waiter (0 when there is none). */
 int sl_cond_notify(sl_cond *c);
