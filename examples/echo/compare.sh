@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# compare.sh BUILD_DIR - the echo comparison in one go, on loopback:
+#   1. 10,000 connections against echo_server (one worker): its peak RSS;
+#   2. 1,000 connections against echo_server, then against echo_pthread,
+#      each for ECHO_SECONDS (default 5) seconds: requests/s and latencies, and
+#      echo_speedup = tasklet rps / pthread rps.
+# The client (echo_client) runs on one worker too; on a 2-CPU machine
+# client and server each get about one CPU. ROUNDS=N (default 1) repeats
+# step 2 N times, alternating the servers, and keeps each server's best.
+# Every run's two lines (server's, then client's) are printed as they come;
+# the summary follows. Exit status 1 if any run failed (see pair.sh).
+set -euo pipefail
+
+[ $# -eq 1 ] || { echo "usage: $0 BUILD_DIR" >&2; exit 2; }
+ex=$1/examples/echo
+pair=$(dirname "$0")/pair.sh
+seconds=${ECHO_SECONDS:-5}
+rounds=${ROUNDS:-1}
+for p in echo_server echo_pthread echo_client; do
+    [ -x "$ex/$p" ] || { echo "compare.sh: no $ex/$p (build first)" >&2; exit 1; }
+done
+
+# key LINE KEY: the value of KEY=... in LINE.
+key() { sed -n "s/.*\\b$2=\\([^ ]*\\).*/\\1/p" <<<"$1"; }
+# better LINE BEST: LINE's rps beats BEST's (or there is no BEST yet).
+better() { [ -z "$2" ] || awk -v a="$(key "$1" rps)" -v b="$(key "$2" rps)" 'BEGIN { exit !(a > b) }'; }
+
+echo "== 10000 connections x 20 requests against echo_server (one worker)"
+out=$("$pair" "$ex/echo_server" -- "$ex/echo_client" 10000 --requests 20)
+echo "$out"
+big_server=$(head -n 1 <<<"$out")
+big_client=$(tail -n 1 <<<"$out")
+
+best_t= best_p=
+for r in $(seq "$rounds"); do
+    for s in echo_server echo_pthread; do
+        echo "== 1000 connections for ${seconds} s against $s (round $r)"
+        out=$("$pair" "$ex/$s" -- "$ex/echo_client" 1000 --seconds "$seconds")
+        echo "$out"
+        c=$(tail -n 1 <<<"$out")
+        if [ $s = echo_server ]; then
+            better "$c" "$best_t" && best_t=$c
+        else
+            better "$c" "$best_p" && best_p=$c
+        fi
+    done
+done
+
+echo "== summary"
+echo "10000 connections, echo_server on one worker: peak RSS $(key "$big_server" rss_mib) MiB" \
+     "(target < 200), $(key "$big_client" rps) requests/s, p99 $(key "$big_client" p99_us) us"
+for x in "tasklet:$best_t" "pthread:$best_p"; do
+    l=${x#*:}
+    echo "1000 connections, ${x%%:*} server: $(key "$l" rps) requests/s," \
+         "p50 $(key "$l" p50_us) us, p99 $(key "$l" p99_us) us, p999 $(key "$l" p999_us) us"
+done
+awk -v t="$(key "$best_t" rps)" -v p="$(key "$best_p" rps)" \
+    'BEGIN { printf "echo_speedup=%.2f (target >= 2)\n", t / p }'
