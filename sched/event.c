@@ -178,8 +178,8 @@ void sl__claimed_wake(sl_worker *w, sl_tasklet *t, int result)
 }
 
 /* End the waits whose deadline has passed, in deadline order. Returns the
- * next deadline (0: none). */
-static int64_t run_timers(sl_worker *w)
+ * next deadline (0: none); *woke counts the tasklets it made runnable. */
+static int64_t run_timers(sl_worker *w, int *woke)
 {
     int64_t now = 0;
     while (w->ntimers) {
@@ -193,9 +193,11 @@ static int64_t run_timers(sl_worker *w)
         if (e.when > now)
             return e.when;
         heap_pop(w);
-        if (sl__claim(e.t, e.gen))
+        if (sl__claim(e.t, e.gen)) {
             sl__claimed_wake(w, e.t,
                              e.t->wkind == SL_W_SLEEP ? 0 : SL_ETIMEDOUT);
+            (*woke)++;
+        }
     }
     return 0;
 }
@@ -341,12 +343,13 @@ static int poll_epoll(sl_worker *w, int64_t deadline)
 
 void sl__events_run(sl_worker *w, bool block)
 {
-    int64_t next = run_timers(w);
-    if (block) {
+    int woke = 0;
+    int64_t next = run_timers(w, &woke);
+    if (block && woke == 0) {
         poll_epoll(w, next); /* next 0: no timer, wait for an event */
-        run_timers(w);
-    } else if (SL_LOAD(&w->fd_waits) > 0) {
-        poll_epoll(w, -1);
+        run_timers(w, &woke);
+    } else if (block || SL_LOAD(&w->fd_waits) > 0) {
+        poll_epoll(w, -1); /* something runs now: only look */
     }
 }
 

@@ -448,11 +448,12 @@ int sl_run(void)
     }
     /* Main leaves the queue and watches: it is switched back to when the
      * queue runs dry (sl__idle_*), or when somebody inserts it. */
-    while (m->next != m) {
-        sl_tasklet *next = m->next;
-        sl__rq_unlink(w, m);
+    while (m->next != m || SL_LOAD(&sl__rt.nwaits) > 0) {
+        /* Alone but a wait can still end (a timer, a descriptor): the
+         * idle context waits for it. */
+        sl_tasklet *next = sl__rq_leave(w, m);
+        SL__ASSERT(next);
         m->state = SL_T_PAUSED;
-        w->current = next;
         w = sl__jump(w, m, next);
     }
     return 0;

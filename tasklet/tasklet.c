@@ -457,13 +457,14 @@ bool sl_tasklet_alive(const sl_tasklet *t)
 
 bool sl_tasklet_blocked(const sl_tasklet *t)
 {
-    return t && SL_LOAD(&t->state) == SL_T_BLOCKED;
+    uint8_t st = t ? SL_LOAD(&t->state) : (uint8_t)SL_T_DEAD;
+    return st == SL_T_BLOCKED || st == SL_T_WAITING;
 }
 
 bool sl_tasklet_scheduled(const sl_tasklet *t)
 {
     uint8_t st = t ? SL_LOAD(&t->state) : (uint8_t)SL_T_DEAD;
-    return st == SL_T_RUNNABLE || st == SL_T_BLOCKED;
+    return st == SL_T_RUNNABLE || st == SL_T_BLOCKED || st == SL_T_WAITING;
 }
 
 bool sl_tasklet_paused(const sl_tasklet *t)

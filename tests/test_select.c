@@ -1,0 +1,449 @@
+/* test_select.c - buffered channels and sl_select: FIFO order, room and
+ * blocking, close, try and timeouts on buffered channels; select's choice
+ * rule, blocking, timeouts, kills, closing channels, argument checks, and
+ * exact delivery when many selects and partners race. */
+#include "test_util.h"
+
+/* ---- buffered channels --------------------------------------------------- */
+
+TU_TEST_NOINIT(buffered_channel_getters)
+{
+    sl_channel *ch = sl_channel_new_buffered(3);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ch);
+    TU_EQ(sl_channel_capacity(ch), 3);
+    TU_EQ(sl_channel_count(ch), 0);
+    TU_EQ(sl_channel_balance(ch), 0);
+    TU_EQ(sl_channel_free(ch), 0);
+    sl_channel *r = sl_channel_new_buffered(0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+    TU_EQ(sl_channel_capacity(r), 0);
+    TU_EQ(sl_channel_free(r), 0);
+    CU_ASSERT_PTR_NULL(sl_channel_new_buffered(SL_CHANNEL_MAX_CAPACITY + 1));
+    TU_EQ(sl_channel_capacity(NULL), 0);
+    TU_EQ(sl_channel_count(NULL), 0);
+}
+
+TU_TEST(buffered_sends_complete_without_receiver_in_fifo_order)
+{
+    sl_channel *ch = sl_channel_new_buffered(4);
+    for (int i = 1; i <= 4; i++)
+        TU_EQ(sl_channel_send(ch, TU_MSG(i)), 0);
+    TU_EQ(sl_channel_count(ch), 4);
+    TU_EQ(sl_channel_balance(ch), 0);
+    TU_EQ(sl_channel_try_send(ch, TU_MSG(5)), SL_EWOULDBLOCK);
+    TU_EQ(sl_channel_send_timeout(ch, TU_MSG(5), 0), SL_ETIMEDOUT);
+    for (int i = 1; i <= 4; i++) {
+        void *m = NULL;
+        TU_EQ(sl_channel_receive(ch, &m), 0);
+        TU_EQ(TU_INT(m), i);
+    }
+    void *m = NULL;
+    TU_EQ(sl_channel_try_receive(ch, &m), SL_EWOULDBLOCK);
+    TU_EQ(sl_channel_receive_timeout(ch, &m, 10), SL_ETIMEDOUT);
+    /* Main alone on an empty buffer: nothing can fill it. */
+    TU_EQ(sl_channel_receive(ch, &m), SL_EDEADLOCK);
+    TU_EQ(sl_channel_free(ch), 0);
+}
+
+static sl_channel *bch;
+
+static void send_range(void *arg)
+{
+    intptr_t base = TU_INT(arg);
+    for (int i = 0; i < 10; i++)
+        TU_EQ(sl_channel_send(bch, TU_MSG(base + i)), 0);
+}
+
+TU_TEST(full_buffer_blocks_senders_and_refills_in_order)
+{
+    TU_ONE_WORKER_ONLY();
+    bch = sl_channel_new_buffered(2);
+    sl_spawn(send_range, TU_MSG(100));
+    TU_EQ(sl_run(), 0);
+    /* Two in the ring, the sender blocked on the third. */
+    TU_EQ(sl_channel_count(bch), 2);
+    TU_EQ(sl_channel_balance(bch), 1);
+    for (int i = 0; i < 10; i++) {
+        void *m = NULL;
+        TU_EQ(sl_channel_receive(bch, &m), 0);
+        TU_EQ(TU_INT(m), 100 + i);
+    }
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_channel_count(bch), 0);
+    TU_EQ(sl_channel_balance(bch), 0);
+    TU_EQ(sl_channel_free(bch), 0);
+}
+
+static void receive_sum(void *arg)
+{
+    long *sum = arg;
+    for (int i = 0; i < 10; i++) {
+        void *m = NULL;
+        if (TU_EQ(sl_channel_receive(bch, &m), 0))
+            __atomic_add_fetch(sum, TU_INT(m), __ATOMIC_RELAXED);
+    }
+}
+
+TU_TEST(buffered_producers_and_consumers_deliver_exactly)
+{
+    bch = sl_channel_new_buffered(3);
+    long sum = 0, want = 0;
+    for (int p = 0; p < 20; p++) {
+        sl_spawn(send_range, TU_MSG(p * 1000));
+        for (int i = 0; i < 10; i++)
+            want += p * 1000 + i;
+        sl_spawn(receive_sum, &sum);
+    }
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sum, want);
+    TU_EQ(sl_channel_count(bch), 0);
+    TU_EQ(sl_channel_balance(bch), 0);
+    TU_EQ(sl_channel_free(bch), 0);
+}
+
+TU_TEST(closing_buffered_channel_drains_then_fails)
+{
+    sl_channel *ch = sl_channel_new_buffered(4);
+    TU_EQ(sl_channel_send(ch, TU_MSG(1)), 0);
+    TU_EQ(sl_channel_send(ch, TU_MSG(2)), 0);
+    sl_channel_close(ch);
+    TU_EQ(sl_channel_send(ch, TU_MSG(3)), SL_ECLOSED); /* no new messages */
+    TU_EQ(sl_channel_closed(ch), false);               /* still holds two */
+    void *m = NULL;
+    TU_EQ(sl_channel_receive(ch, &m), 0);
+    TU_EQ(TU_INT(m), 1);
+    TU_EQ(sl_channel_receive(ch, &m), 0);
+    TU_EQ(TU_INT(m), 2);
+    TU_EQ(sl_channel_closed(ch), true);
+    TU_EQ(sl_channel_receive(ch, &m), SL_ECLOSED);
+    TU_EQ(sl_channel_free(ch), 0);
+}
+
+TU_TEST(send_error_travels_through_the_buffer)
+{
+    sl_channel *ch = sl_channel_new_buffered(2);
+    TU_EQ(sl_channel_send_error(ch, -77), 0);
+    TU_EQ(sl_channel_send(ch, TU_MSG(8)), 0);
+    void *m = TU_MSG(0);
+    TU_EQ(sl_channel_receive(ch, &m), -77);
+    TU_EQ(TU_INT(m), 0);
+    TU_EQ(sl_channel_receive(ch, &m), 0);
+    TU_EQ(TU_INT(m), 8);
+    /* A channel freed with messages in it just drops them. */
+    TU_EQ(sl_channel_send(ch, TU_MSG(9)), 0);
+    TU_EQ(sl_channel_free(ch), 0);
+}
+
+/* ---- select --------------------------------------------------------------- */
+
+static sl_channel *ca, *cb, *cc;
+
+static void new_chans(void)
+{
+    ca = sl_channel_new();
+    cb = sl_channel_new();
+    cc = sl_channel_new_buffered(2);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ca);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cb);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cc);
+}
+
+static void free_chans(void)
+{
+    TU_EQ(sl_channel_balance(ca), 0);
+    TU_EQ(sl_channel_balance(cb), 0);
+    TU_EQ(sl_channel_free(ca), 0);
+    TU_EQ(sl_channel_free(cb), 0);
+    TU_EQ(sl_channel_free(cc), 0);
+}
+
+static void send_on(void *arg)
+{
+    sl_channel *ch = arg;
+    TU_EQ(sl_channel_send(ch, TU_MSG(ch == ca ? 'a' : 'b')), 0);
+}
+
+TU_TEST(first_ready_case_wins)
+{
+    new_chans();
+    sl_spawn(send_on, cb);
+    sl_spawn(send_on, ca);
+    while (sl_channel_balance(ca) != 1 || sl_channel_balance(cb) != 1)
+        sl_schedule();
+    sl_select_case cs[] = {{NULL, SL_RECV, NULL},
+                           {cb, SL_RECV, NULL},
+                           {ca, SL_RECV, NULL}};
+    TU_EQ(sl_select(cs, 3, -1), 1);
+    TU_EQ(TU_INT(cs[1].value), 'b');
+    TU_EQ(sl_select(cs, 3, -1), 2);
+    TU_EQ(TU_INT(cs[2].value), 'a');
+    TU_EQ(sl_select(cs, 3, 0), SL_ETIMEDOUT);
+    TU_EQ(sl_run(), 0);
+    free_chans();
+}
+
+static void receive_log(void *arg)
+{
+    sl_channel *ch = arg;
+    void *m = NULL;
+    if (TU_EQ(sl_channel_receive(ch, &m), 0))
+        tu_log_putc((char)TU_INT(m));
+}
+
+TU_TEST(select_sends_to_a_waiting_receiver_and_into_room)
+{
+    new_chans();
+    sl_spawn(receive_log, cb);
+    while (sl_channel_balance(cb) != -1)
+        sl_schedule();
+    sl_select_case cs[] = {{ca, SL_SEND, TU_MSG('x')},
+                           {cb, SL_SEND, TU_MSG('y')}};
+    TU_EQ(sl_select(cs, 2, -1), 1);
+    TU_EQ(sl_run(), 0);
+    TU_ASSERT_LOG("y");
+    /* A buffered channel with room is ready for a send. */
+    sl_select_case cs2[] = {{ca, SL_SEND, TU_MSG('x')},
+                            {cc, SL_SEND, TU_MSG('z')}};
+    TU_EQ(sl_select(cs2, 2, 0), 1);
+    TU_EQ(sl_channel_count(cc), 1);
+    sl_select_case cs3[] = {{ca, SL_RECV, NULL}, {cc, SL_RECV, NULL}};
+    TU_EQ(sl_select(cs3, 2, 0), 1);
+    TU_EQ(TU_INT(cs3[1].value), 'z');
+    free_chans();
+}
+
+static void send_later(void *arg)
+{
+    sl_channel *ch = arg;
+    TU_EQ(sl_sleep_ms(10), 0);
+    TU_EQ(sl_channel_send(ch, TU_MSG(ch == ca ? 'a' : 'b')), 0);
+}
+
+TU_TEST(blocking_select_is_woken_by_any_case)
+{
+    new_chans();
+    sl_spawn(send_later, cb);
+    sl_select_case cs[] = {{ca, SL_RECV, NULL}, {cb, SL_RECV, NULL}};
+    TU_EQ(sl_select(cs, 2, -1), 1);
+    TU_EQ(TU_INT(cs[1].value), 'b');
+    TU_EQ(sl_run(), 0);
+    free_chans(); /* the proxy left on ca is gone: balance 0 */
+}
+
+TU_TEST(select_timeout_restores_every_balance)
+{
+    new_chans();
+    sl_select_case cs[] = {{ca, SL_RECV, NULL}, {cb, SL_SEND, TU_MSG(1)}};
+    int64_t t0 = sl_now_ms();
+    TU_EQ(sl_select(cs, 2, 20), SL_ETIMEDOUT);
+    CU_ASSERT(sl_now_ms() - t0 >= 20);
+    TU_EQ(sl_channel_balance(ca), 0);
+    TU_EQ(sl_channel_balance(cb), 0);
+    /* Main alone selecting forever: nothing can complete it. */
+    TU_EQ(sl_select(cs, 2, -1), SL_EDEADLOCK);
+    free_chans();
+}
+
+static void select_forever(void *arg)
+{
+    int *rc = arg;
+    sl_select_case cs[] = {{ca, SL_RECV, NULL}, {cb, SL_RECV, NULL}};
+    *rc = sl_select(cs, 2, -1);
+}
+
+TU_TEST(killed_selector_leaves_every_queue)
+{
+    new_chans();
+    int rc = 1;
+    sl_tasklet *t = sl_spawn(select_forever, &rc);
+    sl_tasklet_ref(t);
+    while (sl_channel_balance(ca) != -1)
+        sl_schedule();
+    TU_EQ(sl_channel_balance(cb), -1);
+    TU_EQ(sl_tasklet_blocked(t), true);
+    TU_EQ(sl_tasklet_kill(t), 0);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(rc, SL_EKILLED);
+    sl_tasklet_unref(t);
+    free_chans();
+}
+
+TU_TEST(select_on_closing_channels)
+{
+    new_chans();
+    sl_channel_close(ca);
+    sl_channel_close(cb);
+    sl_select_case cs[] = {{ca, SL_RECV, NULL}, {cb, SL_RECV, NULL}};
+    TU_EQ(sl_select(cs, 2, -1), SL_ECLOSED);
+    /* One open case: the closing one is ignored, the open one waits. */
+    sl_channel_open(cb);
+    TU_EQ(sl_select(cs, 2, 5), SL_ETIMEDOUT);
+    free_chans();
+}
+
+TU_TEST(select_rejects_bad_arguments)
+{
+    new_chans();
+    sl_select_case bad_op[] = {{ca, 0, NULL}};
+    TU_EQ(sl_select(bad_op, 1, 0), SL_EINVAL);
+    sl_select_case both[] = {{ca, SL_SEND, NULL}, {ca, SL_RECV, NULL}};
+    TU_EQ(sl_select(both, 2, 0), SL_EINVAL);
+    sl_select_case none[] = {{NULL, SL_RECV, NULL}};
+    TU_EQ(sl_select(none, 1, 0), SL_EINVAL);
+    TU_EQ(sl_select(NULL, 1, 0), SL_EINVAL);
+    TU_EQ(sl_select(bad_op, -1, 0), SL_EINVAL);
+    TU_EQ(sl_select(bad_op, SL_SELECT_MAX + 1, 0), SL_EINVAL);
+    free_chans();
+}
+
+TU_TEST_NOINIT(select_without_runtime)
+{
+    sl_channel *ch = sl_channel_new();
+    sl_select_case cs[] = {{ch, SL_RECV, NULL}};
+    TU_EQ(sl_select(cs, 1, 0), SL_ESTATE);
+    TU_EQ(sl_channel_free(ch), 0);
+}
+
+static void send_error_on(void *arg)
+{
+    TU_EQ(sl_channel_send_error(arg, -55), 0);
+}
+
+TU_TEST(select_receives_a_send_error)
+{
+    new_chans();
+    sl_spawn(send_error_on, cb);
+    sl_select_case cs[] = {{ca, SL_RECV, NULL}, {cb, SL_RECV, TU_MSG(3)}};
+    TU_EQ(sl_select(cs, 2, -1), -55);
+    TU_EQ(TU_INT(cs[1].value), 3);
+    TU_EQ(sl_run(), 0);
+    free_chans();
+}
+
+/* Many selectors receive from two channels fed by two senders: every
+ * message arrives exactly once. */
+struct tally {
+    long sum;
+    int count;
+};
+
+static void selector(void *arg)
+{
+    struct tally *t = arg;
+    for (;;) {
+        sl_select_case cs[] = {{ca, SL_RECV, NULL}, {cb, SL_RECV, NULL}};
+        int i = sl_select(cs, 2, -1);
+        if (i < 0) {
+            TU_EQ(i, SL_ECLOSED);
+            return;
+        }
+        intptr_t v = TU_INT(cs[i].value);
+        if (v == 0) /* stop token */
+            return;
+        __atomic_add_fetch(&t->sum, v, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&t->count, 1, __ATOMIC_RELAXED);
+    }
+}
+
+static int per_sender;
+
+static void numbered_sender(void *arg)
+{
+    sl_channel *ch = arg;
+    for (int i = 1; i <= per_sender; i++)
+        TU_EQ(sl_channel_send(ch, TU_MSG(i)), 0);
+}
+
+TU_TEST(racing_selects_deliver_every_message_once)
+{
+    new_chans();
+    per_sender = TU_SIZE(20000, 1000);
+    struct tally t = {0};
+    enum { SELECTORS = 8 };
+    for (int i = 0; i < SELECTORS; i++)
+        sl_spawn(selector, &t);
+    sl_spawn(numbered_sender, ca);
+    sl_spawn(numbered_sender, cb);
+    /* Wait for both senders to finish: everything they sent arrived. */
+    while (__atomic_load_n(&t.count, __ATOMIC_RELAXED) < 2 * per_sender)
+        TU_EQ(sl_sleep_ms(1), 0);
+    for (int i = 0; i < SELECTORS; i++)
+        TU_EQ(sl_channel_send(ca, TU_MSG(0)), 0);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(t.count, 2 * per_sender);
+    TU_EQ(t.sum, 2L * per_sender * (per_sender + 1) / 2);
+    free_chans();
+}
+
+static void timed_selector(void *arg)
+{
+    struct tally *t = arg;
+    for (int k = 0; k < 200; k++) {
+        sl_select_case cs[] = {{ca, SL_RECV, NULL}, {cb, SL_RECV, NULL}};
+        int i = sl_select(cs, 2, 1);
+        if (i >= 0) {
+            __atomic_add_fetch(&t->sum, TU_INT(cs[i].value), __ATOMIC_RELAXED);
+            __atomic_add_fetch(&t->count, 1, __ATOMIC_RELAXED);
+        } else {
+            TU_EQ(i, SL_ETIMEDOUT);
+        }
+    }
+}
+
+struct timed_sent {
+    long sum;
+    int count;
+};
+
+static void timed_sender(void *arg)
+{
+    struct timed_sent *s = arg;
+    for (int i = 1; i <= 300; i++) {
+        sl_channel *ch = i % 2 ? ca : cb;
+        if (sl_channel_send_timeout(ch, TU_MSG(i), 1) == 0) {
+            __atomic_add_fetch(&s->sum, i, __ATOMIC_RELAXED);
+            __atomic_add_fetch(&s->count, 1, __ATOMIC_RELAXED);
+        }
+    }
+}
+
+TU_TEST(timed_selects_and_timed_sends_lose_nothing)
+{
+    new_chans();
+    struct tally t = {0};
+    struct timed_sent s = {0};
+    for (int i = 0; i < 4; i++)
+        sl_spawn(timed_selector, &t);
+    sl_spawn(timed_sender, &s);
+    sl_spawn(timed_sender, &s);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(t.count, s.count);
+    TU_EQ(t.sum, s.sum);
+    free_chans();
+}
+
+static CU_TestInfo tests[] = {
+    TU_CASE(buffered_channel_getters),
+    TU_CASE(buffered_sends_complete_without_receiver_in_fifo_order),
+    TU_CASE(full_buffer_blocks_senders_and_refills_in_order),
+    TU_CASE(buffered_producers_and_consumers_deliver_exactly),
+    TU_CASE(closing_buffered_channel_drains_then_fails),
+    TU_CASE(send_error_travels_through_the_buffer),
+    TU_CASE(first_ready_case_wins),
+    TU_CASE(select_sends_to_a_waiting_receiver_and_into_room),
+    TU_CASE(blocking_select_is_woken_by_any_case),
+    TU_CASE(select_timeout_restores_every_balance),
+    TU_CASE(killed_selector_leaves_every_queue),
+    TU_CASE(select_on_closing_channels),
+    TU_CASE(select_rejects_bad_arguments),
+    TU_CASE(select_without_runtime),
+    TU_CASE(select_receives_a_send_error),
+    TU_CASE(racing_selects_deliver_every_message_once),
+    TU_CASE(timed_selects_and_timed_sends_lose_nothing),
+    CU_TEST_INFO_NULL,
+};
+
+int main(int argc, char **argv)
+{
+    return tu_main(argc, argv, "select", tests);
+}
