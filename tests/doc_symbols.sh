@@ -4,8 +4,9 @@
 # must appear in at least one DOCS_DIR/*.md file, in a heading or inside an
 # inline code span (`...`). Mentions inside fenced code blocks do not count.
 #
-# Usage: doc_symbols.sh DOCS_DIR HEADER
-#   e.g. bash tests/doc_symbols.sh docs include/stackless.h
+# Usage: doc_symbols.sh DOCS_DIR HEADER...
+#   e.g. bash tests/doc_symbols.sh docs include/stackless.h include/stackless_sync.h
+# (the headers are read as one: the error table may be in any of them)
 #
 # What is extracted from HEADER (after stripping comments):
 #   functions    every sl_[a-z_]+ directly followed by '(' (internal sl__
@@ -18,20 +19,24 @@
 # 1 some missing (each printed on its own line); 2 usage or parse error.
 set -euo pipefail
 
-if [ $# -ne 2 ]; then
-    echo "usage: $0 DOCS_DIR HEADER" >&2
+if [ $# -lt 2 ]; then
+    echo "usage: $0 DOCS_DIR HEADER..." >&2
     exit 2
 fi
 docs_dir=$1
-header=$2
+shift
+headers=("$@")
+header="${headers[*]}"
 if [ ! -d "$docs_dir" ]; then
     echo "doc symbols: no such directory: $docs_dir" >&2
     exit 2
 fi
-if [ ! -r "$header" ]; then
-    echo "doc symbols: cannot read header: $header" >&2
-    exit 2
-fi
+for h in "${headers[@]}"; do
+    if [ ! -r "$h" ]; then
+        echo "doc symbols: cannot read header: $h" >&2
+        exit 2
+    fi
+done
 shopt -s nullglob
 docs=("$docs_dir"/*.md)
 shopt -u nullglob
@@ -44,7 +49,7 @@ export LC_ALL=C
 
 # The header without comments: block comments (across lines) become one
 # space, then // comments are cut at the end of their line.
-code=$(sed -z 's:/\*[^*]*\*\+\([^/*][^*]*\*\+\)*/: :g' "$header" |
+code=$(cat "${headers[@]}" | sed -z 's:/\*[^*]*\*\+\([^/*][^*]*\*\+\)*/: :g' |
        sed 's://.*$::')
 
 # ---- functions: sl_name( in declarations ----------------------------------
