@@ -200,11 +200,35 @@ static __attribute__((noinline)) int yield_after(sl_worker *w, sl_tasklet *cur,
  * blocks at the tail of the wait queue, which lk guards (the channel's
  * lock, or a sync object's guard for a wait queue). A timeout, or a wait
  * queue, makes the wait claimable. */
-static __attribute__((noinline)) int block(sl_worker *w, sl_channel *ch,
-                                           int dir, void *msg, void **out,
-                                           int err, int64_t timeout_ms,
-                                           uint8_t *lk, bool claimable)
+enum {
+    BLK_CLAIMABLE = 1, /* a timeout or a wait queue: claimable wait     */
+    BLK_TRY = 2,       /* try_*: fail with SL_EWOULDBLOCK instead       */
+    BLK_RING = 4,      /* look at a buffered channel's ring first       */
+};
+
+static int buffered_action(sl_worker *w, sl_channel *ch, int dir, void *msg,
+                           void **out, int err, bool try_only,
+                           int64_t timeout_ms);
+
+/* The flags of a channel call that found no partner. */
+static inline int blk_flags(bool try_only, int64_t timeout_ms)
 {
+    return BLK_RING | (try_only ? BLK_TRY : 0) |
+           (timeout_ms >= 0 ? BLK_CLAIMABLE : 0);
+}
+
+static inline __attribute__((always_inline)) int
+block_ex(sl_worker *w, sl_channel *ch, int dir, void *msg, void **out,
+         int err, int64_t timeout_ms, uint8_t *lk, int flags)
+{
+    if ((flags & BLK_RING) && sl_unlikely(ch->ring != NULL))
+        return buffered_action(w, ch, dir, msg, out, err, flags & BLK_TRY,
+                               timeout_ms);
+    if (flags & BLK_TRY) {
+        sl__lk_unlock(lk);
+        return SL_EWOULDBLOCK;
+    }
+    bool claimable = flags & BLK_CLAIMABLE;
     sl_tasklet *cur = w->current;
     int rc = 0;
     if (sl_unlikely(SL_LOAD(&cur->killed)))
@@ -257,7 +281,8 @@ static __attribute__((noinline)) int block(sl_worker *w, sl_channel *ch,
         w->post_unlock = lk;
         w->post = 1;
     }
-    sl__jump(w, cur, next);
+    w = sl__jump(w, cur, next);
+    sl__events_due(w);
     /* Resumed: a partner completed us (0 or its error), a killer took us
      * off the queue (SL_EKILLED), the timer did (SL_ETIMEDOUT), or main's
      * call was ended because nothing could ever complete it
@@ -272,6 +297,24 @@ static __attribute__((noinline)) int block(sl_worker *w, sl_channel *ch,
     if (timed)
         sl__timer_done(tw);
     return rc;
+}
+
+/* Out-of-line copies of block_ex: the general one, and the plain channel
+ * wait (no timeout, not try) with everything it does not need folded
+ * away, which keeps the common blocking path short. */
+static __attribute__((noinline)) int block(sl_worker *w, sl_channel *ch,
+                                           int dir, void *msg, void **out,
+                                           int err, int64_t timeout_ms,
+                                           uint8_t *lk, int flags)
+{
+    return block_ex(w, ch, dir, msg, out, err, timeout_ms, lk, flags);
+}
+
+static __attribute__((noinline)) int block_plain(sl_worker *w, sl_channel *ch,
+                                                 int dir, void *msg,
+                                                 void **out, int err)
+{
+    return block_ex(w, ch, dir, msg, out, err, -1, &ch->lock, BLK_RING);
 }
 
 /* A select case (proxy p of owner) completes with the caller as partner:
@@ -348,14 +391,9 @@ claimed_action(sl_worker *w, sl_channel *ch, int dir, void *msg, void **out,
                int err, bool try_only, int64_t timeout_ms)
 {
     sl_tasklet *t = sl__chan_claim_head(ch);
-    if (!t) {
-        if (try_only) {
-            ch_unlock(ch);
-            return SL_EWOULDBLOCK;
-        }
+    if (!t)
         return block(w, ch, dir, msg, out, err, timeout_ms, &ch->lock,
-                     timeout_ms >= 0);
-    }
+                     blk_flags(try_only, timeout_ms));
     if (t->wkind == SL_W_PROXY)
         return proxy_complete(w, ch, t, dir, msg, out, err);
     return complete(w, ch, t, dir, msg, out, err);
@@ -463,12 +501,8 @@ buffered_action(sl_worker *w, sl_channel *ch, int dir, void *msg, void **out,
     } else if (r->count > 0) {
         return sl__chan_complete_nowait(w, ch, dir, NULL, NULL, out);
     }
-    if (try_only) {
-        ch_unlock(ch);
-        return SL_EWOULDBLOCK;
-    }
     return block(w, ch, dir, msg, out, err, timeout_ms, &ch->lock,
-                 timeout_ms >= 0);
+                 blk_flags(try_only, timeout_ms) & ~BLK_RING);
 }
 
 /* The one channel operation. dir +1 sends msg (with err != 0: send_error),
@@ -486,18 +520,20 @@ channel_action(sl_channel *ch, int dir, void *msg, void **out, int err,
         sl__abandon(w); /* sl_shutdown: this worker stops */
     if (sl__rt.mt)
         sl__spin_lock(&ch->lock);
-    if (sl_unlikely(ch->ring != NULL))
+    int bal = ch->balance;
+    /* No partner: block, or (buffered) use the ring. */
+    if (!(dir > 0 ? bal < 0 : bal > 0)) {
+        if (!try_only && timeout_ms < 0)
+            return block_plain(w, ch, dir, msg, out, err);
+        return block(w, ch, dir, msg, out, err, timeout_ms, &ch->lock,
+                     blk_flags(try_only, timeout_ms));
+    }
+    /* Senders wait on a full ring: a receive takes from the ring. (A
+     * receiver waits only on an empty ring: a send hands over as on a
+     * rendezvous channel.) */
+    if (dir < 0 && sl_unlikely(ch->ring != NULL))
         return buffered_action(w, ch, dir, msg, out, err, try_only,
                                timeout_ms);
-    int bal = ch->balance;
-    if (!(dir > 0 ? bal < 0 : bal > 0)) {
-        if (try_only) {
-            ch_unlock(ch);
-            return SL_EWOULDBLOCK;
-        }
-        return block(w, ch, dir, msg, out, err, timeout_ms, &ch->lock,
-                     timeout_ms >= 0);
-    }
     /* A partner waits: take the first one off the queue, hand over. */
     sl_tasklet *t = ch->head;
     if (sl_unlikely(t->wkind != SL_W_PLAIN))
@@ -574,7 +610,7 @@ int sl__waitq_wait(struct sl__waitq *q, uint8_t *guard, int64_t timeout_ms,
         return SL_ESTATE;
     }
     return block(w, (sl_channel *)q, -1, NULL, value, 0,
-                 timeout_ms < 0 ? -1 : timeout_ms, guard, true);
+                 timeout_ms < 0 ? -1 : timeout_ms, guard, BLK_CLAIMABLE);
 }
 
 bool sl__waitq_wake(struct sl__waitq *q, void *value)

@@ -213,7 +213,7 @@ int sl_select(sl_select_case *cases, int n, int64_t timeout_ms)
             w->post_unlocks = locks; /* released once we are switched out */
             w->post = 1;
         }
-        sl__jump(w, cur, next);
+        w = sl__jump(w, cur, next);
         rc = cur->result;
         lock_all(locks);
     }
@@ -224,6 +224,7 @@ int sl_select(sl_select_case *cases, int n, int64_t timeout_ms)
             sl__chan_unlink(p->chan, p);
     }
     unlock_all(locks);
+    sl__events_due(w);
     sl_tasklet *won = cur->value;
     cur->value = NULL;
     cur->result = 0;

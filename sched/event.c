@@ -379,7 +379,8 @@ static int park(sl_worker *w, sl_tasklet *cur, uint32_t gen, int64_t deadline)
     sl_tasklet *next = sl__rq_leave(w, cur);
     SL__ASSERT(next); /* something can end this wait: never a deadlock */
     sl__publish_after_switch(w, cur, SL_T_WAITING);
-    sl__jump(w, cur, next);
+    w = sl__jump(w, cur, next);
+    sl__events_due(w);
     int rc = cur->result;
     cur->result = 0;
     cur->wkind = SL_W_PLAIN;

@@ -542,6 +542,7 @@ static inline int yield_entry(sl_worker **wp, sl_tasklet **cp)
         return SL_EKILLED;
     if (sl_unlikely(sl__check_inbox(w)))
         sl__abandon(w);
+    sl__events_due(w);
     return 0;
 }
 

@@ -248,17 +248,23 @@ static inline void sl__maybe_wake_idle(sl_worker *w)
 /* Work for the owner at a scheduling point: inbox, steal request, stop.
  * True when this worker must stop running tasklets (sl_shutdown). */
 bool sl__poll_inbox(sl_worker *w);
-/* Timers due and descriptors ready, looked at from a scheduling point
- * every SL_POLL_EVERY of them, so a busy worker still serves them. */
-#define SL_POLL_EVERY 128
-void sl__events_tick(sl_worker *w);
 static inline bool sl__check_inbox(sl_worker *w)
 {
     if (sl_unlikely(SL_LOAD(&w->inbox_flag)))
         return sl__poll_inbox(w);
+    return false;
+}
+
+/* Timers due and descriptors ready, looked at every SL_POLL_EVERY
+ * switches (yields, resumes after a block, ends), so a busy worker still
+ * serves them. Call with no lock held: firing a timer takes the lock of
+ * the queue its tasklet waits in. */
+#define SL_POLL_EVERY 128
+void sl__events_tick(sl_worker *w);
+static inline void sl__events_due(sl_worker *w)
+{
     if (sl_unlikely(--w->poll_tick == 0))
         sl__events_tick(w);
-    return false;
 }
 
 /* sl_shutdown is stopping this worker: leave the current tasklet where it

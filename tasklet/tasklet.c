@@ -350,6 +350,7 @@ static void tasklet_exit(sl_worker *w)
 {
     sl_tasklet *self = w->current;
     sl_tasklet *next;
+    sl__events_due(w);
     bool stop = sl__check_inbox(w);
     if (sl_unlikely(self->next == self || stop)) {
         if (sl__rt.mt || SL_LOAD(&sl__rt.nwaits) > 0) {
