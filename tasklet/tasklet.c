@@ -53,6 +53,20 @@ void sl__slab_destroy(sl_slab *s)
     sl__slab_init(s, s->owner);
 }
 
+#if SL_ASAN
+/* A free block is poisoned but for its free-list link and wseq: timers and
+ * descriptor slots may still look at the wait generation of a tasklet that
+ * has ended (sched/event.c), which is how they know they are stale. */
+static void poison_free_block(sl_tasklet *t)
+{
+    char *b = (char *)t, *g = (char *)&t->wseq;
+    ASAN_POISON_MEMORY_REGION(b + sizeof(void *),
+                              (size_t)(g - b) - sizeof(void *));
+    ASAN_POISON_MEMORY_REGION(g + sizeof t->wseq,
+                              sizeof *t - (size_t)(g - b) - sizeof t->wseq);
+}
+#endif
+
 static sl_tasklet *chunk_blocks(struct slab_chunk *c, size_t *n)
 {
     size_t first = 64; /* header; keeps blocks on cache-line boundaries */
@@ -168,8 +182,7 @@ sl_tasklet *sl__slab_refill(sl_slab *s)
     }
 #if SL_ASAN
     for (size_t i = 0; i < n; i++)
-        ASAN_POISON_MEMORY_REGION((char *)&blocks[i] + sizeof(void *),
-                                  sizeof(sl_tasklet) - sizeof(void *));
+        poison_free_block(&blocks[i]);
 #endif
     return blocks;
 }
@@ -180,8 +193,7 @@ void sl__slab_free(sl_slab *s, sl_tasklet *t)
     t->next = s->free;
     s->free = t;
 #if SL_ASAN
-    ASAN_POISON_MEMORY_REGION((char *)t + sizeof(void *),
-                              sizeof(sl_tasklet) - sizeof(void *));
+    poison_free_block(t);
 #endif
     if (sl_unlikely(++s->nfree > s->depot_high)) /* never when SIZE_MAX */
         slab_depot_put(s);
@@ -253,6 +265,8 @@ static sl_tasklet *spawn(sl_worker *w, sl_fn fn, void *arg, int pin)
      * chan, result and dir are written by whatever blocks the tasklet. */
     t->ctx = NULL;
     t->killed = 0;
+    t->wkind = SL_W_PLAIN; /* wseq goes on from the block's last tasklet:
+                              a stale timer cannot match a new wait */
     t->pin = (int8_t)pin;
     t->stack = NULL;
     t->fn = fn;
