@@ -38,7 +38,9 @@ int sl__waitq_wait(struct sl__waitq *q, uint8_t *guard, int64_t timeout_ms,
 /* Called with the guard held. Wakes the first waiter that is still waiting
  * (its sl__waitq_wait returns 0 and value); it becomes runnable at the end
  * of the caller's run queue, the caller keeps running. False if nobody
- * waits. Needs no runtime when nobody waits. */
+ * waits. Must be called from a tasklet (a thread running the runtime):
+ * without one it wakes nobody and returns false, so objects with waiters
+ * are released from tasklets only (documented in docs/sync.md). */
 bool sl__waitq_wake(struct sl__waitq *q, void *value);
 
 /* Called with the guard held: are there waiters? (A waiter that is just

@@ -96,6 +96,32 @@
  *     switched to from here (SL_ESTATE); killing it is pending: it is
  *     marked and its current or next blocking call returns SL_EKILLED.
  *
+ * Time, descriptors and other waits (sched/event.c, sched/offload.c,
+ * channel/select.c). Each worker owns a timer heap and an epoll instance
+ * (its eventfd is how other threads wake it: parking is epoll_pwait2 with
+ * the next deadline as timeout). A worker looks at both when its queue is
+ * empty and every SL_POLL_EVERY switches while busy. One worker has an
+ * idle context too, used only while something can end a wait by itself.
+ *   - A wait that several parties may end - a timeout and a partner, a
+ *     select's cases, a descriptor and a kill - is *claimable*: it gets an
+ *     odd generation in the tasklet's wseq, and whoever moves wseq on with
+ *     a CAS ends it; the losers do nothing. A claimed tasklet in a channel
+ *     queue is unlinked under that queue's lock by its claimer (the queue
+ *     cannot go away: its waiter's call has not returned), or by a partner
+ *     that meets it. A plain channel wait stays lock-only, so the
+ *     hand-over path pays one byte test for all this.
+ *   - Timers are cancelled lazily: a heap entry whose generation no longer
+ *     matches is stale and dropped when met. No thread touches another
+ *     worker's heap.
+ *   - The runtime counts waits that end by themselves (timeouts,
+ *     descriptors, offloaded calls: sl__rt.nwaits). While one is in
+ *     progress nothing is deadlocked: a worker with nothing to run waits
+ *     in epoll instead of applying the deadlock rules, and quiescence
+ *     needs nwaits == 0 too.
+ *   - Sync primitives (sync/) wait on the same machinery: a wait queue is a
+ *     channel that only receives, guarded by the object's own lock, and
+ *     always claimable, so a release never wakes a waiter that is leaving.
+ *
  * Rejected:
  *   - a linear FIFO run queue plus a separate "current": run(t) and the
  *     preference rules then need list surgery to reproduce Stackless's
@@ -113,6 +139,14 @@
  *     lock on every switch and no cache affinity;
  *   - (M:N) waking a tasklet on the worker it last ran on: the ball of a
  *     ping-pong would cross cores on every message.
+ *   - (timers) one timer thread for the runtime: a wake-up would cross
+ *     threads every time; a timer wheel: sleeps here range from 1 ms to
+ *     hours and a heap with lazy deletion has no tick to drive;
+ *   - (timeouts) taking the channel lock to time a waiter out, without a
+ *     claim: the timer would race a partner that already took the waiter,
+ *     and a freed channel could be locked; the CAS decides first;
+ *   - (I/O) one epoll for all workers: every wait would contend on it, and
+ *     a woken tasklet would land on whichever worker polled.
  */
 #define _GNU_SOURCE
 #include <signal.h>
