@@ -432,6 +432,19 @@ fail:
     return rc;
 }
 
+void sl__fork_child_reset(void)
+{
+    /* The other threads did not survive the fork, and whatever they held
+     * (locks, tasklets half-switched) is gone with them: forget the whole
+     * runtime. Its memory is copy-on-write and untouched, so leaving it
+     * costs nothing; the child may sl_init() afresh. */
+    sl__stack_depot_forget();
+    sl__slab_depot_forget();
+    sl__tls_worker = NULL;
+    memset(&sl__rt, 0, sizeof sl__rt);
+    atomic_store(&runtime_active, 0);
+}
+
 int sl_shutdown(void)
 {
     sl_worker *w = sl__self();

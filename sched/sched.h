@@ -397,6 +397,9 @@ void sl__events_fini(sl_worker *w);
  * (block). Woken tasklets join w's run queue (the idle circle). */
 void sl__events_run(sl_worker *w, bool block);
 void sl__offload_stop(void);
+/* In a child just forked from a process running the runtime (mp/): forget
+ * the inherited runtime so that the child can sl_init() its own. */
+void sl__fork_child_reset(void);
 
 /* Wake t, taken off a channel or claimed from PAUSED, from worker w: it
  * joins w's run queue at the end, or its own worker's if it is pinned

@@ -427,6 +427,13 @@ bool sl__stack_depot_get(sl_stack_pool *p)
     return true;
 }
 
+void sl__stack_depot_forget(void)
+{
+    pthread_mutex_init(&depot.lock, NULL); /* a fork may have left it held */
+    depot.batches = NULL;
+    depot.nbatches = 0;
+}
+
 void sl__stack_depot_reset(void)
 {
     pthread_mutex_lock(&depot.lock);

@@ -77,6 +77,7 @@ struct sl_stack_pool {
  * stacks between pools (under a mutex, a batch at a time). */
 void sl__stack_depot_put(sl_stack_pool *p);
 bool sl__stack_depot_get(sl_stack_pool *p);
+void sl__stack_depot_forget(void); /* fork child: no lock, no contents */
 void sl__stack_depot_reset(void);
 
 /* Set up an empty pool whose stacks have at least usable_size bytes

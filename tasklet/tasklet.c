@@ -137,6 +137,13 @@ static sl_tasklet *slab_depot_get(sl_slab *s)
     return first;
 }
 
+void sl__slab_depot_forget(void)
+{
+    pthread_mutex_init(&slab_depot.lock, NULL); /* a fork may have left it held */
+    slab_depot.free = NULL;
+    slab_depot.n = 0;
+}
+
 void sl__slab_depot_reset(void)
 {
     pthread_mutex_lock(&slab_depot.lock);

@@ -121,5 +121,6 @@ static inline sl_tasklet *sl__slab_alloc(sl_slab *s)
 
 void sl__slab_free(sl_slab *s, sl_tasklet *t);
 void sl__slab_depot_reset(void);
+void sl__slab_depot_forget(void); /* fork child: no lock, no contents */
 
 #endif /* SL_TASKLET_H */
