@@ -1,0 +1,1431 @@
+/* test_io.c - tasklet I/O: sl_wait_fd (parking, readiness, timeouts,
+ * polls, argument checks, regular files, one reader and one writer per
+ * descriptor per worker, kills), sl_read / sl_write / sl_accept /
+ * sl_connect on non-blocking descriptors, and sl_offload (helper threads,
+ * concurrency, kills, the pool size, shutdown with calls in progress).
+ *
+ * With SL_TEST_WORKERS=2 the tests that do not check an order pin some
+ * tasklets to worker 1 (spawn_on), so descriptors and offloaded calls are
+ * also served across workers. */
+#define _GNU_SOURCE
+#include "test_util.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- helpers ------------------------------------------------------------ */
+
+/* A connected pair of non-blocking, close-on-exec stream sockets. */
+static void nb_socketpair(int sv[2])
+{
+    int rc = socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                        0, sv);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+}
+
+static void nb_pipe(int p[2])
+{
+    int rc = pipe2(p, O_NONBLOCK | O_CLOEXEC);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+}
+
+static void close2(int fd[2])
+{
+    close(fd[0]);
+    close(fd[1]);
+}
+
+/* A descriptor number that is not open (it was a moment ago). */
+static int closed_fd(void)
+{
+    int p[2];
+    if (pipe(p) != 0)
+        return 1000000;
+    close(p[1]);
+    close(p[0]);
+    return p[0];
+}
+
+/* Spawn on worker i % workers (pinned), so that two-worker runs spread the
+ * tasklets; on one worker this is sl_spawn with a pin to worker 0. */
+static sl_tasklet *spawn_on(int i, sl_fn fn, void *arg)
+{
+    sl_spawn_attr a;
+    sl_spawn_attr_init(&a);
+    a.worker = i % sl_worker_count();
+    return sl_spawn_ex(&a, fn, arg);
+}
+
+static int load(const int *p)
+{
+    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+
+static void store(int *p, int v)
+{
+    __atomic_store_n(p, v, __ATOMIC_RELEASE);
+}
+
+/* Main yields until *flag is set (at most 10 s). A tasklet on main's worker
+ * that set the flag right before parking has parked when this returns. */
+static void yield_until(const int *flag)
+{
+    int64_t end = sl_now_ms() + 10000;
+    while (!load(flag) && sl_now_ms() < end)
+        sl_schedule();
+    CU_ASSERT(load(flag));
+}
+
+/* Sleep the calling OS thread until *flag is set (at most 10 s); for main
+ * waiting on a helper thread while no tasklet needs to run. */
+static void os_wait_until(const int *flag)
+{
+    int64_t end = sl_now_ms() + 10000;
+    while (!load(flag) && sl_now_ms() < end)
+        usleep(1000);
+    CU_ASSERT(load(flag));
+}
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static long tid(void)
+{
+    return (long)syscall(SYS_gettid);
+}
+
+/* sl_write until len bytes are written; the byte count, or the first error.
+ * *calls counts the sl_write calls. */
+static ssize_t write_all(int fd, const void *buf, size_t len, int *calls)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = sl_write(fd, (const char *)buf + done, len - done);
+        if (calls)
+            (*calls)++;
+        if (n < 0)
+            return n;
+        done += (size_t)n;
+    }
+    return (ssize_t)done;
+}
+
+/* sl_read until len bytes or EOF; the byte count, or the first error. */
+static ssize_t read_full(int fd, void *buf, size_t len)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = sl_read(fd, (char *)buf + done, len - done);
+        if (n < 0)
+            return n;
+        if (n == 0)
+            break;
+        done += (size_t)n;
+    }
+    return (ssize_t)done;
+}
+
+/* The byte at position pos of stream id: every stream differs, and a byte
+ * lost, duplicated or reordered shows. */
+static uint8_t pattern(int id, size_t pos)
+{
+    return (uint8_t)(id * 131 + pos * 7 + (pos >> 9));
+}
+
+static uint64_t sum_step(uint64_t sum, uint8_t b)
+{
+    return sum * 1099511628211ULL + b;
+}
+
+/* One tasklet waiting on a descriptor; the fields after rc are results. */
+struct waiter {
+    int fd, events;
+    int64_t timeout;
+    int entered, done; /* atomics */
+    int rc;
+    int64_t t_end;
+};
+
+static void waiter_fn(void *arg)
+{
+    struct waiter *w = arg;
+    store(&w->entered, 1);
+    w->rc = sl_wait_fd(w->fd, w->events, w->timeout);
+    w->t_end = sl_now_ms();
+    store(&w->done, 1);
+}
+
+static struct waiter waiter(int fd, int events, int64_t timeout)
+{
+    struct waiter w = {.fd = fd, .events = events, .timeout = timeout};
+    w.rc = 12345;
+    return w;
+}
+
+/* ---- sl_wait_fd ------------------------------------------------------------ */
+
+static int pfd[2]; /* pipe of the order test */
+
+static void log_reader(void *arg)
+{
+    int *rc = arg;
+    tu_log_putc('r');
+    *rc = sl_wait_fd(pfd[0], SL_READABLE, -1);
+    tu_log_putc('R');
+}
+
+static void log_busy_then_write(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 3; i++) {
+        tu_log_putc('b');
+        sl_schedule();
+    }
+    CU_ASSERT(write(pfd[1], "x", 1) == 1);
+    tu_log_putc('w');
+}
+
+TU_TEST(reader_parks_while_its_worker_runs_others)
+{
+    nb_pipe(pfd);
+    int rc = 12345;
+    sl_spawn(log_reader, &rc);
+    sl_spawn(log_busy_then_write, NULL);
+    TU_EQ(sl_run(), 0);
+    /* The reader parked ('r'), the other tasklet ran three rounds and wrote
+     * ('bbbw'), and only then did the reader come back ('R'). */
+    TU_ASSERT_LOG("rbbbwR");
+    TU_EQ(rc, SL_READABLE);
+    char c = 0;
+    TU_EQ(sl_read(pfd[0], &c, 1), 1);
+    TU_EQ(c, 'x');
+    close2(pfd);
+}
+
+TU_TEST(ready_events_are_returned_at_once)
+{
+    int sv[2];
+    nb_socketpair(sv);
+    int64_t t0 = sl_now_ms();
+    /* Writable, not readable: only what is ready is reported. */
+    TU_EQ(sl_wait_fd(sv[0], SL_WRITABLE, -1), SL_WRITABLE);
+    TU_EQ(sl_wait_fd(sv[0], SL_READABLE | SL_WRITABLE, -1), SL_WRITABLE);
+    CU_ASSERT(write(sv[1], "ab", 2) == 2);
+    TU_EQ(sl_wait_fd(sv[0], SL_READABLE, -1), SL_READABLE);
+    TU_EQ(sl_wait_fd(sv[0], SL_READABLE | SL_WRITABLE, 1000),
+          SL_READABLE | SL_WRITABLE);
+    CU_ASSERT(sl_now_ms() - t0 < TU_SIZE(500, 5000));
+    close2(sv);
+}
+
+TU_TEST(main_alone_times_out_instead_of_deadlocking)
+{
+    int sv[2];
+    nb_socketpair(sv);
+    int64_t t0 = sl_now_ms();
+    int rc = sl_wait_fd(sv[0], SL_READABLE, 50);
+    int64_t dt = sl_now_ms() - t0;
+    TU_EQ(rc, SL_ETIMEDOUT);
+    CU_ASSERT(dt >= 50);
+    CU_ASSERT(dt < TU_SIZE(1000, 5000));
+    /* The descriptor is usable afterwards. */
+    CU_ASSERT(write(sv[1], "z", 1) == 1);
+    TU_EQ(sl_wait_fd(sv[0], SL_READABLE, -1), SL_READABLE);
+    close2(sv);
+}
+
+TU_TEST(tasklet_wait_times_out)
+{
+    int sv[2];
+    nb_socketpair(sv);
+    struct waiter w = waiter(sv[0], SL_READABLE, 40);
+    spawn_on(1, waiter_fn, &w);
+    int64_t t0 = sl_now_ms();
+    TU_EQ(sl_run(), 0); /* returns once the wait has timed out */
+    TU_EQ(w.rc, SL_ETIMEDOUT);
+    CU_ASSERT(w.t_end - t0 >= 40);
+    CU_ASSERT(w.t_end - t0 < TU_SIZE(1000, 5000));
+    close2(sv);
+}
+
+/* A timeout that falls due just as the worker runs out of work (the other
+ * tasklet busy-spins until about then, sweeping the moment over 200 us)
+ * must still wake its tasklet: the worker must not then sleep in epoll
+ * with nothing left to end the sleep. */
+static void busy_spin_us(void *arg)
+{
+    int64_t end = now_ns() + (int64_t)TU_INT(arg) * 1000;
+    while (now_ns() < end)
+        ;
+}
+
+TU_TEST(timeout_due_as_the_worker_goes_idle_is_not_lost)
+{
+    int sv[2];
+    nb_socketpair(sv);
+    int rounds = 0, not_timed_out = 0;
+    for (int us = 900; us <= 1100; us += TU_SIZE(1, 10), rounds++) {
+        struct waiter w = waiter(sv[0], SL_READABLE, 1);
+        sl_spawn(waiter_fn, &w);          /* both on main's worker */
+        sl_spawn(busy_spin_us, TU_MSG(us));
+        TU_EQ(sl_run(), 0); /* hangs if the wakeup is lost */
+        not_timed_out += w.rc != SL_ETIMEDOUT;
+    }
+    TU_EQ(not_timed_out, 0);
+    CU_ASSERT(rounds > 0);
+    close2(sv);
+}
+
+/* A wait that ended by its event leaves its timer behind (lazy cancel): the
+ * stale timer must not end the next wait of the same tasklet. */
+static void served_then_waits_again(void *arg)
+{
+    struct waiter *w = arg;
+    int64_t t0 = sl_now_ms();
+    int rc = sl_wait_fd(w->fd, SL_READABLE, 100); /* served at ~20 ms */
+    TU_EQ(rc, SL_READABLE);
+    char c;
+    TU_EQ(sl_read(w->fd, &c, 1), 1);
+    w->rc = sl_wait_fd(w->fd, SL_READABLE, 250); /* spans the old deadline */
+    w->t_end = sl_now_ms() - t0;
+}
+
+static void write_after_20ms(void *arg)
+{
+    int fd = *(int *)arg;
+    TU_EQ(sl_sleep_ms(20), 0);
+    CU_ASSERT(write(fd, "d", 1) == 1);
+}
+
+TU_TEST(stale_timer_of_a_served_wait_does_not_end_the_next)
+{
+    int sv[2];
+    nb_socketpair(sv);
+    struct waiter w = waiter(sv[0], SL_READABLE, 0);
+    sl_spawn(served_then_waits_again, &w);
+    spawn_on(1, write_after_20ms, &sv[1]);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(w.rc, SL_ETIMEDOUT);
+    CU_ASSERT(w.t_end >= 20 + 250);
+    CU_ASSERT(w.t_end < TU_SIZE(2000, 8000));
+    close2(sv);
+}
+
+static void log_arg(void *arg)
+{
+    tu_log_putc((char)TU_INT(arg));
+}
+
+TU_TEST(timeout_zero_polls_without_switching)
+{
+    int sv[2];
+    nb_socketpair(sv);
+    sl_spawn(log_arg, TU_MSG('t'));
+    int64_t t0 = sl_now_ms();
+    TU_EQ(sl_wait_fd(sv[0], SL_READABLE, 0), SL_ETIMEDOUT);
+    TU_EQ(sl_wait_fd(sv[0], SL_WRITABLE, 0), SL_WRITABLE);
+    TU_EQ(sl_wait_fd(sv[0], SL_READABLE | SL_WRITABLE, 0), SL_WRITABLE);
+    CU_ASSERT(write(sv[1], "q", 1) == 1);
+    TU_EQ(sl_wait_fd(sv[0], SL_READABLE, 0), SL_READABLE);
+    TU_EQ(sl_wait_fd(sv[0], SL_READABLE | SL_WRITABLE, 0),
+          SL_READABLE | SL_WRITABLE);
+    TU_EQ(sl_wait_fd(closed_fd(), SL_READABLE, 0), -EBADF);
+    CU_ASSERT(sl_now_ms() - t0 < TU_SIZE(100, 2000));
+    TU_ASSERT_LOG(""); /* none of them let the spawned tasklet run */
+    TU_EQ(sl_run(), 0);
+    TU_ASSERT_LOG("t");
+    close2(sv);
+}
+
+TU_TEST(bad_arguments_are_einval)
+{
+    int sv[2];
+    nb_socketpair(sv);
+    TU_EQ(sl_wait_fd(-1, SL_READABLE, -1), SL_EINVAL);
+    TU_EQ(sl_wait_fd(-1, SL_READABLE, 0), SL_EINVAL);
+    TU_EQ(sl_wait_fd(sv[0], 0, -1), SL_EINVAL);
+    TU_EQ(sl_wait_fd(sv[0], 4, -1), SL_EINVAL);
+    TU_EQ(sl_wait_fd(sv[0], 4 | SL_READABLE, 0), SL_EINVAL);
+    TU_EQ(sl_wait_fd(sv[0], -1, 10), SL_EINVAL);
+    TU_EQ(sl_wait_fd(closed_fd(), SL_READABLE, -1), -EBADF);
+    TU_EQ(sl_wait_fd(closed_fd(), SL_WRITABLE, 100), -EBADF);
+    close2(sv);
+}
+
+TU_TEST(regular_file_is_eperm_and_leaves_no_wait_behind)
+{
+    char path[] = "/tmp/sl_test_io_XXXXXX";
+    int fd = mkstemp(path);
+    CU_ASSERT_FATAL(fd >= 0);
+    unlink(path);
+    TU_EQ(sl_wait_fd(fd, SL_READABLE, -1), -EPERM);
+    TU_EQ(sl_wait_fd(fd, SL_WRITABLE, 100), -EPERM);
+    TU_EQ(sl_wait_fd(fd, SL_READABLE | SL_WRITABLE, -1), -EPERM);
+    /* A poll asks poll(2), for which a file is always ready. */
+    TU_EQ(sl_wait_fd(fd, SL_READABLE | SL_WRITABLE, 0),
+          SL_READABLE | SL_WRITABLE);
+    /* Nothing is left waiting: main blocking alone is a deadlock at once,
+     * not a wait for an event that cannot come. */
+    sl_channel *ch = sl_channel_new();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ch);
+    TU_EQ(sl_channel_receive(ch, NULL), SL_EDEADLOCK);
+    TU_EQ(sl_channel_free(ch), 0);
+    close(fd);
+}
+
+TU_TEST(second_reader_on_one_worker_is_ebusy_a_writer_is_not)
+{
+    int sv[2];
+    nb_socketpair(sv);
+    struct waiter a = waiter(sv[0], SL_READABLE, -1);
+    sl_spawn(waiter_fn, &a);
+    yield_until(&a.entered); /* a is parked on main's worker */
+    TU_EQ(load(&a.done), 0);
+    TU_EQ(sl_wait_fd(sv[0], SL_READABLE, -1), -EBUSY);
+    TU_EQ(sl_wait_fd(sv[0], SL_READABLE, 1000), -EBUSY);
+    TU_EQ(sl_wait_fd(sv[0], SL_READABLE | SL_WRITABLE, -1), -EBUSY);
+    /* A poll does not register: no conflict. */
+    TU_EQ(sl_wait_fd(sv[0], SL_READABLE, 0), SL_ETIMEDOUT);
+    /* The writer's place is free: one reader and one writer. */
+    TU_EQ(sl_wait_fd(sv[0], SL_WRITABLE, -1), SL_WRITABLE);
+    TU_EQ(load(&a.done), 0); /* the writable event did not wake the reader */
+    CU_ASSERT(write(sv[1], "r", 1) == 1);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(a.rc, SL_READABLE);
+    /* The reader's place is free again. */
+    TU_EQ(sl_wait_fd(sv[0], SL_READABLE, -1), SL_READABLE);
+    close2(sv);
+}
+
+/* One reader per descriptor per worker: readers of one descriptor on two
+ * workers are both served (on one worker the second is -EBUSY). */
+TU_TEST(readers_of_one_descriptor_on_different_workers)
+{
+    int sv[2];
+    nb_socketpair(sv);
+    struct waiter a = waiter(sv[0], SL_READABLE, -1);
+    struct waiter b = waiter(sv[0], SL_READABLE, -1);
+    spawn_on(0, waiter_fn, &a);
+    yield_until(&a.entered);
+    spawn_on(1, waiter_fn, &b);
+    if (sl_worker_count() == 1) {
+        yield_until(&b.done); /* b returns at once; a still waits */
+        TU_EQ(b.rc, -EBUSY);
+        TU_EQ(load(&a.done), 0);
+    } else {
+        yield_until(&b.entered);
+        usleep(20000); /* let b park on worker 1 */
+    }
+    CU_ASSERT(write(sv[1], "x", 1) == 1);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(a.rc, SL_READABLE);
+    if (sl_worker_count() > 1)
+        TU_EQ(b.rc, SL_READABLE);
+    close2(sv);
+}
+
+/* Kills: the parked tasklet returns SL_EKILLED at once, and its place on
+ * the descriptor is free for the next waiter. */
+struct reader {
+    int fd;
+    int entered, done;
+    ssize_t rc;
+};
+
+static void sl_read_fn(void *arg)
+{
+    struct reader *r = arg;
+    char buf[16];
+    store(&r->entered, 1);
+    r->rc = sl_read(r->fd, buf, sizeof buf);
+    store(&r->done, 1);
+}
+
+TU_TEST(killed_waiter_returns_at_once_and_the_descriptor_works_after)
+{
+    int sv[2];
+    nb_socketpair(sv);
+    struct waiter a = waiter(sv[0], SL_READABLE, 150);
+    sl_tasklet *ta = sl_spawn(waiter_fn, &a);
+    sl_tasklet_ref(ta);
+    yield_until(&a.entered);
+    int64_t t0 = sl_now_ms();
+    TU_EQ(load(&a.done), 0);
+    TU_EQ(sl_tasklet_kill(ta), 0);
+    /* Same worker: the kill ran the waiter before returning. */
+    TU_EQ(load(&a.done), 1);
+    TU_EQ(a.rc, SL_EKILLED);
+    CU_ASSERT(a.t_end - t0 < TU_SIZE(100, 2000));
+    TU_EQ(sl_tasklet_alive(ta), false);
+    sl_tasklet_unref(ta);
+
+    /* sl_read parked the same way, killed the same way. */
+    struct reader r = {.fd = sv[0], .rc = 12345};
+    sl_tasklet *tr = sl_spawn(sl_read_fn, &r);
+    yield_until(&r.entered);
+    TU_EQ(load(&r.done), 0);
+    TU_EQ(sl_tasklet_kill(tr), 0);
+    TU_EQ(r.rc, SL_EKILLED);
+
+    /* The next reader is accepted, and is not ended by a's stale timer
+     * (150 ms after a's start): it times out after its own 300 ms. */
+    struct waiter b = waiter(sv[0], SL_READABLE, 300);
+    sl_spawn(waiter_fn, &b);
+    int64_t t1 = sl_now_ms();
+    TU_EQ(sl_run(), 0);
+    TU_EQ(b.rc, SL_ETIMEDOUT);
+    CU_ASSERT(b.t_end - t1 >= 300);
+    /* And one without a timeout is served by data. */
+    struct waiter c = waiter(sv[0], SL_READABLE, -1);
+    sl_spawn(waiter_fn, &c);
+    yield_until(&c.entered);
+    CU_ASSERT(write(sv[1], "k", 1) == 1);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(c.rc, SL_READABLE);
+    close2(sv);
+}
+
+TU_TEST(killed_waiter_on_another_worker)
+{
+    int sv[2];
+    nb_socketpair(sv);
+    struct waiter a = waiter(sv[0], SL_READABLE, -1);
+    sl_tasklet *ta = spawn_on(1, waiter_fn, &a);
+    sl_tasklet_ref(ta);
+    yield_until(&a.entered);
+    usleep(20000); /* two workers: let it park there */
+    int64_t t0 = sl_now_ms();
+    TU_EQ(sl_tasklet_kill(ta), 0);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(a.rc, SL_EKILLED);
+    CU_ASSERT(a.t_end - t0 < TU_SIZE(100, 2000));
+    TU_EQ(sl_tasklet_alive(ta), false);
+    sl_tasklet_unref(ta);
+    struct waiter b = waiter(sv[0], SL_READABLE, -1);
+    spawn_on(1, waiter_fn, &b);
+    yield_until(&b.entered);
+    CU_ASSERT(write(sv[1], "k", 1) == 1);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(b.rc, SL_READABLE);
+    close2(sv);
+}
+
+/* A tasklet killed before it calls: every call that would park returns
+ * SL_EKILLED at once; a read that finds data still reads it. */
+static int killed_offload_ran;
+
+static void set_flag_fn(void *arg)
+{
+    store(arg, 1);
+}
+
+static void killed_self_calls(void *arg)
+{
+    int *sv = arg;
+    TU_EQ(sl_tasklet_kill(sl_current()), SL_EKILLED);
+    TU_EQ(sl_wait_fd(sv[0], SL_READABLE, -1), SL_EKILLED);
+    TU_EQ(sl_wait_fd(sv[0], SL_WRITABLE, 100), SL_EKILLED);
+    char buf[4];
+    TU_EQ(sl_read(sv[0], buf, sizeof buf), SL_EKILLED);
+    TU_EQ(sl_offload(set_flag_fn, &killed_offload_ran), SL_EKILLED);
+    CU_ASSERT(write(sv[1], "ab", 2) == 2);
+    TU_EQ(sl_read(sv[0], buf, sizeof buf), 2);
+}
+
+TU_TEST(killed_tasklet_calls_return_ekilled_at_once)
+{
+    int sv[2];
+    nb_socketpair(sv);
+    sl_spawn(killed_self_calls, sv);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(load(&killed_offload_ran), 0);
+    close2(sv);
+}
+
+TU_TEST_NOINIT(without_runtime_calls_that_would_park_are_estate)
+{
+    int sv[2];
+    nb_socketpair(sv);
+    int ran = 0;
+    TU_EQ(sl_wait_fd(sv[0], SL_READABLE, -1), SL_ESTATE);
+    TU_EQ(sl_wait_fd(sv[0], SL_WRITABLE, 0), SL_ESTATE);
+    TU_EQ(sl_wait_fd(-1, 0, 0), SL_ESTATE);
+    TU_EQ(sl_offload(set_flag_fn, &ran), SL_ESTATE);
+    TU_EQ(sl_offload(NULL, NULL), SL_ESTATE);
+    TU_EQ(ran, 0);
+    char buf[4];
+    TU_EQ(sl_read(sv[0], buf, sizeof buf), SL_ESTATE); /* would park */
+    /* Calls that do not park are plain system calls. */
+    TU_EQ(sl_write(sv[1], "ok", 2), 2);
+    TU_EQ(sl_read(sv[0], buf, sizeof buf), 2);
+    TU_EQ(sl_read(-1, buf, sizeof buf), -EBADF);
+    close2(sv);
+}
+
+/* A waiter without a timeout keeps sl_run from returning until it is
+ * served: it is not "blocked forever". */
+static void waiter_then_log(void *arg)
+{
+    waiter_fn(arg);
+    tu_log_putc('R');
+}
+
+static void sleep_then_write_log(void *arg)
+{
+    int fd = *(int *)arg;
+    TU_EQ(sl_sleep_ms(20), 0);
+    tu_log_putc('w');
+    CU_ASSERT(write(fd, "x", 1) == 1);
+}
+
+TU_TEST(run_waits_for_a_tasklet_parked_on_a_descriptor)
+{
+    int sv[2];
+    nb_socketpair(sv);
+    struct waiter w = waiter(sv[0], SL_READABLE, -1);
+    sl_spawn(waiter_then_log, &w);
+    sl_spawn(sleep_then_write_log, &sv[1]);
+    int64_t t0 = sl_now_ms();
+    TU_EQ(sl_run(), 0);
+    CU_ASSERT(sl_now_ms() - t0 >= 20);
+    TU_EQ(w.rc, SL_READABLE);
+    TU_ASSERT_LOG("wR");
+    TU_EQ(sl_getlivecount(), 0);
+    close2(sv);
+}
+
+/* A worker that never runs dry still looks at its descriptors every
+ * SL_POLL_EVERY (128) scheduling points. */
+struct spin {
+    struct waiter *w;
+    int write_fd;
+    int iters; /* sl_schedule calls between the write and the wakeup */
+};
+
+static void spin_until_served(void *arg)
+{
+    struct spin *s = arg;
+    for (int i = 0; i < 10; i++)
+        sl_schedule();
+    CU_ASSERT(write(s->write_fd, "x", 1) == 1);
+    while (!load(&s->w->done) && s->iters < 1000000) {
+        sl_schedule();
+        s->iters++;
+    }
+}
+
+TU_TEST(busy_worker_still_serves_descriptors)
+{
+    int sv[2];
+    nb_socketpair(sv);
+    struct waiter w = waiter(sv[0], SL_READABLE, -1);
+    struct spin s = {.w = &w, .write_fd = sv[1]};
+    sl_spawn(waiter_fn, &w);
+    sl_spawn(spin_until_served, &s); /* never lets the run queue empty */
+    TU_EQ(sl_run(), 0);
+    TU_EQ(w.rc, SL_READABLE);
+    CU_ASSERT(s.iters >= 1);
+    CU_ASSERT(s.iters <= 2 * 128);
+    if (s.iters > 2 * 128)
+        printf("(served after %d scheduling points) ", s.iters);
+    close2(sv);
+}
+
+/* The safe way to take a descriptor from under a waiter: shutdown(2) wakes
+ * it (a hang-up counts as every event it asked for); then close. */
+TU_TEST(shutdown_wakes_a_waiter_so_the_descriptor_can_be_closed)
+{
+    int sv[2];
+    nb_socketpair(sv);
+    struct waiter w = waiter(sv[0], SL_READABLE, -1);
+    spawn_on(1, waiter_fn, &w);
+    yield_until(&w.entered);
+    TU_EQ(shutdown(sv[0], SHUT_RDWR), 0);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(w.rc, SL_READABLE);
+    char c;
+    TU_EQ(sl_read(sv[0], &c, 1), 0);
+    close2(sv);
+}
+
+TU_TEST(hangup_and_error_count_as_the_requested_events)
+{
+    int sv[2];
+    nb_socketpair(sv);
+    close(sv[1]); /* peer gone: readable (EOF) */
+    TU_EQ(sl_wait_fd(sv[0], SL_READABLE, -1), SL_READABLE);
+    char c;
+    TU_EQ(sl_read(sv[0], &c, 1), 0);
+    close(sv[0]);
+
+    int p[2];
+    nb_pipe(p);
+    close(p[0]); /* reader gone: the write end reports an error */
+    TU_EQ(sl_wait_fd(p[1], SL_WRITABLE, -1), SL_WRITABLE);
+    signal(SIGPIPE, SIG_IGN); /* this test's process only */
+    TU_EQ(sl_write(p[1], "x", 1), -EPIPE);
+    close(p[1]);
+}
+
+/* ---- sl_read / sl_write ------------------------------------------------------ */
+
+struct stream {
+    int fd, id;
+    size_t size;     /* bytes to send / expected */
+    size_t bytes;    /* sent / received */
+    uint64_t sum;    /* checksum of the bytes in order */
+    int mismatches;  /* received bytes that differ from the pattern */
+    int err;         /* first negative return, or 0 */
+    int eof;         /* reader: saw 0 after the last byte */
+};
+
+static void stream_writer(void *arg)
+{
+    struct stream *s = arg;
+    uint8_t buf[4096];
+    size_t k = 0;
+    while (s->bytes < s->size) {
+        size_t chunk = 1 + (k++ * 1237) % sizeof buf;
+        if (chunk > s->size - s->bytes)
+            chunk = s->size - s->bytes;
+        for (size_t i = 0; i < chunk; i++) {
+            buf[i] = pattern(s->id, s->bytes + i);
+            s->sum = sum_step(s->sum, buf[i]);
+        }
+        ssize_t n = write_all(s->fd, buf, chunk, NULL);
+        if (n < 0) {
+            s->err = (int)n;
+            return;
+        }
+        s->bytes += (size_t)n;
+    }
+    shutdown(s->fd, SHUT_WR);
+}
+
+static void stream_reader(void *arg)
+{
+    struct stream *s = arg;
+    uint8_t buf[3000];
+    for (;;) {
+        ssize_t n = sl_read(s->fd, buf, 1 + (s->bytes * 13) % sizeof buf);
+        if (n < 0) {
+            s->err = (int)n;
+            return;
+        }
+        if (n == 0) {
+            s->eof = 1;
+            return;
+        }
+        for (ssize_t i = 0; i < n; i++) {
+            if (buf[i] != pattern(s->id, s->bytes + (size_t)i))
+                s->mismatches++;
+            s->sum = sum_step(s->sum, buf[i]);
+        }
+        s->bytes += (size_t)n;
+    }
+}
+
+#define PAIRS 100
+static struct io_pair {
+    int sv[2];
+    struct stream w, r;
+} pairs[PAIRS];
+
+TU_TEST(many_pairs_exchange_exact_bytes)
+{
+    int n = TU_SIZE(PAIRS, 20);
+    size_t size = TU_SIZE(200 * 1024, 24 * 1024); /* several socket buffers */
+    for (int i = 0; i < n; i++) {
+        struct io_pair *p = &pairs[i];
+        nb_socketpair(p->sv);
+        p->w = (struct stream){.fd = p->sv[0], .id = i, .size = size};
+        p->r = (struct stream){.fd = p->sv[1], .id = i, .size = size};
+        CU_ASSERT_PTR_NOT_NULL_FATAL(spawn_on(i, stream_writer, &p->w));
+        CU_ASSERT_PTR_NOT_NULL_FATAL(spawn_on(i + 1, stream_reader, &p->r));
+    }
+    TU_EQ(sl_run(), 0);
+    int bad = 0;
+    for (int i = 0; i < n; i++) {
+        struct io_pair *p = &pairs[i];
+        bool ok = p->w.err == 0 && p->r.err == 0 && p->w.bytes == size &&
+                  p->r.bytes == size && p->r.mismatches == 0 && p->r.eof &&
+                  p->w.sum == p->r.sum;
+        if (!ok && bad++ < 3) {
+            TU_EQ(p->w.err, 0);
+            TU_EQ(p->r.err, 0);
+            TU_EQ(p->w.bytes, size);
+            TU_EQ(p->r.bytes, size);
+            TU_EQ(p->r.mismatches, 0);
+            TU_EQ(p->r.eof, 1);
+            CU_ASSERT(p->w.sum == p->r.sum);
+        }
+        close2(p->sv);
+    }
+    TU_EQ(bad, 0);
+}
+
+/* One big sl_write fills the socket buffer and returns the part that fit;
+ * the next one parks until the reader (which has not run yet) drains. */
+struct big_writer {
+    int fd;
+    const uint8_t *buf;
+    size_t len;
+    ssize_t total;
+    int calls;
+    ssize_t first;          /* what the first sl_write returned */
+    int reader_ran_before;  /* the reader had run before the 2nd call */
+    int reader_ran_after;   /* ... and had run when it returned */
+    int *reader_started;
+};
+
+static void big_write_fn(void *arg)
+{
+    struct big_writer *b = arg;
+    b->first = sl_write(b->fd, b->buf, b->len);
+    b->calls = 1;
+    if (b->first < 0)
+        return;
+    b->reader_ran_before = *b->reader_started;
+    ssize_t rest = write_all(b->fd, b->buf + b->first,
+                             b->len - (size_t)b->first, &b->calls);
+    b->reader_ran_after = *b->reader_started;
+    b->total = rest < 0 ? rest : b->first + rest;
+    shutdown(b->fd, SHUT_WR);
+}
+
+struct big_reader {
+    int fd;
+    int started;
+    const uint8_t *expect;
+    size_t len;
+    ssize_t got;
+    int mismatch;
+};
+
+static void big_read_fn(void *arg)
+{
+    struct big_reader *r = arg;
+    r->started = 1;
+    uint8_t buf[8192];
+    size_t got = 0;
+    for (;;) {
+        ssize_t n = sl_read(r->fd, buf, sizeof buf);
+        if (n < 0) {
+            r->got = n;
+            return;
+        }
+        if (n == 0)
+            break;
+        if (got + (size_t)n > r->len ||
+            memcmp(buf, r->expect + got, (size_t)n) != 0)
+            r->mismatch = 1;
+        got += (size_t)n;
+    }
+    r->got = (ssize_t)got;
+}
+
+TU_TEST(large_write_parks_until_the_reader_drains)
+{
+    size_t len = TU_SIZE(8u << 20, 1u << 20);
+    uint8_t *buf = malloc(len);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(buf);
+    for (size_t i = 0; i < len; i++)
+        buf[i] = pattern(7, i);
+    int sv[2];
+    nb_socketpair(sv);
+    struct big_reader r = {.fd = sv[1], .expect = buf, .len = len};
+    struct big_writer w = {.fd = sv[0], .buf = buf, .len = len,
+                           .reader_started = &r.started};
+    sl_spawn(big_write_fn, &w); /* same worker, runs first */
+    sl_spawn(big_read_fn, &r);
+    TU_EQ(sl_run(), 0);
+    CU_ASSERT(w.first > 0 && (size_t)w.first < len); /* the buffer filled */
+    TU_EQ(w.reader_ran_before, 0);
+    TU_EQ(w.reader_ran_after, 1); /* so the writer parked meanwhile */
+    CU_ASSERT(w.calls >= 2);
+    TU_EQ(w.total, len);
+    TU_EQ(r.got, len);
+    TU_EQ(r.mismatch, 0);
+    close2(sv);
+    free(buf);
+}
+
+TU_TEST(read_returns_zero_at_eof)
+{
+    int sv[2];
+    nb_socketpair(sv);
+    struct reader r = {.fd = sv[0], .rc = 12345};
+    spawn_on(1, sl_read_fn, &r);
+    yield_until(&r.entered);
+    TU_EQ(sl_write(sv[1], "abc", 3), 3);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(r.rc, 3);
+    /* Parked in sl_read when the peer closes: 0. */
+    r = (struct reader){.fd = sv[0], .rc = 12345};
+    spawn_on(1, sl_read_fn, &r);
+    yield_until(&r.entered);
+    close(sv[1]);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(r.rc, 0);
+    char c;
+    TU_EQ(sl_read(sv[0], &c, 1), 0); /* and again, at once */
+    close(sv[0]);
+
+    int p[2];
+    nb_pipe(p);
+    TU_EQ(sl_write(p[1], "z", 1), 1);
+    close(p[1]);
+    TU_EQ(sl_read(p[0], &c, 1), 1);
+    TU_EQ(c, 'z');
+    TU_EQ(sl_read(p[0], &c, 1), 0);
+    close(p[0]);
+}
+
+TU_TEST(bad_descriptors_are_ebadf)
+{
+    char c = 0;
+    int fd = closed_fd();
+    TU_EQ(sl_read(-1, &c, 1), -EBADF);
+    TU_EQ(sl_read(fd, &c, 1), -EBADF);
+    TU_EQ(sl_write(-1, &c, 1), -EBADF);
+    TU_EQ(sl_write(fd, &c, 1), -EBADF);
+    TU_EQ(sl_accept(-1, NULL, NULL), -EBADF);
+    TU_EQ(sl_accept(fd, NULL, NULL), -EBADF);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    TU_EQ(sl_connect(-1, (struct sockaddr *)&a, sizeof a), -EBADF);
+    TU_EQ(sl_connect(fd, (struct sockaddr *)&a, sizeof a), -EBADF);
+    int p[2];
+    nb_pipe(p);
+    TU_EQ(sl_accept(p[0], NULL, NULL), -ENOTSOCK);
+    close2(p);
+}
+
+/* ---- sl_accept / sl_connect --------------------------------------------------- */
+
+#define CONNS_MAX 64
+#define ECHO_ROUNDS 8
+#define ECHO_CHUNK 1500
+
+static struct echo {
+    int lfd;
+    struct sockaddr_in addr;
+    int nconns;
+    int accepted, accept_err, peer_bad;
+    int nonblocking, cloexec;   /* accepted descriptors that are */
+    long echoed;                /* bytes the handlers echoed */
+    int handler_err;
+    int client_ok, client_err;
+} echo;
+
+static void echo_handler(void *arg)
+{
+    int fd = (int)TU_INT(arg);
+    int fl = fcntl(fd, F_GETFL);
+    int fdfl = fcntl(fd, F_GETFD);
+    if (fl >= 0 && (fl & O_NONBLOCK))
+        __atomic_add_fetch(&echo.nonblocking, 1, __ATOMIC_RELAXED);
+    if (fdfl >= 0 && (fdfl & FD_CLOEXEC))
+        __atomic_add_fetch(&echo.cloexec, 1, __ATOMIC_RELAXED);
+    char buf[1024];
+    for (;;) {
+        ssize_t n = sl_read(fd, buf, sizeof buf);
+        if (n <= 0) {
+            if (n < 0)
+                __atomic_add_fetch(&echo.handler_err, 1, __ATOMIC_RELAXED);
+            break;
+        }
+        ssize_t m = write_all(fd, buf, (size_t)n, NULL);
+        if (m != n) {
+            __atomic_add_fetch(&echo.handler_err, 1, __ATOMIC_RELAXED);
+            break;
+        }
+        __atomic_add_fetch(&echo.echoed, (long)n, __ATOMIC_RELAXED);
+    }
+    close(fd);
+}
+
+static void echo_server(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < echo.nconns; i++) {
+        struct sockaddr_in peer;
+        socklen_t plen = sizeof peer;
+        int c = sl_accept(echo.lfd, (struct sockaddr *)&peer, &plen);
+        if (c < 0) {
+            echo.accept_err = c;
+            break;
+        }
+        echo.accepted++;
+        if (plen != sizeof peer || peer.sin_family != AF_INET ||
+            peer.sin_addr.s_addr != htonl(INADDR_LOOPBACK))
+            echo.peer_bad++;
+        if (!spawn_on(i + 1, echo_handler, TU_MSG(c)))
+            close(c);
+    }
+}
+
+static void echo_client(void *arg)
+{
+    int id = (int)TU_INT(arg);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int rc = fd < 0 ? -errno
+                    : sl_connect(fd, (struct sockaddr *)&echo.addr,
+                                 sizeof echo.addr);
+    bool ok = rc == 0;
+    uint8_t out[ECHO_CHUNK], in[ECHO_CHUNK];
+    size_t pos = 0;
+    for (int round = 0; ok && round < ECHO_ROUNDS; round++) {
+        size_t len = 1 + (size_t)(id * 97 + round * 389) % ECHO_CHUNK;
+        for (size_t i = 0; i < len; i++)
+            out[i] = pattern(id, pos + i);
+        pos += len;
+        ok = write_all(fd, out, len, NULL) == (ssize_t)len &&
+             read_full(fd, in, len) == (ssize_t)len &&
+             memcmp(in, out, len) == 0;
+    }
+    if (ok) { /* our EOF makes the handler close: then EOF here */
+        char c;
+        ok = shutdown(fd, SHUT_WR) == 0 && sl_read(fd, &c, 1) == 0;
+    }
+    if (fd >= 0)
+        close(fd);
+    __atomic_add_fetch(ok ? &echo.client_ok : &echo.client_err, 1,
+                       __ATOMIC_RELAXED);
+}
+
+static int listen_loopback(struct sockaddr_in *addr)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    CU_ASSERT_FATAL(fd >= 0);
+    *addr = (struct sockaddr_in){.sin_family = AF_INET,
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof *addr;
+    CU_ASSERT_FATAL(bind(fd, (struct sockaddr *)addr, sizeof *addr) == 0);
+    CU_ASSERT_FATAL(listen(fd, 128) == 0);
+    CU_ASSERT_FATAL(getsockname(fd, (struct sockaddr *)addr, &len) == 0);
+    CU_ASSERT(addr->sin_port != 0);
+    return fd;
+}
+
+TU_TEST(server_accepts_and_echoes_every_client)
+{
+    memset(&echo, 0, sizeof echo);
+    echo.nconns = TU_SIZE(CONNS_MAX, 16);
+    echo.lfd = listen_loopback(&echo.addr);
+    sl_spawn(echo_server, NULL); /* accepts on main's worker */
+    for (int i = 0; i < echo.nconns; i++)
+        CU_ASSERT_PTR_NOT_NULL_FATAL(spawn_on(i, echo_client, TU_MSG(i)));
+    TU_EQ(sl_run(), 0);
+    long per_client = 0;
+    for (int i = 0; i < echo.nconns; i++)
+        for (int round = 0; round < ECHO_ROUNDS; round++)
+            per_client += 1 + (i * 97 + round * 389) % ECHO_CHUNK;
+    TU_EQ(echo.accept_err, 0);
+    TU_EQ(echo.accepted, echo.nconns);
+    TU_EQ(echo.peer_bad, 0);
+    TU_EQ(echo.nonblocking, echo.nconns);
+    TU_EQ(echo.cloexec, echo.nconns);
+    TU_EQ(echo.handler_err, 0);
+    TU_EQ(echo.echoed, per_client);
+    TU_EQ(echo.client_err, 0);
+    TU_EQ(echo.client_ok, echo.nconns);
+    close(echo.lfd);
+}
+
+TU_TEST(connect_to_a_closed_port_is_econnrefused)
+{
+    /* A port bound but not listening (kept bound, so nobody else takes it
+     * meanwhile): the connection is refused. */
+    int hold = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CU_ASSERT_FATAL(hold >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    CU_ASSERT_FATAL(bind(hold, (struct sockaddr *)&a, sizeof a) == 0);
+    CU_ASSERT_FATAL(getsockname(hold, (struct sockaddr *)&a, &len) == 0);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    CU_ASSERT_FATAL(fd >= 0);
+    TU_EQ(sl_connect(fd, (struct sockaddr *)&a, sizeof a), -ECONNREFUSED);
+    close(fd);
+    close(hold);
+}
+
+/* A listener with nobody connecting: the acceptor parks, the worker runs
+ * the others, a connection wakes it. */
+static void accept_one(void *arg)
+{
+    struct reader *r = arg;
+    store(&r->entered, 1);
+    r->rc = sl_accept(r->fd, NULL, NULL);
+    store(&r->done, 1);
+}
+
+TU_TEST(accept_parks_until_a_client_connects)
+{
+    struct sockaddr_in addr;
+    int lfd = listen_loopback(&addr);
+    struct reader r = {.fd = lfd, .rc = 12345};
+    sl_spawn(accept_one, &r);
+    yield_until(&r.entered);
+    TU_EQ(load(&r.done), 0);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    CU_ASSERT_FATAL(fd >= 0);
+    TU_EQ(sl_connect(fd, (struct sockaddr *)&addr, sizeof addr), 0);
+    TU_EQ(sl_run(), 0);
+    CU_ASSERT(r.rc >= 0);
+    if (r.rc >= 0) {
+        TU_EQ(sl_write(fd, "hi", 2), 2);
+        char buf[2];
+        TU_EQ(read_full((int)r.rc, buf, 2), 2);
+        CU_ASSERT(memcmp(buf, "hi", 2) == 0);
+        close((int)r.rc);
+    }
+    close(fd);
+    close(lfd);
+}
+
+/* ---- sl_offload ------------------------------------------------------------- */
+
+struct job {
+    long tid;
+    pthread_t self;
+    int64_t start_ns, end_ns;
+    int ms;          /* how long fn sleeps */
+    int *counter;    /* optional: read at start and end */
+    int count_start, count_end;
+    int rc;          /* the caller's sl_offload result */
+    long caller_tid, caller_tid_after;
+    int worker_before, worker_after;
+};
+
+static void job_fn(void *arg)
+{
+    struct job *j = arg;
+    j->tid = tid();
+    j->self = pthread_self();
+    j->start_ns = now_ns();
+    if (j->counter)
+        j->count_start = load(j->counter);
+    usleep((useconds_t)j->ms * 1000);
+    if (j->counter)
+        j->count_end = load(j->counter);
+    j->end_ns = now_ns();
+}
+
+static void offloader(void *arg)
+{
+    struct job *j = arg;
+    j->caller_tid = tid();
+    j->worker_before = sl_worker_index();
+    j->rc = sl_offload(job_fn, j);
+    j->caller_tid_after = tid();
+    j->worker_after = sl_worker_index();
+}
+
+static void count_until(void *arg)
+{
+    struct job *j = arg;
+    while (j->rc == 12345) {
+        __atomic_add_fetch(j->counter, 1, __ATOMIC_RELEASE);
+        if (sl_sleep_ms(1) < 0)
+            break;
+    }
+}
+
+TU_TEST(offload_runs_on_another_thread_while_others_run)
+{
+    int counter = 0;
+    struct job j = {.ms = 50, .counter = &counter, .rc = 12345};
+    sl_spawn(offloader, &j);
+    sl_spawn(count_until, &j);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(j.rc, 0);
+    CU_ASSERT(j.tid != j.caller_tid);
+    CU_ASSERT(!pthread_equal(j.self, pthread_self()));
+    TU_EQ(j.caller_tid_after, j.caller_tid);
+    CU_ASSERT(j.count_end > j.count_start); /* others ran during fn */
+    CU_ASSERT(j.end_ns - j.start_ns >= 50 * 1000000LL);
+
+    /* Main offloads too; arguments on its stack are fine. */
+    struct job m = {.ms = 5};
+    TU_EQ(sl_offload(job_fn, &m), 0);
+    CU_ASSERT(m.tid != tid());
+    CU_ASSERT(m.end_ns > m.start_ns);
+}
+
+TU_TEST(many_offloads_share_the_default_four_threads)
+{
+    enum { N = 64 };
+    static struct job jobs[N];
+    for (int i = 0; i < N; i++) {
+        jobs[i] = (struct job){.ms = 10, .rc = 12345};
+        CU_ASSERT_PTR_NOT_NULL_FATAL(spawn_on(i, offloader, &jobs[i]));
+    }
+    int64_t t0 = sl_now_ms();
+    TU_EQ(sl_run(), 0);
+    int64_t dt = sl_now_ms() - t0;
+    /* 64 x 10 ms on 4 threads: at least 16 in a row on one of them. */
+    CU_ASSERT(dt >= 150);
+    CU_ASSERT(dt < TU_SIZE(400, 2000));
+    printf("(%lld ms) ", (long long)dt);
+    long tids[N];
+    int ntids = 0, bad_rc = 0, same_thread = 0, moved = 0;
+    for (int i = 0; i < N; i++) {
+        bad_rc += jobs[i].rc != 0;
+        same_thread += jobs[i].tid == jobs[i].caller_tid;
+        /* pinned: it resumes on its own worker */
+        moved += jobs[i].worker_after != jobs[i].worker_before ||
+                 jobs[i].worker_after != i % sl_worker_count();
+        int k = 0;
+        while (k < ntids && tids[k] != jobs[i].tid)
+            k++;
+        if (k == ntids)
+            tids[ntids++] = jobs[i].tid;
+    }
+    TU_EQ(bad_rc, 0);
+    TU_EQ(same_thread, 0);
+    TU_EQ(moved, 0);
+    TU_EQ(ntids, 4);
+}
+
+TU_TEST(offload_of_null_is_einval)
+{
+    TU_EQ(sl_offload(NULL, NULL), SL_EINVAL);
+    int x = 0;
+    TU_EQ(sl_offload(NULL, &x), SL_EINVAL);
+}
+
+/* Killed while its call runs: the kill is recorded, and the call returns
+ * SL_EKILLED only once fn has returned. */
+static struct killed_job {
+    int entered, fn_started, release, fn_done, returned;
+    int rc, fn_done_at_return;
+} kj;
+
+static void held_fn(void *arg)
+{
+    (void)arg;
+    store(&kj.fn_started, 1);
+    /* Until main has killed the caller (no CUnit here: another thread). */
+    for (int i = 0; i < 10000 && !load(&kj.release); i++)
+        usleep(1000);
+    usleep(20000);
+    store(&kj.fn_done, 1);
+}
+
+static void killed_offloader(void *arg)
+{
+    (void)arg;
+    store(&kj.entered, 1);
+    kj.rc = sl_offload(held_fn, NULL);
+    kj.fn_done_at_return = load(&kj.fn_done);
+    store(&kj.returned, 1);
+}
+
+TU_TEST(killed_offloader_returns_only_after_fn)
+{
+    memset(&kj, 0, sizeof kj);
+    kj.rc = 12345;
+    sl_tasklet *t = spawn_on(1, killed_offloader, NULL);
+    sl_tasklet_ref(t);
+    yield_until(&kj.entered);
+    /* fn runs: the caller is parked in sl_offload (on worker 1 it might
+     * still be on its way when entered is set, and a kill before the call
+     * is the other case: SL_EKILLED at once, fn never runs). */
+    os_wait_until(&kj.fn_started);
+    TU_EQ(sl_tasklet_kill(t), 0);
+    for (int i = 0; i < 10; i++)
+        sl_schedule();
+    usleep(10000);
+    TU_EQ(load(&kj.returned), 0); /* fn still runs: the call waits */
+    TU_EQ(sl_tasklet_alive(t), true);
+    store(&kj.release, 1);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(kj.rc, SL_EKILLED);
+    TU_EQ(kj.fn_done_at_return, 1);
+    TU_EQ(sl_tasklet_alive(t), false);
+    sl_tasklet_unref(t);
+}
+
+static int init_with_offload_threads(int n)
+{
+    sl_config cfg;
+    sl_config_init(&cfg);
+    cfg.workers = tu_workers();
+    cfg.steal = 0;
+    cfg.offload_threads = n;
+    return sl_init(&cfg);
+}
+
+TU_TEST_NOINIT(one_offload_thread_serialises)
+{
+    TU_EQ(init_with_offload_threads(1), 0);
+    struct job a = {.ms = 30, .rc = 12345}, b = {.ms = 30, .rc = 12345};
+    spawn_on(0, offloader, &a);
+    spawn_on(1, offloader, &b);
+    int64_t t0 = sl_now_ms();
+    TU_EQ(sl_run(), 0);
+    int64_t dt = sl_now_ms() - t0;
+    TU_EQ(a.rc, 0);
+    TU_EQ(b.rc, 0);
+    CU_ASSERT(dt >= 60);
+    TU_EQ(a.tid, b.tid);
+    CU_ASSERT(a.end_ns <= b.start_ns || b.end_ns <= a.start_ns);
+    TU_EQ(sl_shutdown(), 0);
+}
+
+/* Two threads: two calls run at the same time (each waits for the other to
+ * have started). */
+static int both_running;
+
+static void rendezvous_fn(void *arg)
+{
+    int *ok = arg;
+    __atomic_add_fetch(&both_running, 1, __ATOMIC_ACQ_REL);
+    int64_t end = sl_now_ms() + 10000;
+    while (load(&both_running) < 2 && sl_now_ms() < end)
+        usleep(500);
+    *ok = load(&both_running) >= 2;
+}
+
+static void rendezvous_offloader(void *arg)
+{
+    TU_EQ(sl_offload(rendezvous_fn, arg), 0);
+}
+
+TU_TEST_NOINIT(two_offload_threads_run_calls_concurrently)
+{
+    TU_EQ(init_with_offload_threads(2), 0);
+    int ok_a = 0, ok_b = 0;
+    spawn_on(0, rendezvous_offloader, &ok_a);
+    spawn_on(1, rendezvous_offloader, &ok_b);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(ok_a, 1);
+    TU_EQ(ok_b, 1);
+    TU_EQ(sl_shutdown(), 0);
+}
+
+TU_TEST_NOINIT(bad_offload_threads_are_einval)
+{
+    TU_EQ(init_with_offload_threads(-1), SL_EINVAL);
+    TU_EQ(init_with_offload_threads(1000), SL_EINVAL);
+    TU_EQ(init_with_offload_threads(257), SL_EINVAL);
+    TU_EQ(sl_getruncount(), SL_ESTATE); /* nothing was started */
+    TU_EQ(init_with_offload_threads(256), 0);
+    TU_EQ(sl_shutdown(), 0);
+    TU_EQ(init_with_offload_threads(0), 0); /* 0: the default */
+    struct job j = {.ms = 1};
+    TU_EQ(sl_offload(job_fn, &j), 0);
+    TU_EQ(sl_shutdown(), 0);
+}
+
+/* sl_shutdown with a call in progress waits for it; a call still queued
+ * is dropped (its fn never runs); the tasklets are discarded. */
+static struct shut {
+    int entered[2];
+    int started, finished, queued_ran, returned;
+} sh;
+
+static void slow_fn(void *arg)
+{
+    (void)arg;
+    store(&sh.started, 1);
+    usleep(50000);
+    store(&sh.finished, 1);
+}
+
+static void queued_fn(void *arg)
+{
+    (void)arg;
+    store(&sh.queued_ran, 1);
+}
+
+static void shut_offloader(void *arg)
+{
+    int i = (int)TU_INT(arg);
+    store(&sh.entered[i], 1);
+    sl_offload(i == 0 ? slow_fn : queued_fn, NULL);
+    store(&sh.returned, 1); /* never: discarded by the shutdown */
+}
+
+TU_TEST_NOINIT(shutdown_waits_for_an_offload_in_progress)
+{
+    memset(&sh, 0, sizeof sh);
+    TU_EQ(init_with_offload_threads(1), 0);
+    sl_spawn(shut_offloader, TU_MSG(0));
+    sl_spawn(shut_offloader, TU_MSG(1));
+    yield_until(&sh.entered[0]);
+    yield_until(&sh.entered[1]);
+    os_wait_until(&sh.started); /* the slow call runs, the other queues */
+    TU_EQ(load(&sh.finished), 0);
+    TU_EQ(sl_shutdown(), 0);
+    TU_EQ(load(&sh.finished), 1);
+    TU_EQ(load(&sh.queued_ran), 0);
+    TU_EQ(load(&sh.returned), 0);
+    usleep(20000); /* nothing runs late */
+    TU_EQ(load(&sh.queued_ran), 0);
+    TU_EQ(load(&sh.returned), 0);
+    /* A new runtime starts a new pool. */
+    TU_EQ(init_with_offload_threads(1), 0);
+    struct job j = {.ms = 1};
+    TU_EQ(sl_offload(job_fn, &j), 0);
+    TU_EQ(sl_shutdown(), 0);
+}
+
+static CU_TestInfo tests[] = {
+    TU_CASE(reader_parks_while_its_worker_runs_others),
+    TU_CASE(ready_events_are_returned_at_once),
+    TU_CASE(main_alone_times_out_instead_of_deadlocking),
+    TU_CASE(tasklet_wait_times_out),
+    TU_CASE(timeout_due_as_the_worker_goes_idle_is_not_lost),
+    TU_CASE(stale_timer_of_a_served_wait_does_not_end_the_next),
+    TU_CASE(timeout_zero_polls_without_switching),
+    TU_CASE(bad_arguments_are_einval),
+    TU_CASE(regular_file_is_eperm_and_leaves_no_wait_behind),
+    TU_CASE(second_reader_on_one_worker_is_ebusy_a_writer_is_not),
+    TU_CASE(readers_of_one_descriptor_on_different_workers),
+    TU_CASE(killed_waiter_returns_at_once_and_the_descriptor_works_after),
+    TU_CASE(killed_waiter_on_another_worker),
+    TU_CASE(killed_tasklet_calls_return_ekilled_at_once),
+    TU_CASE(without_runtime_calls_that_would_park_are_estate),
+    TU_CASE(run_waits_for_a_tasklet_parked_on_a_descriptor),
+    TU_CASE(busy_worker_still_serves_descriptors),
+    TU_CASE(shutdown_wakes_a_waiter_so_the_descriptor_can_be_closed),
+    TU_CASE(hangup_and_error_count_as_the_requested_events),
+    TU_CASE(many_pairs_exchange_exact_bytes),
+    TU_CASE(large_write_parks_until_the_reader_drains),
+    TU_CASE(read_returns_zero_at_eof),
+    TU_CASE(bad_descriptors_are_ebadf),
+    TU_CASE(server_accepts_and_echoes_every_client),
+    TU_CASE(connect_to_a_closed_port_is_econnrefused),
+    TU_CASE(accept_parks_until_a_client_connects),
+    TU_CASE(offload_runs_on_another_thread_while_others_run),
+    TU_CASE(many_offloads_share_the_default_four_threads),
+    TU_CASE(offload_of_null_is_einval),
+    TU_CASE(killed_offloader_returns_only_after_fn),
+    TU_CASE(one_offload_thread_serialises),
+    TU_CASE(two_offload_threads_run_calls_concurrently),
+    TU_CASE(bad_offload_threads_are_einval),
+    TU_CASE(shutdown_waits_for_an_offload_in_progress),
+    CU_TEST_INFO_NULL,
+};
+
+int main(int argc, char **argv)
+{
+    return tu_main(argc, argv, "io", tests);
+}
