@@ -40,8 +40,8 @@ static void usage(FILE *out)
             "                         only on SIGINT or SIGTERM)\n"
             "  --help                 print this and exit\n"
             "The last line is key=value pairs: mode workers conns_served peak_conns\n"
-            "refused errors bytes seconds rss_mib (peak, VmHWM) stop. Exit status:\n"
-            "0 ok, 1 failure, 2 bad usage.\n",
+            "refused errors bytes seconds cpu_seconds (user + system, all threads)\n"
+            "rss_mib (peak, VmHWM) stop. Exit status: 0 ok, 1 failure, 2 bad usage.\n",
             DEFAULT_MAX_CONNS);
 }
 
@@ -315,11 +315,16 @@ int echo_server_finish(echo_server *s, const char *mode)
     int cause = atomic_load(&s->stop_cause);
     if (cause < 0)
         status = 1;
+    struct rusage ru; /* every thread's, the joined ones included */
+    getrusage(RUSAGE_SELF, &ru);
+    double cpu = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                 (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
     printf("mode=%s workers=%d conns_served=%" PRId64 " peak_conns=%" PRId64 " refused=%" PRId64
-           " errors=%" PRId64 " bytes=%" PRId64 " seconds=%.3f rss_mib=%.1f stop=%s\n",
+           " errors=%" PRId64 " bytes=%" PRId64 " seconds=%.3f cpu_seconds=%.3f rss_mib=%.1f"
+           " stop=%s\n",
            mode, s->workers, (int64_t)atomic_load(&s->served), s->peak_open,
            (int64_t)atomic_load(&s->refused), (int64_t)atomic_load(&s->errors),
-           (int64_t)atomic_load(&s->bytes), (double)(echo_now_ns() - s->t0_ns) * 1e-9,
+           (int64_t)atomic_load(&s->bytes), (double)(echo_now_ns() - s->t0_ns) * 1e-9, cpu,
            (double)echo_peak_rss_kib() / 1024.0,
            cause == SIGINT ? "SIGINT" : cause == SIGTERM ? "SIGTERM"
            : cause < 0 ? "accept-error" : "exit-after-conns");

@@ -33,6 +33,7 @@ fail() {
     exit 1
 }
 
+: >"$tmp/server.out" # exists before the server's shell opens it
 "${server[@]}" --exit-after-conns "$conns" >"$tmp/server.out" 2>"$tmp/server.err" &
 spid=$!
 port=
