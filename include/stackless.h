@@ -43,7 +43,8 @@ extern "C" {
     X(SL_EKILLED, -10006, "tasklet was killed")                              \
     X(SL_EWOULDBLOCK, -10007, "operation would block")                       \
     X(SL_ETIMEDOUT, -10008, "timed out")                                     \
-    X(SL_EBROKEN, -10009, "barrier is broken")
+    X(SL_EBROKEN, -10009, "barrier is broken")                               \
+    X(SL_EWORKERDIED, -10010, "pool worker process died")
 
 enum {
 #define SL__ERR_ENUM(name, value, msg) name = value,
@@ -278,5 +279,7 @@ int sl_offload(void (*fn)(void *), void *arg);
 
 /* Locks, semaphores, events, conditions, barriers and queues for tasklets. */
 #include "stackless_sync.h"
+/* The process pool and cross-process channels. */
+#include "stackless_mp.h"
 
 #endif /* STACKLESS_H */
