@@ -9,7 +9,10 @@
  * received (main's send included) equal the kicks made: K.
  *
  * --mode tasklet plays it with one tasklet per player on the stackless
- * runtime; --mode pthread with one thread per player (hackysack_pthread.c).
+ * runtime; --mode pthread with one thread per player (hackysack_pthread.c);
+ * --mode process with the players' tasklets spread over --procs processes
+ * of a process pool, the ball crossing them on sl_mpchans
+ * (hackysack_process.c).
  * Both play the identical game (see hackysack.h) and print the same last
  * line, so runs compare by reading one line. */
 #define _GNU_SOURCE
@@ -225,14 +228,15 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: hackysack [options]\n"
-            "  --mode tasklet|pthread  one tasklet (default) or one OS thread per player\n"
+            "  --mode tasklet|pthread|process  one tasklet (default) or one OS thread per\n"
+            "                          player, or tasklets spread over --procs processes\n"
             "  --players N             players in the circle, >= 2 (default %u)\n"
             "  --kicks K               kicks before the game ends (default %u in tasklet\n"
             "                          mode; %u in pthread mode, so the default run\n"
             "                          finishes well under a minute)\n"
             "  --seed S                seed of the players' generators (default 1)\n"
             "  --workers N             tasklet mode: OS threads running tasklets (default 1)\n"
-            "  --procs P               processes (default 1; only 1 is supported yet)\n"
+            "  --procs P               process mode: worker processes, 1 .. 256 (default 1)\n"
             "  --stack fixed|copy      tasklet stacks (only fixed is supported yet)\n"
             "  --stack-size KIB        tasklet mode: usable KiB per stack (default: the\n"
             "                          runtime's, 64)\n"
@@ -282,8 +286,10 @@ int main(int argc, char **argv)
                 o.mode = HS_TASKLET;
             else if (strcmp(optarg, "pthread") == 0)
                 o.mode = HS_PTHREAD;
+            else if (strcmp(optarg, "process") == 0)
+                o.mode = HS_PROCESS;
             else
-                bad_usage("unknown mode '%s' (tasklet or pthread)", optarg);
+                bad_usage("unknown mode '%s' (tasklet, pthread or process)", optarg);
             break;
         case 'n': o.players = (uint32_t)parse_num("--players", optarg, 2, 100000000); break;
         case 'k':
@@ -296,11 +302,7 @@ int main(int argc, char **argv)
             workers_set = true;
             break;
         case 'p':
-            o.procs = (int)parse_num("--procs", optarg, 1, 1024);
-            if (o.procs != 1) {
-                fprintf(stderr, "hackysack: --procs %d: not supported yet (only 1)\n", o.procs);
-                exit(2);
-            }
+            o.procs = (int)parse_num("--procs", optarg, 1, 256);
             break;
         case 'S':
             if (strcmp(optarg, "copy") == 0) {
@@ -328,9 +330,13 @@ int main(int argc, char **argv)
         o.kicks = o.mode == HS_PTHREAD ? DEFAULT_KICKS_PTHREAD : DEFAULT_KICKS_TASKLET;
     if (o.mode == HS_PTHREAD && workers_set && o.workers != 1)
         bad_usage("%s", "--workers applies to tasklet mode only");
+    if (o.mode != HS_PROCESS && o.procs != 1)
+        bad_usage("%s", "--procs applies to process mode only");
 
     hs_result r = {0};
-    int status = o.mode == HS_TASKLET ? play_tasklet(&o, &r) : hs_play_pthread(&o, &r);
+    int status = o.mode == HS_TASKLET   ? play_tasklet(&o, &r)
+                 : o.mode == HS_PROCESS ? hs_play_process(&o, &r)
+                                        : hs_play_pthread(&o, &r);
     if (status != 0)
         return status;
 
@@ -347,7 +353,7 @@ int main(int argc, char **argv)
            r.kicks, r.received, r.trace);
     printf("mode=%s players=%u kicks=%" PRIu64 " workers=%d procs=%d seconds=%.4f spawn_seconds=%.4f "
            "game_seconds=%.4f kicks_per_sec=%.0f peak_rss_kb=%ld\n",
-           o.mode == HS_TASKLET ? "tasklet" : "pthread", o.players, o.kicks, o.workers, o.procs,
+           o.mode == HS_TASKLET ? "tasklet" : o.mode == HS_PROCESS ? "process" : "pthread", o.players, o.kicks, o.workers, o.procs,
            seconds, r.spawn_seconds, r.game_seconds, (double)o.kicks / seconds, ru.ru_maxrss);
     return 0;
 }

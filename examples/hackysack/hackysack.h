@@ -13,7 +13,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-enum hs_mode { HS_TASKLET, HS_PTHREAD };
+enum hs_mode { HS_TASKLET, HS_PTHREAD, HS_PROCESS };
 
 typedef struct hs_options {
     enum hs_mode mode;
@@ -23,7 +23,7 @@ typedef struct hs_options {
     int workers;      /* tasklet mode: sl_config.workers */
     uint32_t stack_kib; /* tasklet mode: sl_config.stack_size / 1024; 0: default */
     int preference;   /* tasklet mode: every channel's preference, -1..1 */
-    int procs;        /* only 1 for now */
+    int procs;        /* process mode: worker processes; else 1 */
     bool verbose;     /* print every kick */
 } hs_options;
 
@@ -138,5 +138,10 @@ double hs_now(void);
  * checks the counts); 1 after a failure, reported on stderr and stdout, with
  * every thread created so far told to exit and joined. */
 int hs_play_pthread(const hs_options *o, hs_result *r);
+
+/* Plays the game with the players spread over o->procs processes of a
+ * process pool (hackysack_process.c). 0 when the game ran; 1 after a
+ * failure reported on stderr; 2 for a configuration the pool refuses. */
+int hs_play_process(const hs_options *o, hs_result *r);
 
 #endif /* HACKYSACK_H */
