@@ -9,7 +9,9 @@
  *   bulk    submit --bulk-tasks N no-op tasks, then wait for each in order
  *           (submit blocks the tasklet while every worker's queue is full).
  *   map     sl_pool_map over --map-items N items of 8 bytes (out = 2 in +
- *           1), at the default chunksize and at --big-chunk items.
+ *           1), at the default chunksize and at --big-chunk items; and over
+ *           --map-c1-items items at chunksize 1 (a task per item, as
+ *           Python's map with chunksize=1).
  *   mpchan  the parent sends 8 bytes on one sl_mpchan and receives them
  *           back on another from a task in a worker that echoes them:
  *           --rounds round trips, both sides busy in the loop.
@@ -31,14 +33,14 @@
 
 static struct {
     int processes;
-    uint64_t runs, tasks, bulk_tasks, map_items, big_chunk, rounds, cpu_items;
+    uint64_t runs, tasks, bulk_tasks, map_items, big_chunk, map_c1_items, rounds, cpu_items;
     double cpu_ms;
     int queue_depth;
     const char *measures;
-} opt = {2, 5, 100000, 200000, 10000000, 65536, 100000, 200, 1.0, 0, "one,bulk,map,mpchan,cpu"};
+} opt = {2, 5, 100000, 200000, 10000000, 65536, 200000, 100000, 200, 1.0, 0, "one,bulk,map,mpchan,cpu"};
 
 static struct {
-    double one_tps, one_ns, bulk_tps, bulk_ns, map_tps, map_big_tps, rtt_us;
+    double one_tps, one_ns, bulk_tps, bulk_ns, map_tps, map_big_tps, map_c1_tps, rtt_us;
     double cpu_1_s, cpu_p_s, cpu_speedup, item_ms;
     uint64_t cpu_rounds, map_chunk_default;
     int failed;
@@ -342,6 +344,13 @@ static void bench(void *arg)
             printf("map: processes=%d items=%" PRIu64 " chunksize=%" PRIu64 " best_ns=%" PRIu64
                    " tasks_per_sec=%.0f\n", P, n, opt.big_chunk, ns, R.map_big_tps);
         }
+        if (!R.failed) {
+            uint64_t n1 = opt.map_c1_items < n ? opt.map_c1_items : n;
+            ns = BEST(run_map(p, n1 / 10 + 1, 1), run_map(p, n1, 1));
+            R.map_c1_tps = n1 * 1e9 / ns;
+            printf("map: processes=%d items=%" PRIu64 " chunksize=1 best_ns=%" PRIu64 " tasks_per_sec=%.0f\n",
+                   P, n1, ns, R.map_c1_tps);
+        }
         free(map_in);
         free(map_out);
         end_pool(p);
@@ -415,6 +424,7 @@ static void usage(FILE *out)
             "  --queue-depth D   sl_pool_config.queue_depth (default: the pool's, 1024)\n"
             "  --map-items N     map: 8-byte items (10000000)\n"
             "  --big-chunk C     map: the large chunksize (65536)\n"
+            "  --map-c1-items N  map: items at chunksize 1 (200000; at most --map-items)\n"
             "  --rounds N        mpchan: round trips (100000)\n"
             "  --cpu-items N     cpu: items of about --cpu-ms each (200)\n"
             "  --cpu-ms MS       cpu: milliseconds of work per item, 0.01 .. 1000 (1)\n"
@@ -433,7 +443,7 @@ int main(int argc, char **argv)
         {"runs", required_argument, NULL, 'r'},      {"tasks", required_argument, NULL, 't'},
         {"bulk-tasks", required_argument, NULL, 'b'}, {"queue-depth", required_argument, NULL, 'q'},
         {"map-items", required_argument, NULL, 'n'}, {"big-chunk", required_argument, NULL, 'c'},
-        {"rounds", required_argument, NULL, 'R'},    {"cpu-items", required_argument, NULL, 'i'},
+        {"map-c1-items", required_argument, NULL, '1'}, {"rounds", required_argument, NULL, 'R'},    {"cpu-items", required_argument, NULL, 'i'},
         {"cpu-ms", required_argument, NULL, 'M'},    {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -449,6 +459,7 @@ int main(int argc, char **argv)
         case 'q': opt.queue_depth = (int)num("--queue-depth", optarg, 1, 1u << 20); break;
         case 'n': opt.map_items = num("--map-items", optarg, 1, 1u << 30); break;
         case 'c': opt.big_chunk = num("--big-chunk", optarg, 1, 1u << 24); break;
+        case '1': opt.map_c1_items = num("--map-c1-items", optarg, 1, 1u << 30); break;
         case 'R': opt.rounds = num("--rounds", optarg, 1, 1u << 30); break;
         case 'i': opt.cpu_items = num("--cpu-items", optarg, 2, 1u << 20); break;
         case 'M':
@@ -499,8 +510,9 @@ int main(int argc, char **argv)
     if (wanted("bulk"))
         printf(" bulk_ns_per_task=%.1f bulk_tasks_per_sec=%.0f", R.bulk_ns, R.bulk_tps);
     if (wanted("map"))
-        printf(" map_items=%" PRIu64 " map_tasks_per_sec=%.0f map_big_chunk=%" PRIu64 " map_big_tasks_per_sec=%.0f",
-               opt.map_items, R.map_tps, opt.big_chunk, R.map_big_tps);
+        printf(" map_items=%" PRIu64 " map_tasks_per_sec=%.0f map_big_chunk=%" PRIu64
+               " map_big_tasks_per_sec=%.0f map_c1_tasks_per_sec=%.0f",
+               opt.map_items, R.map_tps, opt.big_chunk, R.map_big_tps, R.map_c1_tps);
     if (wanted("mpchan"))
         printf(" mpchan_round_trip_us=%.3f", R.rtt_us);
     if (wanted("cpu"))

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # run.sh - the benchmark sweep: hackysack with tasklets, pthreads and Go at
 # growing sizes, the micro-benchmarks and their Go counterparts, skynet and
-# bench_parallel on 1 and 2 workers (scaling); writes docs/benchmarks.md
+# bench_parallel on 1 and 2 workers (scaling), the process pool (bench_pool)
+# beside Python's multiprocessing.Pool (bench/pool_python.py, skipped when
+# python3 is missing) and hackysack over 2 processes; writes docs/benchmarks.md
 # (tables, machine, ratios from this one run) and docs/hackysack.svg
 # (gnuplot).
 #
@@ -73,6 +75,8 @@ if [ "$QUICK" = 1 ]; then
     RATIO_PLAYERS=100
     I_SWITCH=1000000 I_CHANNEL=400000 I_SPAWN=100000 I_FCONTEXT=1000000 SKYNET=10000
     PAR_ITERS=500000   # bench_parallel rounds per tasklet
+    POOL_ARGS="--runs 2 --tasks 10000 --bulk-tasks 20000 --map-items 1000000 --map-c1-items 20000 --rounds 10000 --cpu-items 40"
+    PYPOOL_ARGS="--runs 1 --tasks 500 --bulk-tasks 2000 --map-items 2000 --map-default-items 100000"
 else
     PLAYERS="10 100 1000 10000 100000 1000000"
     TK=1000000
@@ -80,6 +84,8 @@ else
     RATIO_PLAYERS=1000
     I_SWITCH=10000000 I_CHANNEL=4000000 I_SPAWN=1000000 I_FCONTEXT=10000000 SKYNET=1000000
     PAR_ITERS=12500000 # about 2 s on one core of the 2-CPU VM
+    POOL_ARGS=""       # bench_pool's defaults (10M map items, 5 runs)
+    PYPOOL_ARGS=""     # pool_python.py's defaults (3 runs)
 fi
 STEP_TIMEOUT=1200    # seconds; a step that takes longer is killed and recorded
 
@@ -146,6 +152,22 @@ fi
 for w in 1 2; do
     add "par-w$w" "bench_parallel workers=$w" "$PAR --workers $w --iters $PAR_ITERS --repeat 3"
 done
+# ---- the process pool and Python's, side by side; hackysack over processes.
+POOL=$BUILD/bench/bench_pool
+if [ -x "$POOL" ]; then
+    add "pool" "bench_pool processes=2" "$POOL --processes 2 $POOL_ARGS"
+    add "hs-process-2" "hackysack process procs=2 players=$RATIO_PLAYERS kicks=$PK" \
+        "$HS --mode process --procs 2 --players $RATIO_PLAYERS --kicks $PK"
+else
+    echo "run.sh: no $POOL (an older build?); skipping the process pool" >&2
+fi
+if command -v python3 >/dev/null 2>&1; then
+    PY_VERSION=$(python3 --version 2>&1)
+    add "pool-python" "Python multiprocessing.Pool processes=2" "python3 $ROOT/bench/pool_python.py --processes 2 $PYPOOL_ARGS"
+else
+    PY_VERSION=""
+    echo "run.sh: no python3 on PATH; skipping Python's multiprocessing.Pool rows" >&2
+fi
 
 NSTEPS=${#IDS[@]}
 PTHREAD_FAILED=""   # "players=N: message" once pthread creation has failed
@@ -170,7 +192,7 @@ others_busy() {
     awk -v a="$a" -v b="$b" -v n="$(nproc)" 'BEGIN { split(a, x, " "); split(b, y, " ");
         t = y[1] - x[1]; if (t > 0) printf "%.2f", (t - (y[2] - x[2])) / t * n; else printf "?" }'
 }
-is_scaling() { [[ $1 =~ ^(skynet|skynet-w2|go-skynet-[0-9]+|par-w[0-9]+)$ ]]; }
+is_scaling() { [[ $1 =~ ^(skynet|skynet-w2|go-skynet-[0-9]+|par-w[0-9]+|pool|pool-python)$ ]]; }
 
 SWEEP_T0=$(date +%s)
 for i in "${!IDS[@]}"; do
@@ -442,6 +464,53 @@ MD=$OUT/benchmarks.md
         echo
     fi
     echo
+    echo "## Process pool"
+    echo
+    echo "\`bench_pool\` (\`bench/bench_pool.c\`, see docs/mp.md) against Python's"
+    echo "\`multiprocessing.Pool\` (\`bench/pool_python.py\`, ${PY_VERSION:-python3 not installed}),"
+    echo "both with 2 worker processes, in this run. No-op tasks: 8 bytes in, the same"
+    echo "8 back (Python: the argument returned). Each measure is the best of several"
+    echo "runs after a warm-up. Other load during the steps: bench_pool $(others_of pool),"
+    echo "Python $(others_of pool-python) CPUs."
+    echo
+    if [ "$(status pool)" = - ]; then
+        echo "Not run (no bench_pool in the build)."
+    elif [ "$(status pool)" != 0 ]; then
+        echo "**bench_pool failed (exit $(status pool)): $(grep -v '^usage\|^  ' "$RES/pool.err" | head -n 1)**"
+    fi
+    PYOK=0
+    [ "$(status pool-python)" = 0 ] && PYOK=1
+    py() { if [ "$PYOK" = 1 ]; then fmt "$(kv pool-python "$1")" %.0f; else echo "n/a"; fi; }
+    pyratio() { if [ "$PYOK" = 1 ]; then ratio "$(kv pool "$1")" "$(kv pool-python "$2")"; else echo "n/a"; fi; }
+    echo "Commands: $(cmd_of pool) and $(cmd_of pool-python)."
+    echo
+    echo "| tasks per second | stackless | Python | stackless / Python |"
+    echo "|---|---|---|---|"
+    echo "| no-op, submit + wait one at a time (Python: \`apply_async(...).get()\`) | $(fmt "$(kv pool one_tasks_per_sec)" %.0f) | $(py apply_one_tasks_per_sec) | $(pyratio one_tasks_per_sec apply_one_tasks_per_sec) |"
+    echo "| no-op, N submitted then N awaited (Python: N \`apply_async\`, then \`.get()\` each) | $(fmt "$(kv pool bulk_tasks_per_sec)" %.0f) | $(py apply_bulk_tasks_per_sec) | $(pyratio bulk_tasks_per_sec apply_bulk_tasks_per_sec) |"
+    echo "| \`map\`, chunksize 1 | $(fmt "$(kv pool map_c1_tasks_per_sec)" %.0f) | $(py map_c1_tasks_per_sec) | $(pyratio map_c1_tasks_per_sec map_c1_tasks_per_sec) |"
+    echo "| \`map\`, default chunksize (n / (4 P)) | $(fmt "$(kv pool map_tasks_per_sec)" %.0f) | $(py map_default_tasks_per_sec) | $(pyratio map_tasks_per_sec map_default_tasks_per_sec) |"
+    echo "| \`sl_pool_map\`, chunksize $(kv pool map_big_chunk) | $(fmt "$(kv pool map_big_tasks_per_sec)" %.0f) | - | - |"
+    echo
+    echo "| measure (bench_pool, this run) | value | target |"
+    echo "|---|---|---|"
+    echo "| no-op tasks in bulk, stackless / Python \`apply_async\` | $(pyratio bulk_tasks_per_sec apply_bulk_tasks_per_sec) | >= 20 |"
+    echo "| tiny tasks through \`sl_pool_map\` ($(fmt "$(kv pool map_items)" %d) items), best chunksize, tasks/s | $(awk -v a="$(kv pool map_tasks_per_sec)" -v b="$(kv pool map_big_tasks_per_sec)" 'BEGIN { if (a == "" && b == "") print "-"; else printf "%.0f", (a > b ? a : b) }') | >= 10,000,000 |"
+    echo "| \`sl_mpchan\` round trip, parent <-> a task in a worker, both busy, us | $(fmt "$(kv pool mpchan_round_trip_us)" %.3f) | <= 2 |"
+    echo "| CPU-bound map ($(kv pool cpu_items) items of $(kv pool cpu_item_ms) ms, chunksize 1), 2 processes / 1: $(fmt "$(kv pool cpu_1_s)" %.3f) s / $(fmt "$(kv pool cpu_p_s)" %.3f) s | $(fmt "$(kv pool cpu_speedup)" %.2f) | >= 1.85 |"
+    echo
+    hp=hs-process-2
+    if [ "$(status "$hp")" != - ]; then
+        echo "Hackysack over 2 processes ($(cmd_of "$hp")): $(hs_cell "$hp") s, $(fmt "$(kv "$hp" kicks_per_sec)" %.0f) kicks/s"
+        echo "(tasklets in one process, same game: $(fmt "$(kv hs-tasklet-ratio kicks_per_sec)" %.0f) kicks/s); every kick whose receiver lives in"
+        echo "the other process crosses an \`sl_mpchan\`."
+        a=$(trace_of "$hp") b=$(trace_of hs-tasklet-ratio)
+        if [ -n "$a" ] && [ -n "$b" ]; then
+            if [ "$a" = "$b" ]; then echo "Its kick trace agrees with the tasklet run's ($a)."
+            else echo "**Its kick trace ($a) differs from the tasklet run's ($b).**"; fi
+        fi
+        echo
+    fi
     echo "## Hackysack"
     echo
     echo "The game of \`examples/hackysack\`: one player (tasklet, thread or goroutine)"
