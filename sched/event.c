@@ -328,7 +328,20 @@ static int poll_epoll(sl_worker *w, int64_t deadline)
         ts.tv_nsec = d % 1000000000;
         tp = &ts;
     }
-    int n = epoll_pwait2(w->epfd, ev, 128, tp, NULL);
+    int n = -1;
+    static int no_pwait2; /* valgrind does not know epoll_pwait2 */
+    if (!__atomic_load_n(&no_pwait2, __ATOMIC_RELAXED)) {
+        n = epoll_pwait2(w->epfd, ev, 128, tp, NULL);
+        if (n < 0 && errno == ENOSYS)
+            __atomic_store_n(&no_pwait2, 1, __ATOMIC_RELAXED);
+    }
+    if (__atomic_load_n(&no_pwait2, __ATOMIC_RELAXED)) {
+        /* Milliseconds, rounded up: never wake before the deadline. */
+        int ms = !tp ? -1
+                     : (int)((tp->tv_sec * 1000000000LL + tp->tv_nsec +
+                              999999) / 1000000);
+        n = epoll_wait(w->epfd, ev, 128, ms);
+    }
     for (int i = 0; i < n; i++) {
         if (ev[i].data.u64 == EVFD_KEY) {
             uint64_t v;
