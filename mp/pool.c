@@ -29,7 +29,7 @@
  *   - Which task a worker holds is in shared memory (wslot.current): set
  *     before it takes the task off the ring, cleared after its result is
  *     pushed. When a worker dies, the collector (told by the worker's
- *     pidfd) first takes every result the worker pushed, then fails the
+ *     life pipe) first takes every result the worker pushed, then fails the
  *     oldest pending record if it is the one in `current` (SL_EWORKERDIED),
  *     and forks a replacement into the same slot: the tasks still in the
  *     ring are run by the replacement. Nothing else is lost or run twice.
@@ -39,7 +39,7 @@
  *     the flag (store-fence-load on both sides, so no wake is lost). A busy
  *     pool makes no system calls; an idle pool uses no CPU.
  *   - The collector waits on an epoll set of its own (the parent's eventfd
- *     and one pidfd per worker) only while tasks are in flight; with none,
+ *     and one life pipe per worker) only while tasks are in flight; with none,
  *     it waits on an event that submit sets, so sl_run() can return.
  *   - Workers learn of the parent's death through a pidfd of the parent
  *     (PR_SET_PDEATHSIG follows the forking *thread*, which may be a
@@ -62,7 +62,9 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -143,7 +145,7 @@ struct sl_pool_iter {
 struct wstate {
     struct pend *fifo;    /* pending records, ring of depth */
     uint64_t head, tail;
-    int pidfd;
+    int pidfd;            /* read end of its life pipe (fork_worker) */
     pid_t pid;
     bool alive;
     bool stop_sent;
@@ -156,7 +158,7 @@ struct sl_pool {
     sl_lock lock;         /* submission, FIFOs, flags */
     sl_event work;        /* set by submit when the collector idles */
     sl_event gone;        /* set when every worker has exited */
-    int epfd;             /* collector: parent_evfd + pidfds */
+    int epfd;             /* collector: parent_evfd + life pipes */
     size_t inflight;
     int live;             /* worker processes alive */
     bool closed, stopping, terminated, collector_done;
@@ -238,6 +240,8 @@ static void run_task(sl_pool *p, struct mp_shared *sh, struct mp_task *t,
     if (t->kind == MP_TASK) {
         out_len = cap;
         status = t->fn(in, t->in_len, outbuf, &out_len);
+        if (status != 0) /* a failed task has no result */
+            out_len = 0;
         if (out_len > cap) /* the task lied about its size */
             out_len = cap;
     } else { /* a chunk: statuses, sizes, then results */
@@ -422,8 +426,13 @@ static void worker_main(sl_pool *p, int slot, pid_t parent)
     my_slot = slot;
     my_sh = p->sh;
     my_pool = p;
+    /* The parent's death: its pidfd becomes readable. Where pidfd_open is
+     * missing (old kernels, valgrind), PR_SET_PDEATHSIG instead, which
+     * follows the forking thread: good enough as a fallback. */
     int pfd = pidfd_open_(parent);
-    if (pfd < 0 || getppid() != parent)
+    if (pfd < 0)
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
         _exit(3); /* the parent is already gone */
     sl_config c;
     sl_config_init(&c);
@@ -432,7 +441,8 @@ static void worker_main(sl_pool *p, int slot, pid_t parent)
         _exit(5);
     mp_local_init(&p->local, p->sh->w[slot].bell);
     mp_my_local = &p->local;
-    sl_spawn(parent_watch, (void *)(intptr_t)pfd);
+    if (pfd >= 0)
+        sl_spawn(parent_watch, (void *)(intptr_t)pfd);
     sl_spawn(dispatcher, p);
     sl_run();
     _exit(0);
@@ -440,22 +450,30 @@ static void worker_main(sl_pool *p, int slot, pid_t parent)
 
 /* ---- parent: workers' lives ---------------------------------------------- */
 
+/* A worker's life is a pipe: it holds the only write end (the parent
+ * closes its copy at once), so its end, however it comes, makes the read
+ * end report hang-up in the collector's epoll. A pidfd would do too, but
+ * is not available everywhere (valgrind). */
 static int fork_worker(sl_pool *p, int slot)
 {
     struct wstate *w = &p->ws[slot];
     pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0)
+    int life[2];
+    if (pipe2(life, O_CLOEXEC) < 0)
         return -errno;
-    if (pid == 0)
-        worker_main(p, slot, parent);
-    int fd = pidfd_open_(pid);
-    if (fd < 0) {
+    pid_t pid = fork();
+    if (pid < 0) {
         int e = errno;
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
+        close(life[0]);
+        close(life[1]);
         return -e;
     }
+    if (pid == 0) {
+        close(life[0]);
+        worker_main(p, slot, parent);
+    }
+    close(life[1]);
+    int fd = life[0];
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)slot};
     epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &ev);
     atomic_store(&p->sh->w[slot].pid, pid);
@@ -674,7 +692,7 @@ static void worker_died(sl_pool *p, int i)
         fail_all(p, i, SL_EWORKERDIED);
 }
 
-/* Look at the pidfds (non-blocking). Lock held. */
+/* Look at the life pipes (non-blocking). Lock held. */
 static void check_deaths(sl_pool *p)
 {
     struct epoll_event ev[16];
@@ -717,7 +735,7 @@ static void collector(void *arg)
         }
         if (results_due && mp_spin_until(any_result, p))
             continue;
-        /* Sleep until a result's bell or a worker's end (its pidfd). */
+        /* Sleep until a result's bell or a worker's end (its pipe). */
         atomic_store(&sh->parent_sleeping, 1);
         atomic_thread_fence(memory_order_seq_cst);
         if (!results_due || !any_result(p))

@@ -438,9 +438,11 @@ void sl__fork_child_reset(void)
      * (locks, tasklets half-switched) is gone with them: forget the whole
      * runtime. Its memory is copy-on-write and untouched, so leaving it
      * costs nothing; the child may sl_init() afresh. */
+    static struct sl_runtime forgotten; /* still reachable, not a leak */
     sl__stack_depot_forget();
     sl__slab_depot_forget();
     sl__tls_worker = NULL;
+    forgotten = sl__rt;
     memset(&sl__rt, 0, sizeof sl__rt);
     atomic_store(&runtime_active, 0);
 }

@@ -1,0 +1,749 @@
+/* test_pool.c - the process pool and cross-process channels: results under
+ * load, large payloads, a worker killed or aborting mid-task, replacement
+ * after max_tasks_per_child, terminate, close/join leaving nothing behind,
+ * the parent's death, callbacks, map and imap_unordered, and bad input. */
+#define _GNU_SOURCE
+#include "test_util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static sl_pool *pool;
+
+static void new_pool(int procs, int max_per_child)
+{
+    sl_pool_config c;
+    sl_pool_config_init(&c);
+    c.processes = procs;
+    c.max_tasks_per_child = max_per_child;
+    int rc = sl_pool_new(&pool, &c);
+    TU_EQ(rc, 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(pool);
+}
+
+static void free_pool(void)
+{
+    TU_EQ(sl_pool_close(pool), 0);
+    TU_EQ(sl_pool_join(pool), 0);
+    sl_pool_free(pool);
+    pool = NULL;
+}
+
+/* ---- tasks (run in the workers) ------------------------------------------ */
+
+static int t_square(const void *in, size_t n, void *out, size_t *out_len)
+{
+    long v;
+    if (n != sizeof v)
+        return SL_EINVAL;
+    memcpy(&v, in, sizeof v);
+    v *= v;
+    memcpy(out, &v, sizeof v);
+    *out_len = sizeof v;
+    return 0;
+}
+
+static int t_getpid(const void *in, size_t n, void *out, size_t *out_len)
+{
+    (void)in, (void)n;
+    int pid = getpid();
+    memcpy(out, &pid, sizeof pid);
+    *out_len = sizeof pid;
+    return 0;
+}
+
+/* 7: SIGKILL itself, 8: abort, 9: fail with -42; else double it. */
+static int t_maybe_die(const void *in, size_t n, void *out, size_t *out_len)
+{
+    (void)n;
+    int v;
+    memcpy(&v, in, sizeof v);
+    if (v == 7)
+        raise(SIGKILL);
+    if (v == 8)
+        abort();
+    if (v == 9)
+        return -42;
+    v *= 2;
+    memcpy(out, &v, sizeof v);
+    *out_len = sizeof v;
+    return 0;
+}
+
+static int t_sleep(const void *in, size_t n, void *out, size_t *out_len)
+{
+    (void)in, (void)n, (void)out;
+    *out_len = 0;
+    usleep(10 * 1000 * 1000);
+    return 0;
+}
+
+/* Sums its input bytes; answers with as many bytes as the first word asks,
+ * each the low byte of the sum. */
+static int t_bytes(const void *in, size_t n, void *out, size_t *out_len)
+{
+    const unsigned char *p = in;
+    uint32_t want;
+    memcpy(&want, in, sizeof want);
+    unsigned long sum = 0;
+    for (size_t i = 0; i < n; i++)
+        sum += p[i];
+    if (want > *out_len)
+        return SL_EINVAL;
+    memset(out, (int)(sum & 0xff), want);
+    *out_len = want;
+    return 0;
+}
+
+/* Spawns tasklets in the worker that pass a token around a ring of
+ * channels: the runtime of the worker process works inside a task. */
+static sl_channel *ring_ch[8];
+
+static void ring_member(void *arg)
+{
+    intptr_t i = (intptr_t)arg;
+    void *m;
+    if (sl_channel_receive(ring_ch[i], &m) == 0)
+        sl_channel_send(ring_ch[(i + 1) % 8], (void *)((intptr_t)m + 1));
+}
+
+static int t_tasklets(const void *in, size_t n, void *out, size_t *out_len)
+{
+    (void)in, (void)n;
+    for (int i = 0; i < 8; i++)
+        ring_ch[i] = sl_channel_new();
+    for (intptr_t i = 1; i < 8; i++)
+        sl_spawn(ring_member, (void *)i);
+    void *m = NULL;
+    sl_channel_send(ring_ch[1], (void *)(intptr_t)100);
+    int rc = sl_channel_receive(ring_ch[0], &m);
+    for (int i = 0; i < 8; i++)
+        sl_channel_free(ring_ch[i]);
+    long v = (long)(intptr_t)m;
+    memcpy(out, &v, sizeof v);
+    *out_len = sizeof v;
+    return rc;
+}
+
+static int init_value;
+
+static void set_init(void *arg)
+{
+    init_value = (int)(intptr_t)arg + getpid() * 0; /* once per worker */
+    init_value++;
+}
+
+static int t_init_value(const void *in, size_t n, void *out, size_t *out_len)
+{
+    (void)in, (void)n;
+    memcpy(out, &init_value, sizeof init_value);
+    *out_len = sizeof init_value;
+    return 0;
+}
+
+/* ---- tests -------------------------------------------------------------- */
+
+struct load {
+    int base, n, bad;
+};
+
+static void submitter(void *arg)
+{
+    struct load *l = arg;
+    for (int i = 0; i < l->n; i++) {
+        long v = l->base + i, r = -1;
+        sl_future *f;
+        size_t len = sizeof r;
+        if (sl_pool_submit(pool, t_square, &v, sizeof v, &f) != 0 ||
+            sl_future_wait(f, &r, &len) != 0 || r != v * v ||
+            len != sizeof r)
+            l->bad++;
+        sl_future_free(f);
+    }
+}
+
+TU_TEST(results_are_right_under_load)
+{
+    new_pool(2, 0);
+    struct load l[4];
+    for (int k = 0; k < 4; k++) {
+        l[k] = (struct load){.base = k * 100000, .n = TU_SIZE(2000, 100)};
+        sl_spawn(submitter, &l[k]);
+    }
+    TU_EQ(sl_run(), 0);
+    for (int k = 0; k < 4; k++)
+        TU_EQ(l[k].bad, 0);
+    /* In bulk: 1000 futures outstanding at once. */
+    enum { N = 1000 };
+    static sl_future *fs[N];
+    for (long i = 0; i < N; i++)
+        TU_EQ(sl_pool_submit(pool, t_square, &i, sizeof i, &fs[i]), 0);
+    long sum = 0;
+    for (long i = 0; i < N; i++) {
+        long r = 0;
+        size_t len = sizeof r;
+        TU_EQ(sl_future_wait(fs[i], &r, &len), 0);
+        TU_EQ(sl_future_done(fs[i]), true);
+        sum += r;
+        sl_future_free(fs[i]);
+    }
+    TU_EQ(sum, (long)(N - 1) * N * (2 * N - 1) / 6);
+    free_pool();
+}
+
+TU_TEST(large_payloads_go_through_the_heap)
+{
+    new_pool(2, 0);
+    size_t n = 300 * 1000;
+    unsigned char *in = malloc(n);
+    unsigned long sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        in[i] = (unsigned char)(i * 7);
+    }
+    uint32_t want = 50000;
+    memcpy(in, &want, sizeof want);
+    for (size_t i = 0; i < n; i++)
+        sum += in[i];
+    sl_future *f[4];
+    for (int k = 0; k < 4; k++)
+        TU_EQ(sl_pool_submit(pool, t_bytes, in, n, &f[k]), 0);
+    unsigned char *out = malloc(want);
+    for (int k = 0; k < 4; k++) {
+        size_t len = 100; /* too small: the size needed comes back */
+        TU_EQ(sl_future_wait(f[k], out, &len), -EMSGSIZE);
+        TU_EQ(len, want);
+        TU_EQ(sl_future_wait(f[k], out, &len), 0);
+        TU_EQ(len, want);
+        TU_EQ(out[0], sum & 0xff);
+        TU_EQ(out[want - 1], sum & 0xff);
+        sl_future_free(f[k]);
+    }
+    free(in);
+    free(out);
+    free_pool();
+}
+
+TU_TEST(a_dying_worker_fails_only_its_task)
+{
+    new_pool(2, 0);
+    enum { N = 24 };
+    sl_future *f[N];
+    for (int i = 0; i < N; i++)
+        TU_EQ(sl_pool_submit(pool, t_maybe_die, &i, sizeof i, &f[i]), 0);
+    for (int i = 0; i < N; i++) {
+        int r = -1;
+        size_t len = sizeof r;
+        int rc = sl_future_wait(f[i], &r, &len);
+        if (i == 7 || i == 8)
+            TU_EQ(rc, SL_EWORKERDIED);
+        else if (i == 9)
+            TU_EQ(rc, -42);
+        else if (TU_EQ(rc, 0))
+            TU_EQ(r, 2 * i);
+        sl_future_free(f[i]);
+    }
+    /* The pool keeps serving with replaced workers. */
+    for (int i = 10; i < 20; i++) {
+        sl_future *g;
+        int r = 0;
+        size_t len = sizeof r;
+        TU_EQ(sl_pool_submit(pool, t_maybe_die, &i, sizeof i, &g), 0);
+        TU_EQ(sl_future_wait(g, &r, &len), 0);
+        TU_EQ(r, 2 * i);
+        sl_future_free(g);
+    }
+    free_pool();
+}
+
+TU_TEST(max_tasks_per_child_replaces_workers_without_loss)
+{
+    new_pool(2, 3);
+    enum { N = 30 };
+    sl_future *f[N];
+    for (int i = 0; i < N; i++)
+        TU_EQ(sl_pool_submit(pool, t_getpid, NULL, 0, &f[i]), 0);
+    int pids[N], distinct = 0;
+    for (int i = 0; i < N; i++) {
+        size_t len = sizeof pids[i];
+        TU_EQ(sl_future_wait(f[i], &pids[i], &len), 0);
+        sl_future_free(f[i]);
+        bool seen = false;
+        for (int k = 0; k < i; k++)
+            seen = seen || pids[k] == pids[i];
+        distinct += !seen;
+    }
+    TU_EQ(distinct, N / 3); /* each process ran exactly 3 */
+    free_pool();
+}
+
+TU_TEST(terminate_stops_promptly)
+{
+    new_pool(2, 0);
+    sl_future *f[4];
+    for (int i = 0; i < 4; i++)
+        TU_EQ(sl_pool_submit(pool, t_sleep, NULL, 0, &f[i]), 0);
+    sl_sleep_ms(50); /* they are running */
+    int64_t t0 = sl_now_ms();
+    TU_EQ(sl_pool_terminate(pool), 0);
+    CU_ASSERT(sl_now_ms() - t0 < 2000);
+    for (int i = 0; i < 4; i++) {
+        TU_EQ(sl_future_wait(f[i], NULL, NULL), SL_ECLOSED);
+        sl_future_free(f[i]);
+    }
+    long v = 3;
+    sl_future *g = NULL;
+    TU_EQ(sl_pool_submit(pool, t_square, &v, sizeof v, &g), SL_ECLOSED);
+    sl_pool_free(pool);
+    TU_EQ(waitpid(-1, NULL, WNOHANG), -1); /* no child left */
+    TU_EQ(errno, ECHILD);
+}
+
+static int count_shared_maps(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[512];
+    int n = 0;
+    while (f && fgets(line, sizeof line, f))
+        n += strstr(line, "/dev/zero") != NULL || strstr(line, "SYSV") ||
+             strstr(line, "/dev/shm") != NULL;
+    if (f)
+        fclose(f);
+    return n;
+}
+
+static int count_dev_shm(void)
+{
+    DIR *d = opendir("/dev/shm");
+    int n = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        n += e->d_name[0] != '.';
+    if (d)
+        closedir(d);
+    return n;
+}
+
+TU_TEST(close_and_join_leave_nothing_behind)
+{
+    int maps0 = count_shared_maps(), shm0 = count_dev_shm();
+    new_pool(3, 0);
+    CU_ASSERT(count_shared_maps() > maps0);
+    TU_EQ(count_dev_shm(), shm0); /* nothing named, ever */
+    long v = 5, r = 0;
+    sl_future *f;
+    size_t len = sizeof r;
+    TU_EQ(sl_pool_submit(pool, t_square, &v, sizeof v, &f), 0);
+    TU_EQ(sl_pool_join(pool), SL_ESTATE); /* not closed yet */
+    TU_EQ(sl_pool_close(pool), 0);
+    sl_future *late = NULL;
+    TU_EQ(sl_pool_submit(pool, t_square, &v, sizeof v, &late), SL_ECLOSED);
+    CU_ASSERT_PTR_NULL(late);
+    TU_EQ(sl_pool_join(pool), 0); /* queued work still ran */
+    TU_EQ(sl_future_wait(f, &r, &len), 0);
+    TU_EQ(r, 25);
+    sl_future_free(f);
+    TU_EQ(waitpid(-1, NULL, WNOHANG), -1);
+    TU_EQ(errno, ECHILD);
+    sl_pool_free(pool);
+    TU_EQ(count_shared_maps(), maps0);
+    TU_EQ(count_dev_shm(), shm0);
+}
+
+TU_TEST(bad_input_is_refused)
+{
+    sl_pool_config c;
+    sl_pool_config_init(&c);
+    CU_ASSERT(c.processes >= 1);
+    sl_pool *p = NULL;
+    c.processes = 0;
+    TU_EQ(sl_pool_new(&p, &c), SL_EINVAL);
+    c.processes = 1000;
+    TU_EQ(sl_pool_new(&p, &c), SL_EINVAL);
+    TU_EQ(sl_pool_new(NULL, NULL), SL_EINVAL);
+    sl_pool_config_init(&c);
+    c.processes = 1;
+    c.max_task_size = 4096;
+    TU_EQ(sl_pool_new(&pool, &c), 0);
+    sl_future *f = NULL;
+    char big[8192] = {0};
+    TU_EQ(sl_pool_submit(pool, NULL, NULL, 0, &f), SL_EINVAL);
+    TU_EQ(sl_pool_submit(pool, t_square, big, sizeof big, &f), SL_EINVAL);
+    TU_EQ(sl_pool_submit(pool, t_square, NULL, 8, &f), SL_EINVAL);
+    TU_EQ(sl_pool_submit(pool, t_square, NULL, 0, NULL), SL_EINVAL);
+    TU_EQ(sl_pool_apply_async(pool, NULL, NULL, 0, NULL, NULL, NULL),
+          SL_EINVAL);
+    long in = 1, out = 0;
+    TU_EQ(sl_pool_map(pool, t_square, &in, 0, 1, &out, 8, 0, NULL),
+          SL_EINVAL);
+    sl_pool *dead = pool;
+    free_pool();
+    /* A freed pool is recognised, not used. */
+    TU_EQ(sl_pool_submit(dead, t_square, &in, sizeof in, &f), SL_EINVAL);
+    TU_EQ(sl_pool_close(dead), SL_EINVAL);
+    TU_EQ(sl_pool_terminate(dead), SL_EINVAL);
+    sl_pool_free(dead); /* harmless */
+    sl_pool_free(NULL);
+}
+
+TU_TEST_NOINIT(pool_needs_the_runtime)
+{
+    sl_pool *p = NULL;
+    TU_EQ(sl_pool_new(&p, NULL), SL_ESTATE);
+    CU_ASSERT_PTR_NULL(p);
+}
+
+static int parent_pid;
+static int callbacks_ok, errors_seen, error_status;
+
+static void on_result(void *arg, const void *out, size_t len)
+{
+    long v, want = (long)(intptr_t)arg;
+    memcpy(&v, out, sizeof v);
+    if (len == sizeof v && v == want * want && getpid() == parent_pid &&
+        sl_current() != NULL)
+        callbacks_ok++;
+}
+
+static void on_error(void *arg, int status)
+{
+    (void)arg;
+    errors_seen++;
+    error_status = status;
+}
+
+TU_TEST(apply_async_calls_back_in_a_parent_tasklet)
+{
+    new_pool(2, 0);
+    parent_pid = getpid();
+    callbacks_ok = errors_seen = 0;
+    for (long i = 0; i < 50; i++)
+        TU_EQ(sl_pool_apply_async(pool, t_square, &i, sizeof i, on_result,
+                                  on_error, (void *)(intptr_t)i),
+              0);
+    int nine = 9;
+    TU_EQ(sl_pool_apply_async(pool, t_maybe_die, &nine, sizeof nine,
+                              on_result, on_error, NULL),
+          0);
+    free_pool(); /* join: every callback has run by then */
+    TU_EQ(sl_run(), 0);
+    TU_EQ(callbacks_ok, 50);
+    TU_EQ(errors_seen, 1);
+    TU_EQ(error_status, -42);
+}
+
+static int t_fail_odd(const void *in, size_t n, void *out, size_t *out_len)
+{
+    (void)n;
+    int v;
+    memcpy(&v, in, sizeof v);
+    if (v == 777)
+        return -77;
+    v += 1;
+    memcpy(out, &v, sizeof v);
+    *out_len = sizeof v;
+    return 0;
+}
+
+TU_TEST(map_delivers_every_item_in_place)
+{
+    new_pool(2, 0);
+    size_t n = TU_SIZE(100000, 5000);
+    int *in = malloc(n * sizeof *in), *out = calloc(n, sizeof *out);
+    int *st = malloc(n * sizeof *st);
+    for (size_t i = 0; i < n; i++)
+        in[i] = (int)i;
+    TU_EQ(sl_pool_map(pool, t_fail_odd, in, sizeof *in, n, out, sizeof *out,
+                      0, st),
+          -77); /* item 777's status */
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i == 777)
+            bad += st[i] != -77;
+        else
+            bad += st[i] != 0 || out[i] != (int)i + 1;
+    }
+    TU_EQ(bad, 0);
+    in[777] = 0;
+    TU_EQ(sl_pool_map(pool, t_fail_odd, in, sizeof *in, n, out, sizeof *out,
+                      7, NULL),
+          0);
+    TU_EQ(out[777], 1);
+    free(in);
+    free(out);
+    free(st);
+    free_pool();
+}
+
+TU_TEST(imap_unordered_hands_out_each_item_once)
+{
+    new_pool(2, 0);
+    size_t n = 10000;
+    int *in = malloc(n * sizeof *in);
+    char *seen = calloc(n, 1);
+    for (size_t i = 0; i < n; i++)
+        in[i] = (int)i;
+    sl_pool_iter *it = NULL;
+    TU_EQ(sl_pool_imap_unordered(pool, t_fail_odd, in, sizeof *in, n,
+                                 sizeof(int), 100, &it),
+          0);
+    size_t count = 0, wrong = 0, idx;
+    int v;
+    size_t len;
+    int rc;
+    while ((rc = sl_pool_iter_next(it, &idx, &v, &len)) != SL_ECLOSED) {
+        count++;
+        if (idx >= n || seen[idx]++)
+            wrong++;
+        else if (idx == 777 ? rc != -77 : (rc != 0 || v != (int)idx + 1))
+            wrong++;
+    }
+    TU_EQ(count, n);
+    TU_EQ(wrong, 0);
+    sl_pool_iter_free(it);
+    free(in);
+    free(seen);
+    free_pool();
+}
+
+TU_TEST(tasks_run_tasklets_and_initializer_in_the_worker)
+{
+    sl_pool_config c;
+    sl_pool_config_init(&c);
+    c.processes = 2;
+    c.initializer = set_init;
+    c.initarg = (void *)(intptr_t)40;
+    TU_EQ(sl_pool_new(&pool, &c), 0);
+    for (int i = 0; i < 6; i++) {
+        sl_future *f;
+        int v = 0;
+        size_t len = sizeof v;
+        TU_EQ(sl_pool_submit(pool, t_init_value, NULL, 0, &f), 0);
+        TU_EQ(sl_future_wait(f, &v, &len), 0);
+        TU_EQ(v, 41); /* ran exactly once in whichever worker */
+        sl_future_free(f);
+    }
+    sl_future *f;
+    long v = 0;
+    size_t len = sizeof v;
+    TU_EQ(sl_pool_submit(pool, t_tasklets, NULL, 0, &f), 0);
+    TU_EQ(sl_future_wait(f, &v, &len), 0);
+    TU_EQ(v, 107); /* 100 passed along 7 tasklets */
+    sl_future_free(f);
+    TU_EQ(init_value, 0); /* the parent's copy never ran it */
+    free_pool();
+}
+
+TU_TEST(freeing_a_future_early_is_safe)
+{
+    new_pool(1, 0);
+    for (long i = 0; i < 100; i++) {
+        sl_future *f;
+        TU_EQ(sl_pool_submit(pool, t_square, &i, sizeof i, &f), 0);
+        sl_future_free(f); /* the result is dropped when it comes */
+    }
+    long v = 6, r = 0;
+    sl_future *f;
+    size_t len = sizeof r;
+    TU_EQ(sl_pool_submit(pool, t_square, &v, sizeof v, &f), 0);
+    TU_EQ(sl_future_wait_timeout(f, &r, &len, 10000), 0);
+    TU_EQ(r, 36);
+    sl_future_free(f);
+    free_pool();
+}
+
+TU_TEST(run_returns_while_the_pool_is_idle)
+{
+    new_pool(1, 0);
+    long v = 4, r = 0;
+    sl_future *f;
+    size_t len = sizeof r;
+    TU_EQ(sl_pool_submit(pool, t_square, &v, sizeof v, &f), 0);
+    TU_EQ(sl_future_wait(f, &r, &len), 0);
+    sl_future_free(f);
+    int64_t t0 = sl_now_ms();
+    TU_EQ(sl_run(), 0); /* the collector does not keep it running */
+    CU_ASSERT(sl_now_ms() - t0 < 1000);
+    free_pool();
+}
+
+/* ---- cross-process channels --------------------------------------------- */
+
+struct pingpong {
+    sl_mpchan *to_worker, *to_parent;
+    int rounds;
+};
+
+static int t_pong(const void *in, size_t n, void *out, size_t *out_len)
+{
+    (void)n;
+    struct pingpong pp;
+    memcpy(&pp, in, sizeof pp);
+    long sum = 0;
+    for (int i = 0; i < pp.rounds; i++) {
+        long v;
+        size_t len = sizeof v;
+        int rc = sl_mpchan_receive(pp.to_worker, &v, &len);
+        if (rc < 0)
+            return rc;
+        sum += v;
+        v += 1;
+        if ((rc = sl_mpchan_send(pp.to_parent, &v, sizeof v)) < 0)
+            return rc;
+    }
+    memcpy(out, &sum, sizeof sum);
+    *out_len = sizeof sum;
+    return 0;
+}
+
+TU_TEST(mpchan_ping_pong_between_processes)
+{
+    new_pool(2, 0);
+    struct pingpong pp = {.rounds = TU_SIZE(10000, 200)};
+    TU_EQ(sl_mpchan_new(pool, 64, &pp.to_worker), 0);
+    TU_EQ(sl_mpchan_new(pool, 64, &pp.to_parent), 0);
+    sl_future *f;
+    TU_EQ(sl_pool_submit(pool, t_pong, &pp, sizeof pp, &f), 0);
+    long expect = 0, bad = 0;
+    for (long i = 0; i < pp.rounds; i++) {
+        long v = i * 10, back = 0;
+        size_t len = sizeof back;
+        TU_EQ(sl_mpchan_send(pp.to_worker, &v, sizeof v), 0);
+        TU_EQ(sl_mpchan_receive(pp.to_parent, &back, &len), 0);
+        bad += back != v + 1 || len != sizeof back;
+        expect += v;
+    }
+    TU_EQ(bad, 0);
+    long sum = 0;
+    size_t len = sizeof sum;
+    TU_EQ(sl_future_wait(f, &sum, &len), 0);
+    TU_EQ(sum, expect);
+    sl_future_free(f);
+    /* Errors: too big, too small a buffer, closed. */
+    char big[100] = {0};
+    TU_EQ(sl_mpchan_send(pp.to_worker, big, sizeof big), SL_EINVAL);
+    TU_EQ(sl_mpchan_close(pp.to_parent), 0);
+    long v = 1;
+    size_t l = sizeof v;
+    TU_EQ(sl_mpchan_receive(pp.to_parent, &v, &l), SL_ECLOSED);
+    TU_EQ(sl_mpchan_send(pp.to_parent, &v, sizeof v), SL_ECLOSED);
+    TU_EQ(sl_mpchan_free(pp.to_worker), 0);
+    TU_EQ(sl_mpchan_free(pp.to_parent), 0);
+    free_pool();
+}
+
+static int t_send_big(const void *in, size_t n, void *out, size_t *out_len)
+{
+    (void)n, (void)out;
+    sl_mpchan *ch;
+    memcpy(&ch, in, sizeof ch);
+    char msg[32];
+    memset(msg, 'x', sizeof msg);
+    *out_len = 0;
+    return sl_mpchan_send(ch, msg, sizeof msg);
+}
+
+TU_TEST(mpchan_receive_buffer_too_small_keeps_the_message)
+{
+    new_pool(1, 0);
+    sl_mpchan *ch;
+    TU_EQ(sl_mpchan_new(pool, 64, &ch), 0);
+    sl_future *f;
+    TU_EQ(sl_pool_submit(pool, t_send_big, &ch, sizeof ch, &f), 0);
+    char buf[64];
+    size_t len = 4;
+    TU_EQ(sl_mpchan_receive(ch, buf, &len), -EMSGSIZE);
+    TU_EQ(len, 32);
+    len = sizeof buf;
+    TU_EQ(sl_mpchan_receive(ch, buf, &len), 0);
+    TU_EQ(len, 32);
+    TU_EQ(buf[31], 'x');
+    TU_EQ(sl_future_wait(f, NULL, NULL), 0); /* its send completed */
+    sl_future_free(f);
+    TU_EQ(sl_mpchan_free(ch), 0);
+    free_pool();
+}
+
+/* ---- the parent's death -------------------------------------------------- */
+
+TU_TEST_NOINIT(workers_exit_when_the_parent_dies)
+{
+    /* Orphans come to us, so that we can see them end. */
+    TU_EQ(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+    int fds[2];
+    TU_EQ(pipe(fds), 0);
+    pid_t parent = fork();
+    if (parent == 0) {
+        close(fds[0]);
+        sl_init(NULL);
+        sl_pool *p;
+        sl_pool_config c;
+        sl_pool_config_init(&c);
+        c.processes = 2;
+        if (sl_pool_new(&p, &c) != 0)
+            _exit(1);
+        int pids[2];
+        for (int i = 0; i < 2; i++) {
+            /* Each worker reports itself (one task each, by load). */
+            sl_future *f;
+            size_t len = sizeof pids[i];
+            sl_pool_submit(p, t_getpid, NULL, 0, &f);
+            sl_future_wait(f, &pids[i], &len);
+            sl_future_free(f);
+        }
+        ssize_t w = write(fds[1], pids, sizeof pids);
+        (void)w;
+        pause();
+        _exit(0);
+    }
+    close(fds[1]);
+    int pids[2] = {0, 0};
+    TU_EQ(read(fds[0], pids, sizeof pids), (ssize_t)sizeof pids);
+    close(fds[0]);
+    TU_EQ(kill(parent, SIGKILL), 0);
+    TU_EQ(waitpid(parent, NULL, 0), parent);
+    /* Every process of the pool is now ours once orphaned; all must end. */
+    int ended = 0;
+    for (int tries = 0; tries < 500 && ended < 2; tries++) {
+        pid_t r = waitpid(-1, NULL, WNOHANG);
+        if (r > 0)
+            ended++;
+        else
+            usleep(10000);
+    }
+    CU_ASSERT(ended >= 1);
+    for (int i = 0; i < 2; i++)
+        CU_ASSERT(kill(pids[i], 0) == -1 && errno == ESRCH);
+}
+
+static CU_TestInfo tests[] = {
+    TU_CASE(results_are_right_under_load),
+    TU_CASE(large_payloads_go_through_the_heap),
+    TU_CASE(a_dying_worker_fails_only_its_task),
+    TU_CASE(max_tasks_per_child_replaces_workers_without_loss),
+    TU_CASE(terminate_stops_promptly),
+    TU_CASE(close_and_join_leave_nothing_behind),
+    TU_CASE(bad_input_is_refused),
+    TU_CASE(pool_needs_the_runtime),
+    TU_CASE(apply_async_calls_back_in_a_parent_tasklet),
+    TU_CASE(map_delivers_every_item_in_place),
+    TU_CASE(imap_unordered_hands_out_each_item_once),
+    TU_CASE(tasks_run_tasklets_and_initializer_in_the_worker),
+    TU_CASE(freeing_a_future_early_is_safe),
+    TU_CASE(run_returns_while_the_pool_is_idle),
+    TU_CASE(mpchan_ping_pong_between_processes),
+    TU_CASE(mpchan_receive_buffer_too_small_keeps_the_message),
+    TU_CASE(workers_exit_when_the_parent_dies),
+    CU_TEST_INFO_NULL,
+};
+
+int main(int argc, char **argv)
+{
+    return tu_main(argc, argv, "pool", tests);
+}
