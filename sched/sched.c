@@ -432,17 +432,18 @@ fail:
     return rc;
 }
 
+struct sl_runtime sl__forgotten_rt; /* a fork child's inherited runtime */
+
 void sl__fork_child_reset(void)
 {
     /* The other threads did not survive the fork, and whatever they held
      * (locks, tasklets half-switched) is gone with them: forget the whole
      * runtime. Its memory is copy-on-write and untouched, so leaving it
      * costs nothing; the child may sl_init() afresh. */
-    static struct sl_runtime forgotten; /* still reachable, not a leak */
     sl__stack_depot_forget();
     sl__slab_depot_forget();
     sl__tls_worker = NULL;
-    forgotten = sl__rt;
+    sl__forgotten_rt = sl__rt; /* still reachable: not a leak */
     memset(&sl__rt, 0, sizeof sl__rt);
     atomic_store(&runtime_active, 0);
 }
