@@ -516,6 +516,8 @@ channel_action(sl_channel *ch, int dir, void *msg, void **out, int err,
         return SL_ESTATE;
     if (sl_unlikely(!ch))
         return SL_EINVAL;
+    if (dir > 0) /* debug builds: &local of a copy-mode tasklet */
+        SL__COPY_CHECK(w, msg, "a channel send");
     if (sl_unlikely(sl__check_inbox(w)))
         sl__abandon(w); /* sl_shutdown: this worker stops */
     if (sl__rt.mt)

@@ -50,6 +50,8 @@ static int prepare(sl_select_case *cases, int n, sl_channel **chs,
             continue;
         if (cases[i].op != SL_SEND && cases[i].op != SL_RECV)
             return SL_EINVAL;
+        if (cases[i].op == SL_SEND)
+            SL__COPY_CHECK(sl__self(), cases[i].value, "sl_select's send");
         chs[k++] = cases[i].ch;
     }
     if (k == 0)

@@ -73,7 +73,29 @@ typedef struct sl_config {
                           at most 1 GiB (SL_EINVAL above)                 */
     int offload_threads; /* helper OS threads for sl_offload, 1 .. 256;
                           default 4; started on the first sl_offload     */
+    int stack_mode;    /* SL_STACK_FIXED (default) or SL_STACK_COPY: how
+                          tasklets spawned without a mode get their stack
+                          (docs/stacks.md)                               */
 } sl_config;
+
+/* Stack modes (sl_config.stack_mode, sl_spawn_attr.stack_mode).
+ *   SL_STACK_FIXED  a stack of stack_size bytes of its own per tasklet:
+ *                   a blocked tasklet costs at least one 4 KiB page.
+ *   SL_STACK_COPY   the tasklet runs on a stack its worker shares; when
+ *                   another copy-mode tasklet needs it, the frames in use
+ *                   are saved to a right-sized heap buffer (and copied back
+ *                   when it resumes). A blocked tasklet costs the bytes its
+ *                   frames use. It stays on the worker that first ran it.
+ *                   CAVEAT: a pointer to a local variable of a copy-mode
+ *                   tasklet is valid only while that tasklet runs: do not
+ *                   send &local through a channel, give it to sl_spawn or
+ *                   sl_offload, or keep it anywhere another tasklet or
+ *                   thread reads it (debug builds abort on a channel send,
+ *                   spawn or offload of such a pointer).
+ * SL_STACK_DEFAULT (0) in an attribute means the runtime's mode. */
+#define SL_STACK_DEFAULT 0
+#define SL_STACK_FIXED 1
+#define SL_STACK_COPY 2
 
 void sl_config_init(sl_config *cfg);
 
@@ -112,12 +134,14 @@ typedef struct sl_spawn_attr {
                          0 .. workers-1: pinned, it only ever runs there
                          (for code that is thread-affine)                */
     const char *name; /* copied as with sl_tasklet_set_name, or NULL     */
+    int stack_mode;   /* SL_STACK_DEFAULT (sl_config's), SL_STACK_FIXED or
+                         SL_STACK_COPY                                   */
 } sl_spawn_attr;
 
 void sl_spawn_attr_init(sl_spawn_attr *attr);
 /* sl_spawn with attributes (attr NULL = defaults). NULL also when
- * attr->worker is out of range. A tasklet pinned to another worker is
- * queued there at once. */
+ * attr->worker or attr->stack_mode is out of range. A tasklet pinned to
+ * another worker is queued there at once. */
 sl_tasklet *sl_spawn_ex(const sl_spawn_attr *attr, sl_fn fn, void *arg);
 
 void sl_tasklet_ref(sl_tasklet *t);
@@ -162,6 +186,20 @@ const char *sl_tasklet_name(const sl_tasklet *t);
 uint64_t sl_tasklet_id(const sl_tasklet *t);
 /* Every live tasklet with its id, name, state and what it waits on. */
 void sl_dump(FILE *out);
+
+/* Copy-stack counters since sl_init, summed over the workers (a snapshot
+ * while they run). 0, SL_EINVAL for NULL, SL_ESTATE without a runtime. */
+typedef struct sl_stack_stats {
+    uint64_t saves;          /* frames of a copy-mode tasklet copied out   */
+    uint64_t restores;       /* frames copied back onto the shared stack   */
+    uint64_t bytes_saved;    /* bytes copied out, in all                   */
+    uint64_t bytes_restored; /* bytes copied back, in all                  */
+    uint64_t in_place;       /* resumes that found their frames still on
+                                the shared stack (nothing copied)          */
+    uint64_t buffer_bytes;   /* heap bytes saved stacks hold now           */
+    uint64_t arena_bytes;    /* bytes mapped for saved stacks              */
+} sl_stack_stats;
+int sl_stack_stats_get(sl_stack_stats *out);
 
 /* ---- channels ---------------------------------------------------------- */
 

@@ -9,6 +9,9 @@
  * is recorded and reported when fn has returned). So fn may use memory on
  * the caller's stack, and nothing a helper touches is ever freed under
  * it. The helper hands the tasklet back through its worker's inbox.
+ * A copy-mode caller's frames leave the shared stack while it waits (see
+ * tasklet/copystack.c), so its job is on the heap instead, and its arg
+ * must not point to its stack (debug builds check).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -25,6 +28,8 @@ struct job {
     uint32_t gen;
     sl_worker *home; /* where t resumes */
     struct job *next;
+    bool heap;       /* malloc'd (a copy-mode caller): freed by it, or by
+                        sl__offload_stop if it never started          */
 };
 
 struct sl_offload_pool {
@@ -125,24 +130,33 @@ int sl_offload(void (*fn)(void *), void *arg)
             return rc;
     }
     struct sl_offload_pool *p = sl__rt.offload;
-    struct job j = {.fn = fn,
-                    .arg = arg,
-                    .t = cur,
-                    .home = cur->pin >= 0 ? sl__rt.workers[cur->pin] : w};
-    j.gen = sl__wait_begin(cur, SL_W_OFFLOAD);
+    struct job jl, *j = &jl;
+    if (cur->copy) {
+        SL__COPY_CHECK(w, arg, "sl_offload");
+        if (!(j = malloc(sizeof *j)))
+            return SL_ENOMEM;
+    }
+    *j = (struct job){.fn = fn,
+                      .arg = arg,
+                      .t = cur,
+                      .home = cur->pin >= 0 ? sl__rt.workers[cur->pin] : w,
+                      .heap = j != &jl};
+    j->gen = sl__wait_begin(cur, SL_W_OFFLOAD);
     sl__nwaits_add(1);
     sl_tasklet *next = sl__rq_leave(w, cur);
     SL__ASSERT(next); /* nwaits > 0: never a deadlock */
     sl__publish_after_switch(w, cur, SL_T_WAITING);
     pthread_mutex_lock(&p->lock);
     if (p->tail)
-        p->tail->next = &j;
+        p->tail->next = j;
     else
-        p->head = &j;
-    p->tail = &j;
+        p->head = j;
+    p->tail = j;
     pthread_cond_signal(&p->cond);
     pthread_mutex_unlock(&p->lock);
     sl__jump(w, cur, next);
+    if (j != &jl)
+        free(j);
     cur->wkind = SL_W_PLAIN;
     cur->result = 0;
     sl__nwaits_add(-1);
@@ -157,6 +171,11 @@ void sl__offload_stop(void)
     pthread_mutex_lock(&p->lock);
     p->stop = true;
     /* Jobs not started are dropped: their tasklets are being discarded. */
+    for (struct job *j = p->head, *n; j; j = n) {
+        n = j->next;
+        if (j->heap)
+            free(j);
+    }
     p->head = p->tail = NULL;
     pthread_cond_broadcast(&p->cond);
     pthread_mutex_unlock(&p->lock);

@@ -222,14 +222,14 @@ void sl__overflow_abort(const sl_tasklet *t)
 /* The interrupted stack pointer lies below the usable part of t's stack:
  * whatever faulted, t has run off its stack (in canary mode there is no
  * guard page, and a fault may come from far below it). */
-static bool sp_below(const sl_worker *w, const sl_tasklet *t, void *uc)
+static bool sp_below(const sl_worker *w, const char *slot, void *uc)
 {
 #if defined(__x86_64__) && defined(REG_RSP)
     uintptr_t sp = (uintptr_t)((ucontext_t *)uc)->uc_mcontext.gregs[REG_RSP];
-    uintptr_t lo = (uintptr_t)t->stack + w->stacks.guard;
+    uintptr_t lo = (uintptr_t)slot + w->stacks.guard;
     return sp < lo && lo - sp < (uintptr_t)w->stacks.size * 64;
 #else
-    (void)w, (void)t, (void)uc;
+    (void)w, (void)slot, (void)uc;
     return false;
 #endif
 }
@@ -238,9 +238,9 @@ static void overflow_handler(int sig, siginfo_t *si, void *uc)
 {
     sl_worker *w = sl__tls_worker;
     sl_tasklet *t = w ? w->current : NULL;
-    if (t && t->stack &&
-        (sl__stack_guard_hit(&w->stacks, t->stack, si->si_addr) ||
-         sp_below(w, t, uc)))
+    char *slot = t ? sl__copy_slot(&w->copy, t) : NULL; /* its stack */
+    if (slot && (sl__stack_guard_hit(&w->stacks, slot, si->si_addr) ||
+                 sp_below(w, slot, uc)))
         sl__overflow_abort(t);
     /* Not an overflow of ours: hand it to whoever had the signal before. */
     struct sigaction *old = sig == SIGSEGV ? &old_segv : &old_bus;
@@ -325,6 +325,7 @@ void sl_config_init(sl_config *cfg)
     cfg->steal = 1;
     cfg->stack_size = SL_DEFAULT_STACK;
     cfg->offload_threads = SL_DEFAULT_OFFLOAD;
+    cfg->stack_mode = SL_STACK_FIXED;
 }
 
 static void free_workers(void)
@@ -333,6 +334,7 @@ static void free_workers(void)
         sl_worker *w = sl__rt.workers[i];
         if (!w)
             continue;
+        sl__copy_fini(w); /* before the pool: it reads the pool's sizes */
         sl__stack_pool_destroy(&w->stacks);
         sl__slab_destroy(&w->slab);
         sl__events_fini(w);
@@ -351,8 +353,11 @@ int sl_init(const sl_config *cfg)
         sl_config_init(&c);
     if (c.workers < 1 || c.workers > SL_MAX_WORKERS ||
         c.stack_size > SL_MAX_STACK || c.offload_threads < 0 ||
-        c.offload_threads > SL_MAX_OFFLOAD)
+        c.offload_threads > SL_MAX_OFFLOAD || c.stack_mode < 0 ||
+        c.stack_mode > SL_STACK_COPY)
         return SL_EINVAL;
+    if (c.stack_mode == SL_STACK_DEFAULT) /* a config made by hand */
+        c.stack_mode = SL_STACK_FIXED;
     if (c.offload_threads == 0) /* a config made without sl_config_init */
         c.offload_threads = SL_DEFAULT_OFFLOAD;
     if (c.stack_size == 0)
@@ -369,6 +374,7 @@ int sl_init(const sl_config *cfg)
     sl__rt.mt = c.workers > 1;
     sl__rt.steal = c.steal != 0;
     sl__rt.stack_size = c.stack_size;
+    sl__rt.stack_mode = c.stack_mode;
     sl__rt.offload_threads = c.offload_threads;
     pthread_mutex_init(&sl__rt.lock, NULL);
     int rc = SL_ENOMEM;
@@ -412,6 +418,8 @@ int sl_init(const sl_config *cfg)
     sl__rt.main = m;
     for (int i = 0; i < c.workers; i++)
         sl__rt.workers[i]->main = m;
+    if (c.stack_mode == SL_STACK_COPY && (rc = sl__copy_enable()) < 0)
+        goto fail;
     w->current = m;
     w->runcount = 1;
     overflow_install();

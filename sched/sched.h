@@ -8,6 +8,7 @@
 
 #include "tasklet/tasklet.h"
 #include "tasklet/stack.h"
+#include "tasklet/copystack.h"
 
 #if SL_ASAN
 #include <sanitizer/common_interface_defs.h>
@@ -53,6 +54,8 @@ struct sl_worker {
     uint32_t poll_tick;    /* (owner) scheduling points until timers and
                               descriptors are looked at again            */
     uint8_t post;          /* (owner) work left for the resumed side       */
+    uint8_t jump_slow;     /* (atomic) switches take sl__jump_slow: copy
+                              mode is on, or a stack slot has a canary   */
     uint8_t post_state;    /* (owner) the state post_pause gets            */
     uint8_t *post_unlock;  /* (owner) lock to release after the switch     */
     uint8_t **post_unlocks;/* (owner) more of them (select), NULL-ended    */
@@ -87,6 +90,7 @@ struct sl_worker {
     int fd_waits;          /* (atomic) sl_wait_fd calls parked here        */
     struct sl_fdslot *fds; /* (owner) per descriptor: who waits for what   */
     int nfds;
+    struct sl_copystate copy; /* (owner) copy-mode stacks (copystack.h)    */
 };
 
 /* The runtime: one per process. */
@@ -106,6 +110,8 @@ struct sl_runtime {
     int stopping;             /* (atomic) sl_shutdown in progress         */
     uint64_t next_id;         /* (atomic) ids when mt                     */
     size_t stack_size;
+    int stack_mode;           /* SL_STACK_FIXED or SL_STACK_COPY: default */
+    int copy_on;              /* (lock; atomic reads) copy mode set up     */
     int nwaits;               /* (atomic) waits that end by themselves: a
                                  timeout, a descriptor, an offloaded call.
                                  While > 0 nothing is deadlocked          */
@@ -177,17 +183,11 @@ void sl__overflow_abort(const sl_tasklet *t) __attribute__((noreturn, cold));
 /* The resumed side's leftovers (mt, TSan): unlock, publish a pause. */
 void sl__post_switch(sl_worker *w);
 
-/* Switch from `from` (the running tasklet) to `to`, which must already be
- * w->current. Returns when `from` is resumed, with the worker it resumed
- * on. The tasklet that resumes us stores our context through w->prev. */
-static inline sl_worker *sl__jump(sl_worker *w, sl_tasklet *from,
-                                  sl_tasklet *to)
+/* The jump of a switch from `from` (running) to the ready context `to`;
+ * returns once `from` is resumed, with the worker it resumed on. */
+static inline sl_worker *sl__jump_to(sl_worker *w, sl_tasklet *from,
+                                     sl_tasklet *to)
 {
-    if (sl_unlikely(!to->ctx))
-        sl__tasklet_prepare(w, to);
-    if (sl_unlikely(w->stacks.ncanary) && from->stack &&
-        !sl__stack_canary_check(&w->stacks, from->stack))
-        sl__overflow_abort(from);
     w->prev = from;
 #if SL_ASAN
     __sanitizer_start_switch_fiber(&from->asan_fake, to->asan_bottom,
@@ -207,6 +207,21 @@ static inline sl_worker *sl__jump(sl_worker *w, sl_tasklet *from,
     if (sl_unlikely(w->post))
         sl__post_switch(w);
     return w;
+}
+
+/* Switch from `from` (the running tasklet) to `to`, which must already be
+ * w->current. Returns when `from` is resumed, with the worker it resumed
+ * on. The tasklet that resumes us stores our context through w->prev.
+ * With copy mode on (or canary-guarded stacks) the whole switch is
+ * sl__jump_slow's (tasklet/copystack.c). */
+static inline sl_worker *sl__jump(sl_worker *w, sl_tasklet *from,
+                                  sl_tasklet *to)
+{
+    if (sl_unlikely(SL_LOAD(&w->jump_slow)))
+        return sl__jump_slow(w, from, to);
+    if (sl_unlikely(!to->ctx))
+        sl__tasklet_prepare(w, to);
+    return sl__jump_to(w, from, to);
 }
 
 /* First code of a context made by make_fcontext (a tasklet's first run,

@@ -140,8 +140,8 @@ bool sl__poll_inbox(sl_worker *w)
     sl_tasklet *t = w->current->prev;
     while (give > 0 && t != w->current) {
         sl_tasklet *p = t->prev;
-        if (t->pin < 0 && !t->is_main) {
-            if (!t->ctx) /* never ran: its stack comes from our pool */
+        if (t->pin < 0 && !t->is_main) { /* copy mode: it never ran */
+            if (!t->ctx && !t->copy) /* its stack comes from our pool */
                 sl__tasklet_prepare(w, t);
             sl__rq_unlink(w, t);
             SL_STORE(&t->worker, thief);

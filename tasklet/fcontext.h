@@ -49,29 +49,36 @@ sl_transfer ontop_fcontext(sl_fcontext const to, void *vp,
 #define SL__RZ_DOWN "leaq -128(%%rsp), %%rsp\n\t"
 #define SL__RZ_UP "leaq 128(%%rsp), %%rsp\n\t"
 #endif
+/* Enter `target` (jump_fcontext's convention: rdi, rsi in; rax:rdx out)
+ * with a pushed return address and a jmp; see above. */
+#define SL__JUMP_ASM(target, to_, data_, tr_)                                   \
+    do {                                                                     \
+        register void *rdi_ __asm__("rdi") = (to_);                           \
+        register void *rsi_ __asm__("rsi") = (data_);                         \
+        register void *rax_ __asm__("rax");                                  \
+        register void *rdx_ __asm__("rdx");                                  \
+        __asm__ volatile(SL__RZ_DOWN "leaq 1f(%%rip), %%rcx\n\t"             \
+                         "pushq %%rcx\n\t"                                    \
+                         "jmp " target "\n"                                   \
+                         "1:\n\t" SL__RZ_UP                                   \
+                         : "=r"(rax_), "=r"(rdx_), "+r"(rdi_), "+r"(rsi_)    \
+                         :                                                   \
+                         : "rcx", "r8", "r9", "r10", "r11", "memory", "cc",  \
+                           "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5",   \
+                           "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",  \
+                           "xmm12", "xmm13", "xmm14", "xmm15", "st",         \
+                           "st(1)", "st(2)", "st(3)", "st(4)", "st(5)",      \
+                           "st(6)", "st(7)");                                \
+        (tr_).fctx = rax_;                                                    \
+        (tr_).data = rdx_;                                                    \
+    } while (0)
+
 static inline __attribute__((always_inline)) sl_transfer
 sl__jump_fcontext(sl_fcontext to, void *data)
 {
 #if defined(__x86_64__) && !defined(SL_PLAIN_CALL)
-    register void *rdi __asm__("rdi") = to;
-    register void *rsi __asm__("rsi") = data;
-    register void *rax __asm__("rax");
-    register void *rdx __asm__("rdx");
-    __asm__ volatile(SL__RZ_DOWN
-                     "leaq 1f(%%rip), %%rcx\n\t"
-                     "pushq %%rcx\n\t"
-                     "jmp jump_fcontext@PLT\n"
-                     "1:\n\t"
-                     SL__RZ_UP
-                     : "=r"(rax), "=r"(rdx), "+r"(rdi), "+r"(rsi)
-                     :
-                     : "rcx", "r8", "r9", "r10", "r11", "memory", "cc",
-                       "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5",
-                       "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
-                       "xmm12", "xmm13", "xmm14", "xmm15", "st", "st(1)",
-                       "st(2)", "st(3)", "st(4)", "st(5)", "st(6)",
-                       "st(7)");
-    sl_transfer tr = {rax, rdx};
+    sl_transfer tr;
+    SL__JUMP_ASM("jump_fcontext@PLT", to, data, tr);
     return tr;
 #else
     return jump_fcontext(to, data);

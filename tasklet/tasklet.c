@@ -16,6 +16,9 @@
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
+#ifndef MADV_HUGEPAGE
+#define MADV_HUGEPAGE 14
+#endif
 
 /* ---- slab -------------------------------------------------------------- */
 
@@ -152,6 +155,35 @@ void sl__slab_depot_reset(void)
     pthread_mutex_unlock(&slab_depot.lock);
 }
 
+void *sl__map_populated(size_t bytes)
+{
+    size_t huge = (size_t)2 << 20;
+    if (bytes < huge || bytes % huge) {
+        void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+            return NULL;
+        (void)madvise(p, bytes, MADV_POPULATE_WRITE); /* best effort */
+        return p;
+    }
+    /* Huge-page aligned: the kernel may back it with 2 MiB pages, one TLB
+     * entry each (THP "madvise" mode needs the advice). Data touched at
+     * random, like the blocks and saved stacks of a million tasklets,
+     * misses the TLB far less. */
+    char *m = mmap(NULL, bytes + huge, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+        return NULL;
+    char *p = (char *)(((uintptr_t)m + huge - 1) & ~(uintptr_t)(huge - 1));
+    if (p > m)
+        munmap(m, (size_t)(p - m));
+    if (p + bytes < m + bytes + huge)
+        munmap(p + bytes, (size_t)(m + bytes + huge - (p + bytes)));
+    (void)madvise(p, bytes, MADV_HUGEPAGE);
+    (void)madvise(p, bytes, MADV_POPULATE_WRITE);
+    return p;
+}
+
 /* Map a new chunk, made present in one call, and thread its blocks onto the
  * free list in address order. NULL when the kernel refuses the mapping. */
 sl_tasklet *sl__slab_refill(sl_slab *s)
@@ -162,11 +194,9 @@ sl_tasklet *sl__slab_refill(sl_slab *s)
             return b;
     }
     size_t bytes = s->next_chunk;
-    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
+    void *p = sl__map_populated(bytes);
+    if (!p)
         return NULL;
-    (void)madvise(p, bytes, MADV_POPULATE_WRITE); /* best effort */
 #if SL_ASAN
     ASAN_UNPOISON_MEMORY_REGION(p, bytes); /* see sl__slab_destroy */
 #endif
@@ -244,7 +274,7 @@ static void fold_refunds(sl_worker *w)
 int sl__promise_move(sl_worker *w, sl_tasklet *t)
 {
     sl_worker *x = SL_LOAD(&t->worker);
-    if (t->ctx || x == w)
+    if (t->ctx || x == w || t->copy) /* copy mode: no stack of its own */
         return 0;
     int rc = sl__stack_reserve(&w->stacks);
     if (rc < 0)
@@ -254,15 +284,17 @@ int sl__promise_move(sl_worker *w, sl_tasklet *t)
     return 0;
 }
 
-static sl_tasklet *spawn(sl_worker *w, sl_fn fn, void *arg, int pin)
+static sl_tasklet *spawn(sl_worker *w, sl_fn fn, void *arg, int pin,
+                         bool copy)
 {
     if (sl_unlikely(SL_LOAD(&w->promise_refund)))
         fold_refunds(w);
-    if (sl_unlikely(sl__stack_reserve(&w->stacks) < 0))
+    if (!copy && sl_unlikely(sl__stack_reserve(&w->stacks) < 0))
         return NULL;
     sl_tasklet *t = sl__slab_alloc(&w->slab);
     if (sl_unlikely(!t)) {
-        sl__stack_unreserve(&w->stacks);
+        if (!copy)
+            sl__stack_unreserve(&w->stacks);
         return NULL;
     }
 #if SL_ASAN
@@ -275,7 +307,9 @@ static sl_tasklet *spawn(sl_worker *w, sl_fn fn, void *arg, int pin)
     t->wkind = SL_W_PLAIN; /* wseq goes on from the block's last tasklet:
                               a stale timer cannot match a new wait */
     t->pin = (int8_t)pin;
+    t->copy = copy;
     t->stack = NULL;
+    t->save_cap = 0;
     t->fn = fn;
     t->arg = arg;
     t->id = sl_likely(!sl__rt.mt)
@@ -297,8 +331,10 @@ static sl_tasklet *spawn(sl_worker *w, sl_fn fn, void *arg, int pin)
         sl__rq_append(w, t);
         sl__maybe_wake_idle(w);
     } else {
-        /* Pinned to another worker: it leaves with a stack from our pool. */
-        sl__tasklet_prepare(w, t);
+        /* Pinned to another worker: it leaves with a stack from our pool
+         * (copy mode: it starts on that worker's shared stack). */
+        if (!copy)
+            sl__tasklet_prepare(w, t);
         sl__wake_remote(w, t);
     }
     return t;
@@ -309,7 +345,10 @@ sl_tasklet *sl_spawn(sl_fn fn, void *arg)
     sl_worker *w = sl__self();
     if (sl_unlikely(!w || !fn))
         return NULL;
-    return spawn(w, fn, arg, -1);
+    bool copy = sl__rt.stack_mode == SL_STACK_COPY;
+    if (copy)
+        SL__COPY_CHECK(w, arg, "sl_spawn");
+    return spawn(w, fn, arg, -1, copy);
 }
 
 sl_tasklet *sl_spawn_ex(const sl_spawn_attr *attr, sl_fn fn, void *arg)
@@ -320,13 +359,24 @@ sl_tasklet *sl_spawn_ex(const sl_spawn_attr *attr, sl_fn fn, void *arg)
     int pin = attr ? attr->worker : -1;
     if (pin < -1 || pin >= sl__rt.nworkers)
         return NULL;
-    sl_tasklet *t = spawn(w, fn, arg, pin);
+    int mode = attr ? attr->stack_mode : SL_STACK_DEFAULT;
+    if (mode == SL_STACK_DEFAULT)
+        mode = sl__rt.stack_mode;
+    if (mode != SL_STACK_FIXED && mode != SL_STACK_COPY)
+        return NULL;
+    bool copy = mode == SL_STACK_COPY;
+    if (copy) {
+        SL__COPY_CHECK(w, arg, "sl_spawn_ex");
+        if (sl__copy_enable() < 0)
+            return NULL;
+    }
+    sl_tasklet *t = spawn(w, fn, arg, pin, copy);
     if (t && attr && attr->name)
         sl_tasklet_set_name(t, attr->name);
     return t;
 }
 
-static void trampoline(sl_transfer tr) __attribute__((noreturn));
+void sl__trampoline(sl_transfer tr) __attribute__((noreturn));
 #if SL_ASAN
 /* Not declared noreturn under ASan: a call to a noreturn function makes
  * ASan unpoison the whole stack (and ask sigaltstack where it is) on every
@@ -340,20 +390,23 @@ static void tasklet_exit(sl_worker *w) __attribute__((noreturn));
  * and a context that starts in trampoline(). */
 void sl__tasklet_prepare(sl_worker *w, sl_tasklet *t)
 {
+    SL__ASSERT(!t->copy); /* copy mode: sl__jump_slow starts it */
 #if SL_TSAN
     t->tsan_fiber = __tsan_create_fiber(0);
 #endif
     t->stack = sl__stack_take(&w->stacks);
     /* The top 64 bytes stay free: the pool links free stacks there. */
     char *top = sl__stack_top(&w->stacks, t->stack) - 64;
-    t->ctx = make_fcontext(top, w->stacks.usable - 64, trampoline);
+    t->ctx = make_fcontext(top, w->stacks.usable - 64, sl__trampoline);
+    if (sl_unlikely(w->stacks.ncanary)) /* switches check canaries now */
+        SL_STORE(&w->jump_slow, 1);
 #if SL_ASAN
     t->asan_bottom = t->stack + (w->stacks.size - w->stacks.usable);
     t->asan_size = w->stacks.usable;
 #endif
 }
 
-static void trampoline(sl_transfer tr)
+void sl__trampoline(sl_transfer tr)
 {
     sl_worker *w = sl__resume_fresh(tr);
     sl_tasklet *self = w->current;
@@ -395,15 +448,28 @@ unlinked:
     w->current = next;
 
     /* A next tasklet that never ran takes its stack now, before ours goes
-     * back to the pool: it would otherwise get the one we still run on. */
-    if (sl_unlikely(!next->ctx))
-        sl__tasklet_prepare(w, next);
-    if (sl_unlikely(w->stacks.ncanary) &&
-        !sl__stack_canary_check(&w->stacks, self->stack))
-        sl__overflow_abort(self);
+     * back to the pool: it would otherwise get the one we still run on.
+     * Copy mode: we run on the shared stack, so the switcher readies it
+     * for a copy-mode next (there is nothing of ours to save). */
+    sl_tasklet *via = next;
+    char *lowest = (char *)__builtin_frame_address(0) - 4096;
+    if (sl_unlikely(self->copy)) {
+        sl__copy_exit(w, self, lowest);
+        if (next->copy)
+            via = &w->copy.sw;
+        else if (!next->ctx)
+            sl__tasklet_prepare(w, next);
+    } else {
+        if (sl_unlikely(SL_LOAD(&w->jump_slow)))
+            via = sl__jump_via(w, self, next);
+        else if (sl_unlikely(!next->ctx))
+            sl__tasklet_prepare(w, next);
+        if (sl_unlikely(w->stacks.ncanary) &&
+            !sl__stack_canary_check(&w->stacks, self->stack))
+            sl__overflow_abort(self);
+        sl__stack_give_used(&w->stacks, self->stack, lowest);
+    }
     SL_STORE(&w->livecount, w->livecount - 1);
-    sl__stack_give_used(&w->stacks, self->stack,
-                        (char *)__builtin_frame_address(0) - 4096);
     self->stack = NULL;
 #if SL_TSAN
     w->post_fiber = self->tsan_fiber; /* destroyed once we are off it */
@@ -413,14 +479,16 @@ unlinked:
     if (unref(self) == 0)
         release_block(w, self);
 
+    if (via == &w->copy.sw)
+        sl__switcher_jump_dead(w);
     w->prev = &w->graveyard;
 #if SL_ASAN
-    __sanitizer_start_switch_fiber(NULL, next->asan_bottom, next->asan_size);
+    __sanitizer_start_switch_fiber(NULL, via->asan_bottom, via->asan_size);
 #endif
 #if SL_TSAN
-    __tsan_switch_to_fiber(next->tsan_fiber, 0);
+    __tsan_switch_to_fiber(via->tsan_fiber, 0);
 #endif
-    sl__jump_fcontext(next->ctx, w);
+    sl__jump_fcontext(via->ctx, w);
     __builtin_unreachable();
 }
 
@@ -431,7 +499,9 @@ void sl__tasklet_discard_new(sl_worker *w, sl_tasklet *t)
     if (t->state == SL_T_RUNNABLE)
         sl__rq_unlink(w, t);
     sl_worker *x = SL_LOAD(&t->worker); /* whose pool promised its stack */
-    if (x == w)
+    if (t->copy)
+        ; /* copy mode: nothing was promised */
+    else if (x == w)
         sl__stack_unreserve(&w->stacks);
     else
         __atomic_fetch_add(&x->promise_refund, 1, __ATOMIC_RELAXED);
@@ -596,6 +666,7 @@ void sl_dump(FILE *out)
 static void discard_cb(sl_tasklet *t, void *arg)
 {
     (void)arg;
+    sl__copy_discard(t);
     if (t->state == SL_T_BLOCKED && t->chan) {
         t->chan->head = NULL;
         t->chan->balance = 0;

@@ -63,10 +63,15 @@ struct sl_tasklet {
     int8_t pin;              /* worker it must run on, or -1              */
     uint8_t is_idle;         /* a worker's idle context, not a tasklet    */
     uint8_t wkind;           /* enum sl_wkind of the current wait          */
+    uint8_t copy;            /* copy-mode stack (tasklet/copystack.h)      */
     uint32_t wseq;           /* (atomic) wait generation: odd while a
                                 claimable wait is in progress            */
-    char *stack;             /* lowest address of its stack slot, or NULL
-                                (main: the thread's own stack)           */
+    union {
+        char *stack;         /* fixed: lowest address of its stack slot, or
+                                NULL (main: the thread's own stack)      */
+        char *saved;         /* copy: heap buffer its frames are saved in
+                                (save_cap bytes), or NULL                */
+    };
     /* -- cold ------------------------------------------------------------ */
     sl_fn fn;
     void *arg;
@@ -75,6 +80,7 @@ struct sl_tasklet {
     uint64_t id;
     int refs;                    /* (atomic) the runtime holds 1 while
                                     alive                                 */
+    uint32_t save_cap;           /* copy: bytes of saved (owner worker)   */
     uint8_t *wlock;              /* claimable channel wait: the lock that
                                     guards the queue it is linked in      */
 #if SL_TSAN
@@ -120,6 +126,10 @@ static inline sl_tasklet *sl__slab_alloc(sl_slab *s)
 }
 
 void sl__slab_free(sl_slab *s, sl_tasklet *t);
+/* bytes of fresh memory, made present in one call (~0.5 us a page instead
+ * of a fault each), on huge pages where the kernel allows when bytes is a
+ * multiple of 2 MiB; NULL when the kernel refuses. Free with munmap. */
+void *sl__map_populated(size_t bytes);
 void sl__slab_depot_reset(void);
 void sl__slab_depot_forget(void); /* fork child: no lock, no contents */
 
