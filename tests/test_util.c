@@ -47,6 +47,17 @@ int tu_workers(void)
     return (int)env_long("SL_TEST_WORKERS", 1, 1);
 }
 
+int tu_stack_mode(void)
+{
+    const char *s = getenv("SL_TEST_STACK");
+    if (s == NULL || *s == '\0' || strcmp(s, "fixed") == 0)
+        return SL_STACK_FIXED;
+    if (strcmp(s, "copy") == 0)
+        return SL_STACK_COPY;
+    fprintf(stderr, "test: ignoring SL_TEST_STACK=\"%s\" (fixed or copy)\n", s);
+    return SL_STACK_FIXED;
+}
+
 bool tu_under_valgrind(void)
 {
 #if TU_HAVE_VALGRIND
@@ -151,6 +162,7 @@ static void run_here(tu_body_fn body, int flags)
         sl_config_init(&cfg);
         cfg.workers = tu_workers();
         cfg.steal = 0;
+        cfg.stack_mode = tu_stack_mode();
         int rc = sl_init(&cfg);
         if (!TU_EQ(rc, 0))
             return;
@@ -343,6 +355,8 @@ int tu_main(int argc, char **argv, const char *suite_name, CU_TestInfo *tests)
     if (workers != 1)
         printf("SL_TEST_WORKERS=%d: tests run on %d workers (stealing off)\n",
                workers, workers);
+    if (tu_stack_mode() == SL_STACK_COPY)
+        printf("SL_TEST_STACK=copy: tasklets run on copy stacks\n");
 
     if (CU_initialize_registry() != CUE_SUCCESS) {
         fprintf(stderr, "%s: CU_initialize_registry: %s\n", suite_name,

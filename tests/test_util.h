@@ -12,6 +12,9 @@
  * Environment:
  *   SL_TEST_WORKERS       worker threads wanted (read and reported; 1 is
  *                         used for now, later suites run with 2)
+ *   SL_TEST_STACK         fixed (default) or copy: sl_config.stack_mode of
+ *                         the runtime each TU_TEST starts (the suites
+ *                         again with copy stacks as the default)
  *   SL_TEST_CASE_TIMEOUT  seconds one test may take before it is killed
  *                         (default 60; ctest's own limit covers the suite)
  *   SL_TEST_NOFORK=1      run tests in-process (for gdb; name one test on
@@ -55,6 +58,8 @@ int tu_main(int argc, char **argv, const char *suite, CU_TestInfo *tests);
 
 /* SL_TEST_WORKERS, or 1 when unset; a bad value is reported and gives 1. */
 int tu_workers(void);
+/* SL_TEST_STACK as SL_STACK_FIXED or SL_STACK_COPY (fixed when unset). */
+int tu_stack_mode(void);
 
 /* For rules that hold only with one worker (Stackless's exact deadlock
  * rules; with several workers quiescence decides, tested in test_mn.c):
