@@ -4,7 +4,7 @@
  * every message is one send, one receive and one switch. */
 #include <stackless.h>
 
-#include "bench.h"
+#include "bench_stack.h"
 
 static sl_channel *ch_a, *ch_b;
 static uint64_t rounds;
@@ -43,9 +43,11 @@ static uint64_t body(uint64_t iters)
         fprintf(stderr, "bench_channel: sl_spawn failed\n");
         exit(1);
     }
+    bs_begin();
     uint64_t t0 = bench_now_ns();
     int rc = sl_run();
     uint64_t ns = bench_now_ns() - t0;
+    bs_end(iters);
     if (rc < 0 || failed || sl_getlivecount() != 0) {
         fprintf(stderr, "bench_channel: sl_run: %s, channel: %s, %d tasklets left\n",
                 sl_strerror(rc), sl_strerror(failed), sl_getlivecount());
@@ -62,8 +64,10 @@ int main(int argc, char **argv)
         .unit = "ns_per_message",
         .iters = 4000000,
         .body = body,
+        .stack_modes = 1,
+        .extra = bs_extra,
     };
-    int rc = sl_init(NULL);
+    int rc = bs_init(argc, argv);
     if (rc < 0) {
         fprintf(stderr, "bench_channel: sl_init: %s\n", sl_strerror(rc));
         return 1;

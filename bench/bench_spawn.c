@@ -3,7 +3,7 @@
  * a freed stack for the next tasklet never maps memory in the loop. */
 #include <stackless.h>
 
-#include "bench.h"
+#include "bench_stack.h"
 
 static uint64_t ran;
 
@@ -16,6 +16,7 @@ static void noop(void *arg)
 static uint64_t body(uint64_t iters)
 {
     ran = 0;
+    bs_begin();
     uint64_t t0 = bench_now_ns();
     for (uint64_t i = 0; i < iters; i++) {
         if (!sl_spawn(noop, NULL)) {
@@ -25,6 +26,7 @@ static uint64_t body(uint64_t iters)
         sl_run(); /* switch to it, it ends, back to main */
     }
     uint64_t ns = bench_now_ns() - t0;
+    bs_end(iters);
     if (ran != iters || sl_getlivecount() != 0) {
         fprintf(stderr, "bench_spawn: %" PRIu64 " of %" PRIu64 " ran, %d left\n", ran, iters,
                 sl_getlivecount());
@@ -41,8 +43,10 @@ int main(int argc, char **argv)
         .unit = "ns_per_spawn",
         .iters = 1000000,
         .body = body,
+        .stack_modes = 1,
+        .extra = bs_extra,
     };
-    int rc = sl_init(NULL);
+    int rc = bs_init(argc, argv);
     if (rc < 0) {
         fprintf(stderr, "bench_spawn: sl_init: %s\n", sl_strerror(rc));
         return 1;

@@ -2,7 +2,7 @@
  * other in turn on one worker. One switch is one sl_schedule() call. */
 #include <stackless.h>
 
-#include "bench.h"
+#include "bench_stack.h"
 
 static uint64_t half;
 
@@ -20,9 +20,11 @@ static uint64_t body(uint64_t iters)
         fprintf(stderr, "bench_switch: sl_spawn failed\n");
         exit(1);
     }
+    bs_begin();
     uint64_t t0 = bench_now_ns();
     int rc = sl_run();
     uint64_t ns = bench_now_ns() - t0;
+    bs_end(iters);
     if (rc < 0 || sl_getlivecount() != 0) {
         fprintf(stderr, "bench_switch: sl_run: %s, %d tasklets left\n", sl_strerror(rc),
                 sl_getlivecount());
@@ -39,8 +41,10 @@ int main(int argc, char **argv)
         .unit = "ns_per_switch",
         .iters = 10000000,
         .body = body,
+        .stack_modes = 1,
+        .extra = bs_extra,
     };
-    int rc = sl_init(NULL);
+    int rc = bs_init(argc, argv);
     if (rc < 0) {
         fprintf(stderr, "bench_switch: sl_init: %s\n", sl_strerror(rc));
         return 1;
