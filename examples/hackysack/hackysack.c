@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <stackless.h>
 
@@ -119,6 +120,19 @@ static void free_players(uint32_t nchannels)
     G.p = NULL;
 }
 
+/* Resident bytes of this process now (/proc/self/statm), or -1. */
+static long rss_bytes(void)
+{
+    long pages = -1, resident = -1;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f)
+        return -1;
+    if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
+        resident = -1;
+    fclose(f);
+    return resident < 0 ? -1 : resident * sysconf(_SC_PAGESIZE);
+}
+
 /* Plays the game with one tasklet per player. 0 when the game ran (the
  * caller checks the counts), 1 after a failure reported on stderr. */
 static int play_tasklet(const hs_options *o, hs_result *r)
@@ -130,6 +144,7 @@ static int play_tasklet(const hs_options *o, hs_result *r)
     cfg.workers = o->workers;
     if (o->stack_kib)
         cfg.stack_size = (size_t)o->stack_kib * 1024;
+    cfg.stack_mode = o->stack_mode;
     if ((rc = sl_init(&cfg)) < 0) {
         fprintf(stderr, "hackysack: sl_init(workers=%d): %s\n", o->workers, sl_strerror(rc));
         return rc == SL_EINVAL ? 2 : 1; /* a configuration this runtime refuses */
@@ -144,6 +159,7 @@ static int play_tasklet(const hs_options *o, hs_result *r)
     G.err = 0;
 
     /* Spawn every player and run them until each waits on its channel. */
+    long rss0 = rss_bytes();
     double t0 = hs_now();
     for (uint32_t i = 0; i < G.s.n; i++) {
         player *p = &G.p[i];
@@ -169,6 +185,9 @@ static int play_tasklet(const hs_options *o, hs_result *r)
         return 1;
     }
     double t1 = hs_now();
+    long rss1 = rss_bytes();
+    if (rss0 > 0 && rss1 > 0)
+        r->bytes_per_player = (double)(rss1 - rss0) / G.s.n;
 
     /* Untimed check: every player is blocked in receive on its channel. */
     if (sl_getlivecount() != (int)G.s.n || sl_getruncount() != 1) {
@@ -237,7 +256,9 @@ static void usage(FILE *out)
             "  --seed S                seed of the players' generators (default 1)\n"
             "  --workers N             tasklet mode: OS threads running tasklets (default 1)\n"
             "  --procs P               process mode: worker processes, 1 .. 256 (default 1)\n"
-            "  --stack fixed|copy      tasklet stacks (only fixed is supported yet)\n"
+            "  --stack fixed|copy      tasklet mode: a stack per player (default), or copy\n"
+            "                          stacks: a waiting player keeps only the bytes its\n"
+            "                          frames use (docs/stacks.md)\n"
             "  --stack-size KIB        tasklet mode: usable KiB per stack (default: the\n"
             "                          runtime's, 64)\n"
             "  --preference -1|0|1     tasklet mode: channel preference (default -1, prefer\n"
@@ -245,7 +266,9 @@ static void usage(FILE *out)
             "  --verbose               print every kick\n"
             "  --help                  print this and exit\n"
             "The last line is key=value pairs: mode players kicks workers procs seconds\n"
-            "spawn_seconds game_seconds kicks_per_sec peak_rss_kb. Exit status: 0 ok,\n"
+            "spawn_seconds game_seconds kicks_per_sec peak_rss_kb stack bytes_per_player\n"
+            "(resident bytes the waiting players added, each; 0 outside tasklet mode).\n"
+            "Exit status: 0 ok,\n"
             "1 failure (e.g. out of threads), 2 bad usage.\n",
             DEFAULT_PLAYERS, DEFAULT_KICKS_TASKLET, DEFAULT_KICKS_PTHREAD);
 }
@@ -275,7 +298,7 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     hs_options o = {.mode = HS_TASKLET, .players = DEFAULT_PLAYERS, .seed = 1, .workers = 1,
-                    .procs = 1, .preference = -1};
+                    .procs = 1, .preference = -1, .stack_mode = SL_STACK_FIXED};
     bool kicks_set = false, workers_set = false;
     int c;
 
@@ -305,11 +328,11 @@ int main(int argc, char **argv)
             o.procs = (int)parse_num("--procs", optarg, 1, 256);
             break;
         case 'S':
-            if (strcmp(optarg, "copy") == 0) {
-                fprintf(stderr, "hackysack: --stack copy: not supported yet\n");
-                exit(2);
-            }
-            if (strcmp(optarg, "fixed") != 0)
+            if (strcmp(optarg, "copy") == 0)
+                o.stack_mode = SL_STACK_COPY;
+            else if (strcmp(optarg, "fixed") == 0)
+                o.stack_mode = SL_STACK_FIXED;
+            else
                 bad_usage("unknown stack kind '%s' (fixed or copy)", optarg);
             break;
         case 'z': o.stack_kib = (uint32_t)parse_num("--stack-size", optarg, 16, 1u << 20); break;
@@ -352,8 +375,9 @@ int main(int argc, char **argv)
     printf("hackysack: %" PRIu64 " kicks, %" PRIu64 " balls received, trace %016" PRIx64 "\n",
            r.kicks, r.received, r.trace);
     printf("mode=%s players=%u kicks=%" PRIu64 " workers=%d procs=%d seconds=%.4f spawn_seconds=%.4f "
-           "game_seconds=%.4f kicks_per_sec=%.0f peak_rss_kb=%ld\n",
+           "game_seconds=%.4f kicks_per_sec=%.0f peak_rss_kb=%ld stack=%s bytes_per_player=%.0f\n",
            o.mode == HS_TASKLET ? "tasklet" : o.mode == HS_PROCESS ? "process" : "pthread", o.players, o.kicks, o.workers, o.procs,
-           seconds, r.spawn_seconds, r.game_seconds, (double)o.kicks / seconds, ru.ru_maxrss);
+           seconds, r.spawn_seconds, r.game_seconds, (double)o.kicks / seconds, ru.ru_maxrss,
+           o.stack_mode == SL_STACK_COPY ? "copy" : "fixed", r.bytes_per_player);
     return 0;
 }

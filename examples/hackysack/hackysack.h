@@ -22,6 +22,7 @@ typedef struct hs_options {
     uint64_t seed;
     int workers;      /* tasklet mode: sl_config.workers */
     uint32_t stack_kib; /* tasklet mode: sl_config.stack_size / 1024; 0: default */
+    int stack_mode;   /* tasklet mode: sl_config.stack_mode (SL_STACK_*) */
     int preference;   /* tasklet mode: every channel's preference, -1..1 */
     int procs;        /* process mode: worker processes; else 1 */
     bool verbose;     /* print every kick */
@@ -29,6 +30,8 @@ typedef struct hs_options {
 
 typedef struct hs_result {
     double spawn_seconds; /* creating players until every one waits */
+    double bytes_per_player; /* tasklet mode: resident bytes the waiting
+                                players added, per player (0: unknown) */
     double game_seconds;  /* first send until every player has ended */
     uint64_t kicks;       /* kicks counted by the players */
     uint64_t received;    /* balls received, main's first send included */
