@@ -72,6 +72,10 @@
  * includes every actor's first run, so the first page fault of each
  * stack is counted there, not in tick 1.
  *
+ * Output: a statistics line every --every ticks (alive, born, died,
+ * messages by kind, factions, ms), a progress line with the time left on
+ * stderr when it is a terminal, and a last line of key=value pairs.
+ *
  * Usage: arena [--actors N] [--ticks T] [--workers N] [--seed S]
  *              [--snapshot FILE.ppm] [--image PIXELS] [--every K]
  *              [--stack-kb K] [--quiet]
@@ -713,14 +717,17 @@ static void usage(FILE *out)
             "  --actors N      actors at the start (default 100000); the world has room for 5/4 of them\n"
             "  --ticks T       ticks to run (default 100)\n"
             "  --workers N     OS threads running tasklets (default 1)\n"
-            "  --seed S        the world's seed (default 1): the same seed gives the same checksum\n"
+            "  --seed S        the world's seed (default 1): the same seed gives the same checksum,\n"
+            "                  whatever the number of workers\n"
             "  --snapshot F    write the arena at the end as a PPM picture (P6)\n"
             "  --image PIXELS  the picture's width and height (default 512)\n"
-            "  --every K       print the statistics every K ticks (default: 10 lines in all)\n"
+            "  --every K       print the statistics every K ticks (default: 10 lines in all);\n"
+            "                  on a terminal, stderr also gets a progress line every tick\n"
             "  --stack-kb K    tasklet stack size in KiB (default 16, the minimum)\n"
             "  --quiet         only the last line\n"
             "The last line is key=value pairs: actors ticks workers seed alive spawned born died\n"
-            "messages checksum setup_ms ms_per_tick total_ms peak_rss_kb bytes_per_actor.\n");
+            "died_battle died_age messages checksum setup_ms ms_per_tick total_ms act_ms flush_ms\n"
+            "grid_ms peak_rss_kb bytes_per_actor.\n");
 }
 
 static int64_t num(const char *flag, const char *s, int64_t min, uint64_t max)
