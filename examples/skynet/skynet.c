@@ -64,10 +64,10 @@
  * -1 (one worker: 681-894 ms for 0), so the choice rests on one worker.
  *
  * Usage: skynet [--leaves N] [--workers N] [--preference -1|0|1]
- *               [--repeat R] [--warmup]
+ *               [--repeat R] [--warmup] [--stack fixed|copy]
  * Last line: result=S workers=N ms=M first_ms=F leaves=N tasklets=T
- * preference=P repeat=R peak_rss_kb=K, where ms is the best of the R trees
- * and first_ms the first. Exit status 0, 1 on a wrong result or a runtime
+ * preference=P repeat=R peak_rss_kb=K stack=fixed|copy, where ms is the
+ * best of the R trees and first_ms the first. Exit status 0, 1 on a wrong result or a runtime
  * failure, 2 on bad usage or a configuration the runtime refuses (sl_init
  * says SL_EINVAL, e.g. more workers than it supports). */
 #define _GNU_SOURCE
@@ -79,6 +79,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <time.h>
 
@@ -88,7 +89,10 @@
 
 /* What a node is told: where to send its sum, and which leaves it covers.
  * A parent keeps its children's nodes in its own frame: it cannot return
- * before all ten have sent, and each copies its node before sending. */
+ * before all ten have sent, and each copies its node before sending. With
+ * copy stacks (--stack copy) a frame is valid only while its tasklet runs
+ * (docs/stacks.md): the children run while the parent waits, so the nodes
+ * go on the heap there. */
 typedef struct node {
     sl_channel *up;
     int64_t first;  /* number of its first leaf */
@@ -96,6 +100,7 @@ typedef struct node {
 } node;
 
 static int preference = DEFAULT_PREFERENCE;
+static int copy_stacks;
 /* The first error any tasklet saw, 0 if none. Atomic: with M:N workers the
  * tasklets run on several threads. */
 static atomic_int first_error;
@@ -120,7 +125,12 @@ static void skynet(void *arg)
         note_error(SL_ENOMEM);
     } else {
         sl_channel_set_preference(results, preference);
-        node kids[10];
+        node frame_kids[10];
+        node *kids = copy_stacks ? malloc(10 * sizeof *kids) : frame_kids;
+        if (!kids) {
+            note_error(SL_ENOMEM);
+            kids = frame_kids; /* spawns none: the loop below fails */
+        }
         int spawned = 0;
         int64_t sub = me.leaves / 10;
         for (int i = 0; i < 10; i++) {
@@ -140,6 +150,8 @@ static void skynet(void *arg)
             }
             sum += (int64_t)(intptr_t)v;
         }
+        if (kids != frame_kids)
+            free(kids);
         note_error(sl_channel_free(results));
     }
     note_error(sl_channel_send(me.up, (void *)(intptr_t)sum));
@@ -188,13 +200,15 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: skynet [--leaves N] [--workers N] [--preference -1|0|1] [--repeat R] [--warmup]\n"
+            "              [--stack fixed|copy]\n"
             "  --leaves N          leaf tasklets, a power of 10 (default 1000000)\n"
             "  --workers N         OS threads running tasklets (sl_config.workers, default 1)\n"
             "  --preference P      preference of every result channel (default %d)\n"
             "  --repeat R          build the tree R times in one runtime; ms is the best (default 1)\n"
             "  --warmup            first build an untimed tree a tenth the size\n"
+            "  --stack fixed|copy  a stack per tasklet (default) or copy stacks (docs/stacks.md)\n"
             "The last line is: result=S workers=N ms=M first_ms=F leaves=N tasklets=T\n"
-            "preference=P repeat=R peak_rss_kb=K. Exit 1 if S != N*(N-1)/2.\n",
+            "preference=P repeat=R peak_rss_kb=K stack=fixed|copy. Exit 1 if S != N*(N-1)/2.\n",
             DEFAULT_PREFERENCE);
 }
 
@@ -209,6 +223,7 @@ int main(int argc, char **argv)
         {"leaves", required_argument, NULL, 'l'},     {"workers", required_argument, NULL, 'w'},
         {"preference", required_argument, NULL, 'p'}, {"repeat", required_argument, NULL, 'r'},
         {"warmup", no_argument, NULL, 'W'},           {"help", no_argument, NULL, 'h'},
+        {"stack", required_argument, NULL, 's'},
         {NULL, 0, NULL, 0},
     };
     int64_t leaves = 1000000, repeat = 1;
@@ -221,6 +236,14 @@ int main(int argc, char **argv)
         case 'p': preference = (int)parse_num("--preference", optarg, -1, 1); break;
         case 'r': repeat = parse_num("--repeat", optarg, 1, 1000000); break;
         case 'W': warmup = 1; break;
+        case 's':
+            if (strcmp(optarg, "copy") == 0) {
+                copy_stacks = 1;
+            } else if (strcmp(optarg, "fixed") != 0) {
+                usage(stderr);
+                return 2;
+            }
+            break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -239,6 +262,7 @@ int main(int argc, char **argv)
     sl_config cfg;
     sl_config_init(&cfg);
     cfg.workers = workers;
+    cfg.stack_mode = copy_stacks ? SL_STACK_COPY : SL_STACK_FIXED;
     int rc = sl_init(&cfg);
     if (rc < 0) {
         fprintf(stderr, "skynet: sl_init(workers=%d): %s\n", workers, sl_strerror(rc));
@@ -276,7 +300,8 @@ int main(int argc, char **argv)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("result=%" PRId64 " workers=%d ms=%.1f first_ms=%.1f leaves=%" PRId64 " tasklets=%" PRId64
-           " preference=%d repeat=%" PRId64 " peak_rss_kb=%ld\n",
-           sum, workers, best, first, leaves, tasklets, preference, repeat, ru.ru_maxrss);
+           " preference=%d repeat=%" PRId64 " peak_rss_kb=%ld stack=%s\n",
+           sum, workers, best, first, leaves, tasklets, preference, repeat, ru.ru_maxrss,
+           copy_stacks ? "copy" : "fixed");
     return 0;
 }
