@@ -1121,7 +1121,10 @@ static void job_fn(void *arg)
     j->start_ns = now_ns();
     if (j->counter)
         j->count_start = load(j->counter);
-    usleep((useconds_t)j->ms * 1000);
+    /* Sleep the whole time: usleep may return early when a signal comes
+     * (sanitizers use some). */
+    while (now_ns() - j->start_ns < (int64_t)j->ms * 1000000)
+        usleep(1000);
     if (j->counter)
         j->count_end = load(j->counter);
     j->end_ns = now_ns();
