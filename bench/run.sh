@@ -3,7 +3,9 @@
 # growing sizes, the micro-benchmarks and their Go counterparts, skynet and
 # bench_parallel on 1 and 2 workers (scaling), the process pool (bench_pool)
 # beside Python's multiprocessing.Pool (bench/pool_python.py, skipped when
-# python3 is missing) and hackysack over 2 processes; writes docs/benchmarks.md
+# python3 is missing), hackysack over 2 processes, and hackysack, skynet
+# and the micro-benchmarks again with copy stacks (--stack copy); writes
+# docs/benchmarks.md
 # (tables, machine, ratios from this one run) and docs/hackysack.svg
 # (gnuplot).
 #
@@ -75,6 +77,7 @@ if [ "$QUICK" = 1 ]; then
     RATIO_PLAYERS=100
     I_SWITCH=1000000 I_CHANNEL=400000 I_SPAWN=100000 I_FCONTEXT=1000000 SKYNET=10000
     PAR_ITERS=500000   # bench_parallel rounds per tasklet
+    COPY_BIG=""        # the ten-million-player copy-stack game: not quick
     POOL_ARGS="--runs 2 --tasks 10000 --bulk-tasks 20000 --map-items 1000000 --map-c1-items 20000 --rounds 10000 --cpu-items 40"
     PYPOOL_ARGS="--runs 1 --tasks 500 --bulk-tasks 2000 --map-items 2000 --map-default-items 100000"
 else
@@ -84,6 +87,7 @@ else
     RATIO_PLAYERS=1000
     I_SWITCH=10000000 I_CHANNEL=4000000 I_SPAWN=1000000 I_FCONTEXT=10000000 SKYNET=1000000
     PAR_ITERS=12500000 # about 2 s on one core of the 2-CPU VM
+    COPY_BIG=10000000
     POOL_ARGS=""       # bench_pool's defaults (10M map items, 5 runs)
     PYPOOL_ARGS=""     # pool_python.py's defaults (3 runs)
 fi
@@ -126,14 +130,25 @@ if [ "$GO_OK" = 1 ]; then
         add "hs-go-$n" "hackysack go players=$n kicks=$TK" "$GOBIN/hackysack --players $n --kicks $TK"
     done
 fi
+# Copy stacks: the same games and micro-benchmarks with --stack copy.
+for n in $PLAYERS $COPY_BIG; do
+    add "hs-copy-$n" "hackysack tasklet players=$n kicks=$TK stack=copy" "$HS --mode tasklet --players $n --kicks $TK --stack copy"
+done
 add "switch" "bench_switch" "$BUILD/bench/bench_switch --iters $I_SWITCH"
 add "fcontext" "bench_fcontext" "$BUILD/bench/bench_fcontext --iters $I_FCONTEXT"
 add "channel" "bench_channel" "$BUILD/bench/bench_channel --iters $I_CHANNEL"
 add "spawn" "bench_spawn" "$BUILD/bench/bench_spawn --iters $I_SPAWN"
+for b in switch channel spawn; do
+    iters_var=I_${b^^}
+    add "$b-copy" "bench_$b --stack copy" "$BUILD/bench/bench_$b --iters ${!iters_var} --stack copy"
+done
 # skynet: the warm-up and five runs of bench/go/skynet.go, at the program's
 # own preference, then at Stackless's default -1 for comparison.
 add "skynet" "skynet workers=1" "$SKY --leaves $SKYNET --warmup --repeat 5 --workers 1"
 add "skynet-pref-1" "skynet workers=1 preference=-1" "$SKY --leaves $SKYNET --warmup --repeat 5 --workers 1 --preference -1"
+for w in 1 2; do
+    add "skynet-copy-w$w" "skynet workers=$w stack=copy" "$SKY --leaves $SKYNET --warmup --repeat 5 --workers $w --stack copy"
+done
 if [ "$GO_OK" = 1 ]; then
     for procs in 1 "$(nproc)"; do
         add "go-chan-$procs" "go chan GOMAXPROCS=$procs" "env GOMAXPROCS=$procs $GOBIN/chan --iters $I_CHANNEL"
@@ -192,7 +207,7 @@ others_busy() {
     awk -v a="$a" -v b="$b" -v n="$(nproc)" 'BEGIN { split(a, x, " "); split(b, y, " ");
         t = y[1] - x[1]; if (t > 0) printf "%.2f", (t - (y[2] - x[2])) / t * n; else printf "?" }'
 }
-is_scaling() { [[ $1 =~ ^(skynet|skynet-w2|go-skynet-[0-9]+|par-w[0-9]+|pool|pool-python)$ ]]; }
+is_scaling() { [[ $1 =~ ^(skynet|skynet-w2|skynet-copy-w[0-9]+|go-skynet-[0-9]+|par-w[0-9]+|pool|pool-python)$ ]]; }
 
 SWEEP_T0=$(date +%s)
 for i in "${!IDS[@]}"; do
@@ -575,6 +590,69 @@ MD=$OUT/benchmarks.md
     echo "Speed-up of tasklets over pthreads: **$(ratio "$prs" "$trs")x**."
     echo
     echo "![hackysack seconds vs players](hackysack.svg)"
+    echo
+    echo "## Copy stacks"
+    echo
+    echo "The same programs with \`--stack copy\` (\`sl_config.stack_mode = SL_STACK_COPY\`,"
+    echo "[stacks.md](stacks.md)): tasklets share their worker's stack and a waiting one"
+    echo "keeps only the bytes its frames use. \"Bytes copied\" counts the bytes saved"
+    echo "plus restored per operation in the last timed run (\`sl_stack_stats_get\`)."
+    echo
+    echo "| what | fixed ns | copy ns | copy / fixed | bytes copied per op | copy command |"
+    echo "|---|---|---|---|---|---|"
+    for b in switch channel spawn; do
+        case $b in switch) u=ns_per_switch ;; channel) u=ns_per_message ;; *) u=ns_per_spawn ;; esac
+        echo "| bench_$b | $(fmt "$(kv "$b" "$u")" %.2f) | $(fmt "$(kv "$b-copy" "$u")" %.2f) | $(ratio "$(kv "$b-copy" "$u")" "$(kv "$b" "$u")") | $(fmt "$(kv "$b-copy" bytes_copied_per_op)" %.0f) | $(cmd_of "$b-copy") |"
+    done
+    echo
+    echo "Hackysack, $TK kicks, copy stacks against fixed stacks (the table above) and"
+    echo "Go. Bytes per player: the resident bytes the waiting players added, each"
+    echo "(their channels and control blocks included)."
+    echo
+    echo "| players | copy s | copy peak RSS MiB | bytes per player | fixed s | fixed peak RSS MiB | fixed / copy RSS | Go s | copy / Go time |"
+    echo "|---|---|---|---|---|---|---|---|---|"
+    for n in $PLAYERS $COPY_BIG; do
+        c=hs-copy-$n t=hs-tasklet-$n g=hs-go-$n
+        cs="" gs=""
+        [ "$(status "$c")" = 0 ] && cs=$(kv "$c" seconds)
+        [ "$(status "$g")" = 0 ] && gs=$(kv "$g" seconds)
+        tcell="-" gcell="-"
+        [ -f "$RES/$t.rc" ] && tcell=$(hs_cell "$t")
+        [ -f "$RES/$g.rc" ] && gcell=$(hs_cell "$g")
+        echo "| $n | $(hs_cell "$c") | $(mib "$(kv "$c" peak_rss_kb)") | $(fmt "$(kv "$c" bytes_per_player)" %.0f) | $tcell | $(mib "$(kv "$t" peak_rss_kb)") | $(ratio "$(kv "$t" peak_rss_kb)" "$(kv "$c" peak_rss_kb)") | $gcell | $(ratio "$cs" "$gs") |"
+    done
+    echo
+    echo "Command: \`$(rel "$HS") --mode tasklet --players N --kicks $TK --stack copy\`."
+    same=0 differ=""
+    for n in $PLAYERS; do
+        a=$(trace_of "hs-copy-$n") b=$(trace_of "hs-tasklet-$n")
+        [ -n "$a" ] && [ -n "$b" ] || continue
+        if [ "$a" = "$b" ]; then same=$((same + 1)); else differ+=" $n"; fi
+    done
+    if [ -n "$differ" ]; then
+        echo "**Kick traces of copy and fixed stacks differ at:$differ players.**"
+    else
+        echo "Kick traces of copy and fixed stacks agree at all $same sizes."
+    fi
+    echo
+    echo "Skynet with copy stacks ($SKYNET leaves, warm-up and five trees, as above):"
+    echo
+    echo "| who | command | first run s | best s | peak RSS MiB | other load |"
+    echo "|---|---|---|---|---|---|"
+    for w in 1 2; do
+        id=skynet-copy-w$w
+        echo "| tasklets, copy stacks, workers=$w | $(cmd_of "$id") | $(scale_cell "$id" first_ms sec_of_ms) | $(scale_cell "$id" ms sec_of_ms short) | $(scale_cell "$id" peak_rss_kb mib short) | $(others_of "$id") |"
+    done
+    if [ "$GO_OK" = 1 ]; then
+        echo
+        echo "| ratio (same run) | first run | best |"
+        echo "|---|---|---|"
+        for w in 1 2; do
+            g=go-skynet-$w
+            [ -f "$RES/$g.rc" ] || continue
+            echo "| skynet copy stacks workers=$w / Go GOMAXPROCS=$w | $(ratio "$(kv "skynet-copy-w$w" first_ms)" "$(ms_of_s "$(kv "$g" first_run_seconds)")") | $(ratio "$(kv "skynet-copy-w$w" ms)" "$(ms_of_s "$(kv "$g" seconds)")") |"
+        done
+    fi
 } >"$MD"
 
 if command -v gnuplot >/dev/null 2>&1; then

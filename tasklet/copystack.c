@@ -66,7 +66,7 @@
 #endif
 
 #define SWITCHER_STACK (64u << 10)
-#define CHUNK_FIRST (2u << 20)
+#define CHUNK_FIRST (256u << 10)
 #define CHUNK_MAX (64u << 20)
 
 void sl__trampoline(sl_transfer tr) __attribute__((noreturn));
