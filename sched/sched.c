@@ -55,6 +55,27 @@
  * fit in vm.max_map_count). Spawn only promises one, so running out is
  * reported by sl_spawn, not at the first run.
  *
+ * Copy stacks (SL_STACK_COPY, tasklet/copystack.c). A copy-mode tasklet
+ * runs on its worker's shared stack; its frames are saved to a heap
+ * buffer only when another copy-mode tasklet needs that stack, by a small
+ * switcher context (nothing may overwrite the stack it runs on), and
+ * copied back to the same addresses when it resumes. Consequences here:
+ *   - a copy-mode tasklet is pinned to the worker that first ran it: its
+ *     frames hold that shared stack's addresses. Every wake path already
+ *     honours pins (sl__wake, run_partner: the inbox), stealing moves
+ *     only tasklets that never ran;
+ *   - the switcher runs the post-switch work (worker->post) after saving
+ *     the blocked tasklet and before the stack is reused, because that
+ *     work may read the blocked tasklet's frames (select's lock list);
+ *   - nothing another thread reads while a tasklet is switched out may
+ *     live on a copy-mode frame (offload's job goes on the heap there);
+ *   - the fixed-stack switch pays one byte test (worker->jump_slow, which
+ *     also carries the canary check) for all this.
+ * Rejected: saving at every switch out (a resume after main or a fixed
+ * tasklet would copy for nothing), migrating copy-mode tasklets between
+ * several shared stacks (a free stack at the right address must be found
+ * on the target worker at every resume).
+ *
  * M:N workers (sl_config.workers = N). Worker 0 is the thread that called
  * sl_init (main is pinned to it); workers 1..N-1 are threads of ours. Each
  * worker owns its run queue, stack pool and slab; only its thread touches
