@@ -332,18 +332,26 @@ static void spawner_on_1(void *arg)
     __atomic_store_n(&player, t, __ATOMIC_RELEASE);
 }
 
-TU_TEST_NOINIT(copy_tasklets_stay_on_the_worker_that_first_ran_them)
+/* A runtime on two workers (fixed stacks by default, no stealing) and fn
+ * spawned on worker 1; false if either fails. */
+static bool two_workers_and_spawn_on_1(sl_fn fn)
 {
     sl_config cfg;
     sl_config_init(&cfg);
     cfg.workers = 2;
     cfg.steal = 0;
-    TU_EQ(sl_init(&cfg), 0);
-    pin_ch = sl_channel_new();
+    if (!TU_EQ(sl_init(&cfg), 0))
+        return false;
     sl_spawn_attr a;
     sl_spawn_attr_init(&a);
     a.worker = 1;
-    CU_ASSERT_PTR_NOT_NULL_FATAL(sl_spawn_ex(&a, spawner_on_1, NULL));
+    return sl_spawn_ex(&a, fn, NULL) != NULL;
+}
+
+TU_TEST_NOINIT(copy_tasklets_stay_on_the_worker_that_first_ran_them)
+{
+    pin_ch = sl_channel_new();
+    CU_ASSERT_FATAL(two_workers_and_spawn_on_1(spawner_on_1));
     while (!__atomic_load_n(&player, __ATOMIC_ACQUIRE) ||
            sl_channel_balance(pin_ch) != -1)
         sl_sleep_ms(1);
@@ -381,15 +389,7 @@ static void spawn_pauser(void *arg)
 
 TU_TEST_NOINIT(a_paused_copy_tasklet_runs_only_on_its_worker)
 {
-    sl_config cfg;
-    sl_config_init(&cfg);
-    cfg.workers = 2;
-    cfg.steal = 0;
-    TU_EQ(sl_init(&cfg), 0);
-    sl_spawn_attr a;
-    sl_spawn_attr_init(&a);
-    a.worker = 1;
-    CU_ASSERT_PTR_NOT_NULL_FATAL(sl_spawn_ex(&a, spawn_pauser, NULL));
+    CU_ASSERT_FATAL(two_workers_and_spawn_on_1(spawn_pauser));
     while (!__atomic_load_n(&paused, __ATOMIC_ACQUIRE) ||
            !sl_tasklet_paused(paused))
         sl_sleep_ms(1);
@@ -453,38 +453,22 @@ static void spawn_local(void *arg)
     sl_spawn(nothing, &local);
 }
 
-/* In a child: run fn as a copy tasklet; its wait status and stderr. */
+/* The child's part: run fn (a tasklet body) as a copy-mode tasklet. */
+static void copy_child(void *fn)
+{
+    sl_config cfg;
+    sl_config_init(&cfg);
+    cfg.stack_mode = SL_STACK_COPY;
+    if (sl_init(&cfg) != 0)
+        _exit(3);
+    leak_ch = sl_channel_new();
+    sl_spawn((sl_fn)fn, NULL);
+    sl_run();
+}
+
 static int run_child(sl_fn fn, char *err, size_t cap)
 {
-    int pfd[2];
-    if (pipe(pfd) != 0)
-        return -1;
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(pfd[0]);
-        dup2(pfd[1], 2);
-        sl_config cfg;
-        sl_config_init(&cfg);
-        cfg.stack_mode = SL_STACK_COPY;
-        if (sl_init(&cfg) != 0)
-            _exit(3);
-        leak_ch = sl_channel_new();
-        sl_spawn(fn, NULL);
-        sl_spawn(nothing, NULL); /* a receiver would be too late anyway */
-        sl_run();
-        _exit(0);
-    }
-    close(pfd[1]);
-    size_t n = 0;
-    ssize_t r;
-    while (n + 1 < cap && (r = read(pfd[0], err + n, cap - 1 - n)) > 0)
-        n += (size_t)r;
-    err[n] = '\0';
-    close(pfd[0]);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    return status;
+    return tu_child_stderr(copy_child, (void *)fn, err, cap);
 }
 
 #endif

@@ -38,39 +38,31 @@ static void overflow_body(void *arg)
     (void)deep((int)(intptr_t)arg);
 }
 
-/* In a child: set the guard mode, start the runtime, run a tasklet named
- * "deep-one" that recurses `kib` KiB deep on a 64 KiB stack. Returns the
- * child's wait status; its stderr goes to errbuf. */
+struct overflow_run {
+    const char *mode;
+    int kib;
+};
+
+/* The child's part: set the guard mode, start the runtime, run a tasklet
+ * named "deep-one" that recurses `kib` KiB deep on a 64 KiB stack. */
+static void overflow_child(void *arg)
+{
+    const struct overflow_run *o = arg;
+    if (o->mode)
+        setenv("SL_STACK_GUARD", o->mode, 1);
+    if (sl_init(NULL) != 0)
+        _exit(3);
+    sl_tasklet *t = sl_spawn(overflow_body, (void *)(intptr_t)o->kib);
+    sl_tasklet_set_name(t, "deep-one");
+    sl_run();
+    sl_shutdown();
+}
+
+/* overflow_child in a child process: its wait status; stderr in errbuf. */
 static int run_overflow_child(const char *mode, int kib, char *errbuf, size_t cap)
 {
-    int pfd[2];
-    if (pipe(pfd) != 0)
-        return -1;
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(pfd[0]);
-        dup2(pfd[1], 2);
-        if (mode)
-            setenv("SL_STACK_GUARD", mode, 1);
-        if (sl_init(NULL) != 0)
-            _exit(3);
-        sl_tasklet *t = sl_spawn(overflow_body, (void *)(intptr_t)kib);
-        sl_tasklet_set_name(t, "deep-one");
-        sl_run();
-        sl_shutdown();
-        _exit(0);
-    }
-    close(pfd[1]);
-    size_t n = 0;
-    ssize_t r;
-    while (n + 1 < cap && (r = read(pfd[0], errbuf + n, cap - 1 - n)) > 0)
-        n += (size_t)r;
-    errbuf[n] = '\0';
-    close(pfd[0]);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    return status;
+    struct overflow_run o = {mode, kib};
+    return tu_child_stderr(overflow_child, &o, errbuf, cap);
 }
 
 static void check_overflow_reported(const char *mode)

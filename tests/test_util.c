@@ -140,6 +140,36 @@ bool tu__assert_eq(long long actual, long long expected, const char *a_src,
     return ok;
 }
 
+int tu_child_stderr(void (*fn)(void *), void *arg, char *err, size_t cap)
+{
+    int pfd[2];
+    if (pipe(pfd) != 0)
+        return -1;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(pfd[0]);
+        close(pfd[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        close(pfd[0]);
+        dup2(pfd[1], 2);
+        fn(arg);
+        _exit(0);
+    }
+    close(pfd[1]);
+    size_t n = 0;
+    ssize_t r;
+    while (n + 1 < cap && (r = read(pfd[0], err + n, cap - 1 - n)) > 0)
+        n += (size_t)r;
+    err[n] = '\0';
+    close(pfd[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return status;
+}
+
 /* ---- running one test -------------------------------------------------- */
 
 static jmp_buf fatal_jump;

@@ -72,6 +72,12 @@ int tu_stack_mode(void);
         }                                                                    \
     } while (0)
 
+/* Run fn(arg) in a forked child whose stderr is captured into err (at most
+ * cap - 1 bytes, NUL-ended); the child exits 0 when fn returns. Returns
+ * the child's wait status (-1 if it could not start): for tests of what
+ * aborts, such as overflow reports and misuse checks. */
+int tu_child_stderr(void (*fn)(void *), void *arg, char *err, size_t cap);
+
 /* True when the test runs under valgrind (RUNNING_ON_VALGRIND; false when
  * the suite was built without <valgrind/valgrind.h>). Tests with many live
  * tasklets use it to scale their sizes down, never to skip assertions:
