@@ -146,13 +146,15 @@ static int echo_task(const void *in, size_t in_len, void *out, size_t *out_len)
 
 /* ---- the measures (run in a tasklet of the parent) --------------------- */
 
-static sl_pool *new_pool(int processes, size_t max_result)
+static sl_pool *new_pool(int processes, size_t max_result, size_t shm)
 {
     sl_pool_config c;
     sl_pool_config_init(&c);
     c.processes = processes;
     if (max_result)
         c.max_result_size = max_result;
+    if (shm)
+        c.shm_size = shm;
     if (opt.queue_depth)
         c.queue_depth = opt.queue_depth;
     sl_pool *p;
@@ -301,7 +303,7 @@ static void bench(void *arg)
     (void)arg;
     int P = opt.processes;
     if (wanted("one") || wanted("bulk")) {
-        sl_pool *p = new_pool(P, 0);
+        sl_pool *p = new_pool(P, 0, 0);
         if (!p)
             return;
         if (wanted("one")) {
@@ -323,11 +325,16 @@ static void bench(void *arg)
         end_pool(p);
     }
     if (wanted("map") && !R.failed) {
-        /* Room for big chunks: a result of 16 bytes per item. */
-        size_t maxres = (size_t)16 * opt.big_chunk + 64;
+        /* Room for big chunks: a result of 16 bytes per item. And a heap
+         * that holds every chunk's input at once with room for results
+         * to spare: sl_pool_map queues all chunks, and queued inputs that
+         * fill the heap leave the workers no room for their results (they
+         * then wait for it forever: reported, see docs/mp.md). */
+        size_t maxres = (size_t)16 * opt.big_chunk;
         if (maxres < (64u << 10))
             maxres = 64u << 10;
-        sl_pool *p = new_pool(P, maxres);
+        size_t shm = 4 * (size_t)8 * opt.map_items + 4 * maxres;
+        sl_pool *p = new_pool(P, maxres, shm);
         if (!p)
             return;
         uint64_t n = opt.map_items;
@@ -357,7 +364,7 @@ static void bench(void *arg)
         end_pool(p);
     }
     if (wanted("mpchan") && !R.failed) {
-        sl_pool *p = new_pool(P, 0);
+        sl_pool *p = new_pool(P, 0, 0);
         if (!p)
             return;
         sl_mpchan *a, *b;
@@ -397,7 +404,7 @@ static void bench(void *arg)
         /* The two pools take turns, run for run, so that load from other
          * programs weighs on both alike. */
         uint64_t best[2] = {UINT64_MAX, UINT64_MAX};
-        sl_pool *pools[2] = {new_pool(1, 0), new_pool(P, 0)};
+        sl_pool *pools[2] = {new_pool(1, 0, 0), new_pool(P, 0, 0)};
         if (!pools[0] || !pools[1])
             return;
         for (int w = 0; w < 2; w++)
