@@ -42,9 +42,11 @@
  * hand-overs: every phase starts with each marshal woken onto the clock's
  * worker, an idle worker must ask for half of them, and an actor moves to
  * whichever worker's actor last messaged it. Measured on 2 CPUs that other
- * jobs kept busy (load 4-5), 100,000 actors, 10 ticks: one worker 147-161
- * ms a tick; two workers pinned 94-107 ms (perf stat: 1.86 CPUs used),
- * unpinned 125-139 ms (1.45 CPUs). examples/arena/scaling.sh measures it.
+ * jobs kept busy (load 3.5-5), 100,000 actors, 10 ticks, many runs: one
+ * worker 132-181 ms a tick; two workers pinned 86-107 ms whenever the
+ * second CPU was free to them (perf stat: 1.5-1.86 CPUs used), no better
+ * than one when other jobs held it; unpinned 125-139 ms (1.45 CPUs).
+ * examples/arena/scaling.sh measures it (best of interleaved runs).
  *
  * Mailboxes are buffered channels (MAILBOX_CAP messages) of preference 0:
  * a send queues the message and the sender goes on, so an actor that is
@@ -69,7 +71,7 @@
  * workers.
  *
  * Memory. An actor is 64 bytes here, 16 in the grid, a 32-byte channel
- * with a 152-byte ring, a 128-byte control block, and a 16 KiB stack of
+ * with a 152-byte ring, a 144-byte control block, and a 16 KiB stack of
  * which it touches one 4 KiB page: about 4.6 KB in all (peak RSS over
  * actors: 4.46 GB for a million). Messages are integers in the void *, so
  * nothing is allocated per message. With --stack copy (docs/stacks.md) an
@@ -92,11 +94,12 @@
  *
  * Usage: arena [--actors N] [--ticks T] [--workers N] [--seed S]
  *              [--snapshot FILE.ppm] [--image PIXELS] [--every K]
- *              [--stack-kb K] [--quiet]
- * Last line: actors=N ticks=T workers=W seed=S alive=A spawned=P born=B
+ *              [--stack-kb K] [--pin 0|1] [--stack fixed|copy] [--quiet]
+ * Last line: actors=N ticks=T workers=W pin=0|1 seed=S alive=A spawned=P born=B
  * died=D died_battle=D died_age=D messages=M checksum=0x... setup_ms=...
  * ms_per_tick=... total_ms=... act_ms=... flush_ms=... grid_ms=...
- * peak_rss_kb=K bytes_per_actor=... (the *_ms of a phase are per tick).
+ * peak_rss_kb=K bytes_per_actor=... stack=fixed|copy (the *_ms of a
+ * phase are per tick).
  * Exit status 0; 1 when an invariant fails (alive + died != spawned,
  * tasklets left, a runtime error); 2 on bad usage. */
 #define _GNU_SOURCE
@@ -755,7 +758,7 @@ static void usage(FILE *out)
             "                  0: anywhere, moved by hand-overs and idle workers\n"
             "  --stack fixed|copy  a stack per actor (default) or copy stacks (docs/stacks.md)\n"
             "  --quiet         only the last line\n"
-            "The last line is key=value pairs: actors ticks workers seed alive spawned born died\n"
+            "The last line is key=value pairs: actors ticks workers pin seed alive spawned born died\n"
             "died_battle died_age messages checksum setup_ms ms_per_tick total_ms act_ms flush_ms\n"
             "grid_ms peak_rss_kb bytes_per_actor stack.\n");
 }
