@@ -635,6 +635,29 @@ MD=$OUT/benchmarks.md
         echo "Kick traces of copy and fixed stacks agree at all $same sizes."
     fi
     echo
+    # The targets of issue 7 (copy stacks), judged on this run's figures.
+    big=hs-copy-${COPY_BIG:-none}
+    bigs="" bigk=""
+    [ "$(status "$big")" = 0 ] && bigs=$(kv "$big" seconds) && bigk=$(kv "$big" peak_rss_kb)
+    m=1000000
+    c1=$(kv "hs-copy-$m" seconds) g1=$(kv "hs-go-$m" seconds)
+    verdict() { if [ -n "$1" ]; then awk -v v="$1" -v t="$3" -v op="$2" 'BEGIN { ok = op == "<=" ? v <= t : v >= t; print ok ? "met" : "not met" }'; else echo "not run"; fi; }
+    r1=$(ratio "$c1" "$g1"); [ "$r1" = "-" ] && r1=""
+    rr=$(ratio "$(kv "hs-tasklet-$m" peak_rss_kb)" "$(kv "hs-copy-$m" peak_rss_kb)"); [ "$rr" = "-" ] && rr=""
+    rs=$(ratio "$(kv skynet-copy-w2 ms)" "$(ms_of_s "$(kv go-skynet-2 seconds)")"); [ "$rs" = "-" ] && rs=""
+    rw=$(ratio "$(kv switch-copy ns_per_switch)" "$(kv switch ns_per_switch)"); [ "$rw" = "-" ] && rw=""
+    bpp=$(kv "$big" bytes_per_player)
+    echo "Targets of the copy-stack issue, judged on this run:"
+    echo
+    echo "| target | this run | status |"
+    echo "|---|---|---|"
+    echo "| hackysack ${COPY_BIG:-10000000} players x $TK kicks, copy stacks: <= 12 GiB RSS, <= 30 s | $(if [ -n "$bigs" ]; then awk -v s="$bigs" -v k="$bigk" 'BEGIN { printf "%.1f s, %.2f GiB", s, k / 1048576 }'; else echo "-"; fi) | $(if [ -n "$bigs" ]; then awk -v s="$bigs" -v k="$bigk" 'BEGIN { print (s <= 30 && k <= 12 * 1048576) ? "met" : "not met" }'; else echo "not run"; fi) |"
+    echo "| bytes per waiting player, copy stacks: <= 1 KiB | $(fmt "$bpp" %.0f) | $(verdict "$bpp" "<=" 1024) |"
+    echo "| hackysack $m x $TK, copy stacks: <= 0.25x Go's time | ${r1:--} | $(verdict "$r1" "<=" 0.25) |"
+    echo "| hackysack $m x $TK: fixed / copy peak RSS >= 3 | ${rr:--} | $(verdict "$rr" ">=" 3) |"
+    echo "| skynet, copy stacks, 2 workers: <= 0.25x Go's time (GOMAXPROCS=2, best tree) | ${rs:--} | $(verdict "$rs" "<=" 0.25) |"
+    echo "| switch between two copy-mode tasklets: <= 4x the fixed switch | ${rw:--} | $(verdict "$rw" "<=" 4) |"
+    echo
     echo "Skynet with copy stacks ($SKYNET leaves, warm-up and five trees, as above):"
     echo
     echo "| who | command | first run s | best s | peak RSS MiB | other load |"
