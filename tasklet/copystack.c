@@ -55,6 +55,7 @@
 #include "sched/sched.h"
 
 #if SL_VALGRIND
+#include <valgrind/memcheck.h>
 #include <valgrind/valgrind.h>
 #endif
 
@@ -241,6 +242,15 @@ static void take_shared(sl_worker *w, sl_tasklet *t, bool in_switcher)
     if (cs->dirty < cs->top) {
         sl__stack_asan_clean(cs->dirty, (size_t)(cs->top - cs->dirty));
         cs->dirty = cs->top;
+    }
+#endif
+#if SL_VALGRIND
+    /* memcheck marks what lies below a stack pointer as unaddressable when
+     * the pointer moves up; the frames we put back may lie below where the
+     * last tasklet left the shared stack. */
+    if (sl_unlikely(w->stacks.valgrind)) {
+        char *lo = t->ctx ? (char *)t->ctx : cs->top - 256;
+        VALGRIND_MAKE_MEM_UNDEFINED(lo, (size_t)(cs->top - lo));
     }
 #endif
     if (t->ctx) {
