@@ -345,10 +345,8 @@ sl_tasklet *sl_spawn(sl_fn fn, void *arg)
     sl_worker *w = sl__self();
     if (sl_unlikely(!w || !fn))
         return NULL;
-    bool copy = sl__rt.stack_mode == SL_STACK_COPY;
-    if (copy)
-        SL__COPY_CHECK(w, arg, "sl_spawn");
-    return spawn(w, fn, arg, -1, copy);
+    SL__COPY_CHECK(w, arg, "sl_spawn"); /* debug builds: &local */
+    return spawn(w, fn, arg, -1, sl__rt.stack_mode == SL_STACK_COPY);
 }
 
 sl_tasklet *sl_spawn_ex(const sl_spawn_attr *attr, sl_fn fn, void *arg)
@@ -365,11 +363,9 @@ sl_tasklet *sl_spawn_ex(const sl_spawn_attr *attr, sl_fn fn, void *arg)
     if (mode != SL_STACK_FIXED && mode != SL_STACK_COPY)
         return NULL;
     bool copy = mode == SL_STACK_COPY;
-    if (copy) {
-        SL__COPY_CHECK(w, arg, "sl_spawn_ex");
-        if (sl__copy_enable() < 0)
-            return NULL;
-    }
+    SL__COPY_CHECK(w, arg, "sl_spawn_ex"); /* debug builds: &local */
+    if (copy && sl__copy_enable() < 0)
+        return NULL;
     sl_tasklet *t = spawn(w, fn, arg, pin, copy);
     if (t && attr && attr->name)
         sl_tasklet_set_name(t, attr->name);
