@@ -196,6 +196,18 @@ kv() {
 status() { cat "$RES/$1.rc" 2>/dev/null || echo "-"; }
 # The kick trace a hackysack step printed, or "".
 trace_of() { sed -n 's/^hackysack: .* trace \([0-9a-f]*\)$/\1/p' "$RES/$1.out" 2>/dev/null | tail -n 1; }
+# compare_traces A:B...: in `same` the pairs of steps whose traces agree,
+# in `differ` " A vs B" for each that does not (pairs without both traces
+# are skipped).
+compare_traces() {
+    local pair a b
+    same=0 differ=""
+    for pair in "$@"; do
+        a=$(trace_of "${pair%%:*}") b=$(trace_of "${pair##*:}")
+        [ -n "$a" ] && [ -n "$b" ] || continue
+        if [ "$a" = "$b" ]; then same=$((same + 1)); else differ+=" ${pair/:/ vs }"; fi
+    done
+}
 
 # CPUs busy over one second while nothing of ours runs: the load other
 # processes put on the machine just before a scaling step.
@@ -561,12 +573,7 @@ MD=$OUT/benchmarks.md
     done
     echo
     # Same seed, same sizes: the runs must have played the same kicks.
-    same=0 differ=""
-    for pair in $(for n in $PLAYERS; do echo "hs-tasklet-$n:hs-go-$n"; done) "hs-tasklet-ratio:hs-pthread-$RATIO_PLAYERS"; do
-        a=$(trace_of "${pair%%:*}") b=$(trace_of "${pair##*:}")
-        [ -n "$a" ] && [ -n "$b" ] || continue
-        if [ "$a" = "$b" ]; then same=$((same + 1)); else differ+=" ${pair/:/ vs }"; fi
-    done
+    compare_traces $(for n in $PLAYERS; do echo "hs-tasklet-$n:hs-go-$n"; done) "hs-tasklet-ratio:hs-pthread-$RATIO_PLAYERS"
     if [ -n "$differ" ]; then
         echo "**Kick traces differ:**$differ (same seed and size should mean the same game)."
     else
@@ -623,14 +630,9 @@ MD=$OUT/benchmarks.md
     done
     echo
     echo "Command: \`$(rel "$HS") --mode tasklet --players N --kicks $TK --stack copy\`."
-    same=0 differ=""
-    for n in $PLAYERS; do
-        a=$(trace_of "hs-copy-$n") b=$(trace_of "hs-tasklet-$n")
-        [ -n "$a" ] && [ -n "$b" ] || continue
-        if [ "$a" = "$b" ]; then same=$((same + 1)); else differ+=" $n"; fi
-    done
+    compare_traces $(for n in $PLAYERS; do echo "hs-copy-$n:hs-tasklet-$n"; done)
     if [ -n "$differ" ]; then
-        echo "**Kick traces of copy and fixed stacks differ at:$differ players.**"
+        echo "**Kick traces of copy and fixed stacks differ:**$differ."
     else
         echo "Kick traces of copy and fixed stacks agree at all $same sizes."
     fi
