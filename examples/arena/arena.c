@@ -93,7 +93,7 @@
  * stderr when it is a terminal, and a last line of key=value pairs.
  *
  * Usage: arena [--actors N] [--ticks T] [--workers N] [--seed S]
- *              [--snapshot FILE.ppm] [--image PIXELS] [--every K]
+ *              [--snapshot FILE.ppm|FILE.png] [--image PIXELS] [--every K]
  *              [--stack-kb K] [--pin 0|1] [--stack fixed|copy] [--quiet]
  * Last line: actors=N ticks=T workers=W pin=0|1 seed=S alive=A spawned=P born=B
  * died=D died_battle=D died_age=D messages=M checksum=0x... setup_ms=...
@@ -104,6 +104,7 @@
  * tasklets left, a runtime error); 2 on bad usage. */
 #define _GNU_SOURCE
 #include "args.h"
+#include "picture.h"
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -706,8 +707,9 @@ static void clock_main(void *arg)
 
 /* ---- the picture ------------------------------------------------------- */
 
-/* A binary PPM (P6) of W.image x W.image pixels: the arena scaled down (or
- * up), each live actor a dot in its faction's colour on black. */
+/* A picture of W.image x W.image pixels: the arena scaled down (or up),
+ * each live actor a dot in its faction's colour on black; a PNG when the
+ * name ends in .png, else a binary PPM (P6). */
 static void write_snapshot(void)
 {
     static const uint8_t colour[FACTIONS][3] = {
@@ -728,8 +730,8 @@ static void write_snapshot(void)
         size_t x = (size_t)a->x * px / W.side, y = (size_t)a->y * px / W.side;
         memcpy(img + (y * px + x) * 3, colour[a->faction], 3);
     }
-    fprintf(f, "P6\n%zu %zu\n255\n", px, px);
-    if (fwrite(img, 1, bytes, f) != bytes || fclose(f) != 0) {
+    int rc = picture_write(f, picture_is_png(W.snapshot), img, px, px);
+    if (fclose(f) != 0 || rc != 0) {
         fprintf(stderr, "arena: writing %s failed\n", W.snapshot);
         note_error(SL_EINVAL);
     }
@@ -741,7 +743,7 @@ static void write_snapshot(void)
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: arena [--actors N] [--ticks T] [--workers N] [--seed S] [--snapshot FILE.ppm]\n"
+            "usage: arena [--actors N] [--ticks T] [--workers N] [--seed S] [--snapshot FILE.ppm|.png]\n"
             "             [--image PIXELS] [--every K] [--stack-kb K] [--pin 0|1]\n"
             "             [--stack fixed|copy] [--quiet]\n"
             "  --actors N      actors at the start (default 100000); the world has room for 5/4 of them\n"
@@ -749,7 +751,8 @@ static void usage(FILE *out)
             "  --workers N     OS threads running tasklets (default 1)\n"
             "  --seed S        the world's seed (default 1): the same seed gives the same checksum,\n"
             "                  whatever the number of workers\n"
-            "  --snapshot F    write the arena at the end as a PPM picture (P6)\n"
+            "  --snapshot F    write the arena at the end as a picture: PNG if F ends in .png,\n"
+            "                  else a binary PPM (P6)\n"
             "  --image PIXELS  the picture's width and height (default 512)\n"
             "  --every K       print the statistics every K ticks (default: 10 lines in all);\n"
             "                  on a terminal, stderr also gets a progress line every tick\n"
