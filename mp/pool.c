@@ -108,14 +108,23 @@ struct apply {
     char *data;
 };
 
-/* A map's shared bookkeeping and one chunk of it. */
+/* A map's shared bookkeeping and one chunk of it. Its chunks are queued
+ * a few at a time (feed_job), not all at once, so that a worker that runs
+ * faster (or starts sooner) than another takes more of them. */
 struct mapjob {
     sl_pool *pool;
+    sl_task_fn fn;
     const char *inputs;
     char *outputs;        /* sl_pool_map: results land here directly */
     int *statuses;
     size_t in_size, out_size, n;
-    size_t chunks_left;
+    struct chunk *chunks;
+    size_t nchunks;
+    size_t next_chunk;    /* the next chunk to queue */
+    size_t settled;       /* chunks settled */
+    size_t chunks_left;   /* chunks not settled yet */
+    int64_t t0;           /* when its first chunk was queued, ns */
+    struct mapjob *feed_next; /* in the pool's list of jobs being fed */
     sl_event done;
     /* imap_unordered: finished chunks, in completion order */
     struct chunk *ready_head, *ready_tail;
@@ -134,6 +143,7 @@ struct chunk {
 
 struct sl_pool_iter {
     struct mapjob job;
+    char *inputs;         /* a copy of the caller's */
     struct chunk *chunks;
     size_t nchunks;
     struct chunk *cur;
@@ -160,6 +170,8 @@ struct sl_pool {
     sl_event gone;        /* set when every worker has exited */
     int epfd;             /* collector: parent_evfd + life pipes */
     size_t inflight;
+    struct mapjob *feeding; /* maps with chunks still to queue */
+    int spin_misses;      /* the collector's spins that found nothing */
     int live;             /* worker processes alive */
     bool closed, stopping, terminated, collector_done;
     bool collector_idle;
@@ -271,9 +283,16 @@ static void run_task(sl_pool *p, struct mp_shared *sh, struct mp_task *t,
     res->out_off = off;
 }
 
-bool mp_spin_until(bool (*cond)(void *), void *arg)
+/* Spin for about SPIN_NS, running this process's other tasklets between
+ * looks. With yield (mpchans), sched_yield() every 64 looks lets a
+ * partner that shares our core run (more spinners than cores); but a
+ * sched_yield() on a core busy with another process's long task can give
+ * that task a whole time slice (milliseconds under EEVDF), during which
+ * nobody rings us since we do not look asleep: when one took longer than
+ * the spin itself, stop spinning and go to sleep the ordinary way. */
+static bool spin_until(bool (*cond)(void *), void *arg, bool yield)
 {
-    int64_t t0 = 0;
+    int64_t t0 = sl__now_ns();
     for (unsigned i = 0;; i++) {
         if (cond(arg))
             return true;
@@ -282,16 +301,19 @@ bool mp_spin_until(bool (*cond)(void *), void *arg)
         __builtin_ia32_pause();
 #endif
         if ((i & 63) == 63) {
-            /* More spinners than cores (the parent, busy workers, other
-             * programs): let the one we wait for have the core. */
-            sched_yield();
+            int64_t before = yield ? sl__now_ns() : 0;
+            if (yield)
+                sched_yield();
             int64_t now = sl__now_ns();
-            if (!t0)
-                t0 = now;
-            else if (now - t0 > SPIN_NS)
+            if (now - t0 > SPIN_NS || (yield && now - before > SPIN_NS))
                 return cond(arg);
         }
     }
+}
+
+bool mp_spin_until(bool (*cond)(void *), void *arg)
+{
+    return spin_until(cond, arg, true);
 }
 
 /* ---- waiting for other processes (mp.h) ------------------------------ */
@@ -376,7 +398,7 @@ static void dispatcher(void *arg)
     for (;;) {
         struct mp_task *t = mp_ring_peek(tr);
         if (!t) {
-            if (mp_spin_until(ring_nonempty, tr))
+            if (spin_until(ring_nonempty, tr, false))
                 continue;
             atomic_store(&ws->sleeping, 1);
             atomic_thread_fence(memory_order_seq_cst);
@@ -401,7 +423,7 @@ static void dispatcher(void *arg)
         mp_ring_pop(tr);
         struct mp_result *res = mp_ring_reserve(rr);
         if (!res) {
-            mp_spin_until(ring_has_room, rr);
+            spin_until(ring_has_room, rr, false);
             while (!(res = mp_ring_reserve(rr)))
                 sl_sleep_ms(1);
         }
@@ -549,6 +571,7 @@ static void chunk_settle(struct chunk *c, int status, const char *data,
     }
     if (j->outputs && !ok && j->statuses == NULL && status == 0)
         status = SL_EINVAL;
+    j->settled++;
     if (--j->chunks_left == 0)
         sl_event_set(&j->done);
 }
@@ -656,6 +679,109 @@ static void fail_all(sl_pool *p, int i, int status)
     }
 }
 
+/* How much of a map each worker gets queued ahead: about FEED_AHEAD_NS of
+ * its chunks (at least 2: one running, one waiting), judged from how fast
+ * the job's chunks have come back so far. Enough that a worker does not
+ * run dry while the parent wakes to refill it; little enough that one
+ * that turns out slower than the others (a busy core) holds back only a
+ * few milliseconds of work at the end. */
+#define FEED_AHEAD_NS 2000000
+
+/* Queue what job j may have in flight now (non-blocking: stops when the
+ * rings or the heap are full; the collector calls again as results come
+ * back). Lock held. true if it queued something. */
+static bool feed_job(sl_pool *p, struct mapjob *j, int64_t now)
+{
+    struct mp_shared *sh = p->sh;
+    size_t ahead = 2;
+    if (j->settled > 0) {
+        int64_t per_chunk = (now - j->t0) * (int64_t)sh->nprocs /
+                            (int64_t)j->settled; /* per worker, ns */
+        if (per_chunk < 1)
+            per_chunk = 1;
+        if ((size_t)(FEED_AHEAD_NS / per_chunk) > ahead)
+            ahead = (size_t)(FEED_AHEAD_NS / per_chunk);
+    }
+    size_t limit = ahead * sh->nprocs;
+    bool queued = false;
+    while (j->next_chunk < j->nchunks &&
+           j->next_chunk - j->settled < limit) {
+        int best = -1;
+        uint64_t best_n = UINT64_MAX;
+        for (uint32_t i = 0; i < sh->nprocs; i++) {
+            uint64_t q = p->ws[i].tail - p->ws[i].head;
+            if (q < best_n && q < sh->depth &&
+                mp_ring_reserve(mp_at(sh, sh->w[i].task_ring))) {
+                best_n = q;
+                best = (int)i;
+            }
+        }
+        if (best < 0)
+            break; /* every ring is full */
+        struct chunk *c = &j->chunks[j->next_chunk];
+        const char *in = j->inputs + c->first * j->in_size;
+        size_t in_len = c->n * j->in_size;
+        uint64_t off = 0;
+        if (in_len > MP_TASK_INLINE) {
+            if (!(off = mp_heap_alloc(sh, in_len)))
+                break; /* results being collected will free room */
+            memcpy(mp_heap_ptr(sh, off), in, in_len);
+        }
+        struct mp_ring *tr = mp_at(sh, sh->w[best].task_ring);
+        struct mp_task *t = mp_ring_reserve(tr);
+        struct wstate *w = &p->ws[best];
+        w->fifo[w->tail % sh->depth] =
+            (struct pend){.kind = PEND_CHUNK, .in_off = off, .u.chunk = c};
+        w->tail++;
+        t->id = w->tail;
+        t->fn = j->fn;
+        t->kind = MP_CHUNK;
+        t->in_len = (uint32_t)in_len;
+        t->in_off = off;
+        t->n = (uint32_t)c->n;
+        t->in_size = (uint32_t)j->in_size;
+        t->out_size = (uint32_t)j->out_size;
+        if (!off)
+            memcpy(t->data, in, in_len);
+        mp_ring_push(tr);
+        p->inflight++;
+        j->next_chunk++;
+        queued = true;
+        atomic_thread_fence(memory_order_seq_cst);
+        if (atomic_load(&sh->w[best].sleeping))
+            mp_ring_bell(sh->w[best].evfd);
+    }
+    return queued;
+}
+
+/* Feed every job that has chunks left to queue; drop the ones done from
+ * the list. Lock held. */
+static bool feed_all(sl_pool *p)
+{
+    bool queued = false;
+    int64_t now = sl__now_ns();
+    for (struct mapjob **jp = &p->feeding; *jp;) {
+        struct mapjob *j = *jp;
+        queued |= feed_job(p, j, now);
+        if (j->next_chunk == j->nchunks)
+            *jp = j->feed_next;
+        else
+            jp = &j->feed_next;
+    }
+    return queued;
+}
+
+/* Terminate: the chunks never queued fail too. Lock held. */
+static void fail_feeding(sl_pool *p, int status)
+{
+    while (p->feeding) {
+        struct mapjob *j = p->feeding;
+        p->feeding = j->feed_next;
+        while (j->next_chunk < j->nchunks)
+            chunk_settle(&j->chunks[j->next_chunk++], status, NULL, 0);
+    }
+}
+
 /* Worker i's process has ended. Lock held. */
 static void worker_died(sl_pool *p, int i)
 {
@@ -715,13 +841,15 @@ static void collector(void *arg)
     for (unsigned round = 0;; round++) {
         sl_lock_acquire(&p->lock);
         size_t n = drain_all(p);
+        if (p->feeding && !p->terminated)
+            n += feed_all(p);
         if ((round & 255) == 255) /* busy: still notice a death */
             check_deaths(p);
         if (p->terminated || (p->stopping && p->live == 0)) {
             sl_lock_release(&p->lock);
             break;
         }
-        bool idle = p->inflight == 0 && !p->stopping;
+        bool idle = p->inflight == 0 && !p->stopping && !p->feeding;
         bool results_due = p->inflight > 0;
         if (idle)
             p->collector_idle = true;
@@ -733,14 +861,27 @@ static void collector(void *arg)
             sl_event_clear(&p->work);
             continue;
         }
-        if (results_due && mp_spin_until(any_result, p))
-            continue;
+        /* Spin for the next result only while spinning pays: after two
+         * spins in a row found nothing (tasks longer than the spin), sleep
+         * at once, until a sleep turns out shorter than a spin. A parent
+         * that spun after every result of millisecond tasks would take
+         * the cores the workers need. */
+        if (results_due && p->spin_misses < 2) {
+            if (spin_until(any_result, p, false)) {
+                p->spin_misses = 0;
+                continue;
+            }
+            p->spin_misses++;
+        }
         /* Sleep until a result's bell or a worker's end (its pipe). */
+        int64_t slept = sl__now_ns();
         atomic_store(&sh->parent_sleeping, 1);
         atomic_thread_fence(memory_order_seq_cst);
         if (!results_due || !any_result(p))
             sl_wait_fd(p->epfd, SL_READABLE, 1000);
         atomic_store(&sh->parent_sleeping, 0);
+        if (sl__now_ns() - slept < SPIN_NS)
+            p->spin_misses = 0;
         sl_lock_acquire(&p->lock);
         check_deaths(p);
         sl_lock_release(&p->lock);
@@ -1113,25 +1254,40 @@ static size_t chunk_items(sl_pool *p, size_t n, size_t in_size,
     return c ? c : 1;
 }
 
-/* Queue every chunk of a map job. */
+/* Cut job j into chunks of per items and start feeding it (the
+ * collector queues the rest as results come back). SL_ECLOSED after
+ * close or terminate. */
 static int map_start(sl_pool *p, sl_task_fn fn, struct mapjob *j,
-                     struct chunk *chunks, size_t per)
+                     struct chunk *chunks, size_t nchunks, size_t per)
 {
-    size_t k = 0;
-    for (size_t first = 0; first < j->n; first += per, k++) {
+    j->fn = fn;
+    j->chunks = chunks;
+    j->nchunks = nchunks;
+    j->chunks_left = nchunks;
+    for (size_t k = 0; k < nchunks; k++) {
         struct chunk *c = &chunks[k];
         c->job = j;
-        c->first = first;
-        c->n = j->n - first < per ? j->n - first : per;
-        struct pend pd = {.kind = PEND_CHUNK, .u.chunk = c};
-        int rc = enqueue(p, MP_CHUNK, fn, j->inputs + first * j->in_size,
-                         c->n * j->in_size, (uint32_t)c->n,
-                         (uint32_t)j->in_size, (uint32_t)j->out_size, pd);
-        if (rc < 0) {
-            c->job = NULL; /* not queued; those before still settle */
-            return rc;
-        }
+        c->first = k * per;
+        c->n = j->n - c->first < per ? j->n - c->first : per;
     }
+    int rc = sl_lock_acquire(&p->lock);
+    if (rc < 0)
+        return rc;
+    if (p->closed || p->terminated) {
+        sl_lock_release(&p->lock);
+        return SL_ECLOSED;
+    }
+    j->t0 = sl__now_ns();
+    feed_job(p, j, j->t0);
+    if (j->next_chunk < j->nchunks) {
+        j->feed_next = p->feeding;
+        p->feeding = j;
+    }
+    bool wake_collector = p->collector_idle;
+    p->collector_idle = false;
+    sl_lock_release(&p->lock);
+    if (wake_collector)
+        sl_event_set(&p->work);
     return 0;
 }
 
@@ -1174,17 +1330,10 @@ int sl_pool_map(sl_pool *p, sl_task_fn fn, const void *inputs,
                        .out_size = out_size, .n = n};
     sl_event_init(&j.done);
     sl_event_init(&j.ready);
-    j.chunks_left = nchunks;
-    rc = map_start(p, fn, &j, chunks, per);
-    /* Wait for every chunk queued (they point at j, on our stack); the
-     * ones that could not be queued never settle. */
-    size_t queued = 0;
-    for (size_t k = 0; k < nchunks; k++)
-        queued += chunks[k].job != NULL;
-    sl_lock_acquire(&p->lock);
-    j.chunks_left -= nchunks - queued;
-    bool waiting = j.chunks_left > 0;
-    sl_lock_release(&p->lock);
+    rc = map_start(p, fn, &j, chunks, nchunks, per);
+    /* Wait for every chunk (they point at j, on our stack): each is
+     * settled, by its result, a worker's death or terminate. */
+    bool waiting = rc == 0;
     while (waiting) {
         sl_event_wait(&j.done, -1);
         sl_lock_acquire(&p->lock);
@@ -1222,28 +1371,30 @@ int sl_pool_imap_unordered(sl_pool *p, sl_task_fn fn, const void *inputs,
         free(it);
         return SL_ENOMEM;
     }
+    /* The chunks are queued as the workers take them, after we return:
+     * the iterator keeps its own copy of the inputs. */
+    it->inputs = malloc(n * in_size + 1);
+    if (!it->inputs) {
+        free(it->chunks);
+        free(it);
+        return SL_ENOMEM;
+    }
+    if (n)
+        memcpy(it->inputs, inputs, n * in_size);
     struct mapjob *j = &it->job;
     j->pool = p;
-    j->inputs = inputs;
+    j->inputs = it->inputs;
     j->in_size = in_size;
     j->out_size = out_size;
     j->n = n;
-    j->chunks_left = it->nchunks;
     sl_event_init(&j->done);
     sl_event_init(&j->ready);
-    rc = map_start(p, fn, j, it->chunks, per);
+    rc = map_start(p, fn, j, it->chunks, it->nchunks, per);
     if (rc < 0) {
-        size_t queued = 0;
-        for (size_t k = 0; k < it->nchunks; k++)
-            queued += it->chunks[k].job != NULL;
-        sl_lock_acquire(&p->lock);
-        j->chunks_left -= it->nchunks - queued;
-        sl_lock_release(&p->lock);
-        it->nchunks = queued;
-        if (queued == 0) {
-            sl_pool_iter_free(it);
-            return rc;
-        }
+        j->chunks_left = 0;
+        it->nchunks = 0;
+        sl_pool_iter_free(it);
+        return rc;
     }
     *out = it;
     return 0;
@@ -1315,6 +1466,7 @@ void sl_pool_iter_free(sl_pool_iter *it)
         free(it->chunks[k].outs);
     }
     free(it->chunks);
+    free(it->inputs);
     sl_event_destroy(&it->job.done);
     sl_event_destroy(&it->job.ready);
     free(it);
@@ -1339,6 +1491,13 @@ int sl_pool_join(sl_pool *p)
     if (!sl_current())
         return SL_ESTATE;
     sl_lock_acquire(&p->lock);
+    /* A map started before close is still being fed: its chunks must be
+     * queued before the stops. */
+    while (p->feeding && !p->terminated) {
+        sl_lock_release(&p->lock);
+        sl_sleep_ms(1);
+        sl_lock_acquire(&p->lock);
+    }
     if (!p->stopping && !p->terminated) {
         p->stopping = true;
         /* A stop after the queued tasks of every worker. */
@@ -1388,6 +1547,7 @@ static void pool_terminate(sl_pool *p)
         drain_all(p); /* results pushed before the kill still count */
         for (uint32_t i = 0; i < p->sh->nprocs; i++)
             fail_all(p, (int)i, SL_ECLOSED);
+        fail_feeding(p, SL_ECLOSED);
         if (p->collector_idle) {
             p->collector_idle = false;
             sl_event_set(&p->work);
