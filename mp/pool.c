@@ -179,43 +179,83 @@ struct sl_pool {
     struct mp_local local; /* mpchan waiting in this process */
 };
 
-/* ---- live pools: a handle used after sl_pool_free gets SL_EINVAL -------- */
+/* ---- handles: a pool used after sl_pool_free gets SL_EINVAL ------------ */
 
+/* What sl_pool_new gives out is not the address of the pool but a token:
+ * a tag, the index of the pool's entry in a table of live pools, and the
+ * generation that entry had when the pool was made (every registration
+ * takes a new one). Every call looks the token up; a freed pool's entry
+ * is empty or has moved on to a later generation, so its token gets
+ * SL_EINVAL, even when a new pool has been allocated at the old one's
+ * address (where a table of addresses would take the stale handle for
+ * the new pool), and nothing freed is ever read (as a magic number in
+ * the pool itself would be). The tag makes the token a non-canonical
+ * address: dereferenced by mistake, it faults at once. */
 #define MAX_POOLS 64
-static sl_pool *_Atomic live_pools[MAX_POOLS];
+#define HANDLE_TAG ((uintptr_t)0x5100000000000000u)
+#define HANDLE_TAG_MASK ((uintptr_t)0xff00000000000000u)
+#define HANDLE_GEN_MASK (((uint64_t)1 << 50) - 1)
 
-static bool pool_live(const sl_pool *p)
+static struct {
+    sl_pool *_Atomic pool;
+    _Atomic uint64_t gen;
+} pool_table[MAX_POOLS];
+static _Atomic uint64_t pool_gens;
+
+static int my_slot = -1; /* set in a worker process only */
+
+/* The pool behind handle h, in any process of the pool. */
+static sl_pool *pool_lookup(const sl_pool *h)
 {
-    if (!p)
-        return false;
-    for (int i = 0; i < MAX_POOLS; i++)
-        if (atomic_load_explicit(&live_pools[i], memory_order_acquire) == p)
-            return true;
-    return false;
+    uintptr_t v = (uintptr_t)h;
+    if ((v & HANDLE_TAG_MASK) != HANDLE_TAG)
+        return NULL;
+    unsigned i = (unsigned)(v & (MAX_POOLS - 1));
+    uint64_t gen = (uint64_t)(v >> 6) & HANDLE_GEN_MASK;
+    if (atomic_load_explicit(&pool_table[i].gen, memory_order_acquire) != gen)
+        return NULL;
+    sl_pool *p = atomic_load_explicit(&pool_table[i].pool, memory_order_acquire);
+    if (atomic_load_explicit(&pool_table[i].gen, memory_order_acquire) != gen)
+        return NULL; /* freed meanwhile (a race of the caller's own) */
+    return p;
 }
 
-static int pool_register(sl_pool *p)
+/* For the pool's calls: in a worker process no handle is live (a task
+ * cannot submit to, close or free the pool it runs in: the worker has a
+ * copy of the parent's pool, not the pool). */
+static sl_pool *pool_get(const sl_pool *h)
 {
-    for (int i = 0; i < MAX_POOLS; i++) {
+    return my_slot >= 0 ? NULL : pool_lookup(h);
+}
+
+sl_pool *mp_pool_get(const sl_pool *handle)
+{
+    return pool_lookup(handle);
+}
+
+/* An entry for p: its handle, or NULL when MAX_POOLS pools exist. */
+static sl_pool *pool_register(sl_pool *p)
+{
+    for (unsigned i = 0; i < MAX_POOLS; i++) {
         sl_pool *e = NULL;
-        if (atomic_compare_exchange_strong(&live_pools[i], &e, p))
-            return 0;
+        if (!atomic_compare_exchange_strong(&pool_table[i].pool, &e, p))
+            continue;
+        uint64_t gen = (atomic_fetch_add(&pool_gens, 1) + 1) & HANDLE_GEN_MASK;
+        atomic_store_explicit(&pool_table[i].gen, gen, memory_order_release);
+        return (sl_pool *)(HANDLE_TAG | (uintptr_t)(gen << 6) | i);
     }
-    return SL_ENOMEM; /* MAX_POOLS pools at once */
+    return NULL;
 }
 
-static void pool_unregister(sl_pool *p)
+static void pool_unregister(const sl_pool *h)
 {
-    for (int i = 0; i < MAX_POOLS; i++) {
-        sl_pool *e = p;
-        if (atomic_compare_exchange_strong(&live_pools[i], &e, NULL))
-            return;
-    }
+    unsigned i = (unsigned)((uintptr_t)h & (MAX_POOLS - 1));
+    atomic_store_explicit(&pool_table[i].gen, 0, memory_order_release);
+    atomic_store_explicit(&pool_table[i].pool, NULL, memory_order_release);
 }
 
 /* ---- worker process ------------------------------------------------------ */
 
-static int my_slot = -1; /* set in a worker process only */
 static struct mp_shared *my_sh;
 struct mp_local *mp_my_local;
 static sl_pool *my_pool;
@@ -1047,11 +1087,12 @@ int sl_pool_new(sl_pool **out, const sl_pool_config *cfg)
         goto fail;
     }
     sl_tasklet_ref(p->collector);
-    if ((rc = pool_register(p)) < 0) {
+    sl_pool *h = pool_register(p);
+    if (!h) { /* MAX_POOLS pools at once */
         pool_free(p);
-        return rc;
+        return SL_ENOMEM;
     }
-    *out = p;
+    *out = h;
     return 0;
 fail:
     pool_destroy(p);
@@ -1139,7 +1180,7 @@ static int enqueue(sl_pool *p, uint32_t kind, sl_task_fn fn, const void *in,
 static int check_submit(sl_pool *p, sl_task_fn fn, const void *in,
                         size_t in_len)
 {
-    if (!pool_live(p) || !fn || (!in && in_len))
+    if (!p || !fn || (!in && in_len))
         return SL_EINVAL;
     if (in_len > p->cfg.max_task_size)
         return SL_EINVAL;
@@ -1148,9 +1189,10 @@ static int check_submit(sl_pool *p, sl_task_fn fn, const void *in,
     return 0;
 }
 
-int sl_pool_submit(sl_pool *p, sl_task_fn fn, const void *in, size_t in_len,
+int sl_pool_submit(sl_pool *h, sl_task_fn fn, const void *in, size_t in_len,
                    sl_future **out)
 {
+    sl_pool *p = pool_get(h);
     if (!out)
         return SL_EINVAL;
     *out = NULL;
@@ -1215,10 +1257,11 @@ void sl_future_free(sl_future *f)
         future_release(f);
 }
 
-int sl_pool_apply_async(sl_pool *p, sl_task_fn fn, const void *in,
+int sl_pool_apply_async(sl_pool *h, sl_task_fn fn, const void *in,
                         size_t in_len, sl_pool_callback callback,
                         sl_pool_error_callback error_callback, void *arg)
 {
+    sl_pool *p = pool_get(h);
     int rc = check_submit(p, fn, in, in_len);
     if (rc)
         return rc;
@@ -1294,7 +1337,7 @@ static int map_start(sl_pool *p, sl_task_fn fn, struct mapjob *j,
 static int map_check(sl_pool *p, sl_task_fn fn, const void *inputs,
                      size_t in_size, size_t n, size_t out_size)
 {
-    if (!pool_live(p) || !fn || (n && (!inputs || !in_size || !out_size)))
+    if (!p || !fn || (n && (!inputs || !in_size || !out_size)))
         return SL_EINVAL;
     if (in_size > p->cfg.max_task_size ||
         8 + out_size > p->cfg.max_result_size || out_size > UINT32_MAX)
@@ -1304,10 +1347,11 @@ static int map_check(sl_pool *p, sl_task_fn fn, const void *inputs,
     return 0;
 }
 
-int sl_pool_map(sl_pool *p, sl_task_fn fn, const void *inputs,
+int sl_pool_map(sl_pool *h, sl_task_fn fn, const void *inputs,
                 size_t in_size, size_t n, void *outputs, size_t out_size,
                 size_t chunksize, int *statuses)
 {
+    sl_pool *p = pool_get(h);
     int rc = map_check(p, fn, inputs, in_size, n, out_size);
     if (rc)
         return rc;
@@ -1351,10 +1395,11 @@ int sl_pool_map(sl_pool *p, sl_task_fn fn, const void *inputs,
     return rc;
 }
 
-int sl_pool_imap_unordered(sl_pool *p, sl_task_fn fn, const void *inputs,
+int sl_pool_imap_unordered(sl_pool *h, sl_task_fn fn, const void *inputs,
                            size_t in_size, size_t n, size_t out_size,
                            size_t chunksize, sl_pool_iter **out)
 {
+    sl_pool *p = pool_get(h);
     if (!out)
         return SL_EINVAL;
     *out = NULL;
@@ -1472,9 +1517,10 @@ void sl_pool_iter_free(sl_pool_iter *it)
     free(it);
 }
 
-int sl_pool_close(sl_pool *p)
+int sl_pool_close(sl_pool *h)
 {
-    if (!pool_live(p))
+    sl_pool *p = pool_get(h);
+    if (!p)
         return SL_EINVAL;
     sl_lock_acquire(&p->lock);
     p->closed = true;
@@ -1482,9 +1528,10 @@ int sl_pool_close(sl_pool *p)
     return 0;
 }
 
-int sl_pool_join(sl_pool *p)
+int sl_pool_join(sl_pool *h)
 {
-    if (!pool_live(p))
+    sl_pool *p = pool_get(h);
+    if (!p)
         return SL_EINVAL;
     if (!p->closed)
         return SL_ESTATE;
@@ -1559,9 +1606,10 @@ static void pool_terminate(sl_pool *p)
         sl_event_wait(&p->gone, -1);
 }
 
-int sl_pool_terminate(sl_pool *p)
+int sl_pool_terminate(sl_pool *h)
 {
-    if (!pool_live(p))
+    sl_pool *p = pool_get(h);
+    if (!p)
         return SL_EINVAL;
     pool_terminate(p);
     return 0;
@@ -1578,11 +1626,12 @@ static void pool_free(sl_pool *p)
     pool_destroy(p);
 }
 
-void sl_pool_free(sl_pool *p)
+void sl_pool_free(sl_pool *h)
 {
-    if (!pool_live(p))
+    sl_pool *p = pool_get(h);
+    if (!p)
         return; /* NULL, or freed already */
-    pool_unregister(p);
+    pool_unregister(h);
     pool_free(p);
 }
 
