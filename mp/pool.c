@@ -727,6 +727,8 @@ static void fail_all(sl_pool *p, int i, int status)
  * few milliseconds of work at the end. */
 #define FEED_AHEAD_NS 2000000
 
+static size_t pow2_at_least(size_t n);
+
 /* Queue what job j may have in flight now (non-blocking: stops when the
  * rings or the heap are full; the collector calls again as results come
  * back). Lock held. true if it queued something. */
@@ -763,6 +765,19 @@ static bool feed_job(sl_pool *p, struct mapjob *j, int64_t now)
         size_t in_len = c->n * j->in_size;
         uint64_t off = 0;
         if (in_len > MP_TASK_INLINE) {
+            /* Leave the workers room for their results: inputs waiting
+             * in the queues must not fill the heap, or the workers would
+             * wait for room that only their results' collection frees.
+             * (With nothing of the job in flight, queue anyway.) */
+            size_t res_len = c->n * (8 + j->out_size);
+            size_t used = __atomic_load_n(&sh->heap.in_use, __ATOMIC_RELAXED);
+            if (j->next_chunk > j->settled &&
+                used + pow2_at_least(in_len) +
+                        (res_len > MP_RESULT_INLINE
+                             ? sh->nprocs * pow2_at_least(res_len)
+                             : 0) >
+                    mp_heap_size(sh))
+                break;
             if (!(off = mp_heap_alloc(sh, in_len)))
                 break; /* results being collected will free room */
             memcpy(mp_heap_ptr(sh, off), in, in_len);

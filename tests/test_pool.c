@@ -835,6 +835,40 @@ TU_TEST(map_delivers_every_item_in_place)
     free_pool();
 }
 
+static int t_copy8(const void *in, size_t n, void *out, size_t *out_len)
+{
+    (void)n;
+    memcpy(out, in, 8);
+    *out_len = 8;
+    return 0;
+}
+
+/* Chunks whose inputs (512 KiB) and results (1 MiB) go through a heap of
+ * 4 MiB: inputs queued ahead must leave the workers room for results (a
+ * map that queued every chunk at once filled the heap with inputs and
+ * never returned). */
+TU_TEST(a_map_bigger_than_the_heap_completes)
+{
+    sl_pool_config c;
+    sl_pool_config_init(&c);
+    c.processes = 2;
+    c.shm_size = 4 << 20;
+    c.max_result_size = 1 << 20;
+    TU_EQ(sl_pool_new(&pool, &c), 0);
+    size_t n = 1 << 20;
+    uint64_t *in = malloc(n * 8), *out = calloc(n, 8);
+    for (size_t i = 0; i < n; i++)
+        in[i] = i * 3;
+    TU_EQ(sl_pool_map(pool, t_copy8, in, 8, n, out, 8, 65536, NULL), 0);
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad += out[i] != i * 3;
+    TU_EQ(bad, 0);
+    free(in);
+    free(out);
+    free_pool();
+}
+
 TU_TEST(imap_unordered_hands_out_each_item_once)
 {
     new_pool(2, 0);
@@ -1093,6 +1127,7 @@ static CU_TestInfo tests[] = {
     TU_CASE(pool_needs_the_runtime),
     TU_CASE(apply_async_calls_back_in_a_parent_tasklet),
     TU_CASE(map_delivers_every_item_in_place),
+    TU_CASE(a_map_bigger_than_the_heap_completes),
     TU_CASE(imap_unordered_hands_out_each_item_once),
     TU_CASE(tasks_run_tasklets_and_initializer_in_the_worker),
     TU_CASE(freeing_a_future_early_is_safe),
