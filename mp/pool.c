@@ -26,6 +26,14 @@
  *     in flight. Per worker, tasks run and results come back in ring order,
  *     so the parent's pending records for a worker form a FIFO and a result
  *     always settles the oldest one: no table, no search.
+ *   - A map is fed, not dumped: its chunks are queued about 2 ms of work
+ *     per worker ahead (at least 2 chunks: one running, one waiting),
+ *     estimated from how fast the job's chunks come back, and the
+ *     collector tops the queues up as results arrive. A worker that runs
+ *     faster (its core is not shared, it started sooner) so takes more
+ *     chunks, where a split made up front waits for the slowest worker;
+ *     and queued inputs never fill the shared heap (a heap-backed chunk
+ *     is queued only while the heap keeps room for a result per worker).
  *   - Which task a worker holds is in shared memory (wslot.current): set
  *     before it takes the task off the ring, cleared after its result is
  *     pushed. When a worker dies, the collector (told by the worker's
@@ -37,7 +45,17 @@
  *     tasklets), then raises a "sleeping" flag and waits on its eventfd
  *     with sl_wait_fd; the other side rings the eventfd only when it sees
  *     the flag (store-fence-load on both sides, so no wake is lost). A busy
- *     pool makes no system calls; an idle pool uses no CPU.
+ *     pool makes no system calls; an idle pool uses no CPU. The collector
+ *     and the workers spin without sched_yield(): on a core busy with a
+ *     long task of another process a yield hands that task a whole time
+ *     slice (milliseconds), while nobody rings us, since we do not look
+ *     asleep. The collector also stops spinning after two spins in a row
+ *     found nothing (tasks longer than a spin), until a sleep turns out
+ *     shorter than a spin: a parent waiting for millisecond tasks sleeps.
+ *   - Handles are tokens (tag, table index, generation), not addresses:
+ *     a freed pool's handle is refused (SL_EINVAL) even when a new pool
+ *     has been allocated where the old one was, without reading freed
+ *     memory.
  *   - The collector waits on an epoll set of its own (the parent's eventfd
  *     and one life pipe per worker) only while tasks are in flight; with none,
  *     it waits on an event that submit sets, so sl_run() can return.
@@ -124,6 +142,8 @@ struct mapjob {
     size_t settled;       /* chunks settled */
     size_t chunks_left;   /* chunks not settled yet */
     int64_t t0;           /* when its first chunk was queued, ns */
+    bool caller_feeds;    /* sl_pool_map: its inputs may be on the caller's
+                             stack, so the caller queues them itself */
     struct mapjob *feed_next; /* in the pool's list of jobs being fed */
     sl_event done;
     /* imap_unordered: finished chunks, in completion order */
@@ -134,6 +154,10 @@ struct mapjob {
 struct chunk {
     struct mapjob *job;
     size_t first, n;
+    int status;           /* map: the chunk's own status */
+    uint64_t res_off;     /* map: its result, a heap block now ours, or */
+    char *res_inl;        /* a copy of a result that came inline        */
+    size_t res_len;
     int *st;              /* imap: statuses and sizes and results kept */
     uint32_t *lens;
     char *outs;
@@ -570,24 +594,33 @@ static void run_apply(void *arg)
     free(a);
 }
 
-/* A chunk's results are in: scatter them (map) or keep them (imap). */
+/* A chunk's results are in: hand them to the map's caller, which scatters
+ * them into its buffers itself (they may be on its stack, which is not
+ * where they seem while it is parked, with copy stacks), taking over the
+ * heap block they came in (*heap_off becomes 0); or keep them (imap).
+ * data NULL: the chunk failed with status. Lock held. */
 static void chunk_settle(struct chunk *c, int status, const char *data,
-                         size_t len)
+                         size_t len, uint64_t *heap_off)
 {
     struct mapjob *j = c->job;
     size_t n = c->n;
     const int32_t *st = (const int32_t *)data;
     const uint32_t *lens = (const uint32_t *)(st + n);
     const char *outs = (const char *)(lens + n);
-    bool ok = status == 0 && len == n * (8 + j->out_size);
+    bool ok = data && status == 0 && len == n * (8 + j->out_size);
     if (j->outputs) {
-        for (size_t i = 0; i < n; i++) {
-            if (j->statuses)
-                j->statuses[c->first + i] = ok ? st[i] : status;
-            if (ok)
-                memcpy(j->outputs + (c->first + i) * j->out_size,
-                       outs + i * j->out_size, lens[i]);
+        c->status = ok ? 0 : status ? status : SL_EINVAL;
+        if (ok && heap_off && *heap_off) {
+            c->res_off = *heap_off;
+            *heap_off = 0;
+        } else if (ok) {
+            c->res_inl = malloc(len + 1);
+            if (c->res_inl)
+                memcpy(c->res_inl, data, len);
+            else
+                c->status = SL_ENOMEM;
         }
+        c->res_len = len;
     } else {
         c->st = malloc(n * sizeof *c->st);
         c->lens = malloc(n * sizeof *c->lens);
@@ -601,16 +634,14 @@ static void chunk_settle(struct chunk *c, int status, const char *data,
         }
         if (ok)
             memcpy(c->outs, outs, n * j->out_size);
-        c->link = NULL;
-        if (j->ready_tail)
-            j->ready_tail->link = c;
-        else
-            j->ready_head = c;
-        j->ready_tail = c;
-        sl_event_set(&j->ready);
     }
-    if (j->outputs && !ok && j->statuses == NULL && status == 0)
-        status = SL_EINVAL;
+    c->link = NULL;
+    if (j->ready_tail)
+        j->ready_tail->link = c;
+    else
+        j->ready_head = c;
+    j->ready_tail = c;
+    sl_event_set(&j->ready);
     j->settled++;
     if (--j->chunks_left == 0)
         sl_event_set(&j->done);
@@ -619,7 +650,7 @@ static void chunk_settle(struct chunk *c, int status, const char *data,
 /* The oldest pending record of worker w is done: status and result bytes
  * (data may point into shared memory: copy what is kept). Lock held. */
 static void settle(sl_pool *p, struct pend *pd, int status, const char *data,
-                   size_t len)
+                   size_t len, uint64_t *heap_off)
 {
     p->inflight--;
     switch (pd->kind) {
@@ -663,7 +694,7 @@ static void settle(sl_pool *p, struct pend *pd, int status, const char *data,
         break;
     }
     case PEND_CHUNK:
-        chunk_settle(pd->u.chunk, status, data, len);
+        chunk_settle(pd->u.chunk, status, data, len, heap_off);
         break;
     }
     if (pd->in_off)
@@ -683,8 +714,9 @@ static size_t drain_worker(sl_pool *p, int i)
         struct pend *pd = &w->fifo[w->head % sh->depth];
         SL__ASSERT(r->id == w->head + 1);
         const char *data = r->out_off ? mp_heap_ptr(sh, r->out_off) : r->data;
-        settle(p, pd, r->status, data, r->out_len);
-        mp_heap_free(sh, r->out_off);
+        uint64_t off = r->out_off;
+        settle(p, pd, r->status, data, r->out_len, &off);
+        mp_heap_free(sh, off); /* unless a map's caller took it */
         w->head++;
         mp_ring_pop(rr);
         n++;
@@ -714,7 +746,7 @@ static void fail_all(sl_pool *p, int i, int status)
 {
     struct wstate *w = &p->ws[i];
     while (w->head != w->tail) {
-        settle(p, &w->fifo[w->head % p->sh->depth], status, NULL, 0);
+        settle(p, &w->fifo[w->head % p->sh->depth], status, NULL, 0, NULL);
         w->head++;
     }
 }
@@ -817,13 +849,23 @@ static bool feed_all(sl_pool *p)
     int64_t now = sl__now_ns();
     for (struct mapjob **jp = &p->feeding; *jp;) {
         struct mapjob *j = *jp;
-        queued |= feed_job(p, j, now);
+        if (!j->caller_feeds)
+            queued |= feed_job(p, j, now);
         if (j->next_chunk == j->nchunks)
             *jp = j->feed_next;
         else
             jp = &j->feed_next;
     }
     return queued;
+}
+
+static void feeding_remove(sl_pool *p, struct mapjob *j)
+{
+    for (struct mapjob **jp = &p->feeding; *jp; jp = &(*jp)->feed_next)
+        if (*jp == j) {
+            *jp = j->feed_next;
+            return;
+        }
 }
 
 /* Terminate: the chunks never queued fail too. Lock held. */
@@ -833,7 +875,7 @@ static void fail_feeding(sl_pool *p, int status)
         struct mapjob *j = p->feeding;
         p->feeding = j->feed_next;
         while (j->next_chunk < j->nchunks)
-            chunk_settle(&j->chunks[j->next_chunk++], status, NULL, 0);
+            chunk_settle(&j->chunks[j->next_chunk++], status, NULL, 0, NULL);
     }
 }
 
@@ -858,7 +900,8 @@ static void worker_died(sl_pool *p, int i)
         struct mp_task *t = mp_ring_peek(tr);
         if (t && t->id == cur) /* died before taking it off the ring */
             mp_ring_pop(tr);
-        settle(p, &w->fifo[w->head % sh->depth], SL_EWORKERDIED, NULL, 0);
+        settle(p, &w->fifo[w->head % sh->depth], SL_EWORKERDIED, NULL, 0,
+               NULL);
         w->head++;
     }
     atomic_store(&s->current, 0);
@@ -1384,20 +1427,65 @@ int sl_pool_map(sl_pool *h, sl_task_fn fn, const void *inputs,
             free(st);
         return SL_ENOMEM;
     }
-    struct mapjob j = {.pool = p, .inputs = inputs, .outputs = outputs,
-                       .statuses = st, .in_size = in_size,
-                       .out_size = out_size, .n = n};
-    sl_event_init(&j.done);
-    sl_event_init(&j.ready);
-    rc = map_start(p, fn, &j, chunks, nchunks, per);
-    /* Wait for every chunk (they point at j, on our stack): each is
-     * settled, by its result, a worker's death or terminate. */
-    bool waiting = rc == 0;
-    while (waiting) {
-        sl_event_wait(&j.done, -1);
+    /* The job is on the heap, not our stack: the collector updates it
+     * while we are parked. */
+    struct mapjob *j = calloc(1, sizeof *j);
+    if (!j) {
+        free(chunks);
+        if (!statuses)
+            free(st);
+        return SL_ENOMEM;
+    }
+    *j = (struct mapjob){.pool = p, .inputs = inputs, .outputs = outputs,
+                         .statuses = st, .in_size = in_size,
+                         .out_size = out_size, .n = n, .caller_feeds = true};
+    sl_event_init(&j->done);
+    sl_event_init(&j->ready);
+    rc = map_start(p, fn, j, chunks, nchunks, per);
+    /* Here, in the caller's tasklet (its stack holds what it holds only
+     * while it runs, with copy stacks): queue the chunks as room comes,
+     * and take every chunk as it is settled (by its result, a worker's
+     * death or terminate) and scatter it. */
+    size_t taken = 0;
+    while (rc == 0 && taken < nchunks) {
         sl_lock_acquire(&p->lock);
-        waiting = j.chunks_left > 0;
+        if (j->next_chunk < j->nchunks && !p->terminated) {
+            feed_job(p, j, sl__now_ns());
+            if (j->next_chunk == j->nchunks)
+                feeding_remove(p, j);
+        }
+        struct chunk *c = j->ready_head;
+        /* Nothing of ours in flight and chunks left to queue: the rings
+         * or the heap are full of other work; look again soon. */
+        bool stalled = j->next_chunk < j->nchunks &&
+                       j->next_chunk == j->settled;
+        if (c) {
+            j->ready_head = c->link;
+            if (!j->ready_head)
+                j->ready_tail = NULL;
+        } else {
+            sl_event_clear(&j->ready);
+        }
         sl_lock_release(&p->lock);
+        if (!c) {
+            sl_event_wait(&j->ready, stalled ? 1 : -1);
+            continue;
+        }
+        taken++;
+        const char *data = c->res_off ? mp_heap_ptr(p->sh, c->res_off)
+                                      : c->res_inl;
+        const int32_t *ist = (const int32_t *)data;
+        const uint32_t *lens = (const uint32_t *)(ist + c->n);
+        const char *outs = (const char *)(lens + c->n);
+        for (size_t i = 0; i < c->n; i++) {
+            bool ok = c->status == 0;
+            st[c->first + i] = ok ? ist[i] : c->status;
+            if (ok)
+                memcpy((char *)outputs + (c->first + i) * out_size,
+                       outs + i * out_size, lens[i]);
+        }
+        mp_heap_free(p->sh, c->res_off);
+        free(c->res_inl);
     }
     if (rc == 0)
         for (size_t i = 0; i < n && rc == 0; i++)
@@ -1405,8 +1493,9 @@ int sl_pool_map(sl_pool *h, sl_task_fn fn, const void *inputs,
     if (!statuses)
         free(st);
     free(chunks);
-    sl_event_destroy(&j.done);
-    sl_event_destroy(&j.ready);
+    sl_event_destroy(&j->done);
+    sl_event_destroy(&j->ready);
+    free(j);
     return rc;
 }
 
