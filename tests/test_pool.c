@@ -946,6 +946,61 @@ TU_TEST(freeing_a_future_early_is_safe)
     free_pool();
 }
 
+static int t_nap_getpid(const void *in, size_t n, void *out, size_t *out_len)
+{
+    usleep(20 * 1000);
+    return t_getpid(in, n, out, out_len);
+}
+
+/* CPU time (user + system) of process pid, in clock ticks. */
+static long cpu_ticks(int pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')'); /* fields after the command name */
+    long utime = 0, stime = 0;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
+                            "%ld %ld", &utime, &stime) != 2)
+        return -1;
+    return utime + stime;
+}
+
+TU_TEST(an_idle_pool_uses_no_cpu)
+{
+    new_pool(2, 0);
+    /* Two tasks at once go to the two workers (the fewest in flight):
+     * their pids. */
+    sl_future *f[2];
+    int pids[2] = {0, 0};
+    for (int i = 0; i < 2; i++)
+        TU_EQ(sl_pool_submit(pool, t_nap_getpid, NULL, 0, &f[i]), 0);
+    for (int i = 0; i < 2; i++) {
+        size_t len = sizeof pids[i];
+        TU_EQ(sl_future_wait(f[i], &pids[i], &len), 0);
+        sl_future_free(f[i]);
+    }
+    CU_ASSERT(pids[0] != pids[1]);
+    sl_sleep_ms(50); /* past every spin */
+    long w0[2] = {cpu_ticks(pids[0]), cpu_ticks(pids[1])};
+    long me0 = cpu_ticks(getpid());
+    sl_sleep_ms(TU_SIZE(500, 1000)); /* the pool idles, the parent too */
+    long w1[2] = {cpu_ticks(pids[0]), cpu_ticks(pids[1])};
+    long me1 = cpu_ticks(getpid());
+    long hz = sysconf(_SC_CLK_TCK);
+    for (int i = 0; i < 2; i++) {
+        CU_ASSERT(w0[i] >= 0 && w1[i] >= 0);
+        CU_ASSERT(w1[i] - w0[i] <= hz / 50); /* at most 20 ms of 500 */
+    }
+    CU_ASSERT(me1 - me0 <= hz / 50);
+    free_pool();
+}
+
 TU_TEST(run_returns_while_the_pool_is_idle)
 {
     new_pool(1, 0);
@@ -1131,6 +1186,7 @@ static CU_TestInfo tests[] = {
     TU_CASE(imap_unordered_hands_out_each_item_once),
     TU_CASE(tasks_run_tasklets_and_initializer_in_the_worker),
     TU_CASE(freeing_a_future_early_is_safe),
+    TU_CASE(an_idle_pool_uses_no_cpu),
     TU_CASE(run_returns_while_the_pool_is_idle),
     TU_CASE(mpchan_ping_pong_between_processes),
     TU_CASE(mpchan_receive_buffer_too_small_keeps_the_message),
