@@ -18,7 +18,11 @@
  *   cpu     sl_pool_map, chunksize 1, over --cpu-items items of about
  *           --cpu-ms ms of SipRounds each (calibrated at start) on P
  *           processes and on 1, the two pools taking turns run for run;
- *           the ratio of the best times is the speed-up.
+ *           the ratio of the best times is the speed-up. The parent's
+ *           own CPU time during the best P-process run is reported too
+ *           (cpu_parent_ms: it should wait, not spin). --cpu-trace
+ *           prints, per run and worker process, the items it ran, the
+ *           time inside them and its idle gaps between items (stderr).
  * Each measure runs once to warm up, then --runs times (default 5); the
  * best run counts. Every result is checked (exit 1 when one is wrong).
  *
@@ -38,11 +42,12 @@ static struct {
     double cpu_ms;
     int queue_depth;
     const char *measures;
-} opt = {2, 5, 100000, 200000, 10000000, 65536, 200000, 100000, 200, 1.0, 0, "one,bulk,map,mpchan,cpu"};
+    bool cpu_trace;
+} opt = {2, 5, 100000, 200000, 10000000, 65536, 200000, 100000, 200, 1.0, 0, "one,bulk,map,mpchan,cpu", false};
 
 static struct {
     double one_tps, one_ns, bulk_tps, bulk_ns, map_tps, map_big_tps, map_c1_tps, rtt_us;
-    double cpu_1_s, cpu_p_s, cpu_speedup, item_ms;
+    double cpu_1_s, cpu_p_s, cpu_speedup, item_ms, cpu_parent_ms;
     uint64_t cpu_rounds, map_chunk_default;
     int failed;
 } R;
@@ -108,14 +113,28 @@ struct cpu_in {
     uint64_t seed, rounds;
 };
 
+/* --cpu-trace: a result is the value, then when the item started and
+ * ended (CLOCK_MONOTONIC is the same clock in every process) and which
+ * worker process ran it. */
+struct cpu_out {
+    uint64_t v, start_ns, end_ns, worker;
+};
+
 static int cpu_task(const void *in, size_t in_len, void *out, size_t *out_len)
 {
     (void)in_len;
     struct cpu_in c;
     memcpy(&c, in, sizeof c);
+    uint64_t t0 = *out_len >= sizeof(struct cpu_out) ? bench_now_ns() : 0;
     uint64_t v = spin_work(c.seed, c.rounds);
     memcpy(out, &v, 8);
-    *out_len = 8;
+    if (*out_len >= sizeof(struct cpu_out)) {
+        struct cpu_out o = {v, t0, bench_now_ns(), (uint64_t)sl_pool_worker_index()};
+        memcpy(out, &o, sizeof o);
+        *out_len = sizeof o;
+    } else {
+        *out_len = 8;
+    }
     return 0;
 }
 
@@ -266,13 +285,63 @@ static uint64_t run_rtt(sl_pool *p, sl_mpchan *a, sl_mpchan *b, uint64_t rounds)
 
 static struct cpu_in *cpu_in;
 static uint64_t *cpu_out, *cpu_ref, cpu_ref_n; /* ref: the first results */
+static struct cpu_out *cpu_traced;
+static uint64_t cpu_parent_ns; /* the parent's CPU time in the last run_cpu */
 
-static uint64_t run_cpu(sl_pool *p, uint64_t n)
+static uint64_t process_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int by_start(const void *a, const void *b)
+{
+    const struct cpu_out *x = a, *y = b;
+    if (x->worker != y->worker)
+        return x->worker < y->worker ? -1 : 1;
+    return x->start_ns < y->start_ns ? -1 : x->start_ns > y->start_ns;
+}
+
+/* --cpu-trace: per worker process, what it ran and how long it waited
+ * between items (gaps over 50 us). */
+static void cpu_trace_print(int procs, uint64_t n, uint64_t t0, uint64_t ns)
+{
+    fprintf(stderr, "cpu trace: processes=%d items=%" PRIu64 " wall_ms=%.2f parent_cpu_ms=%.2f\n", procs, n,
+            ns / 1e6, cpu_parent_ns / 1e6);
+    qsort(cpu_traced, n, sizeof *cpu_traced, by_start);
+    for (uint64_t i = 0; i < n;) {
+        uint64_t w = cpu_traced[i].worker, items = 0, busy = 0, gaps = 0, gap_ns = 0, gap_max = 0;
+        uint64_t first = cpu_traced[i].start_ns, last = 0;
+        for (; i < n && cpu_traced[i].worker == w; i++, items++) {
+            busy += cpu_traced[i].end_ns - cpu_traced[i].start_ns;
+            if (last && cpu_traced[i].start_ns > last + 50000) {
+                uint64_t g = cpu_traced[i].start_ns - last;
+                gaps++, gap_ns += g, gap_max = g > gap_max ? g : gap_max;
+            }
+            last = cpu_traced[i].end_ns;
+        }
+        fprintf(stderr, "  worker %" PRIu64 ": items=%" PRIu64 " first_ms=%.2f last_ms=%.2f in_items_ms=%.2f gaps=%" PRIu64
+                " gap_ms=%.2f gap_max_ms=%.2f\n", w, items, (first - t0) / 1e6, (last - t0) / 1e6, busy / 1e6, gaps,
+                gap_ns / 1e6, gap_max / 1e6);
+    }
+}
+
+static uint64_t run_cpu(sl_pool *p, int procs, uint64_t n)
 {
     memset(cpu_out, 0, n * 8);
+    uint64_t c0 = process_cpu_ns();
     uint64_t t0 = bench_now_ns();
-    int rc = sl_pool_map(p, cpu_task, cpu_in, sizeof *cpu_in, n, cpu_out, 8, 1, NULL);
+    int rc = opt.cpu_trace
+                 ? sl_pool_map(p, cpu_task, cpu_in, sizeof *cpu_in, n, cpu_traced, sizeof *cpu_traced, 1, NULL)
+                 : sl_pool_map(p, cpu_task, cpu_in, sizeof *cpu_in, n, cpu_out, 8, 1, NULL);
     uint64_t ns = bench_now_ns() - t0;
+    cpu_parent_ns = process_cpu_ns() - c0;
+    if (opt.cpu_trace) {
+        for (uint64_t i = 0; i < n; i++)
+            cpu_out[i] = cpu_traced[i].v;
+        cpu_trace_print(procs, n, t0, ns);
+    }
     if (rc < 0)
         fail("sl_pool_map(cpu)", rc);
     uint64_t same = n < cpu_ref_n ? n : cpu_ref_n;
@@ -326,10 +395,10 @@ static void bench(void *arg)
     }
     if (wanted("map") && !R.failed) {
         /* Room for big chunks: a result of 16 bytes per item. And a heap
-         * that holds every chunk's input at once with room for results
-         * to spare: sl_pool_map queues all chunks, and queued inputs that
-         * fill the heap leave the workers no room for their results (they
-         * then wait for it forever: reported, see docs/mp.md). */
+         * that would hold every chunk's input at once (the pool feeds a
+         * map's chunks a few at a time and keeps room for results now, so
+         * a smaller one works too; kept so the figures stay comparable
+         * with earlier runs). */
         size_t maxres = (size_t)16 * opt.big_chunk;
         if (maxres < (64u << 10))
             maxres = 64u << 10;
@@ -398,21 +467,27 @@ static void bench(void *arg)
         cpu_in = malloc(n * sizeof *cpu_in);
         cpu_out = malloc(n * 8);
         cpu_ref = calloc(n, 8);
+        cpu_traced = opt.cpu_trace ? calloc(n, sizeof *cpu_traced) : NULL;
         cpu_ref_n = 0;
         for (uint64_t i = 0; i < n; i++)
             cpu_in[i] = (struct cpu_in){i + 1, R.cpu_rounds};
         /* The two pools take turns, run for run, so that load from other
          * programs weighs on both alike. */
-        uint64_t best[2] = {UINT64_MAX, UINT64_MAX};
+        uint64_t best[2] = {UINT64_MAX, UINT64_MAX}, best_parent = 0;
+        int procs[2] = {1, P};
         sl_pool *pools[2] = {new_pool(1, 0, 0), new_pool(P, 0, 0)};
         if (!pools[0] || !pools[1])
             return;
         for (int w = 0; w < 2; w++)
-            run_cpu(pools[w], n / 10 + 1);
+            run_cpu(pools[w], procs[w], n / 10 + 1);
         for (uint64_t r = 0; r < opt.runs && !R.failed; r++)
             for (int w = 0; w < 2; w++) {
-                uint64_t ns = run_cpu(pools[w], n);
-                best[w] = ns < best[w] ? ns : best[w];
+                uint64_t ns = run_cpu(pools[w], procs[w], n);
+                if (ns < best[w]) {
+                    best[w] = ns;
+                    if (w == 1)
+                        best_parent = cpu_parent_ns;
+                }
             }
         end_pool(pools[0]);
         end_pool(pools[1]);
@@ -424,8 +499,10 @@ static void bench(void *arg)
         R.cpu_p_s = best[1] / 1e9;
         R.cpu_speedup = R.cpu_1_s / R.cpu_p_s;
         R.item_ms = R.cpu_1_s * 1e3 / n; /* as run by one worker process */
-        printf("cpu: items=%" PRIu64 " item_ms=%.3f processes=1 best_s=%.4f processes=%d best_s=%.4f speedup=%.3f\n",
-               n, R.item_ms, R.cpu_1_s, P, R.cpu_p_s, R.cpu_speedup);
+        R.cpu_parent_ms = best_parent / 1e6;
+        printf("cpu: items=%" PRIu64 " item_ms=%.3f processes=1 best_s=%.4f processes=%d best_s=%.4f speedup=%.3f"
+               " parent_cpu_ms=%.2f\n", n, R.item_ms, R.cpu_1_s, P, R.cpu_p_s, R.cpu_speedup, R.cpu_parent_ms);
+        free(cpu_traced);
         free(cpu_in);
         free(cpu_out);
         free(cpu_ref);
@@ -448,6 +525,7 @@ static void usage(FILE *out)
             "  --rounds N        mpchan: round trips (100000)\n"
             "  --cpu-items N     cpu: items of about --cpu-ms each (200)\n"
             "  --cpu-ms MS       cpu: milliseconds of work per item, 0.01 .. 1000 (1)\n"
+            "  --cpu-trace       cpu: per run and worker, items run and idle gaps (stderr)\n"
             "The last line is key=value pairs ending with tasks_per_sec (bulk).\n");
 }
 
@@ -464,7 +542,8 @@ int main(int argc, char **argv)
         {"bulk-tasks", required_argument, NULL, 'b'}, {"queue-depth", required_argument, NULL, 'q'},
         {"map-items", required_argument, NULL, 'n'}, {"big-chunk", required_argument, NULL, 'c'},
         {"map-c1-items", required_argument, NULL, '1'}, {"rounds", required_argument, NULL, 'R'},    {"cpu-items", required_argument, NULL, 'i'},
-        {"cpu-ms", required_argument, NULL, 'M'},    {"help", no_argument, NULL, 'h'},
+        {"cpu-ms", required_argument, NULL, 'M'},    {"cpu-trace", no_argument, NULL, 'T'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -490,6 +569,7 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
+        case 'T': opt.cpu_trace = true; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -536,8 +616,8 @@ int main(int argc, char **argv)
     if (wanted("mpchan"))
         printf(" mpchan_round_trip_us=%.3f", R.rtt_us);
     if (wanted("cpu"))
-        printf(" cpu_items=%" PRIu64 " cpu_item_ms=%.3f cpu_1_s=%.4f cpu_p_s=%.4f cpu_speedup=%.3f", opt.cpu_items,
-               R.item_ms, R.cpu_1_s, R.cpu_p_s, R.cpu_speedup);
+        printf(" cpu_items=%" PRIu64 " cpu_item_ms=%.3f cpu_1_s=%.4f cpu_p_s=%.4f cpu_speedup=%.3f cpu_parent_ms=%.2f",
+               opt.cpu_items, R.item_ms, R.cpu_1_s, R.cpu_p_s, R.cpu_speedup, R.cpu_parent_ms);
     printf(" tasks_per_sec=%.0f\n", wanted("bulk") ? R.bulk_tps : R.one_tps);
     return 0;
 }

@@ -525,6 +525,7 @@ MD=$OUT/benchmarks.md
     echo "| tiny tasks through \`sl_pool_map\` ($(fmt "$(kv pool map_items)" %d) items), best chunksize, tasks/s | $(awk -v a="$(kv pool map_tasks_per_sec)" -v b="$(kv pool map_big_tasks_per_sec)" 'BEGIN { if (a == "" && b == "") print "-"; else printf "%.0f", (a > b ? a : b) }') | >= 10,000,000 |"
     echo "| \`sl_mpchan\` round trip, parent <-> a task in a worker, both busy, us | $(fmt "$(kv pool mpchan_round_trip_us)" %.3f) | <= 2 |"
     echo "| CPU-bound map ($(kv pool cpu_items) items of $(kv pool cpu_item_ms) ms, chunksize 1), speed-up of 2 processes over 1: $(fmt "$(kv pool cpu_1_s)" %.3f) s / $(fmt "$(kv pool cpu_p_s)" %.3f) s | $(fmt "$(kv pool cpu_speedup)" %.2f) | >= 1.85 |"
+    echo "| the parent's own CPU time during that 2-process map (it waits, it should not spin), ms | $(fmt "$(kv pool cpu_parent_ms)" %.2f) | |"
     echo
     hp=hs-process-2
     if [ "$(status "$hp")" != - ]; then

@@ -98,8 +98,9 @@ int sl_pool_apply_async(sl_pool *pool, sl_task_fn fn, const void *in,
 /* fn over n inputs of in_size bytes each (inputs[i] at inputs + i *
  * in_size), results into outputs[i] (out_size bytes each: a result's
  * capacity; bytes past its size are left as they were), in chunks of
- * chunksize items per task (0: about n / (4 * processes)). Blocks until
- * all are done. statuses, if not NULL, gets each item's status. Returns 0
+ * chunksize items per task (0: about n / (4 * processes)), queued a few
+ * milliseconds of work per worker ahead as results come back (a faster
+ * worker takes more chunks). Blocks until all are done. statuses, if not NULL, gets each item's status. Returns 0
  * when every item returned 0, else the status of the first item (lowest
  * index) that did not. SL_EINVAL for bad sizes (in_size or out_size 0 with
  * n > 0, a chunk larger than max_task_size or max_result_size). */
@@ -108,7 +109,7 @@ int sl_pool_map(sl_pool *pool, sl_task_fn fn, const void *inputs,
                 size_t chunksize, int *statuses);
 
 /* Python's imap_unordered: the same work, results handed out as they
- * complete. */
+ * complete. The inputs are copied before it returns. */
 typedef struct sl_pool_iter sl_pool_iter;
 int sl_pool_imap_unordered(sl_pool *pool, sl_task_fn fn, const void *inputs,
                            size_t in_size, size_t n, size_t out_size,
@@ -129,7 +130,11 @@ int sl_pool_join(sl_pool *pool);
  * Returns once they are gone. */
 int sl_pool_terminate(sl_pool *pool);
 /* Terminate if needed and free everything (the shared mapping goes with
- * the last process). The pool and its mpchans must not be used after. */
+ * the last process). Its futures and mpchans must not be used after; the
+ * pool's handle may be: every pool call then gets SL_EINVAL (handles are
+ * generation-checked, also once a new pool has the old one's memory), and
+ * freeing it again does nothing. In a worker process no pool handle is
+ * live (SL_EINVAL: a task cannot submit to, close or free its pool). */
 void sl_pool_free(sl_pool *pool);
 
 /* The pool's worker processes (for a task: which one am I). -1 when the

@@ -29,6 +29,9 @@ int mp_local_wait(struct mp_local *l, uint64_t gen);
  * about 50 us have passed; true if cond holds. */
 bool mp_spin_until(bool (*cond)(void *), void *arg);
 
+/* The pool behind a handle from sl_pool_new, or NULL when it is not one
+ * or its pool has been freed. */
+sl_pool *mp_pool_get(const sl_pool *handle);
 struct mp_shared *mp_pool_shared(sl_pool *p);
 /* This process's waiting (the parent's, or this worker's). */
 struct mp_local *mp_pool_local(sl_pool *p);

@@ -64,11 +64,12 @@ static void set_bit(uint64_t *mask, int k)
     mask[k / 64] |= (uint64_t)1 << (k % 64);
 }
 
-int sl_mpchan_new(sl_pool *pool, size_t max_msg, sl_mpchan **out)
+int sl_mpchan_new(sl_pool *handle, size_t max_msg, sl_mpchan **out)
 {
     if (!out)
         return SL_EINVAL;
     *out = NULL;
+    sl_pool *pool = mp_pool_get(handle); /* NULL: not a live pool */
     if (!pool || max_msg == 0 || max_msg > (1u << 30))
         return SL_EINVAL;
     if (mp_proc_index(pool) != 0)

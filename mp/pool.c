@@ -26,6 +26,14 @@
  *     in flight. Per worker, tasks run and results come back in ring order,
  *     so the parent's pending records for a worker form a FIFO and a result
  *     always settles the oldest one: no table, no search.
+ *   - A map is fed, not dumped: its chunks are queued about 2 ms of work
+ *     per worker ahead (at least 2 chunks: one running, one waiting),
+ *     estimated from how fast the job's chunks come back, and the
+ *     collector tops the queues up as results arrive. A worker that runs
+ *     faster (its core is not shared, it started sooner) so takes more
+ *     chunks, where a split made up front waits for the slowest worker;
+ *     and queued inputs never fill the shared heap (a heap-backed chunk
+ *     is queued only while the heap keeps room for a result per worker).
  *   - Which task a worker holds is in shared memory (wslot.current): set
  *     before it takes the task off the ring, cleared after its result is
  *     pushed. When a worker dies, the collector (told by the worker's
@@ -37,7 +45,17 @@
  *     tasklets), then raises a "sleeping" flag and waits on its eventfd
  *     with sl_wait_fd; the other side rings the eventfd only when it sees
  *     the flag (store-fence-load on both sides, so no wake is lost). A busy
- *     pool makes no system calls; an idle pool uses no CPU.
+ *     pool makes no system calls; an idle pool uses no CPU. The collector
+ *     and the workers spin without sched_yield(): on a core busy with a
+ *     long task of another process a yield hands that task a whole time
+ *     slice (milliseconds), while nobody rings us, since we do not look
+ *     asleep. The collector also stops spinning after two spins in a row
+ *     found nothing (tasks longer than a spin), until a sleep turns out
+ *     shorter than a spin: a parent waiting for millisecond tasks sleeps.
+ *   - Handles are tokens (tag, table index, generation), not addresses:
+ *     a freed pool's handle is refused (SL_EINVAL) even when a new pool
+ *     has been allocated where the old one was, without reading freed
+ *     memory.
  *   - The collector waits on an epoll set of its own (the parent's eventfd
  *     and one life pipe per worker) only while tasks are in flight; with none,
  *     it waits on an event that submit sets, so sl_run() can return.
@@ -108,14 +126,27 @@ struct apply {
     char *data;
 };
 
-/* A map's shared bookkeeping and one chunk of it. */
+/* A map's shared bookkeeping and one chunk of it. Its chunks are queued
+ * a few at a time (feed_job), not all at once, so that a worker that runs
+ * faster (or starts sooner) than another takes more of them. */
 struct mapjob {
     sl_pool *pool;
+    sl_task_fn fn;
     const char *inputs;
     char *outputs;        /* sl_pool_map: results land here directly */
     int *statuses;
     size_t in_size, out_size, n;
-    size_t chunks_left;
+    struct chunk *chunks;
+    size_t nchunks;
+    size_t next_chunk;    /* the next chunk to queue */
+    size_t settled;       /* chunks settled */
+    size_t chunks_left;   /* chunks not settled yet */
+    int64_t t0;           /* when its first chunk was queued, ns */
+    bool caller_feeds;    /* sl_pool_map from a copy-stack tasklet: its
+                             buffers may be on its stack, which is not
+                             where it seems while it is parked, so it
+                             queues and scatters the chunks itself */
+    struct mapjob *feed_next; /* in the pool's list of jobs being fed */
     sl_event done;
     /* imap_unordered: finished chunks, in completion order */
     struct chunk *ready_head, *ready_tail;
@@ -125,6 +156,10 @@ struct mapjob {
 struct chunk {
     struct mapjob *job;
     size_t first, n;
+    int status;           /* map: the chunk's own status */
+    uint64_t res_off;     /* map: its result, a heap block now ours, or */
+    char *res_inl;        /* a copy of a result that came inline        */
+    size_t res_len;
     int *st;              /* imap: statuses and sizes and results kept */
     uint32_t *lens;
     char *outs;
@@ -134,6 +169,7 @@ struct chunk {
 
 struct sl_pool_iter {
     struct mapjob job;
+    char *inputs;         /* a copy of the caller's */
     struct chunk *chunks;
     size_t nchunks;
     struct chunk *cur;
@@ -160,6 +196,8 @@ struct sl_pool {
     sl_event gone;        /* set when every worker has exited */
     int epfd;             /* collector: parent_evfd + life pipes */
     size_t inflight;
+    struct mapjob *feeding; /* maps with chunks still to queue */
+    int spin_misses;      /* the collector's spins that found nothing */
     int live;             /* worker processes alive */
     bool closed, stopping, terminated, collector_done;
     bool collector_idle;
@@ -167,43 +205,83 @@ struct sl_pool {
     struct mp_local local; /* mpchan waiting in this process */
 };
 
-/* ---- live pools: a handle used after sl_pool_free gets SL_EINVAL -------- */
+/* ---- handles: a pool used after sl_pool_free gets SL_EINVAL ------------ */
 
+/* What sl_pool_new gives out is not the address of the pool but a token:
+ * a tag, the index of the pool's entry in a table of live pools, and the
+ * generation that entry had when the pool was made (every registration
+ * takes a new one). Every call looks the token up; a freed pool's entry
+ * is empty or has moved on to a later generation, so its token gets
+ * SL_EINVAL, even when a new pool has been allocated at the old one's
+ * address (where a table of addresses would take the stale handle for
+ * the new pool), and nothing freed is ever read (as a magic number in
+ * the pool itself would be). The tag makes the token a non-canonical
+ * address: dereferenced by mistake, it faults at once. */
 #define MAX_POOLS 64
-static sl_pool *_Atomic live_pools[MAX_POOLS];
+#define HANDLE_TAG ((uintptr_t)0x5100000000000000u)
+#define HANDLE_TAG_MASK ((uintptr_t)0xff00000000000000u)
+#define HANDLE_GEN_MASK (((uint64_t)1 << 50) - 1)
 
-static bool pool_live(const sl_pool *p)
+static struct {
+    sl_pool *_Atomic pool;
+    _Atomic uint64_t gen;
+} pool_table[MAX_POOLS];
+static _Atomic uint64_t pool_gens;
+
+static int my_slot = -1; /* set in a worker process only */
+
+/* The pool behind handle h, in any process of the pool. */
+static sl_pool *pool_lookup(const sl_pool *h)
 {
-    if (!p)
-        return false;
-    for (int i = 0; i < MAX_POOLS; i++)
-        if (atomic_load_explicit(&live_pools[i], memory_order_acquire) == p)
-            return true;
-    return false;
+    uintptr_t v = (uintptr_t)h;
+    if ((v & HANDLE_TAG_MASK) != HANDLE_TAG)
+        return NULL;
+    unsigned i = (unsigned)(v & (MAX_POOLS - 1));
+    uint64_t gen = (uint64_t)(v >> 6) & HANDLE_GEN_MASK;
+    if (atomic_load_explicit(&pool_table[i].gen, memory_order_acquire) != gen)
+        return NULL;
+    sl_pool *p = atomic_load_explicit(&pool_table[i].pool, memory_order_acquire);
+    if (atomic_load_explicit(&pool_table[i].gen, memory_order_acquire) != gen)
+        return NULL; /* freed meanwhile (a race of the caller's own) */
+    return p;
 }
 
-static int pool_register(sl_pool *p)
+/* For the pool's calls: in a worker process no handle is live (a task
+ * cannot submit to, close or free the pool it runs in: the worker has a
+ * copy of the parent's pool, not the pool). */
+static sl_pool *pool_get(const sl_pool *h)
 {
-    for (int i = 0; i < MAX_POOLS; i++) {
+    return my_slot >= 0 ? NULL : pool_lookup(h);
+}
+
+sl_pool *mp_pool_get(const sl_pool *handle)
+{
+    return pool_lookup(handle);
+}
+
+/* An entry for p: its handle, or NULL when MAX_POOLS pools exist. */
+static sl_pool *pool_register(sl_pool *p)
+{
+    for (unsigned i = 0; i < MAX_POOLS; i++) {
         sl_pool *e = NULL;
-        if (atomic_compare_exchange_strong(&live_pools[i], &e, p))
-            return 0;
+        if (!atomic_compare_exchange_strong(&pool_table[i].pool, &e, p))
+            continue;
+        uint64_t gen = (atomic_fetch_add(&pool_gens, 1) + 1) & HANDLE_GEN_MASK;
+        atomic_store_explicit(&pool_table[i].gen, gen, memory_order_release);
+        return (sl_pool *)(HANDLE_TAG | (uintptr_t)(gen << 6) | i);
     }
-    return SL_ENOMEM; /* MAX_POOLS pools at once */
+    return NULL;
 }
 
-static void pool_unregister(sl_pool *p)
+static void pool_unregister(const sl_pool *h)
 {
-    for (int i = 0; i < MAX_POOLS; i++) {
-        sl_pool *e = p;
-        if (atomic_compare_exchange_strong(&live_pools[i], &e, NULL))
-            return;
-    }
+    unsigned i = (unsigned)((uintptr_t)h & (MAX_POOLS - 1));
+    atomic_store_explicit(&pool_table[i].gen, 0, memory_order_release);
+    atomic_store_explicit(&pool_table[i].pool, NULL, memory_order_release);
 }
 
 /* ---- worker process ------------------------------------------------------ */
 
-static int my_slot = -1; /* set in a worker process only */
 static struct mp_shared *my_sh;
 struct mp_local *mp_my_local;
 static sl_pool *my_pool;
@@ -271,9 +349,16 @@ static void run_task(sl_pool *p, struct mp_shared *sh, struct mp_task *t,
     res->out_off = off;
 }
 
-bool mp_spin_until(bool (*cond)(void *), void *arg)
+/* Spin for about SPIN_NS, running this process's other tasklets between
+ * looks. With yield (mpchans), sched_yield() every 64 looks lets a
+ * partner that shares our core run (more spinners than cores); but a
+ * sched_yield() on a core busy with another process's long task can give
+ * that task a whole time slice (milliseconds under EEVDF), during which
+ * nobody rings us since we do not look asleep: when one took longer than
+ * the spin itself, stop spinning and go to sleep the ordinary way. */
+static bool spin_until(bool (*cond)(void *), void *arg, bool yield)
 {
-    int64_t t0 = 0;
+    int64_t t0 = sl__now_ns();
     for (unsigned i = 0;; i++) {
         if (cond(arg))
             return true;
@@ -282,16 +367,19 @@ bool mp_spin_until(bool (*cond)(void *), void *arg)
         __builtin_ia32_pause();
 #endif
         if ((i & 63) == 63) {
-            /* More spinners than cores (the parent, busy workers, other
-             * programs): let the one we wait for have the core. */
-            sched_yield();
+            int64_t before = yield ? sl__now_ns() : 0;
+            if (yield)
+                sched_yield();
             int64_t now = sl__now_ns();
-            if (!t0)
-                t0 = now;
-            else if (now - t0 > SPIN_NS)
+            if (now - t0 > SPIN_NS || (yield && now - before > SPIN_NS))
                 return cond(arg);
         }
     }
+}
+
+bool mp_spin_until(bool (*cond)(void *), void *arg)
+{
+    return spin_until(cond, arg, true);
 }
 
 /* ---- waiting for other processes (mp.h) ------------------------------ */
@@ -376,7 +464,7 @@ static void dispatcher(void *arg)
     for (;;) {
         struct mp_task *t = mp_ring_peek(tr);
         if (!t) {
-            if (mp_spin_until(ring_nonempty, tr))
+            if (spin_until(ring_nonempty, tr, false))
                 continue;
             atomic_store(&ws->sleeping, 1);
             atomic_thread_fence(memory_order_seq_cst);
@@ -401,7 +489,7 @@ static void dispatcher(void *arg)
         mp_ring_pop(tr);
         struct mp_result *res = mp_ring_reserve(rr);
         if (!res) {
-            mp_spin_until(ring_has_room, rr);
+            spin_until(ring_has_room, rr, false);
             while (!(res = mp_ring_reserve(rr)))
                 sl_sleep_ms(1);
         }
@@ -508,24 +596,47 @@ static void run_apply(void *arg)
     free(a);
 }
 
-/* A chunk's results are in: scatter them (map) or keep them (imap). */
+/* A chunk's results are in: hand them to the map's caller, which scatters
+ * them into its buffers itself (they may be on its stack, which is not
+ * where they seem while it is parked, with copy stacks), taking over the
+ * heap block they came in (*heap_off becomes 0); or keep them (imap).
+ * data NULL: the chunk failed with status. Lock held. */
 static void chunk_settle(struct chunk *c, int status, const char *data,
-                         size_t len)
+                         size_t len, uint64_t *heap_off)
 {
     struct mapjob *j = c->job;
     size_t n = c->n;
     const int32_t *st = (const int32_t *)data;
     const uint32_t *lens = (const uint32_t *)(st + n);
     const char *outs = (const char *)(lens + n);
-    bool ok = status == 0 && len == n * (8 + j->out_size);
-    if (j->outputs) {
+    bool ok = data && status == 0 && len == n * (8 + j->out_size);
+    if (j->outputs && !j->caller_feeds) {
+        /* A fixed-stack caller: its buffers stay put, scatter here. */
         for (size_t i = 0; i < n; i++) {
-            if (j->statuses)
-                j->statuses[c->first + i] = ok ? st[i] : status;
+            j->statuses[c->first + i] =
+                ok ? st[i] : status ? status : SL_EINVAL;
             if (ok)
                 memcpy(j->outputs + (c->first + i) * j->out_size,
                        outs + i * j->out_size, lens[i]);
         }
+        j->settled++;
+        if (--j->chunks_left == 0)
+            sl_event_set(&j->done);
+        return;
+    }
+    if (j->outputs) {
+        c->status = ok ? 0 : status ? status : SL_EINVAL;
+        if (ok && heap_off && *heap_off) {
+            c->res_off = *heap_off;
+            *heap_off = 0;
+        } else if (ok) {
+            c->res_inl = malloc(len + 1);
+            if (c->res_inl)
+                memcpy(c->res_inl, data, len);
+            else
+                c->status = SL_ENOMEM;
+        }
+        c->res_len = len;
     } else {
         c->st = malloc(n * sizeof *c->st);
         c->lens = malloc(n * sizeof *c->lens);
@@ -539,16 +650,15 @@ static void chunk_settle(struct chunk *c, int status, const char *data,
         }
         if (ok)
             memcpy(c->outs, outs, n * j->out_size);
-        c->link = NULL;
-        if (j->ready_tail)
-            j->ready_tail->link = c;
-        else
-            j->ready_head = c;
-        j->ready_tail = c;
-        sl_event_set(&j->ready);
     }
-    if (j->outputs && !ok && j->statuses == NULL && status == 0)
-        status = SL_EINVAL;
+    c->link = NULL;
+    if (j->ready_tail)
+        j->ready_tail->link = c;
+    else
+        j->ready_head = c;
+    j->ready_tail = c;
+    sl_event_set(&j->ready);
+    j->settled++;
     if (--j->chunks_left == 0)
         sl_event_set(&j->done);
 }
@@ -556,7 +666,7 @@ static void chunk_settle(struct chunk *c, int status, const char *data,
 /* The oldest pending record of worker w is done: status and result bytes
  * (data may point into shared memory: copy what is kept). Lock held. */
 static void settle(sl_pool *p, struct pend *pd, int status, const char *data,
-                   size_t len)
+                   size_t len, uint64_t *heap_off)
 {
     p->inflight--;
     switch (pd->kind) {
@@ -600,7 +710,7 @@ static void settle(sl_pool *p, struct pend *pd, int status, const char *data,
         break;
     }
     case PEND_CHUNK:
-        chunk_settle(pd->u.chunk, status, data, len);
+        chunk_settle(pd->u.chunk, status, data, len, heap_off);
         break;
     }
     if (pd->in_off)
@@ -620,8 +730,9 @@ static size_t drain_worker(sl_pool *p, int i)
         struct pend *pd = &w->fifo[w->head % sh->depth];
         SL__ASSERT(r->id == w->head + 1);
         const char *data = r->out_off ? mp_heap_ptr(sh, r->out_off) : r->data;
-        settle(p, pd, r->status, data, r->out_len);
-        mp_heap_free(sh, r->out_off);
+        uint64_t off = r->out_off;
+        settle(p, pd, r->status, data, r->out_len, &off);
+        mp_heap_free(sh, off); /* unless a map's caller took it */
         w->head++;
         mp_ring_pop(rr);
         n++;
@@ -651,8 +762,136 @@ static void fail_all(sl_pool *p, int i, int status)
 {
     struct wstate *w = &p->ws[i];
     while (w->head != w->tail) {
-        settle(p, &w->fifo[w->head % p->sh->depth], status, NULL, 0);
+        settle(p, &w->fifo[w->head % p->sh->depth], status, NULL, 0, NULL);
         w->head++;
+    }
+}
+
+/* How much of a map each worker gets queued ahead: about FEED_AHEAD_NS of
+ * its chunks (at least 2: one running, one waiting), judged from how fast
+ * the job's chunks have come back so far. Enough that a worker does not
+ * run dry while the parent wakes to refill it; little enough that one
+ * that turns out slower than the others (a busy core) holds back only a
+ * few milliseconds of work at the end. */
+#define FEED_AHEAD_NS 2000000
+
+static size_t pow2_at_least(size_t n);
+
+/* Queue what job j may have in flight now (non-blocking: stops when the
+ * rings or the heap are full; the collector calls again as results come
+ * back). Lock held. true if it queued something. */
+static bool feed_job(sl_pool *p, struct mapjob *j, int64_t now)
+{
+    struct mp_shared *sh = p->sh;
+    size_t ahead = 2;
+    if (j->settled > 0) {
+        int64_t per_chunk = (now - j->t0) * (int64_t)sh->nprocs /
+                            (int64_t)j->settled; /* per worker, ns */
+        if (per_chunk < 1)
+            per_chunk = 1;
+        if ((size_t)(FEED_AHEAD_NS / per_chunk) > ahead)
+            ahead = (size_t)(FEED_AHEAD_NS / per_chunk);
+    }
+    size_t limit = ahead * sh->nprocs;
+    bool queued = false;
+    while (j->next_chunk < j->nchunks &&
+           j->next_chunk - j->settled < limit) {
+        int best = -1;
+        uint64_t best_n = UINT64_MAX;
+        for (uint32_t i = 0; i < sh->nprocs; i++) {
+            uint64_t q = p->ws[i].tail - p->ws[i].head;
+            if (q < best_n && q < sh->depth &&
+                mp_ring_reserve(mp_at(sh, sh->w[i].task_ring))) {
+                best_n = q;
+                best = (int)i;
+            }
+        }
+        if (best < 0)
+            break; /* every ring is full */
+        struct chunk *c = &j->chunks[j->next_chunk];
+        const char *in = j->inputs + c->first * j->in_size;
+        size_t in_len = c->n * j->in_size;
+        uint64_t off = 0;
+        if (in_len > MP_TASK_INLINE) {
+            /* Leave the workers room for their results: inputs waiting
+             * in the queues must not fill the heap, or the workers would
+             * wait for room that only their results' collection frees.
+             * (With nothing of the job in flight, queue anyway.) */
+            size_t res_len = c->n * (8 + j->out_size);
+            size_t used = __atomic_load_n(&sh->heap.in_use, __ATOMIC_RELAXED);
+            if (j->next_chunk > j->settled &&
+                used + pow2_at_least(in_len) +
+                        (res_len > MP_RESULT_INLINE
+                             ? sh->nprocs * pow2_at_least(res_len)
+                             : 0) >
+                    mp_heap_size(sh))
+                break;
+            if (!(off = mp_heap_alloc(sh, in_len)))
+                break; /* results being collected will free room */
+            memcpy(mp_heap_ptr(sh, off), in, in_len);
+        }
+        struct mp_ring *tr = mp_at(sh, sh->w[best].task_ring);
+        struct mp_task *t = mp_ring_reserve(tr);
+        struct wstate *w = &p->ws[best];
+        w->fifo[w->tail % sh->depth] =
+            (struct pend){.kind = PEND_CHUNK, .in_off = off, .u.chunk = c};
+        w->tail++;
+        t->id = w->tail;
+        t->fn = j->fn;
+        t->kind = MP_CHUNK;
+        t->in_len = (uint32_t)in_len;
+        t->in_off = off;
+        t->n = (uint32_t)c->n;
+        t->in_size = (uint32_t)j->in_size;
+        t->out_size = (uint32_t)j->out_size;
+        if (!off)
+            memcpy(t->data, in, in_len);
+        mp_ring_push(tr);
+        p->inflight++;
+        j->next_chunk++;
+        queued = true;
+        atomic_thread_fence(memory_order_seq_cst);
+        if (atomic_load(&sh->w[best].sleeping))
+            mp_ring_bell(sh->w[best].evfd);
+    }
+    return queued;
+}
+
+/* Feed every job that has chunks left to queue; drop the ones done from
+ * the list. Lock held. */
+static bool feed_all(sl_pool *p)
+{
+    bool queued = false;
+    int64_t now = sl__now_ns();
+    for (struct mapjob **jp = &p->feeding; *jp;) {
+        struct mapjob *j = *jp;
+        if (!j->caller_feeds)
+            queued |= feed_job(p, j, now);
+        if (j->next_chunk == j->nchunks)
+            *jp = j->feed_next;
+        else
+            jp = &j->feed_next;
+    }
+    return queued;
+}
+
+static void feeding_remove(sl_pool *p, struct mapjob *j)
+{
+    for (struct mapjob **jp = &p->feeding; *jp; jp = &(*jp)->feed_next)
+        if (*jp == j) {
+            *jp = j->feed_next;
+            return;
+        }
+}
+
+/* Terminate: the chunks never queued fail too. Lock held. */
+static void fail_feeding(sl_pool *p, int status)
+{
+    while (p->feeding) {
+        struct mapjob *j = p->feeding;
+        p->feeding = j->feed_next;
+        while (j->next_chunk < j->nchunks)
+            chunk_settle(&j->chunks[j->next_chunk++], status, NULL, 0, NULL);
     }
 }
 
@@ -677,7 +916,8 @@ static void worker_died(sl_pool *p, int i)
         struct mp_task *t = mp_ring_peek(tr);
         if (t && t->id == cur) /* died before taking it off the ring */
             mp_ring_pop(tr);
-        settle(p, &w->fifo[w->head % sh->depth], SL_EWORKERDIED, NULL, 0);
+        settle(p, &w->fifo[w->head % sh->depth], SL_EWORKERDIED, NULL, 0,
+               NULL);
         w->head++;
     }
     atomic_store(&s->current, 0);
@@ -715,13 +955,15 @@ static void collector(void *arg)
     for (unsigned round = 0;; round++) {
         sl_lock_acquire(&p->lock);
         size_t n = drain_all(p);
+        if (p->feeding && !p->terminated)
+            n += feed_all(p);
         if ((round & 255) == 255) /* busy: still notice a death */
             check_deaths(p);
         if (p->terminated || (p->stopping && p->live == 0)) {
             sl_lock_release(&p->lock);
             break;
         }
-        bool idle = p->inflight == 0 && !p->stopping;
+        bool idle = p->inflight == 0 && !p->stopping && !p->feeding;
         bool results_due = p->inflight > 0;
         if (idle)
             p->collector_idle = true;
@@ -733,14 +975,27 @@ static void collector(void *arg)
             sl_event_clear(&p->work);
             continue;
         }
-        if (results_due && mp_spin_until(any_result, p))
-            continue;
+        /* Spin for the next result only while spinning pays: after two
+         * spins in a row found nothing (tasks longer than the spin), sleep
+         * at once, until a sleep turns out shorter than a spin. A parent
+         * that spun after every result of millisecond tasks would take
+         * the cores the workers need. */
+        if (results_due && p->spin_misses < 2) {
+            if (spin_until(any_result, p, false)) {
+                p->spin_misses = 0;
+                continue;
+            }
+            p->spin_misses++;
+        }
         /* Sleep until a result's bell or a worker's end (its pipe). */
+        int64_t slept = sl__now_ns();
         atomic_store(&sh->parent_sleeping, 1);
         atomic_thread_fence(memory_order_seq_cst);
         if (!results_due || !any_result(p))
             sl_wait_fd(p->epfd, SL_READABLE, 1000);
         atomic_store(&sh->parent_sleeping, 0);
+        if (sl__now_ns() - slept < SPIN_NS)
+            p->spin_misses = 0;
         sl_lock_acquire(&p->lock);
         check_deaths(p);
         sl_lock_release(&p->lock);
@@ -906,11 +1161,12 @@ int sl_pool_new(sl_pool **out, const sl_pool_config *cfg)
         goto fail;
     }
     sl_tasklet_ref(p->collector);
-    if ((rc = pool_register(p)) < 0) {
+    sl_pool *h = pool_register(p);
+    if (!h) { /* MAX_POOLS pools at once */
         pool_free(p);
-        return rc;
+        return SL_ENOMEM;
     }
-    *out = p;
+    *out = h;
     return 0;
 fail:
     pool_destroy(p);
@@ -998,7 +1254,7 @@ static int enqueue(sl_pool *p, uint32_t kind, sl_task_fn fn, const void *in,
 static int check_submit(sl_pool *p, sl_task_fn fn, const void *in,
                         size_t in_len)
 {
-    if (!pool_live(p) || !fn || (!in && in_len))
+    if (!p || !fn || (!in && in_len))
         return SL_EINVAL;
     if (in_len > p->cfg.max_task_size)
         return SL_EINVAL;
@@ -1007,9 +1263,10 @@ static int check_submit(sl_pool *p, sl_task_fn fn, const void *in,
     return 0;
 }
 
-int sl_pool_submit(sl_pool *p, sl_task_fn fn, const void *in, size_t in_len,
+int sl_pool_submit(sl_pool *h, sl_task_fn fn, const void *in, size_t in_len,
                    sl_future **out)
 {
+    sl_pool *p = pool_get(h);
     if (!out)
         return SL_EINVAL;
     *out = NULL;
@@ -1074,10 +1331,11 @@ void sl_future_free(sl_future *f)
         future_release(f);
 }
 
-int sl_pool_apply_async(sl_pool *p, sl_task_fn fn, const void *in,
+int sl_pool_apply_async(sl_pool *h, sl_task_fn fn, const void *in,
                         size_t in_len, sl_pool_callback callback,
                         sl_pool_error_callback error_callback, void *arg)
 {
+    sl_pool *p = pool_get(h);
     int rc = check_submit(p, fn, in, in_len);
     if (rc)
         return rc;
@@ -1113,32 +1371,47 @@ static size_t chunk_items(sl_pool *p, size_t n, size_t in_size,
     return c ? c : 1;
 }
 
-/* Queue every chunk of a map job. */
+/* Cut job j into chunks of per items and start feeding it (the
+ * collector queues the rest as results come back). SL_ECLOSED after
+ * close or terminate. */
 static int map_start(sl_pool *p, sl_task_fn fn, struct mapjob *j,
-                     struct chunk *chunks, size_t per)
+                     struct chunk *chunks, size_t nchunks, size_t per)
 {
-    size_t k = 0;
-    for (size_t first = 0; first < j->n; first += per, k++) {
+    j->fn = fn;
+    j->chunks = chunks;
+    j->nchunks = nchunks;
+    j->chunks_left = nchunks;
+    for (size_t k = 0; k < nchunks; k++) {
         struct chunk *c = &chunks[k];
         c->job = j;
-        c->first = first;
-        c->n = j->n - first < per ? j->n - first : per;
-        struct pend pd = {.kind = PEND_CHUNK, .u.chunk = c};
-        int rc = enqueue(p, MP_CHUNK, fn, j->inputs + first * j->in_size,
-                         c->n * j->in_size, (uint32_t)c->n,
-                         (uint32_t)j->in_size, (uint32_t)j->out_size, pd);
-        if (rc < 0) {
-            c->job = NULL; /* not queued; those before still settle */
-            return rc;
-        }
+        c->first = k * per;
+        c->n = j->n - c->first < per ? j->n - c->first : per;
     }
+    int rc = sl_lock_acquire(&p->lock);
+    if (rc < 0)
+        return rc;
+    if (p->closed || p->terminated) {
+        sl_lock_release(&p->lock);
+        return SL_ECLOSED;
+    }
+    j->t0 = sl__now_ns();
+    feed_job(p, j, j->t0);
+    if (j->next_chunk < j->nchunks) {
+        j->feed_next = p->feeding;
+        p->feeding = j;
+    }
+    bool wake_collector = p->collector_idle;
+    p->collector_idle = false;
+    sl_lock_release(&p->lock);
+    if (wake_collector)
+        sl_event_set(&p->work);
     return 0;
 }
 
 static int map_check(sl_pool *p, sl_task_fn fn, const void *inputs,
                      size_t in_size, size_t n, size_t out_size)
 {
-    if (!pool_live(p) || !fn || (n && (!inputs || !in_size || !out_size)))
+    if (!p || !fn || (n && (!inputs || !in_size || !out_size)))
         return SL_EINVAL;
     if (in_size > p->cfg.max_task_size ||
         8 + out_size > p->cfg.max_result_size || out_size > UINT32_MAX)
@@ -1148,10 +1421,11 @@ static int map_check(sl_pool *p, sl_task_fn fn, const void *inputs,
     return 0;
 }
 
-int sl_pool_map(sl_pool *p, sl_task_fn fn, const void *inputs,
+int sl_pool_map(sl_pool *h, sl_task_fn fn, const void *inputs,
                 size_t in_size, size_t n, void *outputs, size_t out_size,
                 size_t chunksize, int *statuses)
 {
+    sl_pool *p = pool_get(h);
     int rc = map_check(p, fn, inputs, in_size, n, out_size);
     if (rc)
         return rc;
@@ -1169,27 +1443,76 @@ int sl_pool_map(sl_pool *p, sl_task_fn fn, const void *inputs,
             free(st);
         return SL_ENOMEM;
     }
-    struct mapjob j = {.pool = p, .inputs = inputs, .outputs = outputs,
-                       .statuses = st, .in_size = in_size,
-                       .out_size = out_size, .n = n};
-    sl_event_init(&j.done);
-    sl_event_init(&j.ready);
-    j.chunks_left = nchunks;
-    rc = map_start(p, fn, &j, chunks, per);
-    /* Wait for every chunk queued (they point at j, on our stack); the
-     * ones that could not be queued never settle. */
-    size_t queued = 0;
-    for (size_t k = 0; k < nchunks; k++)
-        queued += chunks[k].job != NULL;
-    sl_lock_acquire(&p->lock);
-    j.chunks_left -= nchunks - queued;
-    bool waiting = j.chunks_left > 0;
-    sl_lock_release(&p->lock);
-    while (waiting) {
-        sl_event_wait(&j.done, -1);
+    /* The job is on the heap, not our stack: the collector updates it
+     * while we are parked. */
+    struct mapjob *j = calloc(1, sizeof *j);
+    if (!j) {
+        free(chunks);
+        if (!statuses)
+            free(st);
+        return SL_ENOMEM;
+    }
+    *j = (struct mapjob){.pool = p, .inputs = inputs, .outputs = outputs,
+                         .statuses = st, .in_size = in_size,
+                         .out_size = out_size, .n = n,
+                         .caller_feeds = sl_current()->copy};
+    sl_event_init(&j->done);
+    sl_event_init(&j->ready);
+    rc = map_start(p, fn, j, chunks, nchunks, per);
+    /* A copy-mode caller (its stack holds what it holds only while it
+     * runs) does it here, in its own tasklet: queue the chunks as room
+     * comes, take every chunk as it is settled (by its result, a worker's
+     * death or terminate) and scatter it. A fixed-stack caller leaves
+     * both to the collector, which saves a wake-up of this tasklet and a
+     * copy per chunk (10M tiny tasks/s at chunksize 1 against 1M). */
+    size_t taken = 0;
+    while (rc == 0 && !j->caller_feeds) { /* the collector does it all */
+        sl_event_wait(&j->done, -1);
         sl_lock_acquire(&p->lock);
-        waiting = j.chunks_left > 0;
+        bool more = j->chunks_left > 0;
         sl_lock_release(&p->lock);
+        if (!more)
+            break;
+    }
+    while (rc == 0 && j->caller_feeds && taken < nchunks) {
+        sl_lock_acquire(&p->lock);
+        if (j->next_chunk < j->nchunks && !p->terminated) {
+            feed_job(p, j, sl__now_ns());
+            if (j->next_chunk == j->nchunks)
+                feeding_remove(p, j);
+        }
+        struct chunk *c = j->ready_head;
+        /* Nothing of ours in flight and chunks left to queue: the rings
+         * or the heap are full of other work; look again soon. */
+        bool stalled = j->next_chunk < j->nchunks &&
+                       j->next_chunk == j->settled;
+        if (c) {
+            j->ready_head = c->link;
+            if (!j->ready_head)
+                j->ready_tail = NULL;
+        } else {
+            sl_event_clear(&j->ready);
+        }
+        sl_lock_release(&p->lock);
+        if (!c) {
+            sl_event_wait(&j->ready, stalled ? 1 : -1);
+            continue;
+        }
+        taken++;
+        const char *data = c->res_off ? mp_heap_ptr(p->sh, c->res_off)
+                                      : c->res_inl;
+        const int32_t *ist = (const int32_t *)data;
+        const uint32_t *lens = (const uint32_t *)(ist + c->n);
+        const char *outs = (const char *)(lens + c->n);
+        for (size_t i = 0; i < c->n; i++) {
+            bool ok = c->status == 0;
+            st[c->first + i] = ok ? ist[i] : c->status;
+            if (ok)
+                memcpy((char *)outputs + (c->first + i) * out_size,
+                       outs + i * out_size, lens[i]);
+        }
+        mp_heap_free(p->sh, c->res_off);
+        free(c->res_inl);
     }
     if (rc == 0)
         for (size_t i = 0; i < n && rc == 0; i++)
@@ -1197,15 +1520,17 @@ int sl_pool_map(sl_pool *p, sl_task_fn fn, const void *inputs,
     if (!statuses)
         free(st);
     free(chunks);
-    sl_event_destroy(&j.done);
-    sl_event_destroy(&j.ready);
+    sl_event_destroy(&j->done);
+    sl_event_destroy(&j->ready);
+    free(j);
     return rc;
 }
 
-int sl_pool_imap_unordered(sl_pool *p, sl_task_fn fn, const void *inputs,
+int sl_pool_imap_unordered(sl_pool *h, sl_task_fn fn, const void *inputs,
                            size_t in_size, size_t n, size_t out_size,
                            size_t chunksize, sl_pool_iter **out)
 {
+    sl_pool *p = pool_get(h);
     if (!out)
         return SL_EINVAL;
     *out = NULL;
@@ -1222,28 +1547,30 @@ int sl_pool_imap_unordered(sl_pool *p, sl_task_fn fn, const void *inputs,
         free(it);
         return SL_ENOMEM;
     }
+    /* The chunks are queued as the workers take them, after we return:
+     * the iterator keeps its own copy of the inputs. */
+    it->inputs = malloc(n * in_size + 1);
+    if (!it->inputs) {
+        free(it->chunks);
+        free(it);
+        return SL_ENOMEM;
+    }
+    if (n)
+        memcpy(it->inputs, inputs, n * in_size);
     struct mapjob *j = &it->job;
     j->pool = p;
-    j->inputs = inputs;
+    j->inputs = it->inputs;
     j->in_size = in_size;
     j->out_size = out_size;
     j->n = n;
-    j->chunks_left = it->nchunks;
     sl_event_init(&j->done);
     sl_event_init(&j->ready);
-    rc = map_start(p, fn, j, it->chunks, per);
+    rc = map_start(p, fn, j, it->chunks, it->nchunks, per);
     if (rc < 0) {
-        size_t queued = 0;
-        for (size_t k = 0; k < it->nchunks; k++)
-            queued += it->chunks[k].job != NULL;
-        sl_lock_acquire(&p->lock);
-        j->chunks_left -= it->nchunks - queued;
-        sl_lock_release(&p->lock);
-        it->nchunks = queued;
-        if (queued == 0) {
-            sl_pool_iter_free(it);
-            return rc;
-        }
+        j->chunks_left = 0;
+        it->nchunks = 0;
+        sl_pool_iter_free(it);
+        return rc;
     }
     *out = it;
     return 0;
@@ -1315,14 +1642,16 @@ void sl_pool_iter_free(sl_pool_iter *it)
         free(it->chunks[k].outs);
     }
     free(it->chunks);
+    free(it->inputs);
     sl_event_destroy(&it->job.done);
     sl_event_destroy(&it->job.ready);
     free(it);
 }
 
-int sl_pool_close(sl_pool *p)
+int sl_pool_close(sl_pool *h)
 {
-    if (!pool_live(p))
+    sl_pool *p = pool_get(h);
+    if (!p)
         return SL_EINVAL;
     sl_lock_acquire(&p->lock);
     p->closed = true;
@@ -1330,15 +1659,23 @@ int sl_pool_close(sl_pool *p)
     return 0;
 }
 
-int sl_pool_join(sl_pool *p)
+int sl_pool_join(sl_pool *h)
 {
-    if (!pool_live(p))
+    sl_pool *p = pool_get(h);
+    if (!p)
         return SL_EINVAL;
     if (!p->closed)
         return SL_ESTATE;
     if (!sl_current())
         return SL_ESTATE;
     sl_lock_acquire(&p->lock);
+    /* A map started before close is still being fed: its chunks must be
+     * queued before the stops. */
+    while (p->feeding && !p->terminated) {
+        sl_lock_release(&p->lock);
+        sl_sleep_ms(1);
+        sl_lock_acquire(&p->lock);
+    }
     if (!p->stopping && !p->terminated) {
         p->stopping = true;
         /* A stop after the queued tasks of every worker. */
@@ -1388,6 +1725,7 @@ static void pool_terminate(sl_pool *p)
         drain_all(p); /* results pushed before the kill still count */
         for (uint32_t i = 0; i < p->sh->nprocs; i++)
             fail_all(p, (int)i, SL_ECLOSED);
+        fail_feeding(p, SL_ECLOSED);
         if (p->collector_idle) {
             p->collector_idle = false;
             sl_event_set(&p->work);
@@ -1399,9 +1737,10 @@ static void pool_terminate(sl_pool *p)
         sl_event_wait(&p->gone, -1);
 }
 
-int sl_pool_terminate(sl_pool *p)
+int sl_pool_terminate(sl_pool *h)
 {
-    if (!pool_live(p))
+    sl_pool *p = pool_get(h);
+    if (!p)
         return SL_EINVAL;
     pool_terminate(p);
     return 0;
@@ -1418,11 +1757,12 @@ static void pool_free(sl_pool *p)
     pool_destroy(p);
 }
 
-void sl_pool_free(sl_pool *p)
+void sl_pool_free(sl_pool *h)
 {
-    if (!pool_live(p))
+    sl_pool *p = pool_get(h);
+    if (!p)
         return; /* NULL, or freed already */
-    pool_unregister(p);
+    pool_unregister(h);
     pool_free(p);
 }
 

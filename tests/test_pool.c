@@ -77,6 +77,46 @@ static int t_maybe_die(const void *in, size_t n, void *out, size_t *out_len)
     return 0;
 }
 
+static int t_plus_one(const void *in, size_t n, void *out, size_t *out_len)
+{
+    int v;
+    if (n != sizeof v)
+        return SL_EINVAL;
+    memcpy(&v, in, sizeof v);
+    v += 1;
+    memcpy(out, &v, sizeof v);
+    *out_len = sizeof v;
+    return 0;
+}
+
+/* Sleeps as many milliseconds as its int input says. */
+static int t_sleep_ms(const void *in, size_t n, void *out, size_t *out_len)
+{
+    int ms;
+    (void)n;
+    memcpy(&ms, in, sizeof ms);
+    usleep((useconds_t)ms * 1000);
+    memcpy(out, &ms, sizeof ms);
+    *out_len = sizeof ms;
+    return 0;
+}
+
+/* Writes its pid to the pipe whose write end its input names, then sleeps
+ * (to be killed from outside). */
+static int t_report_and_sleep(const void *in, size_t n, void *out,
+                              size_t *out_len)
+{
+    int fd;
+    (void)n, (void)out;
+    memcpy(&fd, in, sizeof fd);
+    int pid = getpid();
+    if (write(fd, &pid, sizeof pid) != (ssize_t)sizeof pid)
+        return SL_EINVAL;
+    usleep(10 * 1000 * 1000);
+    *out_len = 0;
+    return 0;
+}
+
 static int t_sleep(const void *in, size_t n, void *out, size_t *out_len)
 {
     (void)in, (void)n, (void)out;
@@ -169,6 +209,29 @@ static void submitter(void *arg)
     }
 }
 
+/* A map beside the submitters: its chunks and their futures share the
+ * workers' queues. */
+struct mapload {
+    size_t n, bad;
+    int rc;
+};
+
+static int t_plus_one(const void *in, size_t n, void *out, size_t *out_len);
+
+static void mapper(void *arg)
+{
+    struct mapload *m = arg;
+    int *in = malloc(m->n * sizeof *in), *out = calloc(m->n, sizeof *out);
+    for (size_t i = 0; i < m->n; i++)
+        in[i] = (int)(i * 3);
+    m->rc = sl_pool_map(pool, t_plus_one, in, sizeof *in, m->n, out,
+                        sizeof *out, 3, NULL);
+    for (size_t i = 0; i < m->n; i++)
+        m->bad += out[i] != (int)(i * 3) + 1;
+    free(in);
+    free(out);
+}
+
 TU_TEST(results_are_right_under_load)
 {
     new_pool(2, 0);
@@ -177,9 +240,13 @@ TU_TEST(results_are_right_under_load)
         l[k] = (struct load){.base = k * 100000, .n = TU_SIZE(2000, 100)};
         sl_spawn(submitter, &l[k]);
     }
+    struct mapload m = {.n = TU_SIZE(30000, 3000)};
+    sl_spawn(mapper, &m);
     TU_EQ(sl_run(), 0);
     for (int k = 0; k < 4; k++)
         TU_EQ(l[k].bad, 0);
+    TU_EQ(m.rc, 0);
+    TU_EQ(m.bad, 0);
     /* In bulk: 1000 futures outstanding at once. */
     enum { N = 1000 };
     static sl_future *fs[N];
@@ -262,6 +329,74 @@ TU_TEST(a_dying_worker_fails_only_its_task)
     free_pool();
 }
 
+TU_TEST(a_worker_killed_from_outside_fails_only_its_task)
+{
+    int fds[2];
+    TU_EQ(pipe(fds), 0); /* before the fork: the workers hold it too */
+    new_pool(2, 0);
+    enum { N = 20 };
+    sl_future *victim, *f[N];
+    TU_EQ(sl_pool_submit(pool, t_report_and_sleep, &fds[1], sizeof fds[1],
+                         &victim),
+          0);
+    /* Half of these queue behind the victim on its worker. */
+    for (long i = 0; i < N; i++)
+        TU_EQ(sl_pool_submit(pool, t_square, &i, sizeof i, &f[i]), 0);
+    int pid = 0;
+    TU_EQ(sl_wait_fd(fds[0], SL_READABLE, 10000) > 0, true);
+    TU_EQ(read(fds[0], &pid, sizeof pid), (ssize_t)sizeof pid);
+    TU_EQ(kill(pid, SIGKILL), 0); /* mid-task */
+    TU_EQ(sl_future_wait(victim, NULL, NULL), SL_EWORKERDIED);
+    sl_future_free(victim);
+    for (long i = 0; i < N; i++) {
+        long r = -1;
+        size_t len = sizeof r;
+        TU_EQ(sl_future_wait(f[i], &r, &len), 0);
+        TU_EQ(r, i * i);
+        sl_future_free(f[i]);
+    }
+    /* The pool keeps serving, from a replacement. */
+    int seen[2] = {0, 0};
+    for (int k = 0; k < 2; k++) {
+        sl_future *g;
+        size_t len = sizeof seen[k];
+        TU_EQ(sl_pool_submit(pool, t_getpid, NULL, 0, &g), 0);
+        TU_EQ(sl_future_wait(g, &seen[k], &len), 0);
+        CU_ASSERT(seen[k] != pid && seen[k] > 0);
+        sl_future_free(g);
+    }
+    close(fds[0]);
+    close(fds[1]);
+    free_pool();
+}
+
+TU_TEST(a_map_loses_only_the_chunk_of_a_dying_worker)
+{
+    new_pool(2, 0);
+    enum { N = 1000 };
+    int in[N], out[N], st[N];
+    for (int i = 0; i < N; i++)
+        in[i] = i + 100, out[i] = 0;
+    in[503] = 7; /* kills its worker: chunk 500..509 is lost */
+    TU_EQ(sl_pool_map(pool, t_maybe_die, in, sizeof *in, N, out, sizeof *out,
+                      10, st),
+          SL_EWORKERDIED);
+    int bad = 0;
+    for (int i = 0; i < N; i++) {
+        if (i >= 500 && i < 510)
+            bad += st[i] != SL_EWORKERDIED;
+        else
+            bad += st[i] != 0 || out[i] != 2 * (i + 100);
+    }
+    TU_EQ(bad, 0);
+    in[503] = 3; /* and the next map runs whole */
+    TU_EQ(sl_pool_map(pool, t_maybe_die, in, sizeof *in, N, out, sizeof *out,
+                      10, NULL),
+          0);
+    TU_EQ(out[503], 6);
+    free_pool();
+}
+
 TU_TEST(max_tasks_per_child_replaces_workers_without_loss)
 {
     new_pool(2, 3);
@@ -280,6 +415,18 @@ TU_TEST(max_tasks_per_child_replaces_workers_without_loss)
         distinct += !seen;
     }
     TU_EQ(distinct, N / 3); /* each process ran exactly 3 */
+    /* A map's chunks count as tasks: 34 replacements along the way. */
+    enum { M = 100 };
+    int in[M], out[M];
+    for (int i = 0; i < M; i++)
+        in[i] = i, out[i] = 0;
+    TU_EQ(sl_pool_map(pool, t_plus_one, in, sizeof *in, M, out, sizeof *out,
+                      1, NULL),
+          0);
+    int bad = 0;
+    for (int i = 0; i < M; i++)
+        bad += out[i] != i + 1;
+    TU_EQ(bad, 0);
     free_pool();
 }
 
@@ -303,6 +450,97 @@ TU_TEST(terminate_stops_promptly)
     sl_pool_free(pool);
     TU_EQ(waitpid(-1, NULL, WNOHANG), -1); /* no child left */
     TU_EQ(errno, ECHILD);
+}
+
+struct slowmap {
+    int rc, closed, done;
+    int64_t returned_ms;
+};
+
+static void slow_mapper(void *arg)
+{
+    struct slowmap *m = arg;
+    enum { N = 100 };
+    int in[N], out[N], st[N];
+    for (int i = 0; i < N; i++)
+        in[i] = 100; /* 100 x 100 ms on 2 processes: 5 s */
+    m->rc = sl_pool_map(pool, t_sleep_ms, in, sizeof *in, N, out,
+                        sizeof *out, 1, st);
+    m->returned_ms = sl_now_ms();
+    for (int i = 0; i < N; i++) {
+        m->closed += st[i] == SL_ECLOSED;
+        m->done += st[i] == 0;
+    }
+}
+
+/* Wait (up to 10 s) for tasklet t to end; 0 once it has. */
+static int wait_gone(sl_tasklet *t)
+{
+    for (int i = 0; i < 2000 && sl_tasklet_alive(t); i++)
+        sl_sleep_ms(5);
+    return sl_tasklet_alive(t) ? SL_ETIMEDOUT : 0;
+}
+
+TU_TEST(terminate_stops_a_map_promptly)
+{
+    new_pool(2, 0);
+    struct slowmap m = {0};
+    sl_tasklet *t = sl_spawn(slow_mapper, &m);
+    sl_tasklet_ref(t);
+    sl_sleep_ms(250); /* a few items done, most not even queued */
+    int64_t t0 = sl_now_ms();
+    TU_EQ(sl_pool_terminate(pool), 0);
+    TU_EQ(wait_gone(t), 0);
+    sl_tasklet_unref(t);
+    CU_ASSERT(m.returned_ms - t0 < 2000);
+    TU_EQ(m.rc, SL_ECLOSED);
+    TU_EQ(m.closed + m.done, 100);
+    CU_ASSERT(m.closed >= 80);
+    sl_pool_free(pool);
+    TU_EQ(waitpid(-1, NULL, WNOHANG), -1);
+    TU_EQ(errno, ECHILD);
+}
+
+static void quick_mapper(void *arg)
+{
+    struct slowmap *m = arg;
+    enum { N = 60 };
+    int in[N], out[N], st[N];
+    for (int i = 0; i < N; i++)
+        in[i] = 3, out[i] = 0;
+    m->rc = sl_pool_map(pool, t_sleep_ms, in, sizeof *in, N, out,
+                        sizeof *out, 1, st);
+    for (int i = 0; i < N; i++)
+        m->done += st[i] == 0 && out[i] == 3;
+}
+
+TU_TEST(join_lets_a_running_map_finish)
+{
+    new_pool(2, 0);
+    struct slowmap m = {0};
+    sl_tasklet *t = sl_spawn(quick_mapper, &m);
+    sl_tasklet_ref(t);
+    sl_sleep_ms(20); /* the map is under way, most chunks not queued */
+    TU_EQ(sl_pool_close(pool), 0);
+    TU_EQ(sl_pool_join(pool), 0);
+    TU_EQ(wait_gone(t), 0);
+    sl_tasklet_unref(t);
+    TU_EQ(m.rc, 0);
+    TU_EQ(m.done, 60);
+    sl_pool_free(pool);
+    pool = NULL;
+}
+
+static int count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        n += e->d_name[0] != '.';
+    if (d)
+        closedir(d);
+    return n;
 }
 
 static int count_shared_maps(void)
@@ -332,7 +570,8 @@ static int count_dev_shm(void)
 
 TU_TEST(close_and_join_leave_nothing_behind)
 {
-    int maps0 = count_shared_maps(), shm0 = count_dev_shm();
+    int maps0 = count_shared_maps(), shm0 = count_dev_shm(),
+        fds0 = count_fds();
     new_pool(3, 0);
     CU_ASSERT(count_shared_maps() > maps0);
     TU_EQ(count_dev_shm(), shm0); /* nothing named, ever */
@@ -354,6 +593,7 @@ TU_TEST(close_and_join_leave_nothing_behind)
     sl_pool_free(pool);
     TU_EQ(count_shared_maps(), maps0);
     TU_EQ(count_dev_shm(), shm0);
+    TU_EQ(count_fds(), fds0); /* eventfds, epoll, life pipes: all closed */
 }
 
 TU_TEST(bad_input_is_refused)
@@ -368,8 +608,26 @@ TU_TEST(bad_input_is_refused)
     TU_EQ(sl_pool_new(&p, &c), SL_EINVAL);
     TU_EQ(sl_pool_new(NULL, NULL), SL_EINVAL);
     sl_pool_config_init(&c);
+    c.max_task_size = (size_t)2 << 30; /* above 1 GiB */
+    TU_EQ(sl_pool_new(&p, &c), SL_EINVAL);
+    sl_pool_config_init(&c);
+    c.max_result_size = (size_t)2 << 30;
+    TU_EQ(sl_pool_new(&p, &c), SL_EINVAL);
+    sl_pool_config_init(&c);
+    c.shm_size = 1 << 20; /* smaller than the largest task */
+    c.max_task_size = 4 << 20;
+    TU_EQ(sl_pool_new(&p, &c), SL_EINVAL);
+    sl_pool_config_init(&c);
+    c.workers = 0;
+    TU_EQ(sl_pool_new(&p, &c), SL_EINVAL);
+    sl_pool_config_init(&c);
+    c.max_tasks_per_child = -1;
+    TU_EQ(sl_pool_new(&p, &c), SL_EINVAL);
+    CU_ASSERT_PTR_NULL(p);
+    sl_pool_config_init(&c);
     c.processes = 1;
     c.max_task_size = 4096;
+    c.max_result_size = 1024;
     TU_EQ(sl_pool_new(&pool, &c), 0);
     sl_future *f = NULL;
     char big[8192] = {0};
@@ -382,14 +640,110 @@ TU_TEST(bad_input_is_refused)
     long in = 1, out = 0;
     TU_EQ(sl_pool_map(pool, t_square, &in, 0, 1, &out, 8, 0, NULL),
           SL_EINVAL);
+    TU_EQ(sl_pool_map(pool, NULL, &in, 8, 1, &out, 8, 0, NULL), SL_EINVAL);
+    TU_EQ(sl_pool_map(pool, t_square, &in, 8, 1, NULL, 8, 0, NULL),
+          SL_EINVAL);
+    TU_EQ(sl_pool_map(pool, t_square, big, 8192, 1, &out, 8, 0, NULL),
+          SL_EINVAL); /* an item larger than max_task_size */
+    TU_EQ(sl_pool_map(pool, t_square, &in, 8, 1, big, 1020, 0, NULL),
+          SL_EINVAL); /* 8 + out_size above max_result_size */
+    sl_pool_iter *it = NULL;
+    TU_EQ(sl_pool_imap_unordered(pool, NULL, &in, 8, 1, 8, 0, &it),
+          SL_EINVAL);
+    TU_EQ(sl_pool_imap_unordered(pool, t_square, &in, 8, 1, 8, 0, NULL),
+          SL_EINVAL);
+    CU_ASSERT_PTR_NULL(it);
+    sl_mpchan *ch = NULL;
+    TU_EQ(sl_mpchan_new(pool, (size_t)2 << 30, &ch), SL_EINVAL);
+    TU_EQ(sl_mpchan_new(pool, 0, &ch), SL_EINVAL);
+    TU_EQ(sl_future_wait(NULL, NULL, NULL), SL_EINVAL);
+    TU_EQ(sl_future_done(NULL), false);
+    sl_future_free(NULL);
+    free_pool();
+    sl_pool_free(NULL);
+}
+
+/* Use after free: a freed pool's handle gets SL_EINVAL from every call,
+ * also once a new pool has taken the freed one's memory (the allocator
+ * hands the same block out again, so a check of addresses would take the
+ * stale handle for the new pool), and nothing freed is read (ASan and
+ * valgrind watch this test). */
+TU_TEST(a_freed_pool_is_refused_even_when_its_memory_is_reused)
+{
+    new_pool(1, 0);
     sl_pool *dead = pool;
     free_pool();
-    /* A freed pool is recognised, not used. */
+    new_pool(1, 0); /* very likely where the dead one was */
+    CU_ASSERT(pool != dead);
+    long in = 3, out = 0;
+    sl_future *f = NULL;
     TU_EQ(sl_pool_submit(dead, t_square, &in, sizeof in, &f), SL_EINVAL);
+    CU_ASSERT_PTR_NULL(f);
+    TU_EQ(sl_pool_apply_async(dead, t_square, &in, sizeof in, NULL, NULL,
+                              NULL),
+          SL_EINVAL);
+    TU_EQ(sl_pool_map(dead, t_square, &in, 8, 1, &out, 8, 0, NULL),
+          SL_EINVAL);
+    sl_pool_iter *it = NULL;
+    TU_EQ(sl_pool_imap_unordered(dead, t_square, &in, 8, 1, 8, 0, &it),
+          SL_EINVAL);
+    sl_mpchan *ch = NULL;
+    TU_EQ(sl_mpchan_new(dead, 8, &ch), SL_EINVAL);
     TU_EQ(sl_pool_close(dead), SL_EINVAL);
+    TU_EQ(sl_pool_join(dead), SL_EINVAL);
     TU_EQ(sl_pool_terminate(dead), SL_EINVAL);
-    sl_pool_free(dead); /* harmless */
-    sl_pool_free(NULL);
+    sl_pool_free(dead); /* does nothing: not the live pool's end */
+    sl_pool_free(dead);
+    /* The live pool was not touched by any of it. */
+    size_t len = sizeof out;
+    TU_EQ(sl_pool_submit(pool, t_square, &in, sizeof in, &f), 0);
+    TU_EQ(sl_future_wait(f, &out, &len), 0);
+    TU_EQ(out, 9);
+    sl_future_free(f);
+    /* Made-up handles too. */
+    TU_EQ(sl_pool_close((sl_pool *)&in), SL_EINVAL);
+    TU_EQ(sl_pool_submit((sl_pool *)(uintptr_t)0x5100000000000041u, t_square,
+                         &in, sizeof in, &f),
+          SL_EINVAL);
+    free_pool();
+}
+
+/* In a worker, the pool's handle is not live: a task cannot submit to,
+ * close or free the pool that runs it. */
+static int t_use_pool(const void *in, size_t n, void *out, size_t *out_len)
+{
+    sl_pool *p;
+    (void)n;
+    memcpy(&p, in, sizeof p);
+    long v = 2;
+    sl_future *f = NULL;
+    int rc[3] = {sl_pool_submit(p, t_square, &v, sizeof v, &f),
+                 sl_pool_close(p), sl_pool_terminate(p)};
+    sl_pool_free(p); /* nothing */
+    memcpy(out, rc, sizeof rc);
+    *out_len = sizeof rc;
+    return 0;
+}
+
+TU_TEST(a_task_cannot_use_its_own_pool)
+{
+    new_pool(1, 0);
+    sl_future *f;
+    int rc[3] = {0, 0, 0};
+    size_t len = sizeof rc;
+    TU_EQ(sl_pool_submit(pool, t_use_pool, &pool, sizeof pool, &f), 0);
+    TU_EQ(sl_future_wait(f, rc, &len), 0);
+    sl_future_free(f);
+    TU_EQ(rc[0], SL_EINVAL);
+    TU_EQ(rc[1], SL_EINVAL);
+    TU_EQ(rc[2], SL_EINVAL);
+    long v = 5, r = 0;
+    len = sizeof r; /* and it still works */
+    TU_EQ(sl_pool_submit(pool, t_square, &v, sizeof v, &f), 0);
+    TU_EQ(sl_future_wait(f, &r, &len), 0);
+    TU_EQ(r, 25);
+    sl_future_free(f);
+    free_pool();
 }
 
 TU_TEST_NOINIT(pool_needs_the_runtime)
@@ -481,6 +835,40 @@ TU_TEST(map_delivers_every_item_in_place)
     free_pool();
 }
 
+static int t_copy8(const void *in, size_t n, void *out, size_t *out_len)
+{
+    (void)n;
+    memcpy(out, in, 8);
+    *out_len = 8;
+    return 0;
+}
+
+/* Chunks whose inputs (512 KiB) and results (1 MiB) go through a heap of
+ * 4 MiB: inputs queued ahead must leave the workers room for results (a
+ * map that queued every chunk at once filled the heap with inputs and
+ * never returned). */
+TU_TEST(a_map_bigger_than_the_heap_completes)
+{
+    sl_pool_config c;
+    sl_pool_config_init(&c);
+    c.processes = 2;
+    c.shm_size = 4 << 20;
+    c.max_result_size = 1 << 20;
+    TU_EQ(sl_pool_new(&pool, &c), 0);
+    size_t n = 1 << 20;
+    uint64_t *in = malloc(n * 8), *out = calloc(n, 8);
+    for (size_t i = 0; i < n; i++)
+        in[i] = i * 3;
+    TU_EQ(sl_pool_map(pool, t_copy8, in, 8, n, out, 8, 65536, NULL), 0);
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad += out[i] != i * 3;
+    TU_EQ(bad, 0);
+    free(in);
+    free(out);
+    free_pool();
+}
+
 TU_TEST(imap_unordered_hands_out_each_item_once)
 {
     new_pool(2, 0);
@@ -555,6 +943,61 @@ TU_TEST(freeing_a_future_early_is_safe)
     TU_EQ(sl_future_wait_timeout(f, &r, &len, 10000), 0);
     TU_EQ(r, 36);
     sl_future_free(f);
+    free_pool();
+}
+
+static int t_nap_getpid(const void *in, size_t n, void *out, size_t *out_len)
+{
+    usleep(20 * 1000);
+    return t_getpid(in, n, out, out_len);
+}
+
+/* CPU time (user + system) of process pid, in clock ticks. */
+static long cpu_ticks(int pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')'); /* fields after the command name */
+    long utime = 0, stime = 0;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
+                            "%ld %ld", &utime, &stime) != 2)
+        return -1;
+    return utime + stime;
+}
+
+TU_TEST(an_idle_pool_uses_no_cpu)
+{
+    new_pool(2, 0);
+    /* Two tasks at once go to the two workers (the fewest in flight):
+     * their pids. */
+    sl_future *f[2];
+    int pids[2] = {0, 0};
+    for (int i = 0; i < 2; i++)
+        TU_EQ(sl_pool_submit(pool, t_nap_getpid, NULL, 0, &f[i]), 0);
+    for (int i = 0; i < 2; i++) {
+        size_t len = sizeof pids[i];
+        TU_EQ(sl_future_wait(f[i], &pids[i], &len), 0);
+        sl_future_free(f[i]);
+    }
+    CU_ASSERT(pids[0] != pids[1]);
+    sl_sleep_ms(50); /* past every spin */
+    long w0[2] = {cpu_ticks(pids[0]), cpu_ticks(pids[1])};
+    long me0 = cpu_ticks(getpid());
+    sl_sleep_ms(TU_SIZE(500, 1000)); /* the pool idles, the parent too */
+    long w1[2] = {cpu_ticks(pids[0]), cpu_ticks(pids[1])};
+    long me1 = cpu_ticks(getpid());
+    long hz = sysconf(_SC_CLK_TCK);
+    for (int i = 0; i < 2; i++) {
+        CU_ASSERT(w0[i] >= 0 && w1[i] >= 0);
+        CU_ASSERT(w1[i] - w0[i] <= hz / 50); /* at most 20 ms of 500 */
+    }
+    CU_ASSERT(me1 - me0 <= hz / 50);
     free_pool();
 }
 
@@ -726,16 +1169,24 @@ static CU_TestInfo tests[] = {
     TU_CASE(results_are_right_under_load),
     TU_CASE(large_payloads_go_through_the_heap),
     TU_CASE(a_dying_worker_fails_only_its_task),
+    TU_CASE(a_worker_killed_from_outside_fails_only_its_task),
+    TU_CASE(a_map_loses_only_the_chunk_of_a_dying_worker),
     TU_CASE(max_tasks_per_child_replaces_workers_without_loss),
     TU_CASE(terminate_stops_promptly),
+    TU_CASE(terminate_stops_a_map_promptly),
+    TU_CASE(join_lets_a_running_map_finish),
     TU_CASE(close_and_join_leave_nothing_behind),
     TU_CASE(bad_input_is_refused),
+    TU_CASE(a_freed_pool_is_refused_even_when_its_memory_is_reused),
+    TU_CASE(a_task_cannot_use_its_own_pool),
     TU_CASE(pool_needs_the_runtime),
     TU_CASE(apply_async_calls_back_in_a_parent_tasklet),
     TU_CASE(map_delivers_every_item_in_place),
+    TU_CASE(a_map_bigger_than_the_heap_completes),
     TU_CASE(imap_unordered_hands_out_each_item_once),
     TU_CASE(tasks_run_tasklets_and_initializer_in_the_worker),
     TU_CASE(freeing_a_future_early_is_safe),
+    TU_CASE(an_idle_pool_uses_no_cpu),
     TU_CASE(run_returns_while_the_pool_is_idle),
     TU_CASE(mpchan_ping_pong_between_processes),
     TU_CASE(mpchan_receive_buffer_too_small_keeps_the_message),
