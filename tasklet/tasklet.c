@@ -381,6 +381,10 @@ static void tasklet_exit(sl_worker *w);
 #else
 static void tasklet_exit(sl_worker *w) __attribute__((noreturn));
 #endif
+/* Not inlined into sl__trampoline: its frame (frame pointer, callee-saved
+ * registers) would sit under every frame of a copy-mode tasklet and be
+ * copied at each of its switches; the trampoline's own frame is 8 bytes. */
+static void tasklet_exit(sl_worker *w) __attribute__((noinline));
 
 /* First run of t: give it a stack (promised at spawn, so this cannot fail)
  * and a context that starts in trampoline(). */
