@@ -177,48 +177,20 @@ copy_bytes(char *dst, const char *src, size_t n)
     for (size_t i = 0; i < n / 8; i++)
         d[i] = s[i];
 }
-#define copy_out copy_bytes
-#define copy_in copy_bytes
+#define copy_frames copy_bytes
 #else
-/* Frames are never copied by memcpy (whose wide loads straddle the words
- * just pushed, each such load waiting for its stores to reach the cache),
- * but by the two routines below. n is a multiple of 8 (both ends are
- * stack pointers, top 16-aligned, an fcontext 8-aligned). volatile keeps
- * the compiler from turning the loops back into memcpy calls.
- *
- * The first word of a saved context is MXCSR (4 bytes, stmxcsr) and the
- * x87 control word (2 bytes at 4, fnstcw), stored apart: copied apart too,
- * so that each load matches a store (bytes 6-7 are padding nobody reads).
- * The rest of a save is read in words, as the registers were pushed, four
- * to an iteration. */
-static inline __attribute__((always_inline)) void
-copy_out(char *dst, const char *src, size_t n)
-{
-    volatile uint64_t *d = (volatile uint64_t *)dst;
-    const uint64_t *s = (const uint64_t *)src;
-    volatile uint32_t *d32 = (volatile uint32_t *)dst;
-    volatile uint16_t *d16 = (volatile uint16_t *)dst;
-    d32[0] = *(const uint32_t *)src;
-    d16[2] = *(const uint16_t *)(src + 4);
-    d16[3] = *(const uint16_t *)(src + 6);
-    size_t i = 1, nw = n / 8;
-    for (; i + 4 <= nw; i += 4) {
-        uint64_t a = s[i], b = s[i + 1], c = s[i + 2], e = s[i + 3];
-        d[i] = a;
-        d[i + 1] = b;
-        d[i + 2] = c;
-        d[i + 3] = e;
-    }
-    for (; i < nw; i++)
-        d[i] = s[i];
-}
-
-/* A restore reads a buffer written long ago, and what it writes is
- * popped (eight bytes at a time, each inside one of its 16-byte stores)
- * by the jump that follows: 16 bytes at a time, two to an iteration. */
+/* Frames are never copied by memcpy: its 64-byte vector loads straddle
+ * the words just pushed (each such load waits for its stores to reach
+ * the cache), and the call costs a PLT jump. 16-byte moves, two to an
+ * iteration, inline: a save reads words pushed a few dozen instructions
+ * earlier, a restore writes what the jump that follows pops eight bytes
+ * at a time, each inside one of its stores (bench_switch --stack copy:
+ * 8-byte moves were ~1 ns slower, memcpy ~3 ns). n is a multiple of 8
+ * (both ends are stack pointers, top 16-aligned, an fcontext 8-aligned).
+ * volatile keeps the compiler from turning the loop back into memcpy. */
 typedef uint64_t sl_v2u __attribute__((vector_size(16), aligned(8)));
 static inline __attribute__((always_inline)) void
-copy_in(char *dst, const char *src, size_t n)
+copy_frames(char *dst, const char *src, size_t n)
 {
     volatile sl_v2u *d = (volatile sl_v2u *)dst;
     const sl_v2u *s = (const sl_v2u *)src;
@@ -271,7 +243,7 @@ static inline __attribute__((always_inline)) void save(sl_worker *w,
     uint32_t cap = t->save_cap;
     if (sl_unlikely(n > cap || (cap > 4096 && n <= cap / 4)))
         save_realloc(cs, t, n);
-    copy_in(t->saved, sp, n);
+    copy_frames(t->saved, sp, n);
     SL_STORE(&cs->saves, cs->saves + 1);
     SL_STORE(&cs->bytes_saved, cs->bytes_saved + n);
 #if SL_ASAN
@@ -318,7 +290,7 @@ take_shared(sl_worker *w, sl_tasklet *t, bool in_switcher)
     if (t->ctx) {
         char *sp = (char *)t->ctx;
         size_t n = (size_t)(cs->top - sp);
-        copy_in(sp, t->saved, n);
+        copy_frames(sp, t->saved, n);
         SL_STORE(&cs->restores, cs->restores + 1);
         SL_STORE(&cs->bytes_restored, cs->bytes_restored + n);
     } else {
@@ -453,7 +425,8 @@ void sl__switcher_run(void *ctx, sl_worker *w)
     char *c = (char *)to->ctx;
     register void *rdi_ __asm__("rdi") = c;
     register void *rsi_ __asm__("rsi") = w;
-    if (sl_likely(*(uint32_t *)c == mxcsr && *(uint16_t *)(c + 4) == fpucw))
+    if (sl_likely(*(volatile uint32_t *)c == mxcsr &&
+                  *(volatile uint16_t *)(c + 4) == fpucw))
         __asm__ volatile("jmp sl__switcher_resume_samefp"
                          :
                          : "r"(rdi_), "r"(rsi_)
