@@ -262,8 +262,9 @@ take_shared(sl_worker *w, sl_tasklet *t, bool in_switcher)
 {
     struct sl_copystate *cs = &w->copy;
     if (t->saved) { /* cold for a tasklet that waited long: fetch early */
-        __builtin_prefetch(t->saved);
-        __builtin_prefetch(t->saved + 64);
+        size_t n = (size_t)(cs->top - (char *)t->ctx);
+        for (size_t off = 0; off < n; off += 64)
+            __builtin_prefetch(t->saved + off);
     }
     sl_tasklet *o = cs->owner;
     if (o)
