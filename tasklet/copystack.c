@@ -75,7 +75,8 @@ void sl__trampoline(sl_transfer tr) __attribute__((noreturn));
 /* ---- the arena ----------------------------------------------------------- */
 
 struct chunk {
-    struct chunk *next;
+    struct chunk *next;  /* older */
+    struct chunk *newer;
     size_t bytes;
 };
 
@@ -99,6 +100,14 @@ static unsigned ca_class(size_t n, uint32_t *size)
 
 static void *ca_carve(struct sl_copyarena *a, uint32_t size)
 {
+    struct chunk *cur = a->cur;
+    if ((size_t)(a->bump_end - a->bump) < size && cur && cur->newer) {
+        /* After a reset: carve the chunks again, oldest first. */
+        cur = cur->newer;
+        a->cur = cur;
+        a->bump = (char *)cur + 64;
+        a->bump_end = (char *)cur + cur->bytes;
+    }
     if ((size_t)(a->bump_end - a->bump) < size) {
         size_t bytes = a->next_chunk ? a->next_chunk : CHUNK_FIRST;
         void *p = sl__map_populated(bytes);
@@ -108,8 +117,14 @@ static void *ca_carve(struct sl_copyarena *a, uint32_t size)
             a->next_chunk = bytes * 2;
         struct chunk *c = p;
         c->next = a->chunks;
+        c->newer = NULL;
         c->bytes = bytes;
+        if (a->chunks)
+            ((struct chunk *)a->chunks)->newer = c;
+        else
+            a->oldest = c;
         a->chunks = c;
+        a->cur = c;
         a->bump = (char *)p + 64;
         a->bump_end = (char *)p + bytes;
         SL_STORE(&a->mapped, a->mapped + bytes);
@@ -145,6 +160,22 @@ static void ca_free(struct sl_copyarena *a, char *b, uint32_t cap)
     SL_STORE(&a->held, a->held - cap);
     if (cap > SL_CA_MAX) {
         free(b);
+        return;
+    }
+    if (sl_unlikely(a->held == 0) && a->oldest) {
+        /* Nothing is handed out: forget the free lists and carve again
+         * from the start of the oldest chunk. LIFO reuse hands buffers out
+         * in the reverse of the order they came back, which after a few
+         * generations of tasklets is no order at all: the buffers of
+         * tasklets spawned one after another end up scattered over the
+         * arena, one cache line and often one TLB entry each. Carving
+         * again lays them out in spawn order (skynet --repeat: each tree
+         * after the first starts from an empty arena). */
+        memset(a->free, 0, sizeof a->free);
+        struct chunk *o = a->oldest;
+        a->cur = o;
+        a->bump = (char *)o + 64;
+        a->bump_end = (char *)o + o->bytes;
         return;
     }
     uint32_t size;

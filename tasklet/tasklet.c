@@ -26,7 +26,8 @@
 #define SLAB_MAX_CHUNK (8u << 20)
 
 struct slab_chunk {
-    struct slab_chunk *next;
+    struct slab_chunk *next;  /* older */
+    struct slab_chunk *newer;
     size_t bytes;
 };
 
@@ -38,6 +39,10 @@ void sl__slab_init(sl_slab *s, sl_worker *owner)
     s->depot_high = SIZE_MAX;
     s->chunks = NULL;
     s->next_chunk = SLAB_FIRST_CHUNK;
+    s->nblocks = 0;
+    s->oldest = NULL;
+    s->carve = NULL;
+    s->carve_i = 0;
 }
 
 void sl__slab_destroy(sl_slab *s)
@@ -188,6 +193,22 @@ void *sl__map_populated(size_t bytes)
  * free list in address order. NULL when the kernel refuses the mapping. */
 sl_tasklet *sl__slab_refill(sl_slab *s)
 {
+    /* After a reset: thread the next batch of blocks, in address order
+     * (they are free and counted in nfree already). */
+    while (s->carve) {
+        struct slab_chunk *c = s->carve;
+        size_t n;
+        sl_tasklet *b = chunk_blocks(c, &n);
+        size_t i = s->carve_i, end = i + 256 < n ? i + 256 : n;
+        if (i < end) {
+            for (size_t k = i; k < end; k++)
+                b[k].next = k + 1 < end ? &b[k + 1] : NULL;
+            s->carve_i = end;
+            return &b[i];
+        }
+        s->carve = c->newer;
+        s->carve_i = 0;
+    }
     if (s->depot_high != SIZE_MAX) {
         sl_tasklet *b = slab_depot_get(s);
         if (b)
@@ -204,12 +225,18 @@ sl_tasklet *sl__slab_refill(sl_slab *s)
         s->next_chunk *= 2;
     struct slab_chunk *c = p;
     c->next = s->chunks;
+    c->newer = NULL;
     c->bytes = bytes;
+    if (s->chunks)
+        ((struct slab_chunk *)s->chunks)->newer = c;
+    else
+        s->oldest = c;
     s->chunks = c;
 
     size_t n;
     sl_tasklet *blocks = chunk_blocks(c, &n);
     s->nfree += n;
+    s->nblocks += n;
     for (size_t i = 0; i < n; i++) {
         blocks[i].next = i + 1 < n ? &blocks[i + 1] : NULL;
         blocks[i].state = SL_T_FREE;
@@ -234,6 +261,19 @@ void sl__slab_free(sl_slab *s, sl_tasklet *t)
 #endif
     if (sl_unlikely(++s->nfree > s->depot_high)) /* never when SIZE_MAX */
         slab_depot_put(s);
+    else if (sl_unlikely(s->nfree == s->nblocks) &&
+             s->depot_high == SIZE_MAX) {
+        /* Every block is free (one worker: no depot, so all of them are in
+         * this list): forget the list and hand blocks out in address order
+         * again. LIFO reuse returns them in the reverse of the order they
+         * came back, which after a few generations is no order at all:
+         * tasklets spawned one after another get blocks scattered over the
+         * slab, a cache line and often a TLB entry each (skynet --repeat:
+         * each tree slower than the last). */
+        s->free = NULL;
+        s->carve = s->oldest;
+        s->carve_i = 0;
+    }
 }
 
 /* Drop one reference; the references left. With one worker nothing else

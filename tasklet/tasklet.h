@@ -103,8 +103,14 @@ typedef struct sl_slab {
     size_t depot_high; /* M:N: beyond this many free blocks, a batch goes
                           to the process-wide depot (SIZE_MAX: never)  */
     sl_worker *owner;  /* stamped into every block                   */
-    void *chunks;      /* list of mapped chunks, for munmap */
+    void *chunks;      /* list of mapped chunks, newest first, for munmap */
     size_t next_chunk; /* bytes of the next chunk to map (doubles) */
+    size_t nblocks;    /* blocks in those chunks                        */
+    void *oldest;      /* the first chunk mapped                        */
+    void *carve;       /* after a reset (every block free, one worker):
+                          the chunk whose blocks refills thread next, in
+                          address order; NULL: map a new chunk         */
+    size_t carve_i;    /* the next block of carve to thread             */
 } sl_slab;
 
 void sl__slab_init(sl_slab *s, sl_worker *owner);
