@@ -68,8 +68,10 @@ void sl__slab_destroy(sl_slab *s)
 static void poison_free_block(sl_tasklet *t)
 {
     char *b = (char *)t, *g = (char *)&t->wseq;
-    ASAN_POISON_MEMORY_REGION(b + sizeof(void *),
-                              (size_t)(g - b) - sizeof(void *));
+    /* next and prev stay addressable: the free list and the depot's batch
+     * ends (slab_depot_put). */
+    ASAN_POISON_MEMORY_REGION(b + 2 * sizeof(void *),
+                              (size_t)(g - b) - 2 * sizeof(void *));
     ASAN_POISON_MEMORY_REGION(g + sizeof t->wseq,
                               sizeof *t - (size_t)(g - b) - sizeof t->wseq);
 }
@@ -99,7 +101,11 @@ void sl__slab_each(sl_slab *s, void (*fn)(sl_tasklet *, void *), void *arg)
 }
 
 /* M:N: free blocks move between workers' slabs through this depot, a
- * batch at a time (see the stack depot in stack.c for why). */
+ * batch at a time (see the stack depot in stack.c for why). The depot is
+ * one list made of whole batches; the first block of each has prev
+ * pointing at its last, so a batch is taken without walking 256 cold
+ * blocks under the lock (that walk was 12% of skynet --stack copy on two
+ * workers). */
 #define SLAB_BATCH 256
 static struct {
     pthread_mutex_t lock;
@@ -117,6 +123,7 @@ static void slab_depot_put(sl_slab *s)
         last = last->next;
     head->next = last->next;
     s->nfree -= SLAB_BATCH;
+    first->prev = last;
     pthread_mutex_lock(&slab_depot.lock);
     last->next = slab_depot.free;
     slab_depot.free = first;
@@ -132,9 +139,8 @@ static sl_tasklet *slab_depot_get(sl_slab *s)
     sl_tasklet *first = NULL;
     if (slab_depot.n >= SLAB_BATCH) {
         first = slab_depot.free;
-        sl_tasklet *last = first;
-        for (int i = 1; i < SLAB_BATCH; i++)
-            last = last->next;
+        sl_tasklet *last = first->prev;
+        first->prev = NULL;
         slab_depot.free = last->next;
         __atomic_store_n(&slab_depot.n, slab_depot.n - SLAB_BATCH, __ATOMIC_RELAXED);
         last->next = NULL;
@@ -486,6 +492,7 @@ static void tasklet_exit(sl_worker *w)
     sl__rq_unlink(w, self);
 unlinked:
     w->current = next;
+    __builtin_prefetch(next->next); /* likely the one after it: cold */
 
     /* A next tasklet that never ran takes its stack now, before ours goes
      * back to the pool: it would otherwise get the one we still run on.
