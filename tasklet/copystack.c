@@ -69,8 +69,12 @@
 #define SWITCHER_STACK (64u << 10)
 #define CHUNK_FIRST (256u << 10)
 #define CHUNK_MAX (64u << 20)
+/* An arena that holds nothing is reset only after this many frees since
+ * the last reset (one tasklet spawned and ended at a time would pay the
+ * reset at every end). */
+#define CA_RESET_FREES 4096u
 
-void sl__trampoline(sl_transfer tr) __attribute__((noreturn));
+void sl__trampoline(sl_transfer tr);
 
 /* ---- the arena ----------------------------------------------------------- */
 
@@ -162,7 +166,8 @@ static void ca_free(struct sl_copyarena *a, char *b, uint32_t cap)
         free(b);
         return;
     }
-    if (sl_unlikely(a->held == 0) && a->oldest) {
+    a->frees++;
+    if (sl_unlikely(a->held == 0) && a->oldest && a->frees >= CA_RESET_FREES) {
         /* Nothing is handed out: forget the free lists and carve again
          * from the start of the oldest chunk. LIFO reuse hands buffers out
          * in the reverse of the order they came back, which after a few
@@ -172,6 +177,7 @@ static void ca_free(struct sl_copyarena *a, char *b, uint32_t cap)
          * again lays them out in spawn order (skynet --repeat: each tree
          * after the first starts from an empty arena). */
         memset(a->free, 0, sizeof a->free);
+        a->frees = 0;
         struct chunk *o = a->oldest;
         a->cur = o;
         a->bump = (char *)o + 64;

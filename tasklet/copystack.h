@@ -21,6 +21,7 @@ struct sl_copyarena {
     void *free[SL_CA_NCLASS]; /* per class: LIFO through the first word */
     char *bump, *bump_end;    /* carving cursor in the newest chunk     */
     void *chunks;             /* mapped chunks, newest first, for munmap */
+    uint32_t frees;           /* buffers freed since the last reset    */
     void *oldest, *cur;       /* the first chunk mapped; the one being
                                  carved (carving moves to newer ones)  */
     size_t next_chunk;        /* bytes of the next chunk (doubles)      */

@@ -111,6 +111,7 @@ typedef struct sl_slab {
                           the chunk whose blocks refills thread next, in
                           address order; NULL: map a new chunk         */
     size_t carve_i;    /* the next block of carve to thread             */
+    size_t frees;      /* blocks freed since the last reset             */
 } sl_slab;
 
 void sl__slab_init(sl_slab *s, sl_worker *owner);
@@ -129,7 +130,8 @@ static inline sl_tasklet *sl__slab_alloc(sl_slab *s)
         s->nfree--;
         /* The next spawn's block: cold once the free list is out of
          * address order (blocks coming back from many tasklets). */
-        __builtin_prefetch(s->free, 1);
+        if (s->free) /* (a prefetch of NULL walks the page tables) */
+            __builtin_prefetch(s->free, 1);
     }
     return t;
 }
