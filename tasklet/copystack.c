@@ -74,7 +74,7 @@
  * reset at every end). */
 #define CA_RESET_FREES 4096u
 
-void sl__trampoline(sl_transfer tr);
+void sl__trampoline_copy(sl_transfer tr);
 
 /* ---- the arena ----------------------------------------------------------- */
 
@@ -334,7 +334,7 @@ take_shared(sl_worker *w, sl_tasklet *t, bool in_switcher)
     } else {
         /* First run: it starts at top, and stays on this worker. */
         size_t usable = w->stacks.usable;
-        t->ctx = make_fcontext(cs->top, usable - 64, sl__trampoline);
+        t->ctx = make_fcontext(cs->top, usable - 64, sl__trampoline_copy);
         if (t->pin < 0)
             t->pin = (int8_t)w->index;
 #if SL_ASAN

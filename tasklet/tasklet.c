@@ -263,6 +263,25 @@ sl_tasklet *sl__slab_refill(sl_slab *s)
     return blocks;
 }
 
+/* Every block of s is free: reset it to address order (see below). */
+static __attribute__((noinline, cold)) void slab_all_free(sl_slab *s)
+{
+    /* One worker only (no depot, so all of them are in this list), and
+     * not at every end of a loop that spawns and ends one tasklet at a
+     * time: forget the list and hand blocks out in address order again.
+     * LIFO reuse returns them in the reverse of the order they came back,
+     * which after a few generations is no order at all: tasklets spawned
+     * one after another get blocks scattered over the slab, a cache line
+     * and often a TLB entry each (skynet --repeat: each tree slower than
+     * the last). */
+    if (s->depot_high != SIZE_MAX)
+        return;
+    s->free = NULL;
+    s->carve = s->oldest;
+    s->carve_i = 0;
+    s->frees = 0;
+}
+
 void sl__slab_free(sl_slab *s, sl_tasklet *t)
 {
     t->state = SL_T_FREE;
@@ -275,19 +294,8 @@ void sl__slab_free(sl_slab *s, sl_tasklet *t)
     if (sl_unlikely(++s->nfree > s->depot_high)) /* never when SIZE_MAX */
         slab_depot_put(s);
     else if (sl_unlikely(s->nfree == s->nblocks) &&
-             s->depot_high == SIZE_MAX && s->frees >= SLAB_RESET_FREES) {
-        /* Every block is free (one worker: no depot, so all of them are in
-         * this list): forget the list and hand blocks out in address order
-         * again. LIFO reuse returns them in the reverse of the order they
-         * came back, which after a few generations is no order at all:
-         * tasklets spawned one after another get blocks scattered over the
-         * slab, a cache line and often a TLB entry each (skynet --repeat:
-         * each tree slower than the last). */
-        s->free = NULL;
-        s->carve = s->oldest;
-        s->carve_i = 0;
-        s->frees = 0;
-    }
+             s->frees >= SLAB_RESET_FREES)
+        slab_all_free(s);
 }
 
 /* Drop one reference; the references left. With one worker nothing else
@@ -299,7 +307,7 @@ static inline int unref(sl_tasklet *t)
     return __atomic_sub_fetch(&t->refs, 1, __ATOMIC_ACQ_REL);
 }
 
-static void release_block(sl_worker *w, sl_tasklet *t)
+static inline void release_block(sl_worker *w, sl_tasklet *t)
 {
     SL__ASSERT(SL_LOAD(&t->state) == SL_T_DEAD && !t->is_main);
     sl__slab_free(&w->slab, t);
@@ -427,15 +435,20 @@ sl_tasklet *sl_spawn_ex(const sl_spawn_attr *attr, sl_fn fn, void *arg)
 }
 
 void sl__trampoline(sl_transfer tr);
-/* Neither is declared noreturn, though neither returns, so that the
- * trampoline's last act is a jmp to tasklet_exit (a sibling call), not a
- * call: a call pushes a return-stack-buffer entry that is never popped,
- * and the ret that follows the next switch (in main's sl_run, say) is then
- * mispredicted. Under ASan a noreturn call would also unpoison the whole
- * stack (and ask sigaltstack where it is) on every tasklet end.
- * Not inlined into sl__trampoline: its frame (frame pointer, callee-saved
- * registers) would sit under every frame of a copy-mode tasklet and be
- * copied at each of its switches; the trampoline's own frame is 8 bytes. */
+void sl__trampoline_copy(sl_transfer tr);
+/* The end of a tasklet, inlined into sl__trampoline (fixed stacks). A
+ * copy-mode tasklet starts in sl__trampoline_copy instead, which reaches
+ * it through tasklet_exit, not inlined: its frame (frame pointer,
+ * callee-saved registers) would sit under every frame of a copy-mode
+ * tasklet and be copied at each of its switches; that trampoline's frame
+ * is 8 bytes. tasklet_exit is not declared noreturn, though it never
+ * returns, so that the trampoline's last act is a jmp to it (a sibling
+ * call), not a call: a call pushes a return-stack-buffer entry that is
+ * never popped, and the ret that follows the next switch (in main's
+ * sl_run, say) is then mispredicted (bench_spawn --stack copy: 28 ns
+ * -> 39 ns). Under ASan a noreturn call would also unpoison the whole
+ * stack (and ask sigaltstack where it is) on every tasklet end. */
+static inline __attribute__((always_inline)) void tasklet_end(sl_worker *w);
 #if defined(__clang__)
 static void tasklet_exit(sl_worker *w) __attribute__((noinline));
 #else /* noipa: GCC would otherwise find out it never returns, and call it */
@@ -468,15 +481,29 @@ void sl__trampoline(sl_transfer tr)
     sl_tasklet *self = w->current;
     if (!SL_LOAD(&self->killed)) /* a pending kill before the first run */
         self->fn(self->arg);
-    /* fn may have moved us to another worker: ask the thread afresh.
-     * Never returns (see above). */
-    tasklet_exit(sl__self());
+    /* fn may have moved us to another worker: ask the thread afresh. */
+    tasklet_end(sl__self());
+    __builtin_unreachable();
+}
+
+void sl__trampoline_copy(sl_transfer tr)
+{
+    sl_worker *w = sl__resume_fresh(tr);
+    sl_tasklet *self = w->current;
+    if (!SL_LOAD(&self->killed))
+        self->fn(self->arg);
+    tasklet_exit(sl__self()); /* never returns (see above) */
+}
+
+static void tasklet_exit(sl_worker *w)
+{
+    tasklet_end(w);
 }
 
 /* The current tasklet ended: unlink it, recycle its stack (we still run on
  * it, but nothing can take it before we have jumped away) and its block,
  * and jump to the next runnable tasklet. */
-static void tasklet_exit(sl_worker *w)
+static inline __attribute__((always_inline)) void tasklet_end(sl_worker *w)
 {
     sl_tasklet *self = w->current;
     sl_tasklet *next;
