@@ -33,7 +33,13 @@
  *     the size class of the frames, it is reused while they fit, grows by
  *     half when they do not, and shrinks when they use a quarter of a
  *     buffer over 4 KiB. Each worker's arena
- *     is its own: a copy-mode tasklet never leaves its worker.
+ *     is its own: a copy-mode tasklet never leaves its worker. An arena
+ *     that holds nothing (after 4096 frees) starts carving from its
+ *     oldest chunk again, so that buffers stay in spawn order.
+ *   - Every byte between top and the saved stack pointer is copied twice
+ *     a switch: the way into the switcher pushes nothing but return
+ *     addresses and the register save area (see sl__jump_slow and
+ *     sl__trampoline_copy), and copies are inline 16-byte moves.
  *
  * Rejected: several shared stacks a tasklet may borrow (migration then
  * needs a free stack at the right address on the target worker: more
