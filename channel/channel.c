@@ -350,9 +350,18 @@ complete(sl_worker *w, sl_channel *ch, sl_tasklet *t, int dir, void *msg,
 {
     /* It runs soon: start fetching its saved context (the top of its
      * stack, likely cold when there are many tasklets) while we do the
-     * bookkeeping. */
-    __builtin_prefetch(t->ctx);
-    __builtin_prefetch((char *)t->ctx + 64);
+     * bookkeeping. A copy-mode tasklet's context is on the shared stack
+     * (hot) once restored, but its frames are in its heap buffer: fetch
+     * that, typically five lines (tasklet/copystack.c). */
+    const char *pf = sl_unlikely(t->copy) && t->saved ? t->saved
+                                                      : (const char *)t->ctx;
+    __builtin_prefetch(pf);
+    __builtin_prefetch(pf + 64);
+    if (sl_unlikely(t->copy)) {
+        __builtin_prefetch(pf + 128);
+        __builtin_prefetch(pf + 192);
+        __builtin_prefetch(pf + 256);
+    }
     if (t->next == t) {
         ch->head = NULL;
     } else {

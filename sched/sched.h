@@ -330,6 +330,7 @@ static inline sl_tasklet *sl__rq_leave(sl_worker *w, sl_tasklet *cur)
     }
     sl__rq_unlink(w, cur);
     w->current = next;
+    __builtin_prefetch(next->next); /* likely the one after it: cold */
     return next;
 }
 

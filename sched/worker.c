@@ -10,6 +10,10 @@
 #include "channel/channel.h"
 #include "sched/sched.h"
 
+/* A steal request's walk of the run queue stops after this many tasklets
+ * in a row that cannot move (sl__poll_inbox). */
+#define STEAL_SKIP 64
+
 /* How long an idle worker spins, watching its inbox, before it parks. */
 #define SPIN_NS 50000
 
@@ -138,9 +142,17 @@ bool sl__poll_inbox(sl_worker *w)
     int give = w->runcount / 2;
     sl_tasklet *list = NULL, *tail = NULL;
     sl_tasklet *t = w->current->prev;
-    while (give > 0 && t != w->current) {
+    /* Pinned tasklets (copy-mode ones that ran, above all) cannot go: the
+     * walk gives up after STEAL_SKIP of them in a row. Walking a whole
+     * queue of cold control blocks at each request cost skynet --stack
+     * copy on two workers most of its time (a million runnable tasklets,
+     * nearly all pinned, and a request every time the thief woke). */
+    int skipped = 0;
+    while (give > 0 && t != w->current && skipped < STEAL_SKIP) {
         sl_tasklet *p = t->prev;
+        skipped++;
         if (t->pin < 0 && !t->is_main) { /* copy mode: it never ran */
+            skipped = 0;
             if (!t->ctx && !t->copy) /* its stack comes from our pool */
                 sl__tasklet_prepare(w, t);
             sl__rq_unlink(w, t);

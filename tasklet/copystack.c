@@ -33,7 +33,13 @@
  *     the size class of the frames, it is reused while they fit, grows by
  *     half when they do not, and shrinks when they use a quarter of a
  *     buffer over 4 KiB. Each worker's arena
- *     is its own: a copy-mode tasklet never leaves its worker.
+ *     is its own: a copy-mode tasklet never leaves its worker. An arena
+ *     that holds nothing (after 4096 frees) starts carving from its
+ *     oldest chunk again, so that buffers stay in spawn order.
+ *   - Every byte between top and the saved stack pointer is copied twice
+ *     a switch: the way into the switcher pushes nothing but return
+ *     addresses and the register save area (see sl__jump_slow and
+ *     sl__trampoline_copy), and copies are inline 16-byte moves.
  *
  * Rejected: several shared stacks a tasklet may borrow (migration then
  * needs a free stack at the right address on the target worker: more
@@ -69,13 +75,18 @@
 #define SWITCHER_STACK (64u << 10)
 #define CHUNK_FIRST (256u << 10)
 #define CHUNK_MAX (64u << 20)
+/* An arena that holds nothing is reset only after this many frees since
+ * the last reset (one tasklet spawned and ended at a time would pay the
+ * reset at every end). */
+#define CA_RESET_FREES 4096u
 
-void sl__trampoline(sl_transfer tr) __attribute__((noreturn));
+void sl__trampoline_copy(sl_transfer tr);
 
 /* ---- the arena ----------------------------------------------------------- */
 
 struct chunk {
-    struct chunk *next;
+    struct chunk *next;  /* older */
+    struct chunk *newer;
     size_t bytes;
 };
 
@@ -99,6 +110,14 @@ static unsigned ca_class(size_t n, uint32_t *size)
 
 static void *ca_carve(struct sl_copyarena *a, uint32_t size)
 {
+    struct chunk *cur = a->cur;
+    if ((size_t)(a->bump_end - a->bump) < size && cur && cur->newer) {
+        /* After a reset: carve the chunks again, oldest first. */
+        cur = cur->newer;
+        a->cur = cur;
+        a->bump = (char *)cur + 64;
+        a->bump_end = (char *)cur + cur->bytes;
+    }
     if ((size_t)(a->bump_end - a->bump) < size) {
         size_t bytes = a->next_chunk ? a->next_chunk : CHUNK_FIRST;
         void *p = sl__map_populated(bytes);
@@ -108,8 +127,14 @@ static void *ca_carve(struct sl_copyarena *a, uint32_t size)
             a->next_chunk = bytes * 2;
         struct chunk *c = p;
         c->next = a->chunks;
+        c->newer = NULL;
         c->bytes = bytes;
+        if (a->chunks)
+            ((struct chunk *)a->chunks)->newer = c;
+        else
+            a->oldest = c;
         a->chunks = c;
+        a->cur = c;
         a->bump = (char *)p + 64;
         a->bump_end = (char *)p + bytes;
         SL_STORE(&a->mapped, a->mapped + bytes);
@@ -147,6 +172,24 @@ static void ca_free(struct sl_copyarena *a, char *b, uint32_t cap)
         free(b);
         return;
     }
+    a->frees++;
+    if (sl_unlikely(a->held == 0) && a->oldest && a->frees >= CA_RESET_FREES) {
+        /* Nothing is handed out: forget the free lists and carve again
+         * from the start of the oldest chunk. LIFO reuse hands buffers out
+         * in the reverse of the order they came back, which after a few
+         * generations of tasklets is no order at all: the buffers of
+         * tasklets spawned one after another end up scattered over the
+         * arena, one cache line and often one TLB entry each. Carving
+         * again lays them out in spawn order (skynet --repeat: each tree
+         * after the first starts from an empty arena). */
+        memset(a->free, 0, sizeof a->free);
+        a->frees = 0;
+        struct chunk *o = a->oldest;
+        a->cur = o;
+        a->bump = (char *)o + 64;
+        a->bump_end = (char *)o + o->bytes;
+        return;
+    }
     uint32_t size;
     unsigned c = ca_class(cap, &size);
     *(void **)b = a->free[c];
@@ -177,8 +220,34 @@ copy_bytes(char *dst, const char *src, size_t n)
     for (size_t i = 0; i < n / 8; i++)
         d[i] = s[i];
 }
+#define copy_frames copy_bytes
 #else
-#define copy_bytes memcpy
+/* Frames are never copied by memcpy: its 64-byte vector loads straddle
+ * the words just pushed (each such load waits for its stores to reach
+ * the cache), and the call costs a PLT jump. 16-byte moves, two to an
+ * iteration, inline: a save reads words pushed a few dozen instructions
+ * earlier, a restore writes what the jump that follows pops eight bytes
+ * at a time, each inside one of its stores (bench_switch --stack copy:
+ * 8-byte moves were ~1 ns slower, memcpy ~3 ns). n is a multiple of 8
+ * (both ends are stack pointers, top 16-aligned, an fcontext 8-aligned).
+ * volatile keeps the compiler from turning the loop back into memcpy. */
+typedef uint64_t sl_v2u __attribute__((vector_size(16), aligned(8)));
+static inline __attribute__((always_inline)) void
+copy_frames(char *dst, const char *src, size_t n)
+{
+    volatile sl_v2u *d = (volatile sl_v2u *)dst;
+    const sl_v2u *s = (const sl_v2u *)src;
+    size_t i = 0, nv = n / 16;
+    for (; i + 2 <= nv; i += 2) {
+        sl_v2u a = s[i], b = s[i + 1];
+        d[i] = a;
+        d[i + 1] = b;
+    }
+    for (; i < nv; i++)
+        d[i] = s[i];
+    if (n & 8)
+        *(volatile uint64_t *)(dst + n - 8) = *(const uint64_t *)(src + n - 8);
+}
 #endif
 
 /* Out of memory for a saved stack: nothing sensible is left to do. */
@@ -194,23 +263,30 @@ static void __attribute__((noreturn, cold)) save_failed(const sl_tasklet *t,
 
 /* The owner t switched out earlier: copy its frames [ctx, top) into its
  * buffer (reused when it fits). */
-static void save(sl_worker *w, sl_tasklet *t)
+static __attribute__((noinline)) void save_realloc(struct sl_copystate *cs,
+                                                    sl_tasklet *t, size_t n)
+{
+    uint32_t cap = t->save_cap;
+    if (t->saved)
+        ca_free(&cs->arena, t->saved, cap);
+    /* The first buffer fits (most tasklets block at one depth); one that
+     * grows gets half as much again, one that shrank twice. */
+    size_t want = cap == 0 ? n : n > cap ? n + n / 2 : n * 2;
+    t->saved = ca_alloc(&cs->arena, want, &t->save_cap);
+    if (!t->saved)
+        save_failed(t, n);
+}
+
+static inline __attribute__((always_inline)) void save(sl_worker *w,
+                                                       sl_tasklet *t)
 {
     struct sl_copystate *cs = &w->copy;
     char *sp = (char *)t->ctx;
     size_t n = (size_t)(cs->top - sp);
     uint32_t cap = t->save_cap;
-    if (sl_unlikely(n > cap || (cap > 4096 && n <= cap / 4))) {
-        if (t->saved)
-            ca_free(&cs->arena, t->saved, cap);
-        /* The first buffer fits (most tasklets block at one depth); one
-         * that grows gets half as much again, one that shrank twice. */
-        size_t want = cap == 0 ? n : n > cap ? n + n / 2 : n * 2;
-        t->saved = ca_alloc(&cs->arena, want, &t->save_cap);
-        if (!t->saved)
-            save_failed(t, n);
-    }
-    copy_bytes(t->saved, sp, n);
+    if (sl_unlikely(n > cap || (cap > 4096 && n <= cap / 4)))
+        save_realloc(cs, t, n);
+    copy_frames(t->saved, sp, n);
     SL_STORE(&cs->saves, cs->saves + 1);
     SL_STORE(&cs->bytes_saved, cs->bytes_saved + n);
 #if SL_ASAN
@@ -224,12 +300,14 @@ static void save(sl_worker *w, sl_tasklet *t)
  * back (or give it a fresh context at top) and make it the owner. Post-
  * switch work runs in between when in_switcher (its data may live on the
  * owner's frames, intact until the restore). */
-static void take_shared(sl_worker *w, sl_tasklet *t, bool in_switcher)
+static inline __attribute__((always_inline)) void
+take_shared(sl_worker *w, sl_tasklet *t, bool in_switcher)
 {
     struct sl_copystate *cs = &w->copy;
     if (t->saved) { /* cold for a tasklet that waited long: fetch early */
-        __builtin_prefetch(t->saved);
-        __builtin_prefetch(t->saved + 64);
+        size_t n = (size_t)(cs->top - (char *)t->ctx);
+        for (size_t off = 0; off < n; off += 64)
+            __builtin_prefetch(t->saved + off);
     }
     sl_tasklet *o = cs->owner;
     if (o)
@@ -256,13 +334,13 @@ static void take_shared(sl_worker *w, sl_tasklet *t, bool in_switcher)
     if (t->ctx) {
         char *sp = (char *)t->ctx;
         size_t n = (size_t)(cs->top - sp);
-        copy_bytes(sp, t->saved, n);
+        copy_frames(sp, t->saved, n);
         SL_STORE(&cs->restores, cs->restores + 1);
         SL_STORE(&cs->bytes_restored, cs->bytes_restored + n);
     } else {
         /* First run: it starts at top, and stays on this worker. */
         size_t usable = w->stacks.usable;
-        t->ctx = make_fcontext(cs->top, usable - 64, sl__trampoline);
+        t->ctx = make_fcontext(cs->top, usable - 64, sl__trampoline_copy);
         if (t->pin < 0)
             t->pin = (int8_t)w->index;
 #if SL_ASAN
@@ -318,21 +396,107 @@ __asm__(".text\n"
         "    jmp sl__switcher_run\n"
         ".size sl__switcher_enter, .-sl__switcher_enter\n");
 
+/* rdi: a context saved by jump_fcontext or sl__switcher_enter, rsi: the
+ * data word. The second half of jump_fcontext: it resumes the context
+ * without saving one of its own (nothing resumes the switcher's frame), so
+ * the switcher's way out skips jump_fcontext's MXCSR/x87 stores and six
+ * register stores. The resumed side gets rax:rdx = { NULL, data } (and rdi,
+ * rsi the same, for a fresh context's first function). */
+__asm__(".text\n"
+        ".globl sl__switcher_resume\n"
+        ".hidden sl__switcher_resume\n"
+        ".type sl__switcher_resume,@function\n"
+        "sl__switcher_resume:\n"
+        "    movq %rdi, %rsp\n"
+        "    movq 0x38(%rsp), %r8\n"
+        "    ldmxcsr (%rsp)\n"
+        "    fldcw 0x4(%rsp)\n"
+        "    movq 0x8(%rsp), %r12\n"
+        "    movq 0x10(%rsp), %r13\n"
+        "    movq 0x18(%rsp), %r14\n"
+        "    movq 0x20(%rsp), %r15\n"
+        "    movq 0x28(%rsp), %rbx\n"
+        "    movq 0x30(%rsp), %rbp\n"
+        "    leaq 0x40(%rsp), %rsp\n"
+        "    movq %rsi, %rdx\n"
+        "    xorl %eax, %eax\n"
+        "    xorl %edi, %edi\n"
+        "    jmp *%r8\n"
+        ".size sl__switcher_resume, .-sl__switcher_resume\n"
+        /* The same when the context's MXCSR and x87 control word are those
+         * in force (the leaving tasklet's: the switcher changes neither):
+         * ldmxcsr and fldcw are slow, and loading the same values again
+         * changes nothing. */
+        ".globl sl__switcher_resume_samefp\n"
+        ".hidden sl__switcher_resume_samefp\n"
+        ".type sl__switcher_resume_samefp,@function\n"
+        "sl__switcher_resume_samefp:\n"
+        "    movq %rdi, %rsp\n"
+        "    movq 0x38(%rsp), %r8\n"
+        "    movq 0x8(%rsp), %r12\n"
+        "    movq 0x10(%rsp), %r13\n"
+        "    movq 0x18(%rsp), %r14\n"
+        "    movq 0x20(%rsp), %r15\n"
+        "    movq 0x28(%rsp), %rbx\n"
+        "    movq 0x30(%rsp), %rbp\n"
+        "    leaq 0x40(%rsp), %rsp\n"
+        "    movq %rsi, %rdx\n"
+        "    xorl %eax, %eax\n"
+        "    xorl %edi, %edi\n"
+        "    jmp *%r8\n"
+        ".size sl__switcher_resume_samefp, .-sl__switcher_resume_samefp\n");
+void sl__switcher_resume(void *ctx, sl_worker *w)
+    __attribute__((noreturn, visibility("hidden")));
+
 void sl__switcher_run(void *ctx, sl_worker *w)
     __attribute__((noreturn, used, visibility("hidden")));
 void sl__switcher_run(void *ctx, sl_worker *w)
 {
     w->prev->ctx = ctx;
+    /* The floating-point control state in force: the leaving context's
+     * (read before the restore may overwrite it; each read matches the
+     * store that made it). */
+    uint32_t mxcsr = *(volatile uint32_t *)ctx;
+    uint16_t fpucw = *(volatile uint16_t *)((char *)ctx + 4);
     sl_tasklet *to = w->current;
     take_shared(w, to, true);
-    /* Nothing resumes this frame: the next entry starts at the top again. */
+    /* Nothing resumes this frame: the next entry starts at the top again,
+     * and the resumed side stores its NULL "previous context" here. */
     w->prev = &w->graveyard;
-    sl__jump_fcontext(to->ctx, w);
+    /* A jmp, not a call: a call would push a return-stack-buffer entry
+     * that is never popped, and the resumed side's next ret (out of
+     * sl__jump_slow) would be mispredicted (~10 ns a switch). */
+    char *c = (char *)to->ctx;
+    register void *rdi_ __asm__("rdi") = c;
+    register void *rsi_ __asm__("rsi") = w;
+    if (sl_likely(*(volatile uint32_t *)c == mxcsr &&
+                  *(volatile uint16_t *)(c + 4) == fpucw))
+        __asm__ volatile("jmp sl__switcher_resume_samefp"
+                         :
+                         : "r"(rdi_), "r"(rsi_)
+                         : "memory");
+    else
+        __asm__ volatile("jmp sl__switcher_resume"
+                         :
+                         : "r"(rdi_), "r"(rsi_)
+                         : "memory");
     __builtin_unreachable();
 }
 
-/* Leave `from` for the switcher; returns when `from` is resumed. */
-static sl_worker *switcher_call(sl_worker *w, sl_tasklet *from)
+/* The post-switch work of a resumed side, as a tail call (keeps the frame
+ * of the switch path empty: see sl__jump_slow). */
+static __attribute__((noinline)) sl_worker *post_then(sl_worker *w)
+{
+    sl__post_switch(w);
+    return w;
+}
+
+/* Leave `from` for the switcher; returns when `from` is resumed. Inlined
+ * where nothing stays live across the jump, so that no callee-saved
+ * register is pushed: every byte on the stack here is copied twice per
+ * switch. */
+static inline __attribute__((always_inline)) sl_worker *
+switcher_call(sl_worker *w, sl_tasklet *from)
 {
     w->prev = from;
     sl_transfer tr;
@@ -340,7 +504,7 @@ static sl_worker *switcher_call(sl_worker *w, sl_tasklet *from)
     w = (sl_worker *)tr.data;
     w->prev->ctx = tr.fctx;
     if (sl_unlikely(w->post))
-        sl__post_switch(w);
+        return post_then(w);
     return w;
 }
 #else
@@ -390,7 +554,8 @@ sl_tasklet *sl__jump_via(sl_worker *w, sl_tasklet *from, sl_tasklet *to)
     return to;
 }
 
-sl_worker *sl__jump_slow(sl_worker *w, sl_tasklet *from, sl_tasklet *to)
+static __attribute__((noinline)) sl_worker *
+jump_slow_rest(sl_worker *w, sl_tasklet *from, sl_tasklet *to)
 {
     sl_tasklet *via = sl__jump_via(w, from, to);
 #if FAST_SWITCHER
@@ -398,6 +563,19 @@ sl_worker *sl__jump_slow(sl_worker *w, sl_tasklet *from, sl_tasklet *to)
         return switcher_call(w, from);
 #endif
     return sl__jump_to(w, from, via);
+}
+
+sl_worker *sl__jump_slow(sl_worker *w, sl_tasklet *from, sl_tasklet *to)
+{
+#if FAST_SWITCHER
+    /* Copy-mode to copy-mode (from runs on the shared stack, so it is the
+     * owner; to is not): the switcher, entered with nothing of this
+     * function on the stack but its return address. from has no canary to
+     * check (its stack is the shared one). */
+    if (sl_likely(from->copy & to->copy) && to != w->copy.owner)
+        return switcher_call(w, from);
+#endif
+    return jump_slow_rest(w, from, to);
 }
 
 void sl__switcher_jump_dead(sl_worker *w)

@@ -20,7 +20,10 @@
 struct sl_copyarena {
     void *free[SL_CA_NCLASS]; /* per class: LIFO through the first word */
     char *bump, *bump_end;    /* carving cursor in the newest chunk     */
-    void *chunks;             /* mapped chunks, linked, for munmap      */
+    void *chunks;             /* mapped chunks, newest first, for munmap */
+    uint32_t frees;           /* buffers freed since the last reset    */
+    void *oldest, *cur;       /* the first chunk mapped; the one being
+                                 carved (carving moves to newer ones)  */
     size_t next_chunk;        /* bytes of the next chunk (doubles)      */
     uint64_t mapped;          /* (atomic reads) bytes mapped            */
     uint64_t held;            /* (atomic reads) bytes handed out now    */

@@ -24,9 +24,15 @@
 
 #define SLAB_FIRST_CHUNK (64u << 10)
 #define SLAB_MAX_CHUNK (8u << 20)
+/* A slab whose blocks are all free is reset (address order again) only
+ * after this many frees since the last reset: a loop that spawns and ends one
+ * tasklet at a time would otherwise reset, and thread a new batch, at
+ * every end (bench_spawn: 27 ns -> 110 ns). */
+#define SLAB_RESET_FREES 4096
 
 struct slab_chunk {
-    struct slab_chunk *next;
+    struct slab_chunk *next;  /* older */
+    struct slab_chunk *newer;
     size_t bytes;
 };
 
@@ -38,6 +44,11 @@ void sl__slab_init(sl_slab *s, sl_worker *owner)
     s->depot_high = SIZE_MAX;
     s->chunks = NULL;
     s->next_chunk = SLAB_FIRST_CHUNK;
+    s->nblocks = 0;
+    s->oldest = NULL;
+    s->carve = NULL;
+    s->carve_i = 0;
+    s->frees = 0;
 }
 
 void sl__slab_destroy(sl_slab *s)
@@ -63,8 +74,10 @@ void sl__slab_destroy(sl_slab *s)
 static void poison_free_block(sl_tasklet *t)
 {
     char *b = (char *)t, *g = (char *)&t->wseq;
-    ASAN_POISON_MEMORY_REGION(b + sizeof(void *),
-                              (size_t)(g - b) - sizeof(void *));
+    /* next and prev stay addressable: the free list and the depot's batch
+     * ends (slab_depot_put). */
+    ASAN_POISON_MEMORY_REGION(b + 2 * sizeof(void *),
+                              (size_t)(g - b) - 2 * sizeof(void *));
     ASAN_POISON_MEMORY_REGION(g + sizeof t->wseq,
                               sizeof *t - (size_t)(g - b) - sizeof t->wseq);
 }
@@ -94,7 +107,11 @@ void sl__slab_each(sl_slab *s, void (*fn)(sl_tasklet *, void *), void *arg)
 }
 
 /* M:N: free blocks move between workers' slabs through this depot, a
- * batch at a time (see the stack depot in stack.c for why). */
+ * batch at a time (see the stack depot in stack.c for why). The depot is
+ * one list made of whole batches; the first block of each has prev
+ * pointing at its last, so a batch is taken without walking 256 cold
+ * blocks under the lock (that walk was 12% of skynet --stack copy on two
+ * workers). */
 #define SLAB_BATCH 256
 static struct {
     pthread_mutex_t lock;
@@ -112,6 +129,7 @@ static void slab_depot_put(sl_slab *s)
         last = last->next;
     head->next = last->next;
     s->nfree -= SLAB_BATCH;
+    first->prev = last;
     pthread_mutex_lock(&slab_depot.lock);
     last->next = slab_depot.free;
     slab_depot.free = first;
@@ -127,9 +145,8 @@ static sl_tasklet *slab_depot_get(sl_slab *s)
     sl_tasklet *first = NULL;
     if (slab_depot.n >= SLAB_BATCH) {
         first = slab_depot.free;
-        sl_tasklet *last = first;
-        for (int i = 1; i < SLAB_BATCH; i++)
-            last = last->next;
+        sl_tasklet *last = first->prev;
+        first->prev = NULL;
         slab_depot.free = last->next;
         __atomic_store_n(&slab_depot.n, slab_depot.n - SLAB_BATCH, __ATOMIC_RELAXED);
         last->next = NULL;
@@ -188,6 +205,22 @@ void *sl__map_populated(size_t bytes)
  * free list in address order. NULL when the kernel refuses the mapping. */
 sl_tasklet *sl__slab_refill(sl_slab *s)
 {
+    /* After a reset: thread the next batch of blocks, in address order
+     * (they are free and counted in nfree already). */
+    while (s->carve) {
+        struct slab_chunk *c = s->carve;
+        size_t n;
+        sl_tasklet *b = chunk_blocks(c, &n);
+        size_t i = s->carve_i, end = i + 256 < n ? i + 256 : n;
+        if (i < end) {
+            for (size_t k = i; k < end; k++)
+                b[k].next = k + 1 < end ? &b[k + 1] : NULL;
+            s->carve_i = end;
+            return &b[i];
+        }
+        s->carve = c->newer;
+        s->carve_i = 0;
+    }
     if (s->depot_high != SIZE_MAX) {
         sl_tasklet *b = slab_depot_get(s);
         if (b)
@@ -204,12 +237,18 @@ sl_tasklet *sl__slab_refill(sl_slab *s)
         s->next_chunk *= 2;
     struct slab_chunk *c = p;
     c->next = s->chunks;
+    c->newer = NULL;
     c->bytes = bytes;
+    if (s->chunks)
+        ((struct slab_chunk *)s->chunks)->newer = c;
+    else
+        s->oldest = c;
     s->chunks = c;
 
     size_t n;
     sl_tasklet *blocks = chunk_blocks(c, &n);
     s->nfree += n;
+    s->nblocks += n;
     for (size_t i = 0; i < n; i++) {
         blocks[i].next = i + 1 < n ? &blocks[i + 1] : NULL;
         blocks[i].state = SL_T_FREE;
@@ -224,6 +263,25 @@ sl_tasklet *sl__slab_refill(sl_slab *s)
     return blocks;
 }
 
+/* Every block of s is free: reset it to address order (see below). */
+static __attribute__((noinline, cold)) void slab_all_free(sl_slab *s)
+{
+    /* One worker only (no depot, so all of them are in this list), and
+     * not at every end of a loop that spawns and ends one tasklet at a
+     * time: forget the list and hand blocks out in address order again.
+     * LIFO reuse returns them in the reverse of the order they came back,
+     * which after a few generations is no order at all: tasklets spawned
+     * one after another get blocks scattered over the slab, a cache line
+     * and often a TLB entry each (skynet --repeat: each tree slower than
+     * the last). */
+    if (s->depot_high != SIZE_MAX)
+        return;
+    s->free = NULL;
+    s->carve = s->oldest;
+    s->carve_i = 0;
+    s->frees = 0;
+}
+
 void sl__slab_free(sl_slab *s, sl_tasklet *t)
 {
     t->state = SL_T_FREE;
@@ -232,8 +290,12 @@ void sl__slab_free(sl_slab *s, sl_tasklet *t)
 #if SL_ASAN
     poison_free_block(t);
 #endif
+    s->frees++;
     if (sl_unlikely(++s->nfree > s->depot_high)) /* never when SIZE_MAX */
         slab_depot_put(s);
+    else if (sl_unlikely(s->nfree == s->nblocks) &&
+             s->frees >= SLAB_RESET_FREES)
+        slab_all_free(s);
 }
 
 /* Drop one reference; the references left. With one worker nothing else
@@ -245,7 +307,7 @@ static inline int unref(sl_tasklet *t)
     return __atomic_sub_fetch(&t->refs, 1, __ATOMIC_ACQ_REL);
 }
 
-static void release_block(sl_worker *w, sl_tasklet *t)
+static inline void release_block(sl_worker *w, sl_tasklet *t)
 {
     SL__ASSERT(SL_LOAD(&t->state) == SL_T_DEAD && !t->is_main);
     sl__slab_free(&w->slab, t);
@@ -372,14 +434,25 @@ sl_tasklet *sl_spawn_ex(const sl_spawn_attr *attr, sl_fn fn, void *arg)
     return t;
 }
 
-void sl__trampoline(sl_transfer tr) __attribute__((noreturn));
-#if SL_ASAN
-/* Not declared noreturn under ASan: a call to a noreturn function makes
- * ASan unpoison the whole stack (and ask sigaltstack where it is) on every
- * tasklet end; tasklet_exit cleans just what needs it. */
-static void tasklet_exit(sl_worker *w);
-#else
-static void tasklet_exit(sl_worker *w) __attribute__((noreturn));
+void sl__trampoline(sl_transfer tr);
+void sl__trampoline_copy(sl_transfer tr);
+/* The end of a tasklet, inlined into sl__trampoline (fixed stacks). A
+ * copy-mode tasklet starts in sl__trampoline_copy instead, which reaches
+ * it through tasklet_exit, not inlined: its frame (frame pointer,
+ * callee-saved registers) would sit under every frame of a copy-mode
+ * tasklet and be copied at each of its switches; that trampoline's frame
+ * is 8 bytes. tasklet_exit is not declared noreturn, though it never
+ * returns, so that the trampoline's last act is a jmp to it (a sibling
+ * call), not a call: a call pushes a return-stack-buffer entry that is
+ * never popped, and the ret that follows the next switch (in main's
+ * sl_run, say) is then mispredicted (bench_spawn --stack copy: 28 ns
+ * -> 39 ns). Under ASan a noreturn call would also unpoison the whole
+ * stack (and ask sigaltstack where it is) on every tasklet end. */
+static inline __attribute__((always_inline)) void tasklet_end(sl_worker *w);
+#if defined(__clang__)
+static void tasklet_exit(sl_worker *w) __attribute__((noinline));
+#else /* noipa: GCC would otherwise find out it never returns, and call it */
+static void tasklet_exit(sl_worker *w) __attribute__((noipa));
 #endif
 
 /* First run of t: give it a stack (promised at spawn, so this cannot fail)
@@ -409,14 +482,28 @@ void sl__trampoline(sl_transfer tr)
     if (!SL_LOAD(&self->killed)) /* a pending kill before the first run */
         self->fn(self->arg);
     /* fn may have moved us to another worker: ask the thread afresh. */
-    tasklet_exit(sl__self());
+    tasklet_end(sl__self());
     __builtin_unreachable();
+}
+
+void sl__trampoline_copy(sl_transfer tr)
+{
+    sl_worker *w = sl__resume_fresh(tr);
+    sl_tasklet *self = w->current;
+    if (!SL_LOAD(&self->killed))
+        self->fn(self->arg);
+    tasklet_exit(sl__self()); /* never returns (see above) */
+}
+
+static void tasklet_exit(sl_worker *w)
+{
+    tasklet_end(w);
 }
 
 /* The current tasklet ended: unlink it, recycle its stack (we still run on
  * it, but nothing can take it before we have jumped away) and its block,
  * and jump to the next runnable tasklet. */
-static void tasklet_exit(sl_worker *w)
+static inline __attribute__((always_inline)) void tasklet_end(sl_worker *w)
 {
     sl_tasklet *self = w->current;
     sl_tasklet *next;
@@ -442,6 +529,7 @@ static void tasklet_exit(sl_worker *w)
     sl__rq_unlink(w, self);
 unlinked:
     w->current = next;
+    __builtin_prefetch(next->next); /* likely the one after it: cold */
 
     /* A next tasklet that never ran takes its stack now, before ours goes
      * back to the pool: it would otherwise get the one we still run on.

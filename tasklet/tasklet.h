@@ -103,8 +103,15 @@ typedef struct sl_slab {
     size_t depot_high; /* M:N: beyond this many free blocks, a batch goes
                           to the process-wide depot (SIZE_MAX: never)  */
     sl_worker *owner;  /* stamped into every block                   */
-    void *chunks;      /* list of mapped chunks, for munmap */
+    void *chunks;      /* list of mapped chunks, newest first, for munmap */
     size_t next_chunk; /* bytes of the next chunk to map (doubles) */
+    size_t nblocks;    /* blocks in those chunks                        */
+    void *oldest;      /* the first chunk mapped                        */
+    void *carve;       /* after a reset (every block free, one worker):
+                          the chunk whose blocks refills thread next, in
+                          address order; NULL: map a new chunk         */
+    size_t carve_i;    /* the next block of carve to thread             */
+    size_t frees;      /* blocks freed since the last reset             */
 } sl_slab;
 
 void sl__slab_init(sl_slab *s, sl_worker *owner);
@@ -121,6 +128,10 @@ static inline sl_tasklet *sl__slab_alloc(sl_slab *s)
     if (t) {
         s->free = t->next;
         s->nfree--;
+        /* The next spawn's block: cold once the free list is out of
+         * address order (blocks coming back from many tasklets). */
+        if (s->free) /* (a prefetch of NULL walks the page tables) */
+            __builtin_prefetch(s->free, 1);
     }
     return t;
 }
