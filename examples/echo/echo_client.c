@@ -132,8 +132,13 @@ static void fill(unsigned char *p, int size, int id, int64_t r)
         p[j] = (unsigned char)((x >> (8 * (j & 7))) + (unsigned)(j >> 3));
 }
 
-/* Sends out and reads the echo into in: NULL, or what failed with *rc its
- * code (0: no code). */
+/* Sends out and reads the echo into in (room for 2 * C.size bytes): NULL,
+ * or what failed with *rc its code (0: no code). Each read asks for more
+ * than can come (the server sends back only what it got), so a read that
+ * takes all there is returns short, which tells the runtime the socket is
+ * now empty: the next read parks at once instead of trying first (an
+ * EAGAIN saved, docs/io.md). An echo longer than the request is an
+ * error. */
 static const char *round_trip(int fd, const unsigned char *out, unsigned char *in, int *rc)
 {
     ssize_t n;
@@ -143,9 +148,11 @@ static const char *round_trip(int fd, const unsigned char *out, unsigned char *i
             return "write";
         }
     for (int got = 0; got < C.size; got += (int)n)
-        if ((n = echo_read_when_ready(fd, in + got, (size_t)(C.size - got))) <= 0) {
+        if ((n = sl_read(fd, in + got, (size_t)(2 * C.size - got))) <= 0) {
             *rc = (int)n;
             return n ? "read" : "read: the server closed the connection";
+        } else if (got + n > C.size) {
+            return "the echo is longer than the request";
         }
     return NULL;
 }
@@ -183,7 +190,7 @@ static void conn_main(void *arg)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     sl_channel_send(C.ready, (void *)(intptr_t)rc);
     if (rc == 0 && sl_channel_receive(C.go, &msg) == 0) {
-        unsigned char *buf = malloc(2 * (size_t)C.size);
+        unsigned char *buf = malloc(3 * (size_t)C.size);
         if (buf)
             load(id, fd, buf, buf + C.size);
         else
