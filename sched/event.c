@@ -322,14 +322,14 @@ static int slot_register(sl_worker *w, int fd, struct sl_fdslot *s,
     return 0;
 }
 
-/* Wake the waiters of s with every event they asked for: the descriptor
- * went away under them, their next call tells them. */
-static void slot_wake_all(sl_worker *w, struct sl_fdslot *s)
+/* End the waits parked on s with result rc: the descriptor went away
+ * under them (-EBADF: closed; -EPERM: the number is a regular file now). */
+static void slot_wake_all(sl_worker *w, struct sl_fdslot *s, int rc)
 {
     for (int d = 0; d < 2; d++) {
         sl_tasklet *t = s->t[d];
         if (t && sl__claim(t, s->gen[d]))
-            sl__claimed_wake(w, t, (int)(intptr_t)t->value);
+            sl__claimed_wake(w, t, rc);
         s->t[d] = NULL;
     }
 }
@@ -441,8 +441,9 @@ static int64_t run_checks(sl_worker *w)
                 now = sl__now_ns();
             if (c->due > now)
                 return c->due;
-            if (slot_register(w, c->fd, s, fd_epoch(c->fd)) < 0)
-                slot_wake_all(w, s);
+            int rc = slot_register(w, c->fd, s, fd_epoch(c->fd));
+            if (rc < 0)
+                slot_wake_all(w, s, rc);
         }
         w->fdchecks_head = (w->fdchecks_head + 1) & (w->fdchecks_cap - 1);
         w->fdchecks_len--;

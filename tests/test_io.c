@@ -1271,7 +1271,8 @@ TU_TEST(closed_and_reused_number_is_registered_afresh)
     close(b[1]);
 
     /* A parked wait whose number is closed under it learns it at the
-     * re-check (the documented rule is still: do not). */
+     * re-check (the documented rule is still: do not) as -EBADF; a wait
+     * on the number after that fails at once. */
     int d[2];
     tcp_pair(d);
     tcp_seen_empty(d);
@@ -1282,6 +1283,7 @@ TU_TEST(closed_and_reused_number_is_registered_afresh)
     close(d[0]);
     TU_EQ(sl_run(), 0);
     TU_EQ(r.rc, -EBADF);
+    TU_EQ(sl_wait_fd(d[0], SL_READABLE, 2000), -EBADF);
     close(keep);
     close(d[1]);
 }
