@@ -31,6 +31,11 @@
  * ready now (and fails with ENOENT if the number now names another file,
  * which is then registered with EPOLL_CTL_ADD).
  *
+ * A registration that reports two events in a row with nobody waiting
+ * here is dropped (its tasklets moved to another worker, or stopped
+ * waiting), so that a worker is not woken for descriptors it no longer
+ * serves.
+ *
  * Waits park without a system call only on TCP sockets (SO_PROTOCOL, read
  * once at registration); every other descriptor is re-checked at each
  * wait, as before. A number can outlive its file: close(2) drops the
@@ -70,11 +75,12 @@ struct sl_fdslot {
     sl_tasklet *t[2]; /* [0] waits to read, [1] to write */
     uint32_t gen[2];
     uint32_t epoch;   /* fd_epoch(fd) when registered */
-    uint8_t reg;      /* registered with this epoll (persistent, EPOLLET) */
     uint8_t rdy;      /* bit d: direction d may be ready (see the top) */
-    uint8_t tcp;      /* a TCP socket when registered: waits need no check */
-    uint8_t noproof;  /* urgent data, hang-up or error seen: a short read
-                         proves nothing any more                        */
+    uint8_t unwaited; /* events in a row that found nobody waiting */
+    uint8_t reg : 1;  /* registered with this epoll (persistent, EPOLLET) */
+    uint8_t tcp : 1;  /* a TCP socket when registered: waits need no check */
+    uint8_t noproof : 1; /* urgent data, hang-up or error seen: a short
+                            read proves nothing any more               */
 };
 
 /* A wait parked without a check, to re-check once it is this old. */
@@ -345,6 +351,21 @@ static void fd_event(sl_worker *w, int fd, uint32_t revents)
     int r = (bad || (revents & (EPOLLIN | EPOLLRDHUP)) ? SL_READABLE : 0) |
             (bad || (revents & EPOLLOUT) ? SL_WRITABLE : 0);
     s->rdy |= (uint8_t)r;
+    slot_forget_gone(s);
+    if (!s->t[0] && !s->t[1]) {
+        /* Nobody here waits. Twice in a row: the descriptor's tasklets
+         * have most likely moved to another worker, or stopped waiting;
+         * drop the registration rather than be woken for them. The next
+         * wait here registers afresh. */
+        if (s->reg && ++s->unwaited >= 2) {
+            struct epoll_event e = {0};
+            (void)epoll_ctl(w->epfd, EPOLL_CTL_DEL, fd, &e);
+            s->reg = 0;
+            s->unwaited = 0;
+        }
+        return;
+    }
+    s->unwaited = 0;
     for (int d = 0; d < 2; d++) {
         sl_tasklet *t = s->t[d];
         if (!t || !(r & (d == 0 ? SL_READABLE : SL_WRITABLE)))
@@ -675,6 +696,7 @@ int sl_wait_fd(int fd, int events, int64_t timeout_ms)
     }
     uint32_t gen = sl__wait_begin(cur, SL_W_FD);
     cur->value = (void *)(intptr_t)events;
+    s->unwaited = 0;
     for (int d = 0; d < 2; d++) {
         if (events & (d == 0 ? SL_READABLE : SL_WRITABLE)) {
             s->t[d] = cur;
