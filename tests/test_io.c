@@ -1403,6 +1403,33 @@ TU_TEST(socket_read_by_tasklets_on_two_workers)
     close2(sv);
 }
 
+/* Events that find nobody waiting, several in a row (the registration is
+ * then dropped): the next waits register afresh and miss nothing. */
+TU_TEST(descriptor_nobody_waits_on_for_a_while_is_served_after)
+{
+    int kinds[2][2];
+    tcp_pair(kinds[0]);
+    nb_socketpair(kinds[1]);
+    for (int k = 0; k < 2; k++) {
+        int *sv = kinds[k];
+        char buf[64];
+        CU_ASSERT(write(sv[1], "a", 1) == 1);
+        TU_EQ(sl_wait_fd(sv[0], SL_READABLE, 2000), SL_READABLE);
+        TU_EQ(sl_read(sv[0], buf, sizeof buf), 1);
+        for (int i = 0; i < 3; i++) { /* each seen by the worker, unwaited */
+            CU_ASSERT(write(sv[1], "b", 1) == 1);
+            TU_EQ(sl_sleep_ms(5), 0);
+        }
+        TU_EQ(sl_wait_fd(sv[0], SL_READABLE, 2000), SL_READABLE);
+        TU_EQ(sl_read(sv[0], buf, sizeof buf), 3);
+        TU_EQ(sl_wait_fd(sv[0], SL_READABLE, 20), SL_ETIMEDOUT);
+        spawn_on(1, write_after_20ms_fd, TU_MSG(sv[1]));
+        TU_EQ(sl_read(sv[0], buf, sizeof buf), 1);
+        TU_EQ(sl_run(), 0);
+        close2(sv);
+    }
+}
+
 TU_TEST(sl_close_closes)
 {
     int sv[2];
@@ -1751,6 +1778,7 @@ static CU_TestInfo tests[] = {
     TU_CASE(accepted_descriptor_on_a_reused_number_is_served),
     TU_CASE(timeouts_and_kills_of_waits_on_a_socket_seen_empty),
     TU_CASE(socket_read_by_tasklets_on_two_workers),
+    TU_CASE(descriptor_nobody_waits_on_for_a_while_is_served_after),
     TU_CASE(sl_close_closes),
     TU_CASE(sl_close_without_runtime),
     TU_CASE(offload_runs_on_another_thread_while_others_run),
