@@ -300,6 +300,10 @@ ssize_t sl_read(int fd, void *buf, size_t len);
 ssize_t sl_write(int fd, const void *buf, size_t len);
 int sl_accept(int fd, struct sockaddr *addr, socklen_t *addrlen);
 int sl_connect(int fd, const struct sockaddr *addr, socklen_t addrlen);
+/* close(2) that also tells the runtime: the calling worker drops its
+ * epoll registration of fd, and every worker registers the number afresh
+ * when it is next waited on. 0 or -errno. No tasklet may be waiting on fd. */
+int sl_close(int fd);
 
 /* Run fn(arg) on one of the runtime's helper OS threads (the offload pool,
  * sl_config.offload_threads) while the calling tasklet parks and others

@@ -15,14 +15,37 @@
  * the top, or all at once when they outnumber the live ones. So arming is
  * O(log n), cancelling is free, and no other thread ever touches a heap.
  *
- * Descriptors: one registration per (worker, fd), EPOLLONESHOT, carrying
- * the union of what the tasklets parked on it here wait for (one reader
- * and one writer at most: a second one gets -EBUSY, as two tasklets
- * reading one socket at once would interleave its bytes anyway). After an
- * event the registration is re-armed for whoever still waits. A
- * registration whose waiters left (timeout, kill) stays disarmed; the next
- * wait re-arms it with EPOLL_CTL_MOD (or ADD when the descriptor was
- * closed and its number reused).
+ * Descriptors: one registration per (worker, fd), persistent and
+ * edge-triggered (EPOLLET, for reading and writing at once), made by the
+ * first wait on the descriptor and kept between waits, so that a wait
+ * usually costs no system call at all. The slot of (worker, fd) keeps its
+ * waiters (one reader and one writer at most: a second one gets -EBUSY,
+ * as two tasklets reading one socket at once would interleave its bytes
+ * anyway) and, per direction, a "may be ready" bit: set by every event
+ * epoll reports, cleared only when the runtime has seen the descriptor
+ * empty (EAGAIN from sl_read/sl_write/sl_accept, or a short sl_read of a
+ * TCP socket, which drains its receive queue). While the bit is clear any
+ * new readiness comes as a new edge, so a wait may park without asking
+ * the kernel. Otherwise the wait re-checks the registration with
+ * EPOLL_CTL_MOD, which makes epoll report the descriptor again if it is
+ * ready now (and fails with ENOENT if the number now names another file,
+ * which is then registered with EPOLL_CTL_ADD).
+ *
+ * A registration that reports two events in a row with nobody waiting
+ * here is dropped (its tasklets moved to another worker, or stopped
+ * waiting), so that a worker is not woken for descriptors it no longer
+ * serves.
+ *
+ * Waits park without a system call only on TCP sockets (SO_PROTOCOL, read
+ * once at registration); every other descriptor is re-checked at each
+ * wait, as before. A number can outlive its file: close(2) drops the
+ * file's registration and a new descriptor may get the number. The calls
+ * that make or end descriptors (sl_accept, sl_connect, sl_close) bump the
+ * number's epoch (a global table), and a slot registered under an older
+ * epoch registers again. For a number closed and reused behind the
+ * runtime's back, every wait parked without a check is re-checked after
+ * FD_RECHECK_NS (a ring per worker, in parking order): such a wait is
+ * late, never lost.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -33,6 +56,9 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <netinet/in.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -49,9 +75,24 @@ struct sl_timer {
 struct sl_fdslot {
     sl_tasklet *t[2]; /* [0] waits to read, [1] to write */
     uint32_t gen[2];
-    uint32_t armed;   /* events of the registration, 0: none/disarmed */
-    uint8_t added;    /* registered with this epoll (may be stale) */
+    uint32_t epoch;   /* fd_epoch(fd) when registered */
+    uint8_t rdy;      /* bit d: direction d may be ready (see the top) */
+    uint8_t unwaited; /* events in a row that found nobody waiting */
+    uint8_t reg : 1;  /* registered with this epoll (persistent, EPOLLET) */
+    uint8_t tcp : 1;  /* a TCP socket when registered: waits need no check */
+    uint8_t noproof : 1; /* urgent data, hang-up or error seen: a short
+                            read proves nothing any more               */
 };
+
+/* A wait parked without a check, to re-check once it is this old. */
+struct sl_fdcheck {
+    int64_t due;
+    int fd;
+    uint32_t gen;
+};
+
+#define FD_RECHECK_NS (50 * 1000000LL)
+#define FD_EVENTS (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET)
 
 #define EVFD_KEY UINT64_MAX
 
@@ -204,36 +245,113 @@ static int64_t run_timers(sl_worker *w, int *woke)
 
 /* ---- descriptors --------------------------------------------------------- */
 
-static uint32_t slot_live_events(struct sl_fdslot *s)
+/* Epochs: per descriptor number, bumped by the calls that make or end a
+ * descriptor. Chunks are allocated on first bump and kept for the life of
+ * the process (numbers are reused, and so are their chunks). A number
+ * never bumped, or beyond the table, has epoch 0. */
+#define EPOCH_CHUNK_LOG 12
+#define EPOCH_CHUNKS 16384 /* numbers up to 2^26 */
+static uint32_t *epoch_chunks[EPOCH_CHUNKS];
+
+static uint32_t fd_epoch(int fd)
 {
-    uint32_t ev = 0;
-    for (int d = 0; d < 2; d++) {
-        if (s->t[d] && SL_LOAD(&s->t[d]->wseq) == s->gen[d])
-            ev |= d == 0 ? EPOLLIN | EPOLLRDHUP : EPOLLOUT;
-        else
-            s->t[d] = NULL;
-    }
-    return ev;
+    unsigned c = (unsigned)fd >> EPOCH_CHUNK_LOG;
+    if (c >= EPOCH_CHUNKS)
+        return 0;
+    uint32_t *e = __atomic_load_n(&epoch_chunks[c], __ATOMIC_ACQUIRE);
+    return e ? __atomic_load_n(&e[fd & ((1 << EPOCH_CHUNK_LOG) - 1)],
+                               __ATOMIC_ACQUIRE)
+             : 0;
 }
 
-/* (Re)arm fd's registration for its live waiters. 0 or -errno. */
-static int slot_arm(sl_worker *w, int fd, struct sl_fdslot *s)
+/* fd now names (or will name) another file than any registration of it. */
+static void fd_epoch_bump(int fd)
 {
-    uint32_t ev = slot_live_events(s);
-    if (!ev)
-        return 0;
-    struct epoll_event e = {.events = ev | EPOLLONESHOT, .data.u64 = (uint64_t)fd};
-    if (s->added && epoll_ctl(w->epfd, EPOLL_CTL_MOD, fd, &e) == 0) {
-        s->armed = ev;
-        return 0;
+    unsigned c = (unsigned)fd >> EPOCH_CHUNK_LOG;
+    if (fd < 0 || c >= EPOCH_CHUNKS)
+        return;
+    uint32_t *e = __atomic_load_n(&epoch_chunks[c], __ATOMIC_ACQUIRE);
+    if (!e) {
+        uint32_t *n = calloc(1u << EPOCH_CHUNK_LOG, sizeof *n);
+        if (!n)
+            return; /* the waits of fd are re-checked anyway */
+        if (__atomic_compare_exchange_n(&epoch_chunks[c], &e, n, false,
+                                        __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            e = n;
+        else
+            free(n);
     }
-    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &e) < 0) {
-        if (errno != EEXIST || epoll_ctl(w->epfd, EPOLL_CTL_MOD, fd, &e) < 0)
-            return -errno;
+    __atomic_add_fetch(&e[fd & ((1 << EPOCH_CHUNK_LOG) - 1)], 1,
+                       __ATOMIC_RELEASE);
+}
+
+/* Forget the waiters that left (timeout, kill). */
+static void slot_forget_gone(struct sl_fdslot *s)
+{
+    for (int d = 0; d < 2; d++)
+        if (s->t[d] && SL_LOAD(&s->t[d]->wseq) != s->gen[d])
+            s->t[d] = NULL;
+}
+
+static bool slot_is_tcp(int fd)
+{
+    int p = 0;
+    socklen_t l = sizeof p;
+    return getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &p, &l) == 0 &&
+           p == IPPROTO_TCP;
+}
+
+/* Register fd with w's epoll, or check its registration: EPOLL_CTL_MOD
+ * makes epoll report fd again if it is ready now, and fails with ENOENT
+ * when the number names a file not registered here (closed and reused),
+ * which is then added. 0 or -errno (the slot is then unregistered). */
+static int slot_register(sl_worker *w, int fd, struct sl_fdslot *s,
+                         uint32_t epoch)
+{
+    struct epoll_event e = {.events = FD_EVENTS, .data.u64 = (uint64_t)fd};
+    bool fresh = !s->reg || s->epoch != epoch;
+    if (!fresh && epoll_ctl(w->epfd, EPOLL_CTL_MOD, fd, &e) == 0)
+        return 0;
+    if (!fresh && errno != ENOENT) {
+        s->reg = 0;
+        return -errno;
     }
-    s->added = 1;
-    s->armed = ev;
+    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &e) < 0 &&
+        (errno != EEXIST || epoll_ctl(w->epfd, EPOLL_CTL_MOD, fd, &e) < 0)) {
+        s->reg = 0;
+        return -errno;
+    }
+    s->reg = 1;
+    s->epoch = epoch;
+    s->rdy = 0; /* epoll reports what is ready now */
+    s->noproof = 0;
+    s->tcp = slot_is_tcp(fd);
     return 0;
+}
+
+/* End the waits parked on s with result rc: the descriptor went away
+ * under them (-EBADF: closed; -EPERM: the number is a regular file now). */
+static void slot_wake_all(sl_worker *w, struct sl_fdslot *s, int rc)
+{
+    for (int d = 0; d < 2; d++) {
+        sl_tasklet *t = s->t[d];
+        if (t && sl__claim(t, s->gen[d]))
+            sl__claimed_wake(w, t, rc);
+        s->t[d] = NULL;
+    }
+}
+
+/* Drop w's registration of fd, which no tasklet of w waits on: the user
+ * may be closing fd on another thread meanwhile. That race is benign: the
+ * call removes the registration of the file fd names, which is either
+ * the one meant, or one no tasklet of w registered (fails: ENOENT), since
+ * w alone registers with its epoll and its slot says nothing waits. It is
+ * made with syscall(2) because ThreadSanitizer counts any call on fd that
+ * races with a close of fd as a data race on the descriptor. */
+static void slot_drop_unwaited(sl_worker *w, int fd)
+{
+    struct epoll_event e = {0};
+    (void)syscall(SYS_epoll_ctl, w->epfd, EPOLL_CTL_DEL, fd, &e);
 }
 
 static void fd_event(sl_worker *w, int fd, uint32_t revents)
@@ -241,37 +359,130 @@ static void fd_event(sl_worker *w, int fd, uint32_t revents)
     if (fd < 0 || fd >= w->nfds)
         return;
     struct sl_fdslot *s = &w->fds[fd];
-    s->armed = 0; /* one-shot: disarmed now */
     bool bad = revents & (EPOLLERR | EPOLLHUP);
+    if (revents & (EPOLLPRI | EPOLLRDHUP | EPOLLERR | EPOLLHUP))
+        s->noproof = 1;
+    int r = (bad || (revents & (EPOLLIN | EPOLLRDHUP)) ? SL_READABLE : 0) |
+            (bad || (revents & EPOLLOUT) ? SL_WRITABLE : 0);
+    s->rdy |= (uint8_t)r;
+    slot_forget_gone(s);
+    if (!s->t[0] && !s->t[1]) {
+        /* Nobody here waits. Twice in a row: the descriptor's tasklets
+         * have most likely moved to another worker, or stopped waiting;
+         * drop the registration rather than be woken for them. The next
+         * wait here registers afresh. */
+        if (s->reg && ++s->unwaited >= 2) {
+            slot_drop_unwaited(w, fd);
+            s->reg = 0;
+            s->unwaited = 0;
+        }
+        return;
+    }
+    s->unwaited = 0;
     for (int d = 0; d < 2; d++) {
         sl_tasklet *t = s->t[d];
-        if (!t)
-            continue;
-        uint32_t want = d == 0 ? EPOLLIN | EPOLLRDHUP : EPOLLOUT;
-        if (!(revents & want) && !bad)
+        if (!t || !(r & (d == 0 ? SL_READABLE : SL_WRITABLE)))
             continue;
         uint32_t g = s->gen[d];
         s->t[d] = NULL;
         if (!sl__claim(t, g))
             continue;
         /* Report every event the tasklet asked for that is ready. */
-        int ready = 0;
         int asked = (int)(intptr_t)t->value;
-        if (bad || (revents & (EPOLLIN | EPOLLRDHUP)))
-            ready |= asked & SL_READABLE;
-        if (bad || (revents & EPOLLOUT))
-            ready |= asked & SL_WRITABLE;
-        sl__claimed_wake(w, t, ready ? ready : asked);
+        sl__claimed_wake(w, t, (r & asked) ? (r & asked) : asked);
     }
-    if (slot_arm(w, fd, s) < 0) {
-        /* The descriptor went away under its waiter: it learns at once. */
-        for (int d = 0; d < 2; d++) {
-            sl_tasklet *t = s->t[d];
-            if (t && sl__claim(t, s->gen[d]))
-                sl__claimed_wake(w, t, (int)(intptr_t)t->value);
-            s->t[d] = NULL;
+}
+
+/* The runtime saw fd empty in direction d (EAGAIN): new readiness will come
+ * as an edge. Only for the current registration of this worker. */
+static void fd_seen_empty(int fd, int d)
+{
+    sl_worker *w = sl__self();
+    if (!w || fd >= w->nfds)
+        return;
+    struct sl_fdslot *s = &w->fds[fd];
+    if (s->reg && s->epoch == fd_epoch(fd))
+        s->rdy &= (uint8_t)~(d == 0 ? SL_READABLE : SL_WRITABLE);
+}
+
+/* A read of len returned n: short on a TCP socket means its receive queue
+ * was drained (tcp_recvmsg copies until it is empty), unless urgent data,
+ * a hang-up or an error may have stopped it. */
+static void fd_read_done(int fd, ssize_t n, size_t len)
+{
+    sl_worker *w = sl__self();
+    if (!w || fd >= w->nfds || n <= 0 || (size_t)n >= len)
+        return;
+    struct sl_fdslot *s = &w->fds[fd];
+    if (s->reg && s->tcp && !s->noproof && s->epoch == fd_epoch(fd))
+        s->rdy &= (uint8_t)~SL_READABLE;
+}
+
+/* A read now would fail with EAGAIN: the calling tasklet's worker saw fd
+ * (a TCP socket) empty and no edge has come since. */
+static bool fd_known_empty(int fd)
+{
+    sl_worker *w = sl__self();
+    if (!w || fd < 0 || fd >= w->nfds || SL_LOAD(&w->current->killed))
+        return false;
+    struct sl_fdslot *s = &w->fds[fd];
+    return s->reg && s->tcp && !(s->rdy & SL_READABLE) && !s->t[0] &&
+           s->epoch == fd_epoch(fd);
+}
+
+/* ---- re-checks of the waits parked without one ----------------------------- */
+
+static bool check_push(sl_worker *w, int fd, uint32_t gen)
+{
+    if (w->fdchecks_len == w->fdchecks_cap) {
+        uint32_t cap = w->fdchecks_cap ? 2 * w->fdchecks_cap : 256;
+        struct sl_fdcheck *r = malloc(cap * sizeof *r);
+        if (!r)
+            return false;
+        for (uint32_t i = 0; i < w->fdchecks_len; i++)
+            r[i] = w->fdchecks[(w->fdchecks_head + i) & (w->fdchecks_cap - 1)];
+        free(w->fdchecks);
+        w->fdchecks = r;
+        w->fdchecks_cap = cap;
+        w->fdchecks_head = 0;
+    }
+    struct sl_fdcheck *c =
+        &w->fdchecks[(w->fdchecks_head + w->fdchecks_len++) & (w->fdchecks_cap - 1)];
+    c->due = sl__now_ns() + FD_RECHECK_NS;
+    c->fd = fd;
+    c->gen = gen;
+    return true;
+}
+
+/* Is the wait gen still parked on slot s? */
+static bool slot_has_wait(struct sl_fdslot *s, uint32_t gen)
+{
+    for (int d = 0; d < 2; d++)
+        if (s->t[d] && s->gen[d] == gen && SL_LOAD(&s->t[d]->wseq) == gen)
+            return true;
+    return false;
+}
+
+/* Re-check the waits due; returns when the next one is due (0: none). */
+static int64_t run_checks(sl_worker *w)
+{
+    int64_t now = 0;
+    while (w->fdchecks_len) {
+        struct sl_fdcheck *c = &w->fdchecks[w->fdchecks_head];
+        struct sl_fdslot *s = &w->fds[c->fd];
+        if (slot_has_wait(s, c->gen)) {
+            if (!now)
+                now = sl__now_ns();
+            if (c->due > now)
+                return c->due;
+            int rc = slot_register(w, c->fd, s, fd_epoch(c->fd));
+            if (rc < 0)
+                slot_wake_all(w, s, rc);
         }
+        w->fdchecks_head = (w->fdchecks_head + 1) & (w->fdchecks_cap - 1);
+        w->fdchecks_len--;
     }
+    return 0;
 }
 
 /* ---- the worker's view --------------------------------------------------- */
@@ -299,8 +510,11 @@ void sl__events_fini(sl_worker *w)
     w->evfd = w->epfd = -1;
     free(w->timers);
     free(w->fds);
+    free(w->fdchecks);
     w->timers = NULL;
     w->fds = NULL;
+    w->fdchecks = NULL;
+    w->fdchecks_cap = w->fdchecks_head = w->fdchecks_len = 0;
     w->ntimers = w->timers_cap = 0;
     w->nfds = 0;
 }
@@ -358,6 +572,9 @@ void sl__events_run(sl_worker *w, bool block)
 {
     int woke = 0;
     int64_t next = run_timers(w, &woke);
+    int64_t check = w->fdchecks_len ? run_checks(w) : 0;
+    if (check && (!next || check < next))
+        next = check;
     if (block && woke == 0) {
         poll_epoll(w, next); /* next 0: no timer, wait for an event */
         run_timers(w, &woke);
@@ -369,7 +586,7 @@ void sl__events_run(sl_worker *w, bool block)
 void sl__events_tick(sl_worker *w)
 {
     w->poll_tick = SL_POLL_EVERY;
-    if (w->ntimers || SL_LOAD(&w->fd_waits) > 0)
+    if (w->ntimers || w->fdchecks_len || SL_LOAD(&w->fd_waits) > 0)
         sl__events_run(w, false);
 }
 
@@ -474,26 +691,42 @@ int sl_wait_fd(int fd, int events, int64_t timeout_ms)
     if (rc < 0)
         return rc;
     struct sl_fdslot *s = &w->fds[fd];
-    (void)slot_live_events(s); /* forget waiters that left */
+    slot_forget_gone(s);
     for (int d = 0; d < 2; d++)
         if ((events & (d == 0 ? SL_READABLE : SL_WRITABLE)) && s->t[d])
             return -EBUSY;
+    /* Park without a check only where nothing can have been missed: a TCP
+     * socket registered under its current epoch, seen empty since its
+     * last event. Otherwise register, or check the registration (epoll
+     * then reports fd again if it is ready now). */
+    uint32_t epoch = fd_epoch(fd);
+    bool trusted = s->reg && s->tcp && s->epoch == epoch && !(s->rdy & events);
+    if (!trusted) {
+        rc = slot_register(w, fd, s, epoch);
+        if (rc < 0)
+            return rc;
+        s->rdy &= (uint8_t)~events;
+    }
     uint32_t gen = sl__wait_begin(cur, SL_W_FD);
     cur->value = (void *)(intptr_t)events;
+    s->unwaited = 0;
     for (int d = 0; d < 2; d++) {
         if (events & (d == 0 ? SL_READABLE : SL_WRITABLE)) {
             s->t[d] = cur;
             s->gen[d] = gen;
         }
     }
-    rc = slot_arm(w, fd, s);
-    if (rc < 0) {
-        (void)sl__claim(cur, gen);
-        cur->wkind = SL_W_PLAIN;
-        cur->value = NULL;
-        s->t[0] = s->t[0] == cur ? NULL : s->t[0];
-        s->t[1] = s->t[1] == cur ? NULL : s->t[1];
-        return rc;
+    if (trusted && !check_push(w, fd, gen)) {
+        /* No room to remember a re-check: check now instead. */
+        rc = slot_register(w, fd, s, epoch);
+        if (rc < 0) {
+            (void)sl__claim(cur, gen);
+            cur->wkind = SL_W_PLAIN;
+            cur->value = NULL;
+            s->t[0] = s->t[0] == cur ? NULL : s->t[0];
+            s->t[1] = s->t[1] == cur ? NULL : s->t[1];
+            return rc;
+        }
     }
     sl_worker *fw = w;
     __atomic_add_fetch(&fw->fd_waits, 1, __ATOMIC_RELAXED);
@@ -505,6 +738,22 @@ int sl_wait_fd(int fd, int events, int64_t timeout_ms)
     return rc;
 }
 
+int sl_close(int fd)
+{
+    if (fd < 0)
+        return -EBADF;
+    sl_worker *w = sl__self();
+    if (w && fd < w->nfds && w->fds[fd].reg) {
+        /* Drop this worker's registration while fd still names the file
+         * (it would outlive close(2) if the file is open elsewhere). */
+        struct epoll_event e = {0};
+        (void)epoll_ctl(w->epfd, EPOLL_CTL_DEL, fd, &e);
+        w->fds[fd].reg = 0;
+    }
+    fd_epoch_bump(fd);
+    return close(fd) < 0 && errno != EINTR ? -errno : 0;
+}
+
 /* ---- I/O calls ----------------------------------------------------------- */
 
 static bool would_block(int e)
@@ -514,18 +763,29 @@ static bool would_block(int e)
 
 ssize_t sl_read(int fd, void *buf, size_t len)
 {
+    /* The worker saw this socket empty and no edge has come since: the read
+     * would fail with EAGAIN, so wait first. */
+    bool wait_first = len > 0 && fd_known_empty(fd);
     for (;;) {
+        if (wait_first) {
+            int rc = sl_wait_fd(fd, SL_READABLE, -1);
+            if (rc < 0)
+                return rc;
+        }
+        wait_first = true;
         ssize_t n = read(fd, buf, len);
-        if (n >= 0)
+        if (n >= 0) {
+            fd_read_done(fd, n, len);
             return n;
+        }
         int e = errno;
-        if (e == EINTR)
+        if (e == EINTR) {
+            wait_first = false;
             continue;
+        }
         if (!would_block(e))
             return -e;
-        int rc = sl_wait_fd(fd, SL_READABLE, -1);
-        if (rc < 0)
-            return rc;
+        fd_seen_empty(fd, 0);
     }
 }
 
@@ -540,6 +800,7 @@ ssize_t sl_write(int fd, const void *buf, size_t len)
             continue;
         if (!would_block(e))
             return -e;
+        fd_seen_empty(fd, 1);
         int rc = sl_wait_fd(fd, SL_WRITABLE, -1);
         if (rc < 0)
             return rc;
@@ -550,13 +811,16 @@ int sl_accept(int fd, struct sockaddr *addr, socklen_t *addrlen)
 {
     for (;;) {
         int c = accept4(fd, addr, addrlen, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (c >= 0)
+        if (c >= 0) {
+            fd_epoch_bump(c); /* a new file: registrations of c are stale */
             return c;
+        }
         int e = errno;
         if (e == EINTR || e == ECONNABORTED)
             continue;
         if (!would_block(e))
             return -e;
+        fd_seen_empty(fd, 0);
         int rc = sl_wait_fd(fd, SL_READABLE, -1);
         if (rc < 0)
             return rc;
@@ -565,6 +829,7 @@ int sl_accept(int fd, struct sockaddr *addr, socklen_t *addrlen)
 
 int sl_connect(int fd, const struct sockaddr *addr, socklen_t addrlen)
 {
+    fd_epoch_bump(fd); /* most likely a new socket: register it afresh */
     if (connect(fd, addr, addrlen) == 0)
         return 0;
     int e = errno;

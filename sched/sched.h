@@ -90,6 +90,9 @@ struct sl_worker {
     int fd_waits;          /* (atomic) sl_wait_fd calls parked here        */
     struct sl_fdslot *fds; /* (owner) per descriptor: who waits for what   */
     int nfds;
+    struct sl_fdcheck *fdchecks; /* (owner) ring of waits parked without a
+                              check, to re-check once old (event.c)      */
+    uint32_t fdchecks_cap, fdchecks_head, fdchecks_len;
     struct sl_copystate copy; /* (owner) copy-mode stacks (copystack.h)    */
 };
 

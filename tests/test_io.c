@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -681,6 +682,8 @@ TU_TEST(hangup_and_error_count_as_the_requested_events)
     close(p[1]);
 }
 
+static void tcp_pair(int sv[2]);
+
 /* ---- sl_read / sl_write ------------------------------------------------------ */
 
 struct stream {
@@ -857,6 +860,32 @@ TU_TEST(large_write_parks_until_the_reader_drains)
     TU_EQ(w.reader_ran_before, 0);
     TU_EQ(w.reader_ran_after, 1); /* so the writer parked meanwhile */
     CU_ASSERT(w.calls >= 2);
+    TU_EQ(w.total, len);
+    TU_EQ(r.got, len);
+    TU_EQ(r.mismatch, 0);
+    close2(sv);
+    free(buf);
+}
+
+/* The same through TCP, writer and reader on different workers when there
+ * are two: the writer's waits for room and the reader's waits for data
+ * park without a check once each has seen the socket full or empty. */
+TU_TEST(large_write_through_tcp_arrives_whole)
+{
+    size_t len = TU_SIZE(16u << 20, 4u << 20);
+    uint8_t *buf = malloc(len);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(buf);
+    for (size_t i = 0; i < len; i++)
+        buf[i] = pattern(9, i);
+    int sv[2];
+    tcp_pair(sv);
+    struct big_reader r = {.fd = sv[1], .expect = buf, .len = len};
+    struct big_writer w = {.fd = sv[0], .buf = buf, .len = len,
+                           .reader_started = &r.started};
+    spawn_on(0, big_write_fn, &w);
+    spawn_on(1, big_read_fn, &r);
+    TU_EQ(sl_run(), 0);
+    CU_ASSERT(w.calls >= 2); /* the socket filled at least once */
     TU_EQ(w.total, len);
     TU_EQ(r.got, len);
     TU_EQ(r.mismatch, 0);
@@ -1097,6 +1126,359 @@ TU_TEST(accept_parks_until_a_client_connects)
     }
     close(fd);
     close(lfd);
+}
+
+/* ---- registrations kept between waits ------------------------------------------ */
+
+/* A connected pair of non-blocking TCP sockets on loopback, without
+ * Nagle's delay. */
+static void tcp_pair(int sv[2])
+{
+    struct sockaddr_in addr;
+    int lfd = listen_loopback(&addr), one = 1;
+    sv[1] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CU_ASSERT_FATAL(sv[1] >= 0);
+    CU_ASSERT_FATAL(connect(sv[1], (struct sockaddr *)&addr, sizeof addr) == 0);
+    sv[0] = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    CU_ASSERT_FATAL(sv[0] >= 0);
+    CU_ASSERT_FATAL(fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) | O_NONBLOCK) == 0);
+    setsockopt(sv[0], IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setsockopt(sv[1], IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    close(lfd);
+}
+
+/* Registers sv[0] with this worker's epoll and leaves it seen empty: a wait,
+ * a byte, a short sl_read. The next wait parks without a system call. */
+static void tcp_seen_empty(int sv[2])
+{
+    char buf[64];
+    CU_ASSERT(write(sv[1], "e", 1) == 1);
+    TU_EQ(sl_wait_fd(sv[0], SL_READABLE, 2000), SL_READABLE);
+    TU_EQ(sl_read(sv[0], buf, sizeof buf), 1);
+}
+
+static void write_after_20ms_fd(void *arg)
+{
+    TU_EQ(sl_sleep_ms(20), 0);
+    CU_ASSERT(write((int)TU_INT(arg), "w", 1) == 1);
+}
+
+/* Edge-triggered underneath, level-triggered as documented: what is left
+ * unread is reported again, and an empty socket is not. */
+TU_TEST(data_left_unread_is_reported_again)
+{
+    int kinds[2][2];
+    tcp_pair(kinds[0]);
+    nb_socketpair(kinds[1]);
+    for (int k = 0; k < 2; k++) {
+        int *sv = kinds[k];
+        char buf[64];
+        CU_ASSERT(write(sv[1], "0123456789", 10) == 10);
+        TU_EQ(sl_wait_fd(sv[0], SL_READABLE, 2000), SL_READABLE);
+        TU_EQ(sl_read(sv[0], buf, 4), 4); /* not all of it */
+        TU_EQ(sl_wait_fd(sv[0], SL_READABLE, 200), SL_READABLE);
+        TU_EQ(sl_wait_fd(sv[0], SL_READABLE | SL_WRITABLE, 200),
+              SL_READABLE | SL_WRITABLE);
+        TU_EQ(sl_read(sv[0], buf, sizeof buf), 6); /* the rest: now empty */
+        TU_EQ(sl_wait_fd(sv[0], SL_READABLE, 30), SL_ETIMEDOUT);
+        /* A later byte wakes a parked reader. */
+        spawn_on(1, write_after_20ms_fd, TU_MSG(sv[1]));
+        int64_t t0 = sl_now_ms();
+        TU_EQ(sl_read(sv[0], buf, sizeof buf), 1);
+        CU_ASSERT(sl_now_ms() - t0 < TU_SIZE(1000, 5000));
+        TU_EQ(sl_run(), 0);
+        close2(sv);
+    }
+}
+
+/* Data that comes while nobody waits is reported to the next wait; data
+ * taken behind the runtime's back (plain read) is not. */
+TU_TEST(data_that_came_while_nobody_waited_is_read_at_once)
+{
+    int sv[2];
+    tcp_pair(sv);
+    tcp_seen_empty(sv);
+    char buf[64];
+    CU_ASSERT(write(sv[1], "x", 1) == 1);
+    TU_EQ(sl_sleep_ms(10), 0); /* the worker sees the event, nobody waits */
+    int64_t t0 = sl_now_ms();
+    TU_EQ(sl_wait_fd(sv[0], SL_READABLE, 1000), SL_READABLE);
+    TU_EQ(sl_read(sv[0], buf, sizeof buf), 1);
+    CU_ASSERT(sl_now_ms() - t0 < TU_SIZE(500, 5000));
+    /* Seen ready, then drained by read(2): the next wait times out. */
+    CU_ASSERT(write(sv[1], "y", 1) == 1);
+    TU_EQ(sl_sleep_ms(10), 0);
+    CU_ASSERT(read(sv[0], buf, sizeof buf) == 1);
+    TU_EQ(sl_wait_fd(sv[0], SL_READABLE, 30), SL_ETIMEDOUT);
+    /* Data that comes just before a read that parks at once (the socket
+     * was seen empty): the read still gets it. */
+    tcp_seen_empty(sv);
+    CU_ASSERT(write(sv[1], "z", 1) == 1);
+    TU_EQ(sl_read(sv[0], buf, sizeof buf), 1);
+    TU_EQ(buf[0], 'z');
+    close2(sv);
+}
+
+/* A short read followed by the peer's end of file: the read after it
+ * returns 0, whether the hang-up was seen before that read or not. */
+TU_TEST(end_of_file_after_a_short_read_is_returned)
+{
+    for (int seen = 0; seen < 2; seen++) {
+        int sv[2];
+        tcp_pair(sv);
+        tcp_seen_empty(sv);
+        char buf[64];
+        CU_ASSERT(write(sv[1], "abc", 3) == 3);
+        TU_EQ(shutdown(sv[1], SHUT_WR), 0);
+        if (seen)
+            TU_EQ(sl_sleep_ms(10), 0);
+        TU_EQ(sl_read(sv[0], buf, sizeof buf), 3);
+        TU_EQ(sl_read(sv[0], buf, sizeof buf), 0);
+        TU_EQ(sl_read(sv[0], buf, sizeof buf), 0);
+        close2(sv);
+    }
+}
+
+/* Move the file of fd to number n (closing what n was, behind the
+ * runtime's back) and close fd. */
+static void renumber(int fd, int n)
+{
+    if (fd == n)
+        return; /* the lowest free number was n already */
+    CU_ASSERT_FATAL(dup2(fd, n) == n);
+    close(fd);
+}
+
+/* A number closed and given to another descriptor between waits: the
+ * runtime registers the new one, at once after sl_close, sl_accept or
+ * sl_connect, and otherwise at the latest when a wait parked without a
+ * check is re-checked (50 ms). Never a wait that is not woken. */
+TU_TEST(closed_and_reused_number_is_registered_afresh)
+{
+    char buf[64];
+    /* sl_close, then the number is a pipe's. */
+    int a[2];
+    tcp_pair(a);
+    tcp_seen_empty(a);
+    int n = a[0];
+    int p[2];
+    nb_pipe(p); /* before the close: neither end gets the number */
+    TU_EQ(sl_close(n), 0);
+    renumber(p[0], n);
+    p[0] = n;
+    CU_ASSERT(write(p[1], "p", 1) == 1);
+    int64_t t0 = sl_now_ms();
+    TU_EQ(sl_wait_fd(n, SL_READABLE, 2000), SL_READABLE);
+    TU_EQ(sl_read(n, buf, sizeof buf), 1);
+    TU_EQ(sl_wait_fd(n, SL_READABLE, 20), SL_ETIMEDOUT);
+    CU_ASSERT(sl_now_ms() - t0 < TU_SIZE(1000, 5000));
+    close2(p);
+    close(a[1]);
+
+    /* close(2) behind the runtime's back, the number then another TCP
+     * socket that has data: its read parks at once (the old socket was
+     * seen empty), and the re-check finds the new one. */
+    int b[2], c[2];
+    tcp_pair(b);
+    tcp_seen_empty(b);
+    n = b[0];
+    tcp_pair(c);
+    renumber(c[0], n); /* closes b[0] */
+    c[0] = n;
+    CU_ASSERT(write(c[1], "c", 1) == 1);
+    t0 = sl_now_ms();
+    TU_EQ(sl_read(n, buf, sizeof buf), 1);
+    TU_EQ(buf[0], 'c');
+    CU_ASSERT(sl_now_ms() - t0 < TU_SIZE(1000, 5000));
+    /* From then on the new socket is served like any other. */
+    spawn_on(1, write_after_20ms_fd, TU_MSG(c[1]));
+    TU_EQ(sl_read(n, buf, sizeof buf), 1);
+    TU_EQ(sl_wait_fd(n, SL_READABLE, 20), SL_ETIMEDOUT);
+    TU_EQ(sl_run(), 0);
+    close2(c);
+    close(b[1]);
+
+    /* A parked wait whose number is closed under it learns it at the
+     * re-check (the documented rule is still: do not) as -EBADF; a wait
+     * on the number after that fails at once. */
+    int d[2];
+    tcp_pair(d);
+    tcp_seen_empty(d);
+    struct reader r = {.fd = d[0], .rc = 12345};
+    sl_spawn(sl_read_fn, &r);
+    yield_until(&r.entered);
+    int keep = dup(d[0]); /* the file lives on: only the number goes */
+    close(d[0]);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(r.rc, -EBADF);
+    TU_EQ(sl_wait_fd(d[0], SL_READABLE, 2000), -EBADF);
+    close(keep);
+    close(d[1]);
+}
+
+/* The number an accepted connection gets may be one a closed connection
+ * had: sl_accept makes it register afresh. */
+TU_TEST(accepted_descriptor_on_a_reused_number_is_served)
+{
+    struct sockaddr_in addr;
+    int lfd = listen_loopback(&addr);
+    int last = -1, reused = 0;
+    for (int i = 0; i < 4; i++) {
+        int cl = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        CU_ASSERT_FATAL(cl >= 0);
+        TU_EQ(sl_connect(cl, (struct sockaddr *)&addr, sizeof addr), 0);
+        int s = sl_accept(lfd, NULL, NULL);
+        CU_ASSERT_FATAL(s >= 0);
+        reused += s == last;
+        char buf[64];
+        CU_ASSERT(write(cl, "q", 1) == 1);
+        TU_EQ(sl_read(s, buf, sizeof buf), 1); /* parks, then short */
+        spawn_on(1, write_after_20ms_fd, TU_MSG(cl));
+        TU_EQ(sl_read(s, buf, sizeof buf), 1); /* parks without a check */
+        TU_EQ(sl_run(), 0);
+        last = s;
+        close(s); /* not sl_close: the next accept reuses the number */
+        close(cl);
+    }
+    CU_ASSERT(reused > 0);
+    close(lfd);
+}
+
+/* Timeouts and kills of waits parked without a check, here and on another
+ * worker; the socket is served normally after them. */
+TU_TEST(timeouts_and_kills_of_waits_on_a_socket_seen_empty)
+{
+    int sv[2];
+    tcp_pair(sv);
+    tcp_seen_empty(sv);
+    int64_t t0 = sl_now_ms();
+    TU_EQ(sl_wait_fd(sv[0], SL_READABLE, 30), SL_ETIMEDOUT);
+    CU_ASSERT(sl_now_ms() - t0 >= 30);
+    for (int on = 0; on < 2; on++) {
+        struct reader r = {.fd = sv[0], .rc = 12345};
+        sl_tasklet *t = spawn_on(on, sl_read_fn, &r);
+        sl_tasklet_ref(t);
+        yield_until(&r.entered);
+        usleep(20000); /* on another worker: let it park there */
+        TU_EQ(sl_tasklet_kill(t), 0);
+        TU_EQ(sl_run(), 0);
+        TU_EQ(r.rc, SL_EKILLED);
+        sl_tasklet_unref(t);
+        struct waiter w = waiter(sv[0], SL_READABLE, 40);
+        spawn_on(on, waiter_fn, &w);
+        TU_EQ(sl_run(), 0);
+        TU_EQ(w.rc, SL_ETIMEDOUT);
+    }
+    TU_EQ(sl_sleep_ms(60), 0); /* the re-checks of those waits fall due */
+    struct reader r = {.fd = sv[0], .rc = 12345};
+    spawn_on(1, sl_read_fn, &r);
+    spawn_on(0, write_after_20ms_fd, TU_MSG(sv[1]));
+    TU_EQ(sl_run(), 0);
+    TU_EQ(r.rc, 1);
+    close2(sv);
+}
+
+/* Readers of one TCP socket on two workers, each registered with its own
+ * worker's epoll: every byte is read once, both see the end of file. */
+struct shared_reader {
+    int fd, worker;
+    long *total;
+    int eof, err;
+};
+
+static void shared_read_fn(void *arg)
+{
+    struct shared_reader *s = arg;
+    char buf[64];
+    for (;;) {
+        ssize_t n = sl_read(s->fd, buf, sizeof buf);
+        if (n == 0) {
+            s->eof = 1;
+            return;
+        }
+        if (n < 0) {
+            s->err = (int)n;
+            return;
+        }
+        __atomic_add_fetch(s->total, (long)n, __ATOMIC_RELAXED);
+    }
+}
+
+TU_TEST(socket_read_by_tasklets_on_two_workers)
+{
+    if (sl_worker_count() < 2) {
+        printf("(two workers only) ");
+        return;
+    }
+    int sv[2];
+    tcp_pair(sv);
+    long total = 0;
+    struct shared_reader a = {.fd = sv[0], .total = &total};
+    struct shared_reader b = {.fd = sv[0], .total = &total};
+    spawn_on(0, shared_read_fn, &a);
+    spawn_on(1, shared_read_fn, &b);
+    TU_EQ(sl_sleep_ms(10), 0);
+    for (int i = 0; i < 20; i++) {
+        CU_ASSERT(write(sv[1], "0123456789", 10) == 10);
+        TU_EQ(sl_sleep_ms(2), 0);
+    }
+    TU_EQ(shutdown(sv[1], SHUT_WR), 0);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(total, 200);
+    TU_EQ(a.eof + b.eof, 2);
+    TU_EQ(a.err, 0);
+    TU_EQ(b.err, 0);
+    close2(sv);
+}
+
+/* Events that find nobody waiting, several in a row (the registration is
+ * then dropped): the next waits register afresh and miss nothing. */
+TU_TEST(descriptor_nobody_waits_on_for_a_while_is_served_after)
+{
+    int kinds[2][2];
+    tcp_pair(kinds[0]);
+    nb_socketpair(kinds[1]);
+    for (int k = 0; k < 2; k++) {
+        int *sv = kinds[k];
+        char buf[64];
+        CU_ASSERT(write(sv[1], "a", 1) == 1);
+        TU_EQ(sl_wait_fd(sv[0], SL_READABLE, 2000), SL_READABLE);
+        TU_EQ(sl_read(sv[0], buf, sizeof buf), 1);
+        for (int i = 0; i < 3; i++) { /* each seen by the worker, unwaited */
+            CU_ASSERT(write(sv[1], "b", 1) == 1);
+            TU_EQ(sl_sleep_ms(5), 0);
+        }
+        TU_EQ(sl_wait_fd(sv[0], SL_READABLE, 2000), SL_READABLE);
+        TU_EQ(sl_read(sv[0], buf, sizeof buf), 3);
+        TU_EQ(sl_wait_fd(sv[0], SL_READABLE, 20), SL_ETIMEDOUT);
+        spawn_on(1, write_after_20ms_fd, TU_MSG(sv[1]));
+        TU_EQ(sl_read(sv[0], buf, sizeof buf), 1);
+        TU_EQ(sl_run(), 0);
+        close2(sv);
+    }
+}
+
+TU_TEST(sl_close_closes)
+{
+    int sv[2];
+    tcp_pair(sv);
+    TU_EQ(sl_wait_fd(sv[0], SL_WRITABLE, 1000), SL_WRITABLE);
+    TU_EQ(sl_close(sv[0]), 0);
+    TU_EQ(fcntl(sv[0], F_GETFD), -1);
+    TU_EQ(sl_close(sv[0]), -EBADF);
+    TU_EQ(sl_close(-1), -EBADF);
+    char c;
+    TU_EQ(sl_read(sv[1], &c, 1), 0); /* the peer sees the close */
+    close(sv[1]);
+}
+
+TU_TEST_NOINIT(sl_close_without_runtime)
+{
+    int p[2];
+    nb_pipe(p);
+    TU_EQ(sl_close(p[0]), 0);
+    TU_EQ(sl_close(p[1]), 0);
+    TU_EQ(sl_close(p[1]), -EBADF);
 }
 
 /* ---- sl_offload ------------------------------------------------------------- */
@@ -1412,11 +1794,22 @@ static CU_TestInfo tests[] = {
     TU_CASE(hangup_and_error_count_as_the_requested_events),
     TU_CASE(many_pairs_exchange_exact_bytes),
     TU_CASE(large_write_parks_until_the_reader_drains),
+    TU_CASE(large_write_through_tcp_arrives_whole),
     TU_CASE(read_returns_zero_at_eof),
     TU_CASE(bad_descriptors_are_ebadf),
     TU_CASE(server_accepts_and_echoes_every_client),
     TU_CASE(connect_to_a_closed_port_is_econnrefused),
     TU_CASE(accept_parks_until_a_client_connects),
+    TU_CASE(data_left_unread_is_reported_again),
+    TU_CASE(data_that_came_while_nobody_waited_is_read_at_once),
+    TU_CASE(end_of_file_after_a_short_read_is_returned),
+    TU_CASE(closed_and_reused_number_is_registered_afresh),
+    TU_CASE(accepted_descriptor_on_a_reused_number_is_served),
+    TU_CASE(timeouts_and_kills_of_waits_on_a_socket_seen_empty),
+    TU_CASE(socket_read_by_tasklets_on_two_workers),
+    TU_CASE(descriptor_nobody_waits_on_for_a_while_is_served_after),
+    TU_CASE(sl_close_closes),
+    TU_CASE(sl_close_without_runtime),
     TU_CASE(offload_runs_on_another_thread_while_others_run),
     TU_CASE(many_offloads_share_the_default_four_threads),
     TU_CASE(offload_of_null_is_einval),

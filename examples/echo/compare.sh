@@ -8,6 +8,8 @@
 # The client (echo_client) runs on one worker too; on a 2-CPU machine
 # client and server each get about one CPU, and the client's own CPU can
 # bound the rps (see README.md), which the CPU ratio does not depend on.
+# The client's CPU time per request is printed too: when client and server
+# together need both CPUs, the client's share bounds the rps.
 # ROUNDS=N (default 3) repeats step 2 N times, alternating the servers,
 # and keeps each server's best round (by rps).
 # Every run's two lines (server's, then client's) are printed as they come;
@@ -54,6 +56,11 @@ cpu_us() {
     awk -v c="$(key "${best_s[$1]}" cpu_seconds)" -v n="$(key "${best_c[$1]}" requests)" \
         'BEGIN { printf "%.2f", c * 1e6 / n }'
 }
+# client_cpu_us SERVER: the client's CPU time per request against SERVER.
+client_cpu_us() {
+    awk -v c="$(key "${best_c[$1]}" cpu_seconds)" -v n="$(key "${best_c[$1]}" requests)" \
+        'BEGIN { printf "%.2f", c * 1e6 / n }'
+}
 
 echo "== summary"
 echo "10000 connections, echo_server on one worker: peak RSS $(key "$big_server" rss_mib) MiB" \
@@ -61,7 +68,8 @@ echo "10000 connections, echo_server on one worker: peak RSS $(key "$big_server"
 for s in echo_server echo_pthread; do
     l=${best_c[$s]}
     echo "1000 connections, $s: $(key "$l" rps) requests/s, p50 $(key "$l" p50_us) us," \
-         "p99 $(key "$l" p99_us) us, p999 $(key "$l" p999_us) us, server CPU $(cpu_us $s) us/request"
+         "p99 $(key "$l" p99_us) us, p999 $(key "$l" p999_us) us, server CPU $(cpu_us $s) us/request," \
+         "client CPU $(client_cpu_us $s) us/request"
 done
 awk -v t="$(key "${best_c[echo_server]}" rps)" -v p="$(key "${best_c[echo_pthread]}" rps)" \
     -v ct="$(cpu_us echo_server)" -v cp="$(cpu_us echo_pthread)" \

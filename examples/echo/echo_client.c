@@ -21,7 +21,8 @@
  * Usage: echo_client --port N [--conns C] [--requests R | --seconds S]
  *                    [--size B] [--batch K] [--workers W]
  * Last line: conns=C requests=N seconds=T rps=X p50_us=.. p99_us=..
- * p999_us=.. errors=E size=B workers=W connect_seconds=T. Exit status 0,
+ * p999_us=.. errors=E size=B workers=W connect_seconds=T cpu_seconds=U
+ * (the process's CPU time during the load phase). Exit status 0,
  * 1 if any connection failed (errors > 0), 2 on bad usage. */
 #define _GNU_SOURCE
 #include "args.h"
@@ -35,6 +36,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -77,7 +79,8 @@ static void usage(FILE *out)
             "  --workers W     OS threads running tasklets (default 1)\n"
             "  --help          print this and exit\n"
             "The last line is key=value pairs: conns requests seconds rps p50_us p99_us\n"
-            "p999_us errors size workers connect_seconds. Exit status: 0 ok, 1 errors,\n"
+            "p999_us errors size workers connect_seconds cpu_seconds (load phase).\n"
+            "Exit status: 0 ok, 1 errors,\n"
             "2 bad usage.\n",
             MAX_SIZE);
 }
@@ -132,8 +135,13 @@ static void fill(unsigned char *p, int size, int id, int64_t r)
         p[j] = (unsigned char)((x >> (8 * (j & 7))) + (unsigned)(j >> 3));
 }
 
-/* Sends out and reads the echo into in: NULL, or what failed with *rc its
- * code (0: no code). */
+/* Sends out and reads the echo into in (room for 2 * C.size bytes): NULL,
+ * or what failed with *rc its code (0: no code). Each read asks for more
+ * than can come (the server sends back only what it got), so a read that
+ * takes all there is returns short, which tells the runtime the socket is
+ * now empty: the next read parks at once instead of trying first (an
+ * EAGAIN saved, docs/io.md). An echo longer than the request is an
+ * error. */
 static const char *round_trip(int fd, const unsigned char *out, unsigned char *in, int *rc)
 {
     ssize_t n;
@@ -143,9 +151,11 @@ static const char *round_trip(int fd, const unsigned char *out, unsigned char *i
             return "write";
         }
     for (int got = 0; got < C.size; got += (int)n)
-        if ((n = echo_read_when_ready(fd, in + got, (size_t)(C.size - got))) <= 0) {
+        if ((n = sl_read(fd, in + got, (size_t)(2 * C.size - got))) <= 0) {
             *rc = (int)n;
             return n ? "read" : "read: the server closed the connection";
+        } else if (got + n > C.size) {
+            return "the echo is longer than the request";
         }
     return NULL;
 }
@@ -183,7 +193,7 @@ static void conn_main(void *arg)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     sl_channel_send(C.ready, (void *)(intptr_t)rc);
     if (rc == 0 && sl_channel_receive(C.go, &msg) == 0) {
-        unsigned char *buf = malloc(2 * (size_t)C.size);
+        unsigned char *buf = malloc(3 * (size_t)C.size);
         if (buf)
             load(id, fd, buf, buf + C.size);
         else
@@ -236,6 +246,15 @@ static void parse_flags(int argc, char **argv)
         C.requests = 100;
 }
 
+/* CPU time (user + system) of the whole process so far, in seconds. */
+static double cpu_now(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
+}
+
 /* Receives one connect result; counts it into *up. */
 static int take_ready(int *up)
 {
@@ -265,12 +284,14 @@ static int run(void)
     for (; inflight > 0 && rc == 0; inflight--)
         rc = take_ready(&up);
     int64_t t0 = echo_now_ns();
+    double cpu0 = cpu_now();
     C.deadline_ns = t0 + C.seconds * 1000000000;
     for (int i = 0; i < up && rc == 0; i++)
         rc = sl_channel_send(C.go, NULL);
     for (int i = 0; i < up && rc == 0; i++)
         rc = sl_channel_receive(C.done, NULL);
     int64_t t1 = echo_now_ns();
+    double cpu = cpu_now() - cpu0;
     if (rc < 0) {
         fprintf(stderr, "echo_client: main's channel call: %s\n", sl_strerror(rc));
         return 1;
@@ -285,10 +306,11 @@ static int run(void)
     double secs = (double)(t1 - t0) * 1e-9;
     int64_t errors = atomic_load(&C.errors);
     printf("conns=%d requests=%" PRIu64 " seconds=%.3f rps=%.0f p50_us=%.1f p99_us=%.1f "
-           "p999_us=%.1f errors=%" PRId64 " size=%d workers=%d connect_seconds=%.3f\n",
+           "p999_us=%.1f errors=%" PRId64 " size=%d workers=%d connect_seconds=%.3f "
+           "cpu_seconds=%.3f\n",
            C.conns, n, secs, secs > 0 ? (double)n / secs : 0.0, hist_quantile(0.5, n),
            hist_quantile(0.99, n), hist_quantile(0.999, n), errors, C.size, C.workers,
-           (double)(t0 - c0) * 1e-9);
+           (double)(t0 - c0) * 1e-9, cpu);
     return errors ? 1 : 0;
 }
 

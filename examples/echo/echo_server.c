@@ -2,9 +2,12 @@
  * one worker (OS thread) by default.
  *
  * The acceptor tasklet parks in sl_accept; each connection it accepts gets
- * a tasklet that parks until the peer sends (echo_read_when_ready), writes
- * the bytes back with sl_write and parks again. While every tasklet is
- * parked the worker sleeps in epoll. A connection costs its 16 KiB stack
+ * a tasklet that reads with sl_read (which parks until the peer sends),
+ * writes the bytes back with sl_write and reads again. A request costs the
+ * read and the write: the runtime keeps each socket registered with epoll
+ * between waits, and it knows the socket is empty after a short read, so
+ * the next sl_read parks without trying first (docs/io.md). While every
+ * tasklet is parked the worker sleeps in epoll. A connection costs its 16 KiB stack
  * (the smallest the runtime gives; the echo loop touches its top pages
  * only), its 144-byte control block and a buffer of ECHO_BUF bytes on that
  * stack, which is what lets 10,000 connections fit in well under 200 MiB
@@ -32,7 +35,7 @@ static void conn_main(void *arg)
     echo_conn c = {.fd = (int)(intptr_t)arg};
     char buf[ECHO_BUF];
     if (echo_conn_open(&S, &c))
-        echo_serve(&S, &c, buf, echo_read_when_ready, sl_write);
+        echo_serve(&S, &c, buf, sl_read, sl_write);
 }
 
 static void acceptor_main(void *arg)

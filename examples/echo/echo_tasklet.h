@@ -1,11 +1,9 @@
 /* echo_tasklet.h - what the two tasklet programs (echo_server, echo_client)
- * share: the runtime started with the smallest stacks, and a read that
- * parks before it tries. */
+ * share: the runtime started with the smallest stacks. */
 #ifndef ECHO_TASKLET_H
 #define ECHO_TASKLET_H
 
 #include <stdio.h>
-#include <sys/types.h>
 
 #include <stackless.h>
 
@@ -28,16 +26,6 @@ static inline int echo_tasklets_start(const char *prog, int workers)
         return 0;
     fprintf(stderr, "%s: sl_init(workers=%d): %s\n", prog, workers, sl_strerror(rc));
     return rc == SL_EINVAL ? 2 : 1;
-}
-
-/* sl_read, parked until fd is readable first. Both ends of an echo take
- * turns: right after one side writes, the other's answer cannot be there
- * yet, so a plain sl_read would fail with EAGAIN and only then park.
- * Waiting first saves that system call, one in four of the server's. */
-static inline ssize_t echo_read_when_ready(int fd, void *buf, size_t len)
-{
-    int rc = sl_wait_fd(fd, SL_READABLE, -1);
-    return rc < 0 ? rc : sl_read(fd, buf, len);
 }
 
 #endif /* ECHO_TASKLET_H */
