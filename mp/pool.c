@@ -663,6 +663,22 @@ static void chunk_settle(struct chunk *c, int status, const char *data,
         sl_event_set(&j->done);
 }
 
+/* The oldest settled chunk of j, taken off its ready list, or NULL (and
+ * j->ready cleared, so a waiter sleeps until the next one settles).
+ * Called with the pool's lock held. */
+static struct chunk *ready_pop(struct mapjob *j)
+{
+    struct chunk *c = j->ready_head;
+    if (c) {
+        j->ready_head = c->link;
+        if (!j->ready_head)
+            j->ready_tail = NULL;
+    } else {
+        sl_event_clear(&j->ready);
+    }
+    return c;
+}
+
 /* The oldest pending record of worker w is done: status and result bytes
  * (data may point into shared memory: copy what is kept). Lock held. */
 static void settle(sl_pool *p, struct pend *pd, int status, const char *data,
@@ -1481,18 +1497,11 @@ int sl_pool_map(sl_pool *h, sl_task_fn fn, const void *inputs,
             if (j->next_chunk == j->nchunks)
                 feeding_remove(p, j);
         }
-        struct chunk *c = j->ready_head;
+        struct chunk *c = ready_pop(j);
         /* Nothing of ours in flight and chunks left to queue: the rings
          * or the heap are full of other work; look again soon. */
         bool stalled = j->next_chunk < j->nchunks &&
                        j->next_chunk == j->settled;
-        if (c) {
-            j->ready_head = c->link;
-            if (!j->ready_head)
-                j->ready_tail = NULL;
-        } else {
-            sl_event_clear(&j->ready);
-        }
         sl_lock_release(&p->lock);
         if (!c) {
             sl_event_wait(&j->ready, stalled ? 1 : -1);
@@ -1600,14 +1609,7 @@ int sl_pool_iter_next(sl_pool_iter *it, size_t *index, void *out,
             return SL_ECLOSED;
         sl_pool *p = j->pool;
         sl_lock_acquire(&p->lock);
-        c = j->ready_head;
-        if (c) {
-            j->ready_head = c->link;
-            if (!j->ready_head)
-                j->ready_tail = NULL;
-        } else {
-            sl_event_clear(&j->ready);
-        }
+        c = ready_pop(j);
         bool none_left = !c && j->chunks_left == 0;
         sl_lock_release(&p->lock);
         if (c) {

@@ -147,6 +147,17 @@ static uint8_t pattern(int id, size_t pos)
     return (uint8_t)(id * 131 + pos * 7 + (pos >> 9));
 }
 
+/* len bytes of pattern(id, ...) on the heap (the test stops if malloc
+ * fails). */
+static uint8_t *pattern_buf(int id, size_t len)
+{
+    uint8_t *buf = malloc(len);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(buf);
+    for (size_t i = 0; i < len; i++)
+        buf[i] = pattern(id, i);
+    return buf;
+}
+
 static uint64_t sum_step(uint64_t sum, uint8_t b)
 {
     return sum * 1099511628211ULL + b;
@@ -844,10 +855,7 @@ static void big_read_fn(void *arg)
 TU_TEST(large_write_parks_until_the_reader_drains)
 {
     size_t len = TU_SIZE(8u << 20, 1u << 20);
-    uint8_t *buf = malloc(len);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(buf);
-    for (size_t i = 0; i < len; i++)
-        buf[i] = pattern(7, i);
+    uint8_t *buf = pattern_buf(7, len);
     int sv[2];
     nb_socketpair(sv);
     struct big_reader r = {.fd = sv[1], .expect = buf, .len = len};
@@ -873,10 +881,7 @@ TU_TEST(large_write_parks_until_the_reader_drains)
 TU_TEST(large_write_through_tcp_arrives_whole)
 {
     size_t len = TU_SIZE(16u << 20, 4u << 20);
-    uint8_t *buf = malloc(len);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(buf);
-    for (size_t i = 0; i < len; i++)
-        buf[i] = pattern(9, i);
+    uint8_t *buf = pattern_buf(9, len);
     int sv[2];
     tcp_pair(sv);
     struct big_reader r = {.fd = sv[1], .expect = buf, .len = len};

@@ -531,9 +531,10 @@ TU_TEST(join_lets_a_running_map_finish)
     pool = NULL;
 }
 
-static int count_fds(void)
+/* The entries of a directory, . and .. aside (0 if it cannot be read). */
+static int count_dir(const char *path)
 {
-    DIR *d = opendir("/proc/self/fd");
+    DIR *d = opendir(path);
     int n = 0;
     struct dirent *e;
     while (d && (e = readdir(d)))
@@ -541,6 +542,11 @@ static int count_fds(void)
     if (d)
         closedir(d);
     return n;
+}
+
+static int count_fds(void)
+{
+    return count_dir("/proc/self/fd");
 }
 
 static int count_shared_maps(void)
@@ -558,14 +564,7 @@ static int count_shared_maps(void)
 
 static int count_dev_shm(void)
 {
-    DIR *d = opendir("/dev/shm");
-    int n = 0;
-    struct dirent *e;
-    while (d && (e = readdir(d)))
-        n += e->d_name[0] != '.';
-    if (d)
-        closedir(d);
-    return n;
+    return count_dir("/dev/shm");
 }
 
 TU_TEST(close_and_join_leave_nothing_behind)
