@@ -803,7 +803,8 @@ struct big_writer {
     ssize_t first;          /* what the first sl_write returned */
     int reader_ran_before;  /* the reader had run before the 2nd call */
     int reader_ran_after;   /* ... and had run when it returned */
-    int *reader_started;
+    int *reader_started;    /* read atomically: the reader may run on
+                               another worker */
 };
 
 static void big_write_fn(void *arg)
@@ -813,10 +814,10 @@ static void big_write_fn(void *arg)
     b->calls = 1;
     if (b->first < 0)
         return;
-    b->reader_ran_before = *b->reader_started;
+    b->reader_ran_before = __atomic_load_n(b->reader_started, __ATOMIC_ACQUIRE);
     ssize_t rest = write_all(b->fd, b->buf + b->first,
                              b->len - (size_t)b->first, &b->calls);
-    b->reader_ran_after = *b->reader_started;
+    b->reader_ran_after = __atomic_load_n(b->reader_started, __ATOMIC_ACQUIRE);
     b->total = rest < 0 ? rest : b->first + rest;
     shutdown(b->fd, SHUT_WR);
 }
@@ -833,7 +834,7 @@ struct big_reader {
 static void big_read_fn(void *arg)
 {
     struct big_reader *r = arg;
-    r->started = 1;
+    __atomic_store_n(&r->started, 1, __ATOMIC_RELEASE);
     uint8_t buf[8192];
     size_t got = 0;
     for (;;) {
