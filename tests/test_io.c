@@ -825,6 +825,7 @@ static void big_write_fn(void *arg)
 struct big_reader {
     int fd;
     int started;
+    int delay_ms;           /* sleep this long before the first read */
     const uint8_t *expect;
     size_t len;
     ssize_t got;
@@ -835,6 +836,8 @@ static void big_read_fn(void *arg)
 {
     struct big_reader *r = arg;
     __atomic_store_n(&r->started, 1, __ATOMIC_RELEASE);
+    if (r->delay_ms)
+        sl_sleep_ms(r->delay_ms);
     uint8_t buf[8192];
     size_t got = 0;
     for (;;) {
@@ -885,13 +888,20 @@ TU_TEST(large_write_through_tcp_arrives_whole)
     uint8_t *buf = pattern_buf(9, len);
     int sv[2];
     tcp_pair(sv);
-    struct big_reader r = {.fd = sv[1], .expect = buf, .len = len};
+    /* Small fixed buffers and a reader that starts late: the first write
+     * must fill them and park (with autotuned buffers and a reader draining
+     * on the other CPU, one write could take it all). */
+    int small = 64 << 10;
+    CU_ASSERT(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small) == 0);
+    CU_ASSERT(setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof small) == 0);
+    struct big_reader r = {.fd = sv[1], .expect = buf, .len = len, .delay_ms = 20};
     struct big_writer w = {.fd = sv[0], .buf = buf, .len = len,
                            .reader_started = &r.started};
     spawn_on(0, big_write_fn, &w);
     spawn_on(1, big_read_fn, &r);
     TU_EQ(sl_run(), 0);
-    CU_ASSERT(w.calls >= 2); /* the socket filled at least once */
+    CU_ASSERT(w.first > 0 && (size_t)w.first < len); /* the socket filled */
+    CU_ASSERT(w.calls >= 2);
     TU_EQ(w.total, len);
     TU_EQ(r.got, len);
     TU_EQ(r.mismatch, 0);
