@@ -407,26 +407,12 @@ __asm__(".text\n"
         ".hidden sl__switcher_resume\n"
         ".type sl__switcher_resume,@function\n"
         "sl__switcher_resume:\n"
-        "    movq %rdi, %rsp\n"
-        "    movq 0x38(%rsp), %r8\n"
-        "    ldmxcsr (%rsp)\n"
-        "    fldcw 0x4(%rsp)\n"
-        "    movq 0x8(%rsp), %r12\n"
-        "    movq 0x10(%rsp), %r13\n"
-        "    movq 0x18(%rsp), %r14\n"
-        "    movq 0x20(%rsp), %r15\n"
-        "    movq 0x28(%rsp), %rbx\n"
-        "    movq 0x30(%rsp), %rbp\n"
-        "    leaq 0x40(%rsp), %rsp\n"
-        "    movq %rsi, %rdx\n"
-        "    xorl %eax, %eax\n"
-        "    xorl %edi, %edi\n"
-        "    jmp *%r8\n"
-        ".size sl__switcher_resume, .-sl__switcher_resume\n"
-        /* The same when the context's MXCSR and x87 control word are those
-         * in force (the leaving tasklet's: the switcher changes neither):
-         * ldmxcsr and fldcw are slow, and loading the same values again
-         * changes nothing. */
+        "    ldmxcsr (%rdi)\n"
+        "    fldcw 0x4(%rdi)\n"
+        /* The rest, entered here when the context's MXCSR and x87 control
+         * word are those in force (the leaving tasklet's: the switcher
+         * changes neither): ldmxcsr and fldcw are slow, and loading the
+         * same values again changes nothing. */
         ".globl sl__switcher_resume_samefp\n"
         ".hidden sl__switcher_resume_samefp\n"
         ".type sl__switcher_resume_samefp,@function\n"
@@ -444,7 +430,7 @@ __asm__(".text\n"
         "    xorl %eax, %eax\n"
         "    xorl %edi, %edi\n"
         "    jmp *%r8\n"
-        ".size sl__switcher_resume_samefp, .-sl__switcher_resume_samefp\n");
+        ".size sl__switcher_resume, .-sl__switcher_resume\n");
 void sl__switcher_resume(void *ctx, sl_worker *w)
     __attribute__((noreturn, visibility("hidden")));
 
