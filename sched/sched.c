@@ -177,14 +177,16 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "channel/channel.h"
-#include "sched/sched.h"
+#include "sched/wait.h"
 
 __thread sl_worker *sl__tls_worker __attribute__((tls_model("initial-exec")));
 struct sl_runtime sl__rt;
 
 void sl__tasklet_discard_new(sl_worker *w, sl_tasklet *t);
+void sl__orphans_forget(void);
+void sl__offload_fork_reset(void);
 int sl__promise_move(sl_worker *w, sl_tasklet *t);
+void sl__tasklet_discard_unlink(sl_worker *w);
 void sl__tasklet_discard_all(sl_worker *w);
 int sl__idle_init(sl_worker *w);
 int sl__workers_start(void);
@@ -359,6 +361,7 @@ static void free_workers(void)
         sl__stack_pool_destroy(&w->stacks);
         sl__slab_destroy(&w->slab);
         sl__events_fini(w);
+        free(w->post_unrefs);
         free(w);
     }
     free(sl__rt.workers);
@@ -432,6 +435,7 @@ int sl_init(const sl_config *cfg)
     m->next = m->prev = m;
     m->worker = w;
     m->refs = 1;
+    m->wait.t = m;
     m->ctx = NULL; /* filled in when main first switches away */
 #if SL_TSAN
     m->tsan_fiber = __tsan_get_current_fiber();
@@ -471,6 +475,8 @@ void sl__fork_child_reset(void)
      * costs nothing; the child may sl_init() afresh. */
     sl__stack_depot_forget();
     sl__slab_depot_forget();
+    sl__orphans_forget();
+    sl__offload_fork_reset();
     sl__tls_worker = NULL;
     sl__forgotten_rt = sl__rt; /* still reachable: not a leak */
     memset(&sl__rt, 0, sizeof sl__rt);
@@ -485,6 +491,8 @@ int sl_shutdown(void)
     sl__offload_stop(); /* calls in progress finish first */
     if (sl__rt.mt)
         sl__workers_stop();
+    for (int i = 0; i < sl__rt.nworkers; i++)
+        sl__tasklet_discard_unlink(sl__rt.workers[i]);
     for (int i = 0; i < sl__rt.nworkers; i++)
         sl__tasklet_discard_all(sl__rt.workers[i]);
     free_workers();
@@ -554,16 +562,10 @@ sl_tasklet *sl__idle_block(sl_worker *w)
 void sl__main_deadlocked(sl_worker *w)
 {
     sl_tasklet *m = w->main;
-    SL__ASSERT(w->current != m && !sl__rt.mt);
-    if (m->wkind != SL_W_PLAIN) {
-        bool won = sl__claim(m, m->wseq);
-        SL__ASSERT(won);
-        (void)won;
-        sl__channel_unwait_claimed(m);
-    } else {
-        sl__channel_unwait(m);
-    }
-    m->result = SL_EDEADLOCK;
+    SL__ASSERT(w->current != m && !sl__rt.mt && m->state == SL_T_BLOCKED);
+    bool won = sl__wait_end(w, m, m->wseq, SL_EDEADLOCK);
+    SL__ASSERT(won); /* one worker: nothing else can be ending it */
+    (void)won;
 }
 
 sl_tasklet *sl_current(void)
@@ -666,13 +668,11 @@ static int check_target(sl_worker *w, const sl_tasklet *t)
     return 0;
 }
 
-/* Take a PAUSED tasklet for this worker (mt: another worker may race us
- * for it). True if we own it now: it is SWITCHING, in no queue. */
-static bool claim_paused(sl_tasklet *t)
+bool sl__claim_paused(sl_tasklet *t)
 {
     for (;;) {
         uint8_t st = SL_LOAD_ACQ(&t->state);
-        if (st == SL_T_SWITCHING) { /* its pause is being published */
+        if (st == SL_T_SWITCHING) { /* a switch is landing */
             sched_yield();
             continue;
         }
@@ -680,7 +680,7 @@ static bool claim_paused(sl_tasklet *t)
             return false;
         if (__atomic_compare_exchange_n(&t->state, &st,
                                         (uint8_t)SL_T_SWITCHING, false,
-                                        __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+                                        __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
             return true;
     }
 }
@@ -698,11 +698,11 @@ int sl_tasklet_insert(sl_tasklet *t)
         case SL_T_PAUSED:
             sl__rq_append(w, t);
             return 0;
-        default: /* blocked on a channel, or dead */
+        default: /* blocked, or dead */
             return SL_ESTATE;
         }
     }
-    if (claim_paused(t)) {
+    if (sl__claim_paused(t)) {
         if (t->pin < 0 || t->pin == w->index) {
             int prc = sl__promise_move(w, t);
             if (prc < 0) {
@@ -714,7 +714,18 @@ int sl_tasklet_insert(sl_tasklet *t)
         return 0;
     }
     uint8_t st = SL_LOAD(&t->state);
-    return st == SL_T_RUNNABLE ? 0 : SL_ESTATE;
+    return st == SL_T_RUNNABLE || st == SL_T_INBOX ? 0 : SL_ESTATE;
+}
+
+/* t, a tasklet of this worker just made PAUSED here by someone else than
+ * itself (sl_tasklet_remove), was killed meanwhile (W6 of sched/wait.h):
+ * a kill that saw it runnable here left it to us. It becomes runnable
+ * again and its pending call returns SL_EKILLED. */
+static void removed_killed(sl_worker *w, sl_tasklet *t)
+{
+    if (__atomic_load_n(&t->killed, __ATOMIC_SEQ_CST) &&
+        sl__claim_paused(t))
+        sl__wake(w, t);
 }
 
 int sl_tasklet_remove(sl_tasklet *t)
@@ -725,19 +736,30 @@ int sl_tasklet_remove(sl_tasklet *t)
         return rc;
     if (t == w->current)
         return SL_ESTATE; /* use sl_schedule_remove */
-    switch (SL_LOAD_ACQ(&t->state)) {
-    case SL_T_PAUSED:
-        return 0;
-    case SL_T_RUNNABLE:
-        if (SL_LOAD(&t->worker) != w)
-            return SL_ESTATE; /* in another worker's queue */
-        if (t->is_main && sl__rt.mt)
+    for (;;) {
+        switch (SL_LOAD_ACQ(&t->state)) {
+        case SL_T_PAUSED:
+            return 0;
+        case SL_T_INBOX:
+            if (SL_LOAD(&t->worker) != w)
+                return SL_ESTATE; /* on its way to another worker */
+            sl__inbox_take(w);
+            continue;
+        case SL_T_RUNNABLE:
+            if (SL_LOAD(&t->worker) != w)
+                return SL_ESTATE; /* in another worker's queue */
+            if (t->is_main && sl__rt.mt)
+                return SL_ESTATE;
+            sl__rq_unlink(w, t);
+            SL_STORE(&t->wseq, t->wseq + 2); /* a new pause (worker.c) */
+            __atomic_store_n(&t->state, (uint8_t)SL_T_PAUSED,
+                             __ATOMIC_SEQ_CST);
+            if (sl__rt.mt)
+                removed_killed(w, t);
+            return 0;
+        default:
             return SL_ESTATE;
-        sl__rq_unlink(w, t);
-        SL_STORE_REL(&t->state, (uint8_t)SL_T_PAUSED);
-        return 0;
-    default:
-        return SL_ESTATE;
+        }
     }
 }
 
@@ -750,14 +772,16 @@ static int run_or_switch(sl_tasklet *t, bool pause_self)
     if (rc)
         return rc;
     sl_tasklet *cur = w->current;
-    if (SL_LOAD(&cur->killed))
+    if (__atomic_load_n(&cur->killed, __ATOMIC_SEQ_CST))
         return SL_EKILLED;
     if (t == cur)
         return 0;
     if (t->pin >= 0 && t->pin != w->index)
         return SL_ESTATE; /* it may not run on this worker */
     if (sl__rt.mt) {
-        if (claim_paused(t)) {
+        if (SL_LOAD_ACQ(&t->state) == SL_T_INBOX && SL_LOAD(&t->worker) == w)
+            sl__inbox_take(w); /* on its way here: link it now */
+        if (sl__claim_paused(t)) {
             int prc = sl__promise_move(w, t);
             if (prc < 0) {
                 SL_STORE_REL(&t->state, (uint8_t)SL_T_PAUSED);
@@ -765,8 +789,9 @@ static int run_or_switch(sl_tasklet *t, bool pause_self)
             }
             sl__rq_append(w, t);
         } else if (SL_LOAD(&t->state) != SL_T_RUNNABLE ||
-                 SL_LOAD(&t->worker) != w)
+                   SL_LOAD(&t->worker) != w) {
             return SL_ESTATE;
+        }
     } else {
         if (t->state == SL_T_DEAD || t->state == SL_T_BLOCKED)
             return SL_ESTATE;
@@ -793,33 +818,12 @@ int sl_tasklet_switch(sl_tasklet *t)
     return run_or_switch(t, true);
 }
 
-/* Take t off the channel it waits on (mt: under that channel's lock).
- * True if we did; false if it is no longer blocked there. */
-static bool claim_blocked(sl_tasklet *t)
-{
-    if (!sl__rt.mt) {
-        sl__channel_unwait(t);
-        return true;
-    }
-    for (;;) {
-        sl_channel *ch = SL_LOAD(&t->chan);
-        if (SL_LOAD_ACQ(&t->state) != SL_T_BLOCKED)
-            return false;
-        if (!ch) { /* a partner is taking it right now */
-            sched_yield();
-            continue;
-        }
-        sl__spin_lock(&ch->lock);
-        bool mine = SL_LOAD(&t->state) == SL_T_BLOCKED &&
-                    SL_LOAD(&t->chan) == ch;
-        if (mine)
-            sl__channel_unwait(t);
-        sl__spin_unlock(&ch->lock);
-        if (mine)
-            return true;
-    }
-}
-
+/* Kill. Stackless raises TaskletExit in t and runs it at once; here t's
+ * pending blocking call returns SL_EKILLED, and so does every later one.
+ * t runs now when it can run here (like sl_tasklet_run); a tasklet that
+ * runs or is queued on another worker is killed pending: its current or
+ * next blocking call there returns SL_EKILLED (W6 of sched/wait.h makes
+ * sure a wait it is just starting is not missed). */
 int sl_tasklet_kill(sl_tasklet *t)
 {
     sl_worker *w = sl__self();
@@ -833,63 +837,59 @@ int sl_tasklet_kill(sl_tasklet *t)
         SL_STORE(&t->killed, 1);
         return SL_EKILLED;
     }
+    /* W6: the flag, then (after a full fence) the state. */
+    __atomic_store_n(&t->killed, 1, __ATOMIC_SEQ_CST);
     for (;;) {
-        uint8_t st = SL_LOAD_ACQ(&t->state);
-        if (st == SL_T_DEAD)
+        uint8_t st = __atomic_load_n(&t->state, __ATOMIC_SEQ_CST);
+        switch (st) {
+        case SL_T_DEAD:
             return 0;
-        if (st == SL_T_RUNNABLE && SL_LOAD(&t->worker) != w) {
-            /* In another worker's queue: the kill is pending. */
-            SL_STORE(&t->killed, 1);
-            return 0;
-        }
-        if (st == SL_T_RUNNABLE && !t->ctx) {
-            sl__tasklet_discard_new(w, t); /* dies without running */
-            return 0;
-        }
-        if ((st == SL_T_BLOCKED || st == SL_T_WAITING) &&
-            t->wkind != SL_W_PLAIN) {
-            /* A claimable wait: a partner, the timer or an event may be
-             * ending it right now; the claim decides. */
-            SL_STORE(&t->killed, 1);
-            if (t->wkind == SL_W_OFFLOAD)
+        case SL_T_SWITCHING: /* a switch lands, or a claim completes */
+            sched_yield();
+            continue;
+        case SL_T_INBOX:
+            if (SL_LOAD(&t->worker) != w)
+                return 0; /* pending: it reacts there */
+            sl__inbox_take(w); /* on its way here: link it, run it */
+            continue;
+        case SL_T_RUNNABLE:
+            if (SL_LOAD(&t->worker) != w)
+                return 0; /* pending: it reacts there */
+            if (!t->ctx) {
+                sl__tasklet_discard_new(w, t); /* dies without running */
+                return 0;
+            }
+            goto run;
+        case SL_T_BLOCKED: {
+            if (SL_LOAD(&t->wkind) == SL_W_OFFLOAD)
                 return 0; /* reported once the offloaded call returns */
             uint32_t g = SL_LOAD(&t->wseq);
             if (!(g & 1) || !sl__claim(t, g)) {
                 sched_yield(); /* ended meanwhile: look again */
                 continue;
             }
-            sl__claimed_wake(w, t, SL_EKILLED);
-            if (SL_LOAD(&t->worker) != w)
+            if (!sl__wait_claimed_end(w, t, SL_EKILLED))
                 return 0; /* pinned to another worker: it reacts there */
-            break;
+            goto run;
         }
-        if (st == SL_T_BLOCKED) {
-            SL_STORE(&t->killed, 1);
-            if (!claim_blocked(t))
+        case SL_T_PAUSED:
+            if (sl__rt.mt && !sl__claim_paused(t))
                 continue;
-            t->result = SL_EKILLED;
-            if (sl__rt.mt)
-                SL_STORE(&t->state, (uint8_t)SL_T_SWITCHING);
-        } else if (st == SL_T_PAUSED || st == SL_T_SWITCHING) {
-            if (sl__rt.mt ? !claim_paused(t) : false)
-                continue;
-            SL_STORE(&t->killed, 1);
             if (!t->ctx) {
                 SL_STORE(&t->state, (uint8_t)SL_T_PAUSED);
                 sl__tasklet_discard_new(w, t);
                 return 0;
             }
-        } else {
-            SL_STORE(&t->killed, 1); /* runnable here */
+            if (!sl__wake(w, t))
+                return 0; /* pinned to another worker: it reacts there */
+            goto run;
+        default:
+            SL__ASSERT(!"a tasklet in no known state");
         }
-        break;
     }
-    if (SL_LOAD(&t->state) != SL_T_RUNNABLE) {
-        if (!sl__wake(w, t))
-            return 0; /* pinned to another worker: it reacts there */
-    }
-    /* Like run(t): its pending call returns SL_EKILLED now, and its reaction
-     * has happened by the time we are resumed. */
+run:
+    /* Like run(t): its pending call returns SL_EKILLED now, and its
+     * reaction has happened by the time we are resumed. */
     w->current = t;
     sl__jump(w, cur, t);
     return sl__resumed(cur, 0);

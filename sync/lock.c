@@ -3,7 +3,7 @@
  * Design of sync/ (lock, sem, event, cond, barrier, queue)
  * ---------------------------------------------------------
  * Every object is some state, a guard byte and one or more wait queues
- * (channel/waitq.h). The rule is the same everywhere: take the guard, look
+ * (sched/wait.h). The rule is the same everywhere: take the guard, look
  * at the state, then either change it and wake waiters, or wait (the wait
  * queue drops the guard once the caller has switched out, so no wake can
  * slip between the look and the wait).
@@ -58,7 +58,7 @@ int sl_lock_init(sl_lock *l)
 {
     if (!l)
         return SL_EINVAL;
-    sl__waitq_init(&l->q_);
+    sl__waitq_init(&l->q_, &l->guard_);
     l->state_ = LOCK_FREE;
     l->guard_ = 0;
     return 0;

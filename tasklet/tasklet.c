@@ -6,8 +6,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "channel/channel.h"
-#include "sched/sched.h"
+#include "sched/wait.h"
 
 #if SL_ASAN
 #include <sanitizer/asan_interface.h>
@@ -201,6 +200,50 @@ void *sl__map_populated(size_t bytes)
     return p;
 }
 
+/* Blocks whose last reference a thread running no worker dropped: a
+ * worker's slab takes them back when it runs dry. */
+static struct {
+    pthread_mutex_t lock;
+    sl_tasklet *head;
+    size_t n;
+} orphans = {PTHREAD_MUTEX_INITIALIZER, NULL, 0};
+
+static void orphan_put(sl_tasklet *t)
+{
+    SL__ASSERT(SL_LOAD(&t->state) == SL_T_DEAD && !t->is_main);
+    pthread_mutex_lock(&orphans.lock);
+    t->state = SL_T_FREE;
+    t->next = orphans.head;
+    orphans.head = t;
+    __atomic_store_n(&orphans.n, orphans.n + 1, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&orphans.lock);
+}
+
+/* The orphans, as a free list for s (NULL if none). */
+static sl_tasklet *orphans_take(sl_slab *s)
+{
+    if (sl_likely(!__atomic_load_n(&orphans.n, __ATOMIC_RELAXED)))
+        return NULL;
+    pthread_mutex_lock(&orphans.lock);
+    sl_tasklet *list = orphans.head;
+    s->nfree += orphans.n;
+    orphans.head = NULL;
+    __atomic_store_n(&orphans.n, 0, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&orphans.lock);
+#if SL_ASAN
+    for (sl_tasklet *t = list; t; t = t->next)
+        poison_free_block(t);
+#endif
+    return list;
+}
+
+void sl__orphans_forget(void)
+{
+    pthread_mutex_init(&orphans.lock, NULL); /* a fork may have left it held */
+    orphans.head = NULL;
+    orphans.n = 0;
+}
+
 /* Map a new chunk, made present in one call, and thread its blocks onto the
  * free list in address order. NULL when the kernel refuses the mapping. */
 sl_tasklet *sl__slab_refill(sl_slab *s)
@@ -221,6 +264,9 @@ sl_tasklet *sl__slab_refill(sl_slab *s)
         s->carve = c->newer;
         s->carve_i = 0;
     }
+    sl_tasklet *o = orphans_take(s);
+    if (o)
+        return o;
     if (s->depot_high != SIZE_MAX) {
         sl_tasklet *b = slab_depot_get(s);
         if (b)
@@ -255,6 +301,13 @@ sl_tasklet *sl__slab_refill(sl_slab *s)
         blocks[i].worker = s->owner;
         blocks[i].is_main = 0;
         blocks[i].is_idle = 0;
+        /* The embedded waiter is the block's for good; a tasklet leaves
+         * it unlinked and wv NULL when its wait ends (sched/wait.h). */
+        blocks[i].wait.t = &blocks[i];
+        blocks[i].wait.q = NULL;
+        blocks[i].wv = NULL;
+        blocks[i].wn = 0;
+        blocks[i].wheap = 0;
     }
 #if SL_ASAN
     for (size_t i = 0; i < n; i++)
@@ -298,11 +351,13 @@ void sl__slab_free(sl_slab *s, sl_tasklet *t)
         slab_all_free(s);
 }
 
-/* Drop one reference; the references left. With one worker nothing else
- * can touch refs, so no locked instruction (~20 cycles) on every exit. */
+/* Drop one reference; the references left. With one worker no other
+ * worker touches refs, so no locked instruction (~20 cycles) on every
+ * exit; a thread that runs no worker always uses one (docs/tasklet.md
+ * says when it may). */
 static inline int unref(sl_tasklet *t)
 {
-    if (sl_likely(!sl__rt.mt))
+    if (sl_likely(!sl__rt.mt) && sl__tls_worker)
         return --t->refs;
     return __atomic_sub_fetch(&t->refs, 1, __ATOMIC_ACQ_REL);
 }
@@ -346,11 +401,37 @@ int sl__promise_move(sl_worker *w, sl_tasklet *t)
     return 0;
 }
 
+/* Room for one more reference to drop after w's next switch. */
+static int reserve_unref(sl_worker *w)
+{
+    if (w->npost_unrefs < w->cap_post_unrefs)
+        return 0;
+    uint32_t cap = w->cap_post_unrefs ? 2 * w->cap_post_unrefs : 16;
+    sl_tasklet **v = realloc(w->post_unrefs, cap * sizeof *v);
+    if (!v)
+        return SL_ENOMEM;
+    w->post_unrefs = v;
+    w->cap_post_unrefs = cap;
+    return 0;
+}
+
+/* Hold a reference to t until w's current tasklet next switches (room
+ * reserved). */
+static void defer_unref(sl_worker *w, sl_tasklet *t)
+{
+    __atomic_add_fetch(&t->refs, 1, __ATOMIC_RELAXED);
+    w->post_unrefs[w->npost_unrefs++] = t;
+    w->post = 1;
+}
+
 static sl_tasklet *spawn(sl_worker *w, sl_fn fn, void *arg, int pin,
                          bool copy)
 {
     if (sl_unlikely(SL_LOAD(&w->promise_refund)))
         fold_refunds(w);
+    bool remote = pin >= 0 && pin != w->index;
+    if (remote && reserve_unref(w) < 0)
+        return NULL;
     if (!copy && sl_unlikely(sl__stack_reserve(&w->stacks) < 0))
         return NULL;
     sl_tasklet *t = sl__slab_alloc(&w->slab);
@@ -362,12 +443,13 @@ static sl_tasklet *spawn(sl_worker *w, sl_fn fn, void *arg, int pin,
 #if SL_ASAN
     ASAN_UNPOISON_MEMORY_REGION(t, sizeof *t);
 #endif
-    /* is_main and is_idle were stamped when the chunk was made; value,
-     * chan, result and dir are written by whatever blocks the tasklet. */
+    /* is_main, is_idle and the embedded waiter were stamped when the
+     * chunk was made; result and the waiter's fields are written by
+     * whatever parks the tasklet. */
     t->ctx = NULL;
     t->killed = 0;
-    t->wkind = SL_W_PLAIN; /* wseq goes on from the block's last tasklet:
-                              a stale timer cannot match a new wait */
+    /* wkind is SL_W_CHAN at rest (sched/waiter.h); wseq goes on from the
+     * block's last tasklet: a stale timer cannot match a new wait. */
     t->pin = (int8_t)pin;
     t->copy = copy;
     t->stack = NULL;
@@ -389,14 +471,18 @@ static sl_tasklet *spawn(sl_worker *w, sl_fn fn, void *arg, int pin,
 #endif
     SL_STORE(&w->livecount, w->livecount + 1);
     SL_STORE(&t->worker, w);
-    if (pin < 0 || pin == w->index) {
+    if (!remote) {
         sl__rq_append(w, t);
         sl__maybe_wake_idle(w);
     } else {
         /* Pinned to another worker: it leaves with a stack from our pool
-         * (copy mode: it starts on that worker's shared stack). */
+         * (copy mode: it starts on that worker's shared stack). It may run
+         * and end there at once, but the handle we return stays valid
+         * until the caller next switches (docs/tasklet.md): a reference
+         * held until then, dropped by the post-switch work. */
         if (!copy)
             sl__tasklet_prepare(w, t);
+        defer_unref(w, t);
         sl__wake_remote(w, t);
     }
     return t;
@@ -620,9 +706,15 @@ void sl_tasklet_unref(sl_tasklet *t)
     }
     if (left == 0) {
         /* The block goes to the calling thread's slab (any slab will do:
-         * they are free lists over memory the runtime owns). */
+         * they are free lists over memory the runtime owns); from a
+         * thread that runs no worker, to the orphans, which a worker
+         * takes back when its slab runs dry (a slab is its owner's
+         * alone). */
         sl_worker *w = sl__self();
-        release_block(w ? w : SL_LOAD(&t->worker), t);
+        if (w)
+            release_block(w, t);
+        else
+            orphan_put(t);
     }
 }
 
@@ -634,13 +726,13 @@ bool sl_tasklet_alive(const sl_tasklet *t)
 bool sl_tasklet_blocked(const sl_tasklet *t)
 {
     uint8_t st = t ? SL_LOAD(&t->state) : (uint8_t)SL_T_DEAD;
-    return st == SL_T_BLOCKED || st == SL_T_WAITING;
+    return st == SL_T_BLOCKED;
 }
 
 bool sl_tasklet_scheduled(const sl_tasklet *t)
 {
     uint8_t st = t ? SL_LOAD(&t->state) : (uint8_t)SL_T_DEAD;
-    return st == SL_T_RUNNABLE || st == SL_T_BLOCKED || st == SL_T_WAITING;
+    return st == SL_T_RUNNABLE || st == SL_T_BLOCKED || st == SL_T_INBOX;
 }
 
 bool sl_tasklet_paused(const sl_tasklet *t)
@@ -678,14 +770,16 @@ static const char *state_name(const sl_tasklet *t)
             return "running";
     switch (SL_LOAD(&t->state)) {
     case SL_T_RUNNABLE:
+    case SL_T_INBOX:
         return t->ctx ? "runnable" : "new";
     case SL_T_BLOCKED:
-        return t->dir > 0 ? "blocked-send" : "blocked-receive";
-    case SL_T_PAUSED:
-    case SL_T_SWITCHING:
-        return "paused";
-    case SL_T_WAITING:
-        switch (t->wkind) {
+        switch (SL_LOAD(&t->wkind)) {
+        case SL_W_CHAN:
+            return t->wait.dir > 0 ? "blocked-send" : "blocked-receive";
+        case SL_W_SELECT:
+            return "selecting";
+        case SL_W_SYNC:
+            return "waiting";
         case SL_W_SLEEP:
             return "sleeping";
         case SL_W_FD:
@@ -693,8 +787,11 @@ static const char *state_name(const sl_tasklet *t)
         case SL_W_OFFLOAD:
             return "offloaded";
         default:
-            return "selecting";
+            return "blocked";
         }
+    case SL_T_PAUSED:
+    case SL_T_SWITCHING:
+        return "paused";
     default:
         return "dead";
     }
@@ -708,12 +805,14 @@ static void dump_one(FILE *out, const sl_tasklet *t)
     if (sl__rt.mt)
         fprintf(out, " worker %d", SL_LOAD(&t->worker)->index);
     if (SL_LOAD(&t->state) == SL_T_BLOCKED) {
-        struct sl_channel *ch = SL_LOAD(&t->chan);
-        fprintf(out, " on %s %p (balance %d)",
-                t->wlock && t->wlock != &ch->lock ? "wait queue" : "channel",
-                (void *)ch, ch ? SL_LOAD(&ch->balance) : 0);
-        if (t->wkind != SL_W_PLAIN)
-            fprintf(out, " with timeout or claimable");
+        uint8_t k = SL_LOAD(&t->wkind);
+        struct sl_waitq *q = SL_LOAD(&t->wait.q);
+        if ((k == SL_W_CHAN || k == SL_W_SYNC) && q)
+            fprintf(out, " on %s %p (balance %d)",
+                    k == SL_W_CHAN ? "channel" : "wait queue", (void *)q,
+                    SL_LOAD(&q->balance));
+        else if (k == SL_W_SELECT)
+            fprintf(out, " over %u cases", (unsigned)t->wn);
     }
     if (SL_LOAD(&t->killed))
         fprintf(out, " killed");
@@ -745,27 +844,36 @@ void sl_dump(FILE *out)
         sl__slab_each(&sl__rt.workers[i]->slab, dump_cb, out);
 }
 
-/* sl_shutdown: every live tasklet is discarded; channels they waited on are
- * left empty so that they can be freed. */
+/* sl_shutdown: every live tasklet is discarded; the queues they waited in
+ * are left without their waiters, so that channels and sync objects can
+ * be freed. Two passes: every waiter is unlinked before any select's
+ * array is freed (unlinking touches the neighbours). Every worker has
+ * stopped: no lock. */
+static void discard_unlink_cb(sl_tasklet *t, void *arg)
+{
+    (void)arg;
+    if (!t->wv) {
+        sl__waitq_unlink(&t->wait);
+        return;
+    }
+    for (unsigned i = 0; i < t->wn; i++)
+        sl__waitq_unlink(&t->wv[i]);
+}
+
 static void discard_cb(sl_tasklet *t, void *arg)
 {
     (void)arg;
     sl__copy_discard(t);
-    if (t->state == SL_T_BLOCKED && t->chan) {
-        t->chan->head = NULL;
-        t->chan->balance = 0;
-    }
-    if (t->state == SL_T_WAITING && t->wkind == SL_W_SELECT) {
-        /* Its proxies (select.c) stand in channel queues. */
-        sl_tasklet *p = (sl_tasklet *)t->wlock;
-        for (; p->wkind == SL_W_PROXY || p->is_idle; p++) {
-            if (p->wkind == SL_W_PROXY && p->chan) {
-                p->chan->head = NULL;
-                p->chan->balance = 0;
-            }
-        }
-        free(t->wlock);
-    }
+    if (t->wheap)
+        free(t->wv);
+    t->wv = NULL;
+    t->wn = 0;
+    t->wheap = 0;
+}
+
+void sl__tasklet_discard_unlink(sl_worker *w)
+{
+    sl__slab_each(&w->slab, discard_unlink_cb, NULL);
 }
 
 void sl__tasklet_discard_all(sl_worker *w)
