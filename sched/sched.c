@@ -86,15 +86,21 @@
  *     core, which keeps a hot ball like hackysack's on one core instead of
  *     bouncing it between caches. Go's goready does the same (runnext).
  *   - Blocking publishes the tasklet only after it has switched out: the
- *     channel lock is released, and a pause becomes visible, by whoever
- *     runs next on that worker (worker->post), so another worker never
- *     sees a blocked tasklet whose context is not yet saved (Go's gopark
- *     unlocks on g0 after the switch for the same reason).
+ *     channel lock is released, and the BLOCKED or PAUSED state becomes
+ *     visible, by whoever runs next on that worker (worker->post), so
+ *     another worker never sees a parked tasklet whose context is not yet
+ *     saved (Go's gopark unlocks on g0 after the switch for the same
+ *     reason). The same post-switch work then looks at the tasklet's kill
+ *     mark again (sched/wait.h, W6): a kill that saw it still running is
+ *     carried out there.
  *   - Wakeups that must cross workers (a pinned tasklet, main, a tasklet
  *     given away) go through the target's inbox: a list under the runtime
  *     lock, plus a futex wake if the target is parked. Inboxes are looked
  *     at by their owner at scheduling points (one relaxed load of
- *     inbox_flag) and in the idle loop.
+ *     inbox_flag) and in the idle loop. A tasklet in an inbox is INBOX,
+ *     not RUNNABLE, until its owner links it in: nobody else may touch
+ *     it, and a call of its owner's (kill, run, switch, remove) that
+ *     meets it links the inbox first.
  *   - Balancing is work *requesting*: an idle worker asks a busy one
  *     (steal_req, a CAS), and the busy worker gives away half of its
  *     runnable tasklets, from the end of its queue, at its next
@@ -113,24 +119,30 @@
  *     returns SL_EDEADLOCK. (With one worker the exact Stackless rules
  *     above hold, including "the last runnable tasklet that would block
  *     gets SL_EDEADLOCK".)
- *   - A tasklet runnable on another worker cannot be removed, run or
- *     switched to from here (SL_ESTATE); killing it is pending: it is
- *     marked and its current or next blocking call returns SL_EKILLED.
+ *   - A tasklet runnable on another worker (or on its way there) cannot
+ *     be removed, run or switched to from here (SL_ESTATE); killing it is
+ *     pending: it is marked and its current or next blocking call returns
+ *     SL_EKILLED.
  *
- * Time, descriptors and other waits (sched/event.c, sched/offload.c,
- * channel/select.c). Each worker owns a timer heap and an epoll instance
- * (its eventfd is how other threads wake it: parking is epoll_pwait2 with
- * the next deadline as timeout). A worker looks at both when its queue is
- * empty and every SL_POLL_EVERY switches while busy. One worker has an
- * idle context too, used only while something can end a wait by itself.
- *   - A wait that several parties may end - a timeout and a partner, a
- *     select's cases, a descriptor and a kill - is *claimable*: it gets an
- *     odd generation in the tasklet's wseq, and whoever moves wseq on with
- *     a CAS ends it; the losers do nothing. A claimed tasklet in a channel
- *     queue is unlinked under that queue's lock by its claimer (the queue
- *     cannot go away: its waiter's call has not returned), or by a partner
- *     that meets it. A plain channel wait stays lock-only, so the
- *     hand-over path pays one byte test for all this.
+ * Waits (sched/wait.h, the one wait layer). Every blocking call parks its
+ * tasklet in a *wait*: a generation in the tasklet's wseq (odd while the
+ * wait is on) and, for calls that queue, *waiters* linked in wait queues:
+ * the one embedded in the control block (a plain send, receive or sync
+ * wait allocates nothing), or one per case for a select. Every party that
+ * may end a wait - a partner meeting a waiter, a timer, a descriptor, an
+ * offload helper, a kill, the deadlock rules - claims it first with a
+ * compare-and-swap of wseq (a compare and a store with one worker), and
+ * only the winner wakes the tasklet; that one claim/cancel protocol,
+ * written once, replaces per-primitive rules. Channels (channel/),
+ * select, the sync objects (sync/) and the waits below build on it; the
+ * scheduler knows nothing of channels.
+ *
+ * Time, descriptors and offloaded calls (sched/event.c, sched/offload.c).
+ * Each worker owns a timer heap and an epoll instance (its eventfd is how
+ * other threads wake it: parking is epoll_pwait2 with the next deadline as
+ * timeout). A worker looks at both when its queue is empty and every
+ * SL_POLL_EVERY switches while busy. One worker has an idle context too,
+ * used only while something can end a wait by itself.
  *   - Timers are cancelled lazily: a heap entry whose generation no longer
  *     matches is stale and dropped when met. No thread touches another
  *     worker's heap.
@@ -139,9 +151,6 @@
  *     progress nothing is deadlocked: a worker with nothing to run waits
  *     in epoll instead of applying the deadlock rules, and quiescence
  *     needs nwaits == 0 too.
- *   - Sync primitives (sync/) wait on the same machinery: a wait queue is a
- *     channel that only receives, guarded by the object's own lock, and
- *     always claimable, so a release never wakes a waiter that is leaving.
  *
  * Rejected:
  *   - a linear FIFO run queue plus a separate "current": run(t) and the
@@ -166,6 +175,11 @@
  *   - (timeouts) taking the channel lock to time a waiter out, without a
  *     claim: the timer would race a partner that already took the waiter,
  *     and a freed channel could be locked; the CAS decides first;
+ *   - (waits) plain channel waits ended under the channel lock alone, with
+ *     claims only for waits with a timeout: it saved a compare and a store
+ *     per hand-over, but gave every blocking path two protocols, and the
+ *     gaps between them lost wake-ups and kills (issue 13); one select
+ *     proxy per case as a whole control block: a waiter is all it needs;
  *   - (I/O) one epoll for all workers: every wait would contend on it, and
  *     a woken tasklet would land on whichever worker polled.
  */

@@ -521,7 +521,8 @@ static void switcher(sl_transfer tr)
 
 sl_tasklet *sl__jump_via(sl_worker *w, sl_tasklet *from, sl_tasklet *to)
 {
-    if (sl_unlikely(w->stacks.ncanary) && !from->copy && from->stack &&
+    if (sl_unlikely(SL_LOAD(&sl__stack_canary_any)) && !from->copy &&
+        from->stack &&
         !sl__stack_canary_check(&w->stacks, from->stack))
         sl__overflow_abort(from);
     if (!to->copy) {

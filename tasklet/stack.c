@@ -19,7 +19,11 @@
  * of max_map_count, each guard splitting a VMA in up to three), then a
  * canary word at the bottom of the usable range that callers check. The
  * mode only ever moves down, so a region's canary slots are those carved
- * at or above one address (canary_from).
+ * at or above one address (canary_from). Stacks move between pools (the
+ * depot, tasklets that migrate), so a slot says itself whether it is a
+ * canary slot: a mark in its top 64 bytes (which no tasklet writes),
+ * written when it is carved in canary mode, and the check reads that,
+ * never the checking worker's pool. All pools share one geometry.
  *
  * Promises: sl_spawn must fail cleanly when memory runs out, but the
  * tasklet takes its stack later, when it first runs, where failing is not
@@ -257,6 +261,15 @@ static int madvise_retry(void *addr, size_t len, int advice)
     return rc;
 }
 
+uint8_t sl__stack_canary_any;
+
+/* Where slot s says it is a canary slot: its fourth-highest word (the
+ * highest two link free stacks and depot batches). */
+static uint64_t *canary_mark(const sl_stack_pool *p, const char *s)
+{
+    return (uint64_t *)(s + p->size - 4 * sizeof(uint64_t));
+}
+
 /* Protect the lowest page of a newly carved slot s in the pool's mode,
  * degrading (never failing) when that mode doesn't work. */
 static void guard_slot(sl_stack_pool *p, char *s)
@@ -279,7 +292,10 @@ static void guard_slot(sl_stack_pool *p, char *s)
         start_canary(p, s);
     }
     *(uint64_t *)(s + p->guard) = CANARY_MAGIC;
+    *canary_mark(p, s) = CANARY_MAGIC;
     p->ncanary++;
+    if (!__atomic_load_n(&sl__stack_canary_any, __ATOMIC_RELAXED))
+        __atomic_store_n(&sl__stack_canary_any, 1, __ATOMIC_RELEASE);
 }
 
 /* Carve a new slot: the free list is empty and a promise is being kept,
@@ -309,17 +325,11 @@ static uint64_t read_canary(const char *at)
     return *(const volatile uint64_t *)at;
 }
 
-/* Whether stack's canary is intact; callers skip this while no slot is in
- * canary mode (p->ncanary == 0). */
 bool sl__stack_canary_check(const sl_stack_pool *p, const void *stack)
 {
     const char *s = stack;
-    if (p->ncanary != p->ncarved) { /* mixed pool: is this one guarded? */
-        const struct sl__stack_region *r = find_region(p, s);
-        SL__ASSERT(r != NULL);
-        if (s < r->canary_from)
-            return true;
-    }
+    if (*canary_mark(p, s) != CANARY_MAGIC)
+        return true; /* a guarded slot, from whichever pool */
     return read_canary(s + p->guard) == CANARY_MAGIC;
 }
 
@@ -429,6 +439,7 @@ bool sl__stack_depot_get(sl_stack_pool *p)
 
 void sl__stack_depot_forget(void)
 {
+    sl__stack_canary_any = 0; /* the child's pools start afresh */
     pthread_mutex_init(&depot.lock, NULL); /* a fork may have left it held */
     depot.batches = NULL;
     depot.nbatches = 0;
@@ -436,6 +447,7 @@ void sl__stack_depot_forget(void)
 
 void sl__stack_depot_reset(void)
 {
+    __atomic_store_n(&sl__stack_canary_any, 0, __ATOMIC_RELAXED);
     pthread_mutex_lock(&depot.lock);
     depot.batches = NULL;
     __atomic_store_n(&depot.nbatches, 0, __ATOMIC_RELAXED);

@@ -94,8 +94,12 @@ void sl__stack_pool_destroy(sl_stack_pool *p);
 int sl__stack_grow(sl_stack_pool *p);
 void *sl__stack_carve(sl_stack_pool *p);
 /* False if stack was carved in canary mode and its canary is gone (it
- * overflowed). Callers skip it while p->ncanary is 0 (no canary slots). */
+ * overflowed), whichever pool carved it (p gives the geometry, which all
+ * pools share). Callers skip it while sl__stack_canary_any is 0. */
 bool sl__stack_canary_check(const sl_stack_pool *p, const void *stack);
+/* (atomic) Some pool of the process has carved a canary slot: from then
+ * on every worker checks canaries at its switches. */
+extern uint8_t sl__stack_canary_any;
 
 /* Promise one stack to a tasklet that will run later; touches no stack
  * page. Maps a new region when every free or uncarved slot is already

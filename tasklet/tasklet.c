@@ -553,8 +553,10 @@ void sl__tasklet_prepare(sl_worker *w, sl_tasklet *t)
     /* The top 64 bytes stay free: the pool links free stacks there. */
     char *top = sl__stack_top(&w->stacks, t->stack) - 64;
     t->ctx = make_fcontext(top, w->stacks.usable - 64, sl__trampoline);
-    if (sl_unlikely(w->stacks.ncanary)) /* switches check canaries now */
-        SL_STORE(&w->jump_slow, 1);
+    if (sl_unlikely(SL_LOAD(&sl__stack_canary_any)) &&
+        !SL_LOAD(&w->jump_slow)) /* switches check canaries now */
+        for (int i = 0; i < sl__rt.nworkers; i++)
+            SL_STORE(&sl__rt.workers[i]->jump_slow, 1);
 #if SL_ASAN
     t->asan_bottom = t->stack + (w->stacks.size - w->stacks.usable);
     t->asan_size = w->stacks.usable;
@@ -634,7 +636,7 @@ unlinked:
             via = sl__jump_via(w, self, next);
         else if (sl_unlikely(!next->ctx))
             sl__tasklet_prepare(w, next);
-        if (sl_unlikely(w->stacks.ncanary) &&
+        if (sl_unlikely(SL_LOAD(&sl__stack_canary_any)) &&
             !sl__stack_canary_check(&w->stacks, self->stack))
             sl__overflow_abort(self);
         sl__stack_give_used(&w->stacks, self->stack, lowest);
