@@ -198,6 +198,7 @@ struct sl_runtime sl__rt;
 
 void sl__tasklet_discard_new(sl_worker *w, sl_tasklet *t);
 void sl__orphans_forget(void);
+void sl__orphans_reset(void);
 void sl__offload_fork_reset(void);
 int sl__promise_move(sl_worker *w, sl_tasklet *t);
 void sl__tasklet_discard_unlink(sl_worker *w);
@@ -512,6 +513,7 @@ int sl_shutdown(void)
     free_workers();
     sl__stack_depot_reset();
     sl__slab_depot_reset();
+    sl__orphans_reset(); /* blocks of slabs that are gone now */
     overflow_uninstall();
     pthread_mutex_destroy(&sl__rt.lock);
     sl__tls_worker = NULL;
@@ -708,6 +710,7 @@ int sl_tasklet_insert(sl_tasklet *t)
     if (!sl__rt.mt) {
         switch (t->state) {
         case SL_T_RUNNABLE:
+        case SL_T_INBOX: /* an offloaded call's end sent it back */
             return 0;
         case SL_T_PAUSED:
             sl__rq_append(w, t);
@@ -792,9 +795,9 @@ static int run_or_switch(sl_tasklet *t, bool pause_self)
         return 0;
     if (t->pin >= 0 && t->pin != w->index)
         return SL_ESTATE; /* it may not run on this worker */
+    if (SL_LOAD_ACQ(&t->state) == SL_T_INBOX && SL_LOAD(&t->worker) == w)
+        sl__inbox_take(w); /* on its way here: link it now */
     if (sl__rt.mt) {
-        if (SL_LOAD_ACQ(&t->state) == SL_T_INBOX && SL_LOAD(&t->worker) == w)
-            sl__inbox_take(w); /* on its way here: link it now */
         if (sl__claim_paused(t)) {
             int prc = sl__promise_move(w, t);
             if (prc < 0) {
@@ -807,8 +810,9 @@ static int run_or_switch(sl_tasklet *t, bool pause_self)
             return SL_ESTATE;
         }
     } else {
-        if (t->state == SL_T_DEAD || t->state == SL_T_BLOCKED)
-            return SL_ESTATE;
+        if (t->state != SL_T_RUNNABLE && t->state != SL_T_PAUSED)
+            return SL_ESTATE; /* blocked, dead, or its offload's end has
+                                 not reached us: not runnable here yet */
         if (t->state == SL_T_PAUSED)
             sl__rq_append(w, t);
     }

@@ -237,6 +237,15 @@ static sl_tasklet *orphans_take(sl_slab *s)
     return list;
 }
 
+/* sl_shutdown: the slabs the orphans belong to are unmapped. */
+void sl__orphans_reset(void)
+{
+    pthread_mutex_lock(&orphans.lock);
+    orphans.head = NULL;
+    __atomic_store_n(&orphans.n, 0, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&orphans.lock);
+}
+
 void sl__orphans_forget(void)
 {
     pthread_mutex_init(&orphans.lock, NULL); /* a fork may have left it held */
