@@ -19,8 +19,10 @@
  * first one wins, completes the exchange through that waiter (done) and
  * wakes the caller; a later partner meeting another waiter of the same
  * select finds the wait over and unlinks it. A timer or a kill claims the
- * same wait and unlinks every waiter. The caller, resumed, unlinks what
- * is left (Go's select does the same with its sudogs). Waiters are on the
+ * same wait and unlinks every waiter; so does the winning partner, once
+ * it has released the lock of the channel where it met the select, so
+ * that no channel counts the select once it is over (Go's select leaves
+ * that to the selecting goroutine when it resumes). Waiters are on the
  * caller's stack for a few cases, else malloc'd; a copy-mode caller's are
  * always malloc'd, since its frames leave the shared stack while it
  * waits and partners on other workers write to them.
@@ -199,7 +201,7 @@ int sl_select(sl_select_case *cases, int n, int64_t timeout_ms)
         if (!ch || ch->closing)
             continue;
         wt->t = cur;
-        wt->gen = gen;
+        wt->gen = gen - 1; /* even: marks a select's waiter (wait.h) */
         wt->index = (uint16_t)i;
         wt->dir = (int8_t)case_dir(&cases[i]);
         wt->value = cases[i].value;
@@ -214,15 +216,7 @@ int sl_select(sl_select_case *cases, int n, int64_t timeout_ms)
         w->post = 1;
     }
     w = sl__jump(w, cur, next);
-    rc = cur->result;
-    /* Take the waiters that are still queued out again (a partner took
-     * the one it completed; any other claimer took them all). */
-    if (rc == 0) {
-        lock_all(locks);
-        for (int i = 0; i < n; i++)
-            sl__waitq_unlink(&ws[i]);
-        unlock_all(locks);
-    }
+    rc = cur->result; /* whoever ended the wait unlinked every waiter */
     sl__events_due(w);
     cur->wv = NULL;
     cur->wn = 0;

@@ -17,7 +17,7 @@ struct sl_waiter *sl__waitq_claim_head(struct sl_waitq *q)
 {
     struct sl_waiter *wt;
     while ((wt = q->head)) {
-        if (sl__claim(wt->t, wt->gen))
+        if (sl__claim(wt->t, wt->gen | 1)) /* (| 1: a select's, W5) */
             return wt;
         sl__waitq_unlink(wt); /* its wait is over: timed out, killed... */
     }

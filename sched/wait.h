@@ -40,13 +40,13 @@
  *     (that waiter then has done = 1 and carries the exchange), the
  *     claimer's code otherwise (SL_ETIMEDOUT, SL_EKILLED, SL_EDEADLOCK,
  *     ready events).
- *  W5 Waiter memory outlives every access. A partner unlinks the waiter
- *     it completed before it wakes the tasklet. Any other claimer unlinks
- *     all the tasklet's waiters (each under its own lock, one at a time)
- *     before it wakes it. A select's other waiters, after a partner won,
- *     are unlinked by the select itself once it runs again (it cannot take
- *     their locks from under another one: lock order). So nothing reaches
- *     a waiter once its call has returned.
+ *  W5 Waiter memory outlives every access, and no queue counts a waiter
+ *     once its tasklet is woken. Whoever ends a wait unlinks all its
+ *     waiters before it wakes the tasklet: a partner the one it met (under
+ *     that queue's lock) and then, for a select, the others, each under
+ *     its own lock once it has released the first (never two locks at
+ *     once: no lock order to keep); any other claimer all of them the same
+ *     way. So nothing reaches a waiter once its call has returned.
  *  W6 No lost kill. A killer stores `killed` and then reads the state; a
  *     parking tasklet publishes its state and then reads `killed` (each
  *     side a full fence between). At least one sees the other: the killer
@@ -208,6 +208,15 @@ static inline void sl__waitq_unlink_head(struct sl_waitq *q,
  * whose wait is over are unlinked on the way. NULL when none is left. */
 struct sl_waiter *sl__waitq_claim_head(struct sl_waitq *q);
 
+/* A select's waiters keep their wait's generation minus one (even), so
+ * that the hand-over's fast claim, sl__claim(w->t, w->gen), fails on them
+ * and they take the slow path, which withdraws the select's other waiters
+ * (W5). The wait's generation is w->gen | 1 for every waiter. */
+static inline bool sl__waiter_of_select(const struct sl_waiter *w)
+{
+    return !(w->gen & 1);
+}
+
 /* t's wait was claimed by the caller, which is not a partner: unlink its
  * waiters, set its result and make it runnable on w (or on its pinned
  * worker); w NULL: send it home through the inbox of its pinned worker,
@@ -220,7 +229,7 @@ bool sl__wait_claimed_end(sl_worker *w, sl_tasklet *t, int result);
 static inline bool sl__wait_end(sl_worker *w, sl_tasklet *t, uint32_t gen,
                                 int result)
 {
-    if (!sl__claim(t, gen))
+    if (!(gen & 1) || !sl__claim(t, gen)) /* (even: no wait is on) */
         return false;
     sl__wait_claimed_end(w, t, result);
     return true;
@@ -240,8 +249,8 @@ static inline void sl__wait_landed(sl_tasklet *t)
         sl__wait_landed_slow(t);
 }
 
-/* After resuming from a wait: unlink the waiters a partner did not (a
- * select's other cases), each under its own lock. */
+/* A partner completed t's wait through one of its waiters (unlinked): it
+ * unlinks t's others, each under its own lock, with no lock held (W5). */
 void sl__wait_finish(sl_tasklet *t);
 
 /* ---- parking in one queue ---------------------------------------------- */

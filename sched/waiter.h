@@ -40,7 +40,9 @@ struct sl_waiter {
     void *value;            /* what the queue's owner exchanges: a channel
                                message sent or received, a sync value     */
     int result;             /* exchanged with the value: a send_error code */
-    uint32_t gen;           /* the wait (t's wseq) it belongs to           */
+    uint32_t gen;           /* the wait (t's wseq) it belongs to; a
+                               select's waiters keep it minus one (even:
+                               sl__waiter_of_select)                      */
     int8_t dir;             /* +1 or -1: its weight in q->balance (a
                                channel: +1 sends, -1 receives)            */
     uint8_t done;           /* a select's waiter: a partner completed the

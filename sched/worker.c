@@ -294,11 +294,17 @@ static void wake_main_quiescent(void)
     sl_tasklet *m = sl__rt.main;
     uint8_t st = SL_LOAD_ACQ(&m->state);
     if (st == SL_T_BLOCKED) {
-        /* A wait with nothing left that could end it. Its waiters are
-         * unlinked under their locks; main joins worker 0's inbox. */
+        /* A wait with nothing left that could end it. Claimed under the
+         * runtime lock, so that a second worker that finds every worker
+         * idle before main reaches worker 0's inbox (we drop the lock to
+         * take the wait's queue locks) does not decide it again: its claim
+         * fails. Its waiters are unlinked under their locks; main joins
+         * worker 0's inbox. */
+        uint32_t g = SL_LOAD(&m->wseq);
+        if (!(g & 1) || !sl__claim(m, g))
+            return; /* decided already: main is on its way */
         pthread_mutex_unlock(&sl__rt.lock);
-        bool won = sl__wait_end(NULL, m, SL_LOAD(&m->wseq), SL_EDEADLOCK);
-        SL__ASSERT(won);
+        sl__wait_claimed_end(NULL, m, SL_EDEADLOCK);
         pthread_mutex_lock(&sl__rt.lock);
         return;
     }

@@ -407,6 +407,60 @@ TU_TEST_NOINIT(shutdown_discards_tasklets_blocked_on_other_workers)
     TU_EQ(sl_shutdown(), 0);
 }
 
+/* ---- review (issue 13): quiescence decided twice ------------------------ */
+
+/* Every worker that parks last runs the quiescence check (worker.c
+ * idle_loop). wake_main_quiescent drops the runtime lock before it claims
+ * a blocked main's wait, and main stays BLOCKED (not yet in worker 0's
+ * inbox) until that claim's wake: a second worker that unparks meanwhile
+ * (a late kick from a spawn) and parks again finds every worker idle and
+ * main BLOCKED, claims too, loses, and SL__ASSERT(won) aborts. A stress:
+ * rounds of "spawn a burst, everything blocks, main's receive gets
+ * SL_EDEADLOCK" on 4 workers; it needs the first worker preempted in the
+ * window, so run it with the CPUs loaded.
+ *
+ * Seen (two busy loops, 2 CPUs): a hang, worker 0 looping in inbox_link
+ * with main in its inbox twice. The second worker's claim did not fail:
+ * it read main's wseq after the first claim had made it even, and
+ * sl__claim succeeds on an even (no wait) generation, so main was pushed
+ * into worker 0's inbox a second time; its ->next then pointed into the
+ * idle circle and the inbox walk never ends. */
+static sl_channel *qd_sink;
+
+static void qd_blocker(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 3; i++)
+        sl_schedule();
+    void *m;
+    sl_channel_receive(qd_sink, &m);
+}
+
+TU_TEST_NOINIT(quiescence_is_decided_once_under_load)
+{
+    TU_EQ(start(4, 1), 0);
+    qd_sink = sl_channel_new();
+    sl_channel *none = sl_channel_new();
+    /* 3 s of rounds (about 6,000 in Release on the loaded 2-CPU VM; the
+     * review ran 15 s to hit the window under two busy loops). */
+    int64_t end = sl_now_ms() + 3000;
+    long rounds = 0;
+    for (; sl_now_ms() < end; rounds++) {
+        for (int i = 0; i < 8; i++)
+            CU_ASSERT_PTR_NOT_NULL(sl_spawn(qd_blocker, NULL));
+        void *m;
+        TU_EQ(sl_channel_receive(none, &m), SL_EDEADLOCK);
+        for (int i = 0; i < 8; i++)
+            TU_EQ(sl_channel_send(qd_sink, TU_MSG(i)), 0);
+        TU_EQ(sl_run(), 0);
+        TU_EQ(sl_getlivecount(), 0);
+    }
+    printf("(%ld rounds) ", rounds);
+    TU_EQ(sl_channel_free(qd_sink), 0);
+    TU_EQ(sl_channel_free(none), 0);
+    TU_EQ(sl_shutdown(), 0);
+}
+
 static CU_TestInfo tests[] = {
     TU_CASE(producers_consumers_two_workers),
     TU_CASE(producers_consumers_four_workers),
@@ -423,6 +477,7 @@ static CU_TestInfo tests[] = {
     TU_CASE(insert_from_another_worker_runs_a_never_run_tasklet_there),
     TU_CASE(idle_runtime_uses_no_cpu),
     TU_CASE(shutdown_discards_tasklets_blocked_on_other_workers),
+    TU_CASE(quiescence_is_decided_once_under_load),
     CU_TEST_INFO_NULL,
 };
 
