@@ -203,7 +203,7 @@ static __attribute__((noinline)) int run_partner(sl_worker *w, sl_tasklet *cur,
         return rc;
     }
     sl__rq_link_after_current(w, t);
-    w->current = t;
+    SL_STORE(&w->current, t);
     sl__jump(w, cur, t);
     return rc; /* completed: a kill meanwhile shows at the next block */
 }
@@ -224,7 +224,7 @@ static __attribute__((noinline)) int yield_after(sl_worker *w, sl_tasklet *cur,
     sl_tasklet *next = cur->next;
     if (next == cur)
         return rc;
-    w->current = next;
+    SL_STORE(&w->current, next);
     sl__jump(w, cur, next);
     return rc; /* completed: a kill meanwhile shows at the next block */
 }

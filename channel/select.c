@@ -208,7 +208,7 @@ int sl_select(sl_select_case *cases, int n, int64_t timeout_ms)
         sl__waitq_link(&ch->q, wt);
     }
     cur->wv = ws;
-    cur->wn = (uint16_t)n;
+    SL_STORE(&cur->wn, (uint16_t)n); /* (sl_dump reads it) */
     cur->wheap = ws != ws_small;
     sl__publish_after_switch(w, cur, SL_T_BLOCKED);
     if (sl__rt.mt) {
@@ -219,7 +219,7 @@ int sl_select(sl_select_case *cases, int n, int64_t timeout_ms)
     rc = cur->result; /* whoever ended the wait unlinked every waiter */
     sl__events_due(w);
     cur->wv = NULL;
-    cur->wn = 0;
+    SL_STORE(&cur->wn, (uint16_t)0);
     cur->wheap = 0;
     sl__wait_kind_reset(cur);
     if (timed)

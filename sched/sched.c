@@ -460,7 +460,7 @@ int sl_init(const sl_config *cfg)
         sl__rt.workers[i]->main = m;
     if (c.stack_mode == SL_STACK_COPY && (rc = sl__copy_enable()) < 0)
         goto fail;
-    w->current = m;
+    SL_STORE(&w->current, m);
     w->runcount = 1;
     overflow_install();
     sl__tls_worker = w;
@@ -654,7 +654,7 @@ int sl_schedule(void)
     if (next == cur)
         return 0;
     sl__maybe_wake_idle(w);
-    w->current = next;
+    SL_STORE(&w->current, next);
     sl__jump(w, cur, next);
     return sl__resumed(cur, 0);
 }
@@ -821,7 +821,7 @@ static int run_or_switch(sl_tasklet *t, bool pause_self)
         cur->result = 0;
         sl__pause_after_switch(w, cur);
     }
-    w->current = t;
+    SL_STORE(&w->current, t);
     sl__jump(w, cur, t);
     return sl__resumed(cur, 0);
 }
@@ -908,7 +908,7 @@ int sl_tasklet_kill(sl_tasklet *t)
 run:
     /* Like run(t): its pending call returns SL_EKILLED now, and its
      * reaction has happened by the time we are resumed. */
-    w->current = t;
+    SL_STORE(&w->current, t);
     sl__jump(w, cur, t);
     return sl__resumed(cur, 0);
 }

@@ -206,7 +206,7 @@ static inline sl_worker *sl__jump_to(sl_worker *w, sl_tasklet *from,
 #endif
     sl_transfer tr = sl__jump_fcontext(to->ctx, w);
     w = (sl_worker *)tr.data;
-    w->prev->ctx = tr.fctx;
+    SL_STORE(&w->prev->ctx, tr.fctx);
 #if SL_ASAN
     __sanitizer_finish_switch_fiber(w->current->asan_fake,
                                     &w->prev->asan_bottom,
@@ -237,7 +237,7 @@ static inline sl_worker *sl__jump(sl_worker *w, sl_tasklet *from,
 static inline sl_worker *sl__resume_fresh(sl_transfer tr)
 {
     sl_worker *w = (sl_worker *)tr.data;
-    w->prev->ctx = tr.fctx;
+    SL_STORE(&w->prev->ctx, tr.fctx);
 #if SL_ASAN
     __sanitizer_finish_switch_fiber(NULL, &w->prev->asan_bottom,
                                     &w->prev->asan_size);
@@ -333,12 +333,12 @@ static inline sl_tasklet *sl__rq_leave(sl_worker *w, sl_tasklet *cur)
         if (next == w->idle) { /* mt: the queue empties, idle takes over */
             cur->next = cur->prev = NULL;
             sl__runcount_add(w, -1);
-            w->current = next;
+            SL_STORE(&w->current, next);
             return next;
         }
     }
     sl__rq_unlink(w, cur);
-    w->current = next;
+    SL_STORE(&w->current, next);
     __builtin_prefetch(next->next); /* likely the one after it: cold */
     return next;
 }

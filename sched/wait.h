@@ -298,7 +298,7 @@ sl__wait_one(sl_worker **wp, sl_tasklet *cur, struct sl_waitq *q,
         return SL_EDEADLOCK;
     }
     sl_waiter *wt = &cur->wait;
-    wt->dir = (int8_t)dir;
+    SL_STORE(&wt->dir, (int8_t)dir); /* (sl_dump reads it) */
     wt->value = value;
     wt->result = result;
     wt->gen = gen;

@@ -245,7 +245,7 @@ bool sl__poll_inbox(sl_worker *w)
 void sl__abandon(sl_worker *w)
 {
     sl_tasklet *cur = w->current;
-    w->current = w->idle;
+    SL_STORE(&w->current, w->idle);
     sl__jump(w, cur, w->idle);
     sl__assert_fail("an abandoned tasklet was resumed", __FILE__, __LINE__);
 }
@@ -327,7 +327,7 @@ static sl_worker *idle_run(sl_worker *w)
     idle->prev->next = first;
     first->prev = idle->prev;
     idle->next = idle->prev = idle;
-    w->current = first;
+    SL_STORE(&w->current, first);
     return sl__jump(w, idle, first);
 }
 
@@ -489,7 +489,7 @@ static void *worker_thread(void *arg)
 #if SL_TSAN
     w->idle->tsan_fiber = __tsan_get_current_fiber();
 #endif
-    w->current = w->idle;
+    SL_STORE(&w->current, w->idle);
     idle_loop(w);
     sl__altstack_fini();
     sl__tls_worker = NULL;

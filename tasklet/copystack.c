@@ -438,7 +438,7 @@ void sl__switcher_run(void *ctx, sl_worker *w)
     __attribute__((noreturn, used, visibility("hidden")));
 void sl__switcher_run(void *ctx, sl_worker *w)
 {
-    w->prev->ctx = ctx;
+    SL_STORE(&w->prev->ctx, ctx);
     /* The floating-point control state in force: the leaving context's
      * (read before the restore may overwrite it; each read matches the
      * store that made it). */
@@ -488,7 +488,7 @@ switcher_call(sl_worker *w, sl_tasklet *from)
     sl_transfer tr;
     SL__JUMP_ASM("sl__switcher_enter", w->copy.sw.ctx, w, tr);
     w = (sl_worker *)tr.data;
-    w->prev->ctx = tr.fctx;
+    SL_STORE(&w->prev->ctx, tr.fctx);
     if (sl_unlikely(w->post))
         return post_then(w);
     return w;
@@ -498,7 +498,7 @@ static void switcher(sl_transfer tr)
 {
     for (;;) {
         sl_worker *w = (sl_worker *)tr.data;
-        w->prev->ctx = tr.fctx;
+        SL_STORE(&w->prev->ctx, tr.fctx);
 #if SL_ASAN
         __sanitizer_finish_switch_fiber(w->copy.sw.asan_fake,
                                         &w->prev->asan_bottom,
