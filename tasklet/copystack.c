@@ -543,7 +543,7 @@ void sl__copy_discard(sl_tasklet *t)
 
 static int guard(char *p, size_t len)
 {
-    if (madvise(p, len, MADV_GUARD_INSTALL) == 0)
+    if (sl__madv_guard_works() && madvise(p, len, MADV_GUARD_INSTALL) == 0)
         return 0;
     return mprotect(p, len, PROT_NONE) == 0 ? 0 : -errno;
 }
