@@ -54,6 +54,9 @@
 #ifndef MADV_GUARD_INSTALL
 #define MADV_GUARD_INSTALL 102
 #endif
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
 
 #define REGION_MIN_SLOTS 1024
 #define REGION_MIN_BYTES ((size_t)64 << 20)
@@ -70,9 +73,11 @@ static atomic_long mprotect_left = -1;
 /* Whether MADV_GUARD_INSTALL makes a page fault here. Success is not
  * enough: qemu-user (how CI runs the aarch64 build) accepts madvise
  * advice it does not know and does nothing. So the probe also asks the
- * kernel to read the guarded page: access() reads its path argument and
- * fails with EFAULT on a guard, where an unguarded zero page reads as ""
- * (ENOENT). */
+ * kernel to fault the guarded page in: MADV_POPULATE_READ (Linux 5.14,
+ * older than guards) fails with EFAULT on a guard, and qemu accepts and
+ * ignores it too. A probe that reads the page through a system call's
+ * argument would also do, natively, but valgrind reads such arguments
+ * itself and dies on the guard. */
 bool sl__madv_guard_works(void)
 {
     int st = atomic_load_explicit(&madv_state, memory_order_relaxed);
@@ -83,7 +88,8 @@ bool sl__madv_guard_works(void)
         if (m == MAP_FAILED)
             return true; /* can't tell now; carving falls back if need be */
         st = madvise(m, pg, MADV_GUARD_INSTALL) == 0 &&
-                     access(m, F_OK) != 0 && errno == EFAULT
+                     madvise(m, pg, MADV_POPULATE_READ) != 0 &&
+                     errno == EFAULT
                  ? 1
                  : 2;
         munmap(m, 2 * pg);
