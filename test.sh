@@ -18,7 +18,15 @@
 #                        build-arm64-asan/: cross-built, run under qemu-user)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
-bash scripts/install-deps.sh
+arm64_stage=false
+if [ "${SL_CI_ARM64:-1}" != 0 ] && [ "$(uname -m)" = x86_64 ]; then
+    arm64_stage=true
+fi
+if $arm64_stage; then
+    bash scripts/install-deps.sh --arm64
+else
+    bash scripts/install-deps.sh
+fi
 
 jobs=${SL_JOBS:-2}
 ctest_select=""
@@ -176,7 +184,7 @@ fi
 # detect_leaks=0: the x86-64 ASan tree checks leaks). About 4 minutes on
 # the 2-CPU VM, build included. Skipped on an aarch64 host (the trees above
 # are the native run) and with SL_CI_ARM64=0.
-if [ "${SL_CI_ARM64:-1}" != 0 ] && [ "$(uname -m)" = x86_64 ]; then
+if $arm64_stage; then
     arm64_args=(-DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake
                 -DCMAKE_BUILD_TYPE=Release -DSL_SANITIZE= -DSL_BUILD_EXAMPLES=ON)
     stack_cases="stack_overflow_reported_with_guard_pages|stack_overflow_reported_with_mprotect_guards|stack_deep_but_fitting_recursion_is_fine"

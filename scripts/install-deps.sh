@@ -3,15 +3,16 @@
 # only those missing (apt-get as root, or sudo -n). Idempotent and quiet when
 # everything is present. Used by .ci/run, test.sh and hackysack.sh.
 #
-# On an x86-64 host, unless SL_CI_ARM64=0: what test.sh's aarch64 stage
-# needs too (a cross compiler, the arm64 builds of boost.context and CUnit
-# from Debian's multiarch archive, qemu-user to run the result); the arm64
-# architecture is added to dpkg first if it is not there.
+# With --arm64 (test.sh passes it unless SL_CI_ARM64=0), on an x86-64
+# Debian host: what test.sh's aarch64 stage needs too (a cross compiler,
+# the arm64 builds of boost.context and CUnit from Debian's multiarch
+# archive, qemu-user to run the result); the arm64 architecture is added
+# to dpkg first if it is not there.
 set -euo pipefail
 
 packages=(cmake libboost-context-dev libcunit1-dev pkgconf gcc make valgrind ${SL_EXTRA_PACKAGES:-})
 arm64=false
-if [ "${SL_CI_ARM64:-1}" != 0 ] && command -v dpkg >/dev/null &&
+if [ "${1:-}" = --arm64 ] && command -v dpkg >/dev/null &&
     [ "$(dpkg --print-architecture)" = amd64 ]; then
     arm64=true
     packages+=(gcc-aarch64-linux-gnu libboost-context-dev:arm64 libcunit1-dev:arm64 qemu-user-static)
