@@ -262,14 +262,9 @@ void sl__overflow_abort(const sl_tasklet *t)
  * guard page, and a fault may come from far below it). */
 static bool sp_below(const sl_worker *w, const char *slot, void *uc)
 {
-#if defined(__x86_64__) && defined(REG_RSP)
-    uintptr_t sp = (uintptr_t)((ucontext_t *)uc)->uc_mcontext.gregs[REG_RSP];
+    uintptr_t sp = sl_arch_signal_sp(uc);
     uintptr_t lo = (uintptr_t)slot + w->stacks.guard;
     return sp < lo && lo - sp < (uintptr_t)w->stacks.size * 64;
-#else
-    (void)w, (void)slot, (void)uc;
-    return false;
-#endif
 }
 
 static void overflow_handler(int sig, siginfo_t *si, void *uc)

@@ -25,7 +25,8 @@
 #define SL_STORE_REL(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 
 /* A byte spinlock: channel locks. Critical sections are a few dozen
- * instructions, so spinning (with pause, then yielding) beats sleeping. */
+ * instructions, so spinning (with the CPU's relax hint, then yielding)
+ * beats sleeping. */
 void sl__spin_lock_slow(uint8_t *l);
 static inline void sl__spin_lock(uint8_t *l)
 {

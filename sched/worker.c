@@ -21,9 +21,7 @@ void sl__spin_lock_slow(uint8_t *l)
     for (unsigned i = 0;; i++) {
         while (SL_LOAD(l)) {
             if (i++ < 128) {
-#if defined(__x86_64__) || defined(__i386__)
-                __builtin_ia32_pause();
-#endif
+                sl_arch_relax();
             } else {
                 sched_yield();
             }
@@ -393,10 +391,8 @@ static void idle_loop(sl_worker *w)
         for (;;) {
             if (SL_LOAD(&w->inbox_flag))
                 break;
-#if defined(__x86_64__) || defined(__i386__)
             for (int i = 0; i < 32; i++)
-                __builtin_ia32_pause();
-#endif
+                sl_arch_relax();
             clock_gettime(CLOCK_MONOTONIC, &t1);
             if ((t1.tv_sec - t0.tv_sec) * 1000000000L +
                     (t1.tv_nsec - t0.tv_nsec) > SPIN_NS)

@@ -84,7 +84,7 @@ static void poison_free_block(sl_tasklet *t)
 
 static sl_tasklet *chunk_blocks(struct slab_chunk *c, size_t *n)
 {
-    size_t first = 64; /* header; keeps blocks on cache-line boundaries */
+    size_t first = SL_CACHE_LINE; /* header; keeps blocks on line boundaries */
     *n = (c->bytes - first) / sizeof(sl_tasklet);
     return (sl_tasklet *)((char *)c + first);
 }
@@ -174,7 +174,7 @@ void sl__slab_depot_reset(void)
 
 void *sl__map_populated(size_t bytes)
 {
-    size_t huge = (size_t)2 << 20;
+    size_t huge = sl_arch_huge_size((size_t)sysconf(_SC_PAGESIZE));
     if (bytes < huge || bytes % huge) {
         void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

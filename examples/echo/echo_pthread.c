@@ -22,8 +22,7 @@
 #include <unistd.h>
 
 #include "echo.h"
-
-#define THREAD_STACK (64 * 1024)
+#include "thread_stack.h"
 
 typedef struct tconn {
     echo_conn c;
@@ -102,7 +101,7 @@ int main(int argc, char **argv)
 
     echo_server_start(&S, "echo_pthread", argc, argv, false, false);
     pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, THREAD_STACK);
+    pthread_attr_setstacksize(&attr, thread_stack_size());
     for (;;) {
         reap(false);
         int fd = accept4(S.lfd, NULL, NULL, SOCK_CLOEXEC), err = errno;
