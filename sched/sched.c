@@ -763,7 +763,7 @@ int sl_tasklet_remove(sl_tasklet *t)
             if (t->is_main && sl__rt.mt)
                 return SL_ESTATE;
             sl__rq_unlink(w, t);
-            SL_STORE(&t->wseq, t->wseq + 2); /* a new pause (worker.c) */
+            SL_STORE(&t->wseq, t->wseq + 2); /* paused anew (worker.c) */
             __atomic_store_n(&t->state, (uint8_t)SL_T_PAUSED,
                              __ATOMIC_SEQ_CST);
             if (sl__rt.mt)

@@ -189,7 +189,7 @@ static inline void sl__rq_unlink(sl_worker *w, sl_tasklet *t)
 void sl__tasklet_prepare(sl_worker *w, sl_tasklet *t); /* first run: stack */
 /* Report that t overflowed its stack, by id and name, and abort. */
 void sl__overflow_abort(const sl_tasklet *t) __attribute__((noreturn, cold));
-/* The resumed side's leftovers (mt, TSan): unlock, publish a pause. */
+/* The resumed side's leftovers (mt, TSan): unlock, publish a parked state. */
 void sl__post_switch(sl_worker *w);
 
 /* The jump of a switch from `from` (running) to the ready context `to`;
@@ -297,7 +297,7 @@ void sl__abandon(sl_worker *w) __attribute__((noreturn));
 
 /* ---- leaving the run queue with nothing else runnable ------------------ */
 
-/* The current tasklet is about to block or pause and is alone in the run
+/* The current tasklet is about to block or be paused and is alone in the run
  * queue. Returns the tasklet (or idle context) to run instead, or NULL
  * when the caller must get SL_EDEADLOCK instead of blocking (one worker:
  * it is main, or main is itself blocked on a channel). With one worker
@@ -360,8 +360,8 @@ static inline void sl__publish_after_switch(sl_worker *w, sl_tasklet *cur,
     }
 }
 
-/* A pause: cur leaves the run queue for no wait. Its wseq moves on by 2
- * (it stays even: no wait is on), so that a pause can be told from a
+/* Pausing: cur leaves the run queue for no wait. Its wseq moves on by 2
+ * (it stays even: no wait is on), so that one pausing can be told from a
  * later one (sl__post_switch's kill check). */
 static inline void sl__pause_after_switch(sl_worker *w, sl_tasklet *cur)
 {
