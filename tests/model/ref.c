@@ -393,21 +393,24 @@ static void suspend(int t, int pend)
 
 enum { CH_PLAIN, CH_TRY, CH_TIMED };
 
-/* A send (dir +1: msg, or err != 0 for send_error) or receive (dir -1).
- * True when it completed now (rc, val), false when t switched away. */
-static bool chan_op(int t, int c, int dir, int64_t msg, int err, int mode,
-                    int ms, int *rc, int64_t *val)
+/* What a send (dir +1: msg, or err != 0 for send_error) or a receive
+ * (dir -1) on C can do without waiting (channel.md): take the oldest
+ * message of a buffered channel, complete a waiting partner's call, or
+ * queue in the ring. X_DONE: done; X_PARTNER: done with tasklet *partner,
+ * whom the caller queues (its preference decides where); X_NONE: the
+ * call would wait. An empty ring makes a receive wait for a sender. */
+enum { X_NONE, X_DONE, X_PARTNER };
+
+static int exchange(struct chan *C, int dir, int64_t msg, int err, int *rc,
+                    int64_t *val, int *partner)
 {
-    struct chan *C = &M.c[c];
-    struct task *T = self(t);
-    *val = 0;
     *rc = 0;
+    *val = 0;
     if (dir < 0 && C->cap > 0) {
-        if (C->count > 0) {
-            *rc = ring_take(C, val);
-            return true;
-        }
-        goto block; /* an empty ring: the receiver waits for a sender */
+        if (C->count == 0)
+            return X_NONE;
+        *rc = ring_take(C, val);
+        return X_DONE;
     }
     if (dir > 0 ? balance(C) < 0 : balance(C) > 0) {
         int i = claim_head(C);
@@ -423,7 +426,7 @@ static bool chan_op(int t, int c, int dir, int64_t msg, int err, int mode,
                     wake_select(&w, 0, 0);
                     *val = w.msg;
                 }
-                return true;
+                return X_DONE;
             }
             if (dir > 0) {
                 wake_partner(w.t, err, msg);
@@ -432,30 +435,47 @@ static bool chan_op(int t, int c, int dir, int64_t msg, int err, int mode,
                 *val = w.err ? 0 : w.msg;
                 wake_partner(w.t, 0, 0);
             }
-            if (C->sched_all) {
-                /* the partner to the end, the caller yields */
-                append(w.t);
-                M.cur = T->next;
-            } else if (C->pref == -dir) {
-                /* the partner runs now, the caller goes to the end */
-                link_before(T->next, w.t);
-                M.t[w.t].st = S_RUNNABLE;
-                M.cur = w.t;
-            } else {
-                append(w.t);
-                return true;
-            }
-            T->result = *rc;
-            T->value = *val;
-            suspend(t, P_DONE);
-            return false;
+            *partner = w.t;
+            return X_PARTNER;
         }
     }
     if (dir > 0 && C->cap > 0 && C->count < C->cap && !C->closing) {
         ring_push(C, msg, err);
-        return true;
+        return X_DONE;
     }
-block:
+    return X_NONE;
+}
+
+/* A send or receive by t (see exchange). True when it completed now (rc,
+ * val), false when t switched away. */
+static bool chan_op(int t, int c, int dir, int64_t msg, int err, int mode,
+                    int ms, int *rc, int64_t *val)
+{
+    struct chan *C = &M.c[c];
+    struct task *T = self(t);
+    int p;
+    switch (exchange(C, dir, msg, err, rc, val, &p)) {
+    case X_DONE:
+        return true;
+    case X_PARTNER:
+        if (C->sched_all) {
+            /* the partner to the end, the caller yields */
+            append(p);
+            M.cur = T->next;
+        } else if (C->pref == -dir) {
+            /* the partner runs now, the caller goes to the end */
+            link_before(T->next, p);
+            M.t[p].st = S_RUNNABLE;
+            M.cur = p;
+        } else {
+            append(p);
+            return true;
+        }
+        T->result = *rc;
+        T->value = *val;
+        suspend(t, P_DONE);
+        return false;
+    }
     if (mode == CH_TRY) {
         *rc = SL_EWOULDBLOCK;
         return true;
@@ -491,49 +511,15 @@ block:
 
 /* A select case that is ready completes now (select.md): the partner is
  * queued, the caller continues whatever the preference. */
-static bool select_ready(int t, const struct mt_op *o, int i, int64_t value,
-                         int *rc, int64_t *val)
+static bool select_ready(const struct mt_op *o, int i, int64_t value, int *rc,
+                         int64_t *val)
 {
-    (void)t;
-    struct chan *C = &M.c[o->cases[i].ch];
-    int dir = o->cases[i].op == SL_SEND ? 1 : -1;
-    int64_t msg = value + i;
-    *rc = 0;
-    *val = 0;
-    if (dir < 0 && C->cap > 0 && C->count > 0) {
-        *rc = ring_take(C, val);
-        return true;
-    }
-    if (dir > 0 ? balance(C) < 0 : balance(C) > 0) {
-        int k = claim_head(C);
-        if (k >= 0) {
-            struct waiter w = C->w[k];
-            chan_remove_at(C, k);
-            if (w.proxy) {
-                if (dir > 0) {
-                    wake_select(&w, msg, 0);
-                } else {
-                    wake_select(&w, 0, 0);
-                    *val = w.msg;
-                }
-                return true;
-            }
-            if (dir > 0) {
-                wake_partner(w.t, 0, msg);
-            } else {
-                *rc = w.err;
-                *val = w.err ? 0 : w.msg;
-                wake_partner(w.t, 0, 0);
-            }
-            append(w.t);
-            return true;
-        }
-    }
-    if (dir > 0 && C->cap > 0 && C->count < C->cap && !C->closing) {
-        ring_push(C, msg, 0);
-        return true;
-    }
-    return false;
+    int p;
+    int x = exchange(&M.c[o->cases[i].ch], o->cases[i].op == SL_SEND ? 1 : -1,
+                     value + i, 0, rc, val, &p);
+    if (x == X_PARTNER)
+        append(p);
+    return x != X_NONE;
 }
 
 static bool op_select(int t, const struct mt_op *o, int64_t value, int *rc,
@@ -569,7 +555,7 @@ static bool op_select(int t, const struct mt_op *o, int64_t value, int *rc,
     for (int i = 0; i < o->ncases; i++) {
         if (o->cases[i].ch < 0)
             continue;
-        if (select_ready(t, o, i, value, rc, val)) {
+        if (select_ready(o, i, value, rc, val)) {
             if (*rc == 0)
                 *rc = i;
             return true;
