@@ -808,9 +808,68 @@ static void show_logs(const struct mt_prog *p, int workers)
     }
 }
 
-static void report(const struct mt_prog *orig, int workers,
-                   const struct verdict *v)
+/* Shrink p (failing as sig says), then drop the channels the last steps
+ * left unused; prints what it did. */
+static void shrink_report(struct mt_prog *p, int workers, const char *sig)
 {
+    int tries;
+    double t0 = now_s();
+    struct mt_prog orig = *p;
+    shrink(p, workers, sig, &tries);
+    struct mt_prog q = *p;
+    mt_compact(&q);
+    if (memcmp(&q, p, sizeof q) && still_fails(&q, workers, sig))
+        *p = q;
+    printf("  shrunk from %d ops to %d in %d runs (%.1f s)\n",
+           mt_total_ops(&orig), mt_total_ops(p), tries, now_s() - t0);
+}
+
+/* A difference from the model is named after the shrunk program's shape
+ * (its op kinds, buffered channels, preferences): where the logs first
+ * differ depends on incidental ops, the shape of the minimal program much
+ * less. */
+static void shape_signature(const struct mt_prog *p, char *sig, size_t cap)
+{
+    bool kinds[OP__COUNT] = {false}, buffered = false, pref = false;
+    for (int k = 0; k < p->nscripts; k++)
+        for (int i = 0; i < p->s[k].n; i++)
+            kinds[p->s[k].ops[i].kind] = true;
+    for (int c = 0; c < p->nchans; c++) {
+        buffered = buffered || p->ch[c].cap > 0;
+        pref = pref || p->ch[c].pref != -1 || p->ch[c].sched_all;
+    }
+    size_t n = (size_t)snprintf(sig, cap, "model:");
+    for (int k = 0; k < OP__COUNT && n < cap; k++)
+        if (kinds[k] && k != OP_SPAWN)
+            n += (size_t)snprintf(sig + n, cap - n, "%s%s",
+                                  sig[n - 1] == ':' ? "" : "+", mt_op_name(k));
+    if (n < cap)
+        snprintf(sig + n, cap - n, "%s%s", buffered ? " buffered" : "",
+                 pref ? " preference" : "");
+}
+
+static void report(const struct mt_prog *orig, int workers,
+                   const struct verdict *given)
+{
+    struct verdict vv = *given, *v = &vv;
+    struct mt_prog p = *orig;
+    bool shrunk = false;
+    have_shrunk_log = have_failed_log;
+    if (have_failed_log)
+        memcpy(&shrunk_log, &failed_log, sizeof shrunk_log);
+    char crash[sizeof crash_text];
+    memcpy(crash, crash_text, sizeof crash);
+    /* One worker: a difference from the model is cheap to shrink, and its
+     * class is the shrunk program's shape. */
+    bool shape = workers == 1 && opt.shrink && !strncmp(v->sig, "model:", 6);
+    if (shape) {
+        printf("\n==== FAIL workers=%d seed=%" PRIu64 ": %s\n     %s\n", workers,
+               orig->seed, v->sig, v->msg);
+        shrink_report(&p, workers, v->sig);
+        shrunk = true;
+        shape_signature(&p, v->sig, sizeof v->sig);
+        printf("  class: %s\n", v->sig);
+    }
     struct failclass *c = class_of(v->sig, workers);
     if (c) {
         c->count++;
@@ -820,33 +879,22 @@ static void report(const struct mt_prog *orig, int workers,
     }
     if (nclasses < 64) {
         c = &classes[nclasses++];
-        snprintf(c->sig, sizeof c->sig, "%s", v->sig);
+        snprintf(c->sig, sizeof c->sig, "%.159s", v->sig);
         c->workers = workers;
         c->seed = orig->seed;
         c->count = 1;
     }
-    printf("\n==== FAIL workers=%d seed=%" PRIu64 ": %s\n     %s\n", workers,
-           orig->seed, v->sig, v->msg);
     char line[4096];
-    struct mt_prog p = *orig;
-    if (crash_text[0] && (!strncmp(v->sig, "tsan:", 5) || !strncmp(v->sig, "asan:", 5) ||
-                          !strncmp(v->sig, "ubsan:", 6)))
-        printf("  the first report (stderr of the run):\n%s", crash_text);
-    have_shrunk_log = have_failed_log;
-    if (have_failed_log)
-        memcpy(&shrunk_log, &failed_log, sizeof shrunk_log);
-    if (opt.shrink) {
-        int tries;
-        double t0 = now_s();
+    if (!shape)
+        printf("\n==== FAIL workers=%d seed=%" PRIu64 ": %s\n     %s\n", workers,
+               orig->seed, v->sig, v->msg);
+    if (crash[0] && (!strncmp(v->sig, "tsan:", 5) || !strncmp(v->sig, "asan:", 5) ||
+                     !strncmp(v->sig, "ubsan:", 6)))
+        printf("  the first report (stderr of the run):\n%s", crash);
+    if (opt.shrink && !shrunk) {
         printf("  shrinking...\n");
         fflush(stdout);
-        shrink(&p, workers, v->sig, &tries);
-        struct mt_prog q = p;
-        mt_compact(&q); /* channels the last steps left unused */
-        if (memcmp(&q, &p, sizeof q) && still_fails(&q, workers, v->sig))
-            p = q;
-        printf("  shrunk from %d ops to %d in %d runs (%.1f s)\n",
-               mt_total_ops(orig), mt_total_ops(&p), tries, now_s() - t0);
+        shrink_report(&p, workers, v->sig);
     }
     mt_print_prog(stdout, &p);
     if (workers > 1 && have_shrunk_log)
