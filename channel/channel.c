@@ -8,7 +8,8 @@
  *    the caller at the end of the run queue; otherwise the caller
  *    continues and the partner goes to the end. schedule_all overrides
  *    both: partner to the end, caller yields. A closing channel still
- *    completes these. A selecting partner is treated the same way.
+ *    completes these. A selecting partner is never switched to at once: it
+ *    joins the end of the run queue (docs/select.md).
  *  - nobody waits: the caller waits at the tail of the queue and the next
  *    runnable tasklet runs; on a closing channel the call fails with
  *    SL_ECLOSED instead; try_* calls fail with SL_EWOULDBLOCK.
@@ -145,15 +146,16 @@ static inline int ring_pop(struct sl_ring *r, void **out)
     return s->err;
 }
 
-/* A partner pw completed (unlinked, done) with ch's lock released: a
- * select's other waiters are withdrawn (each under its own lock, W5 of
- * sched/wait.h), then it joins the end of the run queue. */
+/* A partner pw completed (unlinked, done) with ch's lock released: for a
+ * slow waiter (a select's or a timed wait's) its select's other waiters
+ * are withdrawn (each under its own lock, W5 of sched/wait.h) and its
+ * counts undone; then it joins the end of the run queue. */
 static __attribute__((noinline)) void wake_completed(sl_worker *w,
-                                                    sl_waiter *pw, bool select)
+                                                    sl_waiter *pw, bool slow)
 {
     sl_tasklet *t = pw->t;
-    if (select)
-        sl__wait_finish(t);
+    if (slow)
+        sl__wait_partner_done(t);
     sl__wake(w, t);
 }
 
@@ -180,10 +182,10 @@ static __attribute__((noinline)) int ring_receive(sl_worker *w, sl_channel *ch,
 {
     int rc = ring_pop(ch->ring, out);
     sl_waiter *pw = refill_from_sender(ch);
-    bool select = pw && sl__waiter_of_select(pw);
+    bool slow = pw && sl__waiter_slow(pw);
     ch_unlock(ch);
     if (pw)
-        wake_completed(w, pw, select);
+        wake_completed(w, pw, slow);
     return rc;
 }
 
@@ -273,21 +275,31 @@ complete(sl_worker *w, sl_channel *ch, sl_waiter *pw, int dir, void *msg,
     return after_handover(w, t, after, rc);
 }
 
-/* complete() for a select's waiter pw (claimed; the head of ch's queue):
- * the exchange, then its other waiters are withdrawn before it is woken,
- * so that no channel counts it once its select is over. Lock held,
- * released here. */
+/* complete() for a slow waiter pw (claimed; the head of ch's queue): a
+ * select's, or a timed wait's (sl__waiter_slow). The exchange, then (W5)
+ * a select's other waiters are withdrawn and the wait's counts undone
+ * before it is woken, so that no channel counts a select once it is over
+ * and a wait that ended no longer holds off the deadlock rules. A
+ * selecting tasklet is never switched to at once: it joins the end of the
+ * run queue, whatever the preference (docs/select.md); a timed wait's
+ * tasklet follows the preference as any waiter. Lock held, released
+ * here. */
 static __attribute__((noinline)) int
-complete_select(sl_worker *w, sl_channel *ch, sl_waiter *pw, int dir,
-                void *msg, void **out, int err)
+complete_slow(sl_worker *w, sl_channel *ch, sl_waiter *pw, int dir,
+              void *msg, void **out, int err)
 {
     sl_tasklet *t = pw->t;
     sl__waitq_unlink(pw);
     int rc = exchange(pw, dir, msg, err, out);
     pw->done = 1;
     uint8_t after = ch->after[dir > 0 ? 0 : 1];
+    bool select = pw != &t->wait;
     ch_unlock(ch);
-    sl__wait_finish(t);
+    sl__wait_partner_done(t);
+    if (select) {
+        sl__wake(w, t);
+        return rc;
+    }
     return after_handover(w, t, after, rc);
 }
 
@@ -376,8 +388,8 @@ claimed_action(sl_worker *w, sl_channel *ch, int dir, void *msg, void **out,
                int err, bool try_only, int64_t timeout_ms)
 {
     sl_waiter *pw = sl__waitq_claim_head(&ch->q);
-    if (pw && sl__waiter_of_select(pw))
-        return complete_select(w, ch, pw, dir, msg, out, err);
+    if (pw && sl__waiter_slow(pw))
+        return complete_slow(w, ch, pw, dir, msg, out, err);
     if (pw)
         return complete(w, ch, pw, dir, msg, out, err);
     if (ch->ring)
@@ -411,9 +423,9 @@ int sl__chan_complete_nowait(sl_worker *w, sl_channel *ch, int dir,
         sl__waitq_unlink(pw);
         int rc = exchange(pw, dir, msg, err, out);
         pw->done = 1;
-        bool select = sl__waiter_of_select(pw);
+        bool slow = sl__waiter_slow(pw);
         ch_unlock(ch);
-        wake_completed(w, pw, select);
+        wake_completed(w, pw, slow);
         return rc;
     }
     if (dir < 0)
@@ -451,8 +463,8 @@ channel_action(sl_channel *ch, int dir, void *msg, void **out, int err,
             return buffered_action(w, ch, dir, msg, out, err, try_only,
                                    timeout_ms);
         /* A partner waits: claim the first one, hand over. (The claim
-         * fails on a select's waiter: its gen is even, see sched/wait.h;
-         * claimed_action completes that one.) */
+         * fails on a select's or a timed wait's waiter: its gen is even,
+         * see sched/wait.h; claimed_action completes that one.) */
         sl_waiter *pw = ch->q.head;
         if (sl_unlikely(!sl__claim(pw->t, pw->gen)))
             return claimed_action(w, ch, dir, msg, out, err, try_only,

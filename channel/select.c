@@ -181,7 +181,6 @@ int sl_select(sl_select_case *cases, int n, int64_t timeout_ms)
         goto out;
     }
     uint32_t gen = sl__wait_begin(cur, SL_W_SELECT);
-    sl_worker *tw = w;
     bool timed = timeout_ms > 0;
     if (timed && (rc = sl__timer_arm(w, cur, gen, sl__deadline(timeout_ms)))) {
         sl__wait_abandon(cur, gen);
@@ -221,9 +220,7 @@ int sl_select(sl_select_case *cases, int n, int64_t timeout_ms)
     cur->wv = NULL;
     SL_STORE(&cur->wn, (uint16_t)0);
     cur->wheap = 0;
-    sl__wait_kind_reset(cur);
-    if (timed)
-        sl__timer_done(tw);
+    sl__wait_kind_reset(cur); /* (its counts: undone by whoever ended it) */
     if (rc == 0) {
         int i = 0;
         while (i < n && !ws[i].done)

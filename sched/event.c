@@ -214,14 +214,11 @@ int sl__timer_arm(sl_worker *w, sl_tasklet *t, uint32_t gen, int64_t when)
     heap_up(w->timers, w->ntimers++);
     __atomic_add_fetch(&w->timers_live, 1, __ATOMIC_RELAXED);
     sl__nwaits_add(1);
+    t->wait_w = w;
+    t->wcount |= SL_WC_TIMER;
     return 0;
 }
 
-void sl__timer_done(sl_worker *tw)
-{
-    __atomic_sub_fetch(&tw->timers_live, 1, __ATOMIC_RELAXED);
-    sl__nwaits_add(-1);
-}
 
 /* End the waits whose deadline has passed, in deadline order. Returns the
  * next deadline (0: none); *woke counts the tasklets it made runnable. */
@@ -610,10 +607,10 @@ void sl__events_tick(sl_worker *w)
  * Returns the claimer's result. */
 static int park(sl_worker *w, sl_tasklet *cur, uint32_t gen, int64_t deadline)
 {
-    sl_worker *tw = w;
     if (deadline) {
         int rc = sl__timer_arm(w, cur, gen, deadline);
         if (rc < 0) {
+            sl__wait_account(cur); /* an fd wait's count, if any */
             sl__wait_abandon(cur, gen);
             return rc;
         }
@@ -623,10 +620,8 @@ static int park(sl_worker *w, sl_tasklet *cur, uint32_t gen, int64_t deadline)
     sl__publish_after_switch(w, cur, SL_T_BLOCKED);
     w = sl__jump(w, cur, next);
     sl__events_due(w);
-    int rc = cur->result;
+    int rc = cur->result; /* its counts were undone by whoever ended it */
     sl__wait_kind_reset(cur);
-    if (deadline)
-        sl__timer_done(tw);
     return rc;
 }
 
@@ -746,12 +741,11 @@ int sl_wait_fd(int fd, int events, int64_t timeout_ms)
             return rc;
         }
     }
-    sl_worker *fw = w;
-    __atomic_add_fetch(&fw->fd_waits, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&w->fd_waits, 1, __ATOMIC_RELAXED);
     sl__nwaits_add(1);
+    cur->wait_w = w;
+    cur->wcount = SL_WC_FD;
     rc = park(w, cur, gen, sl__deadline(timeout_ms));
-    __atomic_sub_fetch(&fw->fd_waits, 1, __ATOMIC_RELAXED);
-    sl__nwaits_add(-1);
     cur->wait.value = NULL;
     return rc;
 }

@@ -378,24 +378,21 @@ bool sl__claim_paused(sl_tasklet *t);
  * in the run queue). */
 void sl__inbox_take(sl_worker *w);
 
-/* sl__rt.nwaits += d (waits that end by themselves). */
+/* sl__rt.nwaits += d (waits that end by themselves). Atomic even with one
+ * worker: an offload helper ends such a wait from its own thread. */
 static inline void sl__nwaits_add(int d)
 {
-    if (sl__rt.mt)
-        __atomic_add_fetch(&sl__rt.nwaits, d, __ATOMIC_RELAXED);
-    else
-        sl__rt.nwaits += d;
+    __atomic_add_fetch(&sl__rt.nwaits, d, __ATOMIC_RELAXED);
 }
 
 /* Monotonic nanoseconds; the deadline of a timeout in ms (0: none). */
 int64_t sl__now_ns(void);
 int64_t sl__deadline(int64_t timeout_ms);
 /* Arm a timer on w for wait gen of t (the current tasklet); counts it in
- * nwaits. SL_ENOMEM if the heap cannot grow. */
+ * nwaits and in t's wcount (SL_WC_TIMER), which whoever ends the wait
+ * undoes (sl__wait_account). SL_ENOMEM if the heap cannot grow. */
 int sl__timer_arm(sl_worker *w, sl_tasklet *t, uint32_t gen,
                   int64_t deadline);
-/* The waiter, resumed, accounts for a timer it armed on worker tw. */
-void sl__timer_done(sl_worker *tw);
 
 /* Append t to target's inbox from any thread: t must be claimed (its wait,
  * or from PAUSED) and its switch landed. It is INBOX until target links it

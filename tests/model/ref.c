@@ -220,12 +220,18 @@ static int claim_head(struct chan *C)
     return -1;
 }
 
-/* End t's wait (it is claimed: a partner, a timer or a kill ends it). */
+static void withdraw_proxies(int t);
+
+/* End t's wait (it is claimed: a partner, a timer or a kill ends it). A
+ * select's cases are all withdrawn at once: no channel counts a select
+ * once its wait is over (select.md). */
 static void end_wait(int t)
 {
     struct task *T = &M.t[t];
     if (T->wlive && T->wtimed)
         M.nwaits--;
+    if (T->wlive && T->wkind == W_SELECT)
+        withdraw_proxies(t);
     T->wlive = false;
 }
 
@@ -242,7 +248,7 @@ static void chan_unwait(int t)
     model_broken("a blocked tasklet is not in its channel's queue");
 }
 
-/* The select of t withdraws its remaining cases (it runs again). */
+/* The select of t withdraws its remaining cases (whoever ends its wait). */
 static void withdraw_proxies(int t)
 {
     for (int c = 0; c < M.p->nchans; c++) {
