@@ -76,7 +76,9 @@ static inline uint32_t sl__wait_begin(sl_tasklet *t, uint8_t kind)
     if (kind != SL_W_CHAN)
         __atomic_store_n(&t->wkind, kind, __ATOMIC_RELAXED);
     t->result = 0;
-    __atomic_store_n(&t->wseq, g, __ATOMIC_RELAXED);
+    /* A release: a killer that reads g (acquire) then sees the state this
+     * tasklet had when it began the wait, not an older one (sched.c). */
+    __atomic_store_n(&t->wseq, g, __ATOMIC_RELEASE);
     return g;
 }
 

@@ -216,8 +216,10 @@ bool sl__poll_inbox(sl_worker *w)
             if (!t->ctx && !t->copy) /* its stack comes from our pool */
                 sl__tasklet_prepare(w, t);
             sl__rq_unlink(w, t);
-            SL_STORE(&t->worker, thief);
-            SL_STORE_REL(&t->state, (uint8_t)SL_T_INBOX);
+            /* INBOX first, then the thief (sl__where): a reader never
+             * sees it RUNNABLE on the thief before it is there. */
+            SL_STORE(&t->state, (uint8_t)SL_T_INBOX);
+            SL_STORE_REL(&t->worker, thief);
             t->next = NULL;
             if (tail)
                 tail->next = t;

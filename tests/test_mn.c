@@ -564,6 +564,60 @@ TU_TEST_NOINIT(dump_while_another_worker_spawns)
     TU_EQ(sl_shutdown(), 0);
 }
 
+/* ---- review (issue 13): references to a tasklet selecting elsewhere ---- */
+
+/* sl_tasklet_ref/unref may be used on a tasklet that runs on another
+ * worker. Their `t->is_main || t->is_idle` test reads plain bytes next to
+ * wheap (and pin), which sl_select writes on the selecting tasklet's
+ * worker; the compiler reads the four bytes at once, and ThreadSanitizer
+ * reports a race (tasklet.c sl_tasklet_ref vs select.c `cur->wheap =`).
+ * The post-switch unref of a pinned spawn's handle is the same read. */
+static sl_channel *rs_a, *rs_b;
+static atomic_int rs_stop;
+
+static void rs_selector(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&rs_stop)) {
+        sl_select_case cs[] = {{rs_a, SL_RECV, NULL}, {rs_b, SL_RECV, NULL}};
+        if (sl_select(cs, 2, -1) < 0)
+            return;
+    }
+}
+
+static void rs_feeder(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 2000; i++)
+        sl_channel_send(i & 1 ? rs_a : rs_b, NULL);
+    atomic_store(&rs_stop, 1);
+    sl_channel_send(rs_a, NULL);
+}
+
+TU_TEST_NOINIT(references_to_a_tasklet_selecting_on_another_worker)
+{
+    rs_stop = 0;
+    TU_EQ(start(2, 0), 0);
+    rs_a = sl_channel_new();
+    rs_b = sl_channel_new();
+    sl_spawn_attr a;
+    sl_spawn_attr_init(&a);
+    a.worker = 1;
+    sl_tasklet *t = sl_spawn_ex(&a, rs_selector, NULL);
+    sl_tasklet_ref(t);
+    CU_ASSERT_PTR_NOT_NULL(sl_spawn_ex(&a, rs_feeder, NULL));
+    while (!atomic_load(&rs_stop)) {
+        sl_tasklet_ref(t);
+        sl_tasklet_unref(t);
+    }
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_tasklet_alive(t), false);
+    sl_tasklet_unref(t);
+    TU_EQ(sl_channel_free(rs_a), 0);
+    TU_EQ(sl_channel_free(rs_b), 0);
+    TU_EQ(sl_shutdown(), 0);
+}
+
 static CU_TestInfo tests[] = {
     TU_CASE(producers_consumers_two_workers),
     TU_CASE(producers_consumers_four_workers),
@@ -583,6 +637,7 @@ static CU_TestInfo tests[] = {
     TU_CASE(quiescence_is_decided_once_under_load),
     TU_CASE(references_from_a_foreign_thread_are_atomic_with_one_worker),
     TU_CASE(dump_while_another_worker_spawns),
+    TU_CASE(references_to_a_tasklet_selecting_on_another_worker),
     CU_TEST_INFO_NULL,
 };
 

@@ -348,6 +348,64 @@ static void sleep_and_log(void *arg)
     tu_log_putc('s');
 }
 
+/* Review (issue 13): a timed wait counts in sl__rt.nwaits ("a wait that
+ * ends by itself is in progress: nothing is deadlocked") from the arming
+ * until its tasklet runs again and calls sl__timer_done. A tasklet whose
+ * timer fired and which is then removed before it runs (legal: it is
+ * runnable) never runs that epilogue: nwaits stays 1 for good, so with
+ * one worker the idle loop waits in epoll forever instead of giving main
+ * back, and with several quiescence never comes. sl_run hangs; it should
+ * return with the tasklet paused. Here B keeps the worker busy past both
+ * deadlines, so that the idle loop fires R's timer (earlier) before T's
+ * and R runs first and removes T. All three on one worker. */
+static sl_tasklet *rm_t;
+static int rm_rc, rm_t_rc;
+
+static void rm_timed_receiver(void *arg)
+{
+    (void)arg;
+    void *m;
+    rm_t_rc = sl_channel_receive_timeout(chan, &m, 10);
+}
+
+static void rm_remover(void *arg)
+{
+    (void)arg;
+    TU_EQ(sl_sleep_ms(5), 0); /* due first: runs before T does */
+    rm_rc = sl_tasklet_remove(rm_t);
+}
+
+static void rm_busy(void *arg)
+{
+    (void)arg;
+    int64_t end = sl_now_ms() + 40; /* past both deadlines, no switch */
+    while (sl_now_ms() < end)
+        ;
+}
+
+TU_TEST(timed_out_tasklet_removed_before_it_runs_does_not_stall_run)
+{
+    new_chan();
+    rm_rc = rm_t_rc = 12345;
+    sl_spawn_attr a;
+    sl_spawn_attr_init(&a);
+    a.worker = sl_worker_count() - 1;
+    rm_t = sl_spawn_ex(&a, rm_timed_receiver, NULL);
+    sl_tasklet_ref(rm_t);
+    CU_ASSERT_PTR_NOT_NULL(sl_spawn_ex(&a, rm_remover, NULL));
+    CU_ASSERT_PTR_NOT_NULL(sl_spawn_ex(&a, rm_busy, NULL));
+    TU_EQ(sl_run(), 0); /* hangs: the harness's case timeout catches it */
+    TU_EQ(rm_rc, 0);
+    TU_EQ(sl_tasklet_paused(rm_t), true);
+    TU_EQ(rm_t_rc, 12345); /* its call has not returned */
+    TU_EQ(sl_tasklet_insert(rm_t), 0);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(rm_t_rc, SL_ETIMEDOUT);
+    sl_tasklet_unref(rm_t);
+    TU_EQ(sl_channel_balance(chan), 0);
+    TU_EQ(sl_channel_free(chan), 0);
+}
+
 TU_TEST(run_waits_for_sleepers)
 {
     sl_spawn(sleep_and_log, NULL);
@@ -382,6 +440,7 @@ static CU_TestInfo tests[] = {
     TU_CASE(killed_timed_waiter_leaves_the_queue),
     TU_CASE(partner_and_timer_race_without_loss),
     TU_CASE(deadlock_is_reported_once_no_timer_is_left),
+    TU_CASE(timed_out_tasklet_removed_before_it_runs_does_not_stall_run),
     TU_CASE(run_waits_for_sleepers),
     TU_CASE(sleepers_on_many_tasklets_interleave_with_work),
     CU_TEST_INFO_NULL,
