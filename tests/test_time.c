@@ -2,6 +2,7 @@
  * timeouts: deadline order, overlapping sleeps, kills, balance after a
  * timeout, races between a partner and the timer, and the deadlock rules
  * once something can still end a wait by itself. */
+#include "test_hook.h"
 #include "test_util.h"
 
 static sl_channel *chan;
@@ -366,6 +367,43 @@ TU_TEST(sleepers_on_many_tasklets_interleave_with_work)
     TU_ASSERT_LOG("s");
 }
 
+/* ---- issue 13's regressions ----------------------------------------------- */
+
+/* Suspected ("a kill can be lost while its target, runnable on another
+ * worker, is starting to block"), sl_sleep_ms's case (the issue's example:
+ * "sl_sleep_ms(10000) ends with SL_ETIMEDOUT"): the sleeper, on worker 1,
+ * is stopped after its kill check while computing its deadline (the hook
+ * on clock_gettime), and killed there. Its sleep must end SL_EKILLED, not
+ * run its course. */
+static struct {
+    int rc, done;
+} ks;
+
+static void sleep_in_window(void *arg)
+{
+    (void)arg;
+    tu_window_enter(TU_HOOK_CLOCK_GETTIME, 0);
+    ks.rc = sl_sleep_ms(2000);
+    __atomic_store_n(&ks.done, 1, __ATOMIC_RELEASE);
+}
+
+TU_TEST_TIMEOUT(kill_of_a_tasklet_starting_to_sleep_on_another_worker_is_not_lost, 30)
+{
+    TU_MULTI_WORKER_ONLY();
+    ks.rc = 12345;
+    ks.done = 0;
+    sl_spawn_attr a;
+    sl_spawn_attr_init(&a);
+    a.worker = 1;
+    sl_tasklet *t = sl_spawn_ex(&a, sleep_in_window, NULL);
+    sl_tasklet_ref(t);
+    TU_EQ(tu_kill_at_stop(t), 0);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(ks.done, 1);
+    TU_EQ(ks.rc, SL_EKILLED);
+    sl_tasklet_unref(t);
+}
+
 static CU_TestInfo tests[] = {
     TU_CASE(sleepers_wake_in_deadline_order),
     TU_CASE(many_sleeps_overlap),
@@ -384,6 +422,8 @@ static CU_TestInfo tests[] = {
     TU_CASE(deadlock_is_reported_once_no_timer_is_left),
     TU_CASE(run_waits_for_sleepers),
     TU_CASE(sleepers_on_many_tasklets_interleave_with_work),
+    /* issue 13's regressions */
+    TU_CASE(kill_of_a_tasklet_starting_to_sleep_on_another_worker_is_not_lost),
     CU_TEST_INFO_NULL,
 };
 
