@@ -621,19 +621,6 @@ TU_TEST(completed_receive_survives_kill)
 
 /* ---- issue 13's regressions ----------------------------------------------- */
 
-static int ld(const int *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
-static void st(int *p, int v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
-
-static sl_tasklet *spawn_pinned(int worker, sl_fn fn, void *arg)
-{
-    sl_spawn_attr a;
-    sl_spawn_attr_init(&a);
-    a.worker = worker;
-    sl_tasklet *t = sl_spawn_ex(&a, fn, arg);
-    CU_ASSERT_PTR_NOT_NULL(t);
-    return t;
-}
-
 /* Suspected ("a kill can be lost while its target, runnable on another
  * worker, is starting to block"), the channel's case with a timeout: the
  * receiver, on worker 1, is stopped in block_ex after its kill check,
@@ -649,7 +636,6 @@ static void timed_receive_in_window(void *arg)
     void *m = NULL;
     tu_window_enter(TU_HOOK_CLOCK_GETTIME, 0);
     kr.rc = sl_channel_receive_timeout(chan, &m, 2000);
-    st(&kr.done, 1);
 }
 
 TU_TEST_TIMEOUT(kill_of_a_tasklet_starting_a_timed_receive_on_another_worker_is_not_lost, 30)
@@ -657,15 +643,9 @@ TU_TEST_TIMEOUT(kill_of_a_tasklet_starting_a_timed_receive_on_another_worker_is_
     TU_MULTI_WORKER_ONLY();
     new_chan();
     kr.rc = 12345;
-    kr.done = 0;
-    sl_tasklet *t = spawn_pinned(1, timed_receive_in_window, NULL);
-    sl_tasklet_ref(t);
-    TU_EQ(tu_kill_at_stop(t), 0);
-    TU_EQ(sl_run(), 0);
-    TU_EQ(kr.done, 1);
+    TU_EQ(tu_kill_in_window(timed_receive_in_window, NULL), 0);
     TU_EQ(kr.rc, SL_EKILLED);
     TU_EQ(sl_channel_balance(chan), 0);
-    sl_tasklet_unref(t);
     TU_EQ(sl_channel_free(chan), 0);
 }
 
@@ -679,9 +659,9 @@ static void plain_receive_announced(void *arg)
 {
     (void)arg;
     void *m = NULL;
-    st(&kr.entering, 1);
+    tu_st(&kr.entering, 1);
     kr.rc = sl_channel_receive(chan, &m);
-    st(&kr.done, 1);
+    tu_st(&kr.done, 1);
 }
 
 TU_TEST_TIMEOUT(kill_of_a_tasklet_starting_a_plain_receive_on_another_worker_is_not_lost, 60)
@@ -693,7 +673,7 @@ TU_TEST_TIMEOUT(kill_of_a_tasklet_starting_a_plain_receive_on_another_worker_is_
     for (r = 0; r < rounds && !lost && sl_now_ms() < end; r++) {
         kr.rc = 12345;
         kr.done = kr.entering = 0;
-        sl_tasklet *t = spawn_pinned(1, plain_receive_announced, NULL);
+        sl_tasklet *t = tu_spawn_pinned(1, plain_receive_announced, NULL);
         sl_tasklet_ref(t);
         CU_ASSERT(tu_spin_until(&kr.entering, 10000));
         for (volatile int d = r % 64 * 4; d > 0; d--)
@@ -705,7 +685,7 @@ TU_TEST_TIMEOUT(kill_of_a_tasklet_starting_a_plain_receive_on_another_worker_is_
             TU_EQ(sl_channel_send(chan, TU_MSG(1)), 0);
             TU_EQ(sl_run(), 0);
         }
-        TU_EQ(ld(&kr.done), 1);
+        TU_EQ(tu_ld(&kr.done), 1);
         sl_tasklet_unref(t);
     }
     printf("(%d rounds, %d lost kills) ", r, lost);
@@ -728,7 +708,7 @@ static struct {
 static void close_open_loop(void *arg)
 {
     (void)arg;
-    while (!ld(&cr.stop)) {
+    while (!tu_ld(&cr.stop)) {
         sl_channel_close(chan);
         sl_channel_close(cr.buf);
         sl_channel_open(chan);
@@ -754,7 +734,7 @@ static void operate_while_closing(void *arg)
         if (rc != SL_ETIMEDOUT && rc != SL_ECLOSED)
             cr.bad++;
     }
-    st(&cr.stop, 1);
+    tu_st(&cr.stop, 1);
 }
 
 TU_TEST_TIMEOUT(close_and_open_from_another_worker_race_no_channel_operation, 60)
@@ -763,8 +743,8 @@ TU_TEST_TIMEOUT(close_and_open_from_another_worker_race_no_channel_operation, 60
     new_chan();
     cr.buf = sl_channel_new_buffered(1);
     cr.stop = cr.bad = 0;
-    spawn_pinned(1, close_open_loop, NULL);
-    spawn_pinned(0, operate_while_closing, NULL);
+    tu_spawn_pinned(1, close_open_loop, NULL);
+    tu_spawn_pinned(0, operate_while_closing, NULL);
     TU_EQ(sl_run(), 0);
     TU_EQ(cr.bad, 0);
     TU_EQ(sl_channel_free(chan), 0);
@@ -784,7 +764,7 @@ static struct {
 static void flip_settings(void *arg)
 {
     (void)arg;
-    for (int i = 0; !ld(&pr.stop); i++) {
+    for (int i = 0; !tu_ld(&pr.stop); i++) {
         sl_channel_set_preference(chan, i % 3 - 1);
         sl_channel_set_schedule_all(chan, i % 2);
     }
@@ -803,7 +783,7 @@ static void pr_receiver(void *arg)
         TU_EQ(sl_channel_receive(chan, &m), 0);
         pr.sum += TU_INT(m);
     }
-    st(&pr.stop, 1);
+    tu_st(&pr.stop, 1);
 }
 
 TU_TEST_TIMEOUT(preference_set_from_another_worker_races_no_hand_over, 60)
@@ -813,9 +793,9 @@ TU_TEST_TIMEOUT(preference_set_from_another_worker_races_no_hand_over, 60)
     pr.stop = 0;
     pr.sum = 0;
     intptr_t n = TU_SIZE(20000, 500);
-    spawn_pinned(1, flip_settings, NULL);
-    spawn_pinned(0, pr_sender, TU_MSG(n));
-    spawn_pinned(0, pr_receiver, TU_MSG(n));
+    tu_spawn_pinned(1, flip_settings, NULL);
+    tu_spawn_pinned(0, pr_sender, TU_MSG(n));
+    tu_spawn_pinned(0, pr_receiver, TU_MSG(n));
     TU_EQ(sl_run(), 0);
     TU_EQ(pr.sum, (long)n * (n + 1) / 2);
     TU_EQ(sl_channel_free(chan), 0);

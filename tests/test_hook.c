@@ -2,8 +2,7 @@
  * stop one thread inside a cross-worker window (see test_hook.h). */
 #define _GNU_SOURCE
 #include "test_hook.h"
-
-#include "stackless.h"
+#include "test_util.h"
 
 #include <dlfcn.h>
 #include <pthread.h>
@@ -157,6 +156,27 @@ int tu_kill_at_stop(sl_tasklet *t)
     int rc = sl_tasklet_kill(t);
     tu_hook_release();
     return rc;
+}
+
+int tu_kill_in_window(sl_fn fn, void *arg)
+{
+    sl_tasklet *t = tu_spawn_pinned(1, fn, arg);
+    sl_tasklet_ref(t);
+    int rc = tu_kill_at_stop(t);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_tasklet_alive(t), false);
+    sl_tasklet_unref(t);
+    return rc;
+}
+
+sl_tasklet *tu_spawn_pinned(int worker, sl_fn fn, void *arg)
+{
+    sl_spawn_attr a;
+    sl_spawn_attr_init(&a);
+    a.worker = worker;
+    sl_tasklet *t = sl_spawn_ex(&a, fn, arg);
+    CU_ASSERT_PTR_NOT_NULL(t);
+    return t;
 }
 
 /* ---- the interposed calls ------------------------------------------------ */

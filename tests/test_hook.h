@@ -27,6 +27,8 @@
 
 #include <stdbool.h>
 
+#include "stackless.h"
+
 enum tu_hook_fn {
     TU_HOOK_NONE = 0,
     TU_HOOK_CLOCK_GETTIME,
@@ -68,7 +70,18 @@ bool tu_spin_until(const int *flag, int timeout_ms);
  * disarmed then). */
 #define TU_NO_STOP (-99999)
 void tu_window_enter(enum tu_hook_fn fn, int skip);
-struct sl_tasklet;
-int tu_kill_at_stop(struct sl_tasklet *t);
+int tu_kill_at_stop(sl_tasklet *t);
+/* The whole pattern: spawn fn(arg) pinned to worker 1, kill it at its stop,
+ * run until nothing can run (asserting it ended). Returns the kill's code;
+ * fn records what its blocking call returned. */
+int tu_kill_in_window(sl_fn fn, void *arg);
+
+/* ---- small helpers of the cross-worker tests ----------------------------- */
+
+/* sl_spawn_ex pinned to worker (asserts it spawned). */
+sl_tasklet *tu_spawn_pinned(int worker, sl_fn fn, void *arg);
+/* Acquire load and release store of an int shared across workers. */
+static inline int tu_ld(const int *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void tu_st(int *p, int v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 
 #endif /* SL_TEST_HOOK_H */

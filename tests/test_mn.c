@@ -412,18 +412,6 @@ TU_TEST_NOINIT(shutdown_discards_tasklets_blocked_on_other_workers)
 
 /* ---- issue 13's regressions ----------------------------------------------- */
 
-static void st(int *p, int v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
-
-static sl_tasklet *spawn_pinned(int worker, sl_fn fn, void *arg)
-{
-    sl_spawn_attr a;
-    sl_spawn_attr_init(&a);
-    a.worker = worker;
-    sl_tasklet *t = sl_spawn_ex(&a, fn, arg);
-    CU_ASSERT_PTR_NOT_NULL(t);
-    return t;
-}
-
 /* Issue 13, item 4: docs/tasklet.md promises that a spawned tasklet's
  * handle stays valid until the spawner next switches. Pinned to another
  * worker, the tasklet runs there at once and may end before that; the
@@ -435,14 +423,14 @@ static int p4_ran;
 static void p4_body(void *arg)
 {
     (void)arg;
-    st(&p4_ran, 1);
+    tu_st(&p4_ran, 1);
 }
 
 TU_TEST_NOINIT_TIMEOUT(pinned_spawn_handle_stays_valid_until_the_spawner_switches, 20)
 {
     TU_EQ(start(2, 0), 0);
     p4_ran = 0;
-    sl_tasklet *t = spawn_pinned(1, p4_body, NULL);
+    sl_tasklet *t = tu_spawn_pinned(1, p4_body, NULL);
     /* No scheduling point from here to the ref: main has not switched. */
     CU_ASSERT(tu_spin_until(&p4_ran, 10000));
     for (int i = 0; i < 10000 && sl_getlivecount() > 0; i++)
@@ -471,17 +459,17 @@ static struct {
 static void sh_body(void *arg)
 {
     int i = (int)TU_INT(arg);
-    st(&sh.ran_on[i], sl_worker_index() + 1);
-    st(&sh.ran[i], 1);
+    tu_st(&sh.ran_on[i], sl_worker_index() + 1);
+    tu_st(&sh.ran[i], 1);
 }
 
 static void sh_killer(void *arg)
 {
     (void)arg;
-    st(&sh.k_running, 1);
+    tu_st(&sh.k_running, 1);
     CU_ASSERT(tu_spin_until(&sh.answered, 10000)); /* no scheduling point */
     sh.kill_rc = sl_tasklet_kill(sh.s[3]);
-    st(&sh.k_done, 1);
+    tu_st(&sh.k_done, 1);
 }
 
 /* Voluntary context switches of thread tid, and whether it sleeps now. */
@@ -520,10 +508,10 @@ static void sh_victim(void *arg)
             break;
         usleep(1000);
     }
-    spawn_pinned(0, sh_killer, NULL);
+    tu_spawn_pinned(0, sh_killer, NULL);
     CU_ASSERT(tu_spin_until(&sh.k_running, 10000));
     sl_schedule(); /* answers the request: the last two go to worker 0 */
-    st(&sh.answered, 1);
+    tu_st(&sh.answered, 1);
 }
 
 TU_TEST_NOINIT_TIMEOUT(kill_of_a_tasklet_handed_over_by_a_steal_resumes_the_killer, 20)
@@ -531,7 +519,7 @@ TU_TEST_NOINIT_TIMEOUT(kill_of_a_tasklet_handed_over_by_a_steal_resumes_the_kill
     memset(&sh, 0, sizeof sh);
     sh.kill_rc = 12345;
     TU_EQ(start(2, 1), 0);
-    spawn_pinned(1, sh_victim, TU_MSG(getpid())); /* main's thread id */
+    tu_spawn_pinned(1, sh_victim, TU_MSG(getpid())); /* main's thread id */
     TU_EQ(sl_run(), 0);
     TU_EQ(sh.k_done, 1);
     TU_EQ(sh.kill_rc, 0);

@@ -651,7 +651,6 @@ static void select_with_timeout(void *arg)
     sl_select_case cs[] = {{ca, SL_RECV, NULL}, {cb, SL_RECV, NULL}};
     tu_window_enter(TU_HOOK_CLOCK_GETTIME, 0);
     g->rc = sl_select(cs, 2, 2000);
-    __atomic_store_n(&g->done, 1, __ATOMIC_RELEASE);
 }
 
 TU_TEST_TIMEOUT(kill_of_a_tasklet_starting_a_select_on_another_worker_is_not_lost, 30)
@@ -659,16 +658,8 @@ TU_TEST_TIMEOUT(kill_of_a_tasklet_starting_a_select_on_another_worker_is_not_los
     TU_MULTI_WORKER_ONLY();
     new_chans();
     struct got g = {.rc = 12345};
-    sl_spawn_attr a;
-    sl_spawn_attr_init(&a);
-    a.worker = 1;
-    sl_tasklet *t = sl_spawn_ex(&a, select_with_timeout, &g);
-    sl_tasklet_ref(t);
-    TU_EQ(tu_kill_at_stop(t), 0);
-    TU_EQ(sl_run(), 0);
-    TU_EQ(g.done, 1);
+    TU_EQ(tu_kill_in_window(select_with_timeout, &g), 0);
     TU_EQ(g.rc, SL_EKILLED);
-    sl_tasklet_unref(t);
     free_chans();
 }
 
@@ -737,7 +728,10 @@ TU_TEST_TIMEOUT(select_unlocks_no_stale_lock_list_when_its_tasklet_migrates, 60)
     TU_EQ(sl_run(), 0);
     TU_EQ(t.count, 2 * migrations_per_sender);
     TU_EQ(t.sum, 2L * migrations_per_sender * (migrations_per_sender + 1) / 2);
-    CU_ASSERT(t.migrations > 0); /* the case the test is about happened */
+    /* The case the test is about happened (copy-mode tasklets stay on the
+     * worker that first ran them: no migration there). */
+    if (tu_stack_mode() == SL_STACK_FIXED)
+        CU_ASSERT(t.migrations > 0);
     printf("(%ld migrations) ", (long)t.migrations);
     free_chans();
 }

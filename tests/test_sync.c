@@ -1369,17 +1369,14 @@ TU_TEST_NOINIT(queue_bad_input_and_no_runtime)
  * (computing its deadline: the hook on clock_gettime) and killed there.
  * Its acquire must end SL_EKILLED, not by its timeout. */
 static sl_lock kl;
-static struct {
-    int rc, done;
-} kla;
+static int kla_rc;
 
 static void acquire_in_window(void *arg)
 {
     (void)arg;
     tu_window_enter(TU_HOOK_CLOCK_GETTIME, 0);
-    kla.rc = sl_lock_acquire_timeout(&kl, 2000);
-    __atomic_store_n(&kla.done, 1, __ATOMIC_RELEASE);
-    if (kla.rc == 0)
+    kla_rc = sl_lock_acquire_timeout(&kl, 2000);
+    if (kla_rc == 0)
         sl_lock_release(&kl);
 }
 
@@ -1388,20 +1385,11 @@ TU_TEST_TIMEOUT(kill_of_a_tasklet_starting_to_wait_for_a_lock_on_another_worker_
     TU_MULTI_WORKER_ONLY();
     TU_EQ(sl_lock_init(&kl), 0);
     TU_EQ(sl_lock_acquire(&kl), 0);
-    kla.rc = 12345;
-    kla.done = 0;
-    sl_spawn_attr a;
-    sl_spawn_attr_init(&a);
-    a.worker = 1;
-    sl_tasklet *t = sl_spawn_ex(&a, acquire_in_window, NULL);
-    sl_tasklet_ref(t);
-    TU_EQ(tu_kill_at_stop(t), 0);
-    TU_EQ(sl_run(), 0);
-    TU_EQ(kla.done, 1);
-    TU_EQ(kla.rc, SL_EKILLED);
+    kla_rc = 12345;
+    TU_EQ(tu_kill_in_window(acquire_in_window, NULL), 0);
+    TU_EQ(kla_rc, SL_EKILLED);
     TU_EQ(sl_lock_release(&kl), 0);
     TU_EQ(sl_run(), 0);
-    sl_tasklet_unref(t);
     TU_EQ(sl_lock_destroy(&kl), 0);
 }
 

@@ -375,33 +375,21 @@ TU_TEST(sleepers_on_many_tasklets_interleave_with_work)
  * is stopped after its kill check while computing its deadline (the hook
  * on clock_gettime), and killed there. Its sleep must end SL_EKILLED, not
  * run its course. */
-static struct {
-    int rc, done;
-} ks;
+static int ks_rc;
 
 static void sleep_in_window(void *arg)
 {
     (void)arg;
     tu_window_enter(TU_HOOK_CLOCK_GETTIME, 0);
-    ks.rc = sl_sleep_ms(2000);
-    __atomic_store_n(&ks.done, 1, __ATOMIC_RELEASE);
+    ks_rc = sl_sleep_ms(2000);
 }
 
 TU_TEST_TIMEOUT(kill_of_a_tasklet_starting_to_sleep_on_another_worker_is_not_lost, 30)
 {
     TU_MULTI_WORKER_ONLY();
-    ks.rc = 12345;
-    ks.done = 0;
-    sl_spawn_attr a;
-    sl_spawn_attr_init(&a);
-    a.worker = 1;
-    sl_tasklet *t = sl_spawn_ex(&a, sleep_in_window, NULL);
-    sl_tasklet_ref(t);
-    TU_EQ(tu_kill_at_stop(t), 0);
-    TU_EQ(sl_run(), 0);
-    TU_EQ(ks.done, 1);
-    TU_EQ(ks.rc, SL_EKILLED);
-    sl_tasklet_unref(t);
+    ks_rc = 12345;
+    TU_EQ(tu_kill_in_window(sleep_in_window, NULL), 0);
+    TU_EQ(ks_rc, SL_EKILLED);
 }
 
 static CU_TestInfo tests[] = {
