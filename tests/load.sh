@@ -15,6 +15,7 @@
 #   -b N       busy loops (default 2: one per CPU of the reference machine)
 #   -L LABEL   only tests with this ctest label (e.g. mn)
 #   -R REGEX   only tests whose name matches
+#   -E REGEX   not the tests whose name matches
 #   -t S       ctest's per-test timeout (default 300; the CUnit harness
 #              kills one hung test case after SL_TEST_CASE_TIMEOUT, 60 s)
 # The environment is passed on to ctest (TSAN_OPTIONS, SL_TEST_CASE_TIMEOUT,
@@ -26,16 +27,17 @@ set -euo pipefail
 rounds=5 jobs=4 busy=2 timeout=300
 select=()
 usage() {
-    echo "usage: $0 [-n rounds] [-j jobs] [-b busy-loops] [-L label] [-R regex] [-t seconds] TREE" >&2
+    echo "usage: $0 [-n rounds] [-j jobs] [-b busy-loops] [-L label] [-R regex] [-E regex] [-t seconds] TREE" >&2
     exit 2
 }
-while getopts "n:j:b:L:R:t:" opt; do
+while getopts "n:j:b:L:R:E:t:" opt; do
     case $opt in
         n) rounds=$OPTARG ;;
         j) jobs=$OPTARG ;;
         b) busy=$OPTARG ;;
         L) select+=(-L "$OPTARG") ;;
         R) select+=(-R "$OPTARG") ;;
+        E) select+=(-E "$OPTARG") ;;
         t) timeout=$OPTARG ;;
         *) usage ;;
     esac

@@ -676,7 +676,7 @@ TU_TEST_TIMEOUT(kill_of_a_tasklet_starting_a_plain_receive_on_another_worker_is_
         sl_tasklet *t = tu_spawn_pinned(1, plain_receive_announced, NULL);
         sl_tasklet_ref(t);
         CU_ASSERT(tu_spin_until(&kr.entering, 10000));
-        for (volatile int d = r % 64 * 4; d > 0; d--)
+        for (volatile int d = r % 128 * 2; d > 0; d--) /* sweeps the window */
             ;
         TU_EQ(sl_tasklet_kill(t), 0);
         TU_EQ(sl_run(), 0);
