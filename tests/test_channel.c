@@ -654,7 +654,9 @@ TU_TEST_TIMEOUT(kill_of_a_tasklet_starting_a_timed_receive_on_another_worker_is_
  * receive and main kills it after a delay that sweeps the window; a kill
  * that returned 0 must end the receive with SL_EKILLED. A lost one leaves
  * the receiver blocked with the kill recorded (sl_run returns, quiescent,
- * with it alive); the test then sends it a message to end it. */
+ * with it alive); the test then sends it a message to end it. Before the
+ * fix: 10 of 10 runs hit it within the 10 s budget on the loaded machine
+ * (about one round in 1,500). */
 static void plain_receive_announced(void *arg)
 {
     (void)arg;
