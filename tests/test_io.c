@@ -311,9 +311,13 @@ static void served_then_waits_again(void *arg)
     struct waiter *w = arg;
     int64_t t0 = sl_now_ms();
     int rc = sl_wait_fd(w->fd, SL_READABLE, 100); /* served at ~20 ms */
-    TU_EQ(rc, SL_READABLE);
+    if (rc != SL_READABLE) { /* the writer came too late (load) */
+        TU_EQ(rc, SL_ETIMEDOUT);
+        return;
+    }
     char c;
     TU_EQ(sl_read(w->fd, &c, 1), 1);
+    store(&w->entered, 1); /* served: the case under test */
     w->rc = sl_wait_fd(w->fd, SL_READABLE, 250); /* spans the old deadline */
     w->t_end = sl_now_ms() - t0;
 }
@@ -329,13 +333,26 @@ TU_TEST(stale_timer_of_a_served_wait_does_not_end_the_next)
 {
     int sv[2];
     nb_socketpair(sv);
-    struct waiter w = waiter(sv[0], SL_READABLE, 0);
-    sl_spawn(served_then_waits_again, &w);
-    spawn_on(1, write_after_20ms, &sv[1]);
-    TU_EQ(sl_run(), 0);
-    TU_EQ(w.rc, SL_ETIMEDOUT);
-    CU_ASSERT(w.t_end >= 250); /* the stale timer would end it at ~100 */
-    CU_ASSERT(w.t_end < TU_SIZE(2000, 8000));
+    /* The case needs the first wait served before its 100 ms: when load
+     * delays the writer past that, the attempt proves nothing and is made
+     * again (issue 13: tests may not depend on prompt scheduling). */
+    bool served = false;
+    for (int attempt = 0; attempt < 10 && !served; attempt++) {
+        struct waiter w = waiter(sv[0], SL_READABLE, 0);
+        sl_spawn(served_then_waits_again, &w);
+        spawn_on(1, write_after_20ms, &sv[1]);
+        TU_EQ(sl_run(), 0);
+        served = load(&w.entered);
+        if (!served) { /* drop the late byte */
+            char c;
+            while (read(sv[0], &c, 1) == 1)
+                ;
+            continue;
+        }
+        TU_EQ(w.rc, SL_ETIMEDOUT);
+        CU_ASSERT(w.t_end >= 250); /* the stale timer would end it at ~100 */
+    }
+    CU_ASSERT(served);
     close2(sv);
 }
 
@@ -525,8 +542,8 @@ TU_TEST(killed_waiter_on_another_worker)
     int64_t t0 = sl_now_ms();
     TU_EQ(sl_tasklet_kill(ta), 0);
     TU_EQ(sl_run(), 0);
-    TU_EQ(a.rc, SL_EKILLED);
-    CU_ASSERT(a.t_end - t0 < TU_SIZE(100, 2000));
+    TU_EQ(a.rc, SL_EKILLED); /* no upper bound on when: load may delay it */
+    CU_ASSERT(a.t_end >= t0);
     TU_EQ(sl_tasklet_alive(ta), false);
     sl_tasklet_unref(ta);
     struct waiter b = waiter(sv[0], SL_READABLE, -1);
