@@ -1601,8 +1601,16 @@ TU_TEST(many_offloads_share_the_default_four_threads)
     int64_t dt = sl_now_ms() - t0;
     /* 64 x 10 ms on 4 threads: at least 16 in a row on one of them. */
     CU_ASSERT(dt >= 150);
-    CU_ASSERT(dt < TU_SIZE(400, 2000));
     printf("(%lld ms) ", (long long)dt);
+    /* They ran side by side: two calls on different threads overlapped
+     * (no upper bound on dt: load may stretch it, issue 13). */
+    bool overlap = false;
+    for (int i = 0; i < N && !overlap; i++)
+        for (int k = i + 1; k < N && !overlap; k++)
+            overlap = jobs[i].tid != jobs[k].tid &&
+                      jobs[i].start_ns < jobs[k].end_ns &&
+                      jobs[k].start_ns < jobs[i].end_ns;
+    CU_ASSERT(overlap);
     long tids[N];
     int ntids = 0, bad_rc = 0, same_thread = 0, moved = 0;
     for (int i = 0; i < N; i++) {
