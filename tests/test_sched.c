@@ -865,7 +865,10 @@ TU_TEST_TIMEOUT(kill_and_insert_from_two_workers_resume_a_blocked_tasklet_once, 
  * relaxed store, so the kill's acquire load orders nothing).
  * ThreadSanitizer reports it (sched_w2 in the TSan tree). Without TSan:
  * every kill of a tasklet that keeps receiving from a busy feeder ends
- * it with SL_EKILLED. */
+ * it with SL_EKILLED; before the fix some runs also lose a kill that
+ * falls between a receive's kill check and its block (the suspected
+ * item tested by kill_of_a_tasklet_starting_a_plain_receive_... in
+ * test_channel.c): that receiver stays blocked. */
 static struct {
     sl_channel *ch;
     int rc[64], started[64];
