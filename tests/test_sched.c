@@ -675,7 +675,9 @@ TU_TEST_TIMEOUT(kill_of_a_tasklet_in_the_killers_own_inbox_resumes_the_killer, 2
     TU_MULTI_WORKER_ONLY();
     TU_EQ(inbox_window(OP_KILL, false), 0);
     TU_EQ(ic.next_rc, SL_EKILLED);
-    TU_ASSERT_LOG("AK"); /* like run(A): A reacts before the killer goes on */
+    /* A reacts before the killer goes on (like a kill of a tasklet
+     * runnable here), or after (like one runnable elsewhere: pending). */
+    CU_ASSERT(strcmp(tu_log(), "AK") == 0 || strcmp(tu_log(), "KA") == 0);
 }
 
 /* Item 3, with main as the killer (before the fix: an abort on
@@ -685,7 +687,7 @@ TU_TEST_TIMEOUT(kill_by_main_of_a_tasklet_in_its_inbox_resumes_main, 20)
     TU_MULTI_WORKER_ONLY();
     TU_EQ(inbox_window(OP_KILL, true), 0);
     TU_EQ(ic.next_rc, SL_EKILLED);
-    TU_ASSERT_LOG("AK");
+    CU_ASSERT(strcmp(tu_log(), "AK") == 0 || strcmp(tu_log(), "KA") == 0);
 }
 
 /* Suspected, run and switch: either A runs now (0, and it ran before the
