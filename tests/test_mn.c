@@ -7,10 +7,12 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "test_hook.h"
 #include "test_util.h"
 
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
@@ -615,6 +617,180 @@ TU_TEST_NOINIT(references_to_a_tasklet_selecting_on_another_worker)
     sl_tasklet_unref(t);
     TU_EQ(sl_channel_free(rs_a), 0);
     TU_EQ(sl_channel_free(rs_b), 0);
+/* ---- issue 13's regressions ----------------------------------------------- */
+
+/* Issue 13, item 4: docs/tasklet.md promises that a spawned tasklet's
+ * handle stays valid until the spawner next switches. Pinned to another
+ * worker, the tasklet runs there at once and may end before that; the
+ * handle must still be usable (sl_tasklet_ref on it, the tasklet seen
+ * dead). Before the fix its block is already recycled: alive() says true
+ * (a free block), and the unref aborts on "state == SL_T_DEAD". */
+static int p4_ran;
+
+static void p4_body(void *arg)
+{
+    (void)arg;
+    tu_st(&p4_ran, 1);
+}
+
+TU_TEST_NOINIT_TIMEOUT(pinned_spawn_handle_stays_valid_until_the_spawner_switches, 20)
+{
+    TU_EQ(start(2, 0), 0);
+    p4_ran = 0;
+    sl_tasklet *t = tu_spawn_pinned(1, p4_body, NULL);
+    /* No scheduling point from here to the ref: main has not switched. */
+    CU_ASSERT(tu_spin_until(&p4_ran, 10000));
+    for (int i = 0; i < 10000 && sl_getlivecount() > 0; i++)
+        usleep(100);
+    usleep(10000); /* it has ended on worker 1 */
+    sl_tasklet_ref(t);
+    TU_EQ(sl_tasklet_alive(t), false);
+    sl_tasklet_unref(t);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_shutdown(), 0);
+}
+
+/* Issue 13, item 3 via the steal hand-over ("the steal hand-over reaches
+ * the same branch"): worker 0, idle, asks worker 1 for work and parks;
+ * then K, pinned to worker 0, runs there and spins while worker 1 answers
+ * the request, putting two never-run tasklets into worker 0's inbox
+ * (RUNNABLE, worker 0, not in its run queue). K kills one of them before
+ * worker 0 reaches a scheduling point. K must be resumed; the killed one
+ * never runs its body; the other one runs. */
+static struct {
+    sl_tasklet *s[4];
+    int ran[4], ran_on[4];
+    int k_running, answered, k_done, kill_rc;
+} sh;
+
+static void sh_body(void *arg)
+{
+    int i = (int)TU_INT(arg);
+    tu_st(&sh.ran_on[i], sl_worker_index() + 1);
+    tu_st(&sh.ran[i], 1);
+}
+
+static void sh_killer(void *arg)
+{
+    (void)arg;
+    tu_st(&sh.k_running, 1);
+    CU_ASSERT(tu_spin_until(&sh.answered, 10000)); /* no scheduling point */
+    sh.kill_rc = sl_tasklet_kill(sh.s[3]);
+    tu_st(&sh.k_done, 1);
+}
+
+/* Voluntary context switches of thread tid, and whether it sleeps now. */
+static long thread_sleeps(long tid, bool *sleeping)
+{
+    char path[64], line[128];
+    snprintf(path, sizeof path, "/proc/self/task/%ld/status", tid);
+    FILE *f = fopen(path, "r");
+    long n = -1;
+    *sleeping = false;
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "State:", 6) == 0)
+            *sleeping = strchr(line, 'S') != NULL;
+        sscanf(line, "voluntary_ctxt_switches: %ld", &n);
+    }
+    fclose(f);
+    return n;
+}
+
+static void sh_victim(void *arg)
+{
+    long w0 = TU_INT(arg); /* worker 0's thread */
+    bool sleeping;
+    long c0 = thread_sleeps(w0, &sleeping);
+    for (int i = 0; i < 4; i++) { /* unpinned: they join our queue */
+        sh.s[i] = sl_spawn(sh_body, TU_MSG(i));
+        sl_tasklet_ref(sh.s[i]);
+    }
+    /* Worker 0 is woken by these spawns, asks us for work (we have 5
+     * runnable) and parks again: wait for it to sleep once more. */
+    for (int i = 0; i < 5000; i++) {
+        long c = thread_sleeps(w0, &sleeping);
+        if (c > c0 && sleeping)
+            break;
+        usleep(1000);
+    }
+    tu_spawn_pinned(0, sh_killer, NULL);
+    CU_ASSERT(tu_spin_until(&sh.k_running, 10000));
+    sl_schedule(); /* answers the request: the last two go to worker 0 */
+    tu_st(&sh.answered, 1);
+}
+
+TU_TEST_NOINIT_TIMEOUT(kill_of_a_tasklet_handed_over_by_a_steal_resumes_the_killer, 20)
+{
+    memset(&sh, 0, sizeof sh);
+    sh.kill_rc = 12345;
+    TU_EQ(start(2, 1), 0);
+    tu_spawn_pinned(1, sh_victim, TU_MSG(getpid())); /* main's thread id */
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sh.k_done, 1);
+    TU_EQ(sh.kill_rc, 0);
+    TU_EQ(sh.ran[3], 0); /* killed before its first run */
+    TU_EQ(sh.ran[0] + sh.ran[1] + sh.ran[2], 3);
+    TU_EQ(sh.ran_on[2], 1); /* the other one handed over ran on worker 0 */
+    TU_EQ(sl_getlivecount(), 0);
+    for (int i = 0; i < 4; i++) {
+        TU_EQ(sl_tasklet_alive(sh.s[i]), false);
+        sl_tasklet_unref(sh.s[i]);
+    }
+    TU_EQ(sl_shutdown(), 0);
+}
+
+/* Suspected: sl_tasklet_unref from a thread that runs no tasklets frees
+ * the block into its owner worker's slab, which only that worker may
+ * touch: a data race with the owner spawning and ending tasklets
+ * (ThreadSanitizer reports it: mn in the TSan tree), which can corrupt the
+ * slab's free list. Without TSan: every tasklet spawned meanwhile runs
+ * exactly once and the runtime stays usable. */
+static sl_tasklet **ur_handles;
+static int ur_n, ur_ran;
+
+static void *unref_all(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < ur_n; i++)
+        sl_tasklet_unref(ur_handles[i]);
+    return NULL;
+}
+
+static void ur_body(void *arg)
+{
+    (void)arg;
+    __atomic_add_fetch(&ur_ran, 1, __ATOMIC_RELAXED);
+}
+
+TU_TEST_NOINIT_TIMEOUT(unref_from_a_thread_without_runtime_races_no_spawn, 60)
+{
+    TU_EQ(start(2, 0), 0);
+    ur_n = TU_SIZE(20000, 1000);
+    ur_ran = 0;
+    ur_handles = calloc((size_t)ur_n, sizeof *ur_handles);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ur_handles);
+    for (int i = 0; i < ur_n; i++) {
+        ur_handles[i] = sl_spawn(ur_body, NULL);
+        sl_tasklet_ref(ur_handles[i]);
+    }
+    TU_EQ(sl_run(), 0); /* all ended; our references keep their blocks */
+    pthread_t th;
+    TU_EQ(pthread_create(&th, NULL, unref_all, NULL), 0);
+    int spawned = 0;
+    for (int k = 0; k < 20; k++) { /* meanwhile: spawn and end on worker 0 */
+        for (int i = 0; i < ur_n / 10; i++, spawned++)
+            sl_spawn(ur_body, NULL);
+        TU_EQ(sl_run(), 0);
+    }
+    pthread_join(th, NULL);
+    for (int i = 0; i < ur_n; i++, spawned++) /* the slab still works */
+        sl_spawn(ur_body, NULL);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(ur_ran, ur_n + spawned);
+    TU_EQ(sl_getlivecount(), 0);
+    free(ur_handles);
     TU_EQ(sl_shutdown(), 0);
 }
 
@@ -638,6 +814,10 @@ static CU_TestInfo tests[] = {
     TU_CASE(references_from_a_foreign_thread_are_atomic_with_one_worker),
     TU_CASE(dump_while_another_worker_spawns),
     TU_CASE(references_to_a_tasklet_selecting_on_another_worker),
+    /* issue 13's regressions */
+    TU_CASE(pinned_spawn_handle_stays_valid_until_the_spawner_switches),
+    TU_CASE(kill_of_a_tasklet_handed_over_by_a_steal_resumes_the_killer),
+    TU_CASE(unref_from_a_thread_without_runtime_races_no_spawn),
     CU_TEST_INFO_NULL,
 };
 

@@ -2,6 +2,7 @@
  * timeouts: deadline order, overlapping sleeps, kills, balance after a
  * timeout, races between a partner and the timer, and the deadlock rules
  * once something can still end a wait by itself. */
+#include "test_hook.h"
 #include "test_util.h"
 
 static sl_channel *chan;
@@ -424,6 +425,31 @@ TU_TEST(sleepers_on_many_tasklets_interleave_with_work)
     TU_ASSERT_LOG("s");
 }
 
+/* ---- issue 13's regressions ----------------------------------------------- */
+
+/* Suspected ("a kill can be lost while its target, runnable on another
+ * worker, is starting to block"), sl_sleep_ms's case (the issue's example:
+ * "sl_sleep_ms(10000) ends with SL_ETIMEDOUT"): the sleeper, on worker 1,
+ * is stopped after its kill check while computing its deadline (the hook
+ * on clock_gettime), and killed there. Its sleep must end SL_EKILLED, not
+ * run its course. */
+static int ks_rc;
+
+static void sleep_in_window(void *arg)
+{
+    (void)arg;
+    tu_window_enter(TU_HOOK_CLOCK_GETTIME, 0);
+    ks_rc = sl_sleep_ms(2000);
+}
+
+TU_TEST_TIMEOUT(kill_of_a_tasklet_starting_to_sleep_on_another_worker_is_not_lost, 30)
+{
+    TU_MULTI_WORKER_ONLY();
+    ks_rc = 12345;
+    TU_EQ(tu_kill_in_window(sleep_in_window, NULL), 0);
+    TU_EQ(ks_rc, SL_EKILLED);
+}
+
 static CU_TestInfo tests[] = {
     TU_CASE(sleepers_wake_in_deadline_order),
     TU_CASE(many_sleeps_overlap),
@@ -443,6 +469,8 @@ static CU_TestInfo tests[] = {
     TU_CASE(timed_out_tasklet_removed_before_it_runs_does_not_stall_run),
     TU_CASE(run_waits_for_sleepers),
     TU_CASE(sleepers_on_many_tasklets_interleave_with_work),
+    /* issue 13's regressions */
+    TU_CASE(kill_of_a_tasklet_starting_to_sleep_on_another_worker_is_not_lost),
     CU_TEST_INFO_NULL,
 };
 
