@@ -617,6 +617,9 @@ TU_TEST_NOINIT(references_to_a_tasklet_selecting_on_another_worker)
     sl_tasklet_unref(t);
     TU_EQ(sl_channel_free(rs_a), 0);
     TU_EQ(sl_channel_free(rs_b), 0);
+    TU_EQ(sl_shutdown(), 0);
+}
+
 /* ---- issue 13's regressions ----------------------------------------------- */
 
 /* Issue 13, item 4: docs/tasklet.md promises that a spawned tasklet's
@@ -767,7 +770,7 @@ static void ur_body(void *arg)
 TU_TEST_NOINIT_TIMEOUT(unref_from_a_thread_without_runtime_races_no_spawn, 60)
 {
     TU_EQ(start(2, 0), 0);
-    ur_n = TU_SIZE(20000, 1000);
+    ur_n = TU_TSAN_SIZE(20000, 2000);
     ur_ran = 0;
     ur_handles = calloc((size_t)ur_n, sizeof *ur_handles);
     CU_ASSERT_PTR_NOT_NULL_FATAL(ur_handles);

@@ -58,6 +58,15 @@ int tu_stack_mode(void)
     return SL_STACK_FIXED;
 }
 
+bool tu_under_tsan(void)
+{
+#if defined(__SANITIZE_THREAD__)
+    return true;
+#else
+    return false;
+#endif
+}
+
 bool tu_under_valgrind(void)
 {
 #if TU_HAVE_VALGRIND

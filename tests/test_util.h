@@ -108,6 +108,13 @@ bool tu_under_valgrind(void);
 #define TU_SIZE(native, under_valgrind)                                      \
     (tu_under_valgrind() ? (under_valgrind) : (native))
 
+/* True in a ThreadSanitizer build (5-15x slower, more on a loaded
+ * machine). TU_TSAN_SIZE(native, smaller) picks the smaller size there and
+ * under valgrind, for stress loops whose size is not what they check. */
+bool tu_under_tsan(void);
+#define TU_TSAN_SIZE(native, smaller)                                        \
+    (tu_under_tsan() || tu_under_valgrind() ? (smaller) : (native))
+
 /* ---- order log: tasklets append characters, tests compare the string ---- */
 
 void tu_log_reset(void);
