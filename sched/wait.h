@@ -210,19 +210,22 @@ static inline void sl__waitq_unlink_head(struct sl_waitq *q,
  * whose wait is over are unlinked on the way. NULL when none is left. */
 struct sl_waiter *sl__waitq_claim_head(struct sl_waitq *q);
 
-/* The waiters of a select or of a timed wait keep their wait's generation
- * minus one (even), so that the hand-over's fast claim, sl__claim(w->t,
- * w->gen), fails on them and they take the slow path, which withdraws the
- * select's other waiters (W5) and undoes the timer's count
- * (sl__wait_partner_done). The wait's generation is w->gen | 1 for every
- * waiter. */
+/* A select's waiters keep their wait's generation minus one (even), so
+ * that the hand-over's fast claim, sl__claim(w->t, w->gen), fails on them
+ * and they take the slow path, which withdraws the select's other waiters
+ * (W5). The wait's generation is w->gen | 1 for every waiter. */
 static inline bool sl__waiter_slow(const struct sl_waiter *w)
 {
     return !(w->gen & 1);
 }
 
-/* Undo what t's wait counts in (timers, descriptors, nwaits): by whoever
- * ends the wait, once (W4). */
+/* Undo what t's wait counted in (its timer, its descriptor, nwaits): by the
+ * tasklet when it runs again, or by sl_tasklet_remove when it is taken out
+ * of the run queue before that (its wait is over, so it must not keep the
+ * deadlock rules off). A wait whose tasklet is runnable but has not run
+ * yet still counts: harmless, the runtime is not idle while it is
+ * runnable; and it keeps a worker that woke it from its idle loop (a timer
+ * fired in epoll) from looking idle with nwaits at 0 meanwhile. */
 void sl__wait_account(sl_tasklet *t);
 
 /* t's wait was claimed by the caller, which is not a partner: unlink its
@@ -257,11 +260,10 @@ static inline void sl__wait_landed(sl_tasklet *t)
         sl__wait_landed_slow(t);
 }
 
-/* A partner completed t's wait through one of its waiters, which was a
- * slow one (sl__waiter_slow) and is unlinked: with no lock held, unlink
- * t's other waiters (a select's), each under its own lock (W5), and undo
- * the wait's counts. */
-void sl__wait_partner_done(sl_tasklet *t);
+/* A partner completed t's wait through one of its waiters, a select's
+ * (sl__waiter_slow), which is unlinked: with no lock held, unlink t's
+ * other waiters, each under its own lock (W5). */
+void sl__wait_finish(sl_tasklet *t);
 
 /* ---- parking in one queue ---------------------------------------------- */
 
@@ -310,9 +312,7 @@ sl__wait_one(sl_worker **wp, sl_tasklet *cur, struct sl_waitq *q,
     SL_STORE(&wt->dir, (int8_t)dir); /* (sl_dump reads it) */
     wt->value = value;
     wt->result = result;
-    /* A timed wait's waiter is marked like a select's (even gen): its
-     * partner takes the slow path, which undoes the timer's count. */
-    wt->gen = timed ? gen - 1 : gen;
+    wt->gen = gen;
     sl__waitq_link_dir(q, wt, dir);
     if (sl__rt.mt) { /* published, and lk released, once we are switched
                         out (W3): sl__publish_after_switch and more */
@@ -327,9 +327,11 @@ sl__wait_one(sl_worker **wp, sl_tasklet *cur, struct sl_waitq *q,
     w = sl__jump(w, cur, next);
     sl__events_due(w);
     *wp = w;
-    rc = cur->result; /* its counts were undone by whoever ended it */
+    rc = cur->result;
     if (kind != SL_W_CHAN)
         sl__wait_kind_reset(cur);
+    if (timed)
+        sl__wait_account(cur);
     return rc;
 }
 
