@@ -63,6 +63,14 @@ int sl_mpi_init(int *argc, char ***argv, const sl_mpi_config *cfg);
  * not called by main. */
 int sl_mpi_finalize(void);
 
+/* Park the caller until every message this rank has queued has been
+ * handed to MPI and sent (answers owed to other ranks included). For a
+ * program that also calls blocking MPI functions itself: a tasklet that
+ * blocks the thread in MPI_Recv stops this rank's progress, and a peer
+ * still waiting for our answer would wait with it. 0, SL_ESTATE,
+ * SL_EKILLED. */
+int sl_mpi_flush(void);
+
 /* This rank (0 .. size-1) and the number of ranks; -1 before
  * sl_mpi_init. */
 int sl_mpi_rank(void);
@@ -70,7 +78,9 @@ int sl_mpi_size(void);
 
 /* Counters of this rank's progress tasklet since sl_mpi_init. */
 typedef struct sl_mpi_stats {
-    uint64_t msgs_sent, msgs_received;
+    uint64_t msgs_sent, msgs_received; /* MPI messages                   */
+    uint64_t records_bundled; /* messages that left in a bundle with
+                                 others to the same rank (one MPI message) */
     uint64_t polls;        /* passes over MPI (each an MPI_Improbe at least) */
     uint64_t sleeps;       /* times the progress tasklet went to sleep      */
     uint64_t rings_sent;   /* doorbells rung: a peer slept when we sent     */

@@ -146,6 +146,29 @@ int sl__mpi_check(void)
     return 0;
 }
 
+static void engine_wake_locked(void);
+
+int sl_mpi_flush(void)
+{
+    int rc;
+    if ((rc = sl__mpi_check()) < 0)
+        return rc;
+    for (int spins = 0;; spins++) {
+        lock();
+        bool busy = E.out_head || E.sends_pending;
+        if (busy)
+            engine_wake_locked();
+        unlock();
+        if (!busy)
+            return 0;
+        /* The engine runs when we yield; a send MPI has not finished
+         * (a large one) may take longer: then look every millisecond. */
+        rc = spins < 64 ? sl_schedule() : sl_sleep_ms(1);
+        if (rc < 0)
+            return rc;
+    }
+}
+
 int sl_mpi_stats_get(sl_mpi_stats *out)
 {
     if (!out)
@@ -342,6 +365,14 @@ static void ring_if_asleep(int r)
     }
 }
 
+/* E.nsend, for other workers' eyes (sl_mpi_flush). */
+static void publish_sends(void)
+{
+    lock();
+    E.sends_pending = E.nsend;
+    unlock();
+}
+
 static void send_track(slmsg *m, MPI_Request req)
 {
     if (E.nsend == E.capsend) {
@@ -358,6 +389,7 @@ static void send_track(slmsg *m, MPI_Request req)
     E.sreq[E.nsend] = req;
     E.smsg[E.nsend] = m;
     E.nsend++;
+    publish_sends();
 }
 
 static void send_one(slmsg *m)
@@ -402,6 +434,37 @@ static void sends_complete(void)
         }
     }
     E.nsend = j;
+    publish_sends();
+}
+
+static void dispatch_locked(slmsg *m);
+
+/* The records of a bundle, each a message of its own, in order. One
+ * whose length does not add up ends the bundle: never trust what another
+ * process wrote. */
+static void unbundle_locked(slmsg *b)
+{
+    const char *p = msg_payload(b), *end = p + msg_payload_len(b);
+    for (uint32_t i = 0; i < b->w.n && end - p >= 4; i++) {
+        uint32_t l;
+        memcpy(&l, p, 4);
+        p += 4;
+        if (l < sizeof(wire) || l > (size_t)(end - p))
+            break;
+        slmsg *m = malloc(sizeof *m + (l - sizeof(wire)));
+        SLMPI_ASSERT(m); /* out of memory with a message in hand */
+        memcpy(&m->w, p, l);
+        p += l;
+        m->next = NULL;
+        m->peer = b->peer;
+        m->refs = 1;
+        m->len = l;
+        if (m->w.type == W_BUNDLE)
+            sl__mpi_msg_unref(m); /* bundles do not nest */
+        else
+            dispatch_locked(m);
+    }
+    sl__mpi_msg_unref(b);
 }
 
 static void dispatch_locked(slmsg *m)
@@ -429,6 +492,9 @@ static void dispatch_locked(slmsg *m)
     case W_FIN:
         E.peers[m->peer].fin = true;
         sl__mpi_msg_unref(m);
+        return;
+    case W_BUNDLE:
+        unbundle_locked(m);
         return;
     default:
         sl__mpi_msg_unref(m); /* not ours: never trust another process */
@@ -495,6 +561,52 @@ static int receive_some(bool thorough)
 
 /* One pass: send the outbox, complete sends, receive. Returns the
  * messages moved. */
+/* Messages to one rank that wait in one outbox batch travel as one MPI
+ * message, a W_BUNDLE: each record is its length (4 bytes) and the
+ * message (header and payload), in order. A record above BUNDLE_ITEM
+ * bytes goes alone (after the bundle of those before it, so the order
+ * holds). In a ping-pong the answer to the last message and the next
+ * message leave together; a rank 0 that submits many tasks sends each
+ * rank one MPI message per batch. */
+#define BUNDLE_ITEM 2048
+#define BUNDLE_MAX (64u << 10)
+
+static void send_chain(slmsg *chain)
+{
+    while (chain) {
+        /* How many of the next ones fit a bundle. */
+        size_t bytes = 0;
+        int n = 0;
+        for (slmsg *m = chain; m && m->len <= BUNDLE_ITEM && bytes + 4 + m->len <= BUNDLE_MAX;
+             m = m->next) {
+            bytes += 4 + m->len;
+            n++;
+        }
+        slmsg *b = n > 1 ? sl__mpi_msg_new(W_BUNDLE, chain->peer, bytes) : NULL;
+        if (!b) {
+            slmsg *m = chain;
+            chain = m->next;
+            send_one(m);
+            continue;
+        }
+        b->w.n = (uint32_t)n;
+        char *p = msg_payload(b);
+        for (int i = 0; i < n; i++) {
+            slmsg *m = chain;
+            chain = m->next;
+            uint32_t l = (uint32_t)m->len;
+            memcpy(p, &l, 4);
+            memcpy(p + 4, &m->w, m->len);
+            p += 4 + m->len;
+            sl__mpi_msg_unref(m);
+        }
+        E.stats.records_bundled += (uint64_t)n;
+        send_one(b);
+    }
+}
+
+/* One pass: send the outbox, complete sends, receive. Returns the
+ * messages moved. */
 static int progress(bool thorough)
 {
     lock();
@@ -502,11 +614,38 @@ static int progress(bool thorough)
     E.out_head = E.out_tail = NULL;
     unlock();
     int did = 0;
-    while (batch) {
-        slmsg *m = batch;
-        batch = m->next;
-        send_one(m);
-        did++;
+    if (batch && !batch->next) {
+        send_one(batch);
+        did = 1;
+    } else if (batch) {
+        /* Chains per destination, in outbox order. */
+        int first = -1, last = -1;
+        while (batch) {
+            slmsg *m = batch;
+            batch = m->next;
+            m->next = NULL;
+            struct peer *p = &E.peers[m->peer];
+            if (p->chain_tail) {
+                p->chain_tail->next = m;
+            } else {
+                p->chain_head = m;
+                p->chain_next = -1;
+                if (last >= 0)
+                    E.peers[last].chain_next = m->peer;
+                else
+                    first = m->peer;
+                last = m->peer;
+            }
+            p->chain_tail = m;
+            did++;
+        }
+        for (int r = first; r >= 0;) {
+            struct peer *p = &E.peers[r];
+            slmsg *chain = p->chain_head;
+            r = p->chain_next;
+            p->chain_head = p->chain_tail = NULL;
+            send_chain(chain);
+        }
     }
     sends_complete();
     return did + receive_some(thorough);
@@ -553,6 +692,7 @@ static void rank_died(int r)
         }
     }
     E.nsend = j;
+    publish_sends();
     if (p->pidfd >= 0) {
         epoll_ctl(E.epfd, EPOLL_CTL_DEL, p->pidfd, NULL);
         close(p->pidfd);

@@ -1396,7 +1396,7 @@ static int serve(void)
     uint64_t last_hash = 0;
     char *scratch = NULL;
     size_t scratch_len = 0;
-    int rc = 0;
+    int rc = 0, unyielded = 0;
 
     lock();
     serve_init();
@@ -1467,8 +1467,14 @@ static int serve(void)
         sl__mpi_msg_unref(m);
         lock();
         sl__mpi_post_locked(res);
+        bool more = S.head != NULL;
         unlock();
-        sl_schedule(); /* the engine sends it while we run the next */
+        /* Let the engine send what we have (and take more tasks) when the
+         * queue is empty, or every 16 results: they leave as one bundle. */
+        if (!more || ++unyielded >= 16) {
+            unyielded = 0;
+            sl_schedule();
+        }
     }
     free(scratch);
     lock();

@@ -37,6 +37,7 @@ enum wire_type {
                       the queued tasks), SL_ECLOSED: terminate          */
     W_POOL_ACK,    /* server -> rank 0: key = pool; it left its loop     */
     W_FIN,         /* any -> all: finalize; nothing more will be asked   */
+    W_BUNDLE,      /* n messages to one rank in one (engine.c)          */
 };
 
 typedef struct wire {
@@ -98,6 +99,8 @@ struct peer {
     int pidfd;            /* -1: none */
     bool dead;
     bool fin;             /* sent us W_FIN */
+    slmsg *chain_head, *chain_tail; /* engine: this batch's messages to it */
+    int chain_next;       /* engine: the next rank with a chain, or -1 */
 };
 
 /* ---- the engine ------------------------------------------------------------ */
@@ -117,6 +120,7 @@ struct slmpi {
     int interest;         /* reasons to keep it alive: waiters, ops, pools */
     slmsg *out_head, *out_tail;
     int evfd;             /* rung by a tasklet of ours when it is parked */
+    int sends_pending;    /* a copy of nsend, for sl_mpi_flush */
 
     /* engine-only */
     int epfd;             /* evfd, the doorbell, the pidfds */
