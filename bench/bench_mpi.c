@@ -44,7 +44,17 @@
 
 static struct {
     uint64_t runs, rounds, one, tasks, map_items, idle_ms;
-} opt = {5, 20000, 20000, 200000, 4000000, 1000};
+    const char *measures;
+} opt = {5, 20000, 20000, 200000, 4000000, 1000, "rtt,mpi_rtt,idle,pool"};
+
+static bool wanted(const char *m)
+{
+    size_t n = strlen(m);
+    for (const char *s = opt.measures; (s = strstr(s, m)); s += n)
+        if ((s == opt.measures || s[-1] == ',') && (s[n] == ',' || s[n] == 0))
+            return true;
+    return false;
+}
 
 static int me, nranks, failed;
 
@@ -266,7 +276,8 @@ static void usage(FILE *out)
             "  --one N        tasks submitted and awaited one at a time (default 20000)\n"
             "  --tasks N      tasks submitted, then awaited (default 200000)\n"
             "  --map-items N  items of the maps (default 4000000)\n"
-            "  --idle-ms MS   how long ranks 1 and 2 stay idle (default 1000)\n");
+            "  --idle-ms MS   how long ranks 1 and 2 stay idle (default 1000)\n"
+            "  --measures L   some of rtt,mpi_rtt,idle,pool (default all)\n");
 }
 
 int main(int argc, char **argv)
@@ -275,6 +286,7 @@ int main(int argc, char **argv)
         {"runs", required_argument, NULL, 'r'},  {"rounds", required_argument, NULL, 'n'},
         {"one", required_argument, NULL, 'o'},   {"tasks", required_argument, NULL, 't'},
         {"map-items", required_argument, NULL, 'm'}, {"idle-ms", required_argument, NULL, 'i'},
+        {"measures", required_argument, NULL, 'M'},
         {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
     };
     int c;
@@ -286,6 +298,7 @@ int main(int argc, char **argv)
         case 't': opt.tasks = (uint64_t)args_num("bench_mpi", "--tasks", optarg, 1, 1u << 26, usage); break;
         case 'm': opt.map_items = (uint64_t)args_num("bench_mpi", "--map-items", optarg, 1000, 1u << 28, usage); break;
         case 'i': opt.idle_ms = (uint64_t)args_num("bench_mpi", "--idle-ms", optarg, 10, 600000, usage); break;
+        case 'M': opt.measures = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -319,7 +332,7 @@ int main(int argc, char **argv)
     /* rtt, then the raw MPI one; rank 2 sleeps on its control channel. */
     double rtt_us = 0, mpi_rtt_us = 0;
     uint64_t total = opt.rounds / 10 + 1 + opt.runs * opt.rounds; /* best_of's */
-    if (me == 0) {
+    if (me == 0 && wanted("rtt")) {
         sl_mpi_stats s0, s1;
         sl_mpi_stats_get(&s0);
         uint64_t best = best_of(m_rtt, NULL, opt.rounds);
@@ -328,7 +341,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "rtt: per round trip %.2f polls, %.2f msgs sent, %.2f received, %.3f sleeps\n",
                 (double)(s1.polls - s0.polls) / total, (double)(s1.msgs_sent - s0.msgs_sent) / total,
                 (double)(s1.msgs_received - s0.msgs_received) / total, (double)(s1.sleeps - s0.sleeps) / total);
-    } else if (me == 1) {
+    } else if (me == 1 && wanted("rtt")) {
         sl_mpi_stats s0, s1;
         sl_mpi_stats_get(&s0);
         rtt_echo(total);
@@ -349,14 +362,15 @@ int main(int argc, char **argv)
             fail("ready", -1);
     }
     sl_mpi_flush();
-    if (me <= 1) {
+    if (me <= 1 && wanted("mpi_rtt")) {
         uint64_t best = best_of(m_mpi_rtt, &raw, opt.rounds);
         mpi_rtt_us = (double)best / opt.rounds / 1000.0;
     }
 
     /* idle: every rank but 0 parks; then rank 0 wakes each in turn. */
     double idle_pct = 0, wake_us = 0;
-    if (me == 0) {
+    if (!wanted("idle")) {
+    } else if (me == 0) {
         for (int r = 1; r < nranks; r++)
             ctl_send(r, 1); /* "stay idle" */
         sl_sleep_ms((int64_t)opt.idle_ms);
@@ -393,9 +407,9 @@ int main(int argc, char **argv)
     }
 
     /* The pool. */
-    sl_mpi_pool *pool;
-    int rc = sl_mpi_pool_new(&pool, NULL);
-    if (rc < 0)
+    sl_mpi_pool *pool = NULL;
+    int rc = wanted("pool") ? sl_mpi_pool_new(&pool, NULL) : -1;
+    if (rc < 0 && wanted("pool"))
         fail("sl_mpi_pool_new", rc);
     double one_tps = 0, bulk_tps = 0, map_tps = 0, map1000_tps = 0, cpu_per_task = 0;
     size_t default_chunk = 0;

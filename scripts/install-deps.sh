@@ -2,9 +2,13 @@
 # install-deps.sh - installs the Debian packages the build and the tests need,
 # only those missing (apt-get as root, or sudo -n). Idempotent and quiet when
 # everything is present. Used by .ci/run, test.sh and hackysack.sh.
+# libopenmpi-dev and openmpi-bin: the MPI layer (mpi/, built when CMake
+# finds MPI) and its tests under mpirun. SL_EXTRA_PACKAGES adds more
+# (bench/run.sh asks for python3-mpi4py, its anchor; CI does not need it).
 set -euo pipefail
 
-packages=(cmake libboost-context-dev libcunit1-dev pkgconf gcc make valgrind ${SL_EXTRA_PACKAGES:-})
+packages=(cmake libboost-context-dev libcunit1-dev pkgconf gcc make valgrind
+          libopenmpi-dev openmpi-bin ${SL_EXTRA_PACKAGES:-})
 
 installed() {
     dpkg -s "$1" 2>/dev/null | grep -q '^Status: install ok installed'
