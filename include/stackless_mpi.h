@@ -190,7 +190,7 @@ int sl_mpi_pool_imap_unordered(sl_mpi_pool *pool, sl_task_fn fn,
  * its status; SL_ECLOSED once every item has been handed out. */
 int sl_mpi_pool_iter_next(sl_mpi_pool_iter *it, size_t *index, void *out,
                           size_t *out_len);
-/* Waits for the map's chunks still out, then frees. */
+/* Frees it at once; chunks still out are dropped when they come back. */
 void sl_mpi_pool_iter_free(sl_mpi_pool_iter *it);
 
 /* Refuse new work (SL_ECLOSED); queued tasks still run. */

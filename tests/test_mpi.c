@@ -772,6 +772,16 @@ int main(int argc, char **argv)
         fflush(stdout);
     }
 
+    /* Without doorbells (SL_MPI_NO_DOORBELLS=1) nobody rings; with them
+     * the test above put ranks to sleep and woke them (rank 0 sleeps
+     * 100 ms in the rendezvous test while rank 1 sends to it). */
+    sl_mpi_stats st;
+    CHECK_RC(sl_mpi_stats_get(&st), 0);
+    const char *nodb = getenv("SL_MPI_NO_DOORBELLS");
+    if (nodb && strcmp(nodb, "1") == 0)
+        CHECK(st.rings_sent == 0 && st.rings_received == 0);
+    CHECK(st.msgs_sent > 0 && st.msgs_received > 0 && st.polls > 0);
+
     /* Every rank's counts to rank 0. */
     sl_mpi_chan *counts;
     int total_checks = checks, total_failures = failures;
