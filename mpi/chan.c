@@ -33,6 +33,7 @@
  * message, unless the home had handed it over already. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,7 +70,7 @@ struct sl_mpi_chan {
     int home;
     uint64_t key;
     home *h;           /* on the home rank */
-    int waiting;       /* tasklets of this rank in a call on this handle */
+    atomic_int waiting; /* tasklets of this rank in a call on this handle */
     struct sl_mpi_chan *hnext; /* in the handle table */
 };
 
@@ -599,13 +600,9 @@ static int do_send(sl_mpi_chan *c, const void *msg, size_t len, int64_t timeout_
         return rc;
     if (!c || (!msg && len > 0) || len > E.cfg.max_msg_size)
         return SL_EINVAL;
-    lock();
-    c->waiting++;
-    unlock();
+    atomic_fetch_add(&c->waiting, 1);
     rc = c->h ? send_home(c, msg, len, timeout_ms) : send_remote(c, msg, len, timeout_ms);
-    lock();
-    c->waiting--;
-    unlock();
+    atomic_fetch_sub(&c->waiting, 1);
     return rc;
 }
 
@@ -675,11 +672,9 @@ static int do_receive(sl_mpi_chan *c, void *buf, size_t *len, int64_t timeout_ms
     r->origin = -1;
     r->len = *len;
     sl_event_init(&r->done);
-    c->waiting++;
+    atomic_fetch_add(&c->waiting, 1);
     rc = local_wait(h, r, timeout_ms);
-    lock();
-    c->waiting--;
-    unlock();
+    atomic_fetch_sub(&c->waiting, 1);
     if (rc == 0)
         take_handed(r, buf, len);
     else if (rc == -EMSGSIZE)
@@ -744,7 +739,7 @@ int sl_mpi_chan_free(sl_mpi_chan *ch)
     if (!E.started)
         return SL_ESTATE;
     lock();
-    if (ch->waiting > 0 || (ch->h && ch->h->waiting > 0)) {
+    if (atomic_load(&ch->waiting) > 0 || (ch->h && ch->h->waiting > 0)) {
         unlock();
         return SL_ESTATE;
     }

@@ -101,6 +101,9 @@ struct slmpi sl__mpi = {.lock = PTHREAD_MUTEX_INITIALIZER, .rank = -1, .size = -
 #define DEFAULT_MAX_MSG (1u << 20)
 #define MAX_MAX_MSG (1u << 30)
 #define RX_BATCH 64          /* messages received per pass, at most */
+#define SMALL 3968           /* a posted receive's bytes: under Open MPI's
+                                smallest eager limit (4 KiB) */
+#define RX_RING 16           /* receives kept posted */
 #define EV_PIDFD (1ull << 62) /* epoll data of a pidfd: the flag + rank */
 #define EV_BELL 1
 #define EV_LOCAL 2
@@ -237,6 +240,7 @@ void sl__mpi_post_locked(slmsg *m)
     else
         E.out_head = m;
     E.out_tail = m;
+    atomic_store_explicit(&E.out_ready, true, memory_order_release);
     engine_wake_locked();
 }
 
@@ -395,10 +399,21 @@ static void send_track(slmsg *m, MPI_Request req)
 static void send_one(slmsg *m)
 {
     MPI_Request req;
-    int flag = 0;
-    if (E.peers[m->peer].dead ||
-        MPI_Isend(&m->w, (int)m->len, MPI_BYTE, m->peer, SLMPI_TAG, E.comm, &req) != MPI_SUCCESS) {
+    int flag = 0, tag = SLMPI_TAG;
+    if (E.peers[m->peer].dead) {
         sl__mpi_msg_unref(m); /* the rank is gone; its pidfd tells the rest */
+        return;
+    }
+    if (m->len > SMALL) {
+        /* Too large for a posted receive: a notice first (receive_some). */
+        slmsg *n = sl__mpi_msg_new(W_LARGE, m->peer, 0);
+        SLMPI_ASSERT(n); /* out of memory with a message to send */
+        n->w.arg = m->len;
+        send_one(n);
+        tag = SLMPI_TAG_LARGE;
+    }
+    if (MPI_Isend(&m->w, (int)m->len, MPI_BYTE, m->peer, tag, E.comm, &req) != MPI_SUCCESS) {
+        sl__mpi_msg_unref(m);
         return;
     }
     E.stats.msgs_sent++;
@@ -504,43 +519,199 @@ static void dispatch_locked(slmsg *m)
 
 static void fin_check_locked(void);
 
-/* Take what has arrived, at most RX_BATCH messages. Returns how many.
- * MPI_Improbe matches first and makes progress after (Open MPI's ob1):
- * a miss may have pulled a message in that only the next probe sees. A
- * spinning engine probes again soon anyway; before sleeping (thorough),
- * a miss is probed twice. */
+/* ---- receiving (engine only) -------------------------------------------------
+ *
+ * RX_RING receives of up to SMALL bytes each stay posted for any source on
+ * SLMPI_TAG. MPI matches an arriving message to the oldest of them (same
+ * envelope), so they complete in order, and only the oldest is tested: one
+ * MPI_Test per look, which makes progress and looks again (MPI_Improbe
+ * does a request's worth of work on every look: 3-4x the instructions of
+ * a pass that finds nothing). A message larger than SMALL travels as a
+ * W_LARGE notice on SLMPI_TAG, with its length, then itself on
+ * SLMPI_TAG_LARGE; the notice makes the receiver post a receive for it,
+ * from that source, and hold that source's later messages until it has
+ * come, so the order between two ranks is the order they were sent in. */
+
+struct rx_large {
+    struct rx_large *next;
+    MPI_Request req;
+    slmsg *m;
+};
+
+static struct {
+    MPI_Request req[RX_RING];
+    char *buf[RX_RING];
+    int head;
+    bool posted;
+    struct rx_large *large;  /* large receives in flight */
+    int nlarge;
+} RX;
+
+static int rx_post(int i)
+{
+    return MPI_Irecv(RX.buf[i], SMALL, MPI_BYTE, MPI_ANY_SOURCE, SLMPI_TAG, E.comm, &RX.req[i]);
+}
+
+static int rx_start(void)
+{
+    for (int i = 0; i < RX_RING; i++) {
+        if (!(RX.buf[i] = malloc(SMALL)))
+            return SL_ENOMEM;
+        if (rx_post(i) != MPI_SUCCESS)
+            return -EIO;
+    }
+    RX.head = 0;
+    RX.posted = true;
+    return 0;
+}
+
+static void rx_stop(void)
+{
+    for (int i = 0; RX.posted && i < RX_RING; i++) {
+        MPI_Cancel(&RX.req[i]);
+        MPI_Wait(&RX.req[i], MPI_STATUS_IGNORE);
+    }
+    for (int i = 0; i < RX_RING; i++) {
+        free(RX.buf[i]);
+        RX.buf[i] = NULL;
+    }
+    RX.posted = false;
+    while (RX.large) {
+        struct rx_large *l = RX.large;
+        RX.large = l->next;
+        MPI_Cancel(&l->req);
+        MPI_Request_free(&l->req);
+        free(l->m); /* MPI may still write it only if the cancel failed */
+        free(l);
+    }
+    RX.nlarge = 0;
+}
+
+/* A message ready for its handler, or held behind a large one. */
+static void rx_arrived(slmsg *m, slmsg ***tail, int *n);
+
+/* Post the receive a W_LARGE notice announces; hold its source. */
+static void rx_large_start(slmsg *notice)
+{
+    struct peer *p = &E.peers[notice->peer];
+    size_t len = (size_t)notice->w.arg;
+    slmsg *m = len >= sizeof(wire) && len <= (1u << 30) ? malloc(sizeof *m + len - sizeof(wire)) : NULL;
+    struct rx_large *l = m ? malloc(sizeof *l) : NULL;
+    SLMPI_ASSERT(l); /* out of memory (or a bad length) with a message coming */
+    m->next = NULL;
+    m->peer = notice->peer;
+    m->refs = 1;
+    m->len = len;
+    l->m = m;
+    if (MPI_Irecv(&m->w, (int)len, MPI_BYTE, notice->peer, SLMPI_TAG_LARGE, E.comm, &l->req) !=
+        MPI_SUCCESS) {
+        free(m);
+        free(l);
+        return;
+    }
+    l->next = RX.large;
+    RX.large = l;
+    RX.nlarge++;
+    p->held = true;
+    sl__mpi_msg_unref(notice);
+}
+
+static void rx_arrived(slmsg *m, slmsg ***tail, int *n)
+{
+    struct peer *p = &E.peers[m->peer];
+    if (p->held) {
+        m->next = NULL;
+        if (p->held_tail)
+            p->held_tail->next = m;
+        else
+            p->held_head = m;
+        p->held_tail = m;
+        return;
+    }
+    if (m->w.type == W_LARGE) {
+        rx_large_start(m);
+        return;
+    }
+    m->next = NULL;
+    **tail = m;
+    *tail = &m->next;
+    (*n)++;
+}
+
+/* Large receives that completed: their messages, then what their
+ * sources sent after them. */
+static void rx_large_done(slmsg ***tail, int *n)
+{
+    for (struct rx_large **lp = &RX.large, *l; (l = *lp);) {
+        int flag = 0;
+        if (MPI_Test(&l->req, &flag, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+            flag = 1, l->m->len = 0; /* failed: dropped below */
+        if (!flag) {
+            lp = &l->next;
+            continue;
+        }
+        *lp = l->next;
+        RX.nlarge--;
+        struct peer *p = &E.peers[l->m->peer];
+        p->held = false;
+        if (l->m->len)
+            rx_arrived(l->m, tail, n);
+        else
+            free(l->m);
+        free(l);
+        slmsg *q = p->held_head;
+        p->held_head = p->held_tail = NULL;
+        while (q) {
+            slmsg *next = q->next;
+            rx_arrived(q, tail, n); /* a W_LARGE among them holds it again */
+            q = next;
+        }
+        lp = &RX.large; /* the list may have changed */
+    }
+}
+
+/* Take what has arrived, at most RX_BATCH messages, and hand it to the
+ * handlers. Returns how many. Before sleeping (thorough) a look that
+ * finds nothing is made twice. */
 static int receive_some(bool thorough)
 {
     slmsg *head = NULL, **tail = &head;
-    int n = 0, misses = 0;
+    int n = 0, got = 0, misses = 0;
     E.stats.polls++;
-    while (n < RX_BATCH) {
-        int flag = 0, count = 0;
-        MPI_Message mh;
-        MPI_Status st;
-        if (MPI_Improbe(MPI_ANY_SOURCE, SLMPI_TAG, E.comm, &flag, &mh, &st) != MPI_SUCCESS)
+    if (RX.nlarge)
+        rx_large_done(&tail, &n);
+    while (got < RX_BATCH) {
+        /* One message a pass while spinning: a look that finds nothing
+         * yields the CPU inside MPI (Open MPI, oversubscribed), which
+         * is right when we wait and wrong with the tasklets it woke still
+         * to run; they run before the next pass. */
+        if (got && !thorough)
             break;
-        if (!flag) {
+        int i = RX.head, flag = 0, count = 0;
+        MPI_Status st;
+        int rc = MPI_Test(&RX.req[i], &flag, &st);
+        if (rc == MPI_SUCCESS && !flag) {
             if (!thorough || ++misses > 1)
                 break;
             continue;
         }
-        MPI_Get_count(&st, MPI_BYTE, &count);
+        if (rc == MPI_SUCCESS)
+            MPI_Get_count(&st, MPI_BYTE, &count);
         size_t len = count > 0 ? (size_t)count : 0;
-        slmsg *m = malloc(sizeof *m + (len > sizeof(wire) ? len - sizeof(wire) : 0));
-        SLMPI_ASSERT(m); /* out of memory with a matched message */
-        if (MPI_Mrecv(&m->w, count, MPI_BYTE, &mh, MPI_STATUS_IGNORE) != MPI_SUCCESS ||
-            len < sizeof(wire)) {
-            free(m); /* too short to be ours */
-            continue;
-        }
-        m->next = NULL;
-        m->peer = st.MPI_SOURCE;
-        m->refs = 1;
-        m->len = len;
-        *tail = m;
-        tail = &m->next;
-        n++;
+        slmsg *m = NULL;
+        if (len >= sizeof(wire) && st.MPI_SOURCE >= 0 && st.MPI_SOURCE < E.size) {
+            m = malloc(sizeof *m + (len - sizeof(wire)));
+            SLMPI_ASSERT(m); /* out of memory with a message in hand */
+            memcpy(&m->w, RX.buf[i], len);
+            m->peer = st.MPI_SOURCE;
+            m->refs = 1;
+            m->len = len;
+        } /* else: too short to be ours, or an error: dropped */
+        rx_post(i);
+        RX.head = (i + 1) % RX_RING;
+        got++;
+        if (m)
+            rx_arrived(m, &tail, &n);
     }
     if (n) {
         lock();
@@ -556,11 +727,9 @@ static int receive_some(bool thorough)
             fin_check_locked();
         unlock();
     }
-    return n;
+    return got;
 }
 
-/* One pass: send the outbox, complete sends, receive. Returns the
- * messages moved. */
 /* Messages to one rank that wait in one outbox batch travel as one MPI
  * message, a W_BUNDLE: each record is its length (4 bytes) and the
  * message (header and payload), in order. A record above BUNDLE_ITEM
@@ -569,7 +738,7 @@ static int receive_some(bool thorough)
  * message leave together; a rank 0 that submits many tasks sends each
  * rank one MPI message per batch. */
 #define BUNDLE_ITEM 2048
-#define BUNDLE_MAX (64u << 10)
+#define BUNDLE_MAX SMALL  /* a bundle fits a posted receive */
 
 static void send_chain(slmsg *chain)
 {
@@ -609,10 +778,15 @@ static void send_chain(slmsg *chain)
  * messages moved. */
 static int progress(bool thorough)
 {
-    lock();
-    slmsg *batch = E.out_head;
-    E.out_head = E.out_tail = NULL;
-    unlock();
+    slmsg *batch = NULL;
+    /* The flag spares the mutex on the passes that find nothing queued. */
+    if (atomic_load_explicit(&E.out_ready, memory_order_acquire)) {
+        lock();
+        batch = E.out_head;
+        E.out_head = E.out_tail = NULL;
+        atomic_store_explicit(&E.out_ready, false, memory_order_relaxed);
+        unlock();
+    }
     int did = 0;
     if (batch && !batch->next) {
         send_one(batch);
@@ -679,6 +853,24 @@ static void rank_died(int r)
     if (E.finalizing)
         fin_check_locked();
     unlock();
+    /* A large message it was sending never comes. */
+    for (struct rx_large **lp = &RX.large, *l; (l = *lp);) {
+        if (l->m->peer != r) {
+            lp = &l->next;
+            continue;
+        }
+        *lp = l->next;
+        RX.nlarge--;
+        MPI_Cancel(&l->req);
+        MPI_Request_free(&l->req);
+        free(l); /* its buffer stays: MPI may still hold it */
+    }
+    for (slmsg *q = p->held_head, *next; q; q = next) {
+        next = q->next;
+        sl__mpi_msg_unref(q);
+    }
+    p->held_head = p->held_tail = NULL;
+    p->held = false;
     /* Its sends may never complete: let MPI have them (the buffers stay
      * allocated: MPI may still read them). */
     int j = 0;
@@ -737,22 +929,23 @@ static void engine_main(void *arg)
             last = t;
             backoff = 0;
         }
-        lock();
-        if (!did && E.interest == 0 && !E.out_head && E.nsend == 0) {
-            E.running = false;
-            unlock();
-            return;
-        }
-        unlock();
         if (sl_getruncount() > 1 || t - last < spin_ns) {
             if (sl_schedule() == SL_EKILLED)
                 goto killed;
             continue;
         }
+        /* Nothing for a while: end if nobody needs us, else sleep. */
+        lock();
+        if (E.interest == 0 && !E.out_head && E.nsend == 0 && RX.nlarge == 0) {
+            E.running = false;
+            unlock();
+            return;
+        }
+        unlock();
 
         /* Sleep. Raise the sleep word, look once more, then wait. */
         int64_t timeout = -1;
-        if (E.nsend || E.remote_peers) {
+        if (E.nsend || RX.nlarge || E.remote_peers) {
             backoff = backoff ? (backoff * 2 > E.cfg.poll_ms ? E.cfg.poll_ms : backoff * 2) : 1;
             timeout = backoff;
         }
@@ -1049,6 +1242,8 @@ int sl_mpi_init(int *argc, char ***argv, const sl_mpi_config *cfg)
         rc = SL_ENOMEM;
         goto fail;
     }
+    if ((rc = rx_start()) < 0)
+        goto fail;
     for (int r = 0; r < E.size; r++)
         E.peers[r].pidfd = -1;
     if ((rc = fds_setup()) < 0)
@@ -1062,6 +1257,7 @@ int sl_mpi_init(int *argc, char ***argv, const sl_mpi_config *cfg)
     E.started = true;
     return 0;
 fail:
+    rx_stop();
     fds_close();
     free(E.peers);
     E.peers = NULL;
@@ -1132,6 +1328,7 @@ int sl_mpi_finalize(void)
     }
 
     sl__mpi_chan_free_all();
+    rx_stop();
     if (E.page) {
         munmap(E.page, E.page_len);
         E.page = NULL;

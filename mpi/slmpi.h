@@ -22,6 +22,7 @@ _Noreturn void sl__mpi_assert_fail(const char *expr, const char *file, int line)
  * messages from one rank to another: a cancel never passes the send it
  * cancels. A message is a header and its payload. */
 #define SLMPI_TAG 7
+#define SLMPI_TAG_LARGE 8 /* a message above the posted receives' size */
 
 enum wire_type {
     W_CH_SEND = 1, /* origin -> home: key, opid; payload: the message   */
@@ -38,6 +39,7 @@ enum wire_type {
     W_POOL_ACK,    /* server -> rank 0: key = pool; it left its loop     */
     W_FIN,         /* any -> all: finalize; nothing more will be asked   */
     W_BUNDLE,      /* n messages to one rank in one (engine.c)          */
+    W_LARGE,       /* arg bytes follow on SLMPI_TAG_LARGE (engine.c)    */
 };
 
 typedef struct wire {
@@ -100,6 +102,8 @@ struct peer {
     bool dead;
     bool fin;             /* sent us W_FIN */
     slmsg *chain_head, *chain_tail; /* engine: this batch's messages to it */
+    bool held;            /* engine: a large message from it is coming */
+    slmsg *held_head, *held_tail; /* engine: what it sent after that */
     int chain_next;       /* engine: the next rank with a chain, or -1 */
 };
 
@@ -119,6 +123,7 @@ struct slmpi {
     bool parked;          /* it sleeps in sl_wait_fd on epfd */
     int interest;         /* reasons to keep it alive: waiters, ops, pools */
     slmsg *out_head, *out_tail;
+    _Atomic bool out_ready; /* out_head is not NULL (read without the mutex) */
     int evfd;             /* rung by a tasklet of ours when it is parked */
     int sends_pending;    /* a copy of nsend, for sl_mpi_flush */
 

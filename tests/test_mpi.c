@@ -403,6 +403,47 @@ static void test_chan_bad_input(void)
     CHECK_RC(sl_mpi_chan_free(NULL), SL_EINVAL);
 }
 
+/* Messages larger than a posted receive (a notice, then the bytes on
+ * their own tag): contents intact, order kept, and a cancel that follows
+ * a large send does not overtake it. */
+static void test_chan_large(void)
+{
+    enum { BIG = 200000 };
+    static unsigned char buf[1 << 20];
+    sl_mpi_chan *c;
+    CHECK_RC(sl_mpi_chan_open(0, 800, &c), 0);
+    barrier();
+    size_t sizes[] = {8, BIG, 16, 1u << 20, 3000, BIG + 1};
+    int nsizes = (int)(sizeof sizes / sizeof *sizes);
+    if (me == 1) {
+        for (int k = 0; k < nsizes; k++) {
+            for (size_t i = 0; i < sizes[k]; i++)
+                buf[i] = (unsigned char)(i * 7 + (size_t)k);
+            CHECK_RC(sl_mpi_chan_send(c, buf, sizes[k]), 0);
+        }
+        /* Nobody takes it: the cancel must find it queued. */
+        CHECK_RC(sl_mpi_chan_send_timeout(c, buf, BIG, 20), SL_ETIMEDOUT);
+    }
+    if (me == 0) {
+        for (int k = 0; k < nsizes; k++) {
+            size_t len = sizeof buf;
+            CHECK_RC(sl_mpi_chan_receive(c, buf, &len), 0);
+            CHECK(len == sizes[k]);
+            size_t bad = 0;
+            for (size_t i = 0; i < len; i++)
+                bad += buf[i] != (unsigned char)(i * 7 + (size_t)k);
+            CHECK(bad == 0);
+        }
+    }
+    barrier();
+    if (me == 0) {
+        size_t len = sizeof buf;
+        CHECK_RC(sl_mpi_chan_receive_timeout(c, buf, &len, 0), SL_ETIMEDOUT);
+    }
+    barrier();
+    CHECK_RC(sl_mpi_chan_free(c), 0);
+}
+
 /* Many tasklets of rank 1 and 2 send to one channel of rank 0, each
  * 50 numbers; rank 0 counts and sums. */
 struct sender {
@@ -751,6 +792,7 @@ int main(int argc, char **argv)
         {"chan_timeouts", test_chan_timeouts},
         {"chan_close", test_chan_close},
         {"chan_bad_input", test_chan_bad_input},
+        {"chan_large", test_chan_large},
         {"chan_many_senders", test_chan_many_senders},
         {"pool", test_pool},
         {"pool_terminate", test_pool_terminate},
