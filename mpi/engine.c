@@ -25,22 +25,27 @@
  * Chosen approach.
  *   - One engine tasklet per rank. Tasklets queue messages in the outbox
  *     (a list under the layer's mutex) and park on their op's sl_event;
- *     the engine sends them (MPI_Isend), receives everything that arrived
- *     (MPI_Improbe + MPI_Mrecv: any source, one tag, so messages from one
- *     rank are handled in the order they were sent), and settles ops,
+ *     the engine sends them (MPI_Isend; what waits for one rank leaves as
+ *     one MPI message, a bundle), receives on receives it keeps posted
+ *     (any source, one tag, tested oldest first: messages from one rank
+ *     are handled in the order they were sent), and settles ops,
  *     channels and pool records. All of it without blocking in MPI.
  *   - While messages flow the engine polls: after each pass it yields to
  *     the other runnable tasklets (one pass per round of the run queue),
  *     and when it is alone it keeps polling for spin_us after its last
  *     message (a reply to a ping comes within a few microseconds; going
  *     to sleep between would cost a system call and a wake-up each way).
+ *     A pass takes one message and lets the tasklets it woke run before
+ *     the next look: a look that finds nothing makes Open MPI yield the
+ *     CPU when the node is oversubscribed, right only when we have
+ *     nothing to run (looking again at once after each message cost a
+ *     round trip two more context switches).
  *   - Then it sleeps in sl_wait_fd on an epoll set of its own: the
  *     doorbell, an eventfd that our tasklets ring when they queue a
  *     message while it sleeps, and a pidfd per rank of the node. Before
  *     sleeping it raises its sleep word in a page shared by the node's
  *     ranks (a memfd passed over the doorbells), then looks at MPI once
- *     more (twice: see receive_some); a
- *     sender raises nothing: after each MPI_Isend to a rank of the node
+ *     more; a sender raises nothing: after each MPI_Isend to a rank of the node
  *     (and again when the send completes) it reads that rank's word and,
  *     if raised, rings its doorbell once per epoch. Store, fence, load on
  *     both sides, so a message is never left unseen by a sleeping rank: an
@@ -66,17 +71,18 @@
  *   - a progress thread blocking in MPI: Open MPI's blocking calls spin
  *     (a CPU per idle rank), and waking a tasklet from a foreign thread
  *     costs a cross-thread wake-up per message;
- *   - polling with a timer only (mpi4py.futures' way): a message that
- *     arrives while the rank sleeps waits for the timer, which is why its
- *     executor does 624 tasks a second here; the doorbell makes sleeping
- *     free of that;
+ *   - polling with sleeps in between (mpi4py.futures backs off up to
+ *     1 ms): a message that arrives while the rank sleeps waits for the
+ *     timer, which is much of why its executor does 624 tasks a second
+ *     here; the doorbell makes sleeping free of that;
  *   - MPI_THREAD_MULTIPLE with each tasklet calling MPI itself: a lock
  *     inside MPI on every call, and a tasklet blocked in MPI would block
  *     its worker;
- *   - pre-posted receives: cheaper per poll than MPI_Improbe (30 against
- *     80 ns here), but a message larger than their buffers needs a second
- *     tag, and two tags are not ordered against each other (a cancel
- *     could overtake the send it cancels).
+ *   - MPI_Improbe + MPI_Mrecv (any size, one tag, no buffers to keep):
+ *     every look does a request's worth of work in Open MPI (2-3x the
+ *     instructions of testing a posted receive) and may pull a message in
+ *     that only the next look reports; the posted receives' price is the
+ *     second tag for large messages, ordered by holding their source.
  */
 #define _GNU_SOURCE
 #include <errno.h>
