@@ -42,7 +42,9 @@ def main():
         ap.error("every number must be >= 1")
 
     res = {}
-    with MPIPoolExecutor() as ex:
+    # Static mode (-m mpi4py.futures): the pool is the other ranks. Run
+    # as a plain script on one rank, it spawns 2 workers instead.
+    with MPIPoolExecutor(max_workers=2) as ex:
         workers = ex.num_workers if hasattr(ex, "num_workers") else MPI.COMM_WORLD.Get_size() - 1
 
         def one(warm):
