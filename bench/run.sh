@@ -3,17 +3,14 @@
 # growing sizes, the micro-benchmarks and their Go counterparts, skynet and
 # bench_parallel on 1 and 2 workers (scaling), the process pool (bench_pool)
 # beside Python's multiprocessing.Pool (bench/pool_python.py, skipped when
-# python3 is missing), hackysack over 2 processes, the MPI layer
-# (bench_mpi under mpirun with 3 ranks, beside mpi4py.futures'
-# MPIPoolExecutor: bench/mpi_python.py; skipped without MPI, mpi4py
-# installed on demand as python3-mpi4py), hackysack over 4 MPI ranks, and
-# hackysack, skynet
-# and the micro-benchmarks again with copy stacks (--stack copy); writes
-# docs/benchmarks.md
-# (tables, machine, ratios from this one run) and docs/hackysack.svg
-# (gnuplot).
+# python3 is missing), hackysack over 2 processes, the MPI layer (bench_mpi
+# on 3 ranks beside mpi4py.futures' MPIPoolExecutor, bench/mpi_python.py;
+# skipped without MPI; mpi4py installed on demand, python3-mpi4py) and
+# hackysack over 4 ranks, and hackysack, skynet and the micro-benchmarks
+# again with copy stacks (--stack copy); writes docs/benchmarks.md (tables,
+# machine, ratios from this one run) and docs/hackysack.svg (gnuplot).
 #
-# usage: bench/run.sh [BUILD_DIR] [--quick] [--repeat R] [--out DIR]
+# usage: bench/run.sh [BUILD_DIR] [--quick] [--repeat R] [--out DIR] [--only RE]
 #   BUILD_DIR  a CMake build of this repo (default: build-bench beside
 #              bench/), e.g. made with
 #                cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DSL_BUILD_TESTS=OFF
@@ -21,6 +18,9 @@
 #   --quick    small sizes only: a smoke check of the whole pipeline
 #   --repeat R run each hackysack step R times, keep the fastest (default 1)
 #   --out DIR  where benchmarks.md and hackysack.svg go (default: docs/)
+#   --only RE  run only the steps whose id matches the extended regular
+#              expression RE (e.g. '^(mpi|mpi-python)$'); the others read
+#              "not run" in the report
 #
 # Raw outputs of every step stay in BUILD_DIR/bench-results/. A hand-written
 # section between <!-- manual --> and <!-- /manual --> in an existing
@@ -31,9 +31,10 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=""
 QUICK=0
 REPEAT=1
+ONLY=""
 OUT="$ROOT/docs"
 
-usage() { sed -n '8,15p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '/^# usage:/,/^#$/p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
     case "$1" in
     --quick) QUICK=1 ;;
@@ -42,7 +43,8 @@ while [ $# -gt 0 ]; do
         REPEAT=$2
         shift ;;
     --out) [ $# -ge 2 ] || usage; OUT=$2; shift ;;
-    --help|-h) sed -n '8,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --only) [ $# -ge 2 ] || usage; ONLY=$2; shift ;;
+    --help|-h) sed -n '/^# usage:/,/^#$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "run.sh: unknown option $1" >&2; usage ;;
     *) [ -z "$BUILD" ] || usage; BUILD=$1 ;;
     esac
@@ -263,6 +265,10 @@ SWEEP_T0=$(date +%s)
 for i in "${!IDS[@]}"; do
     id=${IDS[$i]} label=${LABELS[$i]} cmd=${CMDS[$i]}
     printf '[%d/%d] %s ... ' "$((i + 1))" "$NSTEPS" "$label" >&2
+    if [ -n "$ONLY" ] && ! [[ $id =~ $ONLY ]]; then
+        echo "not selected (--only)" >&2
+        continue
+    fi
     if [ -n "$PTHREAD_FAILED" ] && [[ $id == hs-pthread-* ]]; then
         echo "skipped (pthreads already failed at $PTHREAD_FAILED)" >&2
         echo skipped >"$RES/$id.rc"
@@ -398,6 +404,7 @@ BTYPE=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD/CMakeCache.txt" 2>/dev/n
 INVOCATION="bench/run.sh $(rel "$BUILD")"
 [ "$QUICK" = 1 ] && INVOCATION+=" --quick"
 [ "$REPEAT" -gt 1 ] && INVOCATION+=" --repeat $REPEAT"
+[ -n "$ONLY" ] && INVOCATION+=" --only '$ONLY'"
 
 SW=$(kv switch ns_per_switch) FC=$(kv fcontext ns_per_switch)
 CH=$(kv channel ns_per_message) SP=$(kv spawn ns_per_spawn)

@@ -956,29 +956,28 @@ static pend *job_take_locked(struct job *j, pend **spare, int *rc)
     }
 }
 
+/* Free a list of records with the message each still holds: its task
+ * (never sent) or its result (never taken). */
+static void pends_free(pend *pd)
+{
+    while (pd) {
+        pend *next = pd->next;
+        sl__mpi_msg_unref(pd->task);
+        sl__mpi_msg_unref(pd->result);
+        free(pd);
+        pd = next;
+    }
+}
+
 /* The caller of j leaves while chunks are out (killed, or an iterator
  * freed; lock held): the last chunk back frees j. */
 static void job_orphan_locked(struct job *j, pend *spare)
 {
     j->orphan = true;
-    if (spare) {
-        sl__mpi_msg_unref(spare->task);
-        free(spare);
-    }
-    while (j->redo_head) {
-        pend *pd = j->redo_head;
-        j->redo_head = pd->next;
-        sl__mpi_msg_unref(pd->task);
-        free(pd);
-    }
-    j->redo_tail = NULL;
-    while (j->done_head) {
-        pend *pd = j->done_head;
-        j->done_head = pd->next;
-        sl__mpi_msg_unref(pd->result);
-        free(pd);
-    }
-    j->done_tail = NULL;
+    pends_free(spare);
+    pends_free(j->redo_head);
+    pends_free(j->done_head);
+    j->redo_head = j->redo_tail = j->done_head = j->done_tail = NULL;
 }
 
 /* The job is over (its caller; lock held): out of its pool's list, and
@@ -994,17 +993,9 @@ static void job_end_locked(struct job *j, pend *spare)
         busy_add_locked(p, -1);
         j->pool = NULL;
     }
-    if (spare) {
-        sl__mpi_msg_unref(spare->task);
-        free(spare);
-    }
-    while (j->redo_head) {
-        pend *pd = j->redo_head;
-        j->redo_head = pd->next;
-        sl__mpi_msg_unref(pd->task);
-        free(pd);
-    }
-    j->redo_tail = NULL;
+    pends_free(spare);
+    pends_free(j->redo_head);
+    j->redo_head = j->redo_tail = NULL;
 }
 
 /* Items first .. first + count - 1 fail with st. */
@@ -1148,11 +1139,8 @@ int sl_mpi_pool_iter_next(sl_mpi_pool_iter *it, size_t *index, void *out, size_t
             it->handed++;
             return st;
         }
-        if (it->cur) {
-            sl__mpi_msg_unref(it->cur->result);
-            free(it->cur);
-            it->cur = NULL;
-        }
+        pends_free(it->cur);
+        it->cur = NULL;
         if (it->handed >= j->n)
             return SL_ECLOSED;
         lock();
@@ -1161,8 +1149,7 @@ int sl_mpi_pool_iter_next(sl_mpi_pool_iter *it, size_t *index, void *out, size_t
         if (spare) {
             /* Not placed yet: its items go back to be cut again later. */
             j->next_item = spare->first;
-            sl__mpi_msg_unref(spare->task);
-            free(spare);
+            pends_free(spare);
         }
         if (!list && rc == SL_EKILLED) {
             unlock();
@@ -1214,22 +1201,15 @@ void sl_mpi_pool_iter_free(sl_mpi_pool_iter *it)
     if (!it)
         return;
     struct job *j = it->j;
-    if (it->cur) {
-        sl__mpi_msg_unref(it->cur->result);
-        free(it->cur);
-    }
+    pends_free(it->cur);
     lock();
     bool orphan = j->pool && j->inflight > 0;
     if (orphan)
         job_orphan_locked(j, NULL);
     else
         job_end_locked(j, NULL);
-    while (j->done_head) {
-        pend *pd = j->done_head;
-        j->done_head = pd->next;
-        sl__mpi_msg_unref(pd->result);
-        free(pd);
-    }
+    pends_free(j->done_head);
+    j->done_head = j->done_tail = NULL;
     unlock();
     if (!orphan) {
         sl_event_destroy(&j->ev);
