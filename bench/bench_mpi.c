@@ -45,7 +45,7 @@
 static struct {
     uint64_t runs, rounds, one, tasks, map_items, idle_ms;
     const char *measures;
-} opt = {5, 20000, 20000, 200000, 4000000, 1000, "rtt,mpi_rtt,idle,pool"};
+} opt = {5, 20000, 20000, 200000, 4000000, 1000, "rtt,mpi_rtt,idle,one,bulk,map"};
 
 static bool wanted(const char *m)
 {
@@ -289,7 +289,7 @@ static void usage(FILE *out)
             "  --tasks N      tasks submitted, then awaited (default 200000)\n"
             "  --map-items N  items of the maps (default 4000000)\n"
             "  --idle-ms MS   how long ranks 1 and 2 stay idle (default 1000)\n"
-            "  --measures L   some of rtt,mpi_rtt,idle,pool (default all)\n");
+            "  --measures L   some of rtt,mpi_rtt,idle,one,bulk,map (default all)\n");
 }
 
 int main(int argc, char **argv)
@@ -417,20 +417,25 @@ int main(int argc, char **argv)
 
     /* The pool. */
     sl_mpi_pool *pool = NULL;
-    int rc = wanted("pool") ? sl_mpi_pool_new(&pool, NULL) : -1;
-    if (rc < 0 && wanted("pool"))
+    bool use_pool = wanted("one") || wanted("bulk") || wanted("map");
+    int rc = use_pool ? sl_mpi_pool_new(&pool, NULL) : -1;
+    if (rc < 0 && use_pool)
         fail("sl_mpi_pool_new", rc);
     double one_tps = 0, bulk_tps = 0, map_tps = 0, map1000_tps = 0, cpu_per_task = 0;
     size_t default_chunk = 0;
     if (me == 0 && rc == 0) {
-        uint64_t best = best_of(m_one, pool, opt.one);
-        one_tps = opt.one / (best * 1e-9);
+        uint64_t best;
+        if (wanted("one")) {
+            best = best_of(m_one, pool, opt.one);
+            one_tps = opt.one / (best * 1e-9);
+        }
 
         futs = malloc(opt.tasks * sizeof *futs);
         double best_cpu = 0;
         best = UINT64_MAX;
-        bulk_run(pool, opt.tasks / 10 + 1);
-        for (uint64_t r = 0; r < opt.runs; r++) {
+        if (wanted("bulk"))
+            bulk_run(pool, opt.tasks / 10 + 1);
+        for (uint64_t r = 0; wanted("bulk") && r < opt.runs; r++) {
             double c0 = cpu_s();
             uint64_t t = bulk_run(pool, opt.tasks);
             if (t < best) {
@@ -446,10 +451,12 @@ int main(int argc, char **argv)
         map_out = malloc(opt.map_items * 8);
         for (uint64_t i = 0; i < opt.map_items; i++)
             map_in[i] = i;
-        best = best_of(m_map, pool, opt.map_items);
-        map_tps = opt.map_items / (best * 1e-9);
-        best = best_of(m_map1000, pool, opt.map_items);
-        map1000_tps = opt.map_items / (best * 1e-9);
+        if (wanted("map")) {
+            best = best_of(m_map, pool, opt.map_items);
+            map_tps = opt.map_items / (best * 1e-9);
+            best = best_of(m_map1000, pool, opt.map_items);
+            map1000_tps = opt.map_items / (best * 1e-9);
+        }
         default_chunk = opt.map_items / (4 * (size_t)(nranks - 1));
         if (default_chunk > 4096)
             default_chunk = 4096; /* 64 KiB of results: 8 + 8 bytes an item */
@@ -459,6 +466,17 @@ int main(int argc, char **argv)
         sl_mpi_pool_join(pool);
         sl_mpi_pool_free(pool);
     }
+
+    /* What each rank's progress tasklet did, on stderr. */
+    sl_mpi_stats st;
+    if (sl_mpi_stats_get(&st) == 0)
+        fprintf(stderr, "rank %d: msgs sent %llu received %llu bundled %llu, polls %llu, sleeps %llu "
+                "(timed %llu, late %llu), rings sent %llu received %llu\n", me,
+                (unsigned long long)st.msgs_sent, (unsigned long long)st.msgs_received,
+                (unsigned long long)st.records_bundled, (unsigned long long)st.polls,
+                (unsigned long long)st.sleeps, (unsigned long long)st.timed_wakes,
+                (unsigned long long)st.late_wakes, (unsigned long long)st.rings_sent,
+                (unsigned long long)st.rings_received);
 
     /* Everyone's failures to rank 0. */
     int32_t f = failed;

@@ -908,21 +908,40 @@ static void job_feed_locked(struct job *j, pend **spare)
     }
 }
 
-/* Items of a chunk that came back: status and result of each (the result
- * payload: int32 statuses, uint32 lengths, then count slots). A chunk
- * whose result does not have that shape fails with -EIO. */
-static int chunk_item(const struct job *j, const pend *pd, size_t k, const char **data, size_t *len)
+/* Whether a chunk that came back is the compact kind (W_CHUNK_FULL: every
+ * item 0 and out_size bytes), the full kind (count slots, then int32
+ * statuses, then uint32 lengths), or neither: a result of another shape
+ * fails the chunk with -EIO (never trust what another process wrote). */
+enum { CHUNK_BAD, CHUNK_FULL, CHUNK_ITEMS };
+
+static int chunk_kind(const struct job *j, const pend *pd)
 {
     if (pd->status != 0 || !pd->result)
+        return CHUNK_BAD;
+    size_t len = msg_payload_len(pd->result), slots = pd->count * j->out_size;
+    if (pd->result->w.flags & W_CHUNK_FULL)
+        return len == slots ? CHUNK_FULL : CHUNK_BAD;
+    return len == chunk_out(j, pd->count) ? CHUNK_ITEMS : CHUNK_BAD;
+}
+
+/* Item k of a chunk that came back: its status, *data and *len its
+ * result. */
+static int chunk_item(const struct job *j, const pend *pd, size_t k, const char **data, size_t *len)
+{
+    int kind = chunk_kind(j, pd);
+    if (kind == CHUNK_BAD)
         return pd->status ? pd->status : -EIO;
-    if (msg_payload_len(pd->result) != chunk_out(j, pd->count))
-        return -EIO;
     const char *base = msg_payload(pd->result);
+    *data = base + k * j->out_size;
+    if (kind == CHUNK_FULL) {
+        *len = j->out_size;
+        return 0;
+    }
     int32_t st;
     uint32_t l;
-    memcpy(&st, base + 4 * k, 4);
-    memcpy(&l, base + 4 * pd->count + 4 * k, 4);
-    *data = base + 8 * pd->count + k * j->out_size;
+    const char *tail = base + pd->count * j->out_size;
+    memcpy(&st, tail + 4 * k, 4);
+    memcpy(&l, tail + 4 * pd->count + 4 * k, 4);
     *len = l < j->out_size ? l : j->out_size;
     return st;
 }
@@ -1017,6 +1036,16 @@ static void fail_items(size_t first, size_t count, int st, int *statuses, size_t
 static void scatter(const struct job *j, pend *pd, char *outputs, int *statuses,
                     size_t *first_bad, int *bad)
 {
+    if (chunk_kind(j, pd) == CHUNK_FULL) {
+        /* Every item full: the slots are the outputs, in one copy. */
+        memcpy(outputs + pd->first * j->out_size, msg_payload(pd->result),
+               pd->count * j->out_size);
+        if (statuses)
+            memset(statuses + pd->first, 0, pd->count * sizeof *statuses);
+        sl__mpi_msg_unref(pd->result);
+        free(pd);
+        return;
+    }
     for (size_t k = 0; k < pd->count; k++) {
         const char *data = NULL;
         size_t len = 0;
@@ -1356,15 +1385,21 @@ static int run_chunk(sl_task_fn fn, slmsg *m, slmsg **res)
     slmsg *r = sl__mpi_msg_new(W_RESULT, 0, n * (8 + out_size));
     if (!r)
         return SL_ENOMEM;
-    char *base = msg_payload(r);
+    char *base = msg_payload(r), *tail = base + n * out_size;
     const char *in = msg_payload(m);
+    bool full = true;
     for (size_t k = 0; k < n; k++) {
         size_t len = out_size;
-        int32_t st = fn(in + k * in_size, in_size, base + 8 * n + k * out_size, &len);
+        int32_t st = fn(in + k * in_size, in_size, base + k * out_size, &len);
         /* A failed item has no result, as a failed task has none. */
         uint32_t l = st != 0 ? 0 : (uint32_t)(len < out_size ? len : out_size);
-        memcpy(base + 4 * k, &st, 4);
-        memcpy(base + 4 * n + 4 * k, &l, 4);
+        full = full && st == 0 && l == out_size;
+        memcpy(tail + 4 * k, &st, 4);
+        memcpy(tail + 4 * n + 4 * k, &l, 4);
+    }
+    if (full) { /* the statuses and lengths say nothing: leave them out */
+        r->w.flags = W_CHUNK_FULL;
+        r->len = sizeof(wire) + n * out_size;
     }
     *res = r;
     return 0;

@@ -32,8 +32,9 @@ enum wire_type {
     W_TASK,        /* rank 0 -> server: key = pool, opid, arg = function
                       hash, n items (0: one task); payload: the input(s) */
     W_RESULT,      /* server -> rank 0: key = pool, opid, status;
-                      payload: the result (a chunk: statuses, lengths,
-                      then n slots of out_size bytes)                    */
+                      payload: the result (a chunk: n slots of out_size
+                      bytes, then n int32 statuses and n uint32 lengths,
+                      which W_CHUNK_FULL leaves out)                     */
     W_POOL_END,    /* rank 0 -> server: key = pool; status 0: join (after
                       the queued tasks), SL_ECLOSED: terminate          */
     W_POOL_ACK,    /* server -> rank 0: key = pool; it left its loop     */
@@ -48,8 +49,12 @@ typedef struct wire {
     uint64_t key;
     uint64_t opid;
     uint64_t arg;
-    uint32_t n, in_size, out_size, pad;
+    uint32_t n, in_size, out_size, flags;
 } wire;
+
+/* wire.flags of a chunk's W_RESULT: every item returned 0 with a result
+ * of out_size bytes, and the payload is just the n results. */
+#define W_CHUNK_FULL 1u
 
 /* A message: header and payload in one allocation. Outgoing ones are
  * owned by the outbox, then by the send in flight (refs counts a second
