@@ -75,7 +75,8 @@ static double cpu_s(void)
 
 static void fail(const char *what, int rc)
 {
-    fprintf(stderr, "bench_mpi: rank %d: %s: %s\n", me, what, rc < 0 ? sl_strerror(rc) : "wrong result");
+    fprintf(stderr, "bench_mpi: rank %d: %s: %s\n", me, what,
+            rc < 0 ? sl_strerror(rc) : "wrong result");
     failed = 1;
 }
 
@@ -304,12 +305,25 @@ int main(int argc, char **argv)
     int c;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (c) {
-        case 'r': opt.runs = (uint64_t)args_num("bench_mpi", "--runs", optarg, 1, 1000, usage); break;
-        case 'n': opt.rounds = (uint64_t)args_num("bench_mpi", "--rounds", optarg, 1, 1u << 30, usage); break;
-        case 'o': opt.one = (uint64_t)args_num("bench_mpi", "--one", optarg, 1, 1u << 30, usage); break;
-        case 't': opt.tasks = (uint64_t)args_num("bench_mpi", "--tasks", optarg, 1, 1u << 26, usage); break;
-        case 'm': opt.map_items = (uint64_t)args_num("bench_mpi", "--map-items", optarg, 1000, 1u << 28, usage); break;
-        case 'i': opt.idle_ms = (uint64_t)args_num("bench_mpi", "--idle-ms", optarg, 10, 600000, usage); break;
+        case 'r':
+            opt.runs = (uint64_t)args_num("bench_mpi", "--runs", optarg, 1, 1000, usage);
+            break;
+        case 'n':
+            opt.rounds = (uint64_t)args_num("bench_mpi", "--rounds", optarg, 1, 1u << 30, usage);
+            break;
+        case 'o':
+            opt.one = (uint64_t)args_num("bench_mpi", "--one", optarg, 1, 1u << 30, usage);
+            break;
+        case 't':
+            opt.tasks = (uint64_t)args_num("bench_mpi", "--tasks", optarg, 1, 1u << 26, usage);
+            break;
+        case 'm':
+            opt.map_items =
+                (uint64_t)args_num("bench_mpi", "--map-items", optarg, 1000, 1u << 28, usage);
+            break;
+        case 'i':
+            opt.idle_ms = (uint64_t)args_num("bench_mpi", "--idle-ms", optarg, 10, 600000, usage);
+            break;
         case 'M': opt.measures = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
@@ -367,8 +381,11 @@ int main(int argc, char **argv)
         uint64_t total = opt.rounds / 10 + 1 + opt.runs * opt.rounds;
         if (wanted("rtt")) {
             rtt_us = (double)best / opt.rounds / 1000.0;
-            fprintf(stderr, "rtt: rank %d: per round trip %.2f polls, %.2f msgs sent, %.2f received, %.3f sleeps\n",
-                    me, (double)(s1.polls - s0.polls) / total, (double)(s1.msgs_sent - s0.msgs_sent) / total,
+            fprintf(stderr,
+                    "rtt: rank %d: per round trip %.2f polls, %.2f msgs sent, %.2f received, %.3f "
+                    "sleeps\n",
+                    me, (double)(s1.polls - s0.polls) / total,
+                    (double)(s1.msgs_sent - s0.msgs_sent) / total,
                     (double)(s1.msgs_received - s0.msgs_received) / total,
                     (double)(s1.sleeps - s0.sleeps) / total);
         }
@@ -406,8 +423,10 @@ int main(int argc, char **argv)
             fail("wake order", 0);
         double pct = 100.0 * (cpu_s() - c0) / ((double)(now_ns() - t0) * 1e-9);
         sl_mpi_stats_get(&s1);
-        fprintf(stderr, "idle rank %d: cpu %.3f%% of %.0f ms, sleeps %llu, timed wakes %llu, polls %llu\n",
-                me, pct, (double)(now_ns() - t0) * 1e-6, (unsigned long long)(s1.sleeps - s0.sleeps),
+        fprintf(stderr,
+                "idle rank %d: cpu %.3f%% of %.0f ms, sleeps %llu, timed wakes %llu, polls %llu\n",
+                me, pct, (double)(now_ns() - t0) * 1e-6,
+                (unsigned long long)(s1.sleeps - s0.sleeps),
                 (unsigned long long)(s1.timed_wakes - s0.timed_wakes),
                 (unsigned long long)(s1.polls - s0.polls));
         int rc = sl_mpi_chan_send(report, &pct, sizeof pct);
@@ -470,9 +489,10 @@ int main(int argc, char **argv)
     /* What each rank's progress tasklet did, on stderr. */
     sl_mpi_stats st;
     if (sl_mpi_stats_get(&st) == 0)
-        fprintf(stderr, "rank %d: msgs sent %llu received %llu bundled %llu, polls %llu, sleeps %llu "
-                "(timed %llu, late %llu), rings sent %llu received %llu\n", me,
-                (unsigned long long)st.msgs_sent, (unsigned long long)st.msgs_received,
+        fprintf(stderr,
+                "rank %d: msgs sent %llu received %llu bundled %llu, polls %llu, sleeps %llu "
+                "(timed %llu, late %llu), rings sent %llu received %llu\n",
+                me, (unsigned long long)st.msgs_sent, (unsigned long long)st.msgs_received,
                 (unsigned long long)st.records_bundled, (unsigned long long)st.polls,
                 (unsigned long long)st.sleeps, (unsigned long long)st.timed_wakes,
                 (unsigned long long)st.late_wakes, (unsigned long long)st.rings_sent,
@@ -490,22 +510,23 @@ int main(int argc, char **argv)
         }
     }
     if (me == 0) {
-        printf("rtt: %.3f us a round trip (channels, 8 bytes); raw MPI %.3f us (ratio %.2f)\n", rtt_us,
-               mpi_rtt_us, rtt_us / mpi_rtt_us);
-        printf("idle: %.3f%% CPU (the busier idle rank); waking a sleeping rank %.1f us\n", idle_pct,
-               wake_us);
+        printf("rtt: %.3f us a round trip (channels, 8 bytes); raw MPI %.3f us (ratio %.2f)\n",
+               rtt_us, mpi_rtt_us, rtt_us / mpi_rtt_us);
+        printf("idle: %.3f%% CPU (the busier idle rank); waking a sleeping rank %.1f us\n",
+               idle_pct, wake_us);
         printf("pool: one at a time %.0f tasks/s; bulk %.0f tasks/s (rank 0 %.2f us CPU a task); "
                "map %.0f items/s (chunk %zu), chunksize 1000 %.0f items/s\n",
                one_tps, bulk_tps, cpu_per_task, map_tps, default_chunk, map1000_tps);
-        printf("ranks=%d runs=%llu rounds=%llu one=%llu tasks=%llu map_items=%llu idle_ms=%llu "
-               "one_tasks_per_sec=%.0f map_c1000_tasks_per_sec=%.0f map_chunk=%zu wake_us=%.1f "
-               "rank0_cpu_us_per_task=%.3f rtt_ratio=%.2f tasks_per_sec=%.0f map_tasks_per_sec=%.0f "
-               "rtt_us=%.3f mpi_rtt_us=%.3f idle_cpu_pct=%.3f\n",
-               nranks, (unsigned long long)opt.runs, (unsigned long long)opt.rounds,
-               (unsigned long long)opt.one, (unsigned long long)opt.tasks,
-               (unsigned long long)opt.map_items, (unsigned long long)opt.idle_ms, one_tps,
-               map1000_tps, default_chunk, wake_us, cpu_per_task, rtt_us / mpi_rtt_us, bulk_tps,
-               map_tps, rtt_us, mpi_rtt_us, idle_pct);
+        printf(
+            "ranks=%d runs=%llu rounds=%llu one=%llu tasks=%llu map_items=%llu idle_ms=%llu "
+            "one_tasks_per_sec=%.0f map_c1000_tasks_per_sec=%.0f map_chunk=%zu wake_us=%.1f "
+            "rank0_cpu_us_per_task=%.3f rtt_ratio=%.2f tasks_per_sec=%.0f map_tasks_per_sec=%.0f "
+            "rtt_us=%.3f mpi_rtt_us=%.3f idle_cpu_pct=%.3f\n",
+            nranks, (unsigned long long)opt.runs, (unsigned long long)opt.rounds,
+            (unsigned long long)opt.one, (unsigned long long)opt.tasks,
+            (unsigned long long)opt.map_items, (unsigned long long)opt.idle_ms, one_tps,
+            map1000_tps, default_chunk, wake_us, cpu_per_task, rtt_us / mpi_rtt_us, bulk_tps,
+            map_tps, rtt_us, mpi_rtt_us, idle_pct);
     }
     for (int r = 0; r < nranks; r++)
         sl_mpi_chan_free(ctl[r]);

@@ -92,7 +92,7 @@ typedef struct sl_mpi_stats {
 /* 0, SL_EINVAL for NULL, SL_ESTATE before sl_mpi_init. */
 int sl_mpi_stats_get(sl_mpi_stats *out);
 
-/* ---- task functions, named across ranks ---------------------------------- */
+/* ---- task functions, named across ranks --------------------------------- */
 
 /* Register fn under name on this rank. Tasks travel by name (a 64-bit hash
  * of it), never by address: every rank must register the same names, and
@@ -112,7 +112,7 @@ int sl_mpi_task_register(const char *name, sl_task_fn fn);
         (void)sl_mpi_task_register(#fn, fn);                                 \
     }
 
-/* ---- the pool over ranks --------------------------------------------------- */
+/* ---- the pool over ranks ------------------------------------------------ */
 
 typedef struct sl_mpi_pool_config {
     size_t max_task_size;   /* largest task input, bytes; default 1 MiB     */
@@ -207,7 +207,7 @@ void sl_mpi_pool_free(sl_mpi_pool *pool);
 /* Serving ranks of a live pool (size - 1), or SL_EINVAL. */
 int sl_mpi_pool_ranks(sl_mpi_pool *pool);
 
-/* ---- channels between ranks ---------------------------------------------- */
+/* ---- channels between ranks --------------------------------------------- */
 
 /* A rendezvous channel named by (home rank, key), carrying byte messages
  * of up to max_msg_size bytes. Any rank may send on it; only its home rank

@@ -90,7 +90,7 @@ static size_t key_hash(uint64_t k)
     return (size_t)k;
 }
 
-/* ---- the tables -------------------------------------------------------------- */
+/* ---- the tables --------------------------------------------------------- */
 
 static home *home_find_locked(uint64_t key)
 {
@@ -141,7 +141,9 @@ static struct sl_mpi_chan *handle_find_locked(int home_rank, uint64_t key)
 {
     if (!C.handles)
         return NULL;
-    for (struct sl_mpi_chan *c = C.handles[handle_hash(home_rank, key) & C.cmask]; c; c = c->hnext)
+    for (struct sl_mpi_chan *c =
+             C.handles[handle_hash(home_rank, key) & C.cmask];
+         c; c = c->hnext)
         if (c->home == home_rank && c->key == key)
             return c;
     return NULL;
@@ -175,14 +177,15 @@ static int handle_add_locked(struct sl_mpi_chan *c)
 
 static void handle_remove_locked(struct sl_mpi_chan *c)
 {
-    struct sl_mpi_chan **pp = &C.handles[handle_hash(c->home, c->key) & C.cmask];
+    struct sl_mpi_chan **pp =
+        &C.handles[handle_hash(c->home, c->key) & C.cmask];
     while (*pp != c)
         pp = &(*pp)->hnext;
     *pp = c->hnext;
     C.ccount--;
 }
 
-/* ---- waiter queues ---------------------------------------------------------------- */
+/* ---- waiter queues ------------------------------------------------------ */
 
 static void q_push(waiter **q, waiter *w)
 {
@@ -277,7 +280,7 @@ static bool sender_meets_receivers_locked(home *h, waiter *s)
     return false;
 }
 
-/* ---- messages from other ranks (engine, lock held) --------------------------- */
+/* ---- messages from other ranks (engine, lock held) ---------------------- */
 
 static void incoming_send_locked(slmsg *m)
 {
@@ -420,7 +423,7 @@ void sl__mpi_chan_free_all(void)
     unlock();
 }
 
-/* ---- the calls ------------------------------------------------------------------- */
+/* ---- the calls ---------------------------------------------------------- */
 
 int sl_mpi_chan_open(int home_rank, uint64_t key, sl_mpi_chan **out)
 {
@@ -486,7 +489,8 @@ static int local_wait(home *h, waiter *w, int64_t timeout_ms)
     return w->status;
 }
 
-static int send_home(struct sl_mpi_chan *c, const void *msg, size_t len, int64_t timeout_ms)
+static int send_home(struct sl_mpi_chan *c, const void *msg, size_t len,
+                     int64_t timeout_ms)
 {
     home *h = c->h;
     lock();
@@ -538,7 +542,8 @@ static int send_home(struct sl_mpi_chan *c, const void *msg, size_t len, int64_t
     return rc;
 }
 
-static int send_remote(struct sl_mpi_chan *c, const void *msg, size_t len, int64_t timeout_ms)
+static int send_remote(struct sl_mpi_chan *c, const void *msg, size_t len,
+                       int64_t timeout_ms)
 {
     slop *op;
     slmsg *m = sl__mpi_msg_new(W_CH_SEND, c->home, len);
@@ -593,7 +598,8 @@ static int send_remote(struct sl_mpi_chan *c, const void *msg, size_t len, int64
     return rc;
 }
 
-static int do_send(sl_mpi_chan *c, const void *msg, size_t len, int64_t timeout_ms)
+static int do_send(sl_mpi_chan *c, const void *msg, size_t len,
+                   int64_t timeout_ms)
 {
     int rc;
     if ((rc = sl__mpi_check()) < 0)
@@ -601,7 +607,8 @@ static int do_send(sl_mpi_chan *c, const void *msg, size_t len, int64_t timeout_
     if (!c || (!msg && len > 0) || len > E.cfg.max_msg_size)
         return SL_EINVAL;
     atomic_fetch_add(&c->waiting, 1);
-    rc = c->h ? send_home(c, msg, len, timeout_ms) : send_remote(c, msg, len, timeout_ms);
+    rc = c->h ? send_home(c, msg, len, timeout_ms)
+              : send_remote(c, msg, len, timeout_ms);
     atomic_fetch_sub(&c->waiting, 1);
     return rc;
 }
@@ -611,7 +618,8 @@ int sl_mpi_chan_send(sl_mpi_chan *ch, const void *msg, size_t len)
     return do_send(ch, msg, len, -1);
 }
 
-int sl_mpi_chan_send_timeout(sl_mpi_chan *ch, const void *msg, size_t len, int64_t timeout_ms)
+int sl_mpi_chan_send_timeout(sl_mpi_chan *ch, const void *msg, size_t len,
+                             int64_t timeout_ms)
 {
     return do_send(ch, msg, len, timeout_ms);
 }
@@ -630,7 +638,8 @@ static void take_handed(waiter *r, void *buf, size_t *len)
     *len = r->got_len;
 }
 
-static int do_receive(sl_mpi_chan *c, void *buf, size_t *len, int64_t timeout_ms)
+static int do_receive(sl_mpi_chan *c, void *buf, size_t *len,
+                      int64_t timeout_ms)
 {
     int rc;
     if ((rc = sl__mpi_check()) < 0)
@@ -688,7 +697,8 @@ int sl_mpi_chan_receive(sl_mpi_chan *ch, void *buf, size_t *len)
     return do_receive(ch, buf, len, -1);
 }
 
-int sl_mpi_chan_receive_timeout(sl_mpi_chan *ch, void *buf, size_t *len, int64_t timeout_ms)
+int sl_mpi_chan_receive_timeout(sl_mpi_chan *ch, void *buf, size_t *len,
+                                int64_t timeout_ms)
 {
     return do_receive(ch, buf, len, timeout_ms);
 }

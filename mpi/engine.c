@@ -101,8 +101,8 @@
 
 #include "mpi/slmpi.h"
 
-struct slmpi sl__mpi = {.lock = PTHREAD_MUTEX_INITIALIZER, .rank = -1, .size = -1,
-                        .evfd = -1, .epfd = -1, .bellfd = -1};
+struct slmpi sl__mpi = {.lock = PTHREAD_MUTEX_INITIALIZER, .rank = -1,
+                        .size = -1, .evfd = -1, .epfd = -1, .bellfd = -1};
 
 #define DEFAULT_MAX_MSG (1u << 20)
 #define MAX_MAX_MSG (1u << 30)
@@ -125,7 +125,8 @@ struct slmpi sl__mpi = {.lock = PTHREAD_MUTEX_INITIALIZER, .rank = -1, .size = -
 
 _Noreturn void sl__mpi_assert_fail(const char *expr, const char *file, int line)
 {
-    fprintf(stderr, "stackless-mpi: assertion failed: %s (%s:%d)\n", expr, file, line);
+    fprintf(stderr, "stackless-mpi: assertion failed: %s (%s:%d)\n", expr, file,
+            line);
     abort();
 }
 
@@ -190,7 +191,7 @@ int sl_mpi_stats_get(sl_mpi_stats *out)
     return 0;
 }
 
-/* ---- messages ------------------------------------------------------------- */
+/* ---- messages ----------------------------------------------------------- */
 
 slmsg *sl__mpi_msg_new(int type, int peer, size_t payload)
 {
@@ -211,7 +212,7 @@ void sl__mpi_msg_unref(slmsg *m)
         free(m);
 }
 
-/* ---- waking the engine ------------------------------------------------------ */
+/* ---- waking the engine -------------------------------------------------- */
 
 static void engine_main(void *arg);
 
@@ -226,7 +227,8 @@ static void engine_wake_locked(void)
         if (sl_spawn_ex(&a, engine_main, NULL))
             E.running = true;
         else
-            fprintf(stderr, "stackless-mpi: cannot spawn the progress tasklet\n");
+            fprintf(stderr,
+                    "stackless-mpi: cannot spawn the progress tasklet\n");
         return;
     }
     if (E.parked) {
@@ -258,7 +260,7 @@ void sl__mpi_interest_locked(int delta)
         engine_wake_locked();
 }
 
-/* ---- ops --------------------------------------------------------------------- */
+/* ---- ops ---------------------------------------------------------------- */
 
 static int op_table_grow_locked(void)
 {
@@ -348,7 +350,7 @@ int sl__mpi_op_wait(slop *op, int64_t timeout_ms)
     return op->status;
 }
 
-/* ---- sending and receiving (engine only) ------------------------------------ */
+/* ---- sending and receiving (engine only) -------------------------------- */
 
 /* Ring rank r's doorbell if it sleeps and we have not rung this sleep. */
 static void ring_if_asleep(int r)
@@ -358,14 +360,15 @@ static void ring_if_asleep(int r)
         return;
     atomic_thread_fence(memory_order_seq_cst);
     uint64_t w = atomic_load_explicit(&p->slot->sleep, memory_order_relaxed);
-    TRACE("[%d] check %d word %lu rung %lu\n", E.rank, r, (unsigned long)w, (unsigned long)p->rung);
+    TRACE("[%d] check %d word %lu rung %lu\n", E.rank, r, (unsigned long)w,
+          (unsigned long)p->rung);
     if (!(w & 1) || w == p->rung)
         return;
     p->rung = w;
     char b = 0;
     TRACE("[%d] ring %d\n", E.rank, r);
-    if (sendto(E.bellfd, &b, 1, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&p->bell,
-               p->bell_len) == 1) {
+    if (sendto(E.bellfd, &b, 1, MSG_DONTWAIT | MSG_NOSIGNAL,
+               (struct sockaddr *)&p->bell, p->bell_len) == 1) {
         E.stats.rings_sent++;
     } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
         /* Another network namespace, or the socket is gone: this peer
@@ -418,12 +421,15 @@ static void send_one(slmsg *m)
         send_one(n);
         tag = SLMPI_TAG_LARGE;
     }
-    if (MPI_Isend(&m->w, (int)m->len, MPI_BYTE, m->peer, tag, E.comm, &req) != MPI_SUCCESS) {
+    if (MPI_Isend(&m->w, (int)m->len, MPI_BYTE, m->peer, tag, E.comm, &req) !=
+        MPI_SUCCESS) {
         sl__mpi_msg_unref(m);
         return;
     }
     E.stats.msgs_sent++;
-    TRACE("[%d] send type %u to %d key %lu opid %lu st %d len %zu\n", E.rank, m->w.type, m->peer, (unsigned long)m->w.key, (unsigned long)m->w.opid, m->w.status, m->len);
+    TRACE("[%d] send type %u to %d key %lu opid %lu st %d len %zu\n", E.rank,
+          m->w.type, m->peer, (unsigned long)m->w.key, (unsigned long)m->w.opid,
+          m->w.status, m->len);
     MPI_Test(&req, &flag, MPI_STATUS_IGNORE);
     ring_if_asleep(m->peer);
     if (flag)
@@ -438,7 +444,8 @@ static void sends_complete(void)
         return;
     int idx[64], n = 0;
     int count = E.nsend < 64 ? E.nsend : 64;
-    if (MPI_Testsome(count, E.sreq, &n, idx, MPI_STATUSES_IGNORE) != MPI_SUCCESS || n == MPI_UNDEFINED)
+    int rc = MPI_Testsome(count, E.sreq, &n, idx, MPI_STATUSES_IGNORE);
+    if (rc != MPI_SUCCESS || n == MPI_UNDEFINED)
         return;
     for (int i = 0; i < n; i++) {
         slmsg *m = E.smsg[idx[i]];
@@ -525,7 +532,7 @@ static void dispatch_locked(slmsg *m)
 
 static void fin_check_locked(void);
 
-/* ---- receiving (engine only) -------------------------------------------------
+/* ---- receiving (engine only) -----------------------------------------------
  *
  * RX_RING receives of up to SMALL bytes each stay posted for any source on
  * SLMPI_TAG. MPI matches an arriving message to the oldest of them (same
@@ -555,7 +562,8 @@ static struct {
 
 static int rx_post(int i)
 {
-    return MPI_Irecv(RX.buf[i], SMALL, MPI_BYTE, MPI_ANY_SOURCE, SLMPI_TAG, E.comm, &RX.req[i]);
+    return MPI_Irecv(RX.buf[i], SMALL, MPI_BYTE, MPI_ANY_SOURCE, SLMPI_TAG,
+                     E.comm, &RX.req[i]);
 }
 
 static int rx_start(void)
@@ -601,7 +609,9 @@ static void rx_large_start(slmsg *notice)
 {
     struct peer *p = &E.peers[notice->peer];
     size_t len = (size_t)notice->w.arg;
-    slmsg *m = len >= sizeof(wire) && len <= (1u << 30) ? malloc(sizeof *m + len - sizeof(wire)) : NULL;
+    slmsg *m = len >= sizeof(wire) && len <= (1u << 30)
+                   ? malloc(sizeof *m + len - sizeof(wire))
+                   : NULL;
     struct rx_large *l = m ? malloc(sizeof *l) : NULL;
     SLMPI_ASSERT(l); /* out of memory (or a bad length) with a message coming */
     m->next = NULL;
@@ -609,8 +619,8 @@ static void rx_large_start(slmsg *notice)
     m->refs = 1;
     m->len = len;
     l->m = m;
-    if (MPI_Irecv(&m->w, (int)len, MPI_BYTE, notice->peer, SLMPI_TAG_LARGE, E.comm, &l->req) !=
-        MPI_SUCCESS) {
+    if (MPI_Irecv(&m->w, (int)len, MPI_BYTE, notice->peer, SLMPI_TAG_LARGE,
+                  E.comm, &l->req) != MPI_SUCCESS) {
         free(m);
         free(l);
         return;
@@ -705,7 +715,8 @@ static int receive_some(bool thorough)
             MPI_Get_count(&st, MPI_BYTE, &count);
         size_t len = count > 0 ? (size_t)count : 0;
         slmsg *m = NULL;
-        if (len >= sizeof(wire) && st.MPI_SOURCE >= 0 && st.MPI_SOURCE < E.size) {
+        if (len >= sizeof(wire) && st.MPI_SOURCE >= 0 &&
+            st.MPI_SOURCE < E.size) {
             m = malloc(sizeof *m + (len - sizeof(wire)));
             SLMPI_ASSERT(m); /* out of memory with a message in hand */
             memcpy(&m->w, RX.buf[i], len);
@@ -726,7 +737,9 @@ static int receive_some(bool thorough)
             slmsg *m = head;
             head = m->next;
             m->next = NULL;
-            TRACE("[%d] recv type %u from %d key %lu opid %lu st %d len %zu\n", E.rank, m->w.type, m->peer, (unsigned long)m->w.key, (unsigned long)m->w.opid, m->w.status, m->len);
+            TRACE("[%d] recv type %u from %d key %lu opid %lu st %d len %zu\n",
+                  E.rank, m->w.type, m->peer, (unsigned long)m->w.key,
+                  (unsigned long)m->w.opid, m->w.status, m->len);
             dispatch_locked(m);
         }
         if (E.finalizing)
@@ -752,7 +765,8 @@ static void send_chain(slmsg *chain)
         /* How many of the next ones fit a bundle. */
         size_t bytes = 0;
         int n = 0;
-        for (slmsg *m = chain; m && m->len <= BUNDLE_ITEM && bytes + 4 + m->len <= BUNDLE_MAX;
+        for (slmsg *m = chain;
+             m && m->len <= BUNDLE_ITEM && bytes + 4 + m->len <= BUNDLE_MAX;
              m = m->next) {
             bytes += 4 + m->len;
             n++;
@@ -831,7 +845,7 @@ static int progress(bool thorough)
     return did + receive_some(thorough);
 }
 
-/* ---- failures ------------------------------------------------------------------ */
+/* ---- failures ----------------------------------------------------------- */
 
 static void rank_died(int r)
 {
@@ -919,7 +933,7 @@ static void take_wakeups(void)
     }
 }
 
-/* ---- the progress tasklet ---------------------------------------------------- */
+/* ---- the progress tasklet ----------------------------------------------- */
 
 static void engine_main(void *arg)
 {
@@ -952,7 +966,9 @@ static void engine_main(void *arg)
         /* Sleep. Raise the sleep word, look once more, then wait. */
         int64_t timeout = -1;
         if (E.nsend || RX.nlarge || E.remote_peers) {
-            backoff = backoff ? (backoff * 2 > E.cfg.poll_ms ? E.cfg.poll_ms : backoff * 2) : 1;
+            backoff = backoff ? (backoff * 2 > E.cfg.poll_ms ? E.cfg.poll_ms
+                                                             : backoff * 2)
+                              : 1;
             timeout = backoff;
         }
         lock();
@@ -963,7 +979,8 @@ static void engine_main(void *arg)
             atomic_store(&E.myslot->sleep, (++E.epoch << 1) | 1);
         if (!work)
             work = progress(true) > 0;
-        TRACE("[%d] final look work %d polls %lu\n", E.rank, work, (unsigned long)E.stats.polls);
+        TRACE("[%d] final look work %d polls %lu\n", E.rank, work,
+              (unsigned long)E.stats.polls);
         int rc = 0;
         if (!work) {
             E.stats.sleeps++;
@@ -999,7 +1016,7 @@ killed:
     unlock();
 }
 
-/* ---- start ------------------------------------------------------------------------ */
+/* ---- start -------------------------------------------------------------- */
 
 static int mpi_err(const char *what, int rc)
 {
@@ -1031,7 +1048,8 @@ static int recv_page_fd(void)
     struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
                         .msg_controllen = sizeof u.buf};
     struct pollfd pfd = {.fd = E.bellfd, .events = POLLIN};
-    if (poll(&pfd, 1, 10000) != 1 || recvmsg(E.bellfd, &mh, MSG_CMSG_CLOEXEC) != 1)
+    if (poll(&pfd, 1, 10000) != 1 ||
+        recvmsg(E.bellfd, &mh, MSG_CMSG_CLOEXEC) != 1)
         return -1;
     struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
     if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
@@ -1052,8 +1070,12 @@ static bool send_page_fd(int fd, const struct node_card *to)
     memset(&u, 0, sizeof u);
     struct sockaddr_un addr;
     memcpy(&addr, to->bell, to->bell_len);
-    struct msghdr mh = {.msg_name = &addr, .msg_namelen = to->bell_len, .msg_iov = &iov,
-                        .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+    struct msghdr mh = {.msg_name = &addr,
+                        .msg_namelen = to->bell_len,
+                        .msg_iov = &iov,
+                        .msg_iovlen = 1,
+                        .msg_control = u.buf,
+                        .msg_controllen = sizeof u.buf};
     struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
@@ -1074,14 +1096,16 @@ static void node_setup(void)
     int nrank = 0, nsize = 1;
 
     E.remote_peers = true;
-    if (MPI_Comm_split_type(E.comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) != MPI_SUCCESS)
+    if (MPI_Comm_split_type(E.comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL,
+                            &node) != MPI_SUCCESS)
         return;
     MPI_Comm_rank(node, &nrank);
     MPI_Comm_size(node, &nsize);
     struct node_card me = {.world_rank = E.rank, .pid = (int32_t)getpid()};
     struct sockaddr_un a;
     socklen_t alen = sizeof a;
-    if (getsockname(E.bellfd, (struct sockaddr *)&a, &alen) == 0 && alen <= sizeof me.bell) {
+    if (getsockname(E.bellfd, (struct sockaddr *)&a, &alen) == 0 &&
+        alen <= sizeof me.bell) {
         memcpy(me.bell, &a, alen);
         me.bell_len = alen;
     }
@@ -1098,7 +1122,8 @@ static void node_setup(void)
     /* The page: the leader makes it and says whether it could.
      * SL_MPI_NO_DOORBELLS=1 (the same on every rank) does without, as
      * ranks on different nodes do: the tests run the polling path so. */
-    size_t bytes = ((size_t)nsize * sizeof(struct node_slot) + 4095) & ~(size_t)4095;
+    size_t bytes =
+        ((size_t)nsize * sizeof(struct node_slot) + 4095) & ~(size_t)4095;
     int fd = -1;
     const char *nodb = getenv("SL_MPI_NO_DOORBELLS");
     bool doorbells = !nodb || strcmp(nodb, "1") != 0;
@@ -1131,8 +1156,8 @@ static void node_setup(void)
         E.myslot = &slots[nrank];
         for (int i = 0; i < nsize; i++) {
             struct node_card *c = &cards[i];
-            if (c->world_rank < 0 || c->world_rank >= E.size || c->world_rank == E.rank ||
-                !c->bell_len)
+            if (c->world_rank < 0 || c->world_rank >= E.size ||
+                c->world_rank == E.rank || !c->bell_len)
                 continue;
             struct peer *p = &E.peers[c->world_rank];
             memcpy(&p->bell, c->bell, c->bell_len);
@@ -1146,12 +1171,14 @@ static void node_setup(void)
     /* A pidfd per neighbour tells when it dies, doorbells or not. */
     for (int i = 0; i < nsize; i++) {
         struct node_card *c = &cards[i];
-        if (c->world_rank < 0 || c->world_rank >= E.size || c->world_rank == E.rank)
+        if (c->world_rank < 0 || c->world_rank >= E.size ||
+            c->world_rank == E.rank)
             continue;
         int pfd = (int)syscall(SYS_pidfd_open, (pid_t)c->pid, 0);
         if (pfd < 0)
             continue;
-        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = EV_PIDFD | (uint64_t)c->world_rank};
+        struct epoll_event ev = {
+            .events = EPOLLIN, .data.u64 = EV_PIDFD | (uint64_t)c->world_rank};
         if (epoll_ctl(E.epfd, EPOLL_CTL_ADD, pfd, &ev) == 0)
             E.peers[c->world_rank].pidfd = pfd;
         else
@@ -1209,8 +1236,9 @@ int sl_mpi_init(int *argc, char ***argv, const sl_mpi_config *cfg)
         return SL_ESTATE;
     if (cfg) {
         c = *cfg;
-        if (c.max_msg_size == 0 || c.max_msg_size > MAX_MAX_MSG || c.spin_us < 0 ||
-            c.spin_us > 1000000 || c.poll_ms < 1 || c.poll_ms > 10000)
+        if (c.max_msg_size == 0 || c.max_msg_size > MAX_MAX_MSG ||
+            c.spin_us < 0 || c.spin_us > 1000000 || c.poll_ms < 1 ||
+            c.poll_ms > 10000)
             return SL_EINVAL;
     } else {
         sl_mpi_config_init(&c);
@@ -1220,7 +1248,8 @@ int sl_mpi_init(int *argc, char ***argv, const sl_mpi_config *cfg)
         return SL_ESTATE; /* MPI cannot start twice */
     MPI_Initialized(&inited);
     if (!inited) {
-        if ((rc = MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided)) != MPI_SUCCESS)
+        if ((rc = MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED,
+                                  &provided)) != MPI_SUCCESS)
             return mpi_err("MPI_Init_thread", rc);
         E.own_mpi = true;
     } else {
@@ -1229,8 +1258,11 @@ int sl_mpi_init(int *argc, char ***argv, const sl_mpi_config *cfg)
     }
     MPI_Is_thread_main(&ismain);
     if (provided < MPI_THREAD_FUNNELED || !ismain) {
-        fprintf(stderr, "stackless-mpi: MPI gives thread level %d%s; need MPI_THREAD_FUNNELED "
-                "and sl_mpi_init on MPI's main thread\n", provided, ismain ? "" : " (not its main thread)");
+        fprintf(stderr,
+                "stackless-mpi: MPI gives thread level %d%s; need "
+                "MPI_THREAD_FUNNELED "
+                "and sl_mpi_init on MPI's main thread\n",
+                provided, ismain ? "" : " (not its main thread)");
         if (E.own_mpi)
             MPI_Finalize();
         return SL_ESTATE;
@@ -1273,7 +1305,7 @@ fail:
     return rc;
 }
 
-/* ---- stop ------------------------------------------------------------------------- */
+/* ---- stop --------------------------------------------------------------- */
 
 static void fin_check_locked(void)
 {
@@ -1365,7 +1397,9 @@ int sl_mpi_finalize(void)
     if (E.own_mpi && !E.deaths)
         MPI_Finalize();
     else if (E.own_mpi)
-        fprintf(stderr, "stackless-mpi: rank %d: not calling MPI_Finalize: %d rank(s) died\n",
+        fprintf(stderr,
+                "stackless-mpi: rank %d: not calling MPI_Finalize: %d rank(s) "
+                "died\n",
                 rank_was, E.deaths);
     TRACE("[%d] fin: done\n", E.rank);
     return 0;

@@ -186,7 +186,7 @@ int sl_mpi_pool_ranks(sl_mpi_pool *pool)
     return n;
 }
 
-/* ---- rank 0: dispatch ------------------------------------------------------------- */
+/* ---- rank 0: dispatch --------------------------------------------------- */
 
 static void busy_add_locked(struct pool *p, int delta)
 {
@@ -206,7 +206,8 @@ static int pick_rank_locked(struct pool *p, size_t chunk_bytes)
         struct wslot *w = &p->w[r];
         if (w->dead || w->inflight >= p->cfg.tasks_per_rank)
             continue;
-        if (chunk_bytes && w->chunks >= 2 && w->chunk_bytes + chunk_bytes > CHUNK_BYTES_AHEAD)
+        if (chunk_bytes && w->chunks >= 2 &&
+            w->chunk_bytes + chunk_bytes > CHUNK_BYTES_AHEAD)
             continue;
         if (best < 0 || w->inflight < p->w[best].inflight)
             best = r;
@@ -398,7 +399,7 @@ static void ack_locked(struct pool *p, int r)
     }
 }
 
-/* ---- a serving rank: its queue --------------------------------------------------- */
+/* ---- a serving rank: its queue ------------------------------------------ */
 
 static void serve_init(void)
 {
@@ -457,7 +458,7 @@ void sl__mpi_pool_incoming_locked(slmsg *m)
     sl__mpi_msg_unref(m);
 }
 
-/* ---- rank death ---------------------------------------------------------------------- */
+/* ---- rank death --------------------------------------------------------- */
 
 /* Put pd back for another rank (lock held): a task in front of the
  * backlog, a chunk on its map's list. */
@@ -569,7 +570,7 @@ void sl__mpi_pool_rank_died_locked(int rank)
     wake_jobs_locked(p);
 }
 
-/* ---- rank 0: the calls ---------------------------------------------------------------- */
+/* ---- rank 0: the calls -------------------------------------------------- */
 
 static int serve(void);
 
@@ -583,8 +584,9 @@ int sl_mpi_pool_new(sl_mpi_pool **out, const sl_mpi_pool_config *cfg)
         return SL_EINVAL;
     if (cfg) {
         c = *cfg;
-        if (c.max_task_size == 0 || c.max_task_size > MAX_SIZE || c.max_result_size == 0 ||
-            c.max_result_size > MAX_SIZE || c.tasks_per_rank < 1 || c.tasks_per_rank > 65536)
+        if (c.max_task_size == 0 || c.max_task_size > MAX_SIZE ||
+            c.max_result_size == 0 || c.max_result_size > MAX_SIZE ||
+            c.tasks_per_rank < 1 || c.tasks_per_rank > 65536)
             return SL_EINVAL;
     } else {
         sl_mpi_pool_config_init(&c);
@@ -624,7 +626,8 @@ int sl_mpi_pool_new(sl_mpi_pool **out, const sl_mpi_pool_config *cfg)
 }
 
 /* A task message for fn(in), or an error. */
-static int task_msg(struct pool *p, sl_task_fn fn, const void *in, size_t in_len, slmsg **out)
+static int task_msg(struct pool *p, sl_task_fn fn, const void *in,
+                    size_t in_len, slmsg **out)
 {
     if (!fn || (!in && in_len > 0) || in_len > p->cfg.max_task_size)
         return SL_EINVAL;
@@ -666,7 +669,8 @@ static int queue_single(sl_mpi_pool *pool, pend *pd, slmsg *m)
 }
 
 /* Validate a submission against the pool's sizes (lock taken briefly). */
-static int prepare(sl_mpi_pool *pool, sl_task_fn fn, const void *in, size_t in_len, slmsg **m)
+static int prepare(sl_mpi_pool *pool, sl_task_fn fn, const void *in,
+                   size_t in_len, slmsg **m)
 {
     int rc;
     if ((rc = sl__mpi_check()) < 0)
@@ -683,8 +687,8 @@ static int prepare(sl_mpi_pool *pool, sl_task_fn fn, const void *in, size_t in_l
     return task_msg(&copy, fn, in, in_len, m);
 }
 
-int sl_mpi_pool_submit(sl_mpi_pool *pool, sl_task_fn fn, const void *in, size_t in_len,
-                       sl_mpi_future **out)
+int sl_mpi_pool_submit(sl_mpi_pool *pool, sl_task_fn fn, const void *in,
+                       size_t in_len, sl_mpi_future **out)
 {
     slmsg *m;
     int rc;
@@ -714,9 +718,9 @@ int sl_mpi_pool_submit(sl_mpi_pool *pool, sl_task_fn fn, const void *in, size_t 
     return 0;
 }
 
-int sl_mpi_pool_apply_async(sl_mpi_pool *pool, sl_task_fn fn, const void *in, size_t in_len,
-                            sl_pool_callback callback, sl_pool_error_callback error_callback,
-                            void *arg)
+int sl_mpi_pool_apply_async(sl_mpi_pool *pool, sl_task_fn fn, const void *in,
+                            size_t in_len, sl_pool_callback callback,
+                            sl_pool_error_callback error_callback, void *arg)
 {
     slmsg *m;
     int rc;
@@ -744,7 +748,8 @@ int sl_mpi_pool_apply_async(sl_mpi_pool *pool, sl_task_fn fn, const void *in, si
     return 0;
 }
 
-int sl_mpi_future_wait_timeout(sl_mpi_future *f, void *out, size_t *out_len, int64_t timeout_ms)
+int sl_mpi_future_wait_timeout(sl_mpi_future *f, void *out, size_t *out_len,
+                               int64_t timeout_ms)
 {
     if (!f || (out_len && *out_len > 0 && !out))
         return SL_EINVAL;
@@ -790,20 +795,27 @@ void sl_mpi_future_free(sl_mpi_future *f)
     free(f);
 }
 
-/* ---- rank 0: maps ------------------------------------------------------------------------ */
+/* ---- rank 0: maps ------------------------------------------------------- */
 
 /* Sizes of a chunk of count items: input and result bytes. */
-static size_t chunk_in(const struct job *j, size_t count) { return count * j->in_size; }
-static size_t chunk_out(const struct job *j, size_t count) { return count * (8 + j->out_size); }
+static size_t chunk_in(const struct job *j, size_t count)
+{
+    return count * j->in_size;
+}
+static size_t chunk_out(const struct job *j, size_t count)
+{
+    return count * (8 + j->out_size);
+}
 
-static int job_start(sl_mpi_pool *pool, sl_task_fn fn, const void *inputs, size_t in_size,
-                     size_t n, size_t out_size, size_t chunksize, struct job *j)
+static int job_start(sl_mpi_pool *pool, sl_task_fn fn, const void *inputs,
+                     size_t in_size, size_t n, size_t out_size,
+                     size_t chunksize, struct job *j)
 {
     int rc;
     if ((rc = sl__mpi_check()) < 0)
         return rc;
-    if (!fn || (n > 0 && (!inputs || in_size == 0 || out_size == 0)) || in_size > MAX_SIZE ||
-        out_size > MAX_SIZE)
+    if (!fn || (n > 0 && (!inputs || in_size == 0 || out_size == 0)) ||
+        in_size > MAX_SIZE || out_size > MAX_SIZE)
         return SL_EINVAL;
     uint64_t h = sl__mpi_fn_hash(fn);
     lock();
@@ -875,7 +887,9 @@ static void job_feed_locked(struct job *j, pend **spare)
         pend *pd = j->redo_head;
         if (!pd) {
             if (!*spare && j->next_item < j->n) {
-                size_t count = j->n - j->next_item < j->chunk ? j->n - j->next_item : j->chunk;
+                size_t count = j->n - j->next_item < j->chunk
+                                   ? j->n - j->next_item
+                                   : j->chunk;
                 uint64_t gen = j->pool->gen;
                 unlock();
                 pend *c = chunk_new(gen, j, j->next_item, count);
@@ -926,7 +940,8 @@ static int chunk_kind(const struct job *j, const pend *pd)
 
 /* Item k of a chunk that came back: its status, *data and *len its
  * result. */
-static int chunk_item(const struct job *j, const pend *pd, size_t k, const char **data, size_t *len)
+static int chunk_item(const struct job *j, const pend *pd, size_t k,
+                      const char **data, size_t *len)
 {
     int kind = chunk_kind(j, pd);
     if (kind == CHUNK_BAD)
@@ -1018,8 +1033,8 @@ static void job_end_locked(struct job *j, pend *spare)
 }
 
 /* Items first .. first + count - 1 fail with st. */
-static void fail_items(size_t first, size_t count, int st, int *statuses, size_t *first_bad,
-                       int *bad)
+static void fail_items(size_t first, size_t count, int st, int *statuses,
+                       size_t *first_bad, int *bad)
 {
     if (count == 0)
         return;
@@ -1064,8 +1079,9 @@ static void scatter(const struct job *j, pend *pd, char *outputs, int *statuses,
     free(pd);
 }
 
-int sl_mpi_pool_map(sl_mpi_pool *pool, sl_task_fn fn, const void *inputs, size_t in_size,
-                    size_t n, void *outputs, size_t out_size, size_t chunksize, int *statuses)
+int sl_mpi_pool_map(sl_mpi_pool *pool, sl_task_fn fn, const void *inputs,
+                    size_t in_size, size_t n, void *outputs, size_t out_size,
+                    size_t chunksize, int *statuses)
 {
     int rc, bad = 0;
     size_t first_bad = n, settled = 0;
@@ -1074,7 +1090,8 @@ int sl_mpi_pool_map(sl_mpi_pool *pool, sl_task_fn fn, const void *inputs, size_t
     struct job *j = calloc(1, sizeof *j);
     if (!j)
         return SL_ENOMEM;
-    if ((rc = job_start(pool, fn, inputs, in_size, n, out_size, chunksize, j)) < 0) {
+    if ((rc = job_start(pool, fn, inputs, in_size, n, out_size, chunksize, j)) <
+        0) {
         free(j);
         return rc;
     }
@@ -1089,11 +1106,14 @@ int sl_mpi_pool_map(sl_mpi_pool *pool, sl_task_fn fn, const void *inputs, size_t
         }
         if (!list) {
             /* Failed, nothing out: what was never sent fails with it. */
-            fail_items(j->next_item, n - j->next_item, rc, statuses, &first_bad, &bad);
+            fail_items(j->next_item, n - j->next_item, rc, statuses, &first_bad,
+                       &bad);
             if (spare)
-                fail_items(spare->first, spare->count, rc, statuses, &first_bad, &bad);
+                fail_items(spare->first, spare->count, rc, statuses, &first_bad,
+                           &bad);
             for (pend *pd = j->redo_head; pd; pd = pd->next)
-                fail_items(pd->first, pd->count, rc, statuses, &first_bad, &bad);
+                fail_items(pd->first, pd->count, rc, statuses, &first_bad,
+                           &bad);
             break;
         }
         unlock();
@@ -1112,8 +1132,9 @@ int sl_mpi_pool_map(sl_mpi_pool *pool, sl_task_fn fn, const void *inputs, size_t
     return first_bad < n ? bad : 0;
 }
 
-int sl_mpi_pool_imap_unordered(sl_mpi_pool *pool, sl_task_fn fn, const void *inputs,
-                               size_t in_size, size_t n, size_t out_size, size_t chunksize,
+int sl_mpi_pool_imap_unordered(sl_mpi_pool *pool, sl_task_fn fn,
+                               const void *inputs, size_t in_size, size_t n,
+                               size_t out_size, size_t chunksize,
                                sl_mpi_pool_iter **out)
 {
     if (!out)
@@ -1144,7 +1165,8 @@ int sl_mpi_pool_imap_unordered(sl_mpi_pool *pool, sl_task_fn fn, const void *inp
     return 0;
 }
 
-int sl_mpi_pool_iter_next(sl_mpi_pool_iter *it, size_t *index, void *out, size_t *out_len)
+int sl_mpi_pool_iter_next(sl_mpi_pool_iter *it, size_t *index, void *out,
+                          size_t *out_len)
 {
     int rc;
     if ((rc = sl__mpi_check()) < 0)
@@ -1248,7 +1270,7 @@ void sl_mpi_pool_iter_free(sl_mpi_pool_iter *it)
     free(it);
 }
 
-/* ---- rank 0: the end ---------------------------------------------------------------------- */
+/* ---- rank 0: the end ---------------------------------------------------- */
 
 int sl_mpi_pool_close(sl_mpi_pool *pool)
 {
@@ -1374,7 +1396,7 @@ void sl__mpi_pool_finalize(void)
         sl_mpi_pool_free(h);
 }
 
-/* ---- a serving rank: the loop ------------------------------------------------------------- */
+/* ---- a serving rank: the loop ------------------------------------------- */
 
 /* Run a chunk: fn over each item, straight into the result's slots. */
 static int run_chunk(sl_task_fn fn, slmsg *m, slmsg **res)
@@ -1440,7 +1462,8 @@ static int serve(void)
             }
             break;
         }
-        sl_task_fn fn = m->w.arg == last_hash ? last_fn : sl__mpi_fn_lookup(m->w.arg);
+        sl_task_fn fn =
+            m->w.arg == last_hash ? last_fn : sl__mpi_fn_lookup(m->w.arg);
         if (fn) {
             last_fn = fn;
             last_hash = m->w.arg;

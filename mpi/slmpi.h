@@ -13,8 +13,10 @@
 #include <stackless_mpi.h>
 
 /* Always-on check of our own invariants (a broken one is our bug). */
-#define SLMPI_ASSERT(c) ((c) ? (void)0 : sl__mpi_assert_fail(#c, __FILE__, __LINE__))
-_Noreturn void sl__mpi_assert_fail(const char *expr, const char *file, int line);
+#define SLMPI_ASSERT(c)                                                        \
+    ((c) ? (void)0 : sl__mpi_assert_fail(#c, __FILE__, __LINE__))
+_Noreturn void sl__mpi_assert_fail(const char *expr, const char *file,
+                                   int line);
 
 /* ---- the wire -------------------------------------------------------------
  * Every message is one MPI message on our own communicator (a dup of
@@ -69,12 +71,15 @@ typedef struct slmsg {
 } slmsg;
 
 static inline char *msg_payload(slmsg *m) { return (char *)(&m->w + 1); }
-static inline size_t msg_payload_len(const slmsg *m) { return m->len - sizeof(wire); }
+static inline size_t msg_payload_len(const slmsg *m)
+{
+    return m->len - sizeof(wire);
+}
 
 slmsg *sl__mpi_msg_new(int type, int peer, size_t payload);
 void sl__mpi_msg_unref(slmsg *m);
 
-/* ---- operations waiting for another rank's answer (origin side) ---------- */
+/* ---- operations waiting for another rank's answer (origin side) --------- */
 
 typedef struct slop {
     uint64_t id;
@@ -87,7 +92,7 @@ typedef struct slop {
     slmsg *reply;         /* the answer, when it carries bytes */
 } slop;
 
-/* ---- node-local neighbours: sleep words and doorbells -------------------- */
+/* ---- node-local neighbours: sleep words and doorbells ------------------- */
 
 /* One per rank on this node, in a page they share. sleep is (epoch << 1)
  * | asleep: the rank raises it before its last look at MPI and sleeping; a
@@ -112,7 +117,7 @@ struct peer {
     int chain_next;       /* engine: the next rank with a chain, or -1 */
 };
 
-/* ---- the engine ------------------------------------------------------------ */
+/* ---- the engine --------------------------------------------------------- */
 
 struct slmpi {
     pthread_mutex_t lock; /* everything below not marked engine-only */

@@ -593,7 +593,8 @@ static void test_pool(void)
     for (int64_t i = 1; i <= 50; i++)
         CHECK_RC(sl_mpi_pool_apply_async(pool, square, &i, sizeof i, on_result, on_error, NULL), 0);
     for (int i = 0; i < 5; i++)
-        CHECK_RC(sl_mpi_pool_apply_async(pool, rank0_only, &x, sizeof x, on_result, on_error, NULL), 0);
+        CHECK_RC(sl_mpi_pool_apply_async(pool, rank0_only, &x, sizeof x, on_result, on_error, NULL),
+                 0);
     for (int i = 0; i < 2000 && callbacks + error_callbacks < 55; i++)
         sl_sleep_ms(1);
     CHECK(callbacks == 50 && error_callbacks == 5);

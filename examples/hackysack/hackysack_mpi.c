@@ -248,7 +248,8 @@ static int game(hs_options *o, hs_result *r)
             rank_out ro = L.out;
             size_t len = sizeof ro;
             if (k > 0 && ((rc = sl_mpi_chan_receive(report, &ro, &len)) < 0 || len != sizeof ro)) {
-                fprintf(stderr, "hackysack: a rank's report: %s\n", sl_strerror(rc < 0 ? rc : SL_EINVAL));
+                fprintf(stderr, "hackysack: a rank's report: %s\n",
+                        sl_strerror(rc < 0 ? rc : SL_EINVAL));
                 status = 1;
                 continue;
             }
