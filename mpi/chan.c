@@ -450,6 +450,9 @@ int sl_mpi_chan_open(int home_rank, uint64_t key, sl_mpi_chan **out)
         home *h = c->h;
         h->open = true;
         h->closed = false;
+        /* Other ranks may send to it at any moment: while it is open this
+         * rank listens, as a server listens while its socket is open. */
+        sl__mpi_interest_locked(1);
         /* Remote sends that came before the open meet no receiver yet:
          * they are queued already, in order. */
     }
@@ -756,6 +759,7 @@ int sl_mpi_chan_free(sl_mpi_chan *ch)
     if (ch->h) {
         close_locked(ch->h); /* remote senders get SL_ECLOSED */
         ch->h->open = false; /* a tombstone: closed until reopened */
+        sl__mpi_interest_locked(-1);
     }
     handle_remove_locked(ch);
     unlock();

@@ -16,7 +16,8 @@
  *             rank's answer (a channel send, a close): a record with an
  *             id, an sl_event, and the answer's status.
  *   interest  the count of reasons this rank must keep listening: ops
- *             in flight, tasklets waiting on channels homed here, remote
+ *             in flight, channels homed here (open: other ranks may send
+ *             to them at any moment), tasklets waiting on them, remote
  *             senders queued here, a pool in use, a serving loop.
  *   doorbell  an abstract AF_UNIX datagram socket per rank; a rank on the
  *             same node that sends to a sleeping rank writes one byte
@@ -55,7 +56,11 @@
  *     1, 2, 4 ... poll_ms milliseconds between polls.
  *   - The engine ends when interest falls to 0 with nothing to send, and
  *     the next call that needs it spawns it again: a rank with nothing in
- *     flight has no waits that keep sl_run() from returning.
+ *     flight and no channel homed on it has no wait that keeps sl_run()
+ *     from returning. While a channel homed here is open the rank listens
+ *     (sl_run() does not return, as with a listening socket): a remote
+ *     sender's timeout needs the home's answer, which a rank that no
+ *     longer listened would not give.
  *   - Failure: a rank of the node that dies is seen at once through its
  *     pidfd (the engine first takes every message it had sent): its ops
  *     fail with SL_ERANKDIED, its pool tasks as a dead worker's
