@@ -86,7 +86,9 @@ typedef struct sl_mpi_stats {
     uint64_t rings_sent;   /* doorbells rung: a peer slept when we sent     */
     uint64_t rings_received;
     uint64_t timed_wakes;  /* sleeps ended by their timeout, not a ring     */
-    uint64_t late_wakes;   /* of those, ones that found a message waiting   */
+    uint64_t late_wakes;   /* of those, ones that found a message that no
+                              doorbell announced (another node's, or the
+                              bytes of a large one)                     */
     uint64_t ranks_died;   /* ranks seen dead (same node: their pidfds)     */
 } sl_mpi_stats;
 /* 0, SL_EINVAL for NULL, SL_ESTATE before sl_mpi_init. */
