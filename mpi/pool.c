@@ -625,11 +625,11 @@ int sl_mpi_pool_new(sl_mpi_pool **out, const sl_mpi_pool_config *cfg)
     return 0;
 }
 
-/* A task message for fn(in), or an error. */
-static int task_msg(struct pool *p, sl_task_fn fn, const void *in,
-                    size_t in_len, slmsg **out)
+/* A task message for fn(in) for pool generation gen, or an error. */
+static int task_msg(uint64_t gen, const sl_mpi_pool_config *cfg, sl_task_fn fn,
+                    const void *in, size_t in_len, slmsg **out)
 {
-    if (!fn || (!in && in_len > 0) || in_len > p->cfg.max_task_size)
+    if (!fn || (!in && in_len > 0) || in_len > cfg->max_task_size)
         return SL_EINVAL;
     uint64_t h = sl__mpi_fn_hash(fn);
     if (!h)
@@ -639,9 +639,9 @@ static int task_msg(struct pool *p, sl_task_fn fn, const void *in,
         return SL_ENOMEM;
     if (in_len)
         memcpy(msg_payload(m), in, in_len);
-    m->w.key = p->gen;
+    m->w.key = gen;
     m->w.arg = h;
-    m->w.out_size = (uint32_t)p->cfg.max_result_size;
+    m->w.out_size = (uint32_t)cfg->max_result_size;
     *out = m;
     return 0;
 }
@@ -677,14 +677,17 @@ static int prepare(sl_mpi_pool *pool, sl_task_fn fn, const void *in,
         return rc;
     lock();
     struct pool *p = pool_of_locked(pool);
-    struct pool copy;
-    if (p)
-        copy = *p;
+    sl_mpi_pool_config cfg;
+    uint64_t gen = 0;
     rc = !p ? SL_EINVAL : p->closed ? SL_ECLOSED : 0;
+    if (rc == 0) {
+        cfg = p->cfg;
+        gen = p->gen;
+    }
     unlock();
     if (rc < 0)
         return rc;
-    return task_msg(&copy, fn, in, in_len, m);
+    return task_msg(gen, &cfg, fn, in, in_len, m);
 }
 
 int sl_mpi_pool_submit(sl_mpi_pool *pool, sl_task_fn fn, const void *in,
