@@ -76,7 +76,8 @@ int sl_mpi_flush(void);
 int sl_mpi_rank(void);
 int sl_mpi_size(void);
 
-/* Counters of this rank's progress tasklet since sl_mpi_init. */
+/* Counters of this rank's progress tasklet since sl_mpi_init (a
+ * snapshot: it keeps counting while they are read). */
 typedef struct sl_mpi_stats {
     uint64_t msgs_sent, msgs_received; /* MPI messages                   */
     uint64_t records_bundled; /* messages that left in a bundle with
