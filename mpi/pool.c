@@ -1311,17 +1311,27 @@ static int end_ranks(struct pool *p, int status)
     return sl_event_wait(&p->done, -1);
 }
 
-int sl_mpi_pool_join(sl_mpi_pool *pool)
+/* The live pool a handle names, with the mutex held; NULL, the mutex not
+ * held and *rc the error (SL_ESTATE, SL_EINVAL) otherwise. */
+static struct pool *pool_enter(sl_mpi_pool *pool, int *rc)
 {
-    int rc;
-    if ((rc = sl__mpi_check()) < 0)
-        return rc;
+    if ((*rc = sl__mpi_check()) < 0)
+        return NULL;
     lock();
     struct pool *p = pool_of_locked(pool);
     if (!p) {
         unlock();
-        return SL_EINVAL;
+        *rc = SL_EINVAL;
     }
+    return p;
+}
+
+int sl_mpi_pool_join(sl_mpi_pool *pool)
+{
+    int rc;
+    struct pool *p = pool_enter(pool, &rc);
+    if (!p)
+        return rc;
     if (!p->closed) {
         unlock();
         return SL_ESTATE;
@@ -1342,14 +1352,9 @@ int sl_mpi_pool_join(sl_mpi_pool *pool)
 int sl_mpi_pool_terminate(sl_mpi_pool *pool)
 {
     int rc;
-    if ((rc = sl__mpi_check()) < 0)
+    struct pool *p = pool_enter(pool, &rc);
+    if (!p)
         return rc;
-    lock();
-    struct pool *p = pool_of_locked(pool);
-    if (!p) {
-        unlock();
-        return SL_EINVAL;
-    }
     p->closed = true;
     if (!p->terminated) {
         p->terminated = true;
