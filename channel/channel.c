@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "channel/channel.h"
+#include "sched/observe.h"
 
 /* Recompute after[] from preference and schedule_all. */
 static void set_after(sl_channel *ch)
@@ -148,13 +149,17 @@ static inline int ring_pop(struct sl_ring *r, void **out)
 
 /* A partner pw completed (unlinked, done) with ch's lock released: a
  * select's other waiters are withdrawn (each under its own lock, W5 of
- * sched/wait.h), then it joins the end of the run queue. */
-static __attribute__((noinline)) void wake_completed(sl_worker *w,
-                                                    sl_waiter *pw, bool slow)
+ * sched/wait.h), then it joins the end of the run queue. dir is the
+ * completing side's (the trace's). */
+static __attribute__((noinline)) void
+wake_completed(sl_worker *w, sl_waiter *pw, bool slow, sl_channel *ch,
+               int dir)
 {
     sl_tasklet *t = pw->t;
     if (slow)
         sl__wait_finish(t);
+    if (sl__obs_tracing())
+        sl__obs_wake(w, t, dir > 0 ? SL_OBS_SEND : SL_OBS_RECV, ch);
     sl__wake(w, t);
 }
 
@@ -184,7 +189,7 @@ static __attribute__((noinline)) int ring_receive(sl_worker *w, sl_channel *ch,
     bool slow = pw && sl__waiter_slow(pw);
     ch_unlock(ch);
     if (pw)
-        wake_completed(w, pw, slow);
+        wake_completed(w, pw, slow, ch, -1);
     return rc;
 }
 
@@ -247,10 +252,11 @@ after_handover(sl_worker *w, sl_tasklet *t, uint8_t after, int rc)
 
 /* A partner pw waits, its wait claimed: hand over, then the preference
  * decides who runs. Lock held, released here. pw is a plain waiter (a
- * select's takes complete_select: the fast claim fails on it). */
+ * select's takes complete_slow: the fast claim fails on it). obs (a
+ * constant): the trace may be watching. */
 static inline __attribute__((always_inline)) int
 complete(sl_worker *w, sl_channel *ch, sl_waiter *pw, int dir, void *msg,
-         void **out, int err)
+         void **out, int err, bool obs)
 {
     sl_tasklet *t = pw->t;
     /* It runs soon: start fetching its saved context (the top of its
@@ -271,6 +277,8 @@ complete(sl_worker *w, sl_channel *ch, sl_waiter *pw, int dir, void *msg,
     int rc = exchange(pw, dir, msg, err, out);
     uint8_t after = ch->after[dir > 0 ? 0 : 1];
     ch_unlock(ch);
+    if (obs && sl__obs_tracing())
+        sl__obs_wake(w, t, dir > 0 ? SL_OBS_SEND : SL_OBS_RECV, ch);
     return after_handover(w, t, after, rc);
 }
 
@@ -288,7 +296,7 @@ complete_slow(sl_worker *w, sl_channel *ch, sl_waiter *pw, int dir,
     int rc = exchange(pw, dir, msg, err, out);
     pw->done = 1;
     ch_unlock(ch);
-    wake_completed(w, pw, true);
+    wake_completed(w, pw, true, ch, dir);
     return rc;
 }
 
@@ -380,7 +388,7 @@ claimed_action(sl_worker *w, sl_channel *ch, int dir, void *msg, void **out,
     if (pw && sl__waiter_slow(pw))
         return complete_slow(w, ch, pw, dir, msg, out, err);
     if (pw)
-        return complete(w, ch, pw, dir, msg, out, err);
+        return complete(w, ch, pw, dir, msg, out, err, true);
     if (ch->ring)
         return buffered_action(w, ch, dir, msg, out, err, try_only,
                                timeout_ms);
@@ -414,7 +422,7 @@ int sl__chan_complete_nowait(sl_worker *w, sl_channel *ch, int dir,
         pw->done = 1;
         bool slow = sl__waiter_slow(pw);
         ch_unlock(ch);
-        wake_completed(w, pw, slow);
+        wake_completed(w, pw, slow, ch, dir);
         return rc;
     }
     if (dir < 0)
@@ -427,10 +435,11 @@ int sl__chan_complete_nowait(sl_worker *w, sl_channel *ch, int dir,
 /* ---- the one channel operation -------------------------------------------- */
 
 /* dir +1 sends msg (with err != 0: send_error), dir -1 receives into *out.
- * timeout_ms < 0 waits forever. */
+ * timeout_ms < 0 waits forever. obs (a constant): a callback or the trace
+ * may be watching. */
 static inline __attribute__((always_inline)) int
-channel_action(sl_channel *ch, int dir, void *msg, void **out, int err,
-               bool try_only, int64_t timeout_ms)
+channel_do(sl_channel *ch, int dir, void *msg, void **out, int err,
+           bool try_only, int64_t timeout_ms, bool obs)
 {
     sl_worker *w = sl__self();
     if (sl_unlikely(!w))
@@ -458,7 +467,7 @@ channel_action(sl_channel *ch, int dir, void *msg, void **out, int err,
         if (sl_unlikely(!sl__claim(pw->t, pw->gen)))
             return claimed_action(w, ch, dir, msg, out, err, try_only,
                                   timeout_ms);
-        return complete(w, ch, pw, dir, msg, out, err);
+        return complete(w, ch, pw, dir, msg, out, err, obs);
     }
     /* No partner: block, or (buffered) use the ring. */
     if (sl_unlikely(ch->ring != NULL))
@@ -467,6 +476,54 @@ channel_action(sl_channel *ch, int dir, void *msg, void **out, int err,
     if (!try_only && timeout_ms < 0)
         return block_plain(w, ch, dir, msg, out, err);
     return block(w, ch, dir, msg, out, err, try_only, timeout_ms);
+}
+
+/* Would an operation of direction dir block now (no partner waits, and a
+ * buffered channel's ring cannot serve it)? A snapshot, for the channel
+ * callback: with several workers the answer may be stale at once. */
+static bool will_block(const sl_channel *ch, int dir)
+{
+    int bal = SL_LOAD(&ch->q.balance);
+    const struct sl_ring *r = ch->ring;
+    if (dir > 0)
+        return !(bal < 0 || (r && SL_LOAD(&r->count) < r->cap));
+    return !(bal > 0 || (r && SL_LOAD(&r->count) > 0));
+}
+
+/* The operation while a callback or the trace watches: the channel
+ * callback first (before the operation, with no lock held), then the
+ * operation with the trace's hooks. Its arguments keep the registers the
+ * public calls got them in: arg is the message (dir > 0) or where the one
+ * received goes (dir < 0), and a try_ call comes as a timeout of
+ * TRY_ONLY. */
+#define TRY_ONLY INT64_MIN
+static __attribute__((noinline)) int
+channel_observed(sl_channel *ch, void *arg, int dir, int err,
+                 int64_t timeout_ms)
+{
+    sl_worker *w = sl__self();
+    if (w && ch &&
+        (SL_LOAD(&sl__observe) & (SL_OBS_CHAN_CB | SL_OBS_SCHED_CB))) {
+        int rc = sl__obs_channel(ch, w->current, dir > 0,
+                                 will_block(ch, dir));
+        if (rc)
+            return rc;
+    }
+    void *msg = dir > 0 ? arg : NULL;
+    void **out = dir < 0 ? (void **)arg : NULL;
+    if (timeout_ms == TRY_ONLY)
+        return channel_do(ch, dir, msg, out, err, true, -1, true);
+    return channel_do(ch, dir, msg, out, err, false, timeout_ms, true);
+}
+
+static inline __attribute__((always_inline)) int
+channel_action(sl_channel *ch, int dir, void *msg, void **out, int err,
+               bool try_only, int64_t timeout_ms)
+{
+    if (sl__obs_any())
+        return channel_observed(ch, dir > 0 ? msg : (void *)out, dir, err,
+                                try_only ? TRY_ONLY : timeout_ms);
+    return channel_do(ch, dir, msg, out, err, try_only, timeout_ms, false);
 }
 
 int sl_channel_send(sl_channel *ch, void *msg)

@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
+#include "sched/observe.h"
 #include "sched/wait.h"
 
 #if SL_ASAN
@@ -509,7 +511,10 @@ sl_tasklet *sl_spawn(sl_fn fn, void *arg)
     if (sl_unlikely(!w || !fn))
         return NULL;
     SL__COPY_CHECK(w, arg, "sl_spawn"); /* debug builds: &local */
-    return spawn(w, fn, arg, -1, sl__rt.stack_mode == SL_STACK_COPY);
+    sl_tasklet *t = spawn(w, fn, arg, -1, sl__rt.stack_mode == SL_STACK_COPY);
+    if (sl__obs_tracing() && t)
+        sl__obs_spawn(w, t);
+    return t;
 }
 
 sl_tasklet *sl_spawn_ex(const sl_spawn_attr *attr, sl_fn fn, void *arg)
@@ -530,6 +535,8 @@ sl_tasklet *sl_spawn_ex(const sl_spawn_attr *attr, sl_fn fn, void *arg)
     if (copy && sl__copy_enable() < 0)
         return NULL;
     sl_tasklet *t = spawn(w, fn, arg, pin, copy);
+    if (sl__obs_tracing() && t)
+        sl__obs_spawn(w, t);
     if (t && attr && attr->name)
         sl_tasklet_set_name(t, attr->name);
     return t;
@@ -570,9 +577,11 @@ void sl__tasklet_prepare(sl_worker *w, sl_tasklet *t)
     SL_STORE(&t->ctx, make_fcontext(top, w->stacks.usable - 64,
                                     sl__trampoline));
     if (sl_unlikely(SL_LOAD(&sl__stack_canary_any)) &&
-        !SL_LOAD(&w->jump_slow)) /* switches check canaries now */
+        !(SL_LOAD(&w->jump_slow) & SL_JUMP_COPY)) /* switches check
+                                                    canaries now */
         for (int i = 0; i < sl__rt.nworkers; i++)
-            SL_STORE(&sl__rt.workers[i]->jump_slow, 1);
+            __atomic_fetch_or(&sl__rt.workers[i]->jump_slow,
+                              (uint8_t)SL_JUMP_COPY, __ATOMIC_RELAXED);
 #if SL_ASAN
     t->asan_bottom = t->stack + (w->stacks.size - w->stacks.usable);
     t->asan_size = w->stacks.usable;
@@ -643,14 +652,19 @@ unlinked:
     char *lowest = (char *)__builtin_frame_address(0) - 4096;
     if (sl_unlikely(self->copy)) {
         sl__copy_exit(w, self, lowest);
+        if (sl_unlikely(SL_LOAD(&w->jump_slow) & SL_JUMP_OBSERVE))
+            sl__obs_end(w, self, next);
         if (next->copy)
             via = &w->copy.sw;
         else if (!next->ctx)
             sl__tasklet_prepare(w, next);
     } else {
-        if (sl_unlikely(SL_LOAD(&w->jump_slow)))
+        uint8_t slow = SL_LOAD(&w->jump_slow);
+        if (sl_unlikely(slow)) {
+            if (slow & SL_JUMP_OBSERVE)
+                sl__obs_end(w, self, next);
             via = sl__jump_via(w, self, next);
-        else if (sl_unlikely(!next->ctx))
+        } else if (sl_unlikely(!next->ctx))
             sl__tasklet_prepare(w, next);
         if (sl_unlikely(SL_LOAD(&sl__stack_canary_any)) &&
             !sl__stack_canary_check(&w->stacks, self->stack))
@@ -768,6 +782,8 @@ int sl_tasklet_set_name(sl_tasklet *t, const char *name)
     for (size_t i = 0; i < n; i++) /* byte by byte: sl_dump may read it */
         SL_STORE(&t->name[i], name[i]);
     SL_STORE(&t->name[n], '\0');
+    if (sl__obs_tracing())
+        sl__obs_name(t);
     return 0;
 }
 
@@ -816,38 +832,84 @@ static const char *state_name(const sl_tasklet *t)
     }
 }
 
-/* With several workers the fields are read while their owners write them:
- * each with an atomic load, names byte by byte (a name being set may come
- * out half old, half new). */
-static void dump_one(FILE *out, const sl_tasklet *t)
+/* One line for t into buf (cap bytes), NUL-ended; its length. With
+ * several workers the fields are read while their owners write them: each
+ * with an atomic load, names byte by byte (a name being set may come out
+ * half old, half new). snprintf only: the SIGQUIT dump (sl__dump_fd) runs
+ * in a signal handler, where stdio's locks may be held. */
+static size_t dump_line(char *buf, size_t cap, const sl_tasklet *t)
 {
     char name[sizeof t->name];
     for (size_t i = 0; i < sizeof name; i++)
         name[i] = SL_LOAD(&t->name[i]);
     name[sizeof name - 1] = '\0';
-    fprintf(out, "  #%llu %-20s %-16s", (unsigned long long)SL_LOAD(&t->id),
-            name[0] ? name : (t->is_main ? "main" : "-"), state_name(t));
+    size_t n = 0;
+#define DUMP_ADD(...)                                                        \
+    do {                                                                     \
+        int k_ = snprintf(buf + n, cap - n, __VA_ARGS__);                    \
+        if (k_ > 0)                                                          \
+            n = n + (size_t)k_ < cap ? n + (size_t)k_ : cap - 1;             \
+    } while (0)
+    DUMP_ADD("  #%llu %-20s %-16s", (unsigned long long)SL_LOAD(&t->id),
+             name[0] ? name : (t->is_main ? "main" : "-"), state_name(t));
     if (sl__rt.mt)
-        fprintf(out, " worker %d", SL_LOAD(&t->worker)->index);
+        DUMP_ADD(" worker %d", SL_LOAD(&t->worker)->index);
     if (SL_LOAD(&t->state) == SL_T_BLOCKED) {
         uint8_t k = SL_LOAD(&t->wkind);
         struct sl_waitq *q = SL_LOAD(&t->wait.q);
         if ((k == SL_W_CHAN || k == SL_W_SYNC) && q)
-            fprintf(out, " on %s %p (balance %d)",
-                    k == SL_W_CHAN ? "channel" : "wait queue", (void *)q,
-                    SL_LOAD(&q->balance));
+            DUMP_ADD(" on %s %p (balance %d)",
+                     k == SL_W_CHAN ? "channel" : "wait queue", (void *)q,
+                     SL_LOAD(&q->balance));
         else if (k == SL_W_SELECT)
-            fprintf(out, " over %u cases", (unsigned)SL_LOAD(&t->wn));
+            DUMP_ADD(" over %u cases", (unsigned)SL_LOAD(&t->wn));
+        else if (k == SL_W_FD)
+            DUMP_ADD(" on fd %d", SL_LOAD(&t->wait.result));
     }
     if (SL_LOAD(&t->killed))
-        fprintf(out, " killed");
-    fputc('\n', out);
+        DUMP_ADD(" killed");
+    DUMP_ADD("\n");
+#undef DUMP_ADD
+    return n;
+}
+
+struct dump_to {
+    FILE *out; /* or, when NULL: */
+    int fd;
+};
+
+static void dump_put(const struct dump_to *to, const char *s, size_t n)
+{
+    if (to->out) {
+        fwrite(s, 1, n, to->out);
+        return;
+    }
+    while (n > 0) {
+        ssize_t k = write(to->fd, s, n);
+        if (k <= 0)
+            return;
+        s += k;
+        n -= (size_t)k;
+    }
+}
+
+static void dump_one(const struct dump_to *to, const sl_tasklet *t)
+{
+    char line[256];
+    dump_put(to, line, dump_line(line, sizeof line, t));
 }
 
 static void dump_cb(sl_tasklet *t, void *arg)
 {
     if (SL_LOAD(&t->state) != SL_T_DEAD)
         dump_one(arg, t);
+}
+
+static void dump_all(const struct dump_to *to)
+{
+    dump_one(to, sl__rt.main);
+    for (int i = 0; i < sl__rt.nworkers; i++)
+        sl__slab_each(&sl__rt.workers[i]->slab, dump_cb, (void *)to);
 }
 
 /* With several workers the listing is a snapshot taken while they run:
@@ -864,9 +926,24 @@ void sl_dump(FILE *out)
     fprintf(out, "stackless: %d live tasklet(s), %d runnable on worker %d "
                  "of %d\n",
             sl_getlivecount(), w->runcount, w->index, sl__rt.nworkers);
-    dump_one(out, w->main);
+    struct dump_to to = {out, -1};
+    dump_all(&to);
+}
+
+void sl__dump_fd(int fd, const char *why)
+{
+    char line[160];
+    int live = 0;
     for (int i = 0; i < sl__rt.nworkers; i++)
-        sl__slab_each(&sl__rt.workers[i]->slab, dump_cb, out);
+        live += SL_LOAD(&sl__rt.workers[i]->livecount);
+    struct dump_to to = {NULL, fd};
+    int n = snprintf(line, sizeof line,
+                     "stackless: %s: %d live tasklet(s) on %d worker(s)\n",
+                     why, live, sl__rt.nworkers);
+    if (n > 0)
+        dump_put(&to, line, (size_t)n < sizeof line ? (size_t)n
+                                                    : sizeof line - 1);
+    dump_all(&to);
 }
 
 /* sl_shutdown: every live tasklet is discarded; the queues they waited in

@@ -76,6 +76,9 @@ struct sl_tasklet {
     uint8_t wheap;               /* wv was malloc'd (a select)             */
     uint8_t wcount;              /* what the current wait counts in: SL_WC_*
                                     flags, undone by whoever ends it     */
+    uint32_t trace_flow;         /* (atomic) the trace's flow from whoever
+                                    woke it, ended when it next runs; 0:
+                                    none (sched/observe.h)               */
     sl_worker *wait_w;           /* the worker whose timer heap / epoll
                                     the current wait uses                */
 #if SL_TSAN
