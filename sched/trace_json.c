@@ -27,7 +27,8 @@
 struct track {
     uint64_t cur;   /* the tasklet whose slice is open (SL_TR_IDLE: none) */
     int64_t start;  /* its start, ns since the trace began                */
-    int64_t last;   /* the latest time written on this track             */
+    int64_t last;   /* the latest time of an instant or flow written on
+                       this track                                       */
     size_t seg;     /* where tick_ns last found this track's ticks       */
 };
 
@@ -417,24 +418,20 @@ static void fmt_simple(int wk, int64_t ns, int kind, uint64_t id)
     ev_close(p);
 }
 
-/* A time on track t: not before the last one written there. */
-static int64_t track_ns(struct track *t, uint64_t tick)
-{
-    int64_t ns = tick_ns(tick, &t->seg);
-    if (ns < t->last)
-        ns = t->last;
-    t->last = ns;
-    return ns;
-}
-
 static void format(int wk, const struct sl_trace_rec *rs, uint32_t n)
 {
     struct track *t = &cv.tracks[wk];
     for (uint32_t i = 0; i < n; i++) {
         const struct sl_trace_rec *r = &rs[i];
-        int64_t ns = track_ns(t, r->ts);
-        /* An instant that ends a slice is placed inside it. */
-        int64_t inside = ns > t->start ? ns - 1 : ns;
+        /* Not before the last event written on the track (tick counters
+         * of two cores may differ a little, a coarse counter repeats). */
+        int64_t ns = tick_ns(r->ts, &t->seg);
+        if (ns < t->last)
+            ns = t->last;
+        /* An instant that ends a slice is placed inside it, if that does
+         * not put it before the track's last event. */
+        int64_t inside = ns - 1 > t->start && ns - 1 >= t->last ? ns - 1 : ns;
+        t->last = ns;
         switch (r->kind) {
         case SL_TR_SWITCH:
             if (r->a != SL_TR_IDLE)
@@ -443,8 +440,10 @@ static void format(int wk, const struct sl_trace_rec *rs, uint32_t n)
                 fmt_simple(wk, inside, 0, r->a);
             t->cur = r->b;
             t->start = ns;
-            if (r->c && r->b != SL_TR_IDLE) /* inside the slice it binds */
+            if (r->c && r->b != SL_TR_IDLE) { /* inside the slice it binds */
                 ev_flow(wk, ns + 1, r->c, true);
+                t->last = ns + 1;
+            }
             break;
         case SL_TR_BLOCK:
             fmt_block(wk, r, inside);

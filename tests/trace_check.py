@@ -13,7 +13,8 @@ the JSON it leaves (docs/trace.md says what it holds):
     a slice of the tasklet the wake at the start names;
   - two spawns, two ends, slices of "ping" and "pong".
 
-usage: trace_check.py TRACE_PINGPONG ROUNDS WORKERS
+usage: trace_check.py TRACE_PINGPONG ROUNDS WORKERS [EMULATOR...]
+(EMULATOR: what runs a cross-built program, e.g. qemu-aarch64-static)
 Exit status 0 when every check holds; each failure is printed."""
 import json
 import os
@@ -27,6 +28,7 @@ EPS = 0.0005  # microseconds: the JSON has three decimals (nanoseconds)
 
 def main():
     prog, rounds, workers = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    emulator = sys.argv[4:]
     fails = []
 
     def check(ok, what):
@@ -37,7 +39,8 @@ def main():
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "pingpong.json")
         env = dict(os.environ, SL_TRACE=path)
-        out = subprocess.run([prog, str(rounds), str(workers)], env=env,
+        out = subprocess.run(emulator + [prog, str(rounds), str(workers)],
+                             env=env,
                              capture_output=True, text=True, timeout=120)
         if out.returncode != 0:
             print("trace_check: the program failed:", out.stderr)

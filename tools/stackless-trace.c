@@ -18,18 +18,22 @@ int sl__trace_convert(int raw, int json); /* sched/trace.h */
 int main(int argc, char **argv)
 {
     if (argc < 2 || argc > 3 || argv[1][0] == '-') {
-        fprintf(stderr, "usage: stackless-trace TRACE.json.raw [TRACE.json]\n");
+        fprintf(stderr,
+                "usage: stackless-trace TRACE.json.raw [TRACE.json]\n");
         return 2;
     }
     int in = open(argv[1], O_RDONLY | O_CLOEXEC);
     if (in < 0) {
-        fprintf(stderr, "stackless-trace: %s: %s\n", argv[1], strerror(errno));
+        fprintf(stderr, "stackless-trace: %s: %s\n", argv[1],
+                strerror(errno));
         return 1;
     }
     int out = 1;
-    if (argc == 3 &&
-        (out = open(argv[2], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0) {
-        fprintf(stderr, "stackless-trace: %s: %s\n", argv[2], strerror(errno));
+    if (argc == 3)
+        out = open(argv[2], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (out < 0) {
+        fprintf(stderr, "stackless-trace: %s: %s\n", argv[2],
+                strerror(errno));
         return 1;
     }
     int rc = sl__trace_convert(in, out);
