@@ -54,27 +54,18 @@ void sl__trace_switch(sl_worker *w, sl_tasklet *from, sl_tasklet *to,
                       bool ends);
 void sl__obs_cb_switch(sl_tasklet *from, sl_tasklet *to);
 
-/* Before the switch from `from` to `to` on w (to is w->current already).
- * Either may be w's idle context. */
+/* Before the switch from `from` to `to` on w (to is w->current already),
+ * or (ends) before the current tasklet `from` ends, `to` running next
+ * (tasklet_end: from's block is still there). Either may be w's idle
+ * context. */
 static inline void sl__obs_switch(sl_worker *w, sl_tasklet *from,
-                                  sl_tasklet *to)
+                                  sl_tasklet *to, bool ends)
 {
     uint8_t o = SL_LOAD(&sl__observe);
     if (o & SL_OBS_TRACE)
-        sl__trace_switch(w, from, to, false);
+        sl__trace_switch(w, from, to, ends);
     if (o & (SL_OBS_SCHED_CB | SL_OBS_CHAN_CB))
         sl__obs_cb_switch(from, to);
-}
-/* The current tasklet self ends; next runs after it (tasklet_end, before
- * self's block is given back). */
-static inline void sl__obs_end(sl_worker *w, sl_tasklet *self,
-                               sl_tasklet *next)
-{
-    uint8_t o = SL_LOAD(&sl__observe);
-    if (o & SL_OBS_TRACE)
-        sl__trace_switch(w, self, next, true);
-    if (o & (SL_OBS_SCHED_CB | SL_OBS_CHAN_CB))
-        sl__obs_cb_switch(self, next);
 }
 /* t was spawned by w's current tasklet. */
 void sl__obs_spawn(sl_worker *w, sl_tasklet *t);

@@ -498,7 +498,7 @@ jump_slow_body(sl_worker *w, sl_tasklet *from, sl_tasklet *to)
 static __attribute__((noinline)) sl_worker *
 jump_observed(sl_worker *w, sl_tasklet *from, sl_tasklet *to)
 {
-    sl__obs_switch(w, from, to);
+    sl__obs_switch(w, from, to, false);
     if (SL_LOAD(&w->jump_slow) & SL_JUMP_COPY)
         return jump_slow_body(w, from, to);
     if (sl_unlikely(!to->ctx)) /* (what sl__jump does) */

@@ -653,7 +653,7 @@ unlinked:
     if (sl_unlikely(self->copy)) {
         sl__copy_exit(w, self, lowest);
         if (sl_unlikely(SL_LOAD(&w->jump_slow) & SL_JUMP_OBSERVE))
-            sl__obs_end(w, self, next);
+            sl__obs_switch(w, self, next, true);
         if (next->copy)
             via = &w->copy.sw;
         else if (!next->ctx)
@@ -662,7 +662,7 @@ unlinked:
         uint8_t slow = SL_LOAD(&w->jump_slow);
         if (sl_unlikely(slow)) {
             if (slow & SL_JUMP_OBSERVE)
-                sl__obs_end(w, self, next);
+                sl__obs_switch(w, self, next, true);
             via = sl__jump_via(w, self, next);
         } else if (sl_unlikely(!next->ctx))
             sl__tasklet_prepare(w, next);

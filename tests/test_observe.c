@@ -424,47 +424,38 @@ TU_TEST(a_second_trace_holds_only_its_own_events)
     unlink(p2);
 }
 
-/* sl_shutdown finishes a trace left running. */
-static void trace_left_running_child(void *path)
+/* A child that traces fifty messages and ends without sl_trace_stop: by
+ * sl_shutdown, by exit(), or with SL_TRACE and sl_shutdown (a program that
+ * does not know it is traced). Each must leave the whole trace. */
+enum { BY_SHUTDOWN, BY_EXIT, BY_ENV };
+struct trace_child {
+    const char *path;
+    int how;
+};
+
+static void trace_child(void *arg)
 {
+    const struct trace_child *c = arg;
+    if (c->how == BY_ENV)
+        setenv("SL_TRACE", c->path, 1);
     if (sl_init(NULL) != 0)
         _exit(3);
-    if (sl_trace_start(path) != 0)
+    if (c->how != BY_ENV && sl_trace_start(c->path) != 0)
         _exit(4);
     fifty_messages();
-    _exit(sl_shutdown() == 0 ? 0 : 5);
-}
-
-/* So does exit(). */
-static void trace_at_exit_child(void *path)
-{
-    if (sl_init(NULL) != 0)
-        _exit(3);
-    if (sl_trace_start(path) != 0)
-        _exit(4);
-    fifty_messages();
-    exit(0);
-}
-
-/* And SL_TRACE traces a program that does not know. */
-static void trace_from_env_child(void *path)
-{
-    setenv("SL_TRACE", path, 1);
-    if (sl_init(NULL) != 0)
-        _exit(3);
-    fifty_messages();
+    if (c->how == BY_EXIT)
+        exit(0);
     _exit(sl_shutdown() == 0 ? 0 : 5);
 }
 
 TU_TEST_NOINIT(trace_finished_by_shutdown_exit_and_from_the_environment)
 {
-    void (*ways[3])(void *) = {trace_left_running_child, trace_at_exit_child,
-                               trace_from_env_child};
-    for (int i = 0; i < 3; i++) {
+    static const char *names[] = {"shutdown", "exit", "env"};
+    for (int how = BY_SHUTDOWN; how <= BY_ENV; how++) {
         char path[256], err[1024];
-        temp_path(path, sizeof path, i == 0 ? "shutdown" : i == 1 ? "exit"
-                                                                 : "env");
-        int st = tu_child_stderr(ways[i], path, err, sizeof err);
+        temp_path(path, sizeof path, names[how]);
+        struct trace_child c = {path, how};
+        int st = tu_child_stderr(trace_child, &c, err, sizeof err);
         CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
         check_trace_file(path);
         unlink(path);
