@@ -37,7 +37,7 @@
  *     the post-switch work released after publishing.
  *  W4 The winner of the claim makes the tasklet runnable exactly once,
  *     with t->result set: 0 when a partner completed it through a waiter
- *     (that waiter then has done = 1 and carries the exchange), the
+ *     (that waiter carries the exchange; a select's is marked done), the
  *     claimer's code otherwise (SL_ETIMEDOUT, SL_EKILLED, SL_EDEADLOCK,
  *     ready events).
  *  W5 Waiter memory outlives every access, and no queue counts a waiter
@@ -47,11 +47,18 @@
  *     its own lock once it has released the first (never two locks at
  *     once: no lock order to keep); any other claimer all of them the same
  *     way. So nothing reaches a waiter once its call has returned.
- *  W6 No lost kill. A killer stores `killed` and then reads the state; a
- *     parking tasklet publishes its state and then reads `killed` (each
- *     side a full fence between). At least one sees the other: the killer
- *     claims a wait it sees, the post-switch check claims one the killer
- *     missed. Either way the claim decides (W1).
+ *  W6 No lost kill. A killer stores `killed` and then reads the wait's
+ *     generation and the state; a parking tasklet publishes its state and
+ *     then reads `killed` (each side a full fence between). At least one
+ *     sees the other: the killer claims a wait it sees published, the
+ *     post-switch check claims one the killer missed. Either way the claim
+ *     decides (W1).
+ *  W7 Counts. A wait that can end by itself (a timer, a descriptor, an
+ *     offloaded call) counts in sl__rt.nwaits, which keeps the deadlock
+ *     rules off, from its start until its tasklet runs again, or is
+ *     removed before that (sl__wait_account): a runnable tasklet keeps the
+ *     runtime busy anyway, and a wait that ended must not outlive its
+ *     tasklet's leaving the run queue.
  *
  * A tasklet in transit to another worker (woken from elsewhere, given to a
  * thief) is INBOX until that worker links it into its run queue; only that
