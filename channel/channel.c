@@ -107,6 +107,17 @@ static inline void ch_unlock(sl_channel *ch)
         sl__spin_unlock(&ch->lock);
 }
 
+/* The hot paths are compiled twice, once for one worker (mt false: no
+ * lock, a plain claim) and once for several, and channel_action picks
+ * one with a single test: the runtime's worker count never changes while
+ * tasklets run. */
+static inline __attribute__((always_inline)) void ch_unlock_in(sl_channel *ch,
+                                                               bool mt)
+{
+    if (mt)
+        sl__spin_unlock(&ch->lock);
+}
+
 /* ---- the exchange --------------------------------------------------------- */
 
 /* The message changes hands with partner pw (claimed, unlinked; lock
@@ -121,8 +132,12 @@ exchange(sl_waiter *pw, int dir, void *msg, int err, void **out)
         pw->result = err;
     } else {
         rc = pw->result;
-        if (sl_likely(rc == 0) && out)
-            *out = pw->value;
+        if (sl_likely(rc == 0)) {
+            if (out)
+                *out = pw->value;
+        } else {
+            pw->result = 0; /* the sender's own call succeeded */
+        }
     }
     return rc;
 }
@@ -174,6 +189,7 @@ static sl_waiter *refill_from_sender(sl_channel *ch)
     if (!pw)
         return NULL;
     ring_push(ch->ring, pw->value, pw->result);
+    pw->result = 0; /* the sender's own call succeeded */
     sl__waitq_unlink(pw);
     pw->done = 1;
     return pw;
@@ -255,8 +271,8 @@ after_handover(sl_worker *w, sl_tasklet *t, uint8_t after, int rc)
  * select's takes complete_slow: the fast claim fails on it). obs (a
  * constant): the trace may be watching. */
 static inline __attribute__((always_inline)) int
-complete(sl_worker *w, sl_channel *ch, sl_waiter *pw, int dir, void *msg,
-         void **out, int err, bool obs)
+complete_in(sl_worker *w, sl_channel *ch, sl_waiter *pw, int dir, void *msg,
+            void **out, int err, bool mt, bool obs)
 {
     sl_tasklet *t = pw->t;
     /* It runs soon: start fetching its saved context (the top of its
@@ -264,8 +280,12 @@ complete(sl_worker *w, sl_channel *ch, sl_waiter *pw, int dir, void *msg,
      * bookkeeping. A copy-mode tasklet's context is on the shared stack
      * (hot) once restored, but its frames are in its heap buffer: fetch
      * that, typically five lines (tasklet/copystack.c). */
-    const char *pf = sl_unlikely(t->copy) && t->saved ? t->saved
-                                                      : (const char *)t->ctx;
+    const char *pf = (const char *)t->ctx;
+    if (sl_unlikely(t->copy)) {
+        const char *saved = SL_LOAD(&t->saved); /* (a hint: see save) */
+        if (saved)
+            pf = saved;
+    }
     __builtin_prefetch(pf);
     __builtin_prefetch(pf + 64);
     if (sl_unlikely(t->copy)) {
@@ -276,10 +296,17 @@ complete(sl_worker *w, sl_channel *ch, sl_waiter *pw, int dir, void *msg,
     sl__waitq_unlink_head(&ch->q, pw, dir);
     int rc = exchange(pw, dir, msg, err, out);
     uint8_t after = ch->after[dir > 0 ? 0 : 1];
-    ch_unlock(ch);
+    ch_unlock_in(ch, mt);
     if (obs && sl__obs_tracing())
         sl__obs_wake(w, t, dir > 0 ? SL_OBS_SEND : SL_OBS_RECV, ch);
     return after_handover(w, t, after, rc);
+}
+
+static inline __attribute__((always_inline)) int
+complete(sl_worker *w, sl_channel *ch, sl_waiter *pw, int dir, void *msg,
+         void **out, int err)
+{
+    return complete_in(w, ch, pw, dir, msg, out, err, sl__rt.mt, true);
 }
 
 /* complete() for a select's waiter pw (claimed; the head of ch's queue;
@@ -304,7 +331,7 @@ complete_slow(sl_worker *w, sl_channel *ch, sl_waiter *pw, int dir,
  * released here. */
 static inline __attribute__((always_inline)) int
 block_ex(sl_worker *w, sl_channel *ch, int dir, void *msg, void **out,
-         int err, bool try_only, int64_t timeout_ms)
+         int err, bool try_only, int64_t timeout_ms, bool mt)
 {
     sl_tasklet *cur = w->current;
     int rc = 0;
@@ -317,22 +344,19 @@ block_ex(sl_worker *w, sl_channel *ch, int dir, void *msg, void **out,
     else if (timeout_ms == 0)
         rc = SL_ETIMEDOUT;
     if (rc) {
-        ch_unlock(ch);
+        ch_unlock_in(ch, mt);
         return rc;
     }
-    rc = sl__wait_one(&w, cur, &ch->q, &ch->lock, dir, msg, err, timeout_ms,
-                      SL_W_CHAN);
+    rc = sl__wait_one_in(&w, cur, &ch->q, &ch->lock, dir, msg, err,
+                         timeout_ms, SL_W_CHAN, mt);
     /* Resumed: a partner completed us (0; a receive gets the message, or
      * the sender's send_error code), the timer ended the wait
      * (SL_ETIMEDOUT), a kill (SL_EKILLED), or the deadlock rules
      * (SL_EDEADLOCK). A call a partner completed returns its message even
      * if we were killed after that: the kill shows at the next blocking
      * call, and no message is lost. */
-    if (rc == 0 && dir < 0) {
-        rc = cur->wait.result;
-        if (rc == 0 && out)
-            *out = cur->wait.value;
-    }
+    if (rc == 0 && dir < 0 && out)
+        *out = cur->wait.value;
     return rc;
 }
 
@@ -344,14 +368,24 @@ static __attribute__((noinline)) int block(sl_worker *w, sl_channel *ch,
                                            int err, bool try_only,
                                            int64_t timeout_ms)
 {
-    return block_ex(w, ch, dir, msg, out, err, try_only, timeout_ms);
+    return block_ex(w, ch, dir, msg, out, err, try_only, timeout_ms,
+                    sl__rt.mt);
 }
 
-static __attribute__((noinline)) int block_plain(sl_worker *w, sl_channel *ch,
-                                                 int dir, void *msg,
-                                                 void **out, int err)
+static __attribute__((noinline)) int block_plain_st(sl_worker *w,
+                                                    sl_channel *ch, int dir,
+                                                    void *msg, void **out,
+                                                    int err)
 {
-    return block_ex(w, ch, dir, msg, out, err, false, -1);
+    return block_ex(w, ch, dir, msg, out, err, false, -1, false);
+}
+
+static __attribute__((noinline)) int block_plain_mt(sl_worker *w,
+                                                    sl_channel *ch, int dir,
+                                                    void *msg, void **out,
+                                                    int err)
+{
+    return block_ex(w, ch, dir, msg, out, err, false, -1, true);
 }
 
 /* The head waiter's wait is over (a select that completed elsewhere, a
@@ -388,7 +422,7 @@ claimed_action(sl_worker *w, sl_channel *ch, int dir, void *msg, void **out,
     if (pw && sl__waiter_slow(pw))
         return complete_slow(w, ch, pw, dir, msg, out, err);
     if (pw)
-        return complete(w, ch, pw, dir, msg, out, err, true);
+        return complete(w, ch, pw, dir, msg, out, err);
     if (ch->ring)
         return buffered_action(w, ch, dir, msg, out, err, try_only,
                                timeout_ms);
@@ -435,22 +469,15 @@ int sl__chan_complete_nowait(sl_worker *w, sl_channel *ch, int dir,
 /* ---- the one channel operation -------------------------------------------- */
 
 /* dir +1 sends msg (with err != 0: send_error), dir -1 receives into *out.
- * timeout_ms < 0 waits forever. obs (a constant): a callback or the trace
- * may be watching. */
+ * timeout_ms < 0 waits forever. mt: several workers (a constant in each
+ * copy: see ch_unlock_in). obs (a constant): a callback or the trace may
+ * be watching. */
 static inline __attribute__((always_inline)) int
-channel_do(sl_channel *ch, int dir, void *msg, void **out, int err,
-           bool try_only, int64_t timeout_ms, bool obs)
+channel_action_in(sl_worker *w, sl_channel *ch, int dir, void *msg,
+                  void **out, int err, bool try_only, int64_t timeout_ms,
+                  bool mt, bool obs)
 {
-    sl_worker *w = sl__self();
-    if (sl_unlikely(!w))
-        return SL_ESTATE;
-    if (sl_unlikely(!ch))
-        return SL_EINVAL;
-    if (dir > 0) /* debug builds: &local of a copy-mode tasklet */
-        SL__COPY_CHECK(w, msg, "a channel send");
-    if (sl_unlikely(sl__check_inbox(w)))
-        sl__abandon(w); /* sl_shutdown: this worker stops */
-    if (sl__rt.mt)
+    if (mt)
         sl__spin_lock(&ch->lock);
     int bal = ch->q.balance;
     if (dir > 0 ? bal < 0 : bal > 0) {
@@ -464,17 +491,18 @@ channel_do(sl_channel *ch, int dir, void *msg, void **out, int err,
          * fails on a select's waiter: its gen is even, see sched/wait.h;
          * claimed_action completes that one.) */
         sl_waiter *pw = ch->q.head;
-        if (sl_unlikely(!sl__claim(pw->t, pw->gen)))
+        if (sl_unlikely(!sl__claim_in(pw->t, pw->gen, mt)))
             return claimed_action(w, ch, dir, msg, out, err, try_only,
                                   timeout_ms);
-        return complete(w, ch, pw, dir, msg, out, err, obs);
+        return complete_in(w, ch, pw, dir, msg, out, err, mt, obs);
     }
     /* No partner: block, or (buffered) use the ring. */
     if (sl_unlikely(ch->ring != NULL))
         return buffered_action(w, ch, dir, msg, out, err, try_only,
                                timeout_ms);
     if (!try_only && timeout_ms < 0)
-        return block_plain(w, ch, dir, msg, out, err);
+        return mt ? block_plain_mt(w, ch, dir, msg, out, err)
+                  : block_plain_st(w, ch, dir, msg, out, err);
     return block(w, ch, dir, msg, out, err, try_only, timeout_ms);
 }
 
@@ -490,40 +518,53 @@ static bool will_block(const sl_channel *ch, int dir)
     return !(bal > 0 || (r && SL_LOAD(&r->count) > 0));
 }
 
-/* The operation while a callback or the trace watches: the channel
- * callback first (before the operation, with no lock held), then the
- * operation with the trace's hooks. Its arguments keep the registers the
- * public calls got them in: arg is the message (dir > 0) or where the one
- * received goes (dir < 0), and a try_ call comes as a timeout of
- * TRY_ONLY. */
-#define TRY_ONLY INT64_MIN
+/* The operation while a callback or the trace watches, out of line: the
+ * channel callback first (before the operation, with no lock held), then
+ * the operation with the trace's hooks. */
 static __attribute__((noinline)) int
-channel_observed(sl_channel *ch, void *arg, int dir, int err,
-                 int64_t timeout_ms)
+channel_observed(sl_worker *w, sl_channel *ch, int dir, void *msg,
+                 void **out, int err, bool try_only, int64_t timeout_ms)
 {
-    sl_worker *w = sl__self();
-    if (w && ch &&
-        (SL_LOAD(&sl__observe) & (SL_OBS_CHAN_CB | SL_OBS_SCHED_CB))) {
+    if (SL_LOAD(&sl__observe) & (SL_OBS_CHAN_CB | SL_OBS_SCHED_CB)) {
         int rc = sl__obs_channel(ch, w->current, dir > 0,
                                  will_block(ch, dir));
         if (rc)
             return rc;
     }
-    void *msg = dir > 0 ? arg : NULL;
-    void **out = dir < 0 ? (void **)arg : NULL;
-    if (timeout_ms == TRY_ONLY)
-        return channel_do(ch, dir, msg, out, err, true, -1, true);
-    return channel_do(ch, dir, msg, out, err, false, timeout_ms, true);
+    return channel_action_in(w, ch, dir, msg, out, err, try_only, timeout_ms,
+                             sl__rt.mt, true);
+}
+
+/* The copy for several workers, out of line: its callers pay one call. */
+static __attribute__((noinline)) int
+channel_action_mt(sl_worker *w, sl_channel *ch, int dir, void *msg,
+                  void **out, int err, bool try_only, int64_t timeout_ms)
+{
+    return channel_action_in(w, ch, dir, msg, out, err, try_only, timeout_ms,
+                             true, false);
 }
 
 static inline __attribute__((always_inline)) int
 channel_action(sl_channel *ch, int dir, void *msg, void **out, int err,
                bool try_only, int64_t timeout_ms)
 {
+    sl_worker *w = sl__self();
+    if (sl_unlikely(!w))
+        return SL_ESTATE;
+    if (sl_unlikely(!ch))
+        return SL_EINVAL;
+    if (dir > 0) /* debug builds: &local of a copy-mode tasklet */
+        SL__COPY_CHECK(w, msg, "a channel send");
+    if (sl_unlikely(sl__check_inbox(w)))
+        sl__abandon(w); /* sl_shutdown: this worker stops */
     if (sl__obs_any())
-        return channel_observed(ch, dir > 0 ? msg : (void *)out, dir, err,
-                                try_only ? TRY_ONLY : timeout_ms);
-    return channel_do(ch, dir, msg, out, err, try_only, timeout_ms, false);
+        return channel_observed(w, ch, dir, msg, out, err, try_only,
+                                timeout_ms);
+    if (sl_unlikely(sl__rt.mt))
+        return channel_action_mt(w, ch, dir, msg, out, err, try_only,
+                                 timeout_ms);
+    return channel_action_in(w, ch, dir, msg, out, err, try_only, timeout_ms,
+                             false, false);
 }
 
 int sl_channel_send(sl_channel *ch, void *msg)

@@ -87,7 +87,7 @@ bool sl__wait_claimed_end(sl_worker *w, sl_tasklet *t, int result)
 {
     sl__wait_landed(t);
     cancel_waiters(t);
-    t->result = result;
+    t->wait.result = result;
     if (sl__obs_tracing())
         sl__obs_wait_end(t, result);
     return wake(w, t);
@@ -96,7 +96,7 @@ bool sl__wait_claimed_end(sl_worker *w, sl_tasklet *t, int result)
 void sl__wait_wake_partner(sl_worker *w, sl_tasklet *t)
 {
     sl__wait_landed(t);
-    t->result = 0;
+    t->wait.result = 0;
     sl__wake(w, t);
 }
 
@@ -153,7 +153,6 @@ bool sl__waitq_wake(struct sl__waitq *sq, void *value)
         return false;
     sl__waitq_unlink(wt);
     wt->value = value;
-    wt->done = 1;
     if (sl__obs_tracing())
         sl__obs_wake(w, wt->t, SL_OBS_SYNC, q);
     sl__wait_wake_partner(w, wt->t);
