@@ -101,6 +101,14 @@ static struct {
     uint32_t err_player;
 } G;
 
+/* The process's CPU time, in seconds. */
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 double hs_now(void)
 {
     struct timespec ts;
@@ -252,7 +260,7 @@ static int play_tasklet(const hs_options *o, hs_result *r)
     /* Kick-off. Player 0 waits, so this send hands over the ball and
      * switches to it; main carries on from the run queue, and sl_run()
      * plays the rest of the game. */
-    double t2 = hs_now();
+    double t2 = hs_now(), c2 = cpu_now();
     if ((rc = sl_channel_send(G.p[0].ch, MSG_BALL)) < 0) {
         fprintf(stderr, "hackysack: main's send to player 0: %s\n", sl_strerror(rc));
         return 1;
@@ -261,7 +269,7 @@ static int play_tasklet(const hs_options *o, hs_result *r)
         fprintf(stderr, "hackysack: sl_run: %s\n", sl_strerror(rc));
         return 1;
     }
-    double t3 = hs_now();
+    double t3 = hs_now(), c3 = cpu_now();
 
     int status = 0;
     if (G.err) {
@@ -277,6 +285,7 @@ static int play_tasklet(const hs_options *o, hs_result *r)
     }
     r->spawn_seconds = t1 - t0;
     r->game_seconds = t3 - t2;
+    r->game_cpu_seconds = c3 - c2;
     r->kicks = G.s.kicks;
     r->received = G.s.received;
     r->trace = G.s.trace;
@@ -431,12 +440,15 @@ int main(int argc, char **argv)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double seconds = r.spawn_seconds + r.game_seconds;
+    char cpu[48] = "";
+    if (o.mode == HS_TASKLET)
+        snprintf(cpu, sizeof cpu, " game_cpu_seconds=%.4f", r.game_cpu_seconds);
     printf("hackysack: %" PRIu64 " kicks, %" PRIu64 " balls received, trace %016" PRIx64 "\n",
            r.kicks, r.received, r.trace);
     printf("mode=%s players=%u kicks=%" PRIu64 " workers=%d procs=%d seconds=%.4f spawn_seconds=%.4f "
-           "game_seconds=%.4f kicks_per_sec=%.0f peak_rss_kb=%ld stack=%s bytes_per_player=%.0f\n",
+           "game_seconds=%.4f kicks_per_sec=%.0f peak_rss_kb=%ld stack=%s bytes_per_player=%.0f%s\n",
            o.mode == HS_TASKLET ? "tasklet" : o.mode == HS_PROCESS ? "process" : o.mode == HS_MPI ? "mpi" : "pthread", o.players, o.kicks, o.workers, o.procs,
            seconds, r.spawn_seconds, r.game_seconds, (double)o.kicks / seconds, ru.ru_maxrss,
-           o.stack_mode == SL_STACK_COPY ? "copy" : "fixed", r.bytes_per_player);
+           o.stack_mode == SL_STACK_COPY ? "copy" : "fixed", r.bytes_per_player, cpu);
     return 0;
 }

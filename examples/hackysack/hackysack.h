@@ -34,6 +34,9 @@ typedef struct hs_result {
     double bytes_per_player; /* tasklet mode: resident bytes the waiting
                                 players added, per player (0: unknown) */
     double game_seconds;  /* first send until every player has ended */
+    double game_cpu_seconds; /* the process's CPU time in that span (tasklet
+                                mode; a loaded machine stretches wall time,
+                                CPU time much less) */
     uint64_t kicks;       /* kicks counted by the players */
     uint64_t received;    /* balls received, main's first send included */
     uint64_t trace;       /* hs_trace_step over every kick's receiver */
