@@ -14,8 +14,9 @@ mode=${2:-fixed}
 workers=${3:-1}
 command -v gdb >/dev/null || { echo "gdb_tasklets: no gdb; skipped"; exit 77; }
 # LeakSanitizer cannot run under ptrace (ASan trees: their leak check is
-# every other test's).
-export ASAN_OPTIONS="detect_leaks=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+# every other test's). Last, since the last of a repeated option wins and
+# test.sh's ASan stage sets detect_leaks=1.
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
 out=$(timeout 120 gdb -batch -nx \
     -iex "add-auto-load-safe-path $prog" \
     -ex 'break stopped_here' -ex "run $mode $workers" \
