@@ -741,10 +741,11 @@ TU_TEST_NOINIT_TIMEOUT(kill_of_a_tasklet_handed_over_by_a_steal_resumes_the_kill
         TU_EQ(sh.k_done, 1); /* the killer was resumed */
         TU_EQ(sh.kill_rc, 0);
         TU_EQ(sh.ran[0] + sh.ran[1] + sh.ran[2], 3);
-        if (sh.ran[3] == 0) { /* handed over, then killed before it ran */
+        /* Handed over, then killed before it ran. (Where the other one
+         * handed over ran is not fixed: once the victim ends, worker 1 is
+         * idle and may steal it back from worker 0.) */
+        if (sh.ran[3] == 0)
             handed = 1;
-            TU_EQ(sh.ran_on[2], 1); /* the other one handed over ran on 0 */
-        }
         TU_EQ(sl_getlivecount(), 0);
         for (int i = 0; i < 4; i++) {
             TU_EQ(sl_tasklet_alive(sh.s[i]), false);
