@@ -296,6 +296,58 @@ TU_TEST(completed_select_no_longer_counts_in_the_other_balances)
     free_chans();
 }
 
+/* Review: a killed tasklet's select with a ready case. docs/tasklet.md
+ * ("Kill is sticky"): once killed, a call that would block or yield
+ * returns SL_EKILLED, but "operations that complete without blocking
+ * still complete: a send to a waiting receiver delivers the message, a
+ * receive from a waiting sender takes it"; docs/select.md gives
+ * SL_EKILLED for a caller "killed while waiting" only, and a ready case
+ * completes without switching. The plain receive does complete; the
+ * select must too (issue 13, item 1: every select path as its plain
+ * counterpart). */
+struct ks {
+    int recv_rc, sel_rc;
+    void *recv_msg, *sel_msg;
+};
+
+static void send_b(void *arg)
+{
+    TU_EQ(sl_channel_send(arg, TU_MSG('b')), 0);
+}
+
+static void killed_receiver(void *arg)
+{
+    struct ks *k = arg;
+    TU_EQ(sl_tasklet_kill(sl_current()), SL_EKILLED);
+    /* A sender waits on ca, another on cb: both calls are ready. */
+    k->recv_rc = sl_channel_receive(ca, &k->recv_msg);
+    sl_select_case cs[] = {{cb, SL_RECV, NULL}};
+    k->sel_rc = sl_select(cs, 1, -1);
+    k->sel_msg = cs[0].value;
+}
+
+TU_TEST(killed_tasklet_select_with_a_ready_case_completes_like_receive)
+{
+    new_chans();
+    struct ks k = {1, 1, NULL, NULL};
+    sl_spawn(send_on, ca);
+    sl_spawn(send_b, cb);
+    while (sl_channel_balance(ca) != 1 || sl_channel_balance(cb) != 1)
+        sl_schedule();
+    sl_spawn(killed_receiver, &k);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(k.recv_rc, 0); /* the plain receive took the waiting message */
+    TU_EQ(TU_INT(k.recv_msg), 'a');
+    TU_EQ(k.sel_rc, 0); /* the ready case completes the same way */
+    TU_EQ(TU_INT(k.sel_msg), 'b');
+    if (sl_channel_balance(cb) == 1) { /* the sender still waits: free it */
+        void *m;
+        TU_EQ(sl_channel_receive(cb, &m), 0);
+        TU_EQ(sl_run(), 0);
+    }
+    free_chans();
+}
+
 TU_TEST(select_on_closing_channels)
 {
     new_chans();
@@ -853,6 +905,7 @@ static CU_TestInfo tests[] = {
     TU_CASE(select_timeout_restores_every_balance),
     TU_CASE(killed_selector_leaves_every_queue),
     TU_CASE(completed_select_no_longer_counts_in_the_other_balances),
+    TU_CASE(killed_tasklet_select_with_a_ready_case_completes_like_receive),
     TU_CASE(select_on_closing_channels),
     TU_CASE(select_rejects_bad_arguments),
     TU_CASE(select_without_runtime),
