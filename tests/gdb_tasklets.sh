@@ -7,7 +7,8 @@
 # apply all bt` gives each one's backtrace from its saved context, naming
 # the function it blocked in; then the program goes on and ends normally
 # (registers and, copy mode, stack bytes put back). Exit status 0 when all
-# holds, 77 (skipped) without gdb.
+# holds, 77 (skipped) without gdb. gdb gets two minutes (then SIGTERM,
+# and SIGKILL 10 s later): a stuck gdb fails the test, never hangs it.
 set -u
 prog=$1
 mode=${2:-fixed}
@@ -17,7 +18,7 @@ command -v gdb >/dev/null || { echo "gdb_tasklets: no gdb; skipped"; exit 77; }
 # every other test's). Last, since the last of a repeated option wins and
 # test.sh's ASan stage sets detect_leaks=1.
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
-out=$(timeout 120 gdb -batch -nx \
+out=$(timeout -k 10 120 gdb -batch -nx \
     -iex "add-auto-load-safe-path $prog" \
     -ex 'break stopped_here' -ex "run $mode $workers" \
     -ex 'info tasklets' -ex 'tasklet apply all bt' -ex 'tasklet bt 2' \
