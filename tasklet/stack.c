@@ -1,4 +1,4 @@
-/* stack.c - tasklet stacks: big NORESERVE regions carved lazily into guarded slots, reused LIFO. */
+/* stack.c - tasklet stacks: big NORESERVE regions cut into guarded slots, prepared in batches (by a helper thread where a CPU is spare), reused LIFO. */
 
 /*
  * Why not one mmap per stack: each guarded stack would cost two VMAs
@@ -7,34 +7,59 @@
  *
  * Chosen: map regions of at least 1024 slots / 64 MiB with MAP_NORESERVE
  * (untouched pages cost neither memory nor commit charge) and carve slots
- * from them with a bump pointer only when a tasklet first runs. A region
- * stays one VMA because the guard page of each slot is a PTE marker
- * installed with madvise(MADV_GUARD_INSTALL) (Linux >= 6.13), not a
- * mapping. Freed slots go on a LIFO so the next tasklet gets the warmest
- * stack; the list is linked through each slot's highest word, a page the
- * last tasklet touched, so freeing and reusing touch nothing new.
+ * from them only when a tasklet first runs. A region stays one VMA
+ * because the guard page of each slot is a PTE marker installed with
+ * MADV_GUARD_INSTALL (Linux >= 6.13), not a mapping. Freed slots go on a
+ * LIFO so the next tasklet gets the warmest stack; the list is linked
+ * through each slot's highest word, a page the last tasklet touched, so
+ * freeing and reusing touch nothing new.
+ *
+ * The provisioner. A fresh slot costs the kernel two things: its guard
+ * marker and its top page (a page fault at the first run: a page to
+ * allocate and zero). On the 2-CPU VM of docs/benchmarks.md the guard
+ * alone cost 0.7 us a slot by madvise() (a syscall, a VMA lookup, a page
+ * walk) and the fault 1.1-1.3 us of CPU (bench/bench_pages.c;
+ * docs/stacks.md has the figures). So slots are prepared a batch at a
+ * time: one process_madvise() on our own pidfd (Linux >= 6.13 takes any
+ * advice for the calling process) installs the guards of up to 512
+ * slots, one more with MADV_POPULATE_WRITE makes their top pages present
+ * (0.3 us and 1.0 us a slot, and the first run then touches a present
+ * page: 0.06 us). A batch is as big as the demand the pool knows of:
+ * the promises not covered by free slots (a spawn storm of a million
+ * asks for 512 at a time, a program that spawns one tasklet at a time
+ * for one). With two CPUs or more, batches beyond the one in use go to
+ * a helper thread, so the page work is done beside the worker instead of
+ * on it; a worker that finds nothing ready prepares a batch itself
+ * rather than wait, so on a busy machine both do the work. The kernel
+ * work is the same either way (bare metal pays ~0.25 us a page, where
+ * the helper matters less but still takes the work off the worker).
  *
  * Fallbacks, in order, when the kernel says EINVAL to MADV_GUARD_INSTALL:
  * mprotect(PROT_NONE) guards while a process-wide budget lasts (a quarter
  * of max_map_count, each guard splitting a VMA in up to three), then a
- * canary word at the bottom of the usable range that callers check. The
- * mode only ever moves down, so a region's canary slots are those carved
- * at or above one address (canary_from). Stacks move between pools (the
- * depot, tasklets that migrate), so a slot says itself whether it is a
- * canary slot: a mark in its top 64 bytes (which no tasklet writes),
- * written when it is carved in canary mode, and the check reads that,
- * never the checking worker's pool. All pools share one geometry.
+ * canary word at the bottom of the usable range that callers check.
+ * Without process_madvise (older kernels, valgrind) slots are guarded one
+ * by one and their pages fault in. Stacks move between pools (the depot,
+ * tasklets that migrate), so a slot says itself whether it is a canary
+ * slot: a mark in its top 64 bytes (which no tasklet writes), written
+ * when it is carved in canary mode, and the check reads that, never the
+ * checking worker's pool. All pools share one geometry.
  *
  * Promises: sl_spawn must fail cleanly when memory runs out, but the
  * tasklet takes its stack later, when it first runs, where failing is not
  * an option. So spawn reserves (may map a region, may fail) and the first
- * run takes (never fails, maps nothing; it only installs a guard, and if
- * that fails it degrades to a canary rather than failing).
+ * run takes (never fails, maps nothing; it only prepares a batch, and if
+ * a guard fails it degrades to a canary rather than failing; populating
+ * is a hint: a page it could not make present faults in as before).
  *
  * Rejected: mmap per stack (map count); one giant up-front reservation
  * (fixes the pool's capacity, and a huge map may exceed RLIMIT_AS);
  * guards installed at reserve time (a promise would then cost a syscall
- * even for tasklets killed before running).
+ * even for tasklets killed before running); MADV_POPULATE_WRITE over a
+ * whole region (every page of every slot, 17 times the memory); a
+ * helper that prepares whole regions ahead of any demand (RSS for slots
+ * nobody asked for); waiting for the helper when nothing is ready (a
+ * busy machine would then run the work on neither CPU).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -42,12 +67,15 @@
 #include "tasklet/stack.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #if SL_VALGRIND
@@ -57,6 +85,15 @@
 #ifndef MADV_GUARD_INSTALL
 #define MADV_GUARD_INSTALL 102
 #endif
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_process_madvise
+#define SYS_process_madvise 440
+#endif
 
 #define REGION_MIN_SLOTS 1024
 #define REGION_MIN_BYTES ((size_t)64 << 20)
@@ -64,6 +101,7 @@
 #define BUDGET_CHUNK 256  /* mprotect guards a pool draws at a time */
 #define SYSCALL_RETRIES 8
 #define CANARY_MAGIC UINT64_C(0x5354414b4c455353) /* "SSELKATS" */
+#define BATCH_MAX 512     /* slots per batch: iovecs per process_madvise */
 
 /* MADV_GUARD_INSTALL works in this process: 0 unknown, 1 yes, 2 no. */
 static atomic_int madv_state;
@@ -138,6 +176,294 @@ static int initial_mode(void)
     return madv_guard_works() ? SL_GUARD_MADV : SL_GUARD_MPROTECT;
 }
 
+/* ---- the provisioner's process-wide part --------------------------------- */
+
+/* The helper thread, its queue of batches, our pidfd, and the list of
+ * pools (for the fork handler). lock guards all of it; the helper holds
+ * it only to take a batch off the queue, never across a system call. */
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;         /* the helper waits here for a batch     */
+    pthread_cond_t done;         /* a pool being destroyed waits here     */
+    struct sl__stack_batch *head, *tail; /* the queue, FIFO              */
+    sl_stack_pool *pools;        /* every pool that queued a batch        */
+    int npools;
+    bool running;                /* the thread exists                     */
+    bool stop;                   /* it is asked to end                    */
+    bool failed;                 /* it could not be started: none again   */
+    pthread_t thread;
+    int pidfd;                   /* ours, or -1                           */
+    pid_t pidfd_pid;             /* the process pidfd refers to           */
+    int broken;                  /* (atomic) process_madvise refused: 1
+                                    guards, 2 populating too              */
+    bool atfork;                 /* the fork handlers are registered      */
+} prov = {.lock = PTHREAD_MUTEX_INITIALIZER,
+          .cond = PTHREAD_COND_INITIALIZER,
+          .done = PTHREAD_COND_INITIALIZER,
+          .pidfd = -1};
+
+/* process_madvise(advice) on our own pidfd over n iovecs, retried on
+ * EINTR/EAGAIN. 0 when all of them were advised; -errno otherwise. */
+static int self_madvise(struct iovec *iov, size_t n, int advice)
+{
+    pthread_mutex_lock(&prov.lock);
+    pid_t me = getpid();
+    if (prov.pidfd >= 0 && prov.pidfd_pid != me) {
+        /* A fork the handlers did not see (a raw clone): that pidfd is
+         * our parent's. Forget it, do not close it: the number may have
+         * been reused by the child's own code. */
+        prov.pidfd = -1;
+    }
+    if (prov.pidfd < 0) {
+        prov.pidfd = (int)syscall(SYS_pidfd_open, me, 0);
+        prov.pidfd_pid = me;
+    }
+    int fd = prov.pidfd;
+    pthread_mutex_unlock(&prov.lock);
+    if (fd < 0)
+        return -errno;
+    size_t want = 0;
+    for (size_t i = 0; i < n; i++)
+        want += iov[i].iov_len;
+    for (int tries = 0;; tries++) {
+        long got = syscall(SYS_process_madvise, fd, iov, n, advice, 0);
+        if (got == (long)want)
+            return 0;
+        if (got >= 0)
+            return -EAGAIN; /* partial: the caller redoes it all */
+        if ((errno != EINTR && errno != EAGAIN) || tries == SYSCALL_RETRIES)
+            return -errno;
+    }
+}
+
+/* Guard slots [base, base + n * p->size) with one system call and make
+ * their top pages present with another. True if the guards are in; the
+ * populating is best effort. Called by the worker or the helper; touches
+ * nothing but the kernel's view of the batch. */
+static bool prepare_batch(const sl_stack_pool *p, char *base, uint32_t n)
+{
+    struct iovec iov[BATCH_MAX];
+    int broken = __atomic_load_n(&prov.broken, __ATOMIC_RELAXED);
+    if (broken >= 1)
+        return false;
+    SL__ASSERT(n >= 1 && n <= BATCH_MAX);
+    for (uint32_t i = 0; i < n; i++) {
+        iov[i].iov_base = base + (size_t)i * p->size;
+        iov[i].iov_len = p->guard;
+    }
+    int rc = self_madvise(iov, n, MADV_GUARD_INSTALL);
+    if (rc < 0) {
+        if (rc == -ENOSYS || rc == -EINVAL || rc == -EPERM ||
+            rc == -EBADF || rc == -ESRCH || rc == -EMFILE)
+            __atomic_store_n(&prov.broken, 1, __ATOMIC_RELAXED);
+        return false;
+    }
+    if (broken < 2) {
+        for (uint32_t i = 0; i < n; i++)
+            iov[i].iov_base = base + (size_t)(i + 1) * p->size - p->guard;
+        rc = self_madvise(iov, n, MADV_POPULATE_WRITE);
+        if (rc == -EINVAL || rc == -ENOSYS)
+            __atomic_store_n(&prov.broken, 2, __ATOMIC_RELAXED);
+        /* ENOMEM, EFAULT, a partial run: those pages fault in later */
+    }
+    return true;
+}
+
+static void *helper_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&prov.lock);
+    while (!prov.stop) {
+        struct sl__stack_batch *b = prov.head;
+        if (b == NULL) {
+            pthread_cond_wait(&prov.cond, &prov.lock);
+            continue;
+        }
+        prov.head = b->qnext;
+        if (prov.head == NULL)
+            prov.tail = NULL;
+        b->qnext = NULL;
+        uint32_t expect = SL_BATCH_QUEUED;
+        if (!__atomic_compare_exchange_n(&b->state, &expect, SL_BATCH_HELPER,
+                                         false, __ATOMIC_ACQUIRE,
+                                         __ATOMIC_RELAXED))
+            continue; /* its worker took it back */
+        pthread_mutex_unlock(&prov.lock);
+        bool ok = prepare_batch(b->pool, b->base, b->n);
+        pthread_mutex_lock(&prov.lock);
+        __atomic_store_n(&b->state, ok ? SL_BATCH_READY : SL_BATCH_FAILED,
+                         __ATOMIC_RELEASE);
+        pthread_cond_broadcast(&prov.done);
+    }
+    pthread_mutex_unlock(&prov.lock);
+    return NULL;
+}
+
+/* The fork handlers: a child has no helper thread, whatever it held is
+ * void, and batches it had begun are left for their workers to redo
+ * (prepared twice is harmless: both advices are idempotent). The pidfd
+ * names the parent: it is closed. */
+static void fork_prepare(void)
+{
+    pthread_mutex_lock(&prov.lock);
+}
+
+static void fork_parent(void)
+{
+    pthread_mutex_unlock(&prov.lock);
+}
+
+static void fork_child(void)
+{
+    pthread_mutex_init(&prov.lock, NULL);
+    pthread_cond_init(&prov.cond, NULL);
+    pthread_cond_init(&prov.done, NULL);
+    for (sl_stack_pool *p = prov.pools; p != NULL; p = p->reg_next) {
+        for (int i = 0; i < SL_STACK_RING; i++) {
+            struct sl__stack_batch *b = &p->ring[i];
+            if (b->state == SL_BATCH_QUEUED || b->state == SL_BATCH_HELPER)
+                b->state = SL_BATCH_FAILED;
+            b->qnext = NULL;
+        }
+        p->registered = false; /* a pool the child goes on using joins again */
+    }
+    prov.pools = NULL;
+    prov.npools = 0;
+    prov.head = prov.tail = NULL;
+    prov.running = prov.stop = false;
+    if (prov.pidfd >= 0)
+        close(prov.pidfd);
+    prov.pidfd = -1;
+}
+
+/* Queue batch b (QUEUED already) for the helper, starting it if need be.
+ * False if there is no helper (it could not be started): the caller
+ * takes b back. */
+static bool helper_queue(sl_stack_pool *p, struct sl__stack_batch *b)
+{
+    pthread_mutex_lock(&prov.lock);
+    if (!prov.running && !prov.failed) {
+        prov.stop = false;
+        if (pthread_create(&prov.thread, NULL, helper_main, NULL) == 0)
+            prov.running = true;
+        else
+            prov.failed = true;
+    }
+    if (!prov.running) {
+        pthread_mutex_unlock(&prov.lock);
+        return false;
+    }
+    if (!p->registered) {
+        p->registered = true;
+        p->reg_next = prov.pools;
+        prov.pools = p;
+        prov.npools++;
+    }
+    b->qnext = NULL;
+    if (prov.tail)
+        prov.tail->qnext = b;
+    else
+        prov.head = b;
+    prov.tail = b;
+    pthread_cond_signal(&prov.cond);
+    pthread_mutex_unlock(&prov.lock);
+    return true;
+}
+
+/* Unlink b from the queue (lock held). */
+static void queue_unlink(struct sl__stack_batch *b)
+{
+    struct sl__stack_batch **pp = &prov.head, *last = NULL;
+    while (*pp && *pp != b) {
+        last = *pp;
+        pp = &(*pp)->qnext;
+    }
+    if (*pp == NULL)
+        return;
+    *pp = b->qnext;
+    if (prov.tail == b)
+        prov.tail = last;
+    b->qnext = NULL;
+}
+
+/* Take back a batch the helper has not begun: true if it was still
+ * QUEUED (it is OWNED now and out of the queue). */
+static bool take_back(struct sl__stack_batch *b)
+{
+    pthread_mutex_lock(&prov.lock);
+    uint32_t expect = SL_BATCH_QUEUED;
+    bool got = __atomic_compare_exchange_n(&b->state, &expect, SL_BATCH_OWNED,
+                                           false, __ATOMIC_ACQUIRE,
+                                           __ATOMIC_RELAXED);
+    if (got)
+        queue_unlink(b);
+    pthread_mutex_unlock(&prov.lock);
+    return got;
+}
+
+/* Before p goes away: take its batches out of the queue, wait for the one
+ * the helper may be working on, leave the list of pools, and stop the
+ * helper when no pool is left. */
+static void helper_forget(sl_stack_pool *p)
+{
+    if (!p->registered)
+        return;
+    pthread_mutex_lock(&prov.lock);
+    struct sl__stack_batch **pp = &prov.head, *last = NULL;
+    while (*pp) {
+        if ((*pp)->pool == p) {
+            *pp = (*pp)->qnext;
+        } else {
+            last = *pp;
+            pp = &(*pp)->qnext;
+        }
+    }
+    prov.tail = last;
+    for (int i = 0; i < SL_STACK_RING; i++)
+        while (__atomic_load_n(&p->ring[i].state, __ATOMIC_ACQUIRE) ==
+               SL_BATCH_HELPER)
+            pthread_cond_wait(&prov.done, &prov.lock);
+    for (sl_stack_pool **q = &prov.pools; *q; q = &(*q)->reg_next)
+        if (*q == p) {
+            *q = p->reg_next;
+            break;
+        }
+    p->registered = false;
+    bool join = --prov.npools == 0 && prov.running;
+    if (join) {
+        prov.stop = true;
+        pthread_cond_signal(&prov.cond);
+    }
+    pthread_mutex_unlock(&prov.lock);
+    if (join) {
+        pthread_join(prov.thread, NULL);
+        pthread_mutex_lock(&prov.lock);
+        prov.running = false;
+        pthread_mutex_unlock(&prov.lock);
+    }
+}
+
+static int initial_provision(const sl_stack_pool *p)
+{
+    if (p->valgrind)
+        return SL_PROVISION_OFF;
+    const char *env = getenv("SL_STACK_PROVISION");
+    if (env != NULL) {
+        if (strcmp(env, "off") == 0)
+            return SL_PROVISION_OFF;
+        if (strcmp(env, "inline") == 0)
+            return SL_PROVISION_INLINE;
+        if (strcmp(env, "helper") == 0)
+            return SL_PROVISION_HELPER;
+    }
+    cpu_set_t cpus;
+    if (sched_getaffinity(0, sizeof cpus, &cpus) == 0 && CPU_COUNT(&cpus) >= 2)
+        return SL_PROVISION_HELPER;
+    return SL_PROVISION_INLINE;
+}
+
+/* ---- pools ------------------------------------------------------------- */
+
 int sl__stack_pool_init(sl_stack_pool *p, size_t usable_size)
 {
     if (p == NULL || usable_size == 0 || usable_size > USABLE_MAX)
@@ -152,25 +478,22 @@ int sl__stack_pool_init(sl_stack_pool *p, size_t usable_size)
 #if SL_VALGRIND
     p->valgrind = RUNNING_ON_VALGRIND != 0;
 #endif
-    return 0;
-}
-
-/* The region holding stack, or NULL. Regions are sorted by base. */
-static struct sl__stack_region *find_region(const sl_stack_pool *p,
-                                            const char *stack)
-{
-    size_t lo = 0, hi = p->nregions;
-    while (lo < hi) { /* first region with base > stack */
-        size_t mid = lo + (hi - lo) / 2;
-        if (p->regions[mid].base <= stack)
-            lo = mid + 1;
-        else
-            hi = mid;
+    p->provision = initial_provision(p);
+    p->ahead_at = SIZE_MAX;
+    for (int i = 0; i < SL_STACK_RING; i++)
+        p->ring[i].pool = p;
+    if (p->provision == SL_PROVISION_HELPER) {
+        pthread_mutex_lock(&prov.lock);
+        if (!prov.atfork)
+            prov.atfork = pthread_atfork(fork_prepare, fork_parent,
+                                         fork_child) == 0;
+        if (!prov.atfork) /* a child could hang on a lock held at fork */
+            p->provision = SL_PROVISION_INLINE;
+        pthread_mutex_unlock(&prov.lock);
+        if (p->provision == SL_PROVISION_HELPER)
+            p->ahead_at = BATCH_MAX / 4;
     }
-    if (lo == 0)
-        return NULL;
-    struct sl__stack_region *r = &p->regions[lo - 1];
-    return stack < r->base + r->nslots * p->size ? r : NULL;
+    return 0;
 }
 
 /* Map one more region so that one more promise can be made. On failure
@@ -217,39 +540,42 @@ int sl__stack_grow(sl_stack_pool *p)
         i--;
     }
     p->regions[i] = (struct sl__stack_region){
-        .base = base, .nslots = n, .canary_from = base + n * p->size,
-        .fresh = true};
+        .base = base, .nslots = n, .fresh = true};
     p->nregions++;
     p->nslots += n;
     p->ncarve += n;
     return 0;
 }
 
-/* Move the bump cursor to a region nothing was carved from yet. Called
- * once per region, so the linear scan is cheap. */
-static void enter_fresh_region(sl_stack_pool *p)
+/* Move the cut cursor to a region nothing was cut from yet. False if
+ * there is none. Called once per region, so the linear scan is cheap. */
+static bool enter_fresh_region(sl_stack_pool *p)
 {
     for (size_t i = 0; i < p->nregions; i++) {
         struct sl__stack_region *r = &p->regions[i];
         if (r->fresh) {
             r->fresh = false;
-            p->bump = r->base;
-            p->bump_end = r->base + r->nslots * p->size;
-            if (p->guard_mode == SL_GUARD_CANARY)
-                r->canary_from = r->base;
-            return;
+            p->cut = r->base;
+            p->cut_end = r->base + r->nslots * p->size;
+            return true;
         }
     }
-    SL__ASSERT(!"ncarve > 0 but no fresh region");
+    return false;
 }
 
-/* Switch the pool to canary mode for good, starting with slot s. */
-static void start_canary(sl_stack_pool *p, char *s)
+/* Cut up to want slots (at least one) from the current region, or from
+ * the next fresh one; 0 when every slot has been cut already. */
+static uint32_t cut_slots(sl_stack_pool *p, size_t want, char **base)
 {
-    struct sl__stack_region *r = find_region(p, s);
-    SL__ASSERT(r != NULL);
-    p->guard_mode = SL_GUARD_CANARY;
-    r->canary_from = s;
+    if (p->cut == p->cut_end && !enter_fresh_region(p))
+        return 0;
+    size_t left = (size_t)(p->cut_end - p->cut) / p->size;
+    size_t n = want < 1 ? 1 : want > BATCH_MAX ? BATCH_MAX : want;
+    if (n > left)
+        n = left;
+    *base = p->cut;
+    p->cut += n * p->size;
+    return (uint32_t)n;
 }
 
 static int madvise_retry(void *addr, size_t len, int advice)
@@ -289,7 +615,7 @@ static void guard_slot(sl_stack_pool *p, char *s)
             p->nmprotect++;
             return;
         }
-        start_canary(p, s);
+        p->guard_mode = SL_GUARD_CANARY; /* for good */
     }
     *(uint64_t *)(s + p->guard) = CANARY_MAGIC;
     *canary_mark(p, s) = CANARY_MAGIC;
@@ -298,18 +624,141 @@ static void guard_slot(sl_stack_pool *p, char *s)
         __atomic_store_n(&sl__stack_canary_any, 1, __ATOMIC_RELEASE);
 }
 
-/* Carve a new slot: the free list is empty and a promise is being kept,
- * so an uncarved slot exists. */
+/* Prepare slots [base, base + n * size) on the worker: a batch when the
+ * pool guards with MADV_GUARD_INSTALL and batching works, else slot by
+ * slot (which also covers the fallbacks). */
+static void prepare_here(sl_stack_pool *p, char *base, uint32_t n)
+{
+    if (p->provision != SL_PROVISION_OFF && p->guard_mode == SL_GUARD_MADV &&
+        prepare_batch(p, base, n))
+        return;
+    for (uint32_t i = 0; i < n; i++)
+        guard_slot(p, base + (size_t)i * p->size);
+}
+
+/* Slots promised beyond those free, prepared or queued: what the pool
+ * knows will be carved. */
+static size_t demand(const sl_stack_pool *p)
+{
+    size_t have = p->nfree + (size_t)(p->bump_end - p->bump) / p->size +
+                  p->nqueued;
+    return p->promised > have ? p->promised - have : 0;
+}
+
+/* Queue batches for the helper while the demand goes beyond what is
+ * prepared and the ring has room. */
+static void queue_ahead(sl_stack_pool *p)
+{
+    for (int i = 0; i < SL_STACK_RING; i++) {
+        struct sl__stack_batch *b = &p->ring[i];
+        if (b->state != SL_BATCH_FREE)
+            continue;
+        size_t want = demand(p);
+        if (want == 0)
+            return;
+        uint32_t n = cut_slots(p, want, &b->base);
+        if (n == 0)
+            return;
+        b->n = n;
+        b->seq = ++p->nbatches;
+        b->state = SL_BATCH_QUEUED;
+        p->nqueued += n;
+        if (!helper_queue(p, b)) { /* no helper after all */
+            b->state = SL_BATCH_OWNED;
+            p->provision = SL_PROVISION_INLINE;
+            p->ahead_at = SIZE_MAX;
+            prepare_here(p, b->base, n);
+            b->state = SL_BATCH_READY;
+            return;
+        }
+    }
+}
+
+/* The queued batch the helper would reach last (it works in queue order),
+ * taken back; NULL if none is queued. */
+static struct sl__stack_batch *take_back_last(sl_stack_pool *p)
+{
+    for (;;) {
+        struct sl__stack_batch *last = NULL;
+        for (int i = 0; i < SL_STACK_RING; i++) {
+            struct sl__stack_batch *b = &p->ring[i];
+            if (__atomic_load_n(&b->state, __ATOMIC_RELAXED) ==
+                    SL_BATCH_QUEUED &&
+                (!last || b->seq > last->seq))
+                last = b;
+        }
+        if (!last || take_back(last))
+            return last;
+        /* the helper began it meanwhile: try the one before */
+    }
+}
+
+/* Make [bump, bump_end) a run of prepared slots: a batch the helper has
+ * finished; else, for demand no batch covers, slots the worker cuts and
+ * prepares now; else a batch the helper has not begun, taken back; else
+ * the helper's current one, waited for. An uncarved slot exists (a
+ * promise is being kept). */
+static void next_run(sl_stack_pool *p)
+{
+    struct sl__stack_batch *use = NULL;
+    for (int i = 0; i < SL_STACK_RING && !use; i++) {
+        uint32_t st = __atomic_load_n(&p->ring[i].state, __ATOMIC_ACQUIRE);
+        if (st == SL_BATCH_READY || st == SL_BATCH_FAILED)
+            use = &p->ring[i];
+    }
+    /* This slot and the promises beyond the free and queued slots. */
+    size_t need = p->promised + 1 > p->nfree + p->nqueued
+                      ? p->promised + 1 - p->nfree - p->nqueued
+                      : 0;
+    char *base;
+    uint32_t n;
+    if (use == NULL && need > 0 && (n = cut_slots(p, need, &base)) > 0) {
+        prepare_here(p, base, n);
+    } else {
+        if (use == NULL && (use = take_back_last(p)) != NULL)
+            use->state = SL_BATCH_FAILED; /* prepared below */
+        for (int i = 0; i < SL_STACK_RING && !use; i++) {
+            if (__atomic_load_n(&p->ring[i].state, __ATOMIC_RELAXED) ==
+                SL_BATCH_HELPER) {
+                /* The last slots are in the helper's hands: a system call
+                 * or two away. */
+                while (__atomic_load_n(&p->ring[i].state, __ATOMIC_ACQUIRE) ==
+                       SL_BATCH_HELPER)
+                    sched_yield();
+                use = &p->ring[i];
+            }
+        }
+        SL__ASSERT(use != NULL);
+        base = use->base;
+        n = use->n;
+        p->nqueued -= n;
+        if (use->state == SL_BATCH_FAILED)
+            prepare_here(p, base, n);
+        use->state = SL_BATCH_FREE;
+    }
+    p->bump = base;
+    p->bump_end = base + (size_t)n * p->size;
+    if (p->provision == SL_PROVISION_HELPER)
+        queue_ahead(p);
+}
+
+void sl__stack_ahead(sl_stack_pool *p)
+{
+    queue_ahead(p);
+    p->ahead_at = p->promised + BATCH_MAX / 4;
+}
+
+/* Carve a slot: the free list is empty and a promise is being kept, so
+ * an uncarved slot exists. */
 void *sl__stack_carve(sl_stack_pool *p)
 {
     SL__ASSERT(p->ncarve > 0);
     if (p->bump == p->bump_end)
-        enter_fresh_region(p);
+        next_run(p);
     char *s = p->bump;
     p->bump += p->size;
     p->ncarve--;
     p->ncarved++;
-    guard_slot(p, s);
 #if SL_VALGRIND
     if (p->valgrind)
         p->vg_ids[p->nvg++] = VALGRIND_STACK_REGISTER(s + p->guard, s + p->size);
@@ -342,6 +791,7 @@ bool sl__stack_guard_hit(const sl_stack_pool *p, const void *stack,
 
 void sl__stack_pool_destroy(sl_stack_pool *p)
 {
+    helper_forget(p);
 #if SL_VALGRIND
     for (size_t i = 0; i < p->nvg; i++)
         VALGRIND_STACK_DEREGISTER(p->vg_ids[i]);
@@ -357,11 +807,11 @@ void sl__stack_pool_destroy(sl_stack_pool *p)
             char *end = r->base + r->nslots * p->size;
 #if SL_ASAN
             /* Taken stacks may hold poisoned frames; a later mapping at
-             * this address must not inherit them. */
+             * this address must not inherit them. Slots are cut in
+             * address order: the current region up to the cursor. */
             if (!r->fresh) {
-                char *carved = p->bump > r->base && p->bump <= end ? p->bump
-                                                                   : end;
-                for (char *s = r->base; s < carved; s += p->size)
+                char *cut = p->cut > r->base && p->cut <= end ? p->cut : end;
+                for (char *s = r->base; s < cut; s += p->size)
                     sl__stack_asan_clean(s + p->guard, p->usable);
             }
 #endif
