@@ -197,6 +197,9 @@ static struct {
     int broken;                  /* (atomic) process_madvise refused: 1
                                     guards, 2 populating too              */
     bool atfork;                 /* the fork handlers are registered      */
+    uint64_t helped, batched, single; /* (atomic) slots prepared by the
+                                    helper, by workers in batches, and one
+                                    at a time (sl__stack_provision_stats)  */
 } prov = {.lock = PTHREAD_MUTEX_INITIALIZER,
           .cond = PTHREAD_COND_INITIALIZER,
           .done = PTHREAD_COND_INITIALIZER,
@@ -290,6 +293,8 @@ static void *helper_main(void *arg)
             continue; /* its worker took it back */
         pthread_mutex_unlock(&prov.lock);
         bool ok = prepare_batch(b->pool, b->base, b->n);
+        if (ok)
+            __atomic_add_fetch(&prov.helped, b->n, __ATOMIC_RELAXED);
         pthread_mutex_lock(&prov.lock);
         __atomic_store_n(&b->state, ok ? SL_BATCH_READY : SL_BATCH_FAILED,
                          __ATOMIC_RELEASE);
@@ -343,11 +348,17 @@ static bool helper_queue(sl_stack_pool *p, struct sl__stack_batch *b)
 {
     pthread_mutex_lock(&prov.lock);
     if (!prov.running && !prov.failed) {
+        /* Its frames are prepare_batch's iovecs and a few calls: 64 KiB,
+         * not the default 8 MiB of address space (RLIMIT_AS counts it). */
+        pthread_attr_t attr;
         prov.stop = false;
-        if (pthread_create(&prov.thread, NULL, helper_main, NULL) == 0)
-            prov.running = true;
-        else
-            prov.failed = true;
+        if (pthread_attr_init(&attr) == 0) {
+            (void)pthread_attr_setstacksize(&attr, 64 << 10);
+            if (pthread_create(&prov.thread, &attr, helper_main, NULL) == 0)
+                prov.running = true;
+            pthread_attr_destroy(&attr);
+        }
+        prov.failed = !prov.running;
     }
     if (!prov.running) {
         pthread_mutex_unlock(&prov.lock);
@@ -630,10 +641,21 @@ static void guard_slot(sl_stack_pool *p, char *s)
 static void prepare_here(sl_stack_pool *p, char *base, uint32_t n)
 {
     if (p->provision != SL_PROVISION_OFF && p->guard_mode == SL_GUARD_MADV &&
-        prepare_batch(p, base, n))
+        prepare_batch(p, base, n)) {
+        __atomic_add_fetch(&prov.batched, n, __ATOMIC_RELAXED);
         return;
+    }
     for (uint32_t i = 0; i < n; i++)
         guard_slot(p, base + (size_t)i * p->size);
+    __atomic_add_fetch(&prov.single, n, __ATOMIC_RELAXED);
+}
+
+void sl__stack_provision_stats(uint64_t *helped, uint64_t *batched,
+                               uint64_t *single)
+{
+    *helped = __atomic_load_n(&prov.helped, __ATOMIC_RELAXED);
+    *batched = __atomic_load_n(&prov.batched, __ATOMIC_RELAXED);
+    *single = __atomic_load_n(&prov.single, __ATOMIC_RELAXED);
 }
 
 /* Slots promised beyond those free, prepared or queued: what the pool
@@ -649,6 +671,8 @@ static size_t demand(const sl_stack_pool *p)
  * prepared and the ring has room. */
 static void queue_ahead(sl_stack_pool *p)
 {
+    if (p->guard_mode != SL_GUARD_MADV) /* the helper only batches those */
+        return;
     for (int i = 0; i < SL_STACK_RING; i++) {
         struct sl__stack_batch *b = &p->ring[i];
         if (b->state != SL_BATCH_FREE)

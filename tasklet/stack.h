@@ -152,6 +152,11 @@ void *sl__stack_carve(sl_stack_pool *p);
 /* A spawn storm is on (promises pile up): give the helper batches to
  * prepare before the tasklets first run. */
 void sl__stack_ahead(sl_stack_pool *p);
+/* Slots prepared so far in this process: by the helper thread, by workers
+ * a batch at a time, and one at a time (guard by guard, the page faulted
+ * in at the first run). For tests and measurements. */
+void sl__stack_provision_stats(uint64_t *helped, uint64_t *batched,
+                               uint64_t *single);
 /* False if stack was carved in canary mode and its canary is gone (it
  * overflowed), whichever pool carved it (p gives the geometry, which all
  * pools share). Callers skip it while sl__stack_canary_any is 0. */
