@@ -205,6 +205,19 @@ static struct {
           .done = PTHREAD_COND_INITIALIZER,
           .pidfd = -1};
 
+/* A batch's state is read and written by the worker and the helper:
+ * atomically, the reader acquiring what the writer released (READY
+ * publishes the helper's work). */
+static uint32_t batch_state(const struct sl__stack_batch *b)
+{
+    return __atomic_load_n(&b->state, __ATOMIC_ACQUIRE);
+}
+
+static void set_state(struct sl__stack_batch *b, uint32_t st)
+{
+    __atomic_store_n(&b->state, st, __ATOMIC_RELEASE);
+}
+
 /* process_madvise(advice) on our own pidfd over n iovecs, retried on
  * EINTR/EAGAIN. 0 when all of them were advised; -errno otherwise. */
 static int self_madvise(struct iovec *iov, size_t n, int advice)
@@ -326,8 +339,9 @@ static void fork_child(void)
     for (sl_stack_pool *p = prov.pools; p != NULL; p = p->reg_next) {
         for (int i = 0; i < SL_STACK_RING; i++) {
             struct sl__stack_batch *b = &p->ring[i];
-            if (b->state == SL_BATCH_QUEUED || b->state == SL_BATCH_HELPER)
-                b->state = SL_BATCH_FAILED;
+            uint32_t st = __atomic_load_n(&b->state, __ATOMIC_RELAXED);
+            if (st == SL_BATCH_QUEUED || st == SL_BATCH_HELPER)
+                __atomic_store_n(&b->state, SL_BATCH_FAILED, __ATOMIC_RELAXED);
             b->qnext = NULL;
         }
         p->registered = false; /* a pool the child goes on using joins again */
@@ -675,7 +689,7 @@ static void queue_ahead(sl_stack_pool *p)
         return;
     for (int i = 0; i < SL_STACK_RING; i++) {
         struct sl__stack_batch *b = &p->ring[i];
-        if (b->state != SL_BATCH_FREE)
+        if (batch_state(b) != SL_BATCH_FREE)
             continue;
         size_t want = demand(p);
         if (want == 0)
@@ -685,14 +699,14 @@ static void queue_ahead(sl_stack_pool *p)
             return;
         b->n = n;
         b->seq = ++p->nbatches;
-        b->state = SL_BATCH_QUEUED;
+        set_state(b, SL_BATCH_QUEUED);
         p->nqueued += n;
         if (!helper_queue(p, b)) { /* no helper after all */
-            b->state = SL_BATCH_OWNED;
+            set_state(b, SL_BATCH_OWNED);
             p->provision = SL_PROVISION_INLINE;
             p->ahead_at = SIZE_MAX;
             prepare_here(p, b->base, n);
-            b->state = SL_BATCH_READY;
+            set_state(b, SL_BATCH_READY);
             return;
         }
     }
@@ -740,7 +754,7 @@ static void next_run(sl_stack_pool *p)
         prepare_here(p, base, n);
     } else {
         if (use == NULL && (use = take_back_last(p)) != NULL)
-            use->state = SL_BATCH_FAILED; /* prepared below */
+            set_state(use, SL_BATCH_FAILED); /* prepared below */
         for (int i = 0; i < SL_STACK_RING && !use; i++) {
             if (__atomic_load_n(&p->ring[i].state, __ATOMIC_RELAXED) ==
                 SL_BATCH_HELPER) {
@@ -756,9 +770,9 @@ static void next_run(sl_stack_pool *p)
         base = use->base;
         n = use->n;
         p->nqueued -= n;
-        if (use->state == SL_BATCH_FAILED)
+        if (batch_state(use) == SL_BATCH_FAILED)
             prepare_here(p, base, n);
-        use->state = SL_BATCH_FREE;
+        set_state(use, SL_BATCH_FREE);
     }
     p->bump = base;
     p->bump_end = base + (size_t)n * p->size;
