@@ -504,7 +504,6 @@ int sl__stack_pool_init(sl_stack_pool *p, size_t usable_size)
     p->valgrind = RUNNING_ON_VALGRIND != 0;
 #endif
     p->provision = initial_provision(p);
-    p->ahead_at = SIZE_MAX;
     for (int i = 0; i < SL_STACK_RING; i++)
         p->ring[i].pool = p;
     if (p->provision == SL_PROVISION_HELPER) {
@@ -515,14 +514,14 @@ int sl__stack_pool_init(sl_stack_pool *p, size_t usable_size)
         if (!prov.atfork) /* a child could hang on a lock held at fork */
             p->provision = SL_PROVISION_INLINE;
         pthread_mutex_unlock(&prov.lock);
-        if (p->provision == SL_PROVISION_HELPER)
-            p->ahead_at = BATCH_MAX / 4;
     }
     return 0;
 }
 
+static void queue_ahead(sl_stack_pool *p);
+
 /* Map one more region so that one more promise can be made. On failure
- * the pool is unchanged. */
+ * the pool is unchanged (but for batches queued for the helper). */
 int sl__stack_grow(sl_stack_pool *p)
 {
     size_t n = (REGION_MIN_BYTES + p->size - 1) / p->size;
@@ -569,6 +568,10 @@ int sl__stack_grow(sl_stack_pool *p)
     p->nregions++;
     p->nslots += n;
     p->ncarve += n;
+    /* Every slot was promised: a spawn storm may be on. The helper can
+     * prepare the slots promised so far before their tasklets first run. */
+    if (p->provision == SL_PROVISION_HELPER)
+        queue_ahead(p);
     return 0;
 }
 
@@ -704,7 +707,6 @@ static void queue_ahead(sl_stack_pool *p)
         if (!helper_queue(p, b)) { /* no helper after all */
             set_state(b, SL_BATCH_OWNED);
             p->provision = SL_PROVISION_INLINE;
-            p->ahead_at = SIZE_MAX;
             prepare_here(p, b->base, n);
             set_state(b, SL_BATCH_READY);
             return;
@@ -778,12 +780,6 @@ static void next_run(sl_stack_pool *p)
     p->bump_end = base + (size_t)n * p->size;
     if (p->provision == SL_PROVISION_HELPER)
         queue_ahead(p);
-}
-
-void sl__stack_ahead(sl_stack_pool *p)
-{
-    queue_ahead(p);
-    p->ahead_at = p->promised + BATCH_MAX / 4;
 }
 
 /* Carve a slot: the free list is empty and a promise is being kept, so

@@ -88,8 +88,6 @@ struct sl_stack_pool {
     size_t ncarved;     /* slots carved so far (free + taken)             */
     size_t nslots;      /* slots mapped so far (ncarved + ncarve)         */
     size_t nqueued;     /* slots in ring batches                          */
-    size_t ahead_at;    /* promised >= this: queue batches for the helper
-                           (sl__stack_ahead); SIZE_MAX without a helper   */
     uint64_t nbatches;  /* batches queued so far                          */
     struct sl__stack_region *regions; /* malloc'd, sorted by base         */
     size_t nregions, cap_regions;
@@ -149,9 +147,6 @@ void sl__stack_pool_destroy(sl_stack_pool *p);
 /* Slow paths of the inline calls below; call those instead. */
 int sl__stack_grow(sl_stack_pool *p);
 void *sl__stack_carve(sl_stack_pool *p);
-/* A spawn storm is on (promises pile up): give the helper batches to
- * prepare before the tasklets first run. */
-void sl__stack_ahead(sl_stack_pool *p);
 /* Slots prepared so far in this process: by the helper thread, by workers
  * a batch at a time, and one at a time (guard by guard, the page faulted
  * in at the first run). For tests and measurements. */
@@ -176,8 +171,6 @@ static inline int sl__stack_reserve(sl_stack_pool *p)
             return rc;
     }
     p->promised++;
-    if (sl_unlikely(p->promised >= p->ahead_at))
-        sl__stack_ahead(p);
     return 0;
 }
 

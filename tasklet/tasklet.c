@@ -470,11 +470,11 @@ static sl_tasklet *spawn(sl_worker *w, sl_fn fn, void *arg, int pin,
     t->tsan_fiber = NULL;
 #endif
     SL_STORE(&w->livecount, w->livecount + 1);
-    SL_STORE(&t->worker, w);
     if (!remote) {
-        sl__rq_append(w, t);
+        sl__rq_append(w, t); /* sets t->worker too */
         sl__maybe_wake_idle(w);
     } else {
+        SL_STORE(&t->worker, w);
         /* Pinned to another worker: it leaves with a stack from our pool
          * (copy mode: it starts on that worker's shared stack). It may run
          * and end there at once, but the handle we return stays valid
