@@ -187,7 +187,10 @@ static struct {
     pthread_cond_t done;         /* a pool being destroyed waits here     */
     struct sl__stack_batch *head, *tail; /* the queue, FIFO              */
     sl_stack_pool *pools;        /* every pool that queued a batch        */
-    int npools;
+    struct sl__stack_batch *ranges; /* range jobs not claimed yet         */
+    struct sl__stack_batch *current; /* the job the helper works on       */
+    int users;                   /* pools in the list and range jobs: the
+                                    thread ends when there are none       */
     bool running;                /* the thread exists                     */
     bool stop;                   /* it is asked to end                    */
     bool failed;                 /* it could not be started: none again   */
@@ -304,11 +307,18 @@ static void *helper_main(void *arg)
                                          false, __ATOMIC_ACQUIRE,
                                          __ATOMIC_RELAXED))
             continue; /* its worker took it back */
+        prov.current = b;
         pthread_mutex_unlock(&prov.lock);
-        bool ok = prepare_batch(b->pool, b->base, b->n);
-        if (ok)
-            __atomic_add_fetch(&prov.helped, b->n, __ATOMIC_RELAXED);
+        bool ok;
+        if (b->pool) {
+            ok = prepare_batch(b->pool, b->base, b->n);
+            if (ok)
+                __atomic_add_fetch(&prov.helped, b->n, __ATOMIC_RELAXED);
+        } else { /* a range (a slab chunk) */
+            ok = madvise(b->base, b->len, MADV_POPULATE_WRITE) == 0;
+        }
         pthread_mutex_lock(&prov.lock);
+        prov.current = NULL;
         __atomic_store_n(&b->state, ok ? SL_BATCH_READY : SL_BATCH_FAILED,
                          __ATOMIC_RELEASE);
         pthread_cond_broadcast(&prov.done);
@@ -346,53 +356,22 @@ static void fork_child(void)
         }
         p->registered = false; /* a pool the child goes on using joins again */
     }
+    for (struct sl__stack_batch *r = prov.ranges; r != NULL; r = r->rnext) {
+        uint32_t st = __atomic_load_n(&r->state, __ATOMIC_RELAXED);
+        if (st == SL_BATCH_QUEUED || st == SL_BATCH_HELPER)
+            __atomic_store_n(&r->state, SL_BATCH_FAILED, __ATOMIC_RELAXED);
+        r->qnext = NULL;
+        r->counted = false; /* its claim must not count it off again */
+    }
     prov.pools = NULL;
-    prov.npools = 0;
+    prov.ranges = NULL;
+    prov.current = NULL;
+    prov.users = 0;
     prov.head = prov.tail = NULL;
     prov.running = prov.stop = false;
     if (prov.pidfd >= 0)
         close(prov.pidfd);
     prov.pidfd = -1;
-}
-
-/* Queue batch b (QUEUED already) for the helper, starting it if need be.
- * False if there is no helper (it could not be started): the caller
- * takes b back. */
-static bool helper_queue(sl_stack_pool *p, struct sl__stack_batch *b)
-{
-    pthread_mutex_lock(&prov.lock);
-    if (!prov.running && !prov.failed) {
-        /* Its frames are prepare_batch's iovecs and a few calls: 64 KiB,
-         * not the default 8 MiB of address space (RLIMIT_AS counts it). */
-        pthread_attr_t attr;
-        prov.stop = false;
-        if (pthread_attr_init(&attr) == 0) {
-            (void)pthread_attr_setstacksize(&attr, 64 << 10);
-            if (pthread_create(&prov.thread, &attr, helper_main, NULL) == 0)
-                prov.running = true;
-            pthread_attr_destroy(&attr);
-        }
-        prov.failed = !prov.running;
-    }
-    if (!prov.running) {
-        pthread_mutex_unlock(&prov.lock);
-        return false;
-    }
-    if (!p->registered) {
-        p->registered = true;
-        p->reg_next = prov.pools;
-        prov.pools = p;
-        prov.npools++;
-    }
-    b->qnext = NULL;
-    if (prov.tail)
-        prov.tail->qnext = b;
-    else
-        prov.head = b;
-    prov.tail = b;
-    pthread_cond_signal(&prov.cond);
-    pthread_mutex_unlock(&prov.lock);
-    return true;
 }
 
 /* Unlink b from the queue (lock held). */
@@ -409,6 +388,126 @@ static void queue_unlink(struct sl__stack_batch *b)
     if (prov.tail == b)
         prov.tail = last;
     b->qnext = NULL;
+}
+
+/* Start the helper unless it runs (lock held). False if it cannot. */
+static bool helper_start(void)
+{
+    if (!prov.running && !prov.failed) {
+        /* Its frames are prepare_batch's iovecs and a few calls: 64 KiB,
+         * not the default 8 MiB of address space (RLIMIT_AS counts it). */
+        pthread_attr_t attr;
+        prov.stop = false;
+        if (pthread_attr_init(&attr) == 0) {
+            (void)pthread_attr_setstacksize(&attr, 64 << 10);
+            if (pthread_create(&prov.thread, &attr, helper_main, NULL) == 0)
+                prov.running = true;
+            pthread_attr_destroy(&attr);
+        }
+        prov.failed = !prov.running;
+    }
+    return prov.running;
+}
+
+/* Append b to the helper's queue and wake it (lock held). */
+static void enqueue(struct sl__stack_batch *b)
+{
+    b->qnext = NULL;
+    if (prov.tail)
+        prov.tail->qnext = b;
+    else
+        prov.head = b;
+    prov.tail = b;
+    pthread_cond_signal(&prov.cond);
+}
+
+/* Stop the helper when nobody uses it any more (called with the lock
+ * held, returns with it released). */
+static void unlock_and_stop_if_unused(void)
+{
+    bool join = prov.users == 0 && prov.running;
+    if (join) {
+        prov.stop = true;
+        pthread_cond_signal(&prov.cond);
+    }
+    pthread_mutex_unlock(&prov.lock);
+    if (join) {
+        pthread_join(prov.thread, NULL);
+        pthread_mutex_lock(&prov.lock);
+        prov.running = false;
+        pthread_mutex_unlock(&prov.lock);
+    }
+}
+
+/* Queue batch b (QUEUED already) for the helper, starting it if need be.
+ * False if there is no helper (it could not be started): the caller
+ * takes b back. */
+static bool helper_queue(sl_stack_pool *p, struct sl__stack_batch *b)
+{
+    pthread_mutex_lock(&prov.lock);
+    if (!helper_start()) {
+        pthread_mutex_unlock(&prov.lock);
+        return false;
+    }
+    if (!p->registered) {
+        p->registered = true;
+        p->reg_next = prov.pools;
+        prov.pools = p;
+        prov.users++;
+    }
+    enqueue(b);
+    pthread_mutex_unlock(&prov.lock);
+    return true;
+}
+
+bool sl__provision_populate(struct sl__stack_batch *job, void *addr,
+                            size_t len)
+{
+    memset(job, 0, sizeof *job);
+    job->base = addr;
+    job->len = len;
+    pthread_mutex_lock(&prov.lock);
+    if (!prov.atfork) /* a child could hang on a lock held at fork */
+        prov.atfork = pthread_atfork(fork_prepare, fork_parent,
+                                     fork_child) == 0;
+    if (!prov.atfork || !helper_start()) {
+        job->state = SL_BATCH_FAILED;
+        pthread_mutex_unlock(&prov.lock);
+        return false;
+    }
+    job->state = SL_BATCH_QUEUED;
+    job->counted = true;
+    job->rnext = prov.ranges;
+    prov.ranges = job;
+    prov.users++;
+    enqueue(job);
+    pthread_mutex_unlock(&prov.lock);
+    return true;
+}
+
+bool sl__provision_claim(struct sl__stack_batch *job)
+{
+    pthread_mutex_lock(&prov.lock);
+    uint32_t expect = SL_BATCH_QUEUED;
+    if (__atomic_compare_exchange_n(&job->state, &expect, SL_BATCH_OWNED,
+                                    false, __ATOMIC_ACQUIRE,
+                                    __ATOMIC_RELAXED))
+        queue_unlink(job);
+    while (batch_state(job) == SL_BATCH_HELPER)
+        pthread_cond_wait(&prov.done, &prov.lock);
+    bool done = batch_state(job) == SL_BATCH_READY;
+    for (struct sl__stack_batch **r = &prov.ranges; *r; r = &(*r)->rnext)
+        if (*r == job) {
+            *r = job->rnext;
+            break;
+        }
+    if (job->counted) {
+        job->counted = false;
+        prov.users--;
+    }
+    job->state = SL_BATCH_FREE;
+    unlock_and_stop_if_unused();
+    return done;
 }
 
 /* Take back a batch the helper has not begun: true if it was still
@@ -454,18 +553,8 @@ static void helper_forget(sl_stack_pool *p)
             break;
         }
     p->registered = false;
-    bool join = --prov.npools == 0 && prov.running;
-    if (join) {
-        prov.stop = true;
-        pthread_cond_signal(&prov.cond);
-    }
-    pthread_mutex_unlock(&prov.lock);
-    if (join) {
-        pthread_join(prov.thread, NULL);
-        pthread_mutex_lock(&prov.lock);
-        prov.running = false;
-        pthread_mutex_unlock(&prov.lock);
-    }
+    prov.users--;
+    unlock_and_stop_if_unused();
 }
 
 static int initial_provision(const sl_stack_pool *p)

@@ -59,8 +59,23 @@ struct sl__stack_batch {
     uint32_t state;               /* (atomic) SL_BATCH_*                   */
     uint64_t seq;                 /* cut order (the helper's order)        */
     struct sl__stack_batch *qnext;/* (provisioner lock) the helper's queue */
-    sl_stack_pool *pool;          /* its pool (the helper reads its size)  */
+    sl_stack_pool *pool;          /* its pool (the helper reads its size);
+                                     NULL: a range job (below)             */
+    size_t len;                   /* a range job's bytes                   */
+    struct sl__stack_batch *rnext;/* (provisioner lock) range jobs        */
+    bool counted;                 /* (provisioner lock) keeps the helper   */
 };
+
+/* The helper's other job: make [addr, addr + len) present ahead of its
+ * use (a slab chunk mapped ahead). job is the caller's and stays its own
+ * until claimed. False, and nothing queued, when there is no helper. */
+bool sl__provision_populate(struct sl__stack_batch *job, void *addr,
+                            size_t len);
+/* The range is needed now, or goes away: the job is taken back if the
+ * helper has not begun it, waited for if it has. True if the range was
+ * made present. Call it exactly once per sl__provision_populate, even one
+ * that returned false. */
+bool sl__provision_claim(struct sl__stack_batch *job);
 
 /* One per worker; single-threaded but for the batches the helper works
  * on (above) and the mprotect budget (shared, atomically). Every slot is

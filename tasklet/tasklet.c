@@ -23,6 +23,7 @@
 
 #define SLAB_FIRST_CHUNK (64u << 10)
 #define SLAB_MAX_CHUNK (8u << 20)
+#define SLAB_AHEAD_CHUNK (2u << 20) /* from this size on, map one ahead */
 /* A slab whose blocks are all free is reset (address order again) only
  * after this many frees since the last reset: a loop that spawns and ends one
  * tasklet at a time would otherwise reset, and thread a new batch, at
@@ -48,10 +49,15 @@ void sl__slab_init(sl_slab *s, sl_worker *owner)
     s->carve = NULL;
     s->carve_i = 0;
     s->frees = 0;
+    s->ahead = NULL;
 }
 
 void sl__slab_destroy(sl_slab *s)
 {
+    if (s->ahead) {
+        (void)sl__provision_claim(&s->ahead_job);
+        munmap(s->ahead, s->next_chunk);
+    }
     struct slab_chunk *c = s->chunks;
     while (c) {
         struct slab_chunk *n = c->next;
@@ -171,16 +177,25 @@ void sl__slab_depot_reset(void)
     pthread_mutex_unlock(&slab_depot.lock);
 }
 
+static void *map_chunk(size_t bytes);
+
 void *sl__map_populated(size_t bytes)
+{
+    void *p = map_chunk(bytes);
+    if (p)
+        (void)madvise(p, bytes, MADV_POPULATE_WRITE); /* best effort */
+    return p;
+}
+
+/* bytes of fresh memory, on huge pages where the kernel allows when bytes
+ * is a multiple of 2 MiB (not made present); NULL when refused. */
+static void *map_chunk(size_t bytes)
 {
     size_t huge = (size_t)2 << 20;
     if (bytes < huge || bytes % huge) {
         void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p == MAP_FAILED)
-            return NULL;
-        (void)madvise(p, bytes, MADV_POPULATE_WRITE); /* best effort */
-        return p;
+        return p == MAP_FAILED ? NULL : p;
     }
     /* Huge-page aligned: the kernel may back it with 2 MiB pages, one TLB
      * entry each (THP "madvise" mode needs the advice). Data touched at
@@ -196,7 +211,6 @@ void *sl__map_populated(size_t bytes)
     if (p + bytes < m + bytes + huge)
         munmap(p + bytes, (size_t)(m + bytes + huge - (p + bytes)));
     (void)madvise(p, bytes, MADV_HUGEPAGE);
-    (void)madvise(p, bytes, MADV_POPULATE_WRITE);
     return p;
 }
 
@@ -273,9 +287,15 @@ sl_tasklet *sl__slab_refill(sl_slab *s)
             return b;
     }
     size_t bytes = s->next_chunk;
-    void *p = sl__map_populated(bytes);
-    if (!p)
+    void *p;
+    if (s->ahead) { /* mapped ahead (next_chunk has not changed since) */
+        p = s->ahead;
+        s->ahead = NULL;
+        if (!sl__provision_claim(&s->ahead_job))
+            (void)madvise(p, bytes, MADV_POPULATE_WRITE); /* best effort */
+    } else if (!(p = sl__map_populated(bytes))) {
         return NULL;
+    }
 #if SL_ASAN
     ASAN_UNPOISON_MEMORY_REGION(p, bytes); /* see sl__slab_destroy */
 #endif
@@ -313,6 +333,13 @@ sl_tasklet *sl__slab_refill(sl_slab *s)
     for (size_t i = 0; i < n; i++)
         poison_free_block(&blocks[i]);
 #endif
+    /* A spawn storm (chunks have grown to 2 MiB and more): the next chunk
+     * is mapped now, and the stack provisioner's helper makes it present
+     * while this one is used, so the worker does not zero it later. */
+    if (s->next_chunk >= SLAB_AHEAD_CHUNK && s->owner &&
+        s->owner->stacks.provision == SL_PROVISION_HELPER &&
+        (s->ahead = map_chunk(s->next_chunk)) != NULL)
+        (void)sl__provision_populate(&s->ahead_job, s->ahead, s->next_chunk);
     return blocks;
 }
 
