@@ -156,8 +156,10 @@ fi
 # program's own preference; on 1 and 2 workers, fixed then copy stacks,
 # then Go at the same GOMAXPROCS, back to back. Then Stackless's default
 # preference, -1, for comparison.
+# The step id of skynet with fixed stacks on w workers.
+skynet_id() { if [ "$1" = 1 ]; then echo skynet; else echo "skynet-w$1"; fi; }
 for w in 1 2; do
-    id=skynet-w$w; [ "$w" = 1 ] && id=skynet
+    id=$(skynet_id "$w")
     add "$id" "skynet workers=$w" "$SKY --leaves $SKYNET --warmup --repeat 5 --workers $w"
     add "skynet-copy-w$w" "skynet workers=$w stack=copy" "$SKY --leaves $SKYNET --warmup --repeat 5 --workers $w --stack copy"
     if [ "$GO_OK" = 1 ]; then
@@ -438,7 +440,7 @@ MD=$OUT/benchmarks.md
     echo "| who | command | first tree s | best tree s | peak RSS MiB | first / Go's first | best / Go's best | load |"
     echo "|---|---|---|---|---|---|---|---|"
     for w in 1 2; do
-        id=skynet-w$w; [ "$w" = 1 ] && id=skynet
+        id=$(skynet_id "$w")
         g=go-skynet-$w
         gf=$(ms_of_s "$(kv "$g" first_run_seconds)") gb=$(ms_of_s "$(kv "$g" seconds)")
         for x in "$id:tasklets, fixed stacks" "skynet-copy-w$w:tasklets, copy stacks"; do
@@ -465,7 +467,7 @@ MD=$OUT/benchmarks.md
     echo "| what | command | first run s | best s | peak RSS MiB | other load |"
     echo "|---|---|---|---|---|---|"
     for w in 1 2; do
-        id=skynet-w$w; [ "$w" = 1 ] && id=skynet
+        id=$(skynet_id "$w")
         echo "| skynet, tasklets, workers=$w | $(cmd_of "$id") | $(scale_cell "$id" first_ms sec_of_ms) | $(scale_cell "$id" ms sec_of_ms short) | $(scale_cell "$id" peak_rss_kb mib short) | $(others_of "$id") |"
     done
     if [ "$GO_OK" = 1 ]; then

@@ -65,6 +65,7 @@
 #define _GNU_SOURCE
 #endif
 #include "tasklet/stack.h"
+#include "tasklet/sysdefs.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -82,18 +83,6 @@
 #include <valgrind/valgrind.h>
 #endif
 
-#ifndef MADV_GUARD_INSTALL
-#define MADV_GUARD_INSTALL 102
-#endif
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
-#ifndef SYS_pidfd_open
-#define SYS_pidfd_open 434
-#endif
-#ifndef SYS_process_madvise
-#define SYS_process_madvise 440
-#endif
 
 #define REGION_MIN_SLOTS 1024
 #define REGION_MIN_BYTES ((size_t)64 << 20)
@@ -162,17 +151,23 @@ static void budget_return(size_t n)
         atomic_fetch_add(&mprotect_left, (long)n);
 }
 
+/* 1, 2 or 3 when the environment variable var names the first, second or
+ * third of names; 0 when it is unset or names none of them. */
+static int env_pick(const char *var, const char *const names[3])
+{
+    const char *env = getenv(var);
+    for (int i = 0; env != NULL && i < 3; i++)
+        if (strcmp(env, names[i]) == 0)
+            return i + 1;
+    return 0;
+}
+
 static int initial_mode(void)
 {
-    const char *env = getenv("SL_STACK_GUARD");
-    if (env != NULL) {
-        if (strcmp(env, "madv") == 0)
-            return SL_GUARD_MADV;
-        if (strcmp(env, "mprotect") == 0)
-            return SL_GUARD_MPROTECT;
-        if (strcmp(env, "canary") == 0)
-            return SL_GUARD_CANARY;
-    }
+    static const char *const names[3] = {"madv", "mprotect", "canary"};
+    int m = env_pick("SL_STACK_GUARD", names); /* in SL_GUARD_* order */
+    if (m != 0)
+        return m;
     return madv_guard_works() ? SL_GUARD_MADV : SL_GUARD_MPROTECT;
 }
 
@@ -199,7 +194,7 @@ static struct {
     pid_t pidfd_pid;             /* the process pidfd refers to           */
     int broken;                  /* (atomic) process_madvise refused: 1
                                     guards, 2 populating too              */
-    bool atfork;                 /* the fork handlers are registered      */
+    bool atfork;                 /* the fork handlers are registered (once) */
     uint64_t helped, batched, single; /* (atomic) slots prepared by the
                                     helper, by workers in batches, and one
                                     at a time (sl__stack_provision_stats)  */
@@ -439,25 +434,41 @@ static void unlock_and_stop_if_unused(void)
     }
 }
 
-/* Queue batch b (QUEUED already) for the helper, starting it if need be.
- * False if there is no helper (it could not be started): the caller
- * takes b back. */
-static bool helper_queue(sl_stack_pool *p, struct sl__stack_batch *b)
+/* Queue job (QUEUED already) for the helper, starting it if need be;
+ * false if there is no helper (it could not be started, or there are no
+ * fork handlers), and the caller takes job back. Each user keeps the
+ * helper alive: a pool once it has queued a batch (until it is
+ * destroyed), a range job until it is claimed. */
+static void register_atfork(void)
 {
+    prov.atfork = pthread_atfork(fork_prepare, fork_parent, fork_child) == 0;
+}
+
+static bool helper_queue(struct sl__stack_batch *job)
+{
+    /* Not under our lock: a fork in progress holds glibc's atfork lock
+     * and waits for ours in fork_prepare. */
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, register_atfork);
     pthread_mutex_lock(&prov.lock);
-    if (!helper_start()) {
-        pthread_mutex_unlock(&prov.lock);
-        return false;
-    }
-    if (!p->registered) {
+    bool ok = prov.atfork && helper_start(); /* a child could hang on a
+                                                lock held at fork */
+    sl_stack_pool *p = job->pool;
+    if (ok && p && !p->registered) {
         p->registered = true;
         p->reg_next = prov.pools;
         prov.pools = p;
         prov.users++;
+    } else if (ok && !p) {
+        job->counted = true;
+        job->rnext = prov.ranges;
+        prov.ranges = job;
+        prov.users++;
     }
-    enqueue(b);
+    if (ok)
+        enqueue(job);
     pthread_mutex_unlock(&prov.lock);
-    return true;
+    return ok;
 }
 
 bool sl__provision_populate(struct sl__stack_batch *job, void *addr,
@@ -466,23 +477,11 @@ bool sl__provision_populate(struct sl__stack_batch *job, void *addr,
     memset(job, 0, sizeof *job);
     job->base = addr;
     job->len = len;
-    pthread_mutex_lock(&prov.lock);
-    if (!prov.atfork) /* a child could hang on a lock held at fork */
-        prov.atfork = pthread_atfork(fork_prepare, fork_parent,
-                                     fork_child) == 0;
-    if (!prov.atfork || !helper_start()) {
-        job->state = SL_BATCH_FAILED;
-        pthread_mutex_unlock(&prov.lock);
-        return false;
-    }
     job->state = SL_BATCH_QUEUED;
-    job->counted = true;
-    job->rnext = prov.ranges;
-    prov.ranges = job;
-    prov.users++;
-    enqueue(job);
-    pthread_mutex_unlock(&prov.lock);
-    return true;
+    if (helper_queue(job))
+        return true;
+    job->state = SL_BATCH_FAILED;
+    return false;
 }
 
 bool sl__provision_claim(struct sl__stack_batch *job)
@@ -559,17 +558,12 @@ static void helper_forget(sl_stack_pool *p)
 
 static int initial_provision(const sl_stack_pool *p)
 {
+    static const char *const names[3] = {"off", "inline", "helper"};
     if (p->valgrind)
         return SL_PROVISION_OFF;
-    const char *env = getenv("SL_STACK_PROVISION");
-    if (env != NULL) {
-        if (strcmp(env, "off") == 0)
-            return SL_PROVISION_OFF;
-        if (strcmp(env, "inline") == 0)
-            return SL_PROVISION_INLINE;
-        if (strcmp(env, "helper") == 0)
-            return SL_PROVISION_HELPER;
-    }
+    int m = env_pick("SL_STACK_PROVISION", names); /* SL_PROVISION_* + 1 */
+    if (m != 0)
+        return m - 1;
     cpu_set_t cpus;
     if (sched_getaffinity(0, sizeof cpus, &cpus) == 0 && CPU_COUNT(&cpus) >= 2)
         return SL_PROVISION_HELPER;
@@ -595,15 +589,6 @@ int sl__stack_pool_init(sl_stack_pool *p, size_t usable_size)
     p->provision = initial_provision(p);
     for (int i = 0; i < SL_STACK_RING; i++)
         p->ring[i].pool = p;
-    if (p->provision == SL_PROVISION_HELPER) {
-        pthread_mutex_lock(&prov.lock);
-        if (!prov.atfork)
-            prov.atfork = pthread_atfork(fork_prepare, fork_parent,
-                                         fork_child) == 0;
-        if (!prov.atfork) /* a child could hang on a lock held at fork */
-            p->provision = SL_PROVISION_INLINE;
-        pthread_mutex_unlock(&prov.lock);
-    }
     return 0;
 }
 
@@ -793,7 +778,7 @@ static void queue_ahead(sl_stack_pool *p)
         b->seq = ++p->nbatches;
         set_state(b, SL_BATCH_QUEUED);
         p->nqueued += n;
-        if (!helper_queue(p, b)) { /* no helper after all */
+        if (!helper_queue(b)) { /* no helper after all */
             set_state(b, SL_BATCH_OWNED);
             p->provision = SL_PROVISION_INLINE;
             prepare_here(p, b->base, n);
