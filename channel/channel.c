@@ -8,7 +8,8 @@
  *    the caller at the end of the run queue; otherwise the caller
  *    continues and the partner goes to the end. schedule_all overrides
  *    both: partner to the end, caller yields. A closing channel still
- *    completes these. A selecting partner is treated the same way.
+ *    completes these. A selecting partner is never switched to at once: it
+ *    joins the end of the run queue (docs/select.md).
  *  - nobody waits: the caller waits at the tail of the queue and the next
  *    runnable tasklet runs; on a closing channel the call fails with
  *    SL_ECLOSED instead; try_* calls fail with SL_EWOULDBLOCK.
@@ -145,19 +146,47 @@ static inline int ring_pop(struct sl_ring *r, void **out)
     return s->err;
 }
 
+/* A partner pw completed (unlinked, done) with ch's lock released: for a
+ * slow waiter (a select's or a timed wait's) its select's other waiters
+ * are withdrawn (each under its own lock, W5 of sched/wait.h) and its
+ * counts undone; then it joins the end of the run queue. */
+static __attribute__((noinline)) void wake_completed(sl_worker *w,
+                                                    sl_waiter *pw, bool slow)
+{
+    sl_tasklet *t = pw->t;
+    if (slow)
+        sl__wait_partner_done(t);
+    sl__wake(w, t);
+}
+
 /* A receive took a message from a full ring: the first live sender waiting
- * moves its message in, its send completes and it becomes runnable at the
- * end of the run queue. Lock held. */
-static void refill_from_sender(sl_worker *w, sl_channel *ch)
+ * moves its message in and its send completes. Lock held; returns that
+ * sender's waiter, for wake_completed once the lock is released (NULL:
+ * none). */
+static sl_waiter *refill_from_sender(sl_channel *ch)
 {
     sl_waiter *pw =
         ch->q.balance > 0 ? sl__waitq_claim_head(&ch->q) : NULL;
     if (!pw)
-        return;
+        return NULL;
     ring_push(ch->ring, pw->value, pw->result);
     sl__waitq_unlink(pw);
     pw->done = 1;
-    sl__wait_wake_partner(w, pw->t);
+    return pw;
+}
+
+/* A receive from the ring of ch (lock held, released here): 0 or the
+ * message's send_error code. */
+static __attribute__((noinline)) int ring_receive(sl_worker *w, sl_channel *ch,
+                                                  void **out)
+{
+    int rc = ring_pop(ch->ring, out);
+    sl_waiter *pw = refill_from_sender(ch);
+    bool slow = pw && sl__waiter_slow(pw);
+    ch_unlock(ch);
+    if (pw)
+        wake_completed(w, pw, slow);
+    return rc;
 }
 
 /* ---- slow paths ----------------------------------------------------------- */
@@ -176,9 +205,17 @@ static __attribute__((noinline)) int run_partner(sl_worker *w, sl_tasklet *cur,
         return rc;
     }
     sl__rq_link_after_current(w, t);
-    w->current = t;
+    SL_STORE(&w->current, t);
     sl__jump(w, cur, t);
     return rc; /* completed: a kill meanwhile shows at the next block */
+}
+
+/* A partner pinned to another worker goes to its inbox; returns rc. */
+static __attribute__((noinline)) int wake_remote_rc(sl_worker *w,
+                                                    sl_tasklet *t, int rc)
+{
+    sl__wake_remote(w, t);
+    return rc;
 }
 
 /* schedule_all: the partner goes to the end and the caller yields. */
@@ -189,13 +226,29 @@ static __attribute__((noinline)) int yield_after(sl_worker *w, sl_tasklet *cur,
     sl_tasklet *next = cur->next;
     if (next == cur)
         return rc;
-    w->current = next;
+    SL_STORE(&w->current, next);
     sl__jump(w, cur, next);
     return rc; /* completed: a kill meanwhile shows at the next block */
 }
 
+/* Who runs after a completed hand-over with t: the preference decides. */
+static inline __attribute__((always_inline)) int
+after_handover(sl_worker *w, sl_tasklet *t, uint8_t after, int rc)
+{
+    if (after == SL_AFTER_PARTNER)
+        return run_partner(w, w->current, t, rc);
+    if (sl_unlikely(after == SL_AFTER_YIELD))
+        return yield_after(w, w->current, t, rc);
+    if (sl_unlikely(t->pin >= 0) && t->pin != w->index)
+        return wake_remote_rc(w, t, rc); /* (a tail call: rc stays in a
+                                            register the call clobbers) */
+    sl__rq_append(w, t);
+    return rc;
+}
+
 /* A partner pw waits, its wait claimed: hand over, then the preference
- * decides who runs. Lock held, released here. */
+ * decides who runs. Lock held, released here. pw is a plain waiter (a
+ * select's takes complete_select: the fast claim fails on it). */
 static inline __attribute__((always_inline)) int
 complete(sl_worker *w, sl_channel *ch, sl_waiter *pw, int dir, void *msg,
          void **out, int err)
@@ -217,15 +270,37 @@ complete(sl_worker *w, sl_channel *ch, sl_waiter *pw, int dir, void *msg,
     }
     sl__waitq_unlink_head(&ch->q, pw, dir);
     int rc = exchange(pw, dir, msg, err, out);
-    pw->done = 1; /* (a select looks for it) */
     uint8_t after = ch->after[dir > 0 ? 0 : 1];
     ch_unlock(ch);
-    if (after == SL_AFTER_PARTNER)
-        return run_partner(w, w->current, t, rc);
-    if (sl_unlikely(after == SL_AFTER_YIELD))
-        return yield_after(w, w->current, t, rc);
-    sl__wake(w, t);
-    return rc;
+    return after_handover(w, t, after, rc);
+}
+
+/* complete() for a slow waiter pw (claimed; the head of ch's queue): a
+ * select's, or a timed wait's (sl__waiter_slow). The exchange, then (W5)
+ * a select's other waiters are withdrawn and the wait's counts undone
+ * before it is woken, so that no channel counts a select once it is over
+ * and a wait that ended no longer holds off the deadlock rules. A
+ * selecting tasklet is never switched to at once: it joins the end of the
+ * run queue, whatever the preference (docs/select.md); a timed wait's
+ * tasklet follows the preference as any waiter. Lock held, released
+ * here. */
+static __attribute__((noinline)) int
+complete_slow(sl_worker *w, sl_channel *ch, sl_waiter *pw, int dir,
+              void *msg, void **out, int err)
+{
+    sl_tasklet *t = pw->t;
+    sl__waitq_unlink(pw);
+    int rc = exchange(pw, dir, msg, err, out);
+    pw->done = 1;
+    uint8_t after = ch->after[dir > 0 ? 0 : 1];
+    bool select = pw != &t->wait;
+    ch_unlock(ch);
+    sl__wait_partner_done(t);
+    if (select) {
+        sl__wake(w, t);
+        return rc;
+    }
+    return after_handover(w, t, after, rc);
 }
 
 /* Nobody to meet: wait at the tail of the queue, or fail. Lock held,
@@ -303,10 +378,7 @@ buffered_action(sl_worker *w, sl_channel *ch, int dir, void *msg, void **out,
             return 0;
         }
     } else if (r->count > 0) {
-        int rc = ring_pop(r, out);
-        refill_from_sender(w, ch);
-        ch_unlock(ch);
-        return rc;
+        return ring_receive(w, ch, out);
     }
     return block(w, ch, dir, msg, out, err, try_only, timeout_ms);
 }
@@ -316,6 +388,8 @@ claimed_action(sl_worker *w, sl_channel *ch, int dir, void *msg, void **out,
                int err, bool try_only, int64_t timeout_ms)
 {
     sl_waiter *pw = sl__waitq_claim_head(&ch->q);
+    if (pw && sl__waiter_slow(pw))
+        return complete_slow(w, ch, pw, dir, msg, out, err);
     if (pw)
         return complete(w, ch, pw, dir, msg, out, err);
     if (ch->ring)
@@ -345,25 +419,20 @@ bool sl__chan_ready(sl_channel *ch, int dir, sl_waiter **partner)
 int sl__chan_complete_nowait(sl_worker *w, sl_channel *ch, int dir,
                              sl_waiter *pw, void *msg, int err, void **out)
 {
-    int rc = 0;
     if (pw) { /* rendezvous with a waiting partner, nobody switches */
         sl__waitq_unlink(pw);
-        rc = exchange(pw, dir, msg, err, out);
+        int rc = exchange(pw, dir, msg, err, out);
         pw->done = 1;
-        sl_tasklet *t = pw->t;
+        bool slow = sl__waiter_slow(pw);
         ch_unlock(ch);
-        sl__wake(w, t);
+        wake_completed(w, pw, slow);
         return rc;
     }
-    struct sl_ring *r = ch->ring;
-    if (dir > 0) {
-        ring_push(r, msg, err);
-    } else {
-        rc = ring_pop(r, out);
-        refill_from_sender(w, ch);
-    }
+    if (dir < 0)
+        return ring_receive(w, ch, out);
+    ring_push(ch->ring, msg, err);
     ch_unlock(ch);
-    return rc;
+    return 0;
 }
 
 /* ---- the one channel operation -------------------------------------------- */
@@ -393,7 +462,9 @@ channel_action(sl_channel *ch, int dir, void *msg, void **out, int err,
         if (dir < 0 && sl_unlikely(ch->ring != NULL) && ch->ring->count)
             return buffered_action(w, ch, dir, msg, out, err, try_only,
                                    timeout_ms);
-        /* A partner waits: claim the first one, hand over. */
+        /* A partner waits: claim the first one, hand over. (The claim
+         * fails on a select's or a timed wait's waiter: its gen is even,
+         * see sched/wait.h; claimed_action completes that one.) */
         sl_waiter *pw = ch->q.head;
         if (sl_unlikely(!sl__claim(pw->t, pw->gen)))
             return claimed_action(w, ch, dir, msg, out, err, try_only,

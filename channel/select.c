@@ -19,8 +19,10 @@
  * first one wins, completes the exchange through that waiter (done) and
  * wakes the caller; a later partner meeting another waiter of the same
  * select finds the wait over and unlinks it. A timer or a kill claims the
- * same wait and unlinks every waiter. The caller, resumed, unlinks what
- * is left (Go's select does the same with its sudogs). Waiters are on the
+ * same wait and unlinks every waiter; so does the winning partner, once
+ * it has released the lock of the channel where it met the select, so
+ * that no channel counts the select once it is over (Go's select leaves
+ * that to the selecting goroutine when it resumes). Waiters are on the
  * caller's stack for a few cases, else malloc'd; a copy-mode caller's are
  * always malloc'd, since its frames leave the shared stack while it
  * waits and partners on other workers write to them.
@@ -179,7 +181,6 @@ int sl_select(sl_select_case *cases, int n, int64_t timeout_ms)
         goto out;
     }
     uint32_t gen = sl__wait_begin(cur, SL_W_SELECT);
-    sl_worker *tw = w;
     bool timed = timeout_ms > 0;
     if (timed && (rc = sl__timer_arm(w, cur, gen, sl__deadline(timeout_ms)))) {
         sl__wait_abandon(cur, gen);
@@ -199,14 +200,14 @@ int sl_select(sl_select_case *cases, int n, int64_t timeout_ms)
         if (!ch || ch->closing)
             continue;
         wt->t = cur;
-        wt->gen = gen;
+        wt->gen = gen - 1; /* even: marks a select's waiter (wait.h) */
         wt->index = (uint16_t)i;
         wt->dir = (int8_t)case_dir(&cases[i]);
         wt->value = cases[i].value;
         sl__waitq_link(&ch->q, wt);
     }
     cur->wv = ws;
-    cur->wn = (uint16_t)n;
+    SL_STORE(&cur->wn, (uint16_t)n); /* (sl_dump reads it) */
     cur->wheap = ws != ws_small;
     sl__publish_after_switch(w, cur, SL_T_BLOCKED);
     if (sl__rt.mt) {
@@ -214,22 +215,12 @@ int sl_select(sl_select_case *cases, int n, int64_t timeout_ms)
         w->post = 1;
     }
     w = sl__jump(w, cur, next);
-    rc = cur->result;
-    /* Take the waiters that are still queued out again (a partner took
-     * the one it completed; any other claimer took them all). */
-    if (rc == 0) {
-        lock_all(locks);
-        for (int i = 0; i < n; i++)
-            sl__waitq_unlink(&ws[i]);
-        unlock_all(locks);
-    }
+    rc = cur->result; /* whoever ended the wait unlinked every waiter */
     sl__events_due(w);
     cur->wv = NULL;
-    cur->wn = 0;
+    SL_STORE(&cur->wn, (uint16_t)0);
     cur->wheap = 0;
-    sl__wait_kind_reset(cur);
-    if (timed)
-        sl__timer_done(tw);
+    sl__wait_kind_reset(cur); /* (its counts: undone by whoever ended it) */
     if (rc == 0) {
         int i = 0;
         while (i < n && !ws[i].done)

@@ -18,6 +18,10 @@
 
 #define MASK_WORDS 5 /* parent + 256 workers */
 
+/* Every field is written under lock. closed, full and taken are also read
+ * without it, as hints (mp_spin_until's conditions: whatever they say is
+ * checked again under the lock), so their stores are atomic; full and
+ * taken are stored with release and loaded with acquire. */
 struct sl_mpchan {
     _Atomic uint8_t lock;
     uint8_t closed;
@@ -103,7 +107,7 @@ int sl_mpchan_close(sl_mpchan *ch)
         return SL_EINVAL;
     uint64_t r[MASK_WORDS], s[MASK_WORDS];
     mp_lock(&ch->lock);
-    ch->closed = 1;
+    __atomic_store_n(&ch->closed, 1, __ATOMIC_RELAXED);
     take_mask(ch->rwait, r);
     take_mask(ch->swait, s);
     mp_unlock(&ch->lock);
@@ -201,7 +205,7 @@ int sl_mpchan_send(sl_mpchan *ch, const void *msg, size_t len)
         if (ch->closed || rc < 0) {
             /* Give up: take our message back (nobody has it). */
             if (ch->full && ch->posted == seq)
-                ch->full = 0;
+                __atomic_store_n(&ch->full, 0, __ATOMIC_RELEASE);
             take_mask(ch->swait, wake);
             mp_unlock(&ch->lock);
             ring(sh, wake);
@@ -236,7 +240,7 @@ int sl_mpchan_receive(sl_mpchan *ch, void *buf, size_t *len)
             }
             memcpy(buf, ch->data, ch->len);
             *len = ch->len;
-            ch->full = 0;
+            __atomic_store_n(&ch->full, 0, __ATOMIC_RELEASE);
             __atomic_store_n(&ch->taken, ch->posted, __ATOMIC_RELEASE);
             take_mask(ch->swait, wake);
             mp_unlock(&ch->lock);

@@ -30,7 +30,7 @@ void mp_lock(_Atomic uint8_t *l)
             return;
         while (atomic_load_explicit(l, memory_order_relaxed)) {
             if (++i < 256)
-                __builtin_ia32_pause();
+                sl_arch_relax();
             else
                 sched_yield(); /* the holder may be descheduled */
         }
@@ -59,12 +59,15 @@ static size_t round_up(size_t n, size_t a)
 struct mp_shared *mp_shared_new(uint32_t nprocs, uint32_t depth,
                                 size_t heap_size)
 {
+    /* Each part starts on a page of its own (4 KiB, or 16 or 64 KiB on
+     * some aarch64 kernels). */
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
     size_t ring = round_up(sizeof(struct mp_ring) + (size_t)depth * MP_SLOT,
-                           4096);
+                           pg);
     size_t hdr = round_up(sizeof(struct mp_shared) +
-                              nprocs * sizeof(struct mp_wslot), 4096);
+                              nprocs * sizeof(struct mp_wslot), pg);
     size_t nunits = heap_size >> MP_MIN_ORDER;
-    size_t meta = round_up(nunits, 4096);
+    size_t meta = round_up(nunits, pg);
     size_t size = hdr + 2 * ring * nprocs + meta + heap_size;
     struct mp_shared *s = mmap(NULL, size, PROT_READ | PROT_WRITE,
                                MAP_SHARED | MAP_ANONYMOUS, -1, 0);

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "arch/arch.h"
 #include "stackless.h"
 
 #define MP_SLOT 256             /* bytes of a ring slot                    */
@@ -51,10 +52,10 @@ struct mp_result {
 
 /* A single-producer single-consumer ring of MP_SLOT-byte slots. */
 struct mp_ring {
-    _Alignas(64) _Atomic uint64_t head; /* next to consume (consumer)     */
-    _Alignas(64) _Atomic uint64_t tail; /* next to fill (producer)        */
-    _Alignas(64) uint32_t mask;
-    char slots[] __attribute__((aligned(64)));
+    _Alignas(SL_CACHE_LINE) _Atomic uint64_t head; /* next to consume (consumer) */
+    _Alignas(SL_CACHE_LINE) _Atomic uint64_t tail; /* next to fill (producer)    */
+    _Alignas(SL_CACHE_LINE) uint32_t mask;
+    char slots[] __attribute__((aligned(SL_CACHE_LINE)));
 };
 
 static inline void *mp_ring_slot(struct mp_ring *r, uint64_t i)

@@ -63,6 +63,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sched/testclock.h"
 #include "sched/wait.h"
 
 struct sl_timer {
@@ -96,8 +97,21 @@ struct sl_fdcheck {
 
 #define EVFD_KEY UINT64_MAX
 
+/* TEST HOOK (tests/model, sched/testclock.h): while on, the virtual time
+ * in ns (>= 1); 0 when off, the normal case, which costs sl__now_ns one
+ * predictable branch. */
+static int64_t vclock_ns;
+
+void sl__test_virtual_clock(bool on)
+{
+    __atomic_store_n(&vclock_ns, on ? 1000000000 : 0, __ATOMIC_RELAXED);
+}
+
 int64_t sl__now_ns(void)
 {
+    int64_t v = __atomic_load_n(&vclock_ns, __ATOMIC_RELAXED);
+    if (sl_unlikely(v))
+        return v;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
@@ -200,14 +214,11 @@ int sl__timer_arm(sl_worker *w, sl_tasklet *t, uint32_t gen, int64_t when)
     heap_up(w->timers, w->ntimers++);
     __atomic_add_fetch(&w->timers_live, 1, __ATOMIC_RELAXED);
     sl__nwaits_add(1);
+    t->wait_w = w;
+    t->wcount |= SL_WC_TIMER;
     return 0;
 }
 
-void sl__timer_done(sl_worker *tw)
-{
-    __atomic_sub_fetch(&tw->timers_live, 1, __ATOMIC_RELAXED);
-    sl__nwaits_add(-1);
-}
 
 /* End the waits whose deadline has passed, in deadline order. Returns the
  * next deadline (0: none); *woke counts the tasklets it made runnable. */
@@ -524,6 +535,12 @@ static int poll_epoll(sl_worker *w, int64_t deadline)
 {
     struct epoll_event ev[128];
     struct timespec ts, *tp = NULL;
+    if (sl_unlikely(deadline > 0 && SL_LOAD(&vclock_ns))) {
+        /* TEST HOOK: virtual time jumps to the deadline; only look. */
+        if (deadline > SL_LOAD(&vclock_ns))
+            SL_STORE(&vclock_ns, deadline);
+        deadline = -1;
+    }
     if (deadline < 0) {
         ts.tv_sec = ts.tv_nsec = 0;
         tp = &ts;
@@ -590,10 +607,10 @@ void sl__events_tick(sl_worker *w)
  * Returns the claimer's result. */
 static int park(sl_worker *w, sl_tasklet *cur, uint32_t gen, int64_t deadline)
 {
-    sl_worker *tw = w;
     if (deadline) {
         int rc = sl__timer_arm(w, cur, gen, deadline);
         if (rc < 0) {
+            sl__wait_account(cur); /* an fd wait's count, if any */
             sl__wait_abandon(cur, gen);
             return rc;
         }
@@ -603,10 +620,8 @@ static int park(sl_worker *w, sl_tasklet *cur, uint32_t gen, int64_t deadline)
     sl__publish_after_switch(w, cur, SL_T_BLOCKED);
     w = sl__jump(w, cur, next);
     sl__events_due(w);
-    int rc = cur->result;
+    int rc = cur->result; /* its counts were undone by whoever ended it */
     sl__wait_kind_reset(cur);
-    if (deadline)
-        sl__timer_done(tw);
     return rc;
 }
 
@@ -726,12 +741,11 @@ int sl_wait_fd(int fd, int events, int64_t timeout_ms)
             return rc;
         }
     }
-    sl_worker *fw = w;
-    __atomic_add_fetch(&fw->fd_waits, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&w->fd_waits, 1, __ATOMIC_RELAXED);
     sl__nwaits_add(1);
+    cur->wait_w = w;
+    cur->wcount = SL_WC_FD;
     rc = park(w, cur, gen, sl__deadline(timeout_ms));
-    __atomic_sub_fetch(&fw->fd_waits, 1, __ATOMIC_RELAXED);
-    sl__nwaits_add(-1);
     cur->wait.value = NULL;
     return rc;
 }

@@ -68,6 +68,7 @@ static void *helper(void *arg)
         SL__ASSERT(won);
         (void)won;
         sl__wait_landed_slow(t);
+        sl__wait_account(t);
         t->result = 0;
         sl__inbox_push(home, t);
 
@@ -143,6 +144,7 @@ int sl_offload(void (*fn)(void *), void *arg)
                       .heap = j != &jl};
     j->gen = sl__wait_begin(cur, SL_W_OFFLOAD);
     sl__nwaits_add(1);
+    cur->wcount = SL_WC_NWAIT;
     sl_tasklet *next = sl__rq_leave(w, cur);
     SL__ASSERT(next); /* nwaits > 0: never a deadlock */
     sl__publish_after_switch(w, cur, SL_T_BLOCKED);
@@ -158,8 +160,7 @@ int sl_offload(void (*fn)(void *), void *arg)
     if (j != &jl)
         free(j);
     sl__wait_kind_reset(cur);
-    cur->result = 0;
-    sl__nwaits_add(-1);
+    cur->result = 0; /* (the helper undid the wait's count) */
     return SL_LOAD(&cur->killed) ? SL_EKILLED : 0;
 }
 

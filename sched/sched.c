@@ -198,6 +198,7 @@ struct sl_runtime sl__rt;
 
 void sl__tasklet_discard_new(sl_worker *w, sl_tasklet *t);
 void sl__orphans_forget(void);
+void sl__orphans_reset(void);
 void sl__offload_fork_reset(void);
 int sl__promise_move(sl_worker *w, sl_tasklet *t);
 void sl__tasklet_discard_unlink(sl_worker *w);
@@ -261,14 +262,9 @@ void sl__overflow_abort(const sl_tasklet *t)
  * guard page, and a fault may come from far below it). */
 static bool sp_below(const sl_worker *w, const char *slot, void *uc)
 {
-#if defined(__x86_64__) && defined(REG_RSP)
-    uintptr_t sp = (uintptr_t)((ucontext_t *)uc)->uc_mcontext.gregs[REG_RSP];
+    uintptr_t sp = sl_arch_signal_sp(uc);
     uintptr_t lo = (uintptr_t)slot + w->stacks.guard;
     return sp < lo && lo - sp < (uintptr_t)w->stacks.size * 64;
-#else
-    (void)w, (void)slot, (void)uc;
-    return false;
-#endif
 }
 
 static void overflow_handler(int sig, siginfo_t *si, void *uc)
@@ -459,7 +455,7 @@ int sl_init(const sl_config *cfg)
         sl__rt.workers[i]->main = m;
     if (c.stack_mode == SL_STACK_COPY && (rc = sl__copy_enable()) < 0)
         goto fail;
-    w->current = m;
+    SL_STORE(&w->current, m);
     w->runcount = 1;
     overflow_install();
     sl__tls_worker = w;
@@ -512,6 +508,7 @@ int sl_shutdown(void)
     free_workers();
     sl__stack_depot_reset();
     sl__slab_depot_reset();
+    sl__orphans_reset(); /* blocks of slabs that are gone now */
     overflow_uninstall();
     pthread_mutex_destroy(&sl__rt.lock);
     sl__tls_worker = NULL;
@@ -652,7 +649,7 @@ int sl_schedule(void)
     if (next == cur)
         return 0;
     sl__maybe_wake_idle(w);
-    w->current = next;
+    SL_STORE(&w->current, next);
     sl__jump(w, cur, next);
     return sl__resumed(cur, 0);
 }
@@ -708,6 +705,7 @@ int sl_tasklet_insert(sl_tasklet *t)
     if (!sl__rt.mt) {
         switch (t->state) {
         case SL_T_RUNNABLE:
+        case SL_T_INBOX: /* an offloaded call's end sent it back */
             return 0;
         case SL_T_PAUSED:
             sl__rq_append(w, t);
@@ -765,7 +763,7 @@ int sl_tasklet_remove(sl_tasklet *t)
             if (t->is_main && sl__rt.mt)
                 return SL_ESTATE;
             sl__rq_unlink(w, t);
-            SL_STORE(&t->wseq, t->wseq + 2); /* a new pause (worker.c) */
+            SL_STORE(&t->wseq, t->wseq + 2); /* paused anew (worker.c) */
             __atomic_store_n(&t->state, (uint8_t)SL_T_PAUSED,
                              __ATOMIC_SEQ_CST);
             if (sl__rt.mt)
@@ -792,9 +790,9 @@ static int run_or_switch(sl_tasklet *t, bool pause_self)
         return 0;
     if (t->pin >= 0 && t->pin != w->index)
         return SL_ESTATE; /* it may not run on this worker */
+    if (SL_LOAD_ACQ(&t->state) == SL_T_INBOX && SL_LOAD(&t->worker) == w)
+        sl__inbox_take(w); /* on its way here: link it now */
     if (sl__rt.mt) {
-        if (SL_LOAD_ACQ(&t->state) == SL_T_INBOX && SL_LOAD(&t->worker) == w)
-            sl__inbox_take(w); /* on its way here: link it now */
         if (sl__claim_paused(t)) {
             int prc = sl__promise_move(w, t);
             if (prc < 0) {
@@ -807,8 +805,9 @@ static int run_or_switch(sl_tasklet *t, bool pause_self)
             return SL_ESTATE;
         }
     } else {
-        if (t->state == SL_T_DEAD || t->state == SL_T_BLOCKED)
-            return SL_ESTATE;
+        if (t->state != SL_T_RUNNABLE && t->state != SL_T_PAUSED)
+            return SL_ESTATE; /* blocked, dead, or its offload's end has
+                                 not reached us: not runnable here yet */
         if (t->state == SL_T_PAUSED)
             sl__rq_append(w, t);
     }
@@ -817,7 +816,7 @@ static int run_or_switch(sl_tasklet *t, bool pause_self)
         cur->result = 0;
         sl__pause_after_switch(w, cur);
     }
-    w->current = t;
+    SL_STORE(&w->current, t);
     sl__jump(w, cur, t);
     return sl__resumed(cur, 0);
 }
@@ -904,7 +903,7 @@ int sl_tasklet_kill(sl_tasklet *t)
 run:
     /* Like run(t): its pending call returns SL_EKILLED now, and its
      * reaction has happened by the time we are resumed. */
-    w->current = t;
+    SL_STORE(&w->current, t);
     sl__jump(w, cur, t);
     return sl__resumed(cur, 0);
 }

@@ -25,7 +25,8 @@
 #define SL_STORE_REL(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 
 /* A byte spinlock: channel locks. Critical sections are a few dozen
- * instructions, so spinning (with pause, then yielding) beats sleeping. */
+ * instructions, so spinning (with the CPU's relax hint, then yielding)
+ * beats sleeping. */
 void sl__spin_lock_slow(uint8_t *l);
 static inline void sl__spin_lock(uint8_t *l)
 {
@@ -188,7 +189,7 @@ static inline void sl__rq_unlink(sl_worker *w, sl_tasklet *t)
 void sl__tasklet_prepare(sl_worker *w, sl_tasklet *t); /* first run: stack */
 /* Report that t overflowed its stack, by id and name, and abort. */
 void sl__overflow_abort(const sl_tasklet *t) __attribute__((noreturn, cold));
-/* The resumed side's leftovers (mt, TSan): unlock, publish a pause. */
+/* The resumed side's leftovers (mt, TSan): unlock, publish a parked state. */
 void sl__post_switch(sl_worker *w);
 
 /* The jump of a switch from `from` (running) to the ready context `to`;
@@ -206,7 +207,7 @@ static inline sl_worker *sl__jump_to(sl_worker *w, sl_tasklet *from,
 #endif
     sl_transfer tr = sl__jump_fcontext(to->ctx, w);
     w = (sl_worker *)tr.data;
-    w->prev->ctx = tr.fctx;
+    SL_STORE(&w->prev->ctx, tr.fctx);
 #if SL_ASAN
     __sanitizer_finish_switch_fiber(w->current->asan_fake,
                                     &w->prev->asan_bottom,
@@ -237,7 +238,7 @@ static inline sl_worker *sl__jump(sl_worker *w, sl_tasklet *from,
 static inline sl_worker *sl__resume_fresh(sl_transfer tr)
 {
     sl_worker *w = (sl_worker *)tr.data;
-    w->prev->ctx = tr.fctx;
+    SL_STORE(&w->prev->ctx, tr.fctx);
 #if SL_ASAN
     __sanitizer_finish_switch_fiber(NULL, &w->prev->asan_bottom,
                                     &w->prev->asan_size);
@@ -296,7 +297,7 @@ void sl__abandon(sl_worker *w) __attribute__((noreturn));
 
 /* ---- leaving the run queue with nothing else runnable ------------------ */
 
-/* The current tasklet is about to block or pause and is alone in the run
+/* The current tasklet is about to block or be paused and is alone in the run
  * queue. Returns the tasklet (or idle context) to run instead, or NULL
  * when the caller must get SL_EDEADLOCK instead of blocking (one worker:
  * it is main, or main is itself blocked on a channel). With one worker
@@ -333,12 +334,12 @@ static inline sl_tasklet *sl__rq_leave(sl_worker *w, sl_tasklet *cur)
         if (next == w->idle) { /* mt: the queue empties, idle takes over */
             cur->next = cur->prev = NULL;
             sl__runcount_add(w, -1);
-            w->current = next;
+            SL_STORE(&w->current, next);
             return next;
         }
     }
     sl__rq_unlink(w, cur);
-    w->current = next;
+    SL_STORE(&w->current, next);
     __builtin_prefetch(next->next); /* likely the one after it: cold */
     return next;
 }
@@ -359,8 +360,8 @@ static inline void sl__publish_after_switch(sl_worker *w, sl_tasklet *cur,
     }
 }
 
-/* A pause: cur leaves the run queue for no wait. Its wseq moves on by 2
- * (it stays even: no wait is on), so that a pause can be told from a
+/* Pausing: cur leaves the run queue for no wait. Its wseq moves on by 2
+ * (it stays even: no wait is on), so that one pausing can be told from a
  * later one (sl__post_switch's kill check). */
 static inline void sl__pause_after_switch(sl_worker *w, sl_tasklet *cur)
 {
@@ -377,24 +378,21 @@ bool sl__claim_paused(sl_tasklet *t);
  * in the run queue). */
 void sl__inbox_take(sl_worker *w);
 
-/* sl__rt.nwaits += d (waits that end by themselves). */
+/* sl__rt.nwaits += d (waits that end by themselves). Atomic even with one
+ * worker: an offload helper ends such a wait from its own thread. */
 static inline void sl__nwaits_add(int d)
 {
-    if (sl__rt.mt)
-        __atomic_add_fetch(&sl__rt.nwaits, d, __ATOMIC_RELAXED);
-    else
-        sl__rt.nwaits += d;
+    __atomic_add_fetch(&sl__rt.nwaits, d, __ATOMIC_RELAXED);
 }
 
 /* Monotonic nanoseconds; the deadline of a timeout in ms (0: none). */
 int64_t sl__now_ns(void);
 int64_t sl__deadline(int64_t timeout_ms);
 /* Arm a timer on w for wait gen of t (the current tasklet); counts it in
- * nwaits. SL_ENOMEM if the heap cannot grow. */
+ * nwaits and in t's wcount (SL_WC_TIMER), which whoever ends the wait
+ * undoes (sl__wait_account). SL_ENOMEM if the heap cannot grow. */
 int sl__timer_arm(sl_worker *w, sl_tasklet *t, uint32_t gen,
                   int64_t deadline);
-/* The waiter, resumed, accounts for a timer it armed on worker tw. */
-void sl__timer_done(sl_worker *tw);
 
 /* Append t to target's inbox from any thread: t must be claimed (its wait,
  * or from PAUSED) and its switch landed. It is INBOX until target links it

@@ -17,7 +17,7 @@ struct sl_waiter *sl__waitq_claim_head(struct sl_waitq *q)
 {
     struct sl_waiter *wt;
     while ((wt = q->head)) {
-        if (sl__claim(wt->t, wt->gen))
+        if (sl__claim(wt->t, wt->gen | 1)) /* (| 1: a select's, W5) */
             return wt;
         sl__waitq_unlink(wt); /* its wait is over: timed out, killed... */
     }
@@ -63,10 +63,30 @@ static bool wake(sl_worker *w, sl_tasklet *t)
     return false;
 }
 
+void sl__wait_account(sl_tasklet *t)
+{
+    uint8_t f = t->wcount;
+    if (!f)
+        return;
+    t->wcount = 0;
+    sl_worker *x = t->wait_w;
+    if (f & SL_WC_TIMER) {
+        __atomic_sub_fetch(&x->timers_live, 1, __ATOMIC_RELAXED);
+        sl__nwaits_add(-1);
+    }
+    if (f & SL_WC_FD) {
+        __atomic_sub_fetch(&x->fd_waits, 1, __ATOMIC_RELAXED);
+        sl__nwaits_add(-1);
+    }
+    if (f & SL_WC_NWAIT)
+        sl__nwaits_add(-1);
+}
+
 bool sl__wait_claimed_end(sl_worker *w, sl_tasklet *t, int result)
 {
     sl__wait_landed(t);
     cancel_waiters(t);
+    sl__wait_account(t);
     t->result = result;
     return wake(w, t);
 }
@@ -74,13 +94,15 @@ bool sl__wait_claimed_end(sl_worker *w, sl_tasklet *t, int result)
 void sl__wait_wake_partner(sl_worker *w, sl_tasklet *t)
 {
     sl__wait_landed(t);
+    sl__wait_account(t);
     t->result = 0;
     sl__wake(w, t);
 }
 
-void sl__wait_finish(sl_tasklet *t)
+void sl__wait_partner_done(sl_tasklet *t)
 {
     cancel_waiters(t);
+    sl__wait_account(t);
 }
 
 /* ---- the sync objects' wait queue --------------------------------------- */

@@ -40,13 +40,13 @@
  *     (that waiter then has done = 1 and carries the exchange), the
  *     claimer's code otherwise (SL_ETIMEDOUT, SL_EKILLED, SL_EDEADLOCK,
  *     ready events).
- *  W5 Waiter memory outlives every access. A partner unlinks the waiter
- *     it completed before it wakes the tasklet. Any other claimer unlinks
- *     all the tasklet's waiters (each under its own lock, one at a time)
- *     before it wakes it. A select's other waiters, after a partner won,
- *     are unlinked by the select itself once it runs again (it cannot take
- *     their locks from under another one: lock order). So nothing reaches
- *     a waiter once its call has returned.
+ *  W5 Waiter memory outlives every access, and no queue counts a waiter
+ *     once its tasklet is woken. Whoever ends a wait unlinks all its
+ *     waiters before it wakes the tasklet: a partner the one it met (under
+ *     that queue's lock) and then, for a select, the others, each under
+ *     its own lock once it has released the first (never two locks at
+ *     once: no lock order to keep); any other claimer all of them the same
+ *     way. So nothing reaches a waiter once its call has returned.
  *  W6 No lost kill. A killer stores `killed` and then reads the state; a
  *     parking tasklet publishes its state and then reads `killed` (each
  *     side a full fence between). At least one sees the other: the killer
@@ -208,6 +208,21 @@ static inline void sl__waitq_unlink_head(struct sl_waitq *q,
  * whose wait is over are unlinked on the way. NULL when none is left. */
 struct sl_waiter *sl__waitq_claim_head(struct sl_waitq *q);
 
+/* The waiters of a select or of a timed wait keep their wait's generation
+ * minus one (even), so that the hand-over's fast claim, sl__claim(w->t,
+ * w->gen), fails on them and they take the slow path, which withdraws the
+ * select's other waiters (W5) and undoes the timer's count
+ * (sl__wait_partner_done). The wait's generation is w->gen | 1 for every
+ * waiter. */
+static inline bool sl__waiter_slow(const struct sl_waiter *w)
+{
+    return !(w->gen & 1);
+}
+
+/* Undo what t's wait counts in (timers, descriptors, nwaits): by whoever
+ * ends the wait, once (W4). */
+void sl__wait_account(sl_tasklet *t);
+
 /* t's wait was claimed by the caller, which is not a partner: unlink its
  * waiters, set its result and make it runnable on w (or on its pinned
  * worker); w NULL: send it home through the inbox of its pinned worker,
@@ -220,7 +235,7 @@ bool sl__wait_claimed_end(sl_worker *w, sl_tasklet *t, int result);
 static inline bool sl__wait_end(sl_worker *w, sl_tasklet *t, uint32_t gen,
                                 int result)
 {
-    if (!sl__claim(t, gen))
+    if (!(gen & 1) || !sl__claim(t, gen)) /* (even: no wait is on) */
         return false;
     sl__wait_claimed_end(w, t, result);
     return true;
@@ -240,9 +255,11 @@ static inline void sl__wait_landed(sl_tasklet *t)
         sl__wait_landed_slow(t);
 }
 
-/* After resuming from a wait: unlink the waiters a partner did not (a
- * select's other cases), each under its own lock. */
-void sl__wait_finish(sl_tasklet *t);
+/* A partner completed t's wait through one of its waiters, which was a
+ * slow one (sl__waiter_slow) and is unlinked: with no lock held, unlink
+ * t's other waiters (a select's), each under its own lock (W5), and undo
+ * the wait's counts. */
+void sl__wait_partner_done(sl_tasklet *t);
 
 /* ---- parking in one queue ---------------------------------------------- */
 
@@ -273,7 +290,6 @@ sl__wait_one(sl_worker **wp, sl_tasklet *cur, struct sl_waitq *q,
     sl_worker *w = *wp;
     uint32_t gen = sl__wait_begin(cur, kind);
     bool timed = timeout_ms > 0;
-    sl_worker *tw = w; /* where the timer is armed */
     int rc;
     if (timed && (rc = sl__timer_arm(w, cur, gen, sl__deadline(timeout_ms)))) {
         sl__wait_abandon(cur, gen);
@@ -289,10 +305,12 @@ sl__wait_one(sl_worker **wp, sl_tasklet *cur, struct sl_waitq *q,
         return SL_EDEADLOCK;
     }
     sl_waiter *wt = &cur->wait;
-    wt->dir = (int8_t)dir;
+    SL_STORE(&wt->dir, (int8_t)dir); /* (sl_dump reads it) */
     wt->value = value;
     wt->result = result;
-    wt->gen = gen;
+    /* A timed wait's waiter is marked like a select's (even gen): its
+     * partner takes the slow path, which undoes the timer's count. */
+    wt->gen = timed ? gen - 1 : gen;
     sl__waitq_link_dir(q, wt, dir);
     if (sl__rt.mt) { /* published, and lk released, once we are switched
                         out (W3): sl__publish_after_switch and more */
@@ -307,11 +325,9 @@ sl__wait_one(sl_worker **wp, sl_tasklet *cur, struct sl_waitq *q,
     w = sl__jump(w, cur, next);
     sl__events_due(w);
     *wp = w;
-    rc = cur->result;
+    rc = cur->result; /* its counts were undone by whoever ended it */
     if (kind != SL_W_CHAN)
         sl__wait_kind_reset(cur);
-    if (timed)
-        sl__timer_done(tw);
     return rc;
 }
 

@@ -23,6 +23,16 @@ enum sl_wkind {
                       kill is reported once it has                       */
 };
 
+/* What a wait counts in (sl_tasklet.wcount), so that whoever ends it,
+ * not the tasklet when it runs again (it may be removed before it does),
+ * takes it out: a wait that ended no longer keeps the runtime from its
+ * deadlock rules. */
+enum {
+    SL_WC_TIMER = 1,  /* a timer on wait_w: its timers_live, and nwaits    */
+    SL_WC_FD = 2,     /* a descriptor on wait_w: its fd_waits, and nwaits  */
+    SL_WC_NWAIT = 4,  /* nwaits alone (an offloaded call)                   */
+};
+
 struct sl_waitq {
     struct sl_waiter *head; /* (lock) first waiter of the circle, or NULL */
     int balance;            /* (lock; relaxed reads) sum of the linked
@@ -40,7 +50,9 @@ struct sl_waiter {
     void *value;            /* what the queue's owner exchanges: a channel
                                message sent or received, a sync value     */
     int result;             /* exchanged with the value: a send_error code */
-    uint32_t gen;           /* the wait (t's wseq) it belongs to           */
+    uint32_t gen;           /* the wait (t's wseq) it belongs to; a
+                               select's waiters keep it minus one (even:
+                               sl__waiter_of_select)                      */
     int8_t dir;             /* +1 or -1: its weight in q->balance (a
                                channel: +1 sends, -1 receives)            */
     uint8_t done;           /* a select's waiter: a partner completed the

@@ -21,9 +21,7 @@ void sl__spin_lock_slow(uint8_t *l)
     for (unsigned i = 0;; i++) {
         while (SL_LOAD(l)) {
             if (i++ < 128) {
-#if defined(__x86_64__) || defined(__i386__)
-                __builtin_ia32_pause();
-#endif
+                sl_arch_relax();
             } else {
                 sched_yield();
             }
@@ -245,7 +243,7 @@ bool sl__poll_inbox(sl_worker *w)
 void sl__abandon(sl_worker *w)
 {
     sl_tasklet *cur = w->current;
-    w->current = w->idle;
+    SL_STORE(&w->current, w->idle);
     sl__jump(w, cur, w->idle);
     sl__assert_fail("an abandoned tasklet was resumed", __FILE__, __LINE__);
 }
@@ -294,11 +292,17 @@ static void wake_main_quiescent(void)
     sl_tasklet *m = sl__rt.main;
     uint8_t st = SL_LOAD_ACQ(&m->state);
     if (st == SL_T_BLOCKED) {
-        /* A wait with nothing left that could end it. Its waiters are
-         * unlinked under their locks; main joins worker 0's inbox. */
+        /* A wait with nothing left that could end it. Claimed under the
+         * runtime lock, so that a second worker that finds every worker
+         * idle before main reaches worker 0's inbox (we drop the lock to
+         * take the wait's queue locks) does not decide it again: its claim
+         * fails. Its waiters are unlinked under their locks; main joins
+         * worker 0's inbox. */
+        uint32_t g = SL_LOAD(&m->wseq);
+        if (!(g & 1) || !sl__claim(m, g))
+            return; /* decided already: main is on its way */
         pthread_mutex_unlock(&sl__rt.lock);
-        bool won = sl__wait_end(NULL, m, SL_LOAD(&m->wseq), SL_EDEADLOCK);
-        SL__ASSERT(won);
+        sl__wait_claimed_end(NULL, m, SL_EDEADLOCK);
         pthread_mutex_lock(&sl__rt.lock);
         return;
     }
@@ -321,7 +325,7 @@ static sl_worker *idle_run(sl_worker *w)
     idle->prev->next = first;
     first->prev = idle->prev;
     idle->next = idle->prev = idle;
-    w->current = first;
+    SL_STORE(&w->current, first);
     return sl__jump(w, idle, first);
 }
 
@@ -387,10 +391,8 @@ static void idle_loop(sl_worker *w)
         for (;;) {
             if (SL_LOAD(&w->inbox_flag))
                 break;
-#if defined(__x86_64__) || defined(__i386__)
             for (int i = 0; i < 32; i++)
-                __builtin_ia32_pause();
-#endif
+                sl_arch_relax();
             clock_gettime(CLOCK_MONOTONIC, &t1);
             if ((t1.tv_sec - t0.tv_sec) * 1000000000L +
                     (t1.tv_nsec - t0.tv_nsec) > SPIN_NS)
@@ -483,7 +485,7 @@ static void *worker_thread(void *arg)
 #if SL_TSAN
     w->idle->tsan_fiber = __tsan_get_current_fiber();
 #endif
-    w->current = w->idle;
+    SL_STORE(&w->current, w->idle);
     idle_loop(w);
     sl__altstack_fini();
     sl__tls_worker = NULL;

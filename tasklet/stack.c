@@ -34,7 +34,8 @@
  * work is the same either way (bare metal pays ~0.25 us a page, where
  * the helper matters less but still takes the work off the worker).
  *
- * Fallbacks, in order, when the kernel says EINVAL to MADV_GUARD_INSTALL:
+ * Fallbacks, in order, when the kernel says EINVAL to MADV_GUARD_INSTALL
+ * (or accepts it without guarding, as qemu-user does: probed once):
  * mprotect(PROT_NONE) guards while a process-wide budget lasts (a quarter
  * of max_map_count, each guard splitting a VMA in up to three), then a
  * canary word at the bottom of the usable range that callers check.
@@ -97,16 +98,28 @@ static atomic_int madv_state;
 /* mprotect guards any pool may still make; -1 until computed. */
 static atomic_long mprotect_left = -1;
 
-static bool madv_guard_works(void)
+/* Whether MADV_GUARD_INSTALL makes a page fault here. Success is not
+ * enough: qemu-user (how CI runs the aarch64 build) accepts madvise
+ * advice it does not know and does nothing. So the probe also asks the
+ * kernel to fault the guarded page in: MADV_POPULATE_READ (Linux 5.14,
+ * older than guards) fails with EFAULT on a guard, and qemu accepts and
+ * ignores it too. A probe that reads the page through a system call's
+ * argument would also do, natively, but valgrind reads such arguments
+ * itself and dies on the guard. */
+bool sl__madv_guard_works(void)
 {
     int st = atomic_load_explicit(&madv_state, memory_order_relaxed);
     if (st == 0) {
         size_t pg = (size_t)sysconf(_SC_PAGESIZE);
-        void *m = mmap(NULL, 2 * pg, PROT_READ | PROT_WRITE,
+        char *m = mmap(NULL, 2 * pg, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (m == MAP_FAILED)
             return true; /* can't tell now; carving falls back if need be */
-        st = madvise(m, pg, MADV_GUARD_INSTALL) == 0 ? 1 : 2;
+        st = madvise(m, pg, MADV_GUARD_INSTALL) == 0 &&
+                     madvise(m, pg, MADV_POPULATE_READ) != 0 &&
+                     errno == EFAULT
+                 ? 1
+                 : 2;
         munmap(m, 2 * pg);
         atomic_store_explicit(&madv_state, st, memory_order_relaxed);
     }
@@ -166,9 +179,10 @@ static int initial_mode(void)
 {
     static const char *const names[3] = {"madv", "mprotect", "canary"};
     int m = env_pick("SL_STACK_GUARD", names); /* in SL_GUARD_* order */
-    if (m != 0)
+    if (m == SL_GUARD_MPROTECT || m == SL_GUARD_CANARY)
         return m;
-    return madv_guard_works() ? SL_GUARD_MADV : SL_GUARD_MPROTECT;
+    /* madv, forced or not, falls back when it does not guard */
+    return sl__madv_guard_works() ? SL_GUARD_MADV : SL_GUARD_MPROTECT;
 }
 
 /* ---- the provisioner's process-wide part --------------------------------- */

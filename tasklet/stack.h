@@ -158,6 +158,9 @@ int sl__stack_pool_init(sl_stack_pool *p, size_t usable_size);
  * be initialised again afterwards. The last pool's destroy stops the
  * helper thread. */
 void sl__stack_pool_destroy(sl_stack_pool *p);
+/* Whether madvise(MADV_GUARD_INSTALL) really guards a page in this
+ * process (probed once: an emulator may accept it and do nothing). */
+bool sl__madv_guard_works(void);
 
 /* Slow paths of the inline calls below; call those instead. */
 int sl__stack_grow(sl_stack_pool *p);

@@ -89,14 +89,15 @@ static void poison_free_block(sl_tasklet *t)
 
 static sl_tasklet *chunk_blocks(struct slab_chunk *c, size_t *n)
 {
-    size_t first = 64; /* header; keeps blocks on cache-line boundaries */
+    size_t first = SL_CACHE_LINE; /* header; keeps blocks on line boundaries */
     *n = (c->bytes - first) / sizeof(sl_tasklet);
     return (sl_tasklet *)((char *)c + first);
 }
 
 void sl__slab_each(sl_slab *s, void (*fn)(sl_tasklet *, void *), void *arg)
 {
-    for (struct slab_chunk *c = s->chunks; c; c = c->next) {
+    for (struct slab_chunk *c = __atomic_load_n(&s->chunks, __ATOMIC_ACQUIRE);
+         c; c = c->next) {
         size_t n;
         sl_tasklet *b = chunk_blocks(c, &n);
         for (size_t i = 0; i < n; i++) {
@@ -104,7 +105,7 @@ void sl__slab_each(sl_slab *s, void (*fn)(sl_tasklet *, void *), void *arg)
             if (__asan_address_is_poisoned(&b[i].state))
                 continue; /* free */
 #endif
-            if (b[i].state != SL_T_FREE)
+            if (SL_LOAD(&b[i].state) != SL_T_FREE)
                 fn(&b[i], arg);
         }
     }
@@ -187,10 +188,11 @@ void *sl__map_populated(size_t bytes)
 }
 
 /* bytes of fresh memory, on huge pages where the kernel allows when bytes
- * is a multiple of 2 MiB (not made present); NULL when refused. */
+ * is a multiple of the huge page size (not made present); NULL when
+ * refused. */
 static void *map_chunk(size_t bytes)
 {
-    size_t huge = (size_t)2 << 20;
+    size_t huge = sl_arch_huge_size((size_t)sysconf(_SC_PAGESIZE));
     if (bytes < huge || bytes % huge) {
         void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -225,7 +227,7 @@ static void orphan_put(sl_tasklet *t)
 {
     SL__ASSERT(SL_LOAD(&t->state) == SL_T_DEAD && !t->is_main);
     pthread_mutex_lock(&orphans.lock);
-    t->state = SL_T_FREE;
+    SL_STORE(&t->state, (uint8_t)SL_T_FREE);
     t->next = orphans.head;
     orphans.head = t;
     __atomic_store_n(&orphans.n, orphans.n + 1, __ATOMIC_RELAXED);
@@ -248,6 +250,15 @@ static sl_tasklet *orphans_take(sl_slab *s)
         poison_free_block(t);
 #endif
     return list;
+}
+
+/* sl_shutdown: the slabs the orphans belong to are unmapped. */
+void sl__orphans_reset(void)
+{
+    pthread_mutex_lock(&orphans.lock);
+    orphans.head = NULL;
+    __atomic_store_n(&orphans.n, 0, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&orphans.lock);
 }
 
 void sl__orphans_forget(void)
@@ -308,7 +319,6 @@ sl_tasklet *sl__slab_refill(sl_slab *s)
         ((struct slab_chunk *)s->chunks)->newer = c;
     else
         s->oldest = c;
-    s->chunks = c;
 
     size_t n;
     sl_tasklet *blocks = chunk_blocks(c, &n);
@@ -332,6 +342,9 @@ sl_tasklet *sl__slab_refill(sl_slab *s)
     for (size_t i = 0; i < n; i++)
         poison_free_block(&blocks[i]);
 #endif
+    /* Published last, with its blocks marked free: sl_dump walks the
+     * chunks of other workers' slabs while they run. */
+    __atomic_store_n(&s->chunks, (void *)c, __ATOMIC_RELEASE);
     /* A spawn storm (chunks have grown to 2 MiB and more): the next chunk
      * is mapped now, and the stack provisioner's helper makes it present
      * while this one is used, so the worker does not zero it later. */
@@ -363,7 +376,7 @@ static __attribute__((noinline, cold)) void slab_all_free(sl_slab *s)
 
 void sl__slab_free(sl_slab *s, sl_tasklet *t)
 {
-    t->state = SL_T_FREE;
+    SL_STORE(&t->state, (uint8_t)SL_T_FREE);
     t->next = s->free;
     s->free = t;
 #if SL_ASAN
@@ -377,14 +390,16 @@ void sl__slab_free(sl_slab *s, sl_tasklet *t)
         slab_all_free(s);
 }
 
-/* Drop one reference; the references left. With one worker no other
- * worker touches refs, so no locked instruction (~20 cycles) on every
- * exit; a thread that runs no worker always uses one (docs/tasklet.md
- * says when it may). */
-static inline int unref(sl_tasklet *t)
+/* The runtime drops its own reference (the tasklet ended or is
+ * discarded): the references left. When it is the only one, nobody else
+ * can be touching the count (a reference is taken only through a valid
+ * handle, by someone who holds one or by the spawner before it switches),
+ * so no locked instruction (~20 cycles) on the usual exit; otherwise an
+ * atomic decrement, since the holders may drop theirs from any thread. */
+static inline int unref_runtime(sl_tasklet *t)
 {
-    if (sl_likely(!sl__rt.mt) && sl__tls_worker)
-        return --t->refs;
+    if (sl_likely(SL_LOAD(&t->refs) == 1))
+        return 0;
     return __atomic_sub_fetch(&t->refs, 1, __ATOMIC_ACQ_REL);
 }
 
@@ -450,8 +465,8 @@ static void defer_unref(sl_worker *w, sl_tasklet *t)
     w->post = 1;
 }
 
-static sl_tasklet *spawn(sl_worker *w, sl_fn fn, void *arg, int pin,
-                         bool copy)
+static inline __attribute__((always_inline)) sl_tasklet *
+spawn(sl_worker *w, sl_fn fn, void *arg, int pin, bool copy)
 {
     if (sl_unlikely(SL_LOAD(&w->promise_refund)))
         fold_refunds(w);
@@ -472,8 +487,8 @@ static sl_tasklet *spawn(sl_worker *w, sl_fn fn, void *arg, int pin,
     /* is_main, is_idle and the embedded waiter were stamped when the
      * chunk was made; result and the waiter's fields are written by
      * whatever parks the tasklet. */
-    t->ctx = NULL;
-    t->killed = 0;
+    SL_STORE(&t->ctx, (sl_fcontext)NULL);
+    SL_STORE(&t->killed, (uint8_t)0);
     /* wkind is SL_W_CHAN at rest (sched/waiter.h); wseq goes on from the
      * block's last tasklet: a stale timer cannot match a new wait. */
     t->pin = (int8_t)pin;
@@ -482,11 +497,12 @@ static sl_tasklet *spawn(sl_worker *w, sl_fn fn, void *arg, int pin,
     t->save_cap = 0;
     t->fn = fn;
     t->arg = arg;
-    t->id = sl_likely(!sl__rt.mt)
-                ? ++w->next_id
-                : __atomic_add_fetch(&sl__rt.next_id, 1, __ATOMIC_RELAXED);
+    SL_STORE(&t->id, sl_likely(!sl__rt.mt)
+                         ? ++w->next_id
+                         : __atomic_add_fetch(&sl__rt.next_id, 1,
+                                              __ATOMIC_RELAXED));
     t->refs = 1;
-    t->name[0] = '\0';
+    SL_STORE(&t->name[0], '\0'); /* (sl_dump may read it from elsewhere) */
 #if SL_ASAN
     t->asan_fake = NULL;
     t->asan_bottom = NULL;
@@ -578,7 +594,8 @@ void sl__tasklet_prepare(sl_worker *w, sl_tasklet *t)
     t->stack = sl__stack_take(&w->stacks);
     /* The top 64 bytes stay free: the pool links free stacks there. */
     char *top = sl__stack_top(&w->stacks, t->stack) - 64;
-    t->ctx = make_fcontext(top, w->stacks.usable - 64, sl__trampoline);
+    SL_STORE(&t->ctx, make_fcontext(top, w->stacks.usable - 64,
+                                    sl__trampoline));
     if (sl_unlikely(SL_LOAD(&sl__stack_canary_any)) &&
         !SL_LOAD(&w->jump_slow)) /* switches check canaries now */
         for (int i = 0; i < sl__rt.nworkers; i++)
@@ -642,7 +659,7 @@ static inline __attribute__((always_inline)) void tasklet_end(sl_worker *w)
     next = self->next;
     sl__rq_unlink(w, self);
 unlinked:
-    w->current = next;
+    SL_STORE(&w->current, next);
     __builtin_prefetch(next->next); /* likely the one after it: cold */
 
     /* A next tasklet that never ran takes its stack now, before ours goes
@@ -674,7 +691,7 @@ unlinked:
     w->post = 1;
 #endif
     SL_STORE_REL(&self->state, (uint8_t)SL_T_DEAD);
-    if (unref(self) == 0)
+    if (unref_runtime(self) == 0)
         release_block(w, self);
 
     if (via == &w->copy.sw)
@@ -705,7 +722,7 @@ void sl__tasklet_discard_new(sl_worker *w, sl_tasklet *t)
         __atomic_fetch_add(&x->promise_refund, 1, __ATOMIC_RELAXED);
     SL_STORE(&w->livecount, w->livecount - 1);
     SL_STORE_REL(&t->state, (uint8_t)SL_T_DEAD);
-    if (unref(t) == 0)
+    if (unref_runtime(t) == 0)
         release_block(w, t);
 }
 
@@ -715,17 +732,14 @@ void sl_tasklet_ref(sl_tasklet *t)
 {
     if (!t || t->is_main || t->is_idle)
         return;
-    if (sl_likely(!sl__rt.mt))
-        t->refs++;
-    else
-        __atomic_add_fetch(&t->refs, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&t->refs, 1, __ATOMIC_RELAXED);
 }
 
 void sl_tasklet_unref(sl_tasklet *t)
 {
     if (!t || t->is_main || t->is_idle)
         return;
-    int left = unref(t);
+    int left = __atomic_sub_fetch(&t->refs, 1, __ATOMIC_ACQ_REL);
     if (left < 0) {
         fprintf(stderr, "stackless: sl_tasklet_unref without a reference "
                         "(tasklet #%llu); aborting\n",
@@ -776,8 +790,9 @@ int sl_tasklet_set_name(sl_tasklet *t, const char *name)
     if (!name)
         name = "";
     size_t n = strnlen(name, sizeof t->name - 1);
-    memcpy(t->name, name, n);
-    t->name[n] = '\0';
+    for (size_t i = 0; i < n; i++) /* byte by byte: sl_dump may read it */
+        SL_STORE(&t->name[i], name[i]);
+    SL_STORE(&t->name[n], '\0');
     return 0;
 }
 
@@ -799,11 +814,12 @@ static const char *state_name(const sl_tasklet *t)
     switch (SL_LOAD(&t->state)) {
     case SL_T_RUNNABLE:
     case SL_T_INBOX:
-        return t->ctx ? "runnable" : "new";
+        return SL_LOAD(&t->ctx) ? "runnable" : "new";
     case SL_T_BLOCKED:
         switch (SL_LOAD(&t->wkind)) {
         case SL_W_CHAN:
-            return t->wait.dir > 0 ? "blocked-send" : "blocked-receive";
+            return SL_LOAD(&t->wait.dir) > 0 ? "blocked-send"
+                                             : "blocked-receive";
         case SL_W_SELECT:
             return "selecting";
         case SL_W_SYNC:
@@ -825,11 +841,17 @@ static const char *state_name(const sl_tasklet *t)
     }
 }
 
+/* With several workers the fields are read while their owners write them:
+ * each with an atomic load, names byte by byte (a name being set may come
+ * out half old, half new). */
 static void dump_one(FILE *out, const sl_tasklet *t)
 {
-    fprintf(out, "  #%llu %-20s %-16s", (unsigned long long)t->id,
-            t->name[0] ? t->name : (t->is_main ? "main" : "-"),
-            state_name(t));
+    char name[sizeof t->name];
+    for (size_t i = 0; i < sizeof name; i++)
+        name[i] = SL_LOAD(&t->name[i]);
+    name[sizeof name - 1] = '\0';
+    fprintf(out, "  #%llu %-20s %-16s", (unsigned long long)SL_LOAD(&t->id),
+            name[0] ? name : (t->is_main ? "main" : "-"), state_name(t));
     if (sl__rt.mt)
         fprintf(out, " worker %d", SL_LOAD(&t->worker)->index);
     if (SL_LOAD(&t->state) == SL_T_BLOCKED) {
@@ -840,7 +862,7 @@ static void dump_one(FILE *out, const sl_tasklet *t)
                     k == SL_W_CHAN ? "channel" : "wait queue", (void *)q,
                     SL_LOAD(&q->balance));
         else if (k == SL_W_SELECT)
-            fprintf(out, " over %u cases", (unsigned)t->wn);
+            fprintf(out, " over %u cases", (unsigned)SL_LOAD(&t->wn));
     }
     if (SL_LOAD(&t->killed))
         fprintf(out, " killed");

@@ -73,6 +73,10 @@ struct sl_tasklet {
                                     alive                                 */
     uint32_t save_cap;           /* copy: bytes of saved (owner worker)   */
     uint16_t wn;                 /* waiters in wv                          */
+    uint8_t wcount;              /* what the current wait counts in: SL_WC_*
+                                    flags, undone by whoever ends it     */
+    sl_worker *wait_w;           /* the worker whose timer heap / epoll
+                                    the current wait uses                */
 #if SL_TSAN
     void *tsan_fiber;            /* TSan's fiber for this context          */
 #endif
