@@ -70,6 +70,7 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <pthread.h>
@@ -197,7 +198,6 @@ static struct {
     struct sl__stack_batch *head, *tail; /* the queue, FIFO              */
     sl_stack_pool *pools;        /* every pool that queued a batch        */
     struct sl__stack_batch *ranges; /* range jobs not claimed yet         */
-    struct sl__stack_batch *current; /* the job the helper works on       */
     int users;                   /* pools in the list and range jobs: the
                                     thread ends when there are none       */
     bool running;                /* the thread exists                     */
@@ -316,7 +316,6 @@ static void *helper_main(void *arg)
                                          false, __ATOMIC_ACQUIRE,
                                          __ATOMIC_RELAXED))
             continue; /* its worker took it back */
-        prov.current = b;
         pthread_mutex_unlock(&prov.lock);
         bool ok;
         if (b->pool) {
@@ -327,7 +326,6 @@ static void *helper_main(void *arg)
             ok = madvise(b->base, b->len, MADV_POPULATE_WRITE) == 0;
         }
         pthread_mutex_lock(&prov.lock);
-        prov.current = NULL;
         __atomic_store_n(&b->state, ok ? SL_BATCH_READY : SL_BATCH_FAILED,
                          __ATOMIC_RELEASE);
         pthread_cond_broadcast(&prov.done);
@@ -374,7 +372,6 @@ static void fork_child(void)
     }
     prov.pools = NULL;
     prov.ranges = NULL;
-    prov.current = NULL;
     prov.users = 0;
     prov.head = prov.tail = NULL;
     prov.running = prov.stop = false;
@@ -404,13 +401,19 @@ static bool helper_start(void)
 {
     if (!prov.running && !prov.failed) {
         /* Its frames are prepare_batch's iovecs and a few calls: 64 KiB,
-         * not the default 8 MiB of address space (RLIMIT_AS counts it). */
+         * not the default 8 MiB of address space (RLIMIT_AS counts it).
+         * It starts with every signal blocked: the program's handlers are
+         * for its own threads. */
         pthread_attr_t attr;
+        sigset_t all, old;
         prov.stop = false;
+        sigfillset(&all);
         if (pthread_attr_init(&attr) == 0) {
             (void)pthread_attr_setstacksize(&attr, 64 << 10);
+            pthread_sigmask(SIG_SETMASK, &all, &old);
             if (pthread_create(&prov.thread, &attr, helper_main, NULL) == 0)
                 prov.running = true;
+            pthread_sigmask(SIG_SETMASK, &old, NULL);
             pthread_attr_destroy(&attr);
         }
         prov.failed = !prov.running;
@@ -448,16 +451,18 @@ static void unlock_and_stop_if_unused(void)
     }
 }
 
-/* Queue job (QUEUED already) for the helper, starting it if need be;
- * false if there is no helper (it could not be started, or there are no
- * fork handlers), and the caller takes job back. Each user keeps the
- * helper alive: a pool once it has queued a batch (until it is
- * destroyed), a range job until it is claimed. */
 static void register_atfork(void)
 {
     prov.atfork = pthread_atfork(fork_prepare, fork_parent, fork_child) == 0;
 }
 
+/* Queue job (QUEUED already) for the helper, starting it if need be;
+ * false if there is no helper (it could not be started, or there are no
+ * fork handlers), and the caller takes job back. Each user keeps the
+ * helper alive: a pool once it has queued a batch (until it is
+ * destroyed), a range job until it is claimed. A job queued while the
+ * helper is ending stays queued until the next one starts it again, or
+ * its owner takes it back. */
 static bool helper_queue(struct sl__stack_batch *job)
 {
     /* Not under our lock: a fork in progress holds glibc's atfork lock
@@ -834,10 +839,13 @@ static void next_run(sl_stack_pool *p)
         if (st == SL_BATCH_READY || st == SL_BATCH_FAILED)
             use = &p->ring[i];
     }
-    /* This slot and the promises beyond the free and queued slots. */
+    /* This slot and the promises beyond the free and queued slots (off:
+     * this slot alone, as the runtime did before the provisioner). */
     size_t need = p->promised + 1 > p->nfree + p->nqueued
                       ? p->promised + 1 - p->nfree - p->nqueued
                       : 0;
+    if (p->provision == SL_PROVISION_OFF && need > 1)
+        need = 1;
     char *base;
     uint32_t n;
     if (use == NULL && need > 0 && (n = cut_slots(p, need, &base)) > 0) {
