@@ -22,7 +22,7 @@
 
 #define SLAB_FIRST_CHUNK (64u << 10)
 #define SLAB_MAX_CHUNK (8u << 20)
-#define SLAB_AHEAD_CHUNK (2u << 20) /* from this size on, map one ahead */
+#define SLAB_AHEAD_CHUNK SLAB_MAX_CHUNK /* from this size on, map one ahead */
 /* A slab whose blocks are all free is reset (address order again) only
  * after this many frees since the last reset: a loop that spawns and ends one
  * tasklet at a time would otherwise reset, and thread a new batch, at
