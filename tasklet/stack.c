@@ -434,10 +434,13 @@ static void enqueue(struct sl__stack_batch *b)
 }
 
 /* Stop the helper when nobody uses it any more (called with the lock
- * held, returns with it released). */
+ * held, returns with it released). One caller joins it: two workers
+ * whose last uses end together must not both join the same thread (the
+ * second join would wait forever). Jobs queued while it was ending (it
+ * still counted as running) start a new one. */
 static void unlock_and_stop_if_unused(void)
 {
-    bool join = prov.users == 0 && prov.running;
+    bool join = prov.users == 0 && prov.running && !prov.stop;
     if (join) {
         prov.stop = true;
         pthread_cond_signal(&prov.cond);
@@ -447,6 +450,8 @@ static void unlock_and_stop_if_unused(void)
         pthread_join(prov.thread, NULL);
         pthread_mutex_lock(&prov.lock);
         prov.running = false;
+        if (prov.head != NULL)
+            (void)helper_start();
         pthread_mutex_unlock(&prov.lock);
     }
 }
