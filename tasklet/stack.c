@@ -603,7 +603,7 @@ int sl__stack_pool_init(sl_stack_pool *p, size_t usable_size)
     size_t pg = (size_t)sysconf(_SC_PAGESIZE);
     memset(p, 0, sizeof *p);
     p->guard = pg;
-    p->usable = (usable_size + pg - 1) & ~(pg - 1);
+    p->usable = (usable_size + SL_STACK_TOP_ROOM + pg - 1) & ~(pg - 1);
     p->size = p->usable + p->guard;
     p->guard_mode = initial_mode();
     p->depot_high = SIZE_MAX;

@@ -592,9 +592,11 @@ void sl__tasklet_prepare(sl_worker *w, sl_tasklet *t)
     t->tsan_fiber = __tsan_create_fiber(0);
 #endif
     t->stack = sl__stack_take(&w->stacks);
-    /* The top 64 bytes stay free: the pool links free stacks there. */
-    char *top = sl__stack_top(&w->stacks, t->stack) - 64;
-    SL_STORE(&t->ctx, make_fcontext(top, w->stacks.usable - 64,
+    /* The top 64 bytes stay free (the pool links free stacks there), and
+     * the frames start at the slot's cache colour below them. */
+    size_t below = sl__stack_below_top(t->stack);
+    char *top = (char *)sl__stack_top(&w->stacks, t->stack) - below;
+    SL_STORE(&t->ctx, make_fcontext(top, w->stacks.usable - below,
                                     sl__trampoline));
     if (sl_unlikely(SL_LOAD(&sl__stack_canary_any)) &&
         !SL_LOAD(&w->jump_slow)) /* switches check canaries now */

@@ -144,6 +144,48 @@ TU_TEST_NOINIT(deep_but_fitting_recursion_is_fine)
     CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
+/* ---- cache colours ------------------------------------------------------ */
+
+/* Where each probe's frames began (page offset of a local), in run order. */
+static uintptr_t colour_at[64];
+static int ncolour;
+
+static void colour_probe(void *arg)
+{
+    volatile char here = 0;
+    colour_at[ncolour++] = (uintptr_t)&here & (uintptr_t)(sysconf(_SC_PAGESIZE) - 1);
+    (void)deep((int)(intptr_t)arg + here); /* then all wait at the bottom */
+}
+
+TU_TEST_NOINIT(frames_start_at_many_cache_colours_with_the_whole_stack_size)
+{
+    /* 64 tasklets alive at once on stacks of 20 KiB less 64 bytes: their
+     * frames start at different cache-line offsets of their top pages
+     * (docs/stacks.md), and each still recurses 18 frames of 1 KiB and
+     * more deep: more than those 20 KiB less the largest colour, which
+     * the pool adds room for (without it, this overflows). */
+    sl_config c;
+    sl_config_init(&c);
+    c.stack_size = (20 << 10) - 64;
+    TU_EQ(sl_init(&c), 0);
+    ncolour = 0;
+    for (int i = 0; i < 64; i++)
+        CU_ASSERT_PTR_NOT_NULL(sl_spawn(colour_probe, (void *)(intptr_t)17));
+    TU_EQ(sl_run(), 0);
+    TU_EQ(ncolour, 64);
+    bool seen[4096 / 64] = {false};
+    int distinct = 0;
+    for (int i = 0; i < 64; i++) {
+        size_t line = (colour_at[i] / 64) % (4096 / 64);
+        distinct += !seen[line];
+        seen[line] = true;
+    }
+    CU_ASSERT(distinct >= 16); /* 32 colours over 64 slots */
+    if (distinct < 16)
+        printf("(%d distinct start lines) ", distinct);
+    TU_EQ(sl_shutdown(), 0);
+}
+
 /* ---- many live tasklets ----------------------------------------------- */
 
 static sl_channel *park;
@@ -674,6 +716,7 @@ static CU_TestInfo tests[] = {
     TU_CASE(overflow_reported_with_mprotect_guards),
     TU_CASE(overflow_reported_by_canary),
     TU_CASE(deep_but_fitting_recursion_is_fine),
+    TU_CASE(frames_start_at_many_cache_colours_with_the_whole_stack_size),
     TU_CASE(million_tasklets_blocked_at_once),
     TU_CASE(spawn_fails_cleanly_when_memory_runs_out),
     TU_CASE(pool_prepares_slots_in_batches),
