@@ -14,9 +14,8 @@
 #include <sanitizer/asan_interface.h>
 #endif
 
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
+#include "tasklet/sysdefs.h"
+
 #ifndef MADV_HUGEPAGE
 #define MADV_HUGEPAGE 14
 #endif
@@ -25,6 +24,7 @@
 
 #define SLAB_FIRST_CHUNK (64u << 10)
 #define SLAB_MAX_CHUNK (8u << 20)
+#define SLAB_AHEAD_CHUNK SLAB_MAX_CHUNK /* from this size on, map one ahead */
 /* A slab whose blocks are all free is reset (address order again) only
  * after this many frees since the last reset: a loop that spawns and ends one
  * tasklet at a time would otherwise reset, and thread a new batch, at
@@ -50,10 +50,15 @@ void sl__slab_init(sl_slab *s, sl_worker *owner)
     s->carve = NULL;
     s->carve_i = 0;
     s->frees = 0;
+    s->ahead = NULL;
 }
 
 void sl__slab_destroy(sl_slab *s)
 {
+    if (s->ahead) {
+        (void)sl__provision_claim(&s->ahead_job);
+        munmap(s->ahead, s->next_chunk);
+    }
     struct slab_chunk *c = s->chunks;
     while (c) {
         struct slab_chunk *n = c->next;
@@ -174,16 +179,26 @@ void sl__slab_depot_reset(void)
     pthread_mutex_unlock(&slab_depot.lock);
 }
 
+static void *map_chunk(size_t bytes);
+
 void *sl__map_populated(size_t bytes)
+{
+    void *p = map_chunk(bytes);
+    if (p)
+        (void)madvise(p, bytes, MADV_POPULATE_WRITE); /* best effort */
+    return p;
+}
+
+/* bytes of fresh memory, on huge pages where the kernel allows when bytes
+ * is a multiple of the huge page size (not made present); NULL when
+ * refused. */
+static void *map_chunk(size_t bytes)
 {
     size_t huge = sl_arch_huge_size((size_t)sysconf(_SC_PAGESIZE));
     if (bytes < huge || bytes % huge) {
         void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p == MAP_FAILED)
-            return NULL;
-        (void)madvise(p, bytes, MADV_POPULATE_WRITE); /* best effort */
-        return p;
+        return p == MAP_FAILED ? NULL : p;
     }
     /* Huge-page aligned: the kernel may back it with 2 MiB pages, one TLB
      * entry each (THP "madvise" mode needs the advice). Data touched at
@@ -199,7 +214,6 @@ void *sl__map_populated(size_t bytes)
     if (p + bytes < m + bytes + huge)
         munmap(p + bytes, (size_t)(m + bytes + huge - (p + bytes)));
     (void)madvise(p, bytes, MADV_HUGEPAGE);
-    (void)madvise(p, bytes, MADV_POPULATE_WRITE);
     return p;
 }
 
@@ -285,9 +299,15 @@ sl_tasklet *sl__slab_refill(sl_slab *s)
             return b;
     }
     size_t bytes = s->next_chunk;
-    void *p = sl__map_populated(bytes);
-    if (!p)
+    void *p;
+    if (s->ahead) { /* mapped ahead (next_chunk has not changed since) */
+        p = s->ahead;
+        s->ahead = NULL;
+        if (!sl__provision_claim(&s->ahead_job))
+            (void)madvise(p, bytes, MADV_POPULATE_WRITE); /* best effort */
+    } else if (!(p = sl__map_populated(bytes))) {
         return NULL;
+    }
 #if SL_ASAN
     ASAN_UNPOISON_MEMORY_REGION(p, bytes); /* see sl__slab_destroy */
 #endif
@@ -327,6 +347,13 @@ sl_tasklet *sl__slab_refill(sl_slab *s)
     /* Published last, with its blocks marked free: sl_dump walks the
      * chunks of other workers' slabs while they run. */
     __atomic_store_n(&s->chunks, (void *)c, __ATOMIC_RELEASE);
+    /* A spawn storm (chunks have grown to 2 MiB and more): the next chunk
+     * is mapped now, and the stack provisioner's helper makes it present
+     * while this one is used, so the worker does not zero it later. */
+    if (s->next_chunk >= SLAB_AHEAD_CHUNK && s->owner &&
+        s->owner->stacks.provision == SL_PROVISION_HELPER &&
+        (s->ahead = map_chunk(s->next_chunk)) != NULL)
+        (void)sl__provision_populate(&s->ahead_job, s->ahead, s->next_chunk);
     return blocks;
 }
 
@@ -487,11 +514,11 @@ spawn(sl_worker *w, sl_fn fn, void *arg, int pin, bool copy)
     t->tsan_fiber = NULL;
 #endif
     SL_STORE(&w->livecount, w->livecount + 1);
-    SL_STORE(&t->worker, w);
     if (!remote) {
-        sl__rq_append(w, t);
+        sl__rq_append(w, t); /* sets t->worker too */
         sl__maybe_wake_idle(w);
     } else {
+        SL_STORE(&t->worker, w);
         /* Pinned to another worker: it leaves with a stack from our pool
          * (copy mode: it starts on that worker's shared stack). It may run
          * and end there at once, but the handle we return stays valid
@@ -572,9 +599,11 @@ void sl__tasklet_prepare(sl_worker *w, sl_tasklet *t)
     t->tsan_fiber = __tsan_create_fiber(0);
 #endif
     t->stack = sl__stack_take(&w->stacks);
-    /* The top 64 bytes stay free: the pool links free stacks there. */
-    char *top = sl__stack_top(&w->stacks, t->stack) - 64;
-    SL_STORE(&t->ctx, make_fcontext(top, w->stacks.usable - 64,
+    /* The top 64 bytes stay free (the pool links free stacks there), and
+     * the frames start at the slot's cache colour below them. */
+    size_t below = sl__stack_below_top(t->stack);
+    char *top = (char *)sl__stack_top(&w->stacks, t->stack) - below;
+    SL_STORE(&t->ctx, make_fcontext(top, w->stacks.usable - below,
                                     sl__trampoline));
     if (sl_unlikely(SL_LOAD(&sl__stack_canary_any)) &&
         !(SL_LOAD(&w->jump_slow) & SL_JUMP_COPY)) /* switches check
@@ -797,7 +826,16 @@ uint64_t sl_tasklet_id(const sl_tasklet *t)
     return t ? t->id : 0;
 }
 
-static const char *state_name(const sl_tasklet *t)
+/* sl_dump reads blocks that their worker may end and poison (ASan builds)
+ * between the look at their state and the reads: a snapshot a moment old
+ * is the contract, and a block stays mapped while its slab lives. */
+#if SL_ASAN
+#define DUMP_READS __attribute__((no_sanitize_address))
+#else
+#define DUMP_READS
+#endif
+
+DUMP_READS static const char *state_name(const sl_tasklet *t)
 {
     for (int i = 0; i < sl__rt.nworkers; i++)
         if (t == SL_LOAD(&sl__rt.workers[i]->current))
@@ -837,7 +875,7 @@ static const char *state_name(const sl_tasklet *t)
  * with an atomic load, names byte by byte (a name being set may come out
  * half old, half new). snprintf only: the SIGQUIT dump (sl__dump_fd) runs
  * in a signal handler, where stdio's locks may be held. */
-static size_t dump_line(char *buf, size_t cap, const sl_tasklet *t)
+DUMP_READS static size_t dump_line(char *buf, size_t cap, const sl_tasklet *t)
 {
     char name[sizeof t->name];
     for (size_t i = 0; i < sizeof name; i++)
@@ -899,7 +937,7 @@ static void dump_one(const struct dump_to *to, const sl_tasklet *t)
     dump_put(to, line, dump_line(line, sizeof line, t));
 }
 
-static void dump_cb(sl_tasklet *t, void *arg)
+DUMP_READS static void dump_cb(sl_tasklet *t, void *arg)
 {
     if (SL_LOAD(&t->state) != SL_T_DEAD)
         dump_one(arg, t);

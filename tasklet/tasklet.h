@@ -7,6 +7,7 @@
 #include "sched/waiter.h"
 #include "tasklet/fcontext.h"
 #include "tasklet/internal.h"
+#include "tasklet/stack.h"
 
 typedef struct sl_worker sl_worker;
 
@@ -110,6 +111,10 @@ typedef struct sl_slab {
                           address order; NULL: map a new chunk         */
     size_t carve_i;    /* the next block of carve to thread             */
     size_t frees;      /* blocks freed since the last reset             */
+    void *ahead;       /* the next chunk (next_chunk bytes), mapped and
+                          being made present by the stack provisioner's
+                          helper (ahead_job), or NULL                   */
+    struct sl__stack_batch ahead_job;
 } sl_slab;
 
 void sl__slab_init(sl_slab *s, sl_worker *owner);
