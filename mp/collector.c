@@ -323,6 +323,36 @@ static size_t serve_grants(sl_pool *p)
     return served;
 }
 
+/* Put back what the parent last wrote in each worker's control page, in
+ * case a task wrote over it: the tail of its task ring, the head of its
+ * result ring, the block it was last given. A worker would otherwise wait
+ * for tasks, room or a block it has. Lock held. */
+static void heal(sl_pool *p)
+{
+    for (uint32_t i = 0; i < p->map.nprocs; i++) {
+        struct wstate *w = &p->ws[i];
+        struct mp_wctl *c = mp_wctl(&p->map, i);
+        if (!w->alive || w->broken)
+            continue;
+        bool fixed = false;
+        if (atomic_load(&c->task_tail) != w->tr.pos)
+            atomic_store(&c->task_tail, w->tr.pos), fixed = true;
+        if (atomic_load(&c->res_head) != w->rr.pos)
+            atomic_store(&c->res_head, w->rr.pos), fixed = true;
+        uint64_t g = w->need_seen;
+        struct pend *pd = fifo_at(p, w, g);
+        if (g > w->head && g <= w->tail && pd->res_off &&
+            (atomic_load(&c->grant_id) != g ||
+             atomic_load(&c->grant_off) != pd->res_off)) {
+            atomic_store(&c->grant_off, pd->res_off);
+            atomic_store(&c->grant_id, g);
+            fixed = true;
+        }
+        if (fixed)
+            sl__mp_bell_ring(w->evfd);
+    }
+}
+
 /* Something for the collector: a result, or a request for room. */
 static bool any_work(void *arg)
 {
@@ -418,8 +448,10 @@ void sl__mp_collector(void *arg)
         n += serve_grants(p);
         if (p->feeding && !p->terminated)
             n += sl__mp_feed_all(p);
-        if ((round & 255) == 255) /* busy: still notice a death */
+        if ((round & 255) == 255) { /* busy: still notice a death */
             check_deaths(p);
+            heal(p);
+        }
         if (p->terminated || (p->stopping && p->live == 0)) {
             sl_lock_release(&p->lock);
             break;
@@ -458,8 +490,11 @@ void sl__mp_collector(void *arg)
         atomic_store(&hdr->parent_sleeping, 0);
         if (sl__now_ns() - slept < SL__MP_SPIN_NS)
             p->spin_misses = 0;
+        bool long_nap = sl__now_ns() - slept >= nap * 1000000;
         sl_lock_acquire(&p->lock);
         check_deaths(p);
+        if (long_nap) /* nothing came: was a wake-up lost to a wild write? */
+            heal(p);
         sl_lock_release(&p->lock);
     }
     p->collector_done = true;

@@ -253,17 +253,29 @@ static void ring_parent(sl_pool *p)
 }
 
 /* Ask the parent for a heap block of len bytes for task id's result, and
- * wait until it has given one: its offset + 1. */
+ * wait until it has given one: its offset + 1. (Asked again after each
+ * nap: a request a task wrote over is made anew.) */
 static uint64_t ask_block(sl_pool *p, uint64_t id, size_t len)
 {
-    atomic_store_explicit(&W.ctl->need_len, len, memory_order_relaxed);
-    atomic_store_explicit(&W.ctl->need_id, id, memory_order_release);
-    ring_parent(p);
-    wait_for(granted, &id);
+    while (!granted(&id)) {
+        atomic_store_explicit(&W.ctl->need_len, len, memory_order_relaxed);
+        atomic_store_explicit(&W.ctl->need_id, id, memory_order_release);
+        ring_parent(p);
+        if (!sl__mp_spin_until(granted, &id, false))
+            nap(granted, &id);
+    }
     return atomic_load_explicit(&W.ctl->grant_off, memory_order_relaxed);
 }
 
 /* ---- running a task -------------------------------------------------------- */
+
+/* After fn returns: a copy of this worker forked by the task ends here,
+ * before it touches anything of the pool. */
+static void back_from_task(void)
+{
+    if (sl__mp_forked_away)
+        _exit(SL__MP_EXIT_FORKED);
+}
 
 /* Run one task or chunk into res (a reserved result slot). */
 static void run_task(sl_pool *p, const struct mp_task *t,
@@ -285,6 +297,7 @@ static void run_task(sl_pool *p, const struct mp_task *t,
     if (t->kind == MP_TASK) {
         out_len = cap;
         status = t->fn(in, t->in_len, W.outbuf, &out_len);
+        back_from_task();
         if (status != 0) /* a failed task has no result */
             out_len = 0;
         else if (out_len > cap) /* more than it was given: an error */
@@ -303,6 +316,7 @@ static void run_task(sl_pool *p, const struct mp_task *t,
         for (size_t i = 0; i < n; i++) {
             size_t l = osz;
             int s = t->fn(in + i * isz, isz, outs + i * osz, &l);
+            back_from_task();
             if (s == 0 && l > osz)
                 s = -EOVERFLOW;
             st[i] = s;
@@ -377,8 +391,6 @@ static void dispatcher(void *arg)
                 sl_sleep_ms(1); /* the parent collects without ringing */
         }
         run_task(p, &copy.t, res);
-        if (sl__mp_forked_away)
-            _exit(SL__MP_EXIT_FORKED);
         mp_ring_push(&W.rr);
         ring_parent(p);
         if (p->cfg.max_tasks_per_child > 0 &&

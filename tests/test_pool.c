@@ -1155,15 +1155,16 @@ static void suicide_after_us(unsigned us)
         kill(getpid(), SIGKILL);
 }
 
-/* 0: dereference NULL; 1: write 1 MiB past out; 2: write 64 bytes before
- * it; else answer 1. */
+/* 0: write through a null struct pointer (a field at offset 8); 1: write
+ * 1 MiB past out; 2: write 64 bytes before it; else answer 1. */
 static int t_crash(const void *in, size_t n, void *out, size_t *out_len)
 {
     int how;
     (void)n;
     memcpy(&how, in, sizeof how);
+    volatile int *volatile nowhere = (volatile int *)(uintptr_t)8;
     if (how == 0)
-        *(volatile int *)(uintptr_t)(how * 8) = 1;
+        *nowhere = 1;
     else if (how == 1)
         memset(out, 0x5a, *out_len + ((size_t)1 << 20));
     else if (how == 2)
@@ -1279,7 +1280,7 @@ static int t_die_mid_result(const void *in, size_t n, void *out,
                             size_t *out_len)
 {
     unsigned us;
-    (void)n, (void)out;
+    (void)n, (void)out, (void)out_len;
     memcpy(&us, in, sizeof us);
     suicide_after_us(us);
     return 0; /* *out_len stays the capacity */
