@@ -252,19 +252,20 @@ int sl_pool_new(sl_pool **out, const sl_pool_config *cfg)
     sl_event_init(&p->work);
     sl_event_init(&p->gone);
     int rc = sl__mp_map(&p->map, nprocs, depth, sl__mp_pow2(c.shm_size));
-    if (rc < 0) {
-        free(p);
-        return rc;
-    }
+    if (rc < 0)
+        goto fail;
     rc = SL_ENOMEM;
     p->ws = calloc(nprocs, sizeof *p->ws);
-    if (!p->ws || sl__mp_heap_init(&p->heap, p->map.heap, p->map.orders) < 0)
+    if (!p->ws)
+        goto fail;
+    for (uint32_t i = 0; i < nprocs; i++)
+        p->ws[i].lifefd = p->ws[i].evfd = p->ws[i].bell = -1;
+    if (sl__mp_heap_init(&p->heap, p->map.heap, p->map.orders) < 0)
         goto fail;
     p->parent_pid = getpid();
     for (uint32_t i = 0; i < nprocs; i++) {
         struct wstate *w = &p->ws[i];
         struct mp_wctl *ctl = mp_wctl(&p->map, i);
-        w->lifefd = w->evfd = w->bell = -1;
         w->fifo = calloc(depth, sizeof(struct pend));
         if (!w->fifo)
             goto fail;
