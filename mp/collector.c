@@ -99,6 +99,27 @@ static struct pend *fifo_at(sl_pool *p, struct wstate *w, uint64_t id)
     return &w->fifo[(id - 1) & (p->map.depth - 1)];
 }
 
+void sl__mp_reap(sl_pool *p, int i)
+{
+    struct wstate *w = &p->ws[i];
+    kill(w->pid, SIGKILL); /* not reaped yet: the pid is still ours */
+    waitpid(w->pid, NULL, 0);
+    epoll_ctl(p->epfd, EPOLL_CTL_DEL, w->lifefd, NULL);
+    close(w->lifefd);
+    w->lifefd = -1;
+    w->alive = false;
+    p->live--;
+}
+
+void sl__mp_unlock_waking(sl_pool *p)
+{
+    bool wake = p->collector_idle;
+    p->collector_idle = false;
+    sl_lock_release(&p->lock);
+    if (wake)
+        sl_event_set(&p->work);
+}
+
 void sl__mp_worker_broken(sl_pool *p, int i)
 {
     struct wstate *w = &p->ws[i];
@@ -396,13 +417,7 @@ static void worker_died(sl_pool *p, int i)
     /* Its life descriptor says it has ended (a pidfd cannot be fooled; a
      * life pipe could be, by a task closing its end), so this kill, before
      * it is reaped, is harmless - or ends what only looked dead. */
-    kill(w->pid, SIGKILL);
-    waitpid(w->pid, NULL, 0);
-    epoll_ctl(p->epfd, EPOLL_CTL_DEL, w->lifefd, NULL);
-    close(w->lifefd);
-    w->lifefd = -1;
-    w->alive = false;
-    p->live--;
+    sl__mp_reap(p, i);
     uint64_t h = atomic_load(&mp_wctl(&p->map, (uint32_t)i)->task_head);
     bool sane = !w->tr.bad && h >= w->tr.seen && h >= w->head &&
                 h <= w->tr.pos;

@@ -281,11 +281,7 @@ static int map_start(sl_pool *p, sl_task_fn fn, struct mapjob *j,
         j->feed_next = p->feeding;
         p->feeding = j;
     }
-    bool wake_collector = p->collector_idle;
-    p->collector_idle = false;
-    sl_lock_release(&p->lock);
-    if (wake_collector)
-        sl_event_set(&p->work);
+    sl__mp_unlock_waking(p);
     return 0;
 }
 

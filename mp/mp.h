@@ -448,6 +448,11 @@ void sl__mp_settle(sl_pool *p, struct pend *pd, int status,
 size_t sl__mp_drain_all(sl_pool *p);
 void sl__mp_fail_all(sl_pool *p, int i, int status);
 void sl__mp_future_release(sl_future *f);
+/* Kill worker i (if it is not dead already) and reap it: it is no longer
+ * alive, its life descriptor is closed. */
+void sl__mp_reap(sl_pool *p, int i);
+/* Release the pool's lock, waking the collector if it idles. */
+void sl__mp_unlock_waking(sl_pool *p);
 /* The worker wrote what cannot be: kill it; the collector then handles
  * its death. */
 void sl__mp_worker_broken(sl_pool *p, int i);

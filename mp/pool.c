@@ -374,11 +374,7 @@ static int enqueue(sl_pool *p, sl_task_fn fn, const void *in, size_t in_len,
                               .in_len = (uint32_t)in_len,
                               .in_off = pd.in_off};
         sl__mp_queue(p, best, t, &hdr, in_heap ? NULL : in, pd);
-        bool wake_collector = p->collector_idle;
-        p->collector_idle = false;
-        sl_lock_release(&p->lock);
-        if (wake_collector)
-            sl_event_set(&p->work);
+        sl__mp_unlock_waking(p);
         return 0;
     }
     sl__mp_heap_free(&p->heap, pd.in_off);
@@ -535,12 +531,8 @@ int sl_pool_join(sl_pool *h)
             mp_ring_push(&w->tr);
             sl__mp_wake_worker(p, (int)i);
         }
-        if (p->collector_idle) {
-            p->collector_idle = false;
-            sl_event_set(&p->work);
-        }
     }
-    sl_lock_release(&p->lock);
+    sl__mp_unlock_waking(p);
     return sl_event_wait(&p->gone, -1);
 }
 
@@ -554,13 +546,7 @@ static void pool_terminate(sl_pool *p)
             struct wstate *w = &p->ws[i];
             if (!w->alive)
                 continue;
-            kill(w->pid, SIGKILL);
-            waitpid(w->pid, NULL, 0);
-            epoll_ctl(p->epfd, EPOLL_CTL_DEL, w->lifefd, NULL);
-            close(w->lifefd);
-            w->lifefd = -1;
-            w->alive = false;
-            p->live--;
+            sl__mp_reap(p, (int)i);
         }
         sl__mp_drain_all(p); /* results pushed before the kill still count */
         for (uint32_t i = 0; i < p->map.nprocs; i++) {
@@ -568,13 +554,9 @@ static void pool_terminate(sl_pool *p)
             sl__mp_chans_repair(p, (int)i);
         }
         sl__mp_fail_feeding(p, SL_ECLOSED);
-        if (p->collector_idle) {
-            p->collector_idle = false;
-            sl_event_set(&p->work);
-        }
         sl__mp_bell_ring(p->parent_evfd);
     }
-    sl_lock_release(&p->lock);
+    sl__mp_unlock_waking(p);
     if (sl_current() && !p->collector_done)
         sl_event_wait(&p->gone, -1);
 }

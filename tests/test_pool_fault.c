@@ -13,8 +13,8 @@
  * Not under TSan: it forks a running runtime. */
 #define _GNU_SOURCE
 #include "test_util.h"
+#include "pool_util.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -67,18 +67,6 @@ static uint64_t rnd(uint64_t n)
 
 /* ---- what is left behind ------------------------------------------------- */
 
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    int n = 0;
-    struct dirent *e;
-    while (d && (e = readdir(d)))
-        n += e->d_name[0] != '.';
-    if (d)
-        closedir(d);
-    return n;
-}
-
 static int count_shared_maps(void)
 {
     FILE *f = fopen("/proc/self/maps", "r");
@@ -97,12 +85,12 @@ struct before {
 
 static struct before snapshot(void)
 {
-    return (struct before){count_fds(), count_shared_maps()};
+    return (struct before){pu_count_fds(), count_shared_maps()};
 }
 
 static void nothing_left(struct before b)
 {
-    TU_EQ(count_fds(), b.fds);
+    TU_EQ(pu_count_fds(), b.fds);
     TU_EQ(count_shared_maps(), b.maps);
     TU_EQ(waitpid(-1, NULL, WNOHANG), -1); /* no child process left */
     TU_EQ(errno, ECHILD);
@@ -125,6 +113,38 @@ static void new_pool(int procs, size_t max_result, size_t shm)
     c.shm_size = shm;
     TU_EQ(sl_pool_new(&pool, &c), 0);
     CU_ASSERT_PTR_NOT_NULL_FATAL(pool);
+}
+
+static void page_new(void);
+static void page_free(void);
+static void nothing_left(struct before b);
+
+/* How every test starts: its seed, its alarm, what exists now (to find
+ * nothing more at the end), the shared page, and a pool (procs > 0). */
+static struct before begin(const char *test, int procs, size_t max_result,
+                           size_t shm)
+{
+    seed(test);
+    alarm(LIMIT_S);
+    struct before b = snapshot();
+    page_new();
+    if (procs)
+        new_pool(procs, max_result, shm);
+    return b;
+}
+
+/* And ends: the pool (if any) closed and joined, freed, nothing left. */
+static void end(struct before b)
+{
+    if (pool) {
+        TU_EQ(sl_pool_close(pool), 0);
+        TU_EQ(sl_pool_join(pool), 0);
+        sl_pool_free(pool);
+        pool = NULL;
+    }
+    page_free();
+    nothing_left(b);
+    alarm(0);
 }
 
 /* A page every worker shares with the test: page[0] is the test's own,
@@ -200,20 +220,6 @@ static unsigned char answer_byte(uint32_t seed, size_t i)
     return (unsigned char)(seed + i * 7 + (i >> 9));
 }
 
-static void *suicide_thread(void *arg)
-{
-    usleep((useconds_t)(uintptr_t)arg);
-    kill(getpid(), SIGKILL);
-    return NULL;
-}
-
-static void die_later(unsigned us)
-{
-    pthread_t th;
-    if (pthread_create(&th, NULL, suicide_thread, (void *)(uintptr_t)us))
-        kill(getpid(), SIGKILL);
-}
-
 static uint64_t xs(uint64_t *s)
 {
     *s ^= *s << 13;
@@ -284,7 +290,7 @@ static int t_op(const void *in, size_t n, void *out, size_t *out_len)
         kill(getpid(), SIGKILL);
         break;
     case OP_DIE_LATER:
-        die_later(o.delay_us);
+        pu_die_after_us(o.delay_us);
         break;
     case OP_CRASH: {
         volatile int *volatile nowhere = (volatile int *)(uintptr_t)8;
@@ -327,7 +333,7 @@ static int t_op(const void *in, size_t n, void *out, size_t *out_len)
         for (size_t i = 0; i < o.size; i++)
             msg[i] = answer_byte(o.seed, i);
         if (o.delay_us)
-            die_later(o.delay_us);
+            pu_die_after_us(o.delay_us);
         int rc = sl_mpchan_send(o.ch, msg, o.size);
         free(msg);
         while (o.delay_us) /* dies in this task, whenever the kill comes */
@@ -339,7 +345,7 @@ static int t_op(const void *in, size_t n, void *out, size_t *out_len)
         unsigned char *buf = malloc(o.size);
         size_t len = o.size;
         if (o.delay_us)
-            die_later(o.delay_us);
+            pu_die_after_us(o.delay_us);
         int rc = sl_mpchan_receive(o.ch, buf, &len);
         uint64_t ans[2] = {len, 1};
         for (size_t i = 0; rc == 0 && i < len; i++)
@@ -483,11 +489,7 @@ static void submitter(void *arg)
  * SL_EWORKERDIED, and every heap block comes back. */
 TU_TEST(random_kills_from_outside)
 {
-    seed("random_kills_from_outside");
-    alarm(LIMIT_S);
-    struct before b = snapshot();
-    page_new();
-    new_pool(4, 1 << 20, 16 << 20);
+    struct before b = begin(__func__, 4, 1 << 20, 16 << 20);
     struct killer k = {.max_kills = COUNT(200, 40, 6)};
     struct load l[4];
     for (int i = 0; i < 4; i++) {
@@ -514,12 +516,7 @@ TU_TEST(random_kills_from_outside)
     TU_EQ(heap_in_use(), 0);
     pool_still_works();
     TU_EQ(heap_in_use(), 0);
-    TU_EQ(sl_pool_close(pool), 0);
-    TU_EQ(sl_pool_join(pool), 0);
-    sl_pool_free(pool);
-    page_free();
-    nothing_left(b);
-    alarm(0);
+    end(b);
 }
 
 /* Deaths at every phase from inside: before and while writing the answer,
@@ -528,11 +525,7 @@ TU_TEST(random_kills_from_outside)
  * exits; between answers. */
 TU_TEST(kills_from_inside_at_every_phase)
 {
-    seed("kills_from_inside_at_every_phase");
-    alarm(LIMIT_S);
-    struct before b = snapshot();
-    page_new();
-    new_pool(2, 1 << 20, 8 << 20);
+    struct before b = begin(__func__, 2, 1 << 20, 8 << 20);
     enum { BATCH = 6 };
     int rounds = COUNT(200, 20, 6), died = 0, answered = 0;
     for (int r = 0; r < rounds; r++) {
@@ -565,12 +558,7 @@ TU_TEST(kills_from_inside_at_every_phase)
     printf("(%d answered, %d died) ", answered, died);
     pool_still_works();
     TU_EQ(heap_in_use(), 0);
-    TU_EQ(sl_pool_close(pool), 0);
-    TU_EQ(sl_pool_join(pool), 0);
-    sl_pool_free(pool);
-    page_free();
-    nothing_left(b);
-    alarm(0);
+    end(b);
 }
 
 struct psend {
@@ -614,11 +602,7 @@ static void parent_receive(void *arg)
  * close wakes whoever still waits, the channel's block comes back. */
 TU_TEST(kills_mid_mpchan_copy_either_side)
 {
-    seed("kills_mid_mpchan_copy_either_side");
-    alarm(LIMIT_S);
-    struct before b = snapshot();
-    page_new();
-    new_pool(2, 64 << 10, 64 << 20);
+    struct before b = begin(__func__, 2, 64 << 10, 64 << 20);
     int rounds = COUNT(60, 16, 4);
     for (int r = 0; r < rounds; r++) {
         uint32_t size = (uint32_t)(1 + rnd(TU_SIZE(8 << 20, 1 << 20)));
@@ -679,12 +663,7 @@ TU_TEST(kills_mid_mpchan_copy_either_side)
         TU_EQ(heap_in_use(), 0);
     }
     pool_still_works();
-    TU_EQ(sl_pool_close(pool), 0);
-    TU_EQ(sl_pool_join(pool), 0);
-    sl_pool_free(pool);
-    page_free();
-    nothing_left(b);
-    alarm(0);
+    end(b);
 }
 
 /* Items that say they wrote more than they were given. */
@@ -714,10 +693,7 @@ static void on_lie(void *arg, int status)
  * a byte past the caller's buffers. */
 TU_TEST(tasks_that_lie_about_sizes)
 {
-    seed("tasks_that_lie_about_sizes");
-    alarm(LIMIT_S);
-    struct before b = snapshot();
-    new_pool(2, 4096, 1 << 20);
+    struct before b = begin(__func__, 2, 4096, 1 << 20);
     int n = COUNT(200, 50, 20);
     lie_errors = 0;
     for (int i = 0; i < n; i++) {
@@ -791,9 +767,7 @@ TU_TEST(tasks_that_lie_about_sizes)
     TU_EQ(sl_run(), 0); /* the error callbacks */
     TU_EQ(lie_errors, n);
     TU_EQ(heap_in_use(), 0);
-    sl_pool_free(pool);
-    nothing_left(b);
-    alarm(0);
+    end(b);
 }
 
 /* Tasks that write random bytes over every shared mapping they can reach,
@@ -804,11 +778,7 @@ TU_TEST(tasks_that_lie_about_sizes)
  * thing the pool cannot tell). */
 TU_TEST(tasks_that_scribble_over_shared_memory)
 {
-    seed("tasks_that_scribble_over_shared_memory");
-    alarm(LIMIT_S);
-    struct before b = snapshot();
-    page_new();
-    new_pool(3, 64 << 10, 4 << 20);
+    struct before b = begin(__func__, 3, 64 << 10, 4 << 20);
     int rounds = COUNT(120, 20, 4), ends[4] = {0, 0, 0, 0};
     for (int r = 0; r < rounds; r++) {
         enum { BATCH = 8 };
@@ -848,10 +818,7 @@ TU_TEST(tasks_that_scribble_over_shared_memory)
         TU_EQ(sl_pool_terminate(pool), 0);
     }
     CU_ASSERT(sl_now_ms() - t0 < 30000);
-    sl_pool_free(pool);
-    page_free();
-    nothing_left(b);
-    alarm(0);
+    end(b);
 }
 
 /* Tasks that fork: a helper that outlives its worker cannot hide the
@@ -859,11 +826,7 @@ TU_TEST(tasks_that_scribble_over_shared_memory)
  * ends there instead of running the pool's code. */
 TU_TEST(tasks_that_fork)
 {
-    seed("tasks_that_fork");
-    alarm(LIMIT_S);
-    struct before b = snapshot();
-    page_new();
-    new_pool(2, 64 << 10, 4 << 20);
+    struct before b = begin(__func__, 2, 64 << 10, 4 << 20);
     int rounds = COUNT(40, 10, 3);
     for (int r = 0; r < rounds; r++) {
         for (int i = 64; i < 1024; i++)
@@ -885,12 +848,7 @@ TU_TEST(tasks_that_fork)
         TU_EQ(heap_in_use(), 0);
     }
     pool_still_works();
-    TU_EQ(sl_pool_close(pool), 0);
-    TU_EQ(sl_pool_join(pool), 0);
-    sl_pool_free(pool);
-    page_free();
-    nothing_left(b);
-    alarm(0);
+    end(b);
 }
 
 /* terminate at a random moment of a storm of kills, large results and
@@ -933,10 +891,7 @@ static void map_runner(void *arg)
 
 TU_TEST(terminate_mid_storm)
 {
-    seed("terminate_mid_storm");
-    alarm(LIMIT_S);
-    struct before b = snapshot();
-    page_new();
+    struct before b = begin(__func__, 0, 0, 0);
     int rounds = COUNT(20, 5, 2);
     for (int r = 0; r < rounds; r++) {
         new_pool(3, 1 << 20, 16 << 20);
@@ -973,9 +928,7 @@ TU_TEST(terminate_mid_storm)
         sl_pool_free(pool);
         pool = NULL;
     }
-    page_free();
-    nothing_left(b);
-    alarm(0);
+    end(b);
 }
 
 static CU_TestInfo tests[] = {

@@ -1,0 +1,48 @@
+/* pool_util.h - what the two process-pool suites (test_pool.c,
+ * test_pool_fault.c) both need: counting what a process holds, and a task
+ * that has its own process killed at a chosen moment. */
+#ifndef SL_TEST_POOL_UTIL_H
+#define SL_TEST_POOL_UTIL_H
+
+#include <dirent.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <unistd.h>
+
+/* The entries of a directory, . and .. aside (0 if it cannot be read). */
+static inline int pu_count_dir(const char *path)
+{
+    DIR *d = opendir(path);
+    int n = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        n += e->d_name[0] != '.';
+    if (d)
+        closedir(d);
+    return n;
+}
+
+static inline int pu_count_fds(void)
+{
+    return pu_count_dir("/proc/self/fd");
+}
+
+static inline void *pu__suicide(void *arg)
+{
+    usleep((useconds_t)(uintptr_t)arg);
+    kill(getpid(), SIGKILL);
+    return NULL;
+}
+
+/* A thread of its own SIGKILLs this process us microseconds from now: in
+ * the middle of whatever the worker does by then (at once if no thread can
+ * be made). */
+static inline void pu_die_after_us(unsigned us)
+{
+    pthread_t th;
+    if (pthread_create(&th, NULL, pu__suicide, (void *)(uintptr_t)us) != 0)
+        kill(getpid(), SIGKILL);
+}
+
+#endif /* SL_TEST_POOL_UTIL_H */
