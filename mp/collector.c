@@ -1,15 +1,15 @@
 /* collector.c - the parent's side of the workers' lives: forking them,
- * taking their results, giving their large results room in the heap,
- * noticing their deaths, and the collector tasklet that does it all.
+ * taking their results, noticing their deaths, and the collector tasklet
+ * that does it all.
  *
  * Every value read here from the shared mapping is read once and checked
  * against the parent's own records before it is used: a result's id
- * against the worker's FIFO, its length against the room the task was
- * given, a ring counter against the last one and the ring's size, a
- * request for room against the tasks the worker may hold. A length beyond
- * its room fails that task (-EOVERFLOW); anything else that cannot be
- * marks the worker broken: it is killed, and its death is handled as any
- * other (sl__mp_worker_broken). */
+ * against the worker's FIFO, its length against what the task may return
+ * (where it lies in the result area is the parent's own count), a ring
+ * counter against the last one and the ring's size. A length beyond what
+ * the task may return fails that task (-EOVERFLOW); anything else that
+ * cannot be marks the worker broken: it is killed, and its death is
+ * handled as any other (sl__mp_worker_broken). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -38,11 +38,7 @@ static void reset_slot(sl_pool *p, int slot)
     atomic_store(&c->res_head, w->rr.pos);
     atomic_store(&c->res_tail, w->rr.pos);
     atomic_store(&c->sleeping, 0);
-    atomic_store(&c->need_id, 0);
-    atomic_store(&c->need_len, 0);
-    atomic_store(&c->grant_id, 0);
-    atomic_store(&c->grant_off, 0);
-    w->need_seen = 0;
+    atomic_store(&c->area_head, w->area_pos); /* all taken */
 }
 
 /* A worker's life is watched through a pidfd: readable once it has ended,
@@ -245,50 +241,54 @@ void sl__mp_settle(sl_pool *p, struct pend *pd, int status, const char *data,
         break;
     }
     case PEND_CHUNK:
-        sl__mp_chunk_settle(pd->u.chunk, status, data, len, pd);
+        sl__mp_chunk_settle(pd->u.chunk, status, data, len);
         break;
     }
     sl__mp_heap_free(&p->heap, pd->in_off);
-    sl__mp_heap_free(&p->heap, pd->res_off);
-    pd->in_off = pd->res_off = 0;
+    pd->in_off = 0;
 }
 
 /* Take every result worker i has pushed, each checked. Lock held. */
 static size_t drain_worker(sl_pool *p, int i)
 {
     struct wstate *w = &p->ws[i];
+    struct mp_wctl *ctl = mp_wctl(&p->map, (uint32_t)i);
     size_t n = 0;
+    bool area = false;
     struct mp_result *r;
     while (!w->broken && (r = mp_ring_peek(&w->rr))) {
         uint64_t id = MP_ONCE(r->id);
-        if (w->head == w->tail || id != w->head + 1) {
-            sl__mp_worker_broken(p, i); /* not the task it holds */
-            break;
-        }
-        struct pend *pd = fifo_at(p, w, id);
         int status = MP_ONCE(r->status);
         uint64_t len = MP_ONCE(r->out_len);
-        bool heap = MP_ONCE(r->in_heap) != 0;
-        if (pd->kind == PEND_CHUNK) {
-            struct chunk *c = pd->u.chunk;
-            size_t want = c->n * (8 + c->job->out_size);
-            if (len != want || heap != (want > MP_RESULT_INLINE) ||
-                (heap && !pd->res_off) || status != 0) {
-                sl__mp_worker_broken(p, i); /* not a chunk's result */
-                break;
-            }
-        } else if (heap ? !pd->res_off || len > pd->res_len
-                        : len > MP_RESULT_INLINE ||
-                              len > p->cfg.max_result_size) {
-            status = -EOVERFLOW; /* more than the room it was given */
+        bool in_area = MP_ONCE(r->in_area) != 0;
+        struct pend *pd = fifo_at(p, w, id);
+        size_t want = len; /* a chunk's result has one size */
+        if (w->head != w->tail && id == w->head + 1 && pd->kind == PEND_CHUNK)
+            want = pd->u.chunk->n * (8 + pd->u.chunk->job->out_size);
+        if (w->head == w->tail || id != w->head + 1 || len != want ||
+            in_area != (len > MP_RESULT_INLINE) ||
+            (in_area && len > p->cfg.max_result_size)) {
+            sl__mp_worker_broken(p, i); /* not a result it can have */
+            break;
         }
-        const char *data = heap ? mp_heap_ptr(&p->map, pd->res_off) : r->data;
+        const char *data = r->data;
+        if (in_area)
+            data = mp_area(&p->map, (uint32_t)i) +
+                   mp_area_at(&w->area_pos, len, p->map.area_bytes);
+        if (pd->kind != PEND_CHUNK && len > p->cfg.max_result_size)
+            status = -EOVERFLOW; /* more than it was given */
         if (status != 0 && pd->kind != PEND_CHUNK)
             len = 0, data = NULL; /* a failed task has no result */
         sl__mp_settle(p, pd, status, data, (size_t)len);
         w->head++;
         mp_ring_pop(&w->rr);
+        area |= in_area;
         n++;
+    }
+    if (area) { /* copied: the worker may write there again */
+        atomic_store_explicit(&ctl->area_head, w->area_pos,
+                              memory_order_release);
+        sl__mp_wake_worker(p, i); /* if it waits for that room */
     }
     if (w->rr.bad)
         sl__mp_worker_broken(p, i);
@@ -303,51 +303,10 @@ size_t sl__mp_drain_all(sl_pool *p)
     return n;
 }
 
-/* Give every worker that asked for room for its result a block (unless
- * the heap has none now: then next time round). Lock held. */
-static size_t serve_grants(sl_pool *p)
-{
-    size_t served = 0;
-    int waiting = 0;
-    for (uint32_t i = 0; i < p->map.nprocs; i++) {
-        struct wstate *w = &p->ws[i];
-        struct mp_wctl *c = mp_wctl(&p->map, i);
-        if (!w->alive || w->broken)
-            continue;
-        uint64_t id = atomic_load_explicit(&c->need_id, memory_order_acquire);
-        if (id == w->need_seen)
-            continue;
-        uint64_t len = atomic_load_explicit(&c->need_len, memory_order_relaxed);
-        struct pend *pd = fifo_at(p, w, id);
-        if (id < w->need_seen || id <= w->head || id > w->tail ||
-            len <= MP_RESULT_INLINE || len > p->cfg.max_result_size ||
-            pd->kind == PEND_CHUNK) {
-            sl__mp_worker_broken(p, (int)i);
-            continue;
-        }
-        if (!pd->res_off || pd->res_len < len) {
-            sl__mp_heap_free(&p->heap, pd->res_off);
-            pd->res_off = sl__mp_heap_alloc(&p->heap, len, MP_BLOCK_DATA);
-            if (!pd->res_off) {
-                waiting++; /* results being collected will free room */
-                continue;
-            }
-            pd->res_len = len;
-        }
-        atomic_store_explicit(&c->grant_off, pd->res_off, memory_order_relaxed);
-        atomic_store_explicit(&c->grant_id, id, memory_order_release);
-        w->need_seen = id;
-        sl__mp_wake_worker(p, (int)i);
-        served++;
-    }
-    p->grants_waiting = waiting;
-    return served;
-}
-
 /* Put back what the parent last wrote in each worker's control page, in
- * case a task wrote over it: the tail of its task ring, the head of its
- * result ring, the block it was last given. A worker would otherwise wait
- * for tasks, room or a block it has. Lock held. */
+ * case a task wrote over it: the tail of its task ring, the heads of its
+ * result ring and result area. A worker would otherwise wait for tasks or
+ * room it has. Lock held. */
 static void heal(sl_pool *p)
 {
     for (uint32_t i = 0; i < p->map.nprocs; i++) {
@@ -360,33 +319,20 @@ static void heal(sl_pool *p)
             atomic_store(&c->task_tail, w->tr.pos), fixed = true;
         if (atomic_load(&c->res_head) != w->rr.pos)
             atomic_store(&c->res_head, w->rr.pos), fixed = true;
-        uint64_t g = w->need_seen;
-        struct pend *pd = fifo_at(p, w, g);
-        if (g > w->head && g <= w->tail && pd->res_off &&
-            (atomic_load(&c->grant_id) != g ||
-             atomic_load(&c->grant_off) != pd->res_off)) {
-            atomic_store(&c->grant_off, pd->res_off);
-            atomic_store(&c->grant_id, g);
-            fixed = true;
-        }
+        if (atomic_load(&c->area_head) != w->area_pos)
+            atomic_store(&c->area_head, w->area_pos), fixed = true;
         if (fixed)
             sl__mp_bell_ring(w->evfd);
     }
 }
 
-/* Something for the collector: a result, or a request for room. */
-static bool any_work(void *arg)
+/* A result for the collector. */
+static bool any_result(void *arg)
 {
     sl_pool *p = arg;
     for (uint32_t i = 0; i < p->map.nprocs; i++) {
         struct wstate *w = &p->ws[i];
-        if (!w->alive || w->broken)
-            continue;
-        if (mp_ring_ready(&w->rr))
-            return true;
-        if (!p->grants_waiting &&
-            atomic_load_explicit(&mp_wctl(&p->map, i)->need_id,
-                                 memory_order_relaxed) != w->need_seen)
+        if (w->alive && !w->broken && mp_ring_ready(&w->rr))
             return true;
     }
     return false;
@@ -460,7 +406,6 @@ void sl__mp_collector(void *arg)
     for (unsigned round = 0;; round++) {
         sl_lock_acquire(&p->lock);
         size_t n = sl__mp_drain_all(p);
-        n += serve_grants(p);
         if (p->feeding && !p->terminated)
             n += sl__mp_feed_all(p);
         if ((round & 255) == 255) { /* busy: still notice a death */
@@ -473,7 +418,6 @@ void sl__mp_collector(void *arg)
         }
         bool idle = p->inflight == 0 && !p->stopping && !p->feeding;
         bool results_due = p->inflight > 0;
-        int64_t nap = p->grants_waiting ? 1 : SL__MP_NAP_MS;
         if (idle)
             p->collector_idle = true;
         sl_lock_release(&p->lock);
@@ -490,7 +434,7 @@ void sl__mp_collector(void *arg)
          * that spun after every result of millisecond tasks would take
          * the cores the workers need. */
         if (results_due && p->spin_misses < 2) {
-            if (sl__mp_spin_until(any_work, p, false)) {
+            if (sl__mp_spin_until(any_result, p, false)) {
                 p->spin_misses = 0;
                 continue;
             }
@@ -500,12 +444,12 @@ void sl__mp_collector(void *arg)
         int64_t slept = sl__now_ns();
         atomic_store(&hdr->parent_sleeping, 1);
         atomic_thread_fence(memory_order_seq_cst);
-        if (!results_due || !any_work(p))
-            sl_wait_fd(p->epfd, SL_READABLE, nap);
+        if (!results_due || !any_result(p))
+            sl_wait_fd(p->epfd, SL_READABLE, SL__MP_NAP_MS);
         atomic_store(&hdr->parent_sleeping, 0);
         if (sl__now_ns() - slept < SL__MP_SPIN_NS)
             p->spin_misses = 0;
-        bool long_nap = sl__now_ns() - slept >= nap * 1000000;
+        bool long_nap = sl__now_ns() - slept >= SL__MP_NAP_MS * 1000000;
         sl_lock_acquire(&p->lock);
         check_deaths(p);
         if (long_nap) /* nothing came: was a wake-up lost to a wild write? */

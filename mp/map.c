@@ -33,11 +33,7 @@ int sl__mp_chunk_item(const char *data, size_t n, size_t out_size, size_t i,
 
 /* Queue what job j may have in flight now (non-blocking: stops when the
  * rings or the heap are full; the collector calls again as results come
- * back). A chunk whose input or result does not fit a slot gets its heap
- * blocks now, both; while the job has chunks in flight, one is queued only
- * if the heap keeps room for a largest result besides (a plain task's,
- * which asks for its block when it has its result), and not while such a
- * request waits. Lock held. true if it queued something. */
+ * back). Lock held. true if it queued something. */
 static bool feed_job(sl_pool *p, struct mapjob *j, int64_t now)
 {
     size_t nprocs = p->map.nprocs;
@@ -51,9 +47,6 @@ static bool feed_job(sl_pool *p, struct mapjob *j, int64_t now)
             ahead = (size_t)(FEED_AHEAD_NS / per_chunk);
     }
     size_t limit = ahead * nprocs;
-    size_t reserve = p->cfg.max_result_size > MP_RESULT_INLINE
-                         ? sl__mp_pow2(p->cfg.max_result_size)
-                         : 0;
     bool queued = false;
     while (j->next_chunk < j->nchunks &&
            j->next_chunk - j->settled < limit) {
@@ -65,32 +58,16 @@ static bool feed_job(sl_pool *p, struct mapjob *j, int64_t now)
         const char *in = j->inputs + c->first * j->in_size;
         struct pend pd = {.kind = PEND_CHUNK, .u.chunk = c};
         size_t in_len = c->n * j->in_size;
-        pd.res_len = c->n * (8 + j->out_size);
         bool in_heap = in_len > MP_TASK_INLINE;
-        bool res_heap = pd.res_len > MP_RESULT_INLINE;
-        if (in_heap || res_heap) {
-            size_t need = (in_heap ? sl__mp_pow2(in_len) : 0) +
-                          (res_heap ? sl__mp_pow2(pd.res_len) : 0);
-            if (j->next_chunk > j->settled &&
-                (p->grants_waiting ||
-                 sl__mp_heap_in_use(&p->heap) + need + reserve >
-                     p->map.heap_size))
+        if (in_heap) {
+            pd.in_off = sl__mp_heap_alloc(&p->heap, in_len, MP_BLOCK_DATA);
+            if (!pd.in_off)
                 break; /* results being collected will free room */
-            if (in_heap && !(pd.in_off = sl__mp_heap_alloc(
-                                 &p->heap, in_len, MP_BLOCK_DATA)))
-                break;
-            if (res_heap && !(pd.res_off = sl__mp_heap_alloc(
-                                  &p->heap, pd.res_len, MP_BLOCK_DATA))) {
-                sl__mp_heap_free(&p->heap, pd.in_off);
-                break;
-            }
-            if (in_heap)
-                memcpy(mp_heap_ptr(&p->map, pd.in_off), in, in_len);
+            memcpy(mp_heap_ptr(&p->map, pd.in_off), in, in_len);
         }
         struct mp_task hdr = {.fn = j->fn, .kind = MP_CHUNK,
                               .in_len = (uint32_t)in_len,
-                              .in_off = pd.in_off, .res_off = pd.res_off,
-                              .n = (uint32_t)c->n,
+                              .in_off = pd.in_off, .n = (uint32_t)c->n,
                               .in_size = (uint32_t)j->in_size,
                               .out_size = (uint32_t)j->out_size};
         sl__mp_queue(p, best, t, &hdr, in_heap ? NULL : in, pd);
@@ -135,7 +112,7 @@ void sl__mp_fail_feeding(sl_pool *p, int status)
         p->feeding = j->feed_next;
         while (j->next_chunk < j->nchunks)
             sl__mp_chunk_settle(&j->chunks[j->next_chunk++], status, NULL,
-                                0, NULL);
+                                0);
     }
 }
 
@@ -156,11 +133,10 @@ static void scatter(const char *data, size_t n, size_t out_size, int *st,
 /* A chunk's result is in (data NULL: the chunk failed with status). A
  * fixed-stack map's caller has its buffers where they seem: scatter into
  * them here. A copy-stack caller's may be on its stack, which is not where
- * it seems while it is parked: hand the result over (taking over its heap
- * block from pd) for the caller to scatter. imap: keep the items, checked,
- * in the chunk. Lock held. */
+ * it seems while it is parked: keep a copy for the caller to scatter.
+ * imap: keep the items, checked, in the chunk. Lock held. */
 void sl__mp_chunk_settle(struct chunk *c, int status, const char *data,
-                         size_t len, struct pend *pd)
+                         size_t len)
 {
     struct mapjob *j = c->job;
     size_t n = c->n;
@@ -180,16 +156,10 @@ void sl__mp_chunk_settle(struct chunk *c, int status, const char *data,
     }
     if (j->outputs) {
         c->status = ok ? 0 : status;
-        if (ok && pd && pd->res_off) {
-            c->res_off = pd->res_off;
-            pd->res_off = 0;
-        } else if (ok) {
-            c->res_inl = malloc(len);
-            if (c->res_inl)
-                memcpy(c->res_inl, data, len);
-            else
-                c->status = SL_ENOMEM;
-        }
+        if (ok && !(c->res = malloc(len)))
+            c->status = SL_ENOMEM;
+        else if (ok)
+            memcpy(c->res, data, len);
     } else {
         c->st = malloc(n * sizeof *c->st);
         c->lens = malloc(n * sizeof *c->lens);
@@ -330,17 +300,14 @@ static void map_by_caller(sl_pool *p, struct mapjob *j, int *st,
         }
         taken++;
         if (c->status == 0) {
-            const char *data = c->res_off ? mp_heap_ptr(&p->map, c->res_off)
-                                          : c->res_inl;
-            scatter(data, c->n, j->out_size, st + c->first,
+            scatter(c->res, c->n, j->out_size, st + c->first,
                     outputs + c->first * j->out_size);
         } else {
             for (size_t i = 0; i < c->n; i++)
                 st[c->first + i] = c->status;
         }
-        sl__mp_heap_free(&p->heap, c->res_off);
-        c->res_off = 0;
-        free(c->res_inl);
+        free(c->res);
+        c->res = NULL;
     }
 }
 

@@ -53,11 +53,12 @@ enum {
 /* ---- the shared mapping ------------------------------------------------ */
 
 /* Pages: [header][a control page per worker][task slots per worker]
- * [result slots per worker][heap]. Each worker process keeps write access
- * to the header, its control page, its result slots and the heap, reads
- * its task slots, and cannot touch the other workers' pages (mprotect
- * after the fork, sl__mp_protect): a wild write in a task corrupts at most
- * what its own process could anyway, and the heap. */
+ * [result slots per worker][result area per worker][heap]. Each worker
+ * process keeps write access to the header, its control page, its result
+ * slots and result area and the heap, reads its task slots, and cannot
+ * touch the other workers' pages (mprotect after the fork,
+ * sl__mp_protect): a wild write in a task corrupts at most what its own
+ * process could anyway, and the heap. */
 #define MP_PAGE 4096
 #define MP_SLOT 256 /* bytes of a ring slot */
 
@@ -73,34 +74,31 @@ struct mp_wctl {
     _Alignas(64) _Atomic uint64_t res_head;  /* (P) results taken          */
     _Alignas(64) _Atomic uint64_t res_tail;  /* (W) results pushed         */
     _Alignas(64) _Atomic uint32_t sleeping;  /* (W) waits on its evfd      */
-    _Atomic uint64_t need_len;               /* (W) a result block of this */
-    _Atomic uint64_t need_id;                /* (W) ... for this task      */
-    _Alignas(64) _Atomic uint64_t grant_off; /* (P) the block, offset + 1  */
-    _Atomic uint64_t grant_id;               /* (P) ... for this task      */
+    _Alignas(64) _Atomic uint64_t area_head; /* (P) result area bytes
+                                                taken                     */
 };
 
 enum { MP_TASK = 1, MP_CHUNK = 2, MP_STOP = 3 };
 
-/* Parent -> worker. Input inline (in_off 0) or in the heap at in_off. A
- * chunk's result goes to the block res_off when it does not fit a slot. */
+/* Parent -> worker. Input inline (in_off 0) or in the heap at in_off. */
 struct mp_task {
     uint64_t id;       /* position in the worker's ring + 1               */
     sl_task_fn fn;
     uint32_t kind;     /* MP_TASK, MP_CHUNK (n items), MP_STOP            */
     uint32_t in_len;
     uint64_t in_off;   /* heap offset + 1, 0: inline                      */
-    uint64_t res_off;  /* chunk: heap offset + 1 of its result, 0: inline */
     uint32_t n, in_size, out_size, pad;
     char data[];
 };
 #define MP_TASK_INLINE (MP_SLOT - sizeof(struct mp_task))
 
-/* Worker -> parent. A heap-backed result is in the block the parent gave
- * for the task (its own record says which: nothing here is an address). */
+/* Worker -> parent. A result that does not fit the slot is in the
+ * worker's result area, where the parent's own count of the area's bytes
+ * says (mp_area_at): nothing here is an address. */
 struct mp_result {
     uint64_t id;
     int32_t status;
-    uint32_t in_heap;  /* 1: the result is in the task's block            */
+    uint32_t in_area;  /* 1: the result is in the result area             */
     uint64_t out_len;
     char data[];
 };
@@ -113,6 +111,7 @@ struct mp_layout {
     size_t size;
     uint32_t nprocs, depth;
     size_t ctl_off, task_off, res_off, ring_bytes;
+    size_t area_off, area_bytes; /* result areas: a power of two each     */
     char *heap;
     size_t heap_size;
     uint32_t orders;    /* heap_size == 1 << (orders - 1 + MP_MIN_ORDER) */
@@ -134,11 +133,33 @@ static inline char *mp_result_slots(const struct mp_layout *m, uint32_t i)
 {
     return m->base + m->res_off + (size_t)i * m->ring_bytes;
 }
+static inline char *mp_area(const struct mp_layout *m, uint32_t i)
+{
+    return m->base + m->area_off + (size_t)i * m->area_bytes;
+}
 
-/* Lay out and map a region for nprocs workers, rings of depth slots and a
- * heap of heap_size bytes (a power of two). -errno. */
+/* A worker's result area is a byte ring written in result order and taken
+ * in that order: a result of len bytes goes at *pos (a count of bytes,
+ * never wrapped), moved on to the area's start first when it would not fit
+ * before the end. Both sides follow this rule on their own count, so where
+ * a result is never has to be read from shared memory. Returns the
+ * result's offset in the area; *pos moves past it. */
+static inline size_t mp_area_at(uint64_t *pos, size_t len, size_t bytes)
+{
+    size_t off = (size_t)(*pos & (bytes - 1));
+    if (off + len > bytes) {
+        *pos += bytes - off;
+        off = 0;
+    }
+    *pos += len;
+    return off;
+}
+
+/* Lay out and map a region for nprocs workers, rings of depth slots,
+ * result areas of area_bytes and a heap of heap_size bytes (powers of
+ * two). -errno. */
 int sl__mp_map(struct mp_layout *m, uint32_t nprocs, uint32_t depth,
-               size_t heap_size);
+               size_t area_bytes, size_t heap_size);
 void sl__mp_unmap(struct mp_layout *m);
 /* In worker slot's process: give up access to what is not its own. */
 void sl__mp_protect(const struct mp_layout *m, uint32_t slot);
@@ -289,14 +310,10 @@ bool sl__mp_spin_until(bool (*cond)(void *), void *arg, bool yield);
 
 enum { PEND_FUTURE = 1, PEND_APPLY, PEND_CHUNK };
 
-/* A task in flight, in its worker's FIFO (the parent's private memory):
- * its input's block, and the block its result was given (a plain task's
- * when the worker asked for one, a chunk's when it was queued). */
+/* A task in flight, in its worker's FIFO (the parent's private memory). */
 struct pend {
     int kind;
     uint64_t in_off;      /* heap block of the input, 0: inline            */
-    uint64_t res_off;     /* heap block for the result, 0: none            */
-    size_t res_len;       /* bytes the result may take in it               */
     union {
         sl_future *future;
         struct apply *apply;
@@ -355,8 +372,7 @@ struct chunk {
     struct mapjob *job;
     size_t first, n;
     int status;           /* map: the chunk's own status */
-    uint64_t res_off;     /* map: its result, a heap block now ours, or */
-    char *res_inl;        /* a copy of a result that came inline        */
+    char *res;            /* map: a copy of its result, for the caller  */
     int *st;              /* imap: statuses, sizes and results kept */
     uint32_t *lens;
     char *outs;
@@ -379,7 +395,7 @@ struct wstate {
     uint64_t head, tail;  /* ids head+1 .. tail are unsettled               */
     struct mp_ring tr;    /* task ring: we produce                          */
     struct mp_ring rr;    /* result ring: we consume                        */
-    uint64_t need_seen;   /* the last result-block request served           */
+    uint64_t area_pos;    /* result area: bytes taken (mp_area_at)          */
     int evfd;             /* its task doorbell                              */
     int bell;             /* its mpchan doorbell                            */
     int lifefd;           /* pidfd, or the read end of its life pipe        */
@@ -405,7 +421,6 @@ struct sl_pool {
     struct mapjob *feeding; /* maps with chunks still to queue              */
     int spin_misses;      /* the collector's spins that found nothing       */
     int live;             /* worker processes alive                         */
-    int grants_waiting;   /* result blocks asked for and not yet given      */
     bool closed, stopping, terminated, collector_done;
     bool collector_idle;
     sl_tasklet *collector;
@@ -469,7 +484,7 @@ void sl__mp_queue(sl_pool *p, int i, struct mp_task *t,
 /* map.c: maps (lock held). */
 bool sl__mp_feed_all(sl_pool *p);
 void sl__mp_chunk_settle(struct chunk *c, int status, const char *data,
-                         size_t len, struct pend *pd);
+                         size_t len);
 void sl__mp_fail_feeding(sl_pool *p, int status);
 
 /* An item of a chunk's result (statuses, sizes, then results), each value

@@ -10,11 +10,16 @@
  * per order, and a byte per 64-byte unit that says "a free block of order
  * k starts here" or "an allocated block of order k (and kind) starts
  * here". Freeing merges a block with its buddy while the buddy is free and
- * of the same order. Only the parent allocates (workers are given blocks:
- * a task's input, a result's room), and all of that metadata is in the
- * parent's private memory - none of it in the blocks themselves, where a
- * task that writes past its buffer would reach it. A worker can spoil the
- * bytes of blocks (another task's input, a result), never the allocator.
+ * of the same order. Only the parent allocates (a task's input, an
+ * mpchan), and all of that metadata is in the parent's private memory -
+ * none of it in the blocks themselves, where a task that writes past its
+ * buffer would reach it. A worker can spoil the bytes of blocks (another
+ * task's input, a message), never the allocator.
+ *
+ * Results do not use the heap: each worker has a result area of its own,
+ * a byte ring it fills in result order and the parent empties in that
+ * order (mp.h, mp_area_at), so a result needs no allocation, no lock, and
+ * nothing of it is lost when its worker dies.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -44,7 +49,7 @@ size_t sl__mp_pow2(size_t n)
 }
 
 int sl__mp_map(struct mp_layout *m, uint32_t nprocs, uint32_t depth,
-               size_t heap_size)
+               size_t area_bytes, size_t heap_size)
 {
     memset(m, 0, sizeof *m);
     m->nprocs = nprocs;
@@ -53,7 +58,9 @@ int sl__mp_map(struct mp_layout *m, uint32_t nprocs, uint32_t depth,
     m->ctl_off = round_up(sizeof(struct mp_header), MP_PAGE);
     m->task_off = m->ctl_off + (size_t)nprocs * MP_PAGE;
     m->res_off = m->task_off + (size_t)nprocs * m->ring_bytes;
-    size_t heap_off = m->res_off + (size_t)nprocs * m->ring_bytes;
+    m->area_off = m->res_off + (size_t)nprocs * m->ring_bytes;
+    m->area_bytes = area_bytes;
+    size_t heap_off = m->area_off + (size_t)nprocs * area_bytes;
     m->size = heap_off + heap_size;
     m->heap_size = heap_size;
     uint32_t top = 0;
@@ -88,6 +95,8 @@ void sl__mp_protect(const struct mp_layout *m, uint32_t slot)
     mprotect(mp_task_slots(m, slot), rb, PROT_READ);
     mprotect(b + m->res_off, n * rb, PROT_NONE);
     mprotect(mp_result_slots(m, slot), rb, PROT_READ | PROT_WRITE);
+    mprotect(b + m->area_off, n * m->area_bytes, PROT_NONE);
+    mprotect(mp_area(m, slot), m->area_bytes, PROT_READ | PROT_WRITE);
 }
 
 void sl__mp_ring_view(struct mp_ring *r, _Atomic uint64_t *mine,

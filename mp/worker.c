@@ -62,6 +62,8 @@ static struct {
     struct mp_ring rr;  /* results: we produce */
     size_t cap;         /* max_result_size    */
     char *outbuf;       /* cap bytes, guard pages around */
+    char *area;         /* our result area (mp.h, mp_area_at) */
+    uint64_t area_pos;  /* bytes of it written */
     int32_t *side;      /* a chunk's statuses, then its sizes */
     int evfd;
     int life;           /* the life pipe's write end (no pidfds), or -1 */
@@ -217,10 +219,12 @@ static bool result_room(void *arg)
     return mp_ring_reserve(&W.rr) != NULL || W.rr.bad;
 }
 
-static bool granted(void *arg)
+/* The parent has taken the area's bytes up to *arg. */
+static bool area_taken(void *arg)
 {
-    uint64_t id = *(const uint64_t *)arg;
-    return atomic_load_explicit(&W.ctl->grant_id, memory_order_acquire) == id;
+    uint64_t upto = *(const uint64_t *)arg;
+    return atomic_load_explicit(&W.ctl->area_head, memory_order_acquire) >=
+           upto;
 }
 
 /* Sleep on our task bell until rung (the parent rings it when it sees us
@@ -252,19 +256,16 @@ static void ring_parent(sl_pool *p)
         sl__mp_bell_ring(p->parent_evfd);
 }
 
-/* Ask the parent for a heap block of len bytes for task id's result, and
- * wait until it has given one: its offset + 1. (Asked again after each
- * nap: a request a task wrote over is made anew.) */
-static uint64_t ask_block(sl_pool *p, uint64_t id, size_t len)
+/* Room for a result of len bytes in our area, once the parent has taken
+ * what was there (it takes results as they come, without ringing us). */
+static char *area_room(size_t len)
 {
-    while (!granted(&id)) {
-        atomic_store_explicit(&W.ctl->need_len, len, memory_order_relaxed);
-        atomic_store_explicit(&W.ctl->need_id, id, memory_order_release);
-        ring_parent(p);
-        if (!sl__mp_spin_until(granted, &id, false))
-            nap(granted, &id);
-    }
-    return atomic_load_explicit(&W.ctl->grant_off, memory_order_relaxed);
+    size_t bytes = W.p->map.area_bytes;
+    size_t off = mp_area_at(&W.area_pos, len, bytes);
+    uint64_t upto = W.area_pos - bytes;
+    if (W.area_pos > bytes)
+        wait_for(area_taken, &upto);
+    return W.area + off;
 }
 
 /* ---- running a task -------------------------------------------------------- */
@@ -330,17 +331,8 @@ static void run_task(sl_pool *p, const struct mp_task *t,
     res->id = t->id;
     res->status = status;
     res->out_len = out_len;
-    res->in_heap = 0;
-    if (out_len <= MP_RESULT_INLINE) {
-        memcpy(res->data, W.outbuf, out_len);
-        return;
-    }
-    uint64_t off = t->kind == MP_CHUNK ? t->res_off
-                                       : ask_block(p, t->id, out_len);
-    if (!off || off - 1 > m->heap_size || out_len > m->heap_size - (off - 1))
-        corrupt();
-    memcpy(mp_heap_ptr(m, off), W.outbuf, out_len);
-    res->in_heap = 1;
+    res->in_area = out_len > MP_RESULT_INLINE;
+    memcpy(res->in_area ? area_room(out_len) : res->data, W.outbuf, out_len);
 }
 
 /* The dispatcher: a worker's main loop. */
@@ -357,6 +349,8 @@ static void dispatcher(void *arg)
     sl__mp_ring_view(&W.rr, &W.ctl->res_tail, &W.ctl->res_head,
                      mp_result_slots(m, W.slot), m->depth - 1);
     W.cap = p->cfg.max_result_size;
+    W.area = mp_area(m, W.slot);
+    W.area_pos = atomic_load(&W.ctl->area_head); /* all taken */
     W.outbuf = guarded(W.cap);
     W.side = malloc(W.cap + 8);
     if (!W.outbuf || !W.side)

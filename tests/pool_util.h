@@ -7,7 +7,10 @@
 #include <dirent.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 /* The entries of a directory, . and .. aside (0 if it cannot be read). */
@@ -26,6 +29,21 @@ static inline int pu_count_dir(const char *path)
 static inline int pu_count_fds(void)
 {
     return pu_count_dir("/proc/self/fd");
+}
+
+/* Process pid has ended: it is gone, or a zombie not reaped yet. */
+static inline bool pu_ended(int pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return true;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *p = strrchr(buf, ')'); /* the state follows the name */
+    return !p || p[1] == 0 || p[2] == 'Z' || p[2] == 'X';
 }
 
 static inline void *pu__suicide(void *arg)

@@ -1240,23 +1240,32 @@ TU_TEST(a_task_that_scribbles_over_shared_memory_and_dies_hurts_no_other)
 }
 
 /* Claims a result as large as the pool allows without writing it, and
- * has its process killed from a thread in_us microseconds later: while
- * its result is being copied into the shared heap. */
+ * has its process killed from a thread some microseconds later: while its
+ * result is being copied out (in: the delay, and a shared page for its
+ * pid). */
+struct mid_result {
+    unsigned us;
+    volatile int *page;
+};
+
 static int t_die_mid_result(const void *in, size_t n, void *out,
                             size_t *out_len)
 {
-    unsigned us;
+    struct mid_result m;
     (void)n, (void)out, (void)out_len;
-    memcpy(&us, in, sizeof us);
-    pu_die_after_us(us);
+    memcpy(&m, in, sizeof m);
+    m.page[0] = getpid();
+    pu_die_after_us(m.us);
     return 0; /* *out_len stays the capacity */
 }
 
 /* Finding 3: a worker killed while it copied its result into the shared
  * heap never gave its block back; with a heap the size of one result, the
- * next large result then never found room. */
-TU_TEST(a_worker_killed_mid_result_gives_its_heap_block_back)
+ * next large result then never found room. (Results have areas of their
+ * own now, which a death mid-copy cannot leave short.) */
+TU_TEST(a_worker_killed_mid_result_leaves_room_for_the_next)
 {
+    volatile int *page = shared_page();
     sl_pool_config c;
     sl_pool_config_init(&c);
     c.processes = 1;
@@ -1265,14 +1274,17 @@ TU_TEST(a_worker_killed_mid_result_gives_its_heap_block_back)
     TU_EQ(sl_pool_new(&pool, &c), 0);
     unsigned delays[] = {200, 600, 1500, 3000};
     for (size_t k = 0; k < sizeof delays / sizeof *delays; k++) {
+        struct mid_result m = {delays[k], page};
         sl_future *f;
-        TU_EQ(sl_pool_submit(pool, t_die_mid_result, &delays[k],
-                             sizeof delays[k], &f),
-              0);
+        TU_EQ(sl_pool_submit(pool, t_die_mid_result, &m, sizeof m, &f), 0);
         int rc = wait_bounded(f, NULL, NULL);
         CU_ASSERT(rc == SL_EWORKERDIED || rc == 0);
         sl_future_free(f);
-        /* The whole heap is free again: the largest result fits. */
+        /* Its result may have been out before the kill: wait for the
+         * kill, so that the next task runs in the replacement. */
+        for (int i = 0; i < 30000 && !pu_ended(page[0]); i++)
+            sl_sleep_ms(1);
+        /* The largest result fits. */
         int want = 8 << 20;
         sl_future *g;
         size_t len = 0;
@@ -1282,6 +1294,7 @@ TU_TEST(a_worker_killed_mid_result_gives_its_heap_block_back)
         sl_future_free(g);
     }
     free_pool();
+    shared_page_free(page);
 }
 
 /* A 64 MiB message on an mpchan, killed by a thread a few ms into the
@@ -1836,7 +1849,7 @@ static CU_TestInfo tests[] = {
     TU_CASE(workers_exit_when_the_parent_dies),
     TU_CASE(a_crashing_task_fails_only_its_task),
     TU_CASE(a_task_that_scribbles_over_shared_memory_and_dies_hurts_no_other),
-    TU_CASE(a_worker_killed_mid_result_gives_its_heap_block_back),
+    TU_CASE(a_worker_killed_mid_result_leaves_room_for_the_next),
     TU_CASE(an_mpchan_survives_a_process_killed_mid_copy),
     TU_CASE(a_task_overrunning_its_input_cannot_hurt_the_parent),
     TU_CASE(a_map_item_cannot_overflow_the_callers_buffer),
