@@ -47,7 +47,7 @@ typedef struct sl_pool_config {
     void (*initializer)(void *arg); /* run once in each worker process, as
                                 a tasklet, before its first task; NULL  */
     void *initarg;
-    size_t shm_size;         /* shared heap for payloads too large for a
+    size_t shm_size;         /* shared heap for inputs too large for a
                                 ring slot (and for mpchans), bytes;
                                 default 64 MiB, rounded up to a power of
                                 two; at most 128 GiB                      */

@@ -195,7 +195,7 @@ static void run_apply(void *arg)
 
 /* A pending record is done: its status and result bytes (data may point
  * into shared memory: what is kept is copied; len is checked already).
- * Its heap blocks go back, unless a map's caller took its result's over.
+ * Its input's heap block goes back.
  * Lock held. */
 void sl__mp_settle(sl_pool *p, struct pend *pd, int status, const char *data,
                    size_t len)

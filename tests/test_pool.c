@@ -1195,8 +1195,8 @@ static int t_answer(const void *in, size_t n, void *out, size_t *out_len)
     return 0;
 }
 
-/* Submits a 1 KiB input (through the shared heap) asking for a heap-backed
- * answer of want bytes, and checks it; the status. */
+/* Submits a 1 KiB input (through the shared heap) asking for an answer of
+ * want bytes (through the result area), and checks it; the status. */
 static int heap_round_trip(int want)
 {
     char in[1024];
@@ -1218,7 +1218,8 @@ static int heap_round_trip(int want)
 }
 
 /* Finding 2: a worker that died holding the shared heap's lock (or wrote
- * over it) wedged every later heap-backed task and the parent's submit. */
+ * over it) wedged every later task with a large input or result, and the
+ * parent's submit. */
 TU_TEST(a_task_that_scribbles_over_shared_memory_and_dies_hurts_no_other)
 {
     volatile int *page = shared_page();

@@ -1,7 +1,7 @@
 /* test_pool_fault.c - fault injection against the process pool: workers
  * killed at random moments from outside and from inside their tasks (before,
- * during and after writing a heap-backed result, while asking for its
- * block, mid-copy on an sl_mpchan on either side), tasks that crash, lie
+ * during and after writing a result too large for its slot, mid-copy on an
+ * sl_mpchan on either side), tasks that crash, lie
  * about sizes, scribble over shared memory or fork. What must hold in
  * every case: no hang (each test runs under alarm()), no crash of the
  * parent, every future ends with its right result or a documented error,
@@ -403,7 +403,8 @@ static int check_answer(sl_future *f, struct op o, int extra_ok)
     return got;
 }
 
-/* An answer's size: inline in a slot, or through the heap, up to max. */
+/* An answer's size: inline in a slot, or through the result area, up to
+ * max. */
 static uint32_t pick_size(uint32_t max)
 {
     static const uint32_t sizes[] = {0, 8, 200, 512, 4096, 65536, 1 << 20};
@@ -414,8 +415,8 @@ static uint32_t pick_size(uint32_t max)
     return s;
 }
 
-/* The pool can still do everything: answers inline, through the heap,
- * with an input through the heap. (A kill an earlier task set off may
+/* The pool can still do everything: answers inline, through the result
+ * area, with an input through the heap. (A kill an earlier task set off may
  * still come and take a try: a few are allowed.) */
 static void pool_still_works(void)
 {
@@ -484,7 +485,7 @@ static void submitter(void *arg)
     l->done = true;
 }
 
-/* Finding 2's storm: 4 workers, heap-backed results, one SIGKILL from
+/* Finding 2's storm: 4 workers, results through the result area, one SIGKILL from
  * outside every few milliseconds: every task ends right or with
  * SL_EWORKERDIED, and every heap block comes back. */
 TU_TEST(random_kills_from_outside)
