@@ -257,7 +257,8 @@ static void ring_parent(sl_pool *p)
 }
 
 /* Room for a result of len bytes in our area, once the parent has taken
- * what was there (it takes results as they come, without ringing us). */
+ * what was there (the collector rings us when it has taken results and
+ * sees us asleep). */
 static char *area_room(size_t len)
 {
     size_t bytes = W.p->map.area_bytes;

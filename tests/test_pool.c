@@ -1232,9 +1232,17 @@ TU_TEST(a_task_that_scribbles_over_shared_memory_and_dies_hurts_no_other)
     sl_future_free(f);
     for (int i = 0; i < 8; i++)
         TU_EQ(heap_round_trip(1000 + i), 0);
+    /* terminate with an input in the heap in flight (it hung once). */
+    char in[1024] = {0};
+    int ms = 10000;
+    memcpy(in, &ms, sizeof ms);
+    TU_EQ(sl_pool_submit(pool, t_sleep_ms, in, sizeof in, &f), 0);
+    sl_sleep_ms(20);
     int64_t t0 = sl_now_ms();
     TU_EQ(sl_pool_terminate(pool), 0);
     CU_ASSERT(sl_now_ms() - t0 < 20000);
+    TU_EQ(wait_bounded(f, NULL, NULL), SL_ECLOSED);
+    sl_future_free(f);
     sl_pool_free(pool);
     pool = NULL;
     shared_page_free(page);
