@@ -7,17 +7,25 @@
  * that a case that is always ready starves the ones after it; a caller
  * that wants fairness rotates the array itself (docs/select.md).
  *
+ * Readiness is the channel's own rule (sl__chan_ready): a send is ready
+ * when a receiver waits or a buffered channel has room, in that order, as
+ * for sl_channel_send; a ready case completes without switching.
+ *
  * Blocking. The caller takes every distinct channel's lock (in address
  * order, so two selects cannot deadlock), looks for a ready case, and
- * otherwise puts one proxy per case in that channel's queue: a control
- * block that stands for the caller (wkind SL_W_PROXY, owner in arg, case
- * index in id, the wait's generation in wseq). The caller parks WAITING
- * and the locks are released once it has switched out. A partner that
- * meets a proxy claims the owner's wait (sl__claim): the first one wins,
- * completes the exchange through the proxy and wakes the owner; a later
- * partner meeting another proxy of the same select finds the wait over
- * and unlinks that proxy. The owner, resumed, unlinks its remaining
- * proxies itself (Go's select does the same with its sudogs).
+ * otherwise links one waiter per case (sched/wait.h) in that channel's
+ * queue, all of one wait. It parks BLOCKED and the locks are released once
+ * it has switched out. A partner that meets a waiter claims the wait: the
+ * first one wins, completes the exchange through that waiter (done) and
+ * wakes the caller; a later partner meeting another waiter of the same
+ * select finds the wait over and unlinks it. A timer or a kill claims the
+ * same wait and unlinks every waiter; so does the winning partner, once
+ * it has released the lock of the channel where it met the select, so
+ * that no channel counts the select once it is over (Go's select leaves
+ * that to the selecting goroutine when it resumes). Waiters are on the
+ * caller's stack for a few cases, else malloc'd; a copy-mode caller's are
+ * always malloc'd, since its frames leave the shared stack while it
+ * waits and partners on other workers write to them.
  */
 #define _GNU_SOURCE
 #include <stdlib.h>
@@ -107,13 +115,14 @@ int sl_select(sl_select_case *cases, int n, int64_t timeout_ms)
     if (n < 0 || n > SL_SELECT_MAX || (n > 0 && !cases))
         return SL_EINVAL;
     sl_tasklet *cur = w->current;
-    if (SL_LOAD(&cur->killed))
+    if (__atomic_load_n(&cur->killed, __ATOMIC_SEQ_CST))
         return SL_EKILLED;
     if (sl__check_inbox(w))
         sl__abandon(w);
 
     sl_channel *chs_small[16];
     uint8_t *locks_small[17];
+    sl_waiter ws_small[4];
     sl_channel **chs = chs_small;
     uint8_t **locks = locks_small;
     if (n > 16) {
@@ -126,7 +135,7 @@ int sl_select(sl_select_case *cases, int n, int64_t timeout_ms)
         }
     }
     int rc;
-    sl_tasklet *proxies = NULL;
+    sl_waiter *ws = NULL;
     int d = prepare(cases, n, chs, locks);
     if (d < 0) {
         rc = d;
@@ -141,12 +150,12 @@ int sl_select(sl_select_case *cases, int n, int64_t timeout_ms)
         if (!ch)
             continue;
         int dir = case_dir(&cases[i]);
-        sl_tasklet *partner;
+        sl_waiter *partner;
         if (sl__chan_ready(ch, dir, &partner)) {
             unlock_others(locks, ch);
             void *got = NULL;
             rc = sl__chan_complete_nowait(w, ch, dir, partner,
-                                          cases[i].value, &got);
+                                          cases[i].value, 0, &got);
             if (rc == 0) {
                 if (dir < 0)
                     cases[i].value = got;
@@ -162,91 +171,73 @@ int sl_select(sl_select_case *cases, int n, int64_t timeout_ms)
         goto out;
     }
 
-    /* Nothing ready: a proxy in each open channel's queue, then park. */
-    /* n proxies and a terminator (zeroed); sl_shutdown finds them through
-     * wlock when it discards a selecting tasklet. */
-    proxies = calloc((size_t)n + 1, sizeof *proxies);
-    if (!proxies) {
+    /* Nothing ready: a waiter in each open channel's queue, then park. */
+    if (n <= 4 && !cur->copy) {
+        ws = ws_small;
+        memset(ws, 0, sizeof ws_small);
+    } else if (!(ws = calloc((size_t)n, sizeof *ws))) {
         unlock_all(locks);
         rc = SL_ENOMEM;
         goto out;
     }
     uint32_t gen = sl__wait_begin(cur, SL_W_SELECT);
-    sl_worker *tw = w;
     bool timed = timeout_ms > 0;
     if (timed && (rc = sl__timer_arm(w, cur, gen, sl__deadline(timeout_ms)))) {
-        (void)sl__claim(cur, gen);
-        cur->wkind = SL_W_PLAIN;
+        sl__wait_abandon(cur, gen);
         unlock_all(locks);
+        goto out;
+    }
+    sl_tasklet *next = sl__rq_leave(w, cur);
+    if (!next) { /* never with a timer: it counts in nwaits */
+        sl__wait_abandon(cur, gen);
+        unlock_all(locks);
+        rc = SL_EDEADLOCK;
         goto out;
     }
     for (int i = 0; i < n; i++) {
         sl_channel *ch = cases[i].ch;
-        sl_tasklet *p = &proxies[i];
-        p->is_idle = 1; /* never a tasklet: no public call may take it */
+        sl_waiter *wt = &ws[i];
         if (!ch || ch->closing)
             continue;
-        p->wkind = SL_W_PROXY;
-        p->arg = cur;
-        p->id = (uint64_t)i;
-        p->wseq = gen;
-        p->dir = (int8_t)case_dir(&cases[i]);
-        p->value = cases[i].value;
-        p->state = SL_T_BLOCKED;
-        SL_STORE(&p->chan, ch);
-        if (!ch->head) {
-            ch->head = p;
-            p->next = p->prev = p;
-        } else {
-            sl__rq_link_before(ch->head, p);
-        }
-        SL_STORE(&ch->balance, ch->balance + p->dir);
+        wt->t = cur;
+        wt->gen = gen - 1; /* even: marks a select's waiter (wait.h) */
+        wt->index = (uint16_t)i;
+        wt->dir = (int8_t)case_dir(&cases[i]);
+        wt->value = cases[i].value;
+        sl__waitq_link(&ch->q, wt);
     }
-    cur->value = NULL; /* the winning proxy, set by the partner */
-    cur->result = 0;
-    cur->wlock = (uint8_t *)proxies;
-    sl_tasklet *next = sl__rq_leave(w, cur);
-    if (!next) {
-        (void)sl__claim(cur, gen);
-        rc = SL_EDEADLOCK;
-    } else {
-        sl__publish_after_switch(w, cur, SL_T_WAITING);
-        if (sl__rt.mt) {
-            w->post_unlocks = locks; /* released once we are switched out */
-            w->post = 1;
-        }
-        w = sl__jump(w, cur, next);
-        rc = cur->result;
-        lock_all(locks);
+    cur->wv = ws;
+    SL_STORE(&cur->wn, (uint16_t)n); /* (sl_dump reads it) */
+    cur->wheap = ws != ws_small;
+    sl__publish_after_switch(w, cur, SL_T_BLOCKED);
+    if (sl__rt.mt) {
+        w->post_unlocks = locks; /* released once we are switched out */
+        w->post = 1;
     }
-    /* Take the proxies that are still queued out again. */
-    for (int i = 0; i < n; i++) {
-        sl_tasklet *p = &proxies[i];
-        if (p->wkind == SL_W_PROXY && SL_LOAD(&p->chan))
-            sl__chan_unlink(p->chan, p);
-    }
-    unlock_all(locks);
+    w = sl__jump(w, cur, next);
+    rc = cur->result; /* whoever ended the wait unlinked every waiter */
     sl__events_due(w);
-    sl_tasklet *won = cur->value;
-    cur->value = NULL;
-    cur->result = 0;
-    cur->wkind = SL_W_PLAIN;
-    cur->wlock = NULL;
-    if (timed)
-        sl__timer_done(tw);
-    if (won && rc == 0) {
-        int i = (int)won->id;
+    cur->wv = NULL;
+    SL_STORE(&cur->wn, (uint16_t)0);
+    cur->wheap = 0;
+    sl__wait_kind_reset(cur); /* (its counts: undone by whoever ended it) */
+    if (rc == 0) {
+        int i = 0;
+        while (i < n && !ws[i].done)
+            i++;
+        SL__ASSERT(i < n); /* a partner completed the wait through one */
         if (cases[i].op == SL_RECV) {
-            rc = won->result; /* a send_error's code, or 0 */
+            rc = ws[i].result; /* a send_error's code, or 0 */
             if (rc == 0)
-                cases[i].value = won->value;
+                cases[i].value = ws[i].value;
         }
         if (rc == 0)
             rc = i;
     }
 
 out:
-    free(proxies);
+    if (ws != ws_small)
+        free(ws);
     if (chs != chs_small) {
         free(chs);
         free(locks);

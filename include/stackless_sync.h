@@ -28,10 +28,10 @@
 extern "C" {
 #endif
 
-/* Storage for the runtime's internal wait queue (a FIFO of tasklets).
- * Private. */
+/* Storage for the runtime's internal wait queue (a FIFO of waiting
+ * tasklets: a pointer and a count). Private. */
 struct sl__waitq {
-    void *opaque_[4];
+    void *opaque_[2];
 };
 
 /* ---- lock (threading.Lock) --------------------------------------------- */

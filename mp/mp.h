@@ -20,6 +20,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "arch/arch.h"
 #include "sched/sched.h"
 #include "stackless.h"
 
@@ -52,14 +53,14 @@ enum {
 
 /* ---- the shared mapping ------------------------------------------------ */
 
-/* Pages: [header][a control page per worker][task slots per worker]
+/* Pages (of the system's size: 4, 16 or 64 KiB): [header][a control page
+ * per worker][task slots per worker]
  * [result slots per worker][result area per worker][heap]. Each worker
  * process keeps write access to the header, its control page, its result
  * slots and result area and the heap, reads its task slots, and cannot
  * touch the other workers' pages (mprotect after the fork,
  * sl__mp_protect): a wild write in a task corrupts at most what its own
  * process could anyway, and the heap. */
-#define MP_PAGE 4096
 #define MP_SLOT 256 /* bytes of a ring slot */
 
 struct mp_header {
@@ -69,12 +70,12 @@ struct mp_header {
 /* A worker slot's control page: ring counters and flags, each counter on
  * its own cache line. Written by: (W) the worker, (P) the parent. */
 struct mp_wctl {
-    _Alignas(64) _Atomic uint64_t task_head; /* (W) tasks taken            */
-    _Alignas(64) _Atomic uint64_t task_tail; /* (P) tasks queued           */
-    _Alignas(64) _Atomic uint64_t res_head;  /* (P) results taken          */
-    _Alignas(64) _Atomic uint64_t res_tail;  /* (W) results pushed         */
-    _Alignas(64) _Atomic uint32_t sleeping;  /* (W) waits on its evfd      */
-    _Alignas(64) _Atomic uint64_t area_head; /* (P) result area bytes
+    _Alignas(SL_CACHE_LINE) _Atomic uint64_t task_head; /* (W) tasks taken            */
+    _Alignas(SL_CACHE_LINE) _Atomic uint64_t task_tail; /* (P) tasks queued           */
+    _Alignas(SL_CACHE_LINE) _Atomic uint64_t res_head;  /* (P) results taken          */
+    _Alignas(SL_CACHE_LINE) _Atomic uint64_t res_tail;  /* (W) results pushed         */
+    _Alignas(SL_CACHE_LINE) _Atomic uint32_t sleeping;  /* (W) waits on its evfd      */
+    _Alignas(SL_CACHE_LINE) _Atomic uint64_t area_head; /* (P) result area bytes
                                                 taken                     */
 };
 
@@ -109,6 +110,7 @@ struct mp_result {
 struct mp_layout {
     char *base;
     size_t size;
+    size_t page;        /* sysconf(_SC_PAGESIZE): what mprotect works in */
     uint32_t nprocs, depth;
     size_t ctl_off, task_off, res_off, ring_bytes;
     size_t area_off, area_bytes; /* result areas: a power of two each     */
@@ -123,7 +125,7 @@ static inline struct mp_header *mp_header(const struct mp_layout *m)
 }
 static inline struct mp_wctl *mp_wctl(const struct mp_layout *m, uint32_t i)
 {
-    return (struct mp_wctl *)(m->base + m->ctl_off + (size_t)i * MP_PAGE);
+    return (struct mp_wctl *)(m->base + m->ctl_off + (size_t)i * m->page);
 }
 static inline char *mp_task_slots(const struct mp_layout *m, uint32_t i)
 {

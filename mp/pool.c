@@ -263,7 +263,7 @@ int sl_pool_new(sl_pool **out, const sl_pool_config *cfg)
      * queue is full). */
     size_t area = sl__mp_pow2(2 * c.max_result_size);
     if (area < AREA_MIN)
-        area = AREA_MIN;
+        area = AREA_MIN; /* and at least a page: shm.c */
     int rc = sl__mp_map(&p->map, nprocs, depth, area,
                         sl__mp_pow2(c.shm_size));
     if (rc < 0)

@@ -52,14 +52,15 @@ int sl__mp_map(struct mp_layout *m, uint32_t nprocs, uint32_t depth,
                size_t area_bytes, size_t heap_size)
 {
     memset(m, 0, sizeof *m);
+    size_t pg = m->page = (size_t)sysconf(_SC_PAGESIZE);
     m->nprocs = nprocs;
     m->depth = depth;
-    m->ring_bytes = round_up((size_t)depth * MP_SLOT, MP_PAGE);
-    m->ctl_off = round_up(sizeof(struct mp_header), MP_PAGE);
-    m->task_off = m->ctl_off + (size_t)nprocs * MP_PAGE;
+    m->ring_bytes = round_up((size_t)depth * MP_SLOT, pg);
+    m->ctl_off = round_up(sizeof(struct mp_header), pg);
+    m->task_off = m->ctl_off + (size_t)nprocs * pg;
     m->res_off = m->task_off + (size_t)nprocs * m->ring_bytes;
     m->area_off = m->res_off + (size_t)nprocs * m->ring_bytes;
-    m->area_bytes = area_bytes;
+    m->area_bytes = round_up(area_bytes, pg); /* a power of two too */
     size_t heap_off = m->area_off + (size_t)nprocs * area_bytes;
     m->size = heap_off + heap_size;
     m->heap_size = heap_size;
@@ -89,8 +90,8 @@ void sl__mp_protect(const struct mp_layout *m, uint32_t slot)
 {
     char *b = m->base;
     size_t rb = m->ring_bytes, n = m->nprocs;
-    mprotect(b + m->ctl_off, n * MP_PAGE, PROT_NONE);
-    mprotect(mp_wctl(m, slot), MP_PAGE, PROT_READ | PROT_WRITE);
+    mprotect(b + m->ctl_off, n * m->page, PROT_NONE);
+    mprotect(mp_wctl(m, slot), m->page, PROT_READ | PROT_WRITE);
     mprotect(b + m->task_off, n * rb, PROT_NONE);
     mprotect(mp_task_slots(m, slot), rb, PROT_READ);
     mprotect(b + m->res_off, n * rb, PROT_NONE);

@@ -19,9 +19,7 @@ bool sl__mp_spin_until(bool (*cond)(void *), void *arg, bool yield)
         if (cond(arg))
             return true;
         sl_schedule();
-#if defined(__x86_64__) || defined(__i386__)
-        __builtin_ia32_pause();
-#endif
+        sl_arch_relax();
         if ((i & 63) == 63) {
             int64_t before = yield ? sl__now_ns() : 0;
             if (yield)

@@ -161,18 +161,18 @@ static bool watch_parent(pid_t parent)
 /* cap bytes between two inaccessible pages (the end against the upper
  * one, to 64 bytes): a task that writes past its buffer faults at once
  * instead of spoiling the worker's own heap. */
-static char *guarded(size_t cap)
+static char *guarded(size_t cap, size_t pg)
 {
-    size_t len = (cap + MP_PAGE - 1) / MP_PAGE * MP_PAGE;
+    size_t len = (cap + pg - 1) / pg * pg;
     if (len == 0)
-        len = MP_PAGE;
-    char *b = mmap(NULL, len + 2 * MP_PAGE, PROT_NONE,
+        len = pg;
+    char *b = mmap(NULL, len + 2 * pg, PROT_NONE,
                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (b == MAP_FAILED)
         return NULL;
-    if (mprotect(b + MP_PAGE, len, PROT_READ | PROT_WRITE) != 0)
+    if (mprotect(b + pg, len, PROT_READ | PROT_WRITE) != 0)
         return NULL;
-    return b + MP_PAGE + ((len - cap) & ~(size_t)63);
+    return b + pg + ((len - cap) & ~(size_t)63);
 }
 
 static void dispatcher(void *arg);
@@ -352,7 +352,7 @@ static void dispatcher(void *arg)
     W.cap = p->cfg.max_result_size;
     W.area = mp_area(m, W.slot);
     W.area_pos = atomic_load(&W.ctl->area_head); /* all taken */
-    W.outbuf = guarded(W.cap);
+    W.outbuf = guarded(W.cap, m->page);
     W.side = malloc(W.cap + 8);
     if (!W.outbuf || !W.side)
         _exit(SL__MP_EXIT_NOMEM);

@@ -50,6 +50,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <sched.h>
 #include <stdlib.h>
@@ -62,8 +63,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "channel/channel.h"
-#include "sched/sched.h"
+#include "sched/testclock.h"
+#include "sched/wait.h"
 
 struct sl_timer {
     int64_t when;   /* deadline, monotonic ns */
@@ -96,8 +97,21 @@ struct sl_fdcheck {
 
 #define EVFD_KEY UINT64_MAX
 
+/* TEST HOOK (tests/model, sched/testclock.h): while on, the virtual time
+ * in ns (>= 1); 0 when off, the normal case, which costs sl__now_ns one
+ * predictable branch. */
+static int64_t vclock_ns;
+
+void sl__test_virtual_clock(bool on)
+{
+    __atomic_store_n(&vclock_ns, on ? 1000000000 : 0, __ATOMIC_RELAXED);
+}
+
 int64_t sl__now_ns(void)
 {
+    int64_t v = __atomic_load_n(&vclock_ns, __ATOMIC_RELAXED);
+    if (sl_unlikely(v))
+        return v;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
@@ -200,23 +214,11 @@ int sl__timer_arm(sl_worker *w, sl_tasklet *t, uint32_t gen, int64_t when)
     heap_up(w->timers, w->ntimers++);
     __atomic_add_fetch(&w->timers_live, 1, __ATOMIC_RELAXED);
     sl__nwaits_add(1);
+    t->wait_w = w;
+    t->wcount |= SL_WC_TIMER;
     return 0;
 }
 
-void sl__timer_done(sl_worker *tw)
-{
-    __atomic_sub_fetch(&tw->timers_live, 1, __ATOMIC_RELAXED);
-    sl__nwaits_add(-1);
-}
-
-void sl__claimed_wake(sl_worker *w, sl_tasklet *t, int result)
-{
-    while (SL_LOAD_ACQ(&t->state) == SL_T_SWITCHING)
-        sched_yield();
-    sl__channel_unwait_claimed(t);
-    t->result = result;
-    sl__wake(w, t);
-}
 
 /* End the waits whose deadline has passed, in deadline order. Returns the
  * next deadline (0: none); *woke counts the tasklets it made runnable. */
@@ -235,8 +237,10 @@ static int64_t run_timers(sl_worker *w, int *woke)
             return e.when;
         heap_pop(w);
         if (sl__claim(e.t, e.gen)) {
-            sl__claimed_wake(w, e.t,
-                             e.t->wkind == SL_W_SLEEP ? 0 : SL_ETIMEDOUT);
+            sl__wait_claimed_end(w, e.t,
+                                 SL_LOAD(&e.t->wkind) == SL_W_SLEEP
+                                     ? 0
+                                     : SL_ETIMEDOUT);
             (*woke)++;
         }
     }
@@ -335,8 +339,8 @@ static void slot_wake_all(sl_worker *w, struct sl_fdslot *s, int rc)
 {
     for (int d = 0; d < 2; d++) {
         sl_tasklet *t = s->t[d];
-        if (t && sl__claim(t, s->gen[d]))
-            sl__claimed_wake(w, t, rc);
+        if (t)
+            (void)sl__wait_end(w, t, s->gen[d], rc);
         s->t[d] = NULL;
     }
 }
@@ -388,8 +392,8 @@ static void fd_event(sl_worker *w, int fd, uint32_t revents)
         if (!sl__claim(t, g))
             continue;
         /* Report every event the tasklet asked for that is ready. */
-        int asked = (int)(intptr_t)t->value;
-        sl__claimed_wake(w, t, (r & asked) ? (r & asked) : asked);
+        int asked = (int)(intptr_t)t->wait.value;
+        sl__wait_claimed_end(w, t, (r & asked) ? (r & asked) : asked);
     }
 }
 
@@ -531,6 +535,12 @@ static int poll_epoll(sl_worker *w, int64_t deadline)
 {
     struct epoll_event ev[128];
     struct timespec ts, *tp = NULL;
+    if (sl_unlikely(deadline > 0 && SL_LOAD(&vclock_ns))) {
+        /* TEST HOOK: virtual time jumps to the deadline; only look. */
+        if (deadline > SL_LOAD(&vclock_ns))
+            SL_STORE(&vclock_ns, deadline);
+        deadline = -1;
+    }
     if (deadline < 0) {
         ts.tv_sec = ts.tv_nsec = 0;
         tp = &ts;
@@ -592,30 +602,26 @@ void sl__events_tick(sl_worker *w)
 
 /* ---- parking: sleep, descriptors ----------------------------------------- */
 
-/* The current tasklet parks (WAITING) in a claimable wait gen until it is
- * claimed; a deadline (0: none) arms a timer. Returns the claimer's
- * result. */
+/* The current tasklet parks (BLOCKED, with no waiter in any queue) in
+ * wait gen until it is claimed; a deadline (0: none) arms a timer.
+ * Returns the claimer's result. */
 static int park(sl_worker *w, sl_tasklet *cur, uint32_t gen, int64_t deadline)
 {
-    sl_worker *tw = w;
     if (deadline) {
         int rc = sl__timer_arm(w, cur, gen, deadline);
         if (rc < 0) {
-            (void)sl__claim(cur, gen);
-            cur->wkind = SL_W_PLAIN;
+            sl__wait_account(cur); /* an fd wait's count, if any */
+            sl__wait_abandon(cur, gen);
             return rc;
         }
     }
     sl_tasklet *next = sl__rq_leave(w, cur);
     SL__ASSERT(next); /* something can end this wait: never a deadlock */
-    sl__publish_after_switch(w, cur, SL_T_WAITING);
+    sl__publish_after_switch(w, cur, SL_T_BLOCKED);
     w = sl__jump(w, cur, next);
     sl__events_due(w);
-    int rc = cur->result;
-    cur->result = 0;
-    cur->wkind = SL_W_PLAIN;
-    if (deadline)
-        sl__timer_done(tw);
+    int rc = cur->result; /* its counts were undone by whoever ended it */
+    sl__wait_kind_reset(cur);
     return rc;
 }
 
@@ -625,7 +631,7 @@ int sl_sleep_ms(int64_t ms)
     if (!w)
         return SL_ESTATE;
     sl_tasklet *cur = w->current;
-    if (SL_LOAD(&cur->killed))
+    if (__atomic_load_n(&cur->killed, __ATOMIC_SEQ_CST))
         return SL_EKILLED;
     if (ms <= 0)
         return sl_schedule();
@@ -635,14 +641,22 @@ int sl_sleep_ms(int64_t ms)
     return park(w, cur, gen, sl__deadline(ms));
 }
 
-/* Make w's descriptor table cover fd. */
+/* Make w's descriptor table cover fd. A number beyond the table is first
+ * checked to name an open descriptor (it cannot otherwise, if it is at or
+ * above the process's descriptor limit): -EBADF, never a table sized by a
+ * number nobody opened. */
 static int fds_cover(sl_worker *w, int fd)
 {
     if (fd < w->nfds)
         return 0;
+    if (fcntl(fd, F_GETFD) < 0)
+        return -errno;
     int n = w->nfds ? w->nfds : 64;
-    while (n <= fd)
+    while (n <= fd) {
+        if (n > INT_MAX / 2)
+            return SL_ENOMEM;
         n *= 2;
+    }
     struct sl_fdslot *f = realloc(w->fds, (size_t)n * sizeof *f);
     if (!f)
         return SL_ENOMEM;
@@ -679,7 +693,7 @@ int sl_wait_fd(int fd, int events, int64_t timeout_ms)
     if (fd < 0 || events <= 0 || (events & ~(SL_READABLE | SL_WRITABLE)))
         return SL_EINVAL;
     sl_tasklet *cur = w->current;
-    if (SL_LOAD(&cur->killed))
+    if (__atomic_load_n(&cur->killed, __ATOMIC_SEQ_CST))
         return SL_EKILLED;
     if (sl__check_inbox(w))
         sl__abandon(w);
@@ -708,7 +722,7 @@ int sl_wait_fd(int fd, int events, int64_t timeout_ms)
         s->rdy &= (uint8_t)~events;
     }
     uint32_t gen = sl__wait_begin(cur, SL_W_FD);
-    cur->value = (void *)(intptr_t)events;
+    cur->wait.value = (void *)(intptr_t)events;
     s->unwaited = 0;
     for (int d = 0; d < 2; d++) {
         if (events & (d == 0 ? SL_READABLE : SL_WRITABLE)) {
@@ -720,21 +734,19 @@ int sl_wait_fd(int fd, int events, int64_t timeout_ms)
         /* No room to remember a re-check: check now instead. */
         rc = slot_register(w, fd, s, epoch);
         if (rc < 0) {
-            (void)sl__claim(cur, gen);
-            cur->wkind = SL_W_PLAIN;
-            cur->value = NULL;
+            sl__wait_abandon(cur, gen);
+            cur->wait.value = NULL;
             s->t[0] = s->t[0] == cur ? NULL : s->t[0];
             s->t[1] = s->t[1] == cur ? NULL : s->t[1];
             return rc;
         }
     }
-    sl_worker *fw = w;
-    __atomic_add_fetch(&fw->fd_waits, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&w->fd_waits, 1, __ATOMIC_RELAXED);
     sl__nwaits_add(1);
+    cur->wait_w = w;
+    cur->wcount = SL_WC_FD;
     rc = park(w, cur, gen, sl__deadline(timeout_ms));
-    __atomic_sub_fetch(&fw->fd_waits, 1, __ATOMIC_RELAXED);
-    sl__nwaits_add(-1);
-    cur->value = NULL;
+    cur->wait.value = NULL;
     return rc;
 }
 

@@ -19,7 +19,7 @@
 #include <sched.h>
 #include <stdlib.h>
 
-#include "sched/sched.h"
+#include "sched/wait.h"
 
 struct job {
     void (*fn)(void *);
@@ -63,11 +63,12 @@ static void *helper(void *arg)
          * run again. */
         sl_tasklet *t = j->t;
         sl_worker *home = j->home;
-        bool won = sl__claim(t, j->gen);
+        /* Nothing else ends an offload wait (a kill leaves it alone). */
+        bool won = sl__claim_atomic(t, j->gen);
         SL__ASSERT(won);
         (void)won;
-        while (SL_LOAD_ACQ(&t->state) == SL_T_SWITCHING)
-            sched_yield();
+        sl__wait_landed_slow(t);
+        sl__wait_account(t);
         t->result = 0;
         sl__inbox_push(home, t);
 
@@ -120,7 +121,7 @@ int sl_offload(void (*fn)(void *), void *arg)
     if (!fn)
         return SL_EINVAL;
     sl_tasklet *cur = w->current;
-    if (SL_LOAD(&cur->killed))
+    if (__atomic_load_n(&cur->killed, __ATOMIC_SEQ_CST))
         return SL_EKILLED;
     if (sl__check_inbox(w))
         sl__abandon(w);
@@ -143,9 +144,10 @@ int sl_offload(void (*fn)(void *), void *arg)
                       .heap = j != &jl};
     j->gen = sl__wait_begin(cur, SL_W_OFFLOAD);
     sl__nwaits_add(1);
+    cur->wcount = SL_WC_NWAIT;
     sl_tasklet *next = sl__rq_leave(w, cur);
     SL__ASSERT(next); /* nwaits > 0: never a deadlock */
-    sl__publish_after_switch(w, cur, SL_T_WAITING);
+    sl__publish_after_switch(w, cur, SL_T_BLOCKED);
     pthread_mutex_lock(&p->lock);
     if (p->tail)
         p->tail->next = j;
@@ -157,10 +159,16 @@ int sl_offload(void (*fn)(void *), void *arg)
     sl__jump(w, cur, next);
     if (j != &jl)
         free(j);
-    cur->wkind = SL_W_PLAIN;
-    cur->result = 0;
-    sl__nwaits_add(-1);
+    sl__wait_kind_reset(cur);
+    cur->result = 0; /* (the helper undid the wait's count) */
     return SL_LOAD(&cur->killed) ? SL_EKILLED : 0;
+}
+
+/* A fork child forgets the parent's pool (its threads did not survive the
+ * fork) and the start lock, which one of them may have held. */
+void sl__offload_fork_reset(void)
+{
+    pthread_mutex_init(&start_lock, NULL);
 }
 
 void sl__offload_stop(void)

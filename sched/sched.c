@@ -86,15 +86,21 @@
  *     core, which keeps a hot ball like hackysack's on one core instead of
  *     bouncing it between caches. Go's goready does the same (runnext).
  *   - Blocking publishes the tasklet only after it has switched out: the
- *     channel lock is released, and a pause becomes visible, by whoever
- *     runs next on that worker (worker->post), so another worker never
- *     sees a blocked tasklet whose context is not yet saved (Go's gopark
- *     unlocks on g0 after the switch for the same reason).
+ *     channel lock is released, and the BLOCKED or PAUSED state becomes
+ *     visible, by whoever runs next on that worker (worker->post), so
+ *     another worker never sees a parked tasklet whose context is not yet
+ *     saved (Go's gopark unlocks on g0 after the switch for the same
+ *     reason). The same post-switch work then looks at the tasklet's kill
+ *     mark again (sched/wait.h, W6): a kill that saw it still running is
+ *     carried out there.
  *   - Wakeups that must cross workers (a pinned tasklet, main, a tasklet
  *     given away) go through the target's inbox: a list under the runtime
  *     lock, plus a futex wake if the target is parked. Inboxes are looked
  *     at by their owner at scheduling points (one relaxed load of
- *     inbox_flag) and in the idle loop.
+ *     inbox_flag) and in the idle loop. A tasklet in an inbox is INBOX,
+ *     not RUNNABLE, until its owner links it in: nobody else may touch
+ *     it, and a call of its owner's (kill, run, switch, remove) that
+ *     meets it links the inbox first.
  *   - Balancing is work *requesting*: an idle worker asks a busy one
  *     (steal_req, a CAS), and the busy worker gives away half of its
  *     runnable tasklets, from the end of its queue, at its next
@@ -113,24 +119,30 @@
  *     returns SL_EDEADLOCK. (With one worker the exact Stackless rules
  *     above hold, including "the last runnable tasklet that would block
  *     gets SL_EDEADLOCK".)
- *   - A tasklet runnable on another worker cannot be removed, run or
- *     switched to from here (SL_ESTATE); killing it is pending: it is
- *     marked and its current or next blocking call returns SL_EKILLED.
+ *   - A tasklet runnable on another worker (or on its way there) cannot
+ *     be removed, run or switched to from here (SL_ESTATE); killing it is
+ *     pending: it is marked and its current or next blocking call returns
+ *     SL_EKILLED.
  *
- * Time, descriptors and other waits (sched/event.c, sched/offload.c,
- * channel/select.c). Each worker owns a timer heap and an epoll instance
- * (its eventfd is how other threads wake it: parking is epoll_pwait2 with
- * the next deadline as timeout). A worker looks at both when its queue is
- * empty and every SL_POLL_EVERY switches while busy. One worker has an
- * idle context too, used only while something can end a wait by itself.
- *   - A wait that several parties may end - a timeout and a partner, a
- *     select's cases, a descriptor and a kill - is *claimable*: it gets an
- *     odd generation in the tasklet's wseq, and whoever moves wseq on with
- *     a CAS ends it; the losers do nothing. A claimed tasklet in a channel
- *     queue is unlinked under that queue's lock by its claimer (the queue
- *     cannot go away: its waiter's call has not returned), or by a partner
- *     that meets it. A plain channel wait stays lock-only, so the
- *     hand-over path pays one byte test for all this.
+ * Waits (sched/wait.h, the one wait layer). Every blocking call parks its
+ * tasklet in a *wait*: a generation in the tasklet's wseq (odd while the
+ * wait is on) and, for calls that queue, *waiters* linked in wait queues:
+ * the one embedded in the control block (a plain send, receive or sync
+ * wait allocates nothing), or one per case for a select. Every party that
+ * may end a wait - a partner meeting a waiter, a timer, a descriptor, an
+ * offload helper, a kill, the deadlock rules - claims it first with a
+ * compare-and-swap of wseq (a compare and a store with one worker), and
+ * only the winner wakes the tasklet; that one claim/cancel protocol,
+ * written once, replaces per-primitive rules. Channels (channel/),
+ * select, the sync objects (sync/) and the waits below build on it; the
+ * scheduler knows nothing of channels.
+ *
+ * Time, descriptors and offloaded calls (sched/event.c, sched/offload.c).
+ * Each worker owns a timer heap and an epoll instance (its eventfd is how
+ * other threads wake it: parking is epoll_pwait2 with the next deadline as
+ * timeout). A worker looks at both when its queue is empty and every
+ * SL_POLL_EVERY switches while busy. One worker has an idle context too,
+ * used only while something can end a wait by itself.
  *   - Timers are cancelled lazily: a heap entry whose generation no longer
  *     matches is stale and dropped when met. No thread touches another
  *     worker's heap.
@@ -139,9 +151,6 @@
  *     progress nothing is deadlocked: a worker with nothing to run waits
  *     in epoll instead of applying the deadlock rules, and quiescence
  *     needs nwaits == 0 too.
- *   - Sync primitives (sync/) wait on the same machinery: a wait queue is a
- *     channel that only receives, guarded by the object's own lock, and
- *     always claimable, so a release never wakes a waiter that is leaving.
  *
  * Rejected:
  *   - a linear FIFO run queue plus a separate "current": run(t) and the
@@ -166,6 +175,11 @@
  *   - (timeouts) taking the channel lock to time a waiter out, without a
  *     claim: the timer would race a partner that already took the waiter,
  *     and a freed channel could be locked; the CAS decides first;
+ *   - (waits) plain channel waits ended under the channel lock alone, with
+ *     claims only for waits with a timeout: it saved a compare and a store
+ *     per hand-over, but gave every blocking path two protocols, and the
+ *     gaps between them lost wake-ups and kills (issue 13); one select
+ *     proxy per case as a whole control block: a waiter is all it needs;
  *   - (I/O) one epoll for all workers: every wait would contend on it, and
  *     a woken tasklet would land on whichever worker polled.
  */
@@ -177,14 +191,17 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "channel/channel.h"
-#include "sched/sched.h"
+#include "sched/wait.h"
 
 __thread sl_worker *sl__tls_worker __attribute__((tls_model("initial-exec")));
 struct sl_runtime sl__rt;
 
 void sl__tasklet_discard_new(sl_worker *w, sl_tasklet *t);
+void sl__orphans_forget(void);
+void sl__orphans_reset(void);
+void sl__offload_fork_reset(void);
 int sl__promise_move(sl_worker *w, sl_tasklet *t);
+void sl__tasklet_discard_unlink(sl_worker *w);
 void sl__tasklet_discard_all(sl_worker *w);
 int sl__idle_init(sl_worker *w);
 int sl__workers_start(void);
@@ -245,14 +262,9 @@ void sl__overflow_abort(const sl_tasklet *t)
  * guard page, and a fault may come from far below it). */
 static bool sp_below(const sl_worker *w, const char *slot, void *uc)
 {
-#if defined(__x86_64__) && defined(REG_RSP)
-    uintptr_t sp = (uintptr_t)((ucontext_t *)uc)->uc_mcontext.gregs[REG_RSP];
+    uintptr_t sp = sl_arch_signal_sp(uc);
     uintptr_t lo = (uintptr_t)slot + w->stacks.guard;
     return sp < lo && lo - sp < (uintptr_t)w->stacks.size * 64;
-#else
-    (void)w, (void)slot, (void)uc;
-    return false;
-#endif
 }
 
 static void overflow_handler(int sig, siginfo_t *si, void *uc)
@@ -359,6 +371,7 @@ static void free_workers(void)
         sl__stack_pool_destroy(&w->stacks);
         sl__slab_destroy(&w->slab);
         sl__events_fini(w);
+        free(w->post_unrefs);
         free(w);
     }
     free(sl__rt.workers);
@@ -432,6 +445,7 @@ int sl_init(const sl_config *cfg)
     m->next = m->prev = m;
     m->worker = w;
     m->refs = 1;
+    m->wait.t = m;
     m->ctx = NULL; /* filled in when main first switches away */
 #if SL_TSAN
     m->tsan_fiber = __tsan_get_current_fiber();
@@ -441,7 +455,7 @@ int sl_init(const sl_config *cfg)
         sl__rt.workers[i]->main = m;
     if (c.stack_mode == SL_STACK_COPY && (rc = sl__copy_enable()) < 0)
         goto fail;
-    w->current = m;
+    SL_STORE(&w->current, m);
     w->runcount = 1;
     overflow_install();
     sl__tls_worker = w;
@@ -471,6 +485,8 @@ void sl__fork_child_reset(void)
      * costs nothing; the child may sl_init() afresh. */
     sl__stack_depot_forget();
     sl__slab_depot_forget();
+    sl__orphans_forget();
+    sl__offload_fork_reset();
     sl__tls_worker = NULL;
     /* The SIGSEGV/SIGBUS handler goes with it: a new sl_init would take it
      * for the previous handler to chain to, and a real fault would loop. */
@@ -490,10 +506,13 @@ int sl_shutdown(void)
     if (sl__rt.mt)
         sl__workers_stop();
     for (int i = 0; i < sl__rt.nworkers; i++)
+        sl__tasklet_discard_unlink(sl__rt.workers[i]);
+    for (int i = 0; i < sl__rt.nworkers; i++)
         sl__tasklet_discard_all(sl__rt.workers[i]);
     free_workers();
     sl__stack_depot_reset();
     sl__slab_depot_reset();
+    sl__orphans_reset(); /* blocks of slabs that are gone now */
     overflow_uninstall();
     pthread_mutex_destroy(&sl__rt.lock);
     sl__tls_worker = NULL;
@@ -558,16 +577,10 @@ sl_tasklet *sl__idle_block(sl_worker *w)
 void sl__main_deadlocked(sl_worker *w)
 {
     sl_tasklet *m = w->main;
-    SL__ASSERT(w->current != m && !sl__rt.mt);
-    if (m->wkind != SL_W_PLAIN) {
-        bool won = sl__claim(m, m->wseq);
-        SL__ASSERT(won);
-        (void)won;
-        sl__channel_unwait_claimed(m);
-    } else {
-        sl__channel_unwait(m);
-    }
-    m->result = SL_EDEADLOCK;
+    SL__ASSERT(w->current != m && !sl__rt.mt && m->state == SL_T_BLOCKED);
+    bool won = sl__wait_end(w, m, m->wseq, SL_EDEADLOCK);
+    SL__ASSERT(won); /* one worker: nothing else can be ending it */
+    (void)won;
 }
 
 sl_tasklet *sl_current(void)
@@ -640,7 +653,7 @@ int sl_schedule(void)
     if (next == cur)
         return 0;
     sl__maybe_wake_idle(w);
-    w->current = next;
+    SL_STORE(&w->current, next);
     sl__jump(w, cur, next);
     return sl__resumed(cur, 0);
 }
@@ -670,13 +683,11 @@ static int check_target(sl_worker *w, const sl_tasklet *t)
     return 0;
 }
 
-/* Take a PAUSED tasklet for this worker (mt: another worker may race us
- * for it). True if we own it now: it is SWITCHING, in no queue. */
-static bool claim_paused(sl_tasklet *t)
+bool sl__claim_paused(sl_tasklet *t)
 {
     for (;;) {
         uint8_t st = SL_LOAD_ACQ(&t->state);
-        if (st == SL_T_SWITCHING) { /* its pause is being published */
+        if (st == SL_T_SWITCHING) { /* a switch is landing */
             sched_yield();
             continue;
         }
@@ -684,7 +695,7 @@ static bool claim_paused(sl_tasklet *t)
             return false;
         if (__atomic_compare_exchange_n(&t->state, &st,
                                         (uint8_t)SL_T_SWITCHING, false,
-                                        __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+                                        __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
             return true;
     }
 }
@@ -698,15 +709,16 @@ int sl_tasklet_insert(sl_tasklet *t)
     if (!sl__rt.mt) {
         switch (t->state) {
         case SL_T_RUNNABLE:
+        case SL_T_INBOX: /* an offloaded call's end sent it back */
             return 0;
         case SL_T_PAUSED:
             sl__rq_append(w, t);
             return 0;
-        default: /* blocked on a channel, or dead */
+        default: /* blocked, or dead */
             return SL_ESTATE;
         }
     }
-    if (claim_paused(t)) {
+    if (sl__claim_paused(t)) {
         if (t->pin < 0 || t->pin == w->index) {
             int prc = sl__promise_move(w, t);
             if (prc < 0) {
@@ -718,7 +730,18 @@ int sl_tasklet_insert(sl_tasklet *t)
         return 0;
     }
     uint8_t st = SL_LOAD(&t->state);
-    return st == SL_T_RUNNABLE ? 0 : SL_ESTATE;
+    return st == SL_T_RUNNABLE || st == SL_T_INBOX ? 0 : SL_ESTATE;
+}
+
+/* t, a tasklet of this worker just made PAUSED here by someone else than
+ * itself (sl_tasklet_remove), was killed meanwhile (W6 of sched/wait.h):
+ * a kill that saw it runnable here left it to us. It becomes runnable
+ * again and its pending call returns SL_EKILLED. */
+static void removed_killed(sl_worker *w, sl_tasklet *t)
+{
+    if (__atomic_load_n(&t->killed, __ATOMIC_SEQ_CST) &&
+        sl__claim_paused(t))
+        sl__wake(w, t);
 }
 
 int sl_tasklet_remove(sl_tasklet *t)
@@ -729,19 +752,30 @@ int sl_tasklet_remove(sl_tasklet *t)
         return rc;
     if (t == w->current)
         return SL_ESTATE; /* use sl_schedule_remove */
-    switch (SL_LOAD_ACQ(&t->state)) {
-    case SL_T_PAUSED:
-        return 0;
-    case SL_T_RUNNABLE:
-        if (SL_LOAD(&t->worker) != w)
-            return SL_ESTATE; /* in another worker's queue */
-        if (t->is_main && sl__rt.mt)
+    for (;;) {
+        switch (SL_LOAD_ACQ(&t->state)) {
+        case SL_T_PAUSED:
+            return 0;
+        case SL_T_INBOX:
+            if (SL_LOAD(&t->worker) != w)
+                return SL_ESTATE; /* on its way to another worker */
+            sl__inbox_take(w);
+            continue;
+        case SL_T_RUNNABLE:
+            if (SL_LOAD(&t->worker) != w)
+                return SL_ESTATE; /* in another worker's queue */
+            if (t->is_main && sl__rt.mt)
+                return SL_ESTATE;
+            sl__rq_unlink(w, t);
+            SL_STORE(&t->wseq, t->wseq + 2); /* paused anew (worker.c) */
+            __atomic_store_n(&t->state, (uint8_t)SL_T_PAUSED,
+                             __ATOMIC_SEQ_CST);
+            if (sl__rt.mt)
+                removed_killed(w, t);
+            return 0;
+        default:
             return SL_ESTATE;
-        sl__rq_unlink(w, t);
-        SL_STORE_REL(&t->state, (uint8_t)SL_T_PAUSED);
-        return 0;
-    default:
-        return SL_ESTATE;
+        }
     }
 }
 
@@ -754,14 +788,16 @@ static int run_or_switch(sl_tasklet *t, bool pause_self)
     if (rc)
         return rc;
     sl_tasklet *cur = w->current;
-    if (SL_LOAD(&cur->killed))
+    if (__atomic_load_n(&cur->killed, __ATOMIC_SEQ_CST))
         return SL_EKILLED;
     if (t == cur)
         return 0;
     if (t->pin >= 0 && t->pin != w->index)
         return SL_ESTATE; /* it may not run on this worker */
+    if (SL_LOAD_ACQ(&t->state) == SL_T_INBOX && SL_LOAD(&t->worker) == w)
+        sl__inbox_take(w); /* on its way here: link it now */
     if (sl__rt.mt) {
-        if (claim_paused(t)) {
+        if (sl__claim_paused(t)) {
             int prc = sl__promise_move(w, t);
             if (prc < 0) {
                 SL_STORE_REL(&t->state, (uint8_t)SL_T_PAUSED);
@@ -769,11 +805,13 @@ static int run_or_switch(sl_tasklet *t, bool pause_self)
             }
             sl__rq_append(w, t);
         } else if (SL_LOAD(&t->state) != SL_T_RUNNABLE ||
-                 SL_LOAD(&t->worker) != w)
+                   SL_LOAD(&t->worker) != w) {
             return SL_ESTATE;
+        }
     } else {
-        if (t->state == SL_T_DEAD || t->state == SL_T_BLOCKED)
-            return SL_ESTATE;
+        if (t->state != SL_T_RUNNABLE && t->state != SL_T_PAUSED)
+            return SL_ESTATE; /* blocked, dead, or its offload's end has
+                                 not reached us: not runnable here yet */
         if (t->state == SL_T_PAUSED)
             sl__rq_append(w, t);
     }
@@ -782,7 +820,7 @@ static int run_or_switch(sl_tasklet *t, bool pause_self)
         cur->result = 0;
         sl__pause_after_switch(w, cur);
     }
-    w->current = t;
+    SL_STORE(&w->current, t);
     sl__jump(w, cur, t);
     return sl__resumed(cur, 0);
 }
@@ -797,33 +835,12 @@ int sl_tasklet_switch(sl_tasklet *t)
     return run_or_switch(t, true);
 }
 
-/* Take t off the channel it waits on (mt: under that channel's lock).
- * True if we did; false if it is no longer blocked there. */
-static bool claim_blocked(sl_tasklet *t)
-{
-    if (!sl__rt.mt) {
-        sl__channel_unwait(t);
-        return true;
-    }
-    for (;;) {
-        sl_channel *ch = SL_LOAD(&t->chan);
-        if (SL_LOAD_ACQ(&t->state) != SL_T_BLOCKED)
-            return false;
-        if (!ch) { /* a partner is taking it right now */
-            sched_yield();
-            continue;
-        }
-        sl__spin_lock(&ch->lock);
-        bool mine = SL_LOAD(&t->state) == SL_T_BLOCKED &&
-                    SL_LOAD(&t->chan) == ch;
-        if (mine)
-            sl__channel_unwait(t);
-        sl__spin_unlock(&ch->lock);
-        if (mine)
-            return true;
-    }
-}
-
+/* Kill. Stackless raises TaskletExit in t and runs it at once; here t's
+ * pending blocking call returns SL_EKILLED, and so does every later one.
+ * t runs now when it can run here (like sl_tasklet_run); a tasklet that
+ * runs or is queued on another worker is killed pending: its current or
+ * next blocking call there returns SL_EKILLED (W6 of sched/wait.h makes
+ * sure a wait it is just starting is not missed). */
 int sl_tasklet_kill(sl_tasklet *t)
 {
     sl_worker *w = sl__self();
@@ -837,64 +854,60 @@ int sl_tasklet_kill(sl_tasklet *t)
         SL_STORE(&t->killed, 1);
         return SL_EKILLED;
     }
+    /* W6: the flag, then (after a full fence) the state. */
+    __atomic_store_n(&t->killed, 1, __ATOMIC_SEQ_CST);
     for (;;) {
-        uint8_t st = SL_LOAD_ACQ(&t->state);
-        if (st == SL_T_DEAD)
+        uint8_t st = __atomic_load_n(&t->state, __ATOMIC_SEQ_CST);
+        switch (st) {
+        case SL_T_DEAD:
             return 0;
-        if (st == SL_T_RUNNABLE && SL_LOAD(&t->worker) != w) {
-            /* In another worker's queue: the kill is pending. */
-            SL_STORE(&t->killed, 1);
-            return 0;
-        }
-        if (st == SL_T_RUNNABLE && !t->ctx) {
-            sl__tasklet_discard_new(w, t); /* dies without running */
-            return 0;
-        }
-        if ((st == SL_T_BLOCKED || st == SL_T_WAITING) &&
-            t->wkind != SL_W_PLAIN) {
-            /* A claimable wait: a partner, the timer or an event may be
-             * ending it right now; the claim decides. */
-            SL_STORE(&t->killed, 1);
-            if (t->wkind == SL_W_OFFLOAD)
+        case SL_T_SWITCHING: /* a switch lands, or a claim completes */
+            sched_yield();
+            continue;
+        case SL_T_INBOX:
+            if (SL_LOAD(&t->worker) != w)
+                return 0; /* pending: it reacts there */
+            sl__inbox_take(w); /* on its way here: link it, run it */
+            continue;
+        case SL_T_RUNNABLE:
+            if (SL_LOAD(&t->worker) != w)
+                return 0; /* pending: it reacts there */
+            if (!t->ctx) {
+                sl__tasklet_discard_new(w, t); /* dies without running */
+                return 0;
+            }
+            goto run;
+        case SL_T_BLOCKED: {
+            if (SL_LOAD(&t->wkind) == SL_W_OFFLOAD)
                 return 0; /* reported once the offloaded call returns */
             uint32_t g = SL_LOAD(&t->wseq);
             if (!(g & 1) || !sl__claim(t, g)) {
                 sched_yield(); /* ended meanwhile: look again */
                 continue;
             }
-            sl__claimed_wake(w, t, SL_EKILLED);
-            if (SL_LOAD(&t->worker) != w)
+            if (!sl__wait_claimed_end(w, t, SL_EKILLED))
                 return 0; /* pinned to another worker: it reacts there */
-            break;
+            goto run;
         }
-        if (st == SL_T_BLOCKED) {
-            SL_STORE(&t->killed, 1);
-            if (!claim_blocked(t))
+        case SL_T_PAUSED:
+            if (sl__rt.mt && !sl__claim_paused(t))
                 continue;
-            t->result = SL_EKILLED;
-            if (sl__rt.mt)
-                SL_STORE(&t->state, (uint8_t)SL_T_SWITCHING);
-        } else if (st == SL_T_PAUSED || st == SL_T_SWITCHING) {
-            if (sl__rt.mt ? !claim_paused(t) : false)
-                continue;
-            SL_STORE(&t->killed, 1);
             if (!t->ctx) {
                 SL_STORE(&t->state, (uint8_t)SL_T_PAUSED);
                 sl__tasklet_discard_new(w, t);
                 return 0;
             }
-        } else {
-            SL_STORE(&t->killed, 1); /* runnable here */
+            if (!sl__wake(w, t))
+                return 0; /* pinned to another worker: it reacts there */
+            goto run;
+        default:
+            SL__ASSERT(!"a tasklet in no known state");
         }
-        break;
     }
-    if (SL_LOAD(&t->state) != SL_T_RUNNABLE) {
-        if (!sl__wake(w, t))
-            return 0; /* pinned to another worker: it reacts there */
-    }
-    /* Like run(t): its pending call returns SL_EKILLED now, and its reaction
-     * has happened by the time we are resumed. */
-    w->current = t;
+run:
+    /* Like run(t): its pending call returns SL_EKILLED now, and its
+     * reaction has happened by the time we are resumed. */
+    SL_STORE(&w->current, t);
     sl__jump(w, cur, t);
     return sl__resumed(cur, 0);
 }

@@ -25,7 +25,8 @@
 #define SL_STORE_REL(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 
 /* A byte spinlock: channel locks. Critical sections are a few dozen
- * instructions, so spinning (with pause, then yielding) beats sleeping. */
+ * instructions, so spinning (with the CPU's relax hint, then yielding)
+ * beats sleeping. */
 void sl__spin_lock_slow(uint8_t *l);
 static inline void sl__spin_lock(uint8_t *l)
 {
@@ -56,10 +57,15 @@ struct sl_worker {
     uint8_t post;          /* (owner) work left for the resumed side       */
     uint8_t jump_slow;     /* (atomic) switches take sl__jump_slow: copy
                               mode is on, or a stack slot has a canary   */
-    uint8_t post_state;    /* (owner) the state post_pause gets            */
+    uint8_t park_state;    /* (owner) the state park gets                  */
     uint8_t *post_unlock;  /* (owner) lock to release after the switch     */
-    uint8_t **post_unlocks;/* (owner) more of them (select), NULL-ended    */
-    sl_tasklet *post_pause;/* (owner) becomes post_state after the switch  */
+    uint8_t **post_unlocks;/* (owner) more of them (select), NULL-ended;
+                              they live on the parked tasklet's frames    */
+    sl_tasklet *park;      /* (owner) the tasklet that just left: it gets
+                              park_state after the switch (mt)           */
+    sl_tasklet **post_unrefs; /* (owner) references to drop after the next
+                              switch (pinned spawns), npost_unrefs of them */
+    uint32_t npost_unrefs, cap_post_unrefs;
 #if SL_TSAN
     void *post_fiber;      /* (owner) TSan fiber of a tasklet that ended   */
 #endif
@@ -170,11 +176,11 @@ static inline void sl__rq_link_after_current(sl_worker *w, sl_tasklet *t)
     sl__make_runnable(w, t);
 }
 
+/* (t's next and prev mean nothing once it is out of the queue.) */
 static inline void sl__rq_unlink(sl_worker *w, sl_tasklet *t)
 {
     t->prev->next = t->next;
     t->next->prev = t->prev;
-    t->next = t->prev = NULL;
     sl__runcount_add(w, -1);
 }
 
@@ -183,7 +189,7 @@ static inline void sl__rq_unlink(sl_worker *w, sl_tasklet *t)
 void sl__tasklet_prepare(sl_worker *w, sl_tasklet *t); /* first run: stack */
 /* Report that t overflowed its stack, by id and name, and abort. */
 void sl__overflow_abort(const sl_tasklet *t) __attribute__((noreturn, cold));
-/* The resumed side's leftovers (mt, TSan): unlock, publish a pause. */
+/* The resumed side's leftovers (mt, TSan): unlock, publish a parked state. */
 void sl__post_switch(sl_worker *w);
 
 /* The jump of a switch from `from` (running) to the ready context `to`;
@@ -201,7 +207,7 @@ static inline sl_worker *sl__jump_to(sl_worker *w, sl_tasklet *from,
 #endif
     sl_transfer tr = sl__jump_fcontext(to->ctx, w);
     w = (sl_worker *)tr.data;
-    w->prev->ctx = tr.fctx;
+    SL_STORE(&w->prev->ctx, tr.fctx);
 #if SL_ASAN
     __sanitizer_finish_switch_fiber(w->current->asan_fake,
                                     &w->prev->asan_bottom,
@@ -232,7 +238,7 @@ static inline sl_worker *sl__jump(sl_worker *w, sl_tasklet *from,
 static inline sl_worker *sl__resume_fresh(sl_transfer tr)
 {
     sl_worker *w = (sl_worker *)tr.data;
-    w->prev->ctx = tr.fctx;
+    SL_STORE(&w->prev->ctx, tr.fctx);
 #if SL_ASAN
     __sanitizer_finish_switch_fiber(NULL, &w->prev->asan_bottom,
                                     &w->prev->asan_size);
@@ -291,7 +297,7 @@ void sl__abandon(sl_worker *w) __attribute__((noreturn));
 
 /* ---- leaving the run queue with nothing else runnable ------------------ */
 
-/* The current tasklet is about to block or pause and is alone in the run
+/* The current tasklet is about to block or be paused and is alone in the run
  * queue. Returns the tasklet (or idle context) to run instead, or NULL
  * when the caller must get SL_EDEADLOCK instead of blocking (one worker:
  * it is main, or main is itself blocked on a channel). With one worker
@@ -300,17 +306,18 @@ void sl__abandon(sl_worker *w) __attribute__((noreturn));
 sl_tasklet *sl__idle_block(sl_worker *w);
 
 /* Same for a tasklet that ends (one worker): main runs next, put back in
- * the run queue; when it is blocked on a channel it is taken off it first
- * and its call returns SL_EDEADLOCK. */
+ * the run queue; when it is blocked, its wait is ended with SL_EDEADLOCK
+ * (sl__main_deadlocked). */
 void sl__main_deadlocked(sl_worker *w);
 static inline sl_tasklet *sl__idle_end(sl_worker *w)
 {
     sl_tasklet *m = w->main;
-    if (sl_unlikely(m->state == SL_T_BLOCKED))
+    if (sl_unlikely(m->state == SL_T_BLOCKED)) {
         sl__main_deadlocked(w);
-    else
+    } else {
         m->result = 0; /* paused: sl_run's usual end */
-    sl__rq_append(w, m);
+        sl__rq_append(w, m);
+    }
     return m;
 }
 
@@ -327,84 +334,69 @@ static inline sl_tasklet *sl__rq_leave(sl_worker *w, sl_tasklet *cur)
         if (next == w->idle) { /* mt: the queue empties, idle takes over */
             cur->next = cur->prev = NULL;
             sl__runcount_add(w, -1);
-            w->current = next;
+            SL_STORE(&w->current, next);
             return next;
         }
     }
     sl__rq_unlink(w, cur);
-    w->current = next;
+    SL_STORE(&w->current, next);
     __builtin_prefetch(next->next); /* likely the one after it: cold */
     return next;
 }
 
-/* Give the current tasklet state st (PAUSED, or BLOCKED / WAITING for a
- * claimable wait) once it has switched away (mt: another worker may take
- * it the moment it shows that state, so not before). */
+/* Give the current tasklet state st (PAUSED or BLOCKED) once it has
+ * switched away (mt: another worker may take it the moment it shows that
+ * state, so not before: sched/wait.h, W3). */
 static inline void sl__publish_after_switch(sl_worker *w, sl_tasklet *cur,
                                             uint8_t st)
 {
     if (sl__rt.mt) {
         SL_STORE(&cur->state, (uint8_t)SL_T_SWITCHING);
-        w->post_pause = cur;
-        w->post_state = st;
+        w->park = cur;
+        w->park_state = st;
         w->post = 1;
     } else {
         cur->state = st;
     }
 }
 
+/* Pausing: cur leaves the run queue for no wait. Its wseq moves on by 2
+ * (it stays even: no wait is on), so that one pausing can be told from a
+ * later one (sl__post_switch's kill check). */
 static inline void sl__pause_after_switch(sl_worker *w, sl_tasklet *cur)
 {
+    SL_STORE(&cur->wseq, cur->wseq + 2);
     sl__publish_after_switch(w, cur, SL_T_PAUSED);
 }
 
-/* ---- claimable waits (see enum sl_wkind) ------------------------------- */
+/* Take a PAUSED tasklet (mt: another worker may race us for it; a switch
+ * into PAUSED may be landing). True if we own it now: it is SWITCHING, in
+ * no queue, and we must give it a state. */
+bool sl__claim_paused(sl_tasklet *t);
 
-/* The current tasklet starts a claimable wait of this kind: its generation
- * (odd). */
-static inline uint32_t sl__wait_begin(sl_tasklet *t, uint8_t kind)
-{
-    uint32_t g = t->wseq + 1;
-    SL__ASSERT(g & 1);
-    t->wkind = kind;
-    SL_STORE(&t->wseq, g);
-    return g;
-}
+/* Link the tasklets in w's inbox into its run queue now (owner, current
+ * in the run queue). */
+void sl__inbox_take(sl_worker *w);
 
-/* End wait gen of t: true for exactly one caller. */
-static inline bool sl__claim(sl_tasklet *t, uint32_t gen)
-{
-    uint32_t e = gen;
-    return __atomic_compare_exchange_n(&t->wseq, &e, gen + 1, false,
-                                       __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
-}
-
-/* The claimer of t's wait makes it runnable here (or on its pinned worker)
- * with result: it waits for t's switch to land, takes it out of the queue
- * it waits in (SL_W_CHAN), and queues it. */
-void sl__claimed_wake(sl_worker *w, sl_tasklet *t, int result);
-
-/* sl__rt.nwaits += d (waits that end by themselves). */
+/* sl__rt.nwaits += d (waits that end by themselves). Atomic even with one
+ * worker: an offload helper ends such a wait from its own thread. */
 static inline void sl__nwaits_add(int d)
 {
-    if (sl__rt.mt)
-        __atomic_add_fetch(&sl__rt.nwaits, d, __ATOMIC_RELAXED);
-    else
-        sl__rt.nwaits += d;
+    __atomic_add_fetch(&sl__rt.nwaits, d, __ATOMIC_RELAXED);
 }
 
 /* Monotonic nanoseconds; the deadline of a timeout in ms (0: none). */
 int64_t sl__now_ns(void);
 int64_t sl__deadline(int64_t timeout_ms);
 /* Arm a timer on w for wait gen of t (the current tasklet); counts it in
- * nwaits. SL_ENOMEM if the heap cannot grow. */
+ * nwaits and in t's wcount (SL_WC_TIMER), which whoever ends the wait
+ * undoes (sl__wait_account). SL_ENOMEM if the heap cannot grow. */
 int sl__timer_arm(sl_worker *w, sl_tasklet *t, uint32_t gen,
                   int64_t deadline);
-/* The waiter, resumed, accounts for a timer it armed on worker tw. */
-void sl__timer_done(sl_worker *tw);
 
-/* Append t to target's inbox from any thread (offload helpers): t must be
- * claimed, its switch landed; it becomes RUNNABLE there. */
+/* Append t to target's inbox from any thread: t must be claimed (its wait,
+ * or from PAUSED) and its switch landed. It is INBOX until target links it
+ * into its run queue. */
 void sl__inbox_push(sl_worker *target, sl_tasklet *t);
 /* Wake w's thread if it waits in epoll (eventfd). */
 void sl__worker_kick(sl_worker *w);
@@ -420,9 +412,9 @@ void sl__offload_stop(void);
  * the inherited runtime so that the child can sl_init() its own. */
 void sl__fork_child_reset(void);
 
-/* Wake t, taken off a channel or claimed from PAUSED, from worker w: it
- * joins w's run queue at the end, or its own worker's if it is pinned
- * elsewhere. Returns true if it joined w's queue. */
+/* Wake t, whose wait w's tasklet ended or which it claimed from PAUSED: it
+ * joins w's run queue at the end, or the inbox of the worker it is pinned
+ * to. Returns true if it joined w's queue. */
 bool sl__wake_remote(sl_worker *w, sl_tasklet *t);
 static inline bool sl__wake(sl_worker *w, sl_tasklet *t)
 {

@@ -7,8 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "channel/channel.h"
-#include "sched/sched.h"
+#include "sched/wait.h"
 
 /* A steal request's walk of the run queue stops after this many tasklets
  * in a row that cannot move (sl__poll_inbox). */
@@ -22,9 +21,7 @@ void sl__spin_lock_slow(uint8_t *l)
     for (unsigned i = 0;; i++) {
         while (SL_LOAD(l)) {
             if (i++ < 128) {
-#if defined(__x86_64__) || defined(__i386__)
-                __builtin_ia32_pause();
-#endif
+                sl_arch_relax();
             } else {
                 sched_yield();
             }
@@ -34,22 +31,63 @@ void sl__spin_lock_slow(uint8_t *l)
     }
 }
 
+/* The tasklet p just parked (PAUSED, published by the caller) was killed
+ * meanwhile (W6): take it back from PAUSED and send it home, where its
+ * pausing call returns SL_EKILLED. g is the wseq it paused with: if it
+ * moved on, p was inserted (and maybe paused again, or even ended and its
+ * block reused) by someone else meanwhile, who answers for it. */
+static void pause_killed(sl_tasklet *p, uint32_t g)
+{
+    if (!sl__claim_paused(p))
+        return;
+    if (SL_LOAD(&p->wseq) != g) {
+        SL_STORE_REL(&p->state, (uint8_t)SL_T_PAUSED); /* not ours */
+        return;
+    }
+    sl__inbox_push(p->pin >= 0 ? sl__rt.workers[p->pin]
+                               : SL_LOAD(&p->worker), p);
+}
+
 void sl__post_switch(sl_worker *w)
 {
     w->post = 0;
-    /* The state first: whoever takes a lock below may look at it. */
-    if (w->post_pause) {
-        SL_STORE_REL(&w->post_pause->state, w->post_state);
-        w->post_pause = NULL;
+    sl_tasklet *p = w->park;
+    uint32_t kill_gen = 0; /* a wait of p to end with SL_EKILLED */
+    if (p) {
+        /* W3: the state first: whoever takes a lock below may look at
+         * it. W6: then look at `killed` (the store is a full fence). */
+        w->park = NULL;
+        uint8_t st = w->park_state;
+        uint32_t g = SL_LOAD(&p->wseq);
+        __atomic_store_n(&p->state, st, __ATOMIC_SEQ_CST);
+        if (sl_unlikely(__atomic_load_n(&p->killed, __ATOMIC_SEQ_CST))) {
+            if (st == SL_T_PAUSED)
+                pause_killed(p, g);
+            else if (SL_LOAD(&p->wkind) != SL_W_OFFLOAD)
+                kill_gen = g; /* ended below, once the locks are free */
+        }
     }
     if (w->post_unlock) {
         sl__spin_unlock(w->post_unlock);
         w->post_unlock = NULL;
     }
     if (w->post_unlocks) {
-        for (uint8_t **l = w->post_unlocks; *l; l++)
-            sl__spin_unlock(*l);
+        /* The list lives on the parked tasklet's frames, which it may
+         * reuse once the last lock is free: read each entry before
+         * releasing the previous lock. */
+        uint8_t **l = w->post_unlocks;
         w->post_unlocks = NULL;
+        uint8_t *cur = *l;
+        while (cur) {
+            uint8_t *next = *++l;
+            sl__spin_unlock(cur);
+            cur = next;
+        }
+    }
+    if (sl_unlikely(w->npost_unrefs)) {
+        for (uint32_t i = 0; i < w->npost_unrefs; i++)
+            sl_tasklet_unref(w->post_unrefs[i]);
+        w->npost_unrefs = 0;
     }
 #if SL_TSAN
     if (w->post_fiber) {
@@ -57,6 +95,10 @@ void sl__post_switch(sl_worker *w)
         w->post_fiber = NULL;
     }
 #endif
+    /* A claim with the generation read before the unlocks: if p's wait
+     * ended meanwhile (or p is even gone), the claim fails. */
+    if (sl_unlikely(kill_gen & 1))
+        (void)sl__wait_end(NULL, p, kill_gen, SL_EKILLED);
 }
 
 /* Under sl__rt.lock, target parked: wake it once (futex is the "already
@@ -94,7 +136,7 @@ void sl__inbox_push(sl_worker *target, sl_tasklet *t)
 {
     SL_STORE(&t->worker, target);
     pthread_mutex_lock(&sl__rt.lock);
-    SL_STORE_REL(&t->state, (uint8_t)SL_T_RUNNABLE);
+    SL_STORE_REL(&t->state, (uint8_t)SL_T_INBOX);
     inbox_push_locked(target, t);
     pthread_mutex_unlock(&sl__rt.lock);
     /* One worker: it may be waiting in epoll without being "parked". */
@@ -105,13 +147,36 @@ void sl__inbox_push(sl_worker *target, sl_tasklet *t)
 bool sl__wake_remote(sl_worker *w, sl_tasklet *t)
 {
     (void)w;
-    sl_worker *target = sl__rt.workers[t->pin];
-    SL_STORE(&t->state, (uint8_t)SL_T_RUNNABLE);
-    SL_STORE(&t->worker, target);
-    pthread_mutex_lock(&sl__rt.lock);
-    inbox_push_locked(target, t);
-    pthread_mutex_unlock(&sl__rt.lock);
+    sl__inbox_push(sl__rt.workers[t->pin], t);
     return false;
+}
+
+/* Link the tasklets of w's inbox (INBOX for w) into its run queue (or the
+ * idle circle) before head. Owner only. */
+static void inbox_link(sl_worker *w, sl_tasklet *in, sl_tasklet *head)
+{
+    while (in) {
+        sl_tasklet *n = in->next;
+        sl__rq_link_before(head, in);
+        SL_STORE_REL(&in->state, (uint8_t)SL_T_RUNNABLE);
+        sl__runcount_add(w, 1);
+        in = n;
+    }
+}
+
+/* Take w's inbox under the lock. */
+static sl_tasklet *inbox_grab(sl_worker *w)
+{
+    pthread_mutex_lock(&sl__rt.lock);
+    sl_tasklet *in = w->inbox_head;
+    w->inbox_head = w->inbox_tail = NULL;
+    pthread_mutex_unlock(&sl__rt.lock);
+    return in;
+}
+
+void sl__inbox_take(sl_worker *w)
+{
+    inbox_link(w, inbox_grab(w), w->current);
 }
 
 /* Owner, at a scheduling point with the current tasklet in the run queue:
@@ -120,20 +185,15 @@ bool sl__wake_remote(sl_worker *w, sl_tasklet *t)
  * ones that would run last here). */
 bool sl__poll_inbox(sl_worker *w)
 {
-    pthread_mutex_lock(&sl__rt.lock);
-    sl_tasklet *in = w->inbox_head;
-    w->inbox_head = w->inbox_tail = NULL;
-    int req = SL_LOAD(&w->steal_req);
-    SL_STORE(&w->steal_req, 0);
-    SL_STORE(&w->inbox_flag, SL_LOAD(&sl__rt.stopping));
-    pthread_mutex_unlock(&sl__rt.lock);
-
-    while (in) {
-        sl_tasklet *n = in->next;
-        sl__rq_link_before(w->current, in);
-        sl__runcount_add(w, 1);
-        in = n;
-    }
+    /* The flag first, then what it announces: an inbox push or a steal
+     * request made after these reads sets it again, so none is lost (a
+     * request left set under a clear flag would never be answered, and
+     * no other worker could ask this one again). */
+    __atomic_store_n(&w->inbox_flag, 0, __ATOMIC_SEQ_CST);
+    inbox_link(w, inbox_grab(w), w->current);
+    int req = __atomic_exchange_n(&w->steal_req, 0, __ATOMIC_SEQ_CST);
+    if (SL_LOAD(&sl__rt.stopping))
+        SL_STORE(&w->inbox_flag, 1);
     if (w->index != 0 && SL_LOAD(&sl__rt.stopping))
         return true;
     if (req == 0)
@@ -157,6 +217,7 @@ bool sl__poll_inbox(sl_worker *w)
                 sl__tasklet_prepare(w, t);
             sl__rq_unlink(w, t);
             SL_STORE(&t->worker, thief);
+            SL_STORE_REL(&t->state, (uint8_t)SL_T_INBOX);
             t->next = NULL;
             if (tail)
                 tail->next = t;
@@ -182,7 +243,7 @@ bool sl__poll_inbox(sl_worker *w)
 void sl__abandon(sl_worker *w)
 {
     sl_tasklet *cur = w->current;
-    w->current = w->idle;
+    SL_STORE(&w->current, w->idle);
     sl__jump(w, cur, w->idle);
     sl__assert_fail("an abandoned tasklet was resumed", __FILE__, __LINE__);
 }
@@ -213,8 +274,10 @@ static void request_work(sl_worker *w)
         int expected = 0;
         if (__atomic_compare_exchange_n(&v->steal_req, &expected,
                                         w->index + 1, false,
-                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
-            SL_STORE(&v->inbox_flag, 1);
+                                        __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {
+            /* After the request (sl__poll_inbox reads them the other
+             * way round). */
+            __atomic_store_n(&v->inbox_flag, 1, __ATOMIC_SEQ_CST);
             return;
         }
     }
@@ -228,42 +291,42 @@ static void wake_main_quiescent(void)
 {
     sl_tasklet *m = sl__rt.main;
     uint8_t st = SL_LOAD_ACQ(&m->state);
-    if ((st == SL_T_BLOCKED || st == SL_T_WAITING) && m->wkind != SL_W_PLAIN) {
-        /* A claimable wait with nothing left that could end it. */
+    if (st == SL_T_BLOCKED) {
+        /* A wait with nothing left that could end it. Claimed under the
+         * runtime lock, so that a second worker that finds every worker
+         * idle before main reaches worker 0's inbox (we drop the lock to
+         * take the wait's queue locks) does not decide it again: its claim
+         * fails. Its waiters are unlinked under their locks; main joins
+         * worker 0's inbox. */
         uint32_t g = SL_LOAD(&m->wseq);
-        SL__ASSERT(g & 1);
-        bool won = sl__claim(m, g);
-        SL__ASSERT(won);
-        (void)won;
-        sl__channel_unwait_claimed(m);
-        m->result = SL_EDEADLOCK;
-    } else if (st == SL_T_BLOCKED) {
-        sl_channel *ch = m->chan;
-        sl__spin_lock(&ch->lock);
-        sl__channel_unwait(m);
-        sl__spin_unlock(&ch->lock);
-        m->result = SL_EDEADLOCK;
-    } else {
-        SL__ASSERT(st == SL_T_PAUSED);
-        m->result = SL__QUIESCENT;
+        if (!(g & 1) || !sl__claim(m, g))
+            return; /* decided already: main is on its way */
+        pthread_mutex_unlock(&sl__rt.lock);
+        sl__wait_claimed_end(NULL, m, SL_EDEADLOCK);
+        pthread_mutex_lock(&sl__rt.lock);
+        return;
     }
-    SL_STORE(&m->state, (uint8_t)SL_T_RUNNABLE);
+    SL__ASSERT(st == SL_T_PAUSED);
+    m->result = SL__QUIESCENT;
+    SL_STORE(&m->worker, sl__rt.workers[0]);
+    SL_STORE_REL(&m->state, (uint8_t)SL_T_INBOX);
     inbox_push_locked(sl__rt.workers[0], m);
 }
 
 /* Run what gathered in the idle circle (inbox, timers, descriptors): the
  * idle context leaves the circle and its first tasklet runs. Returns when
- * the run queue has emptied again. */
+ * the run queue has emptied again. The idle context's links are reset
+ * before it leaves: a post-switch wake may link a tasklet before it when
+ * the queue has run dry and it is resumed. */
 static sl_worker *idle_run(sl_worker *w)
 {
     sl_tasklet *idle = w->idle;
     sl_tasklet *first = idle->next;
     idle->prev->next = first;
     first->prev = idle->prev;
-    w->current = first;
-    w = sl__jump(w, idle, first);
     idle->next = idle->prev = idle;
-    return w;
+    SL_STORE(&w->current, first);
+    return sl__jump(w, idle, first);
 }
 
 /* One worker, nothing runnable, nothing that could end a wait by itself:
@@ -273,18 +336,12 @@ static void idle_deadlock_one(sl_worker *w)
     sl_tasklet *m = w->main;
     if (m->state == SL_T_PAUSED) {
         m->result = 0;
-    } else if (m->wkind != SL_W_PLAIN) { /* BLOCKED or WAITING, claimable */
-        bool won = sl__claim(m, m->wseq);
-        SL__ASSERT(won);
-        (void)won;
-        sl__channel_unwait_claimed(m);
-        m->result = SL_EDEADLOCK;
-    } else {
-        SL__ASSERT(m->state == SL_T_BLOCKED);
-        sl__channel_unwait(m);
-        m->result = SL_EDEADLOCK;
+        sl__rq_append(w, m);
+        return;
     }
-    sl__rq_append(w, m);
+    SL__ASSERT(m->state == SL_T_BLOCKED);
+    bool won = sl__wait_end(w, m, m->wseq, SL_EDEADLOCK);
+    SL__ASSERT(won);
 }
 
 /* The idle loop of worker w: runs on the worker's idle context whenever its
@@ -297,21 +354,20 @@ static void idle_loop(sl_worker *w)
     sl_tasklet *idle = w->idle;
     idle->next = idle->prev = idle;
     for (;;) {
+        /* As sl__poll_inbox: the flag first. A steal request is
+         * dropped: we have nothing to give. */
+        __atomic_store_n(&w->inbox_flag, 0, __ATOMIC_SEQ_CST);
         pthread_mutex_lock(&sl__rt.lock);
         sl_tasklet *in = w->inbox_head;
         w->inbox_head = w->inbox_tail = NULL;
-        SL_STORE(&w->steal_req, 0); /* nothing to give: we are empty */
-        SL_STORE(&w->inbox_flag, SL_LOAD(&sl__rt.stopping));
-        int stop = SL_LOAD(&sl__rt.stopping) && w->index != 0;
-        pthread_mutex_unlock(&sl__rt.lock);
+        int stop = SL_LOAD(&sl__rt.stopping);
         if (stop)
+            SL_STORE(&w->inbox_flag, 1);
+        pthread_mutex_unlock(&sl__rt.lock);
+        __atomic_store_n(&w->steal_req, 0, __ATOMIC_SEQ_CST);
+        inbox_link(w, in, idle);
+        if (stop && w->index != 0)
             return;
-        while (in) {
-            sl_tasklet *n = in->next;
-            sl__rq_link_before(idle, in);
-            sl__runcount_add(w, 1);
-            in = n;
-        }
         sl__events_run(w, false);
         if (idle->next != idle) {
             w = idle_run(w);
@@ -335,10 +391,8 @@ static void idle_loop(sl_worker *w)
         for (;;) {
             if (SL_LOAD(&w->inbox_flag))
                 break;
-#if defined(__x86_64__) || defined(__i386__)
             for (int i = 0; i < 32; i++)
-                __builtin_ia32_pause();
-#endif
+                sl_arch_relax();
             clock_gettime(CLOCK_MONOTONIC, &t1);
             if ((t1.tv_sec - t0.tv_sec) * 1000000000L +
                     (t1.tv_nsec - t0.tv_nsec) > SPIN_NS)
@@ -431,7 +485,7 @@ static void *worker_thread(void *arg)
 #if SL_TSAN
     w->idle->tsan_fiber = __tsan_get_current_fiber();
 #endif
-    w->current = w->idle;
+    SL_STORE(&w->current, w->idle);
     idle_loop(w);
     sl__altstack_fini();
     sl__tls_worker = NULL;

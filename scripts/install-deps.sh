@@ -2,12 +2,27 @@
 # install-deps.sh - installs the Debian packages the build and the tests need,
 # only those missing (apt-get as root, or sudo -n). Idempotent and quiet when
 # everything is present. Used by .ci/run, test.sh and hackysack.sh.
+#
+# With --arm64 (test.sh passes it unless SL_CI_ARM64=0), on an x86-64
+# Debian host: what test.sh's aarch64 stage needs too (a cross compiler,
+# the arm64 builds of boost.context and CUnit from Debian's multiarch
+# archive, qemu-user to run the result); the arm64 architecture is added
+# to dpkg first if it is not there.
 set -euo pipefail
 
 packages=(cmake libboost-context-dev libcunit1-dev pkgconf gcc make valgrind ${SL_EXTRA_PACKAGES:-})
+arm64=false
+if [ "${1:-}" = --arm64 ] && command -v dpkg >/dev/null &&
+    [ "$(dpkg --print-architecture)" = amd64 ]; then
+    arm64=true
+    packages+=(gcc-aarch64-linux-gnu libboost-context-dev:arm64 libcunit1-dev:arm64 qemu-user-static)
+fi
 
+# A package installed for several architectures (libboost-context-dev with
+# its :arm64 twin) needs its architecture named.
 installed() {
-    dpkg -s "$1" 2>/dev/null | grep -q '^Status: install ok installed'
+    { dpkg -s "$1" 2>/dev/null || dpkg -s "$1:$(dpkg --print-architecture)" 2>/dev/null; } |
+        grep -q '^Status: install ok installed'
 }
 
 missing=()
@@ -29,6 +44,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     fi
     export DEBIAN_FRONTEND=noninteractive
     apt=(apt-get -y -q -o DPkg::Lock::Timeout=300)
+    if $arm64 && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+        "${sudo[@]}" dpkg --add-architecture arm64 ||
+            { echo "install-deps: FAILED: dpkg --add-architecture arm64" >&2; exit 1; }
+    fi
     "${sudo[@]}" "${apt[@]}" update ||
         { echo "install-deps: FAILED: apt-get update" >&2; exit 1; }
     "${sudo[@]}" "${apt[@]}" install "${missing[@]}" ||

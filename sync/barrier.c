@@ -21,7 +21,7 @@ int sl_barrier_init(sl_barrier *b, unsigned parties)
 {
     if (!b || parties < 1 || parties > INT_MAX)
         return SL_EINVAL;
-    sl__waitq_init(&b->q_);
+    sl__waitq_init(&b->q_, &b->guard_);
     b->parties_ = parties;
     b->waiting_ = 0;
     b->generation_ = 0;

@@ -12,7 +12,7 @@ int sl_cond_init(sl_cond *c)
 {
     if (!c)
         return SL_EINVAL;
-    sl__waitq_init(&c->q_);
+    sl__waitq_init(&c->q_, &c->guard_);
     c->guard_ = 0;
     return 0;
 }

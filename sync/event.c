@@ -8,7 +8,7 @@ int sl_event_init(sl_event *e)
 {
     if (!e)
         return SL_EINVAL;
-    sl__waitq_init(&e->q_);
+    sl__waitq_init(&e->q_, &e->guard_);
     e->set_ = 0;
     e->guard_ = 0;
     return 0;

@@ -3,7 +3,7 @@
  * Design of sync/ (lock, sem, event, cond, barrier, queue)
  * ---------------------------------------------------------
  * Every object is some state, a guard byte and one or more wait queues
- * (channel/waitq.h). The rule is the same everywhere: take the guard, look
+ * (sched/wait.h). The rule is the same everywhere: take the guard, look
  * at the state, then either change it and wake waiters, or wait (the wait
  * queue drops the guard once the caller has switched out, so no wake can
  * slip between the look and the wait).
@@ -58,7 +58,7 @@ int sl_lock_init(sl_lock *l)
 {
     if (!l)
         return SL_EINVAL;
-    sl__waitq_init(&l->q_);
+    sl__waitq_init(&l->q_, &l->guard_);
     l->state_ = LOCK_FREE;
     l->guard_ = 0;
     return 0;
@@ -121,12 +121,16 @@ static __attribute__((noinline)) int release_slow(sl_lock *l)
     if (s == LOCK_FREE)
         rc = SL_ESTATE;
     else if (s == LOCK_CONTENDED) {
+        /* Release stores: a fast-path acquirer on another worker takes
+         * the lock with a compare-and-swap on state_ alone, never the
+         * guard, and must see what the holder wrote (ARM would not show
+         * it after a relaxed store; x86 does). */
         if (sl__waitq_wake(&l->q_, NULL))
-            SL_STORE(&l->state_, sl__waitq_has_waiters(&l->q_)
-                                     ? (uint32_t)LOCK_CONTENDED
-                                     : (uint32_t)LOCK_HELD);
+            SL_STORE_REL(&l->state_, sl__waitq_has_waiters(&l->q_)
+                                         ? (uint32_t)LOCK_CONTENDED
+                                         : (uint32_t)LOCK_HELD);
         else
-            SL_STORE(&l->state_, (uint32_t)LOCK_FREE);
+            SL_STORE_REL(&l->state_, (uint32_t)LOCK_FREE);
     }
     SYNC_UNLOCK(l);
     return rc;

@@ -32,9 +32,9 @@ int sl_queue_init(sl_queue *q, int kind, size_t capacity, sl_queue_cmp cmp)
     if (!items)
         return SL_ENOMEM;
     memset(q, 0, sizeof *q);
-    sl__waitq_init(&q->getters_);
-    sl__waitq_init(&q->putters_);
-    sl__waitq_init(&q->joiners_);
+    sl__waitq_init(&q->getters_, &q->guard_);
+    sl__waitq_init(&q->putters_, &q->guard_);
+    sl__waitq_init(&q->joiners_, &q->guard_);
     q->items_ = items;
     q->alloc_ = alloc;
     q->capacity_ = capacity;

@@ -11,7 +11,7 @@ static int sem_init(sl_sem *s, int64_t value, int64_t bound)
 {
     if (!s || value < 0 || value > INT32_MAX)
         return SL_EINVAL;
-    sl__waitq_init(&s->q_);
+    sl__waitq_init(&s->q_, &s->guard_);
     s->value_ = value;
     s->bound_ = bound;
     s->guard_ = 0;

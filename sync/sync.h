@@ -3,8 +3,7 @@
 #ifndef SL_SYNC_H
 #define SL_SYNC_H
 
-#include "channel/waitq.h"
-#include "sched/sched.h"
+#include "sched/wait.h"
 
 /* The guard of an object: a byte spinlock, a no-op with one worker. */
 #define SYNC_LOCK(obj) sl__guard_lock(&(obj)->guard_)

@@ -306,7 +306,7 @@ take_shared(sl_worker *w, sl_tasklet *t, bool in_switcher)
     struct sl_copystate *cs = &w->copy;
     if (t->saved) { /* cold for a tasklet that waited long: fetch early */
         size_t n = (size_t)(cs->top - (char *)t->ctx);
-        for (size_t off = 0; off < n; off += 64)
+        for (size_t off = 0; off < n; off += SL_CACHE_LINE)
             __builtin_prefetch(t->saved + off);
     }
     sl_tasklet *o = cs->owner;
@@ -359,114 +359,41 @@ take_shared(sl_worker *w, sl_tasklet *t, bool in_switcher)
  *
  * Two forms. The general one is a context of its own that loops, entered
  * and left with jump_fcontext (sanitizer builds: every jump is annotated).
- * On x86-64 otherwise, entering needs no jump_fcontext: sl__switcher_enter
+ * Otherwise, on a CPU whose layer has the switcher's routines (arch/: both
+ * x86-64 and aarch64), entering needs no jump_fcontext: sl__switcher_enter
  * saves the leaving tasklet's registers exactly as jump_fcontext does (so
  * a jump_fcontext resumes it) and moves to the top of the switcher's stack
- * with one mov; the MXCSR/x87 loads and the indirect jump of a second full
- * context switch are saved (bench_switch --stack copy: 43 ns to ~35 ns). */
-#if defined(__x86_64__) && !SL_ASAN && !SL_TSAN && !defined(SL_PLAIN_CALL)
+ * with one mov; the second full context switch's saves (and, on x86-64,
+ * its MXCSR/x87 loads and indirect jump) are saved (bench_switch --stack
+ * copy on x86-64: 43 ns to ~35 ns). */
+#if SL_ARCH_SWITCHER && !SL_ASAN && !SL_TSAN && \
+    !(SL_ARCH_JUMP_BY_JMP && defined(SL_PLAIN_CALL))
 #define FAST_SWITCHER 1
 #else
 #define FAST_SWITCHER 0
 #endif
 
 #if FAST_SWITCHER
-/* rdi: the top of the switcher's stack, rsi: the worker, and the return
- * address pushed by SL__JUMP_ASM. Lays out [rsp] like jump_fcontext (0:
- * MXCSR, 4: x87 control word, 8..0x30: r12 r13 r14 r15 rbx rbp, 0x38: the
- * return address), then runs switcher_run(ctx, w) on the switcher's stack
- * (jumped to, not called: nobody returns to here). */
-__asm__(".text\n"
-        ".globl sl__switcher_enter\n"
-        ".hidden sl__switcher_enter\n"
-        ".type sl__switcher_enter,@function\n"
-        "sl__switcher_enter:\n"
-        "    leaq -0x38(%rsp), %rsp\n"
-        "    stmxcsr (%rsp)\n"
-        "    fnstcw 0x4(%rsp)\n"
-        "    movq %r12, 0x8(%rsp)\n"
-        "    movq %r13, 0x10(%rsp)\n"
-        "    movq %r14, 0x18(%rsp)\n"
-        "    movq %r15, 0x20(%rsp)\n"
-        "    movq %rbx, 0x28(%rsp)\n"
-        "    movq %rbp, 0x30(%rsp)\n"
-        "    movq %rsp, %rax\n"
-        "    leaq -8(%rdi), %rsp\n" /* as if called: rsp = 8 mod 16 */
-        "    movq %rax, %rdi\n"
-        "    jmp sl__switcher_run\n"
-        ".size sl__switcher_enter, .-sl__switcher_enter\n");
-
-/* rdi: a context saved by jump_fcontext or sl__switcher_enter, rsi: the
- * data word. The second half of jump_fcontext: it resumes the context
- * without saving one of its own (nothing resumes the switcher's frame), so
- * the switcher's way out skips jump_fcontext's MXCSR/x87 stores and six
- * register stores. The resumed side gets rax:rdx = { NULL, data } (and rdi,
- * rsi the same, for a fresh context's first function). */
-__asm__(".text\n"
-        ".globl sl__switcher_resume\n"
-        ".hidden sl__switcher_resume\n"
-        ".type sl__switcher_resume,@function\n"
-        "sl__switcher_resume:\n"
-        "    ldmxcsr (%rdi)\n"
-        "    fldcw 0x4(%rdi)\n"
-        /* The rest, entered here when the context's MXCSR and x87 control
-         * word are those in force (the leaving tasklet's: the switcher
-         * changes neither): ldmxcsr and fldcw are slow, and loading the
-         * same values again changes nothing. */
-        ".globl sl__switcher_resume_samefp\n"
-        ".hidden sl__switcher_resume_samefp\n"
-        ".type sl__switcher_resume_samefp,@function\n"
-        "sl__switcher_resume_samefp:\n"
-        "    movq %rdi, %rsp\n"
-        "    movq 0x38(%rsp), %r8\n"
-        "    movq 0x8(%rsp), %r12\n"
-        "    movq 0x10(%rsp), %r13\n"
-        "    movq 0x18(%rsp), %r14\n"
-        "    movq 0x20(%rsp), %r15\n"
-        "    movq 0x28(%rsp), %rbx\n"
-        "    movq 0x30(%rsp), %rbp\n"
-        "    leaq 0x40(%rsp), %rsp\n"
-        "    movq %rsi, %rdx\n"
-        "    xorl %eax, %eax\n"
-        "    xorl %edi, %edi\n"
-        "    jmp *%r8\n"
-        ".size sl__switcher_resume, .-sl__switcher_resume\n");
-void sl__switcher_resume(void *ctx, sl_worker *w)
-    __attribute__((noreturn, visibility("hidden")));
+/* sl__switcher_enter(top, w) and sl__switcher_resume(ctx, data): see the
+ * architecture's header for their registers and layout. */
+__asm__(SL_ARCH_SWITCHER_ASM);
+sl_transfer sl__switcher_enter(void *top, sl_worker *w)
+    __attribute__((visibility("hidden")));
 
 void sl__switcher_run(void *ctx, sl_worker *w)
     __attribute__((noreturn, used, visibility("hidden")));
 void sl__switcher_run(void *ctx, sl_worker *w)
 {
-    w->prev->ctx = ctx;
+    SL_STORE(&w->prev->ctx, ctx);
     /* The floating-point control state in force: the leaving context's
-     * (read before the restore may overwrite it; each read matches the
-     * store that made it). */
-    uint32_t mxcsr = *(volatile uint32_t *)ctx;
-    uint16_t fpucw = *(volatile uint16_t *)((char *)ctx + 4);
+     * (read before the restore may overwrite it). */
+    sl_arch_fpctl fp = sl_arch_fpctl_of(ctx);
     sl_tasklet *to = w->current;
     take_shared(w, to, true);
     /* Nothing resumes this frame: the next entry starts at the top again,
      * and the resumed side stores its NULL "previous context" here. */
     w->prev = &w->graveyard;
-    /* A jmp, not a call: a call would push a return-stack-buffer entry
-     * that is never popped, and the resumed side's next ret (out of
-     * sl__jump_slow) would be mispredicted (~10 ns a switch). */
-    char *c = (char *)to->ctx;
-    register void *rdi_ __asm__("rdi") = c;
-    register void *rsi_ __asm__("rsi") = w;
-    if (sl_likely(*(volatile uint32_t *)c == mxcsr &&
-                  *(volatile uint16_t *)(c + 4) == fpucw))
-        __asm__ volatile("jmp sl__switcher_resume_samefp"
-                         :
-                         : "r"(rdi_), "r"(rsi_)
-                         : "memory");
-    else
-        __asm__ volatile("jmp sl__switcher_resume"
-                         :
-                         : "r"(rdi_), "r"(rsi_)
-                         : "memory");
-    __builtin_unreachable();
+    sl_arch_switcher_leave(to->ctx, w, fp);
 }
 
 /* The post-switch work of a resumed side, as a tail call (keeps the frame
@@ -486,9 +413,9 @@ switcher_call(sl_worker *w, sl_tasklet *from)
 {
     w->prev = from;
     sl_transfer tr;
-    SL__JUMP_ASM("sl__switcher_enter", w->copy.sw.ctx, w, tr);
+    SL_ARCH_SWITCHER_ENTER(w->copy.sw.ctx, w, tr);
     w = (sl_worker *)tr.data;
-    w->prev->ctx = tr.fctx;
+    SL_STORE(&w->prev->ctx, tr.fctx);
     if (sl_unlikely(w->post))
         return post_then(w);
     return w;
@@ -498,7 +425,7 @@ static void switcher(sl_transfer tr)
 {
     for (;;) {
         sl_worker *w = (sl_worker *)tr.data;
-        w->prev->ctx = tr.fctx;
+        SL_STORE(&w->prev->ctx, tr.fctx);
 #if SL_ASAN
         __sanitizer_finish_switch_fiber(w->copy.sw.asan_fake,
                                         &w->prev->asan_bottom,
@@ -521,7 +448,8 @@ static void switcher(sl_transfer tr)
 
 sl_tasklet *sl__jump_via(sl_worker *w, sl_tasklet *from, sl_tasklet *to)
 {
-    if (sl_unlikely(w->stacks.ncanary) && !from->copy && from->stack &&
+    if (sl_unlikely(SL_LOAD(&sl__stack_canary_any)) && !from->copy &&
+        from->stack &&
         !sl__stack_canary_check(&w->stacks, from->stack))
         sl__overflow_abort(from);
     if (!to->copy) {
@@ -616,7 +544,7 @@ void sl__copy_discard(sl_tasklet *t)
 
 static int guard(char *p, size_t len)
 {
-    if (madvise(p, len, MADV_GUARD_INSTALL) == 0)
+    if (sl__madv_guard_works() && madvise(p, len, MADV_GUARD_INSTALL) == 0)
         return 0;
     return mprotect(p, len, PROT_NONE) == 0 ? 0 : -errno;
 }

@@ -14,12 +14,17 @@
  * stack; the list is linked through each slot's highest word, a page the
  * last tasklet touched, so freeing and reusing touch nothing new.
  *
- * Fallbacks, in order, when the kernel says EINVAL to MADV_GUARD_INSTALL:
+ * Fallbacks, in order, when the kernel says EINVAL to MADV_GUARD_INSTALL
+ * (or accepts it without guarding, as qemu-user does: probed once):
  * mprotect(PROT_NONE) guards while a process-wide budget lasts (a quarter
  * of max_map_count, each guard splitting a VMA in up to three), then a
  * canary word at the bottom of the usable range that callers check. The
  * mode only ever moves down, so a region's canary slots are those carved
- * at or above one address (canary_from).
+ * at or above one address (canary_from). Stacks move between pools (the
+ * depot, tasklets that migrate), so a slot says itself whether it is a
+ * canary slot: a mark in its top 64 bytes (which no tasklet writes),
+ * written when it is carved in canary mode, and the check reads that,
+ * never the checking worker's pool. All pools share one geometry.
  *
  * Promises: sl_spawn must fail cleanly when memory runs out, but the
  * tasklet takes its stack later, when it first runs, where failing is not
@@ -53,6 +58,9 @@
 #ifndef MADV_GUARD_INSTALL
 #define MADV_GUARD_INSTALL 102
 #endif
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
 
 #define REGION_MIN_SLOTS 1024
 #define REGION_MIN_BYTES ((size_t)64 << 20)
@@ -66,16 +74,28 @@ static atomic_int madv_state;
 /* mprotect guards any pool may still make; -1 until computed. */
 static atomic_long mprotect_left = -1;
 
-static bool madv_guard_works(void)
+/* Whether MADV_GUARD_INSTALL makes a page fault here. Success is not
+ * enough: qemu-user (how CI runs the aarch64 build) accepts madvise
+ * advice it does not know and does nothing. So the probe also asks the
+ * kernel to fault the guarded page in: MADV_POPULATE_READ (Linux 5.14,
+ * older than guards) fails with EFAULT on a guard, and qemu accepts and
+ * ignores it too. A probe that reads the page through a system call's
+ * argument would also do, natively, but valgrind reads such arguments
+ * itself and dies on the guard. */
+bool sl__madv_guard_works(void)
 {
     int st = atomic_load_explicit(&madv_state, memory_order_relaxed);
     if (st == 0) {
         size_t pg = (size_t)sysconf(_SC_PAGESIZE);
-        void *m = mmap(NULL, 2 * pg, PROT_READ | PROT_WRITE,
+        char *m = mmap(NULL, 2 * pg, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (m == MAP_FAILED)
             return true; /* can't tell now; carving falls back if need be */
-        st = madvise(m, pg, MADV_GUARD_INSTALL) == 0 ? 1 : 2;
+        st = madvise(m, pg, MADV_GUARD_INSTALL) == 0 &&
+                     madvise(m, pg, MADV_POPULATE_READ) != 0 &&
+                     errno == EFAULT
+                 ? 1
+                 : 2;
         munmap(m, 2 * pg);
         atomic_store_explicit(&madv_state, st, memory_order_relaxed);
     }
@@ -124,14 +144,14 @@ static int initial_mode(void)
 {
     const char *env = getenv("SL_STACK_GUARD");
     if (env != NULL) {
-        if (strcmp(env, "madv") == 0)
-            return SL_GUARD_MADV;
+        if (strcmp(env, "madv") == 0) /* falls back when it does nothing */
+            return sl__madv_guard_works() ? SL_GUARD_MADV : SL_GUARD_MPROTECT;
         if (strcmp(env, "mprotect") == 0)
             return SL_GUARD_MPROTECT;
         if (strcmp(env, "canary") == 0)
             return SL_GUARD_CANARY;
     }
-    return madv_guard_works() ? SL_GUARD_MADV : SL_GUARD_MPROTECT;
+    return sl__madv_guard_works() ? SL_GUARD_MADV : SL_GUARD_MPROTECT;
 }
 
 int sl__stack_pool_init(sl_stack_pool *p, size_t usable_size)
@@ -257,6 +277,15 @@ static int madvise_retry(void *addr, size_t len, int advice)
     return rc;
 }
 
+uint8_t sl__stack_canary_any;
+
+/* Where slot s says it is a canary slot: its fourth-highest word (the
+ * highest two link free stacks and depot batches). */
+static uint64_t *canary_mark(const sl_stack_pool *p, const char *s)
+{
+    return (uint64_t *)(s + p->size - 4 * sizeof(uint64_t));
+}
+
 /* Protect the lowest page of a newly carved slot s in the pool's mode,
  * degrading (never failing) when that mode doesn't work. */
 static void guard_slot(sl_stack_pool *p, char *s)
@@ -279,7 +308,10 @@ static void guard_slot(sl_stack_pool *p, char *s)
         start_canary(p, s);
     }
     *(uint64_t *)(s + p->guard) = CANARY_MAGIC;
+    *canary_mark(p, s) = CANARY_MAGIC;
     p->ncanary++;
+    if (!__atomic_load_n(&sl__stack_canary_any, __ATOMIC_RELAXED))
+        __atomic_store_n(&sl__stack_canary_any, 1, __ATOMIC_RELEASE);
 }
 
 /* Carve a new slot: the free list is empty and a promise is being kept,
@@ -309,17 +341,11 @@ static uint64_t read_canary(const char *at)
     return *(const volatile uint64_t *)at;
 }
 
-/* Whether stack's canary is intact; callers skip this while no slot is in
- * canary mode (p->ncanary == 0). */
 bool sl__stack_canary_check(const sl_stack_pool *p, const void *stack)
 {
     const char *s = stack;
-    if (p->ncanary != p->ncarved) { /* mixed pool: is this one guarded? */
-        const struct sl__stack_region *r = find_region(p, s);
-        SL__ASSERT(r != NULL);
-        if (s < r->canary_from)
-            return true;
-    }
+    if (*canary_mark(p, s) != CANARY_MAGIC)
+        return true; /* a guarded slot, from whichever pool */
     return read_canary(s + p->guard) == CANARY_MAGIC;
 }
 
@@ -429,6 +455,7 @@ bool sl__stack_depot_get(sl_stack_pool *p)
 
 void sl__stack_depot_forget(void)
 {
+    sl__stack_canary_any = 0; /* the child's pools start afresh */
     pthread_mutex_init(&depot.lock, NULL); /* a fork may have left it held */
     depot.batches = NULL;
     depot.nbatches = 0;
@@ -436,6 +463,7 @@ void sl__stack_depot_forget(void)
 
 void sl__stack_depot_reset(void)
 {
+    __atomic_store_n(&sl__stack_canary_any, 0, __ATOMIC_RELAXED);
     pthread_mutex_lock(&depot.lock);
     depot.batches = NULL;
     __atomic_store_n(&depot.nbatches, 0, __ATOMIC_RELAXED);

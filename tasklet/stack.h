@@ -89,13 +89,20 @@ int sl__stack_pool_init(sl_stack_pool *p, size_t usable_size);
  * one) and release everything the pool holds. The pool can be
  * initialised again afterwards. */
 void sl__stack_pool_destroy(sl_stack_pool *p);
+/* Whether madvise(MADV_GUARD_INSTALL) really guards a page in this
+ * process (probed once: an emulator may accept it and do nothing). */
+bool sl__madv_guard_works(void);
 
 /* Slow paths of the inline calls below; call those instead. */
 int sl__stack_grow(sl_stack_pool *p);
 void *sl__stack_carve(sl_stack_pool *p);
 /* False if stack was carved in canary mode and its canary is gone (it
- * overflowed). Callers skip it while p->ncanary is 0 (no canary slots). */
+ * overflowed), whichever pool carved it (p gives the geometry, which all
+ * pools share). Callers skip it while sl__stack_canary_any is 0. */
 bool sl__stack_canary_check(const sl_stack_pool *p, const void *stack);
+/* (atomic) Some pool of the process has carved a canary slot: from then
+ * on every worker checks canaries at its switches. */
+extern uint8_t sl__stack_canary_any;
 
 /* Promise one stack to a tasklet that will run later; touches no stack
  * page. Maps a new region when every free or uncarved slot is already

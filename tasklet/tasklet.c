@@ -6,8 +6,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "channel/channel.h"
-#include "sched/sched.h"
+#include "sched/wait.h"
 
 #if SL_ASAN
 #include <sanitizer/asan_interface.h>
@@ -85,14 +84,15 @@ static void poison_free_block(sl_tasklet *t)
 
 static sl_tasklet *chunk_blocks(struct slab_chunk *c, size_t *n)
 {
-    size_t first = 64; /* header; keeps blocks on cache-line boundaries */
+    size_t first = SL_CACHE_LINE; /* header; keeps blocks on line boundaries */
     *n = (c->bytes - first) / sizeof(sl_tasklet);
     return (sl_tasklet *)((char *)c + first);
 }
 
 void sl__slab_each(sl_slab *s, void (*fn)(sl_tasklet *, void *), void *arg)
 {
-    for (struct slab_chunk *c = s->chunks; c; c = c->next) {
+    for (struct slab_chunk *c = __atomic_load_n(&s->chunks, __ATOMIC_ACQUIRE);
+         c; c = c->next) {
         size_t n;
         sl_tasklet *b = chunk_blocks(c, &n);
         for (size_t i = 0; i < n; i++) {
@@ -100,7 +100,7 @@ void sl__slab_each(sl_slab *s, void (*fn)(sl_tasklet *, void *), void *arg)
             if (__asan_address_is_poisoned(&b[i].state))
                 continue; /* free */
 #endif
-            if (b[i].state != SL_T_FREE)
+            if (SL_LOAD(&b[i].state) != SL_T_FREE)
                 fn(&b[i], arg);
         }
     }
@@ -174,7 +174,7 @@ void sl__slab_depot_reset(void)
 
 void *sl__map_populated(size_t bytes)
 {
-    size_t huge = (size_t)2 << 20;
+    size_t huge = sl_arch_huge_size((size_t)sysconf(_SC_PAGESIZE));
     if (bytes < huge || bytes % huge) {
         void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -201,6 +201,59 @@ void *sl__map_populated(size_t bytes)
     return p;
 }
 
+/* Blocks whose last reference a thread running no worker dropped: a
+ * worker's slab takes them back when it runs dry. */
+static struct {
+    pthread_mutex_t lock;
+    sl_tasklet *head;
+    size_t n;
+} orphans = {PTHREAD_MUTEX_INITIALIZER, NULL, 0};
+
+static void orphan_put(sl_tasklet *t)
+{
+    SL__ASSERT(SL_LOAD(&t->state) == SL_T_DEAD && !t->is_main);
+    pthread_mutex_lock(&orphans.lock);
+    SL_STORE(&t->state, (uint8_t)SL_T_FREE);
+    t->next = orphans.head;
+    orphans.head = t;
+    __atomic_store_n(&orphans.n, orphans.n + 1, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&orphans.lock);
+}
+
+/* The orphans, as a free list for s (NULL if none). */
+static sl_tasklet *orphans_take(sl_slab *s)
+{
+    if (sl_likely(!__atomic_load_n(&orphans.n, __ATOMIC_RELAXED)))
+        return NULL;
+    pthread_mutex_lock(&orphans.lock);
+    sl_tasklet *list = orphans.head;
+    s->nfree += orphans.n;
+    orphans.head = NULL;
+    __atomic_store_n(&orphans.n, 0, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&orphans.lock);
+#if SL_ASAN
+    for (sl_tasklet *t = list; t; t = t->next)
+        poison_free_block(t);
+#endif
+    return list;
+}
+
+/* sl_shutdown: the slabs the orphans belong to are unmapped. */
+void sl__orphans_reset(void)
+{
+    pthread_mutex_lock(&orphans.lock);
+    orphans.head = NULL;
+    __atomic_store_n(&orphans.n, 0, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&orphans.lock);
+}
+
+void sl__orphans_forget(void)
+{
+    pthread_mutex_init(&orphans.lock, NULL); /* a fork may have left it held */
+    orphans.head = NULL;
+    orphans.n = 0;
+}
+
 /* Map a new chunk, made present in one call, and thread its blocks onto the
  * free list in address order. NULL when the kernel refuses the mapping. */
 sl_tasklet *sl__slab_refill(sl_slab *s)
@@ -221,6 +274,9 @@ sl_tasklet *sl__slab_refill(sl_slab *s)
         s->carve = c->newer;
         s->carve_i = 0;
     }
+    sl_tasklet *o = orphans_take(s);
+    if (o)
+        return o;
     if (s->depot_high != SIZE_MAX) {
         sl_tasklet *b = slab_depot_get(s);
         if (b)
@@ -243,7 +299,6 @@ sl_tasklet *sl__slab_refill(sl_slab *s)
         ((struct slab_chunk *)s->chunks)->newer = c;
     else
         s->oldest = c;
-    s->chunks = c;
 
     size_t n;
     sl_tasklet *blocks = chunk_blocks(c, &n);
@@ -255,11 +310,21 @@ sl_tasklet *sl__slab_refill(sl_slab *s)
         blocks[i].worker = s->owner;
         blocks[i].is_main = 0;
         blocks[i].is_idle = 0;
+        /* The embedded waiter is the block's for good; a tasklet leaves
+         * it unlinked and wv NULL when its wait ends (sched/wait.h). */
+        blocks[i].wait.t = &blocks[i];
+        blocks[i].wait.q = NULL;
+        blocks[i].wv = NULL;
+        blocks[i].wn = 0;
+        blocks[i].wheap = 0;
     }
 #if SL_ASAN
     for (size_t i = 0; i < n; i++)
         poison_free_block(&blocks[i]);
 #endif
+    /* Published last, with its blocks marked free: sl_dump walks the
+     * chunks of other workers' slabs while they run. */
+    __atomic_store_n(&s->chunks, (void *)c, __ATOMIC_RELEASE);
     return blocks;
 }
 
@@ -284,7 +349,7 @@ static __attribute__((noinline, cold)) void slab_all_free(sl_slab *s)
 
 void sl__slab_free(sl_slab *s, sl_tasklet *t)
 {
-    t->state = SL_T_FREE;
+    SL_STORE(&t->state, (uint8_t)SL_T_FREE);
     t->next = s->free;
     s->free = t;
 #if SL_ASAN
@@ -298,12 +363,16 @@ void sl__slab_free(sl_slab *s, sl_tasklet *t)
         slab_all_free(s);
 }
 
-/* Drop one reference; the references left. With one worker nothing else
- * can touch refs, so no locked instruction (~20 cycles) on every exit. */
-static inline int unref(sl_tasklet *t)
+/* The runtime drops its own reference (the tasklet ended or is
+ * discarded): the references left. When it is the only one, nobody else
+ * can be touching the count (a reference is taken only through a valid
+ * handle, by someone who holds one or by the spawner before it switches),
+ * so no locked instruction (~20 cycles) on the usual exit; otherwise an
+ * atomic decrement, since the holders may drop theirs from any thread. */
+static inline int unref_runtime(sl_tasklet *t)
 {
-    if (sl_likely(!sl__rt.mt))
-        return --t->refs;
+    if (sl_likely(SL_LOAD(&t->refs) == 1))
+        return 0;
     return __atomic_sub_fetch(&t->refs, 1, __ATOMIC_ACQ_REL);
 }
 
@@ -346,11 +415,37 @@ int sl__promise_move(sl_worker *w, sl_tasklet *t)
     return 0;
 }
 
-static sl_tasklet *spawn(sl_worker *w, sl_fn fn, void *arg, int pin,
-                         bool copy)
+/* Room for one more reference to drop after w's next switch. */
+static int reserve_unref(sl_worker *w)
+{
+    if (w->npost_unrefs < w->cap_post_unrefs)
+        return 0;
+    uint32_t cap = w->cap_post_unrefs ? 2 * w->cap_post_unrefs : 16;
+    sl_tasklet **v = realloc(w->post_unrefs, cap * sizeof *v);
+    if (!v)
+        return SL_ENOMEM;
+    w->post_unrefs = v;
+    w->cap_post_unrefs = cap;
+    return 0;
+}
+
+/* Hold a reference to t until w's current tasklet next switches (room
+ * reserved). */
+static void defer_unref(sl_worker *w, sl_tasklet *t)
+{
+    __atomic_add_fetch(&t->refs, 1, __ATOMIC_RELAXED);
+    w->post_unrefs[w->npost_unrefs++] = t;
+    w->post = 1;
+}
+
+static inline __attribute__((always_inline)) sl_tasklet *
+spawn(sl_worker *w, sl_fn fn, void *arg, int pin, bool copy)
 {
     if (sl_unlikely(SL_LOAD(&w->promise_refund)))
         fold_refunds(w);
+    bool remote = pin >= 0 && pin != w->index;
+    if (remote && reserve_unref(w) < 0)
+        return NULL;
     if (!copy && sl_unlikely(sl__stack_reserve(&w->stacks) < 0))
         return NULL;
     sl_tasklet *t = sl__slab_alloc(&w->slab);
@@ -362,23 +457,25 @@ static sl_tasklet *spawn(sl_worker *w, sl_fn fn, void *arg, int pin,
 #if SL_ASAN
     ASAN_UNPOISON_MEMORY_REGION(t, sizeof *t);
 #endif
-    /* is_main and is_idle were stamped when the chunk was made; value,
-     * chan, result and dir are written by whatever blocks the tasklet. */
-    t->ctx = NULL;
-    t->killed = 0;
-    t->wkind = SL_W_PLAIN; /* wseq goes on from the block's last tasklet:
-                              a stale timer cannot match a new wait */
+    /* is_main, is_idle and the embedded waiter were stamped when the
+     * chunk was made; result and the waiter's fields are written by
+     * whatever parks the tasklet. */
+    SL_STORE(&t->ctx, (sl_fcontext)NULL);
+    SL_STORE(&t->killed, (uint8_t)0);
+    /* wkind is SL_W_CHAN at rest (sched/waiter.h); wseq goes on from the
+     * block's last tasklet: a stale timer cannot match a new wait. */
     t->pin = (int8_t)pin;
     t->copy = copy;
     t->stack = NULL;
     t->save_cap = 0;
     t->fn = fn;
     t->arg = arg;
-    t->id = sl_likely(!sl__rt.mt)
-                ? ++w->next_id
-                : __atomic_add_fetch(&sl__rt.next_id, 1, __ATOMIC_RELAXED);
+    SL_STORE(&t->id, sl_likely(!sl__rt.mt)
+                         ? ++w->next_id
+                         : __atomic_add_fetch(&sl__rt.next_id, 1,
+                                              __ATOMIC_RELAXED));
     t->refs = 1;
-    t->name[0] = '\0';
+    SL_STORE(&t->name[0], '\0'); /* (sl_dump may read it from elsewhere) */
 #if SL_ASAN
     t->asan_fake = NULL;
     t->asan_bottom = NULL;
@@ -389,14 +486,18 @@ static sl_tasklet *spawn(sl_worker *w, sl_fn fn, void *arg, int pin,
 #endif
     SL_STORE(&w->livecount, w->livecount + 1);
     SL_STORE(&t->worker, w);
-    if (pin < 0 || pin == w->index) {
+    if (!remote) {
         sl__rq_append(w, t);
         sl__maybe_wake_idle(w);
     } else {
         /* Pinned to another worker: it leaves with a stack from our pool
-         * (copy mode: it starts on that worker's shared stack). */
+         * (copy mode: it starts on that worker's shared stack). It may run
+         * and end there at once, but the handle we return stays valid
+         * until the caller next switches (docs/tasklet.md): a reference
+         * held until then, dropped by the post-switch work. */
         if (!copy)
             sl__tasklet_prepare(w, t);
+        defer_unref(w, t);
         sl__wake_remote(w, t);
     }
     return t;
@@ -466,9 +567,12 @@ void sl__tasklet_prepare(sl_worker *w, sl_tasklet *t)
     t->stack = sl__stack_take(&w->stacks);
     /* The top 64 bytes stay free: the pool links free stacks there. */
     char *top = sl__stack_top(&w->stacks, t->stack) - 64;
-    t->ctx = make_fcontext(top, w->stacks.usable - 64, sl__trampoline);
-    if (sl_unlikely(w->stacks.ncanary)) /* switches check canaries now */
-        SL_STORE(&w->jump_slow, 1);
+    SL_STORE(&t->ctx, make_fcontext(top, w->stacks.usable - 64,
+                                    sl__trampoline));
+    if (sl_unlikely(SL_LOAD(&sl__stack_canary_any)) &&
+        !SL_LOAD(&w->jump_slow)) /* switches check canaries now */
+        for (int i = 0; i < sl__rt.nworkers; i++)
+            SL_STORE(&sl__rt.workers[i]->jump_slow, 1);
 #if SL_ASAN
     t->asan_bottom = t->stack + (w->stacks.size - w->stacks.usable);
     t->asan_size = w->stacks.usable;
@@ -528,7 +632,7 @@ static inline __attribute__((always_inline)) void tasklet_end(sl_worker *w)
     next = self->next;
     sl__rq_unlink(w, self);
 unlinked:
-    w->current = next;
+    SL_STORE(&w->current, next);
     __builtin_prefetch(next->next); /* likely the one after it: cold */
 
     /* A next tasklet that never ran takes its stack now, before ours goes
@@ -548,7 +652,7 @@ unlinked:
             via = sl__jump_via(w, self, next);
         else if (sl_unlikely(!next->ctx))
             sl__tasklet_prepare(w, next);
-        if (sl_unlikely(w->stacks.ncanary) &&
+        if (sl_unlikely(SL_LOAD(&sl__stack_canary_any)) &&
             !sl__stack_canary_check(&w->stacks, self->stack))
             sl__overflow_abort(self);
         sl__stack_give_used(&w->stacks, self->stack, lowest);
@@ -560,7 +664,7 @@ unlinked:
     w->post = 1;
 #endif
     SL_STORE_REL(&self->state, (uint8_t)SL_T_DEAD);
-    if (unref(self) == 0)
+    if (unref_runtime(self) == 0)
         release_block(w, self);
 
     if (via == &w->copy.sw)
@@ -591,7 +695,7 @@ void sl__tasklet_discard_new(sl_worker *w, sl_tasklet *t)
         __atomic_fetch_add(&x->promise_refund, 1, __ATOMIC_RELAXED);
     SL_STORE(&w->livecount, w->livecount - 1);
     SL_STORE_REL(&t->state, (uint8_t)SL_T_DEAD);
-    if (unref(t) == 0)
+    if (unref_runtime(t) == 0)
         release_block(w, t);
 }
 
@@ -601,17 +705,14 @@ void sl_tasklet_ref(sl_tasklet *t)
 {
     if (!t || t->is_main || t->is_idle)
         return;
-    if (sl_likely(!sl__rt.mt))
-        t->refs++;
-    else
-        __atomic_add_fetch(&t->refs, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&t->refs, 1, __ATOMIC_RELAXED);
 }
 
 void sl_tasklet_unref(sl_tasklet *t)
 {
     if (!t || t->is_main || t->is_idle)
         return;
-    int left = unref(t);
+    int left = __atomic_sub_fetch(&t->refs, 1, __ATOMIC_ACQ_REL);
     if (left < 0) {
         fprintf(stderr, "stackless: sl_tasklet_unref without a reference "
                         "(tasklet #%llu); aborting\n",
@@ -620,9 +721,15 @@ void sl_tasklet_unref(sl_tasklet *t)
     }
     if (left == 0) {
         /* The block goes to the calling thread's slab (any slab will do:
-         * they are free lists over memory the runtime owns). */
+         * they are free lists over memory the runtime owns); from a
+         * thread that runs no worker, to the orphans, which a worker
+         * takes back when its slab runs dry (a slab is its owner's
+         * alone). */
         sl_worker *w = sl__self();
-        release_block(w ? w : SL_LOAD(&t->worker), t);
+        if (w)
+            release_block(w, t);
+        else
+            orphan_put(t);
     }
 }
 
@@ -634,13 +741,13 @@ bool sl_tasklet_alive(const sl_tasklet *t)
 bool sl_tasklet_blocked(const sl_tasklet *t)
 {
     uint8_t st = t ? SL_LOAD(&t->state) : (uint8_t)SL_T_DEAD;
-    return st == SL_T_BLOCKED || st == SL_T_WAITING;
+    return st == SL_T_BLOCKED;
 }
 
 bool sl_tasklet_scheduled(const sl_tasklet *t)
 {
     uint8_t st = t ? SL_LOAD(&t->state) : (uint8_t)SL_T_DEAD;
-    return st == SL_T_RUNNABLE || st == SL_T_BLOCKED || st == SL_T_WAITING;
+    return st == SL_T_RUNNABLE || st == SL_T_BLOCKED || st == SL_T_INBOX;
 }
 
 bool sl_tasklet_paused(const sl_tasklet *t)
@@ -656,8 +763,9 @@ int sl_tasklet_set_name(sl_tasklet *t, const char *name)
     if (!name)
         name = "";
     size_t n = strnlen(name, sizeof t->name - 1);
-    memcpy(t->name, name, n);
-    t->name[n] = '\0';
+    for (size_t i = 0; i < n; i++) /* byte by byte: sl_dump may read it */
+        SL_STORE(&t->name[i], name[i]);
+    SL_STORE(&t->name[n], '\0');
     return 0;
 }
 
@@ -678,14 +786,17 @@ static const char *state_name(const sl_tasklet *t)
             return "running";
     switch (SL_LOAD(&t->state)) {
     case SL_T_RUNNABLE:
-        return t->ctx ? "runnable" : "new";
+    case SL_T_INBOX:
+        return SL_LOAD(&t->ctx) ? "runnable" : "new";
     case SL_T_BLOCKED:
-        return t->dir > 0 ? "blocked-send" : "blocked-receive";
-    case SL_T_PAUSED:
-    case SL_T_SWITCHING:
-        return "paused";
-    case SL_T_WAITING:
-        switch (t->wkind) {
+        switch (SL_LOAD(&t->wkind)) {
+        case SL_W_CHAN:
+            return SL_LOAD(&t->wait.dir) > 0 ? "blocked-send"
+                                             : "blocked-receive";
+        case SL_W_SELECT:
+            return "selecting";
+        case SL_W_SYNC:
+            return "waiting";
         case SL_W_SLEEP:
             return "sleeping";
         case SL_W_FD:
@@ -693,27 +804,38 @@ static const char *state_name(const sl_tasklet *t)
         case SL_W_OFFLOAD:
             return "offloaded";
         default:
-            return "selecting";
+            return "blocked";
         }
+    case SL_T_PAUSED:
+    case SL_T_SWITCHING:
+        return "paused";
     default:
         return "dead";
     }
 }
 
+/* With several workers the fields are read while their owners write them:
+ * each with an atomic load, names byte by byte (a name being set may come
+ * out half old, half new). */
 static void dump_one(FILE *out, const sl_tasklet *t)
 {
-    fprintf(out, "  #%llu %-20s %-16s", (unsigned long long)t->id,
-            t->name[0] ? t->name : (t->is_main ? "main" : "-"),
-            state_name(t));
+    char name[sizeof t->name];
+    for (size_t i = 0; i < sizeof name; i++)
+        name[i] = SL_LOAD(&t->name[i]);
+    name[sizeof name - 1] = '\0';
+    fprintf(out, "  #%llu %-20s %-16s", (unsigned long long)SL_LOAD(&t->id),
+            name[0] ? name : (t->is_main ? "main" : "-"), state_name(t));
     if (sl__rt.mt)
         fprintf(out, " worker %d", SL_LOAD(&t->worker)->index);
     if (SL_LOAD(&t->state) == SL_T_BLOCKED) {
-        struct sl_channel *ch = SL_LOAD(&t->chan);
-        fprintf(out, " on %s %p (balance %d)",
-                t->wlock && t->wlock != &ch->lock ? "wait queue" : "channel",
-                (void *)ch, ch ? SL_LOAD(&ch->balance) : 0);
-        if (t->wkind != SL_W_PLAIN)
-            fprintf(out, " with timeout or claimable");
+        uint8_t k = SL_LOAD(&t->wkind);
+        struct sl_waitq *q = SL_LOAD(&t->wait.q);
+        if ((k == SL_W_CHAN || k == SL_W_SYNC) && q)
+            fprintf(out, " on %s %p (balance %d)",
+                    k == SL_W_CHAN ? "channel" : "wait queue", (void *)q,
+                    SL_LOAD(&q->balance));
+        else if (k == SL_W_SELECT)
+            fprintf(out, " over %u cases", (unsigned)SL_LOAD(&t->wn));
     }
     if (SL_LOAD(&t->killed))
         fprintf(out, " killed");
@@ -745,27 +867,36 @@ void sl_dump(FILE *out)
         sl__slab_each(&sl__rt.workers[i]->slab, dump_cb, out);
 }
 
-/* sl_shutdown: every live tasklet is discarded; channels they waited on are
- * left empty so that they can be freed. */
+/* sl_shutdown: every live tasklet is discarded; the queues they waited in
+ * are left without their waiters, so that channels and sync objects can
+ * be freed. Two passes: every waiter is unlinked before any select's
+ * array is freed (unlinking touches the neighbours). Every worker has
+ * stopped: no lock. */
+static void discard_unlink_cb(sl_tasklet *t, void *arg)
+{
+    (void)arg;
+    if (!t->wv) {
+        sl__waitq_unlink(&t->wait);
+        return;
+    }
+    for (unsigned i = 0; i < t->wn; i++)
+        sl__waitq_unlink(&t->wv[i]);
+}
+
 static void discard_cb(sl_tasklet *t, void *arg)
 {
     (void)arg;
     sl__copy_discard(t);
-    if (t->state == SL_T_BLOCKED && t->chan) {
-        t->chan->head = NULL;
-        t->chan->balance = 0;
-    }
-    if (t->state == SL_T_WAITING && t->wkind == SL_W_SELECT) {
-        /* Its proxies (select.c) stand in channel queues. */
-        sl_tasklet *p = (sl_tasklet *)t->wlock;
-        for (; p->wkind == SL_W_PROXY || p->is_idle; p++) {
-            if (p->wkind == SL_W_PROXY && p->chan) {
-                p->chan->head = NULL;
-                p->chan->balance = 0;
-            }
-        }
-        free(t->wlock);
-    }
+    if (t->wheap)
+        free(t->wv);
+    t->wv = NULL;
+    t->wn = 0;
+    t->wheap = 0;
+}
+
+void sl__tasklet_discard_unlink(sl_worker *w)
+{
+    sl__slab_each(&w->slab, discard_unlink_cb, NULL);
 }
 
 void sl__tasklet_discard_all(sl_worker *w)

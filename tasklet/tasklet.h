@@ -4,85 +4,78 @@
 
 #include <stdint.h>
 
+#include "sched/waiter.h"
 #include "tasklet/fcontext.h"
 #include "tasklet/internal.h"
 
 typedef struct sl_worker sl_worker;
 
-/* Where a tasklet is. "scheduled" in Stackless's sense is RUNNABLE or
- * BLOCKED; "paused" is PAUSED; "alive" is anything but DEAD. */
+/* Where a tasklet is. "scheduled" in Stackless's sense is RUNNABLE, INBOX
+ * or BLOCKED; "paused" is PAUSED; "alive" is anything but DEAD. Only the
+ * owner of the state below changes it (see sched/wait.h for waits). */
 enum sl_tstate {
-    SL_T_RUNNABLE = 0, /* linked in its worker's run queue (next/prev)      */
-    SL_T_BLOCKED,      /* linked in a channel's wait queue (next/prev)      */
-    SL_T_PAUSED,       /* in no queue                                       */
+    SL_T_RUNNABLE = 0, /* in t->worker's run queue (next/prev), or running:
+                          only that worker touches it                     */
+    SL_T_BLOCKED,      /* parked in a wait (wkind): its wait's claimer
+                          alone may wake it (sched/wait.h)                */
+    SL_T_PAUSED,       /* in no queue: whoever moves it to SWITCHING with
+                          a compare-and-swap may insert it               */
     SL_T_DEAD,         /* ended; the control block lives while refs > 0     */
     SL_T_FREE,         /* a free slab block (no tasklet)                    */
-    SL_T_SWITCHING,    /* mt: pausing, blocking or claimed; becomes PAUSED,
-                          BLOCKED, WAITING or RUNNABLE within a switch:
-                          wait, don't touch                              */
-    SL_T_WAITING,      /* in no queue, parked on a timer, a descriptor, an
-                          offloaded call or a select: only whoever claims
-                          its wait (wseq) may wake it                     */
-};
-
-/* What a BLOCKED or WAITING tasklet waits on (wkind). Every kind but
- * SL_W_PLAIN is "claimable": several parties may try to end the wait (a
- * partner, the timer, a kill, an event) and the one whose compare-and-swap
- * moves wseq from the wait's odd generation to the next even value wins;
- * the others leave it alone. A plain channel wait is ended under the
- * channel's lock instead, which costs the hand-over path nothing. */
-enum sl_wkind {
-    SL_W_PLAIN = 0, /* channel wait without timeout (BLOCKED)              */
-    SL_W_CHAN,      /* channel or wait-queue wait with a timeout, or a
-                       sync primitive's wait (BLOCKED, in the queue)      */
-    SL_W_PROXY,     /* not a tasklet: a select case standing in a channel's
-                       queue for its owner (arg), case index in id        */
-    SL_W_SELECT,    /* select (WAITING; its proxies are in the queues)    */
-    SL_W_SLEEP,     /* sl_sleep_ms (WAITING)                               */
-    SL_W_FD,        /* sl_wait_fd (WAITING)                                */
-    SL_W_OFFLOAD,   /* sl_offload (WAITING; only completion ends it)       */
+    SL_T_SWITCHING,    /* mt: pausing or blocking, its switch not landed
+                          yet; or just claimed from PAUSED. Becomes
+                          another state within a switch: wait, don't
+                          touch                                           */
+    SL_T_INBOX,        /* in transit: in t->worker's inbox (woken or given
+                          from another worker); only that worker touches
+                          it, and it becomes RUNNABLE there             */
 };
 
 /* The control block. It lives in a dense slab (not on the stack), because a
  * tasklet gets its stack only when it first runs: a spawned-but-not-started
- * tasklet costs these bytes only. Fields in the first cache line are the
- * ones the switch and channel paths touch. */
+ * tasklet costs these bytes only. The first cache line is what the switch
+ * and run-queue paths touch, the second the embedded waiter (a channel
+ * hand-over touches both); blocks are 64-byte aligned. */
 struct sl_tasklet {
-    /* -- hot: run queue / channel queue, switch, message exchange -------- */
-    sl_tasklet *next, *prev; /* run-queue circle or channel wait queue,
-                                by state; NULL when in neither           */
+    /* -- hot: run queue, switch, wait ------------------------------------ */
+    sl_tasklet *next, *prev; /* (worker) run-queue circle; inbox list      */
     sl_fcontext ctx;         /* saved context; NULL before the first run */
-    void *value;             /* message being sent or received           */
-    struct sl_channel *chan; /* channel waited on, when BLOCKED          */
-    int result;              /* outcome of the pending blocking call     */
-    uint8_t state;           /* enum sl_tstate                           */
-    uint8_t killed;          /* sl_tasklet_kill happened: every later
-                                blocking call returns SL_EKILLED         */
-    int8_t dir;              /* +1 blocked sending, -1 receiving         */
-    uint8_t is_main;
-    int8_t pin;              /* worker it must run on, or -1              */
-    uint8_t is_idle;         /* a worker's idle context, not a tasklet    */
-    uint8_t wkind;           /* enum sl_wkind of the current wait          */
-    uint8_t copy;            /* copy-mode stack (tasklet/copystack.h)      */
-    uint32_t wseq;           /* (atomic) wait generation: odd while a
-                                claimable wait is in progress            */
     union {
         char *stack;         /* fixed: lowest address of its stack slot, or
                                 NULL (main: the thread's own stack)      */
         char *saved;         /* copy: heap buffer its frames are saved in
                                 (save_cap bytes), or NULL                */
     };
+    sl_worker *worker;       /* (atomic) the worker whose run queue or
+                                inbox has it (or had it last)             */
+    uint32_t wseq;           /* (atomic) wait generation: odd while a wait
+                                is on; the claim moves it (sched/wait.h)  */
+    int result;              /* outcome of the wait, set by its claimer   */
+    uint8_t state;           /* (atomic) enum sl_tstate                   */
+    uint8_t killed;          /* (atomic) sl_tasklet_kill happened: every
+                                later blocking call returns SL_EKILLED    */
+    uint8_t wkind;           /* enum sl_wkind of the current wait          */
+    uint8_t copy;            /* copy-mode stack (tasklet/copystack.h)      */
+    int8_t pin;              /* worker it must run on, or -1              */
+    uint8_t is_main;
+    uint8_t is_idle;         /* a worker's idle context, not a tasklet    */
+    uint8_t wheap;           /* wv was malloc'd (a select)                 */
+    sl_waiter *wv;           /* a select's array of wn waiters while it
+                                waits; NULL: just the embedded one        */
+    /* -- the embedded waiter (its own cache line) ------------------------ */
+    sl_waiter wait;
     /* -- cold ------------------------------------------------------------ */
     sl_fn fn;
     void *arg;
-    sl_worker *worker;           /* the worker whose run queue has it (or
-                                    had it last); changes as it migrates  */
     uint64_t id;
     int refs;                    /* (atomic) the runtime holds 1 while
                                     alive                                 */
     uint32_t save_cap;           /* copy: bytes of saved (owner worker)   */
-    uint8_t *wlock;              /* claimable channel wait: the lock that
-                                    guards the queue it is linked in      */
+    uint16_t wn;                 /* waiters in wv                          */
+    uint8_t wcount;              /* what the current wait counts in: SL_WC_*
+                                    flags, undone by whoever ends it     */
+    sl_worker *wait_w;           /* the worker whose timer heap / epoll
+                                    the current wait uses                */
 #if SL_TSAN
     void *tsan_fiber;            /* TSan's fiber for this context          */
 #endif
@@ -92,7 +85,7 @@ struct sl_tasklet {
     size_t asan_size;
 #endif
     char name[32];
-};
+} __attribute__((aligned(64)));
 
 /* Slab of control blocks, one per worker. Chunks are mapped and made
  * present in bulk (MADV_POPULATE_WRITE): a page fault costs ~10 us on the

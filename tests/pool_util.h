@@ -5,6 +5,7 @@
 #define SL_TEST_POOL_UTIL_H
 
 #include <dirent.h>
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -31,14 +32,16 @@ static inline int pu_count_fds(void)
     return pu_count_dir("/proc/self/fd");
 }
 
-/* Process pid has ended: it is gone, or a zombie not reaped yet. */
+/* Process pid has ended: it is gone, or a zombie nobody reaped yet. */
 static inline bool pu_ended(int pid)
 {
+    if (kill(pid, 0) == -1 && errno == ESRCH)
+        return true;
     char path[64], buf[512];
     snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    FILE *f = fopen(path, "r");
+    FILE *f = fopen(path, "re");
     if (!f)
-        return true;
+        return errno == ENOENT;
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
     buf[n] = 0;

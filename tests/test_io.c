@@ -1663,6 +1663,46 @@ TU_TEST(killed_offloader_returns_only_after_fn)
     sl_tasklet_unref(t);
 }
 
+/* Review (issue 13): with one worker, an offload helper hands the caller
+ * back through worker 0's inbox (SL_T_INBOX) while other tasklets run.
+ * sl_tasklet_run and sl_tasklet_switch on one worker look only for
+ * DEAD, BLOCKED and PAUSED (sched.c run_or_switch), so they jump straight
+ * into a tasklet that sits in the inbox and is in no run queue; the
+ * inbox is linked in later around it (sl_tasklet_insert says SL_ESTATE
+ * for it, where "scheduled" should be a no-op). */
+static int ib_done;
+static void ib_fn(void *arg) { (void)arg; }
+static void ib_offloader(void *arg)
+{
+    (void)arg;
+    TU_EQ(sl_offload(ib_fn, NULL), 0);
+    store(&ib_done, 1);
+}
+
+TU_TEST(run_of_a_tasklet_handed_back_by_its_offload_links_it_first)
+{
+    TU_ONE_WORKER_ONLY();
+    ib_done = 0;
+    sl_tasklet *t = sl_spawn(ib_offloader, NULL);
+    sl_tasklet_ref(t);
+    TU_EQ(sl_schedule(), 0); /* t starts its call and parks */
+    /* fn has returned and t is on its way back (no scheduling point of
+     * ours has looked at the inbox since) */
+    for (int i = 0; i < 5000 && sl_tasklet_blocked(t); i++)
+        usleep(1000);
+    TU_EQ(sl_tasklet_blocked(t), false);
+    TU_EQ(sl_tasklet_scheduled(t), true);
+    TU_EQ(sl_tasklet_insert(t), 0); /* scheduled: a no-op */
+    TU_EQ(sl_tasklet_run(t), 0);
+    TU_EQ(load(&ib_done), 1);
+    TU_EQ(sl_tasklet_alive(t), false);
+    TU_EQ(sl_getruncount(), 1); /* main alone */
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_getlivecount(), 0);
+    TU_EQ(sl_getruncount(), 1);
+    sl_tasklet_unref(t);
+}
+
 static int init_with_offload_threads(int n)
 {
     sl_config cfg;
@@ -1830,6 +1870,7 @@ static CU_TestInfo tests[] = {
     TU_CASE(many_offloads_share_the_default_four_threads),
     TU_CASE(offload_of_null_is_einval),
     TU_CASE(killed_offloader_returns_only_after_fn),
+    TU_CASE(run_of_a_tasklet_handed_back_by_its_offload_links_it_first),
     TU_CASE(one_offload_thread_serialises),
     TU_CASE(two_offload_threads_run_calls_concurrently),
     TU_CASE(bad_offload_threads_are_einval),

@@ -3,6 +3,7 @@
  * on its thread, quiescence (sl_run's end, main's deadlock), kill across
  * workers, idle workers using no CPU, shutdown with work left elsewhere. */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -407,6 +408,162 @@ TU_TEST_NOINIT(shutdown_discards_tasklets_blocked_on_other_workers)
     TU_EQ(sl_shutdown(), 0);
 }
 
+/* ---- review (issue 13): quiescence decided twice ------------------------ */
+
+/* Every worker that parks last runs the quiescence check (worker.c
+ * idle_loop). wake_main_quiescent drops the runtime lock before it claims
+ * a blocked main's wait, and main stays BLOCKED (not yet in worker 0's
+ * inbox) until that claim's wake: a second worker that unparks meanwhile
+ * (a late kick from a spawn) and parks again finds every worker idle and
+ * main BLOCKED, claims too, loses, and SL__ASSERT(won) aborts. A stress:
+ * rounds of "spawn a burst, everything blocks, main's receive gets
+ * SL_EDEADLOCK" on 4 workers; it needs the first worker preempted in the
+ * window, so run it with the CPUs loaded.
+ *
+ * Seen (two busy loops, 2 CPUs): a hang, worker 0 looping in inbox_link
+ * with main in its inbox twice. The second worker's claim did not fail:
+ * it read main's wseq after the first claim had made it even, and
+ * sl__claim succeeds on an even (no wait) generation, so main was pushed
+ * into worker 0's inbox a second time; its ->next then pointed into the
+ * idle circle and the inbox walk never ends. */
+static sl_channel *qd_sink;
+
+static void qd_blocker(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 3; i++)
+        sl_schedule();
+    void *m;
+    sl_channel_receive(qd_sink, &m);
+}
+
+TU_TEST_NOINIT(quiescence_is_decided_once_under_load)
+{
+    TU_EQ(start(4, 1), 0);
+    qd_sink = sl_channel_new();
+    sl_channel *none = sl_channel_new();
+    /* 3 s of rounds (about 6,000 in Release on the loaded 2-CPU VM; the
+     * review ran 15 s to hit the window under two busy loops). */
+    int64_t end = sl_now_ms() + 3000;
+    long rounds = 0;
+    for (; sl_now_ms() < end; rounds++) {
+        for (int i = 0; i < 8; i++)
+            CU_ASSERT_PTR_NOT_NULL(sl_spawn(qd_blocker, NULL));
+        void *m;
+        TU_EQ(sl_channel_receive(none, &m), SL_EDEADLOCK);
+        for (int i = 0; i < 8; i++)
+            TU_EQ(sl_channel_send(qd_sink, TU_MSG(i)), 0);
+        TU_EQ(sl_run(), 0);
+        TU_EQ(sl_getlivecount(), 0);
+    }
+    printf("(%ld rounds) ", rounds);
+    TU_EQ(sl_channel_free(qd_sink), 0);
+    TU_EQ(sl_channel_free(none), 0);
+    TU_EQ(sl_shutdown(), 0);
+}
+
+/* ---- review (issue 13): references from a thread that runs no tasklet -- */
+
+/* docs/tasklet.md: ref and unref may be called from any thread, and from
+ * a thread that runs no tasklet they are atomic. With one worker
+ * sl_tasklet_ref is a plain t->refs++ whatever the calling thread
+ * (tasklet.c; only unref looks at sl__tls_worker), so a foreign thread's
+ * references race main's: increments are lost and the count reaches 0
+ * while references remain. t stays blocked throughout: nobody drops a
+ * reference as it ends (the one documented limit). In the mn suite so
+ * that the TSan tree sees it too. */
+static sl_channel *ref_ch;
+enum { REF_N = 1000000 };
+
+static void ref_blocked(void *arg)
+{
+    (void)arg;
+    void *m;
+    sl_channel_receive(ref_ch, &m);
+}
+
+static void *ref_take(void *t)
+{
+    for (int i = 0; i < REF_N; i++)
+        sl_tasklet_ref(t);
+    return NULL;
+}
+
+static void *ref_drop(void *t)
+{
+    for (int i = 0; i < REF_N; i++)
+        sl_tasklet_unref(t);
+    return NULL;
+}
+
+TU_TEST_NOINIT(references_from_a_foreign_thread_are_atomic_with_one_worker)
+{
+    TU_EQ(start(1, 1), 0);
+    ref_ch = sl_channel_new();
+    sl_tasklet *t = sl_spawn(ref_blocked, NULL);
+    sl_tasklet_ref(t);
+    sl_schedule(); /* t blocks */
+    TU_EQ(sl_tasklet_blocked(t), true);
+    pthread_t th;
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&th, NULL, ref_take, t), 0);
+    for (int i = 0; i < REF_N; i++) /* at the same time as the thread */
+        sl_tasklet_ref(t);
+    pthread_join(th, NULL);
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&th, NULL, ref_drop, t), 0);
+    pthread_join(th, NULL);
+    for (int i = 0; i < REF_N; i++) /* a lost one: "unref without a
+                                       reference", or an invariant */
+        sl_tasklet_unref(t);
+    TU_EQ(sl_tasklet_blocked(t), true);
+    TU_EQ(sl_channel_send(ref_ch, NULL), 0);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_tasklet_alive(t), false);
+    sl_tasklet_unref(t);
+    TU_EQ(sl_channel_free(ref_ch), 0);
+    TU_EQ(sl_shutdown(), 0);
+}
+
+/* ---- review (issue 13): sl_dump while other workers run ------------------ */
+
+/* sl_dump is documented to work with several workers ("a snapshot taken
+ * while they run"), but it walks every worker's slab with plain reads
+ * (tasklet.c sl__slab_each: s->chunks, b[i].state) and reads names, ids
+ * and wait queues of blocks their owners are writing: data races for
+ * ThreadSanitizer (and, for a wait queue freed meanwhile, a read of
+ * freed memory). */
+static atomic_int dump_stop;
+
+static void dump_nothing(void *arg) { (void)arg; }
+
+static void dump_spawner(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&dump_stop)) {
+        for (int i = 0; i < 64; i++)
+            sl_spawn(dump_nothing, NULL);
+        sl_schedule();
+    }
+}
+
+TU_TEST_NOINIT(dump_while_another_worker_spawns)
+{
+    dump_stop = 0;
+    TU_EQ(start(2, 0), 0);
+    sl_spawn_attr a;
+    sl_spawn_attr_init(&a);
+    a.worker = 1;
+    CU_ASSERT_PTR_NOT_NULL(sl_spawn_ex(&a, dump_spawner, NULL));
+    FILE *devnull = fopen("/dev/null", "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(devnull);
+    for (int i = 0; i < 200; i++)
+        sl_dump(devnull);
+    fclose(devnull);
+    atomic_store(&dump_stop, 1);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_getlivecount(), 0);
+    TU_EQ(sl_shutdown(), 0);
+}
+
 static CU_TestInfo tests[] = {
     TU_CASE(producers_consumers_two_workers),
     TU_CASE(producers_consumers_four_workers),
@@ -423,6 +580,9 @@ static CU_TestInfo tests[] = {
     TU_CASE(insert_from_another_worker_runs_a_never_run_tasklet_there),
     TU_CASE(idle_runtime_uses_no_cpu),
     TU_CASE(shutdown_discards_tasklets_blocked_on_other_workers),
+    TU_CASE(quiescence_is_decided_once_under_load),
+    TU_CASE(references_from_a_foreign_thread_are_atomic_with_one_worker),
+    TU_CASE(dump_while_another_worker_spawns),
     CU_TEST_INFO_NULL,
 };
 

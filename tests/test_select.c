@@ -268,6 +268,30 @@ TU_TEST(killed_selector_leaves_every_queue)
     free_chans();
 }
 
+/* Review (issue 13): docs/select.md says a select counts in each
+ * channel's balance "while it waits". Once a partner has completed one
+ * case, the select's waiters in the other channels stay linked (and
+ * counted) until the selecting tasklet runs again (select.c, W5 of
+ * sched/wait.h): sl_channel_balance reports a receiver nobody is, and
+ * sl_channel_free refuses the channel. */
+TU_TEST(completed_select_no_longer_counts_in_the_other_balances)
+{
+    TU_ONE_WORKER_ONLY(); /* with several workers it may run at once */
+    new_chans();
+    sl_channel_set_preference(ca, 0); /* the sender goes on running */
+    int rc = 1;
+    sl_spawn(select_forever, &rc);
+    while (sl_channel_balance(ca) != -1)
+        sl_schedule();
+    TU_EQ(sl_channel_send(ca, TU_MSG('a')), 0); /* completes the select */
+    TU_EQ(rc, 1); /* it has not run since */
+    TU_EQ(sl_channel_balance(ca), 0);
+    TU_EQ(sl_channel_balance(cb), 0); /* nobody waits on cb */
+    TU_EQ(sl_run(), 0);
+    TU_EQ(rc, 0);
+    free_chans();
+}
+
 TU_TEST(select_on_closing_channels)
 {
     new_chans();
@@ -434,6 +458,7 @@ static CU_TestInfo tests[] = {
     TU_CASE(blocking_select_is_woken_by_any_case),
     TU_CASE(select_timeout_restores_every_balance),
     TU_CASE(killed_selector_leaves_every_queue),
+    TU_CASE(completed_select_no_longer_counts_in_the_other_balances),
     TU_CASE(select_on_closing_channels),
     TU_CASE(select_rejects_bad_arguments),
     TU_CASE(select_without_runtime),

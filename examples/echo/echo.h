@@ -91,11 +91,11 @@ void echo_serve(echo_server *s, echo_conn *c, char *buf, echo_read_fn rd,
 
 /* What the acceptor does after accept failed with err (an errno, or the
  * runtime's code negated), whose message is msg: true to accept again,
- * after a pause of its own when *pause is set (out of descriptors or
+ * after a backoff of its own when *backoff is set (out of descriptors or
  * memory: said once on stderr); false to stop accepting (the server is
  * stopping, or err is reported on stderr and stops it). */
 bool echo_accept_failed(echo_server *s, int err, const char *msg,
-                        bool *pause);
+                        bool *backoff);
 
 /* Starts the stop (idempotent, thread-safe, any thread). */
 void echo_server_stop(echo_server *s);

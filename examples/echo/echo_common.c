@@ -265,10 +265,10 @@ out:
         echo_server_stop(s);
 }
 
-bool echo_accept_failed(echo_server *s, int err, const char *msg, bool *pause)
+bool echo_accept_failed(echo_server *s, int err, const char *msg, bool *backoff)
 {
     static atomic_int warned;
-    *pause = false;
+    *backoff = false;
     if (atomic_load(&s->stopping))
         return false;
     switch (err) {
@@ -278,7 +278,7 @@ bool echo_accept_failed(echo_server *s, int err, const char *msg, bool *pause)
     case EMFILE: case ENFILE: case ENOBUFS: case ENOMEM:
         if (!atomic_exchange(&warned, 1))
             fprintf(stderr, "%s: accept: %s; pausing the acceptor (said once)\n", s->prog, msg);
-        *pause = true;
+        *backoff = true;
         return true;
     default:
         fprintf(stderr, "%s: accept: %s; stopping\n", s->prog, msg);

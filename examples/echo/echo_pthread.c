@@ -22,8 +22,7 @@
 #include <unistd.h>
 
 #include "echo.h"
-
-#define THREAD_STACK (64 * 1024)
+#include "thread_stack.h"
 
 typedef struct tconn {
     echo_conn c;
@@ -98,19 +97,19 @@ static void start_conn(int fd, const pthread_attr_t *attr)
 int main(int argc, char **argv)
 {
     pthread_attr_t attr;
-    bool pause;
+    bool backoff;
 
     echo_server_start(&S, "echo_pthread", argc, argv, false, false);
     pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, THREAD_STACK);
+    pthread_attr_setstacksize(&attr, thread_stack_size());
     for (;;) {
         reap(false);
         int fd = accept4(S.lfd, NULL, NULL, SOCK_CLOEXEC), err = errno;
         if (fd >= 0)
             start_conn(fd, &attr);
-        else if (!echo_accept_failed(&S, err, strerror(err), &pause))
+        else if (!echo_accept_failed(&S, err, strerror(err), &backoff))
             break;
-        else if (pause)
+        else if (backoff)
             usleep(10 * 1000);
     }
     echo_server_drop(&S);

@@ -41,7 +41,7 @@ static void conn_main(void *arg)
 static void acceptor_main(void *arg)
 {
     (void)arg;
-    bool pause, warned = false;
+    bool backoff, warned = false;
     for (;;) {
         int fd = sl_accept(S.lfd, NULL, NULL);
         if (fd >= 0) {
@@ -53,9 +53,9 @@ static void acceptor_main(void *arg)
                 close(fd);
                 atomic_fetch_add(&S.refused, 1);
             }
-        } else if (!echo_accept_failed(&S, -fd, sl_strerror(fd), &pause)) {
+        } else if (!echo_accept_failed(&S, -fd, sl_strerror(fd), &backoff)) {
             break;
-        } else if (pause) {
+        } else if (backoff) {
             sl_sleep_ms(10);
         }
     }

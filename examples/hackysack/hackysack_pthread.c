@@ -2,6 +2,7 @@
  * opponent the tasklet version is measured against.
  *
  * To be a fair opponent each player gets what a tasklet gets: a 64 KiB stack
+ * (or the C library's minimum where that is larger: 128 KiB on aarch64)
  * and a rendezvous mailbox with channel semantics (the sender blocks until
  * the receiver has taken the value), built from one mutex and two condition
  * variables; nobody spins.
@@ -21,8 +22,7 @@
 #include <sys/prctl.h>
 
 #include "hackysack.h"
-
-#define THREAD_STACK (64 * 1024)
+#include "thread_stack.h"
 
 #ifndef PR_FUTEX_HASH /* Linux 6.16's <linux/prctl.h> */
 #define PR_FUTEX_HASH 78
@@ -174,9 +174,10 @@ int hs_play_pthread(const hs_options *o, hs_result *r)
     G.ready = 0;
 
     pthread_attr_init(&attr);
-    if ((rc = pthread_attr_setstacksize(&attr, THREAD_STACK)) != 0) {
-        fprintf(stderr, "hackysack: pthread_attr_setstacksize(%d): %s\n",
-                THREAD_STACK, strerror(rc));
+    size_t stack = thread_stack_size();
+    if ((rc = pthread_attr_setstacksize(&attr, stack)) != 0) {
+        fprintf(stderr, "hackysack: pthread_attr_setstacksize(%zu): %s\n",
+                stack, strerror(rc));
         pthread_attr_destroy(&attr);
         free(G.p);
         return 1;
