@@ -256,12 +256,12 @@ int sl_pool_new(sl_pool **out, const sl_pool_config *cfg)
     sl_lock_init(&p->lock);
     sl_event_init(&p->work);
     sl_event_init(&p->gone);
-    /* A result area holds two largest results (a worker writes the next
-     * while the parent copies the last), and at least AREA_MIN: a worker
-     * whose area is full waits for the collector, which may be busy (a
-     * tasklet submitting in bulk holds the parent's thread until every
-     * queue is full). */
-    size_t area = sl__mp_pow2(2 * c.max_result_size);
+    /* A result area holds four largest results (a worker writes the next
+     * ones while the parent copies the last), and at least AREA_MIN: a
+     * worker whose area is full waits for the collector, which may be
+     * busy (a tasklet submitting in bulk holds the parent's thread until
+     * every queue is full). */
+    size_t area = sl__mp_pow2(4 * c.max_result_size);
     if (area < AREA_MIN)
         area = AREA_MIN; /* and at least a page: shm.c */
     int rc = sl__mp_map(&p->map, nprocs, depth, area,
