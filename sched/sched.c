@@ -525,12 +525,12 @@ int sl_shutdown(void)
 static int main_pause(sl_worker **wp, sl_tasklet *m)
 {
     sl_worker *w = *wp;
-    m->result = 0;
+    m->wait.result = 0;
     sl_tasklet *next = sl__rq_leave(w, m);
     SL__ASSERT(next); /* mt: never a deadlock here */
     sl__pause_after_switch(w, m);
     *wp = sl__jump(w, m, next);
-    return m->result;
+    return m->wait.result;
 }
 
 int sl_run(void)
@@ -545,7 +545,7 @@ int sl_run(void)
         /* Until nothing can run on any worker. */
         while (main_pause(&w, m) != SL__QUIESCENT)
             ;
-        m->result = 0;
+        m->wait.result = 0;
         return 0;
     }
     /* Main leaves the queue and watches: it is switched back to when the
@@ -569,7 +569,7 @@ sl_tasklet *sl__idle_block(sl_worker *w)
     if (w->current == m || m->state == SL_T_BLOCKED)
         return NULL;
     SL__ASSERT(m->state == SL_T_PAUSED);
-    m->result = 0;
+    m->wait.result = 0;
     sl__rq_append(w, m);
     return m;
 }
@@ -668,7 +668,6 @@ int sl_schedule_remove(void)
     sl_tasklet *next = sl__rq_leave(w, cur);
     if (!next)
         return SL_EDEADLOCK;
-    cur->result = 0;
     sl__pause_after_switch(w, cur);
     sl__jump(w, cur, next);
     return sl__resumed(cur, 0);
@@ -753,20 +752,24 @@ int sl_tasklet_remove(sl_tasklet *t)
     if (t == w->current)
         return SL_ESTATE; /* use sl_schedule_remove */
     for (;;) {
-        switch (SL_LOAD_ACQ(&t->state)) {
+        sl_worker *at;
+        switch (sl__where(t, &at)) {
         case SL_T_PAUSED:
             return 0;
         case SL_T_INBOX:
-            if (SL_LOAD(&t->worker) != w)
+            if (at != w)
                 return SL_ESTATE; /* on its way to another worker */
             sl__inbox_take(w);
             continue;
         case SL_T_RUNNABLE:
-            if (SL_LOAD(&t->worker) != w)
+            if (at != w)
                 return SL_ESTATE; /* in another worker's queue */
             if (t->is_main && sl__rt.mt)
                 return SL_ESTATE;
             sl__rq_unlink(w, t);
+            /* A wait of its that ended (it has not run since) counts no
+             * more: paused, it must not keep the deadlock rules off. */
+            sl__wait_account(t);
             SL_STORE(&t->wseq, t->wseq + 2); /* paused anew (worker.c) */
             __atomic_store_n(&t->state, (uint8_t)SL_T_PAUSED,
                              __ATOMIC_SEQ_CST);
@@ -792,9 +795,12 @@ static int run_or_switch(sl_tasklet *t, bool pause_self)
         return SL_EKILLED;
     if (t == cur)
         return 0;
-    if (t->pin >= 0 && t->pin != w->index)
+    int8_t pin = SL_LOAD(&t->pin); /* (a copy-mode tasklet's first run
+                                       on another worker may set it) */
+    if (pin >= 0 && pin != w->index)
         return SL_ESTATE; /* it may not run on this worker */
-    if (SL_LOAD_ACQ(&t->state) == SL_T_INBOX && SL_LOAD(&t->worker) == w)
+    sl_worker *at;
+    if (sl__where(t, &at) == SL_T_INBOX && at == w)
         sl__inbox_take(w); /* on its way here: link it now */
     if (sl__rt.mt) {
         if (sl__claim_paused(t)) {
@@ -804,8 +810,7 @@ static int run_or_switch(sl_tasklet *t, bool pause_self)
                 return prc;
             }
             sl__rq_append(w, t);
-        } else if (SL_LOAD(&t->state) != SL_T_RUNNABLE ||
-                   SL_LOAD(&t->worker) != w) {
+        } else if (sl__where(t, &at) != SL_T_RUNNABLE || at != w) {
             return SL_ESTATE;
         }
     } else {
@@ -817,7 +822,6 @@ static int run_or_switch(sl_tasklet *t, bool pause_self)
     }
     if (pause_self) {
         sl__rq_unlink(w, cur);
-        cur->result = 0;
         sl__pause_after_switch(w, cur);
     }
     SL_STORE(&w->current, t);
@@ -857,7 +861,13 @@ int sl_tasklet_kill(sl_tasklet *t)
     /* W6: the flag, then (after a full fence) the state. */
     __atomic_store_n(&t->killed, 1, __ATOMIC_SEQ_CST);
     for (;;) {
-        uint8_t st = __atomic_load_n(&t->state, __ATOMIC_SEQ_CST);
+        /* The wait generation first (an acquire: wait_begin releases it),
+         * then the state: a BLOCKED seen after g is the wait g (or a later
+         * one, whose claim with g fails), never an earlier wait while a
+         * new one is not yet published. */
+        uint32_t g = SL_LOAD_ACQ(&t->wseq);
+        sl_worker *at;
+        uint8_t st = sl__where(t, &at);
         switch (st) {
         case SL_T_DEAD:
             return 0;
@@ -865,22 +875,21 @@ int sl_tasklet_kill(sl_tasklet *t)
             sched_yield();
             continue;
         case SL_T_INBOX:
-            if (SL_LOAD(&t->worker) != w)
+            if (at != w)
                 return 0; /* pending: it reacts there */
             sl__inbox_take(w); /* on its way here: link it, run it */
             continue;
         case SL_T_RUNNABLE:
-            if (SL_LOAD(&t->worker) != w)
+            if (at != w)
                 return 0; /* pending: it reacts there */
-            if (!t->ctx) {
+            if (!SL_LOAD(&t->ctx)) {
                 sl__tasklet_discard_new(w, t); /* dies without running */
                 return 0;
             }
             goto run;
-        case SL_T_BLOCKED: {
+        case SL_T_BLOCKED:
             if (SL_LOAD(&t->wkind) == SL_W_OFFLOAD)
                 return 0; /* reported once the offloaded call returns */
-            uint32_t g = SL_LOAD(&t->wseq);
             if (!(g & 1) || !sl__claim(t, g)) {
                 sched_yield(); /* ended meanwhile: look again */
                 continue;
@@ -888,12 +897,11 @@ int sl_tasklet_kill(sl_tasklet *t)
             if (!sl__wait_claimed_end(w, t, SL_EKILLED))
                 return 0; /* pinned to another worker: it reacts there */
             goto run;
-        }
         case SL_T_PAUSED:
             if (sl__rt.mt && !sl__claim_paused(t))
                 continue;
-            if (!t->ctx) {
-                SL_STORE(&t->state, (uint8_t)SL_T_PAUSED);
+            if (!t->ctx) { /* (still SWITCHING in mt: ours, nobody else
+                              may insert it meanwhile) */
                 sl__tasklet_discard_new(w, t);
                 return 0;
             }

@@ -153,12 +153,35 @@ static inline void sl__runcount_add(sl_worker *w, int d)
     SL_STORE(&w->runcount, w->runcount + d);
 }
 
-/* t joins this worker's run queue. */
+/* t joins this worker's run queue. The worker first, then the state (a
+ * release): see sl__where. */
 static inline void sl__make_runnable(sl_worker *w, sl_tasklet *t)
 {
-    SL_STORE(&t->state, (uint8_t)SL_T_RUNNABLE);
     SL_STORE(&t->worker, w);
+    SL_STORE_REL(&t->state, (uint8_t)SL_T_RUNNABLE);
     sl__runcount_add(w, 1);
+}
+
+/* t's state and worker, read so that they belong together: another worker
+ * may be moving t (waking it into its queue or inbox, or giving it to a
+ * thief) and a torn pair - RUNNABLE with the worker it is leaving, say -
+ * would make the reader act on a tasklet in someone else's queue. The
+ * writers store worker and state in the order that keeps every pair a
+ * reader can see safe: a wake stores the new worker, then the state; a
+ * steal stores INBOX, then the thief. Reading the worker on both sides of
+ * the state (seq_cst: it is also the kill's read, sched/wait.h W6) and
+ * retrying when they differ leaves only pairs of one moment. */
+static inline uint8_t sl__where(const sl_tasklet *t, sl_worker **where)
+{
+    for (;;) {
+        sl_worker *a = SL_LOAD_ACQ(&t->worker);
+        uint8_t st = __atomic_load_n(&t->state, __ATOMIC_SEQ_CST);
+        sl_worker *b = SL_LOAD_ACQ(&t->worker);
+        if (a == b) {
+            *where = a;
+            return st;
+        }
+    }
 }
 
 /* Append t to the end of the run queue (just before the current one). */
@@ -266,7 +289,7 @@ static inline void sl__maybe_wake_idle(sl_worker *w)
         sl__wake_idle_worker();
 }
 
-/* m->result of a main woken because nothing can run anywhere (mt). */
+/* m->wait.result of a main woken because nothing can run anywhere (mt). */
 #define SL__QUIESCENT 1
 
 /* Work for the owner at a scheduling point: inbox, steal request, stop.
@@ -315,7 +338,7 @@ static inline sl_tasklet *sl__idle_end(sl_worker *w)
     if (sl_unlikely(m->state == SL_T_BLOCKED)) {
         sl__main_deadlocked(w);
     } else {
-        m->result = 0; /* paused: sl_run's usual end */
+        m->wait.result = 0; /* paused: sl_run's usual end */
         sl__rq_append(w, m);
     }
     return m;
@@ -389,8 +412,8 @@ static inline void sl__nwaits_add(int d)
 int64_t sl__now_ns(void);
 int64_t sl__deadline(int64_t timeout_ms);
 /* Arm a timer on w for wait gen of t (the current tasklet); counts it in
- * nwaits and in t's wcount (SL_WC_TIMER), which whoever ends the wait
- * undoes (sl__wait_account). SL_ENOMEM if the heap cannot grow. */
+ * nwaits and in t's wcount (SL_WC_TIMER), undone by sl__wait_account.
+ * SL_ENOMEM if the heap cannot grow. */
 int sl__timer_arm(sl_worker *w, sl_tasklet *t, uint32_t gen,
                   int64_t deadline);
 

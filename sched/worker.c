@@ -216,8 +216,10 @@ bool sl__poll_inbox(sl_worker *w)
             if (!t->ctx && !t->copy) /* its stack comes from our pool */
                 sl__tasklet_prepare(w, t);
             sl__rq_unlink(w, t);
-            SL_STORE(&t->worker, thief);
-            SL_STORE_REL(&t->state, (uint8_t)SL_T_INBOX);
+            /* INBOX first, then the thief (sl__where): a reader never
+             * sees it RUNNABLE on the thief before it is there. */
+            SL_STORE(&t->state, (uint8_t)SL_T_INBOX);
+            SL_STORE_REL(&t->worker, thief);
             t->next = NULL;
             if (tail)
                 tail->next = t;
@@ -307,7 +309,7 @@ static void wake_main_quiescent(void)
         return;
     }
     SL__ASSERT(st == SL_T_PAUSED);
-    m->result = SL__QUIESCENT;
+    m->wait.result = SL__QUIESCENT;
     SL_STORE(&m->worker, sl__rt.workers[0]);
     SL_STORE_REL(&m->state, (uint8_t)SL_T_INBOX);
     inbox_push_locked(sl__rt.workers[0], m);
@@ -335,7 +337,7 @@ static void idle_deadlock_one(sl_worker *w)
 {
     sl_tasklet *m = w->main;
     if (m->state == SL_T_PAUSED) {
-        m->result = 0;
+        m->wait.result = 0;
         sl__rq_append(w, m);
         return;
     }

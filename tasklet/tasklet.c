@@ -684,6 +684,8 @@ unlinked:
 void sl__tasklet_discard_new(sl_worker *w, sl_tasklet *t)
 {
     SL__ASSERT(!t->ctx && t->state != SL_T_BLOCKED && !t->is_main);
+    /* RUNNABLE in our queue, PAUSED (one worker), or SWITCHING: claimed
+     * from PAUSED by the caller (mt). */
     if (t->state == SL_T_RUNNABLE)
         sl__rq_unlink(w, t);
     sl_worker *x = SL_LOAD(&t->worker); /* whose pool promised its stack */
@@ -703,14 +705,14 @@ void sl__tasklet_discard_new(sl_worker *w, sl_tasklet *t)
 
 void sl_tasklet_ref(sl_tasklet *t)
 {
-    if (!t || t->is_main || t->is_idle)
+    if (!t || SL_LOAD(&t->is_main) || SL_LOAD(&t->is_idle))
         return;
     __atomic_add_fetch(&t->refs, 1, __ATOMIC_RELAXED);
 }
 
 void sl_tasklet_unref(sl_tasklet *t)
 {
-    if (!t || t->is_main || t->is_idle)
+    if (!t || SL_LOAD(&t->is_main) || SL_LOAD(&t->is_idle))
         return;
     int left = __atomic_sub_fetch(&t->refs, 1, __ATOMIC_ACQ_REL);
     if (left < 0) {

@@ -50,7 +50,7 @@ struct sl_tasklet {
                                 inbox has it (or had it last)             */
     uint32_t wseq;           /* (atomic) wait generation: odd while a wait
                                 is on; the claim moves it (sched/wait.h)  */
-    int result;              /* outcome of the wait, set by its claimer   */
+    uint32_t spare32;
     uint8_t state;           /* (atomic) enum sl_tstate                   */
     uint8_t killed;          /* (atomic) sl_tasklet_kill happened: every
                                 later blocking call returns SL_EKILLED    */
@@ -59,7 +59,8 @@ struct sl_tasklet {
     int8_t pin;              /* worker it must run on, or -1              */
     uint8_t is_main;
     uint8_t is_idle;         /* a worker's idle context, not a tasklet    */
-    uint8_t wheap;           /* wv was malloc'd (a select)                 */
+    uint8_t spare;           /* (keeps the bytes above, which other
+                                threads read, away from select's writes) */
     sl_waiter *wv;           /* a select's array of wn waiters while it
                                 waits; NULL: just the embedded one        */
     /* -- the embedded waiter (its own cache line) ------------------------ */
@@ -72,6 +73,7 @@ struct sl_tasklet {
                                     alive                                 */
     uint32_t save_cap;           /* copy: bytes of saved (owner worker)   */
     uint16_t wn;                 /* waiters in wv                          */
+    uint8_t wheap;               /* wv was malloc'd (a select)             */
     uint8_t wcount;              /* what the current wait counts in: SL_WC_*
                                     flags, undone by whoever ends it     */
     sl_worker *wait_w;           /* the worker whose timer heap / epoll

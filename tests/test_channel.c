@@ -1,6 +1,7 @@
 /* test_channel.c - rendezvous channels: wait-queue order, balance,
  * preference and schedule_all, try_*, send_error, close/open, free,
  * argument checks, exact delivery and a long ping-pong. */
+#include "test_hook.h"
 #include "test_util.h"
 
 #include <limits.h>
@@ -618,6 +619,218 @@ TU_TEST(completed_receive_survives_kill)
     TU_EQ(sl_channel_free(kc), 0);
 }
 
+/* ---- issue 13's regressions ----------------------------------------------- */
+
+/* Suspected ("a kill can be lost while its target, runnable on another
+ * worker, is starting to block"), the channel's case with a timeout: the
+ * receiver, on worker 1, is stopped in block_ex after its kill check,
+ * computing its deadline (the hook on clock_gettime), and killed there.
+ * Its receive must end SL_EKILLED, not by its timeout. */
+static struct {
+    int rc, done, entering;
+} kr;
+
+static void timed_receive_in_window(void *arg)
+{
+    (void)arg;
+    void *m = NULL;
+    tu_window_enter(TU_HOOK_CLOCK_GETTIME, 0);
+    kr.rc = sl_channel_receive_timeout(chan, &m, 2000);
+}
+
+TU_TEST_TIMEOUT(kill_of_a_tasklet_starting_a_timed_receive_on_another_worker_is_not_lost, 30)
+{
+    TU_MULTI_WORKER_ONLY();
+    new_chan();
+    kr.rc = 12345;
+    TU_EQ(tu_kill_in_window(timed_receive_in_window, NULL), 0);
+    TU_EQ(kr.rc, SL_EKILLED);
+    TU_EQ(sl_channel_balance(chan), 0);
+    TU_EQ(sl_channel_free(chan), 0);
+}
+
+/* The same for a plain receive (no timeout), where no libc call lies in
+ * the window to stop at: a stress. The receiver (worker 1) announces its
+ * receive and main kills it after a delay that sweeps the window; a kill
+ * that returned 0 must end the receive with SL_EKILLED. A lost one leaves
+ * the receiver blocked with the kill recorded (sl_run returns, quiescent,
+ * with it alive); the test then sends it a message to end it. Before the
+ * fix: 10 of 10 runs hit it within the 10 s budget on the loaded machine
+ * (about one round in 1,500). */
+static void plain_receive_announced(void *arg)
+{
+    (void)arg;
+    void *m = NULL;
+    tu_st(&kr.entering, 1);
+    kr.rc = sl_channel_receive(chan, &m);
+    tu_st(&kr.done, 1);
+}
+
+TU_TEST_TIMEOUT(kill_of_a_tasklet_starting_a_plain_receive_on_another_worker_is_not_lost, 60)
+{
+    TU_MULTI_WORKER_ONLY();
+    new_chan();
+    int rounds = TU_SIZE(20000, 300), lost = 0, r;
+    int64_t end = sl_now_ms() + 10000;
+    for (r = 0; r < rounds && !lost && sl_now_ms() < end; r++) {
+        kr.rc = 12345;
+        kr.done = kr.entering = 0;
+        sl_tasklet *t = tu_spawn_pinned(1, plain_receive_announced, NULL);
+        sl_tasklet_ref(t);
+        CU_ASSERT(tu_spin_until(&kr.entering, 10000));
+        for (volatile int d = r % 128 * 2; d > 0; d--) /* sweeps the window */
+            ;
+        TU_EQ(sl_tasklet_kill(t), 0);
+        TU_EQ(sl_run(), 0);
+        if (sl_tasklet_alive(t)) { /* the kill was lost: end it */
+            lost++;
+            TU_EQ(sl_channel_send(chan, TU_MSG(1)), 0);
+            TU_EQ(sl_run(), 0);
+        }
+        TU_EQ(tu_ld(&kr.done), 1);
+        sl_tasklet_unref(t);
+    }
+    printf("(%d rounds, %d lost kills) ", r, lost);
+    TU_EQ(lost, 0);
+    TU_EQ(sl_channel_balance(chan), 0);
+    TU_EQ(sl_channel_free(chan), 0);
+}
+
+/* Issue 13, item 6: sl_channel_close and sl_channel_open store `closing`
+ * without the channel's lock, while the operations read it under the lock
+ * (block_ex, buffered_action, sl__chan_ready, sl_select): a data race
+ * that ThreadSanitizer reports (channel_w2 in the TSan tree). Without
+ * TSan the test checks that every operation returns one of its documented
+ * results. */
+static struct {
+    sl_channel *buf;
+    int stop, bad;
+} cr;
+
+static void close_open_loop(void *arg)
+{
+    (void)arg;
+    while (!tu_ld(&cr.stop)) {
+        sl_channel_close(chan);
+        sl_channel_close(cr.buf);
+        sl_channel_open(chan);
+        sl_channel_open(cr.buf);
+    }
+}
+
+static void operate_while_closing(void *arg)
+{
+    (void)arg;
+    void *m;
+    for (int i = 0; i < TU_SIZE(20000, 500); i++) {
+        int rc = sl_channel_receive_timeout(chan, &m, 0);
+        if (rc != SL_ETIMEDOUT && rc != SL_ECLOSED)
+            cr.bad++;
+        rc = sl_channel_try_send(cr.buf, TU_MSG(1));
+        if (rc == 0)
+            rc = sl_channel_try_receive(cr.buf, &m);
+        if (rc != 0 && rc != SL_EWOULDBLOCK)
+            cr.bad++;
+        sl_select_case c = {chan, SL_RECV, NULL};
+        rc = sl_select(&c, 1, 0);
+        if (rc != SL_ETIMEDOUT && rc != SL_ECLOSED)
+            cr.bad++;
+    }
+    tu_st(&cr.stop, 1);
+}
+
+TU_TEST_TIMEOUT(close_and_open_from_another_worker_race_no_channel_operation, 60)
+{
+    TU_MULTI_WORKER_ONLY();
+    new_chan();
+    cr.buf = sl_channel_new_buffered(1);
+    cr.stop = cr.bad = 0;
+    tu_spawn_pinned(1, close_open_loop, NULL);
+    tu_spawn_pinned(0, operate_while_closing, NULL);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(cr.bad, 0);
+    TU_EQ(sl_channel_free(chan), 0);
+    TU_EQ(sl_channel_free(cr.buf), 0);
+}
+
+/* Suspected: sl_channel_set_preference and sl_channel_set_schedule_all
+ * write preference, schedule_all and after[] without the channel's lock
+ * while hand-overs on other workers read after[] under it (ThreadSanitizer
+ * reports it; channel_w2 in the TSan tree). Without TSan: exact delivery
+ * while the settings change. */
+static struct {
+    int stop;
+    long sum;
+} pr;
+
+static void flip_settings(void *arg)
+{
+    (void)arg;
+    for (int i = 0; !tu_ld(&pr.stop); i++) {
+        sl_channel_set_preference(chan, i % 3 - 1);
+        sl_channel_set_schedule_all(chan, i % 2);
+    }
+}
+
+static void pr_sender(void *arg)
+{
+    for (intptr_t i = 1; i <= TU_INT(arg); i++)
+        TU_EQ(sl_channel_send(chan, TU_MSG(i)), 0);
+}
+
+static void pr_receiver(void *arg)
+{
+    for (intptr_t i = 1; i <= TU_INT(arg); i++) {
+        void *m = NULL;
+        TU_EQ(sl_channel_receive(chan, &m), 0);
+        pr.sum += TU_INT(m);
+    }
+    tu_st(&pr.stop, 1);
+}
+
+TU_TEST_TIMEOUT(preference_set_from_another_worker_races_no_hand_over, 60)
+{
+    TU_MULTI_WORKER_ONLY();
+    new_chan();
+    pr.stop = 0;
+    pr.sum = 0;
+    intptr_t n = TU_SIZE(20000, 500);
+    tu_spawn_pinned(1, flip_settings, NULL);
+    tu_spawn_pinned(0, pr_sender, TU_MSG(n));
+    tu_spawn_pinned(0, pr_receiver, TU_MSG(n));
+    TU_EQ(sl_run(), 0);
+    TU_EQ(pr.sum, (long)n * (n + 1) / 2);
+    TU_EQ(sl_channel_free(chan), 0);
+}
+
+/* Suspected (the docs): errors.md and channel.md put the closing check
+ * before the kill check, tasklet.md and the code the other way. The rule
+ * kept (the code's): a killed tasklet's call that would block on a
+ * closing channel returns SL_EKILLED. (And a receive a partner completed
+ * keeps its message when its receiver is killed: completed_receive_
+ * survives_kill above.) */
+static int kc_rc[2];
+
+static void killed_on_closing(void *arg)
+{
+    (void)arg;
+    void *m;
+    TU_EQ(sl_tasklet_kill(sl_current()), SL_EKILLED);
+    kc_rc[0] = sl_channel_receive(chan, &m);
+    kc_rc[1] = sl_channel_send(chan, TU_MSG(1));
+}
+
+TU_TEST(killed_tasklet_on_a_closing_channel_gets_ekilled_not_eclosed)
+{
+    new_chan();
+    sl_channel_close(chan);
+    sl_spawn(killed_on_closing, NULL);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(kc_rc[0], SL_EKILLED);
+    TU_EQ(kc_rc[1], SL_EKILLED);
+    TU_EQ(sl_channel_free(chan), 0);
+}
+
 static CU_TestInfo tests[] = {
     TU_CASE(new_channel_has_defaults),
     TU_CASE(blocked_receivers_are_served_in_blocking_order),
@@ -652,6 +865,12 @@ static CU_TestInfo tests[] = {
     TU_CASE(messages_are_delivered_exactly),
     TU_CASE(ping_pong_of_a_million_messages),
     TU_CASE(completed_receive_survives_kill),
+    /* issue 13's regressions */
+    TU_CASE(kill_of_a_tasklet_starting_a_timed_receive_on_another_worker_is_not_lost),
+    TU_CASE(kill_of_a_tasklet_starting_a_plain_receive_on_another_worker_is_not_lost),
+    TU_CASE(close_and_open_from_another_worker_race_no_channel_operation),
+    TU_CASE(preference_set_from_another_worker_races_no_hand_over),
+    TU_CASE(killed_tasklet_on_a_closing_channel_gets_ekilled_not_eclosed),
     CU_TEST_INFO_NULL,
 };
 

@@ -8,10 +8,12 @@
  * tasklets to worker 1 (spawn_on), so descriptors and offloaded calls are
  * also served across workers. */
 #define _GNU_SOURCE
+#include "test_hook.h"
 #include "test_util.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -309,9 +311,13 @@ static void served_then_waits_again(void *arg)
     struct waiter *w = arg;
     int64_t t0 = sl_now_ms();
     int rc = sl_wait_fd(w->fd, SL_READABLE, 100); /* served at ~20 ms */
-    TU_EQ(rc, SL_READABLE);
+    if (rc != SL_READABLE) { /* the writer came too late (load) */
+        TU_EQ(rc, SL_ETIMEDOUT);
+        return;
+    }
     char c;
     TU_EQ(sl_read(w->fd, &c, 1), 1);
+    store(&w->entered, 1); /* served: the case under test */
     w->rc = sl_wait_fd(w->fd, SL_READABLE, 250); /* spans the old deadline */
     w->t_end = sl_now_ms() - t0;
 }
@@ -327,13 +333,26 @@ TU_TEST(stale_timer_of_a_served_wait_does_not_end_the_next)
 {
     int sv[2];
     nb_socketpair(sv);
-    struct waiter w = waiter(sv[0], SL_READABLE, 0);
-    sl_spawn(served_then_waits_again, &w);
-    spawn_on(1, write_after_20ms, &sv[1]);
-    TU_EQ(sl_run(), 0);
-    TU_EQ(w.rc, SL_ETIMEDOUT);
-    CU_ASSERT(w.t_end >= 250); /* the stale timer would end it at ~100 */
-    CU_ASSERT(w.t_end < TU_SIZE(2000, 8000));
+    /* The case needs the first wait served before its 100 ms: when load
+     * delays the writer past that, the attempt proves nothing and is made
+     * again (issue 13: tests may not depend on prompt scheduling). */
+    bool served = false;
+    for (int attempt = 0; attempt < 10 && !served; attempt++) {
+        struct waiter w = waiter(sv[0], SL_READABLE, 0);
+        sl_spawn(served_then_waits_again, &w);
+        spawn_on(1, write_after_20ms, &sv[1]);
+        TU_EQ(sl_run(), 0);
+        served = load(&w.entered);
+        if (!served) { /* drop the late byte */
+            char c;
+            while (read(sv[0], &c, 1) == 1)
+                ;
+            continue;
+        }
+        TU_EQ(w.rc, SL_ETIMEDOUT);
+        CU_ASSERT(w.t_end >= 250); /* the stale timer would end it at ~100 */
+    }
+    CU_ASSERT(served);
     close2(sv);
 }
 
@@ -523,8 +542,8 @@ TU_TEST(killed_waiter_on_another_worker)
     int64_t t0 = sl_now_ms();
     TU_EQ(sl_tasklet_kill(ta), 0);
     TU_EQ(sl_run(), 0);
-    TU_EQ(a.rc, SL_EKILLED);
-    CU_ASSERT(a.t_end - t0 < TU_SIZE(100, 2000));
+    TU_EQ(a.rc, SL_EKILLED); /* no upper bound on when: load may delay it */
+    CU_ASSERT(a.t_end >= t0);
     TU_EQ(sl_tasklet_alive(ta), false);
     sl_tasklet_unref(ta);
     struct waiter b = waiter(sv[0], SL_READABLE, -1);
@@ -1582,8 +1601,16 @@ TU_TEST(many_offloads_share_the_default_four_threads)
     int64_t dt = sl_now_ms() - t0;
     /* 64 x 10 ms on 4 threads: at least 16 in a row on one of them. */
     CU_ASSERT(dt >= 150);
-    CU_ASSERT(dt < TU_SIZE(400, 2000));
     printf("(%lld ms) ", (long long)dt);
+    /* They ran side by side: two calls on different threads overlapped
+     * (no upper bound on dt: load may stretch it, issue 13). */
+    bool overlap = false;
+    for (int i = 0; i < N && !overlap; i++)
+        for (int k = i + 1; k < N && !overlap; k++)
+            overlap = jobs[i].tid != jobs[k].tid &&
+                      jobs[i].start_ns < jobs[k].end_ns &&
+                      jobs[k].start_ns < jobs[i].end_ns;
+    CU_ASSERT(overlap);
     long tids[N];
     int ntids = 0, bad_rc = 0, same_thread = 0, moved = 0;
     for (int i = 0; i < N; i++) {
@@ -1828,6 +1855,95 @@ TU_TEST_NOINIT(shutdown_waits_for_an_offload_in_progress)
     TU_EQ(sl_shutdown(), 0);
 }
 
+/* ---- issue 13's regressions ----------------------------------------------- */
+
+/* Item 2: a descriptor number far beyond any open one is refused at once,
+ * as -5 is (before the fix: the per-worker table's size doubles past
+ * INT_MAX and the call never returns). */
+TU_TEST_TIMEOUT(wait_on_a_huge_descriptor_number_fails_at_once, 10)
+{
+    int fds[] = {1 << 30, INT_MAX};
+    for (int i = 0; i < 2; i++) {
+        int rc = sl_wait_fd(fds[i], SL_READABLE, 10);
+        CU_ASSERT(rc == -EBADF || rc == SL_EINVAL);
+        rc = sl_wait_fd(fds[i], SL_WRITABLE, -1);
+        CU_ASSERT(rc == -EBADF || rc == SL_EINVAL);
+        char buf[4];
+        TU_EQ(sl_read(fds[i], buf, sizeof buf), -EBADF);
+    }
+}
+
+/* Suspected ("a kill can be lost while its target, runnable on another
+ * worker, is starting to block"), the event waits' case: the target, on
+ * worker 1, is stopped in sl_wait_fd after its kill check, registering
+ * the descriptor with its worker's epoll (the hook on epoll_ctl), and
+ * killed there. Its wait must end SL_EKILLED (before the fix it parks with
+ * the kill recorded and ends by its timeout). */
+static void wait_fd_in_window(void *arg)
+{
+    struct waiter *w = arg;
+    tu_window_enter(TU_HOOK_EPOLL_CTL, 0);
+    w->rc = sl_wait_fd(w->fd, w->events, w->timeout);
+    store(&w->done, 1);
+}
+
+TU_TEST_TIMEOUT(kill_of_a_tasklet_starting_to_wait_on_a_descriptor_on_another_worker_is_not_lost, 30)
+{
+    TU_MULTI_WORKER_ONLY();
+    int sv[2];
+    nb_socketpair(sv);
+    struct waiter w = waiter(sv[0], SL_READABLE, 2000);
+    TU_EQ(tu_kill_in_window(wait_fd_in_window, &w), 0);
+    TU_EQ(w.rc, SL_EKILLED);
+    close2(sv);
+}
+
+/* Item 7's hang, made deterministic: timeouts_and_kills_of_waits_on_a_
+ * socket_seen_empty kills a reader on worker 1 after "usleep(20000): let it
+ * park there"; on a loaded machine the reader had not parked yet, and the
+ * kill fell between sl_wait_fd's kill check and its park: the kill is
+ * recorded but nobody wakes the reader, which waits forever (no timeout),
+ * and sl_run never returns. Here the reader is stopped in that window (its
+ * epoll registration) and killed there; its read must return SL_EKILLED.
+ * So that the test cannot hang, a tasklet writes a byte if the reader is
+ * still not done after 3 s (then the read returns 1: the kill was lost). */
+static struct reader lost_reader;
+
+static void read_in_window(void *arg)
+{
+    (void)arg;
+    tu_window_enter(TU_HOOK_EPOLL_CTL, 0);
+    sl_read_fn(&lost_reader);
+}
+
+static void unstick_reader(void *arg)
+{
+    int fd = (int)TU_INT(arg);
+    for (int i = 0; i < 300 && !load(&lost_reader.done); i++)
+        TU_EQ(sl_sleep_ms(10), 0);
+    if (!load(&lost_reader.done))
+        CU_ASSERT(write(fd, "u", 1) == 1);
+}
+
+TU_TEST_TIMEOUT(kill_of_a_reader_starting_to_park_on_another_worker_is_not_lost, 30)
+{
+    TU_MULTI_WORKER_ONLY();
+    int sv[2];
+    nb_socketpair(sv);
+    memset(&lost_reader, 0, sizeof lost_reader);
+    lost_reader.fd = sv[0];
+    lost_reader.rc = 12345;
+    sl_tasklet *t = spawn_on(1, read_in_window, NULL);
+    sl_tasklet_ref(t);
+    TU_EQ(tu_kill_at_stop(t), 0);
+    spawn_on(0, unstick_reader, TU_MSG(sv[1]));
+    TU_EQ(sl_run(), 0);
+    TU_EQ(lost_reader.done, 1);
+    TU_EQ(lost_reader.rc, SL_EKILLED);
+    sl_tasklet_unref(t);
+    close2(sv);
+}
+
 static CU_TestInfo tests[] = {
     TU_CASE(reader_parks_while_its_worker_runs_others),
     TU_CASE(ready_events_are_returned_at_once),
@@ -1875,6 +1991,10 @@ static CU_TestInfo tests[] = {
     TU_CASE(two_offload_threads_run_calls_concurrently),
     TU_CASE(bad_offload_threads_are_einval),
     TU_CASE(shutdown_waits_for_an_offload_in_progress),
+    /* issue 13's regressions */
+    TU_CASE(wait_on_a_huge_descriptor_number_fails_at_once),
+    TU_CASE(kill_of_a_tasklet_starting_to_wait_on_a_descriptor_on_another_worker_is_not_lost),
+    TU_CASE(kill_of_a_reader_starting_to_park_on_another_worker_is_not_lost),
     CU_TEST_INFO_NULL,
 };
 

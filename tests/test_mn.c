@@ -7,10 +7,12 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "test_hook.h"
 #include "test_util.h"
 
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
@@ -564,6 +566,249 @@ TU_TEST_NOINIT(dump_while_another_worker_spawns)
     TU_EQ(sl_shutdown(), 0);
 }
 
+/* ---- review (issue 13): references to a tasklet selecting elsewhere ---- */
+
+/* sl_tasklet_ref/unref may be used on a tasklet that runs on another
+ * worker. Their `t->is_main || t->is_idle` test reads plain bytes next to
+ * wheap (and pin), which sl_select writes on the selecting tasklet's
+ * worker; the compiler reads the four bytes at once, and ThreadSanitizer
+ * reports a race (tasklet.c sl_tasklet_ref vs select.c `cur->wheap =`).
+ * The post-switch unref of a pinned spawn's handle is the same read. */
+static sl_channel *rs_a, *rs_b;
+static atomic_int rs_stop;
+
+static void rs_selector(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&rs_stop)) {
+        sl_select_case cs[] = {{rs_a, SL_RECV, NULL}, {rs_b, SL_RECV, NULL}};
+        if (sl_select(cs, 2, -1) < 0)
+            return;
+    }
+}
+
+static void rs_feeder(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 2000; i++)
+        sl_channel_send(i & 1 ? rs_a : rs_b, NULL);
+    atomic_store(&rs_stop, 1);
+    sl_channel_send(rs_a, NULL);
+}
+
+TU_TEST_NOINIT(references_to_a_tasklet_selecting_on_another_worker)
+{
+    rs_stop = 0;
+    TU_EQ(start(2, 0), 0);
+    rs_a = sl_channel_new();
+    rs_b = sl_channel_new();
+    sl_spawn_attr a;
+    sl_spawn_attr_init(&a);
+    a.worker = 1;
+    sl_tasklet *t = sl_spawn_ex(&a, rs_selector, NULL);
+    sl_tasklet_ref(t);
+    CU_ASSERT_PTR_NOT_NULL(sl_spawn_ex(&a, rs_feeder, NULL));
+    while (!atomic_load(&rs_stop)) {
+        sl_tasklet_ref(t);
+        sl_tasklet_unref(t);
+    }
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_tasklet_alive(t), false);
+    sl_tasklet_unref(t);
+    TU_EQ(sl_channel_free(rs_a), 0);
+    TU_EQ(sl_channel_free(rs_b), 0);
+    TU_EQ(sl_shutdown(), 0);
+}
+
+/* ---- issue 13's regressions ----------------------------------------------- */
+
+/* Issue 13, item 4: docs/tasklet.md promises that a spawned tasklet's
+ * handle stays valid until the spawner next switches. Pinned to another
+ * worker, the tasklet runs there at once and may end before that; the
+ * handle must still be usable (sl_tasklet_ref on it, the tasklet seen
+ * dead). Before the fix its block is already recycled: alive() says true
+ * (a free block), and the unref aborts on "state == SL_T_DEAD". */
+static int p4_ran;
+
+static void p4_body(void *arg)
+{
+    (void)arg;
+    tu_st(&p4_ran, 1);
+}
+
+TU_TEST_NOINIT_TIMEOUT(pinned_spawn_handle_stays_valid_until_the_spawner_switches, 20)
+{
+    TU_EQ(start(2, 0), 0);
+    p4_ran = 0;
+    sl_tasklet *t = tu_spawn_pinned(1, p4_body, NULL);
+    /* No scheduling point from here to the ref: main has not switched. */
+    CU_ASSERT(tu_spin_until(&p4_ran, 10000));
+    for (int i = 0; i < 10000 && sl_getlivecount() > 0; i++)
+        usleep(100);
+    usleep(10000); /* it has ended on worker 1 */
+    sl_tasklet_ref(t);
+    TU_EQ(sl_tasklet_alive(t), false);
+    sl_tasklet_unref(t);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_shutdown(), 0);
+}
+
+/* Issue 13, item 3 via the steal hand-over ("the steal hand-over reaches
+ * the same branch"): worker 0, idle, asks worker 1 for work and parks;
+ * then K, pinned to worker 0, runs there and spins while worker 1 answers
+ * the request, putting two never-run tasklets into worker 0's inbox
+ * (RUNNABLE, worker 0, not in its run queue). K kills one of them before
+ * worker 0 reaches a scheduling point. K must be resumed; the killed one
+ * never runs its body; the other one runs. */
+static struct {
+    sl_tasklet *s[4];
+    int ran[4], ran_on[4];
+    int k_running, answered, k_done, kill_rc;
+} sh;
+
+static void sh_body(void *arg)
+{
+    int i = (int)TU_INT(arg);
+    tu_st(&sh.ran_on[i], sl_worker_index() + 1);
+    tu_st(&sh.ran[i], 1);
+}
+
+static void sh_killer(void *arg)
+{
+    (void)arg;
+    tu_st(&sh.k_running, 1);
+    CU_ASSERT(tu_spin_until(&sh.answered, 10000)); /* no scheduling point */
+    sh.kill_rc = sl_tasklet_kill(sh.s[3]);
+    tu_st(&sh.k_done, 1);
+}
+
+/* Voluntary context switches of thread tid, and whether it sleeps now. */
+static long thread_sleeps(long tid, bool *sleeping)
+{
+    char path[64], line[128];
+    snprintf(path, sizeof path, "/proc/self/task/%ld/status", tid);
+    FILE *f = fopen(path, "r");
+    long n = -1;
+    *sleeping = false;
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "State:", 6) == 0)
+            *sleeping = strchr(line, 'S') != NULL;
+        sscanf(line, "voluntary_ctxt_switches: %ld", &n);
+    }
+    fclose(f);
+    return n;
+}
+
+static void sh_victim(void *arg)
+{
+    long w0 = TU_INT(arg); /* worker 0's thread */
+    bool sleeping;
+    long c0 = thread_sleeps(w0, &sleeping);
+    for (int i = 0; i < 4; i++) { /* unpinned: they join our queue */
+        sh.s[i] = sl_spawn(sh_body, TU_MSG(i));
+        sl_tasklet_ref(sh.s[i]);
+    }
+    /* Worker 0 is woken by these spawns, asks us for work (we have 5
+     * runnable) and parks again: wait for it to sleep once more. */
+    for (int i = 0; i < 5000; i++) {
+        long c = thread_sleeps(w0, &sleeping);
+        if (c > c0 && sleeping)
+            break;
+        usleep(1000);
+    }
+    tu_spawn_pinned(0, sh_killer, NULL);
+    CU_ASSERT(tu_spin_until(&sh.k_running, 10000));
+    sl_schedule(); /* answers the request: the last two go to worker 0 */
+    tu_st(&sh.answered, 1);
+}
+
+/* Whether worker 0 has asked for work by the time the victim's schedule
+ * answers depends on when its idle loop runs, which a loaded machine (or
+ * ThreadSanitizer) delays: the scenario is played until the hand-over
+ * happens (s[3] killed before its first run), at most 20 times, and every
+ * round must resume the killer and end cleanly whatever happened. */
+TU_TEST_NOINIT_TIMEOUT(kill_of_a_tasklet_handed_over_by_a_steal_resumes_the_killer, 120)
+{
+    int handed = 0, rounds = 0;
+    for (; rounds < 20 && !handed; rounds++) {
+        memset(&sh, 0, sizeof sh);
+        sh.kill_rc = 12345;
+        TU_EQ(start(2, 1), 0);
+        tu_spawn_pinned(1, sh_victim, TU_MSG(getpid())); /* main's thread id */
+        TU_EQ(sl_run(), 0);
+        TU_EQ(sh.k_done, 1); /* the killer was resumed */
+        TU_EQ(sh.kill_rc, 0);
+        TU_EQ(sh.ran[0] + sh.ran[1] + sh.ran[2], 3);
+        if (sh.ran[3] == 0) { /* handed over, then killed before it ran */
+            handed = 1;
+            TU_EQ(sh.ran_on[2], 1); /* the other one handed over ran on 0 */
+        }
+        TU_EQ(sl_getlivecount(), 0);
+        for (int i = 0; i < 4; i++) {
+            TU_EQ(sl_tasklet_alive(sh.s[i]), false);
+            sl_tasklet_unref(sh.s[i]);
+        }
+        TU_EQ(sl_shutdown(), 0);
+    }
+    printf("(%d round%s) ", rounds, rounds == 1 ? "" : "s");
+    TU_EQ(handed, 1);
+}
+
+/* Suspected: sl_tasklet_unref from a thread that runs no tasklets frees
+ * the block into its owner worker's slab, which only that worker may
+ * touch: a data race with the owner spawning and ending tasklets
+ * (ThreadSanitizer reports it: mn in the TSan tree), which can corrupt the
+ * slab's free list. Without TSan: every tasklet spawned meanwhile runs
+ * exactly once and the runtime stays usable. */
+static sl_tasklet **ur_handles;
+static int ur_n, ur_ran;
+
+static void *unref_all(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < ur_n; i++)
+        sl_tasklet_unref(ur_handles[i]);
+    return NULL;
+}
+
+static void ur_body(void *arg)
+{
+    (void)arg;
+    __atomic_add_fetch(&ur_ran, 1, __ATOMIC_RELAXED);
+}
+
+TU_TEST_NOINIT_TIMEOUT(unref_from_a_thread_without_runtime_races_no_spawn, 60)
+{
+    TU_EQ(start(2, 0), 0);
+    ur_n = TU_TSAN_SIZE(20000, 2000);
+    ur_ran = 0;
+    ur_handles = calloc((size_t)ur_n, sizeof *ur_handles);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ur_handles);
+    for (int i = 0; i < ur_n; i++) {
+        ur_handles[i] = sl_spawn(ur_body, NULL);
+        sl_tasklet_ref(ur_handles[i]);
+    }
+    TU_EQ(sl_run(), 0); /* all ended; our references keep their blocks */
+    pthread_t th;
+    TU_EQ(pthread_create(&th, NULL, unref_all, NULL), 0);
+    int spawned = 0;
+    for (int k = 0; k < 20; k++) { /* meanwhile: spawn and end on worker 0 */
+        for (int i = 0; i < ur_n / 10; i++, spawned++)
+            sl_spawn(ur_body, NULL);
+        TU_EQ(sl_run(), 0);
+    }
+    pthread_join(th, NULL);
+    for (int i = 0; i < ur_n; i++, spawned++) /* the slab still works */
+        sl_spawn(ur_body, NULL);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(ur_ran, ur_n + spawned);
+    TU_EQ(sl_getlivecount(), 0);
+    free(ur_handles);
+    TU_EQ(sl_shutdown(), 0);
+}
+
 static CU_TestInfo tests[] = {
     TU_CASE(producers_consumers_two_workers),
     TU_CASE(producers_consumers_four_workers),
@@ -583,6 +828,11 @@ static CU_TestInfo tests[] = {
     TU_CASE(quiescence_is_decided_once_under_load),
     TU_CASE(references_from_a_foreign_thread_are_atomic_with_one_worker),
     TU_CASE(dump_while_another_worker_spawns),
+    TU_CASE(references_to_a_tasklet_selecting_on_another_worker),
+    /* issue 13's regressions */
+    TU_CASE(pinned_spawn_handle_stays_valid_until_the_spawner_switches),
+    TU_CASE(kill_of_a_tasklet_handed_over_by_a_steal_resumes_the_killer),
+    TU_CASE(unref_from_a_thread_without_runtime_races_no_spawn),
     CU_TEST_INFO_NULL,
 };
 

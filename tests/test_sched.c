@@ -1,5 +1,8 @@
 /* test_sched.c - the run queue: round robin, run counts, schedule_remove,
  * tasklet run/switch rotation, sl_run, and deadlock detection. */
+#include <string.h>
+
+#include "test_hook.h"
 #include "test_util.h"
 
 /* ---- tasklet bodies ------------------------------------------------------ */
@@ -531,6 +534,398 @@ TU_TEST(main_schedule_remove_with_only_blocked_tasklets_is_edeadlock)
     TU_EQ(sl_channel_free(ch), 0);
 }
 
+/* ---- issue 13's regressions ----------------------------------------------- */
+
+/* The inbox window (issue 13, item 3 and the suspected "same window for
+ * run, switch and remove"): A, pinned to worker 0, blocks sending on a
+ * rendezvous channel, and C behind it (so that A's stale links point at a
+ * live waiter); B, pinned to worker 1, receives, which puts A into
+ * worker 0's inbox (RUNNABLE, worker 0, but not in its run queue). Before
+ * worker 0 reaches a scheduling point, a tasklet there (K, spinning on an
+ * atomic) or main acts on A. */
+enum inbox_op { OP_KILL, OP_RUN, OP_SWITCH, OP_REMOVE };
+
+static struct inbox_case {
+    sl_channel *ch;
+    sl_tasklet *a;
+    int op;
+    int received; /* B's receive returned: A is in worker 0's inbox */
+    int send_rc, next_rc, a_done;
+    int op_rc, k_done;
+} ic;
+
+static void inbox_a(void *arg)
+{
+    (void)arg;
+    ic.send_rc = sl_channel_send(ic.ch, TU_MSG(1));
+    tu_log_putc('A');
+    ic.next_rc = sl_schedule(); /* a kill shows at the next call */
+    tu_st(&ic.a_done, 1);
+}
+
+static void inbox_c(void *arg)
+{
+    (void)arg;
+    TU_EQ(sl_channel_send(ic.ch, TU_MSG(2)), 0);
+}
+
+static void inbox_b(void *arg)
+{
+    (void)arg;
+    while (sl_channel_balance(ic.ch) != 2) /* A and C wait */
+        ;
+    void *m = NULL;
+    TU_EQ(sl_channel_receive(ic.ch, &m), 0);
+    TU_EQ(TU_INT(m), 1);
+    tu_st(&ic.received, 1);
+}
+
+static int inbox_act(void)
+{
+    switch (ic.op) {
+    case OP_KILL:
+        return sl_tasklet_kill(ic.a);
+    case OP_RUN:
+        return sl_tasklet_run(ic.a);
+    case OP_SWITCH:
+        return sl_tasklet_switch(ic.a);
+    default:
+        return sl_tasklet_remove(ic.a);
+    }
+}
+
+static void receive_3(void *arg)
+{
+    void *m = NULL;
+    TU_EQ(sl_channel_receive(arg, &m), 0);
+    TU_EQ(TU_INT(m), 3);
+}
+
+static void inbox_k(void *arg)
+{
+    (void)arg;
+    CU_ASSERT(tu_spin_until(&ic.received, 10000)); /* no scheduling point */
+    ic.op_rc = inbox_act();
+    tu_log_putc('K');
+    tu_st(&ic.k_done, 1);
+}
+
+/* Runs the case with K (by_main false) or main as the actor; checks what
+ * every operation must leave: A's send completed (0), everything ends,
+ * nothing is run twice or lost. Returns the operation's code. */
+static int inbox_window(int op, bool by_main)
+{
+    memset(&ic, 0, sizeof ic);
+    ic.op = op;
+    ic.send_rc = ic.next_rc = ic.op_rc = 12345;
+    ic.ch = sl_channel_new();
+    ic.a = tu_spawn_pinned(0, inbox_a, NULL);
+    sl_tasklet_ref(ic.a);
+    tu_spawn_pinned(0, inbox_c, NULL);
+    sl_tasklet *k = NULL;
+    if (!by_main) {
+        k = tu_spawn_pinned(0, inbox_k, NULL);
+        sl_tasklet_ref(k);
+    }
+    tu_spawn_pinned(1, inbox_b, NULL);
+    if (by_main) {
+        while (sl_channel_balance(ic.ch) != 2) /* A and C block */
+            sl_schedule();
+        CU_ASSERT(tu_spin_until(&ic.received, 10000));
+        ic.op_rc = inbox_act();
+        tu_log_putc('K');
+        tu_st(&ic.k_done, 1);
+    }
+    TU_EQ(sl_run(), 0);
+    /* Paused by the operation (switch pauses K, remove pauses A): the
+     * test puts them back. */
+    if (k && sl_tasklet_alive(k) && sl_tasklet_paused(k))
+        TU_EQ(sl_tasklet_insert(k), 0);
+    if (sl_tasklet_alive(ic.a) && sl_tasklet_paused(ic.a))
+        TU_EQ(sl_tasklet_insert(ic.a), 0);
+    TU_EQ(sl_run(), 0);
+    void *m = NULL;
+    TU_EQ(sl_channel_receive(ic.ch, &m), 0); /* C's, still waiting */
+    TU_EQ(TU_INT(m), 2);
+    TU_EQ(sl_run(), 0);
+    /* The channel's queue is intact: one more exchange through it. */
+    tu_spawn_pinned(0, receive_3, ic.ch);
+    while (sl_channel_balance(ic.ch) != -1)
+        sl_schedule();
+    TU_EQ(sl_channel_send(ic.ch, TU_MSG(3)), 0);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(ic.k_done, 1);
+    TU_EQ(ic.a_done, 1);
+    TU_EQ(ic.send_rc, 0); /* the message was taken: the send completed */
+    TU_EQ(sl_tasklet_alive(ic.a), false);
+    TU_EQ(sl_getlivecount(), 0);
+    TU_EQ(sl_channel_balance(ic.ch), 0);
+    sl_tasklet_unref(ic.a);
+    if (k)
+        sl_tasklet_unref(k);
+    TU_EQ(sl_channel_free(ic.ch), 0);
+    return ic.op_rc;
+}
+
+/* Item 3: the killer must be resumed, and A's next call reports the
+ * kill (before the fix: the killer is never resumed, or a crash in
+ * sl__poll_inbox / sl__rq_link_before). */
+TU_TEST_TIMEOUT(kill_of_a_tasklet_in_the_killers_own_inbox_resumes_the_killer, 20)
+{
+    TU_MULTI_WORKER_ONLY();
+    TU_EQ(inbox_window(OP_KILL, false), 0);
+    TU_EQ(ic.next_rc, SL_EKILLED);
+    /* A reacts before the killer goes on (like a kill of a tasklet
+     * runnable here), or after (like one runnable elsewhere: pending). */
+    CU_ASSERT(strcmp(tu_log(), "AK") == 0 || strcmp(tu_log(), "KA") == 0);
+}
+
+/* Item 3, with main as the killer (before the fix: an abort on
+ * st == SL_T_PAUSED in sched/worker.c). */
+TU_TEST_TIMEOUT(kill_by_main_of_a_tasklet_in_its_inbox_resumes_main, 20)
+{
+    TU_MULTI_WORKER_ONLY();
+    TU_EQ(inbox_window(OP_KILL, true), 0);
+    TU_EQ(ic.next_rc, SL_EKILLED);
+    CU_ASSERT(strcmp(tu_log(), "AK") == 0 || strcmp(tu_log(), "KA") == 0);
+}
+
+/* Suspected, run and switch: either A runs now (0, and it ran before the
+ * call returned) or the call refuses a tasklet not yet in the run queue
+ * (SL_ESTATE). */
+static void check_runs_once(int op)
+{
+    int rc = inbox_window(op, false);
+    CU_ASSERT(rc == 0 || rc == SL_ESTATE);
+    TU_EQ(ic.next_rc, 0);
+    if (rc == 0)
+        TU_ASSERT_LOG("AK");
+}
+
+TU_TEST_TIMEOUT(run_of_a_tasklet_in_the_callers_inbox_runs_it_once, 20)
+{
+    TU_MULTI_WORKER_ONLY();
+    check_runs_once(OP_RUN);
+}
+
+TU_TEST_TIMEOUT(switch_to_a_tasklet_in_the_callers_inbox_runs_it_once, 20)
+{
+    TU_MULTI_WORKER_ONLY();
+    check_runs_once(OP_SWITCH);
+}
+
+/* Remove: either A is paused (0: it must not run until inserted) or the
+ * call refuses (SL_ESTATE). */
+TU_TEST_TIMEOUT(remove_of_a_tasklet_in_the_callers_inbox_pauses_it_or_refuses, 20)
+{
+    TU_MULTI_WORKER_ONLY();
+    int rc = inbox_window(OP_REMOVE, false);
+    CU_ASSERT(rc == 0 || rc == SL_ESTATE);
+    TU_EQ(ic.next_rc, 0);
+    TU_ASSERT_LOG("KA"); /* K went on; A ran later (inserted, or queued) */
+}
+
+/* Suspected: a kill lost while its target, runnable on another worker, is
+ * starting to block; sl_schedule_remove's case. The target (worker 1) is
+ * stopped inside its sl_schedule_remove after the kill check: at a timer
+ * tick (the tick's clock read), which the test makes fall on that call by
+ * counting scheduling points (SL_POLL_EVERY = 128) with a sleeping
+ * tasklet's timer armed on that worker. After the kill the target must
+ * not stay paused: its call returns SL_EKILLED. */
+static struct {
+    int counted, rc, done;
+} sr;
+
+static void sleep_a_while(void *arg)
+{
+    (void)arg;
+    TU_EQ(sl_sleep_ms(1000), 0); /* a live timer on worker 1 */
+}
+
+static void remove_at_tick(void *arg)
+{
+    (void)arg;
+    tu_hook_count_start(TU_HOOK_CLOCK_GETTIME, tu_tid());
+    int n = 0;
+    while (tu_hook_count() == 0 && n++ < 1000)
+        sl_schedule(); /* alone here: returns at once, one point each */
+    tu_hook_disarm();
+    tu_st(&sr.counted, n < 1000);
+    for (int i = 0; i < 127; i++)
+        sl_schedule();
+    /* The next scheduling point is the 128th since the tick. */
+    tu_window_enter(TU_HOOK_CLOCK_GETTIME, 0);
+    sr.rc = sl_schedule_remove();
+    tu_st(&sr.done, 1);
+}
+
+TU_TEST_TIMEOUT(kill_of_a_tasklet_starting_to_pause_on_another_worker_is_not_lost, 20)
+{
+    TU_MULTI_WORKER_ONLY();
+    sr.counted = sr.done = 0;
+    sr.rc = 12345;
+    tu_spawn_pinned(1, sleep_a_while, NULL);
+    sl_tasklet *t = tu_spawn_pinned(1, remove_at_tick, NULL);
+    sl_tasklet_ref(t);
+    TU_EQ(tu_kill_at_stop(t), 0);
+    TU_EQ(sl_run(), 0); /* until nothing can run: the sleeper ends */
+    TU_EQ(sr.counted, 1);
+    TU_EQ(sr.done, 1);  /* before the fix: left paused, killed */
+    TU_EQ(sl_tasklet_alive(t), false);
+    if (sl_tasklet_alive(t) && sl_tasklet_paused(t))
+        TU_EQ(sl_tasklet_insert(t), 0);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sr.rc, SL_EKILLED);
+    sl_tasklet_unref(t);
+}
+
+/* Suspected: claim_blocked marks its target PAUSED under the channel lock
+ * and SWITCHING only after unlocking; in between, an insert (or a second
+ * kill) on another worker can claim the same PAUSED tasklet, and its one
+ * context is resumed on two workers. A stress: each round a tasklet
+ * blocks on a rendezvous channel (worker 0) and main kills it while a
+ * tasklet on worker 1 inserts it in a tight loop. Each round the target
+ * must resume exactly once, with SL_EKILLED. The inserter lives across
+ * rounds (it takes the round's target from `cur`, and main waits for it to
+ * let go of a target, through `epoch`, before dropping its reference), and
+ * main kills only once the inserter is seen running. Before the fix it
+ * failed in 16 of 16 runs on the loaded machine, most within a second (a
+ * crash jumping into the ended target's context, or main never resumed:
+ * the target woken twice, into worker 0's inbox by the insert and into
+ * its run queue by the kill). */
+static struct {
+    sl_channel *ch;
+    sl_tasklet *cur; /* the round's target, or NULL */
+    int epoch, seen, stop, resumed, rc;
+} cb;
+
+static void blocked_target(void *arg)
+{
+    (void)arg;
+    void *m;
+    cb.rc = sl_channel_receive(cb.ch, &m);
+    __atomic_add_fetch(&cb.resumed, 1, __ATOMIC_ACQ_REL);
+}
+
+static void inserter(void *arg)
+{
+    (void)arg;
+    while (!tu_ld(&cb.stop)) {
+        int e = tu_ld(&cb.epoch);
+        sl_tasklet *t = __atomic_load_n(&cb.cur, __ATOMIC_ACQUIRE);
+        /* Reading the channel keeps its line (and its lock byte) shared
+         * here: the killer's unlock, between PAUSED and SWITCHING, then
+         * waits for that line, which widens the window. */
+        (void)sl_channel_balance(cb.ch);
+        if (t)
+            (void)sl_tasklet_insert(t); /* 0 once the kill made it runnable */
+        tu_st(&cb.seen, e);
+    }
+}
+
+TU_TEST_TIMEOUT(kill_and_insert_from_two_workers_resume_a_blocked_tasklet_once, 20)
+{
+    TU_MULTI_WORKER_ONLY();
+    int rounds = TU_SIZE(1000000, 2000), bad = 0, r;
+    int64_t end = sl_now_ms() + 5000;
+    memset(&cb, 0, sizeof cb);
+    cb.ch = sl_channel_new();
+    tu_spawn_pinned(1, inserter, NULL);
+    for (r = 0; r < rounds && !bad && sl_now_ms() < end; r++) {
+        tu_st(&cb.resumed, 0);
+        cb.rc = 12345;
+        sl_tasklet *t = tu_spawn_pinned(0, blocked_target, NULL);
+        sl_tasklet_ref(t);
+        while (sl_channel_balance(cb.ch) != -1)
+            sl_schedule();
+        __atomic_store_n(&cb.cur, t, __ATOMIC_RELEASE);
+        int e = __atomic_add_fetch(&cb.epoch, 1, __ATOMIC_ACQ_REL);
+        while (tu_ld(&cb.seen) != e) /* the inserter hammers t now */
+            ;
+        for (volatile int d = r % 64; d > 0; d--) /* sweeps the timing */
+            ;
+        TU_EQ(sl_tasklet_kill(t), 0);
+        __atomic_store_n(&cb.cur, NULL, __ATOMIC_RELEASE);
+        e = __atomic_add_fetch(&cb.epoch, 1, __ATOMIC_ACQ_REL);
+        while (tu_ld(&cb.seen) != e) /* the inserter let go of t */
+            ;
+        for (int i = 0; i < 4; i++) /* a second resume would come now */
+            sl_schedule();
+        bad += tu_ld(&cb.resumed) != 1 || cb.rc != SL_EKILLED;
+        sl_tasklet_unref(t);
+    }
+    tu_st(&cb.stop, 1);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(bad, 0);
+    printf("(%d rounds) ", r);
+    TU_EQ(sl_channel_free(cb.ch), 0);
+}
+
+/* Issue 13, item 6: sl_tasklet_kill reads the target's wkind plainly,
+ * while the target, on another worker, blocks and resumes (a plain store
+ * of wkind after every resume, and a plain block publishes BLOCKED with a
+ * relaxed store, so the kill's acquire load orders nothing).
+ * ThreadSanitizer reports it (sched_w2 in the TSan tree). Without TSan:
+ * every kill of a tasklet that keeps receiving from a busy feeder ends
+ * it with SL_EKILLED; before the fix some runs also lose a kill that
+ * falls between a receive's kill check and its block (the suspected
+ * item tested by kill_of_a_tasklet_starting_a_plain_receive_... in
+ * test_channel.c): that receiver stays blocked. */
+static struct {
+    sl_channel *ch;
+    int rc[64], started[64];
+    int stop;
+} kw;
+
+static void receive_loop(void *arg)
+{
+    int i = (int)TU_INT(arg);
+    void *m;
+    int rc;
+    tu_st(&kw.started[i], 1);
+    while ((rc = sl_channel_receive(kw.ch, &m)) == 0)
+        ;
+    kw.rc[i] = rc;
+}
+
+static void feeder(void *arg)
+{
+    (void)arg;
+    while (!tu_ld(&kw.stop))
+        if (sl_channel_try_send(kw.ch, TU_MSG(1)) != 0)
+            sl_schedule();
+}
+
+TU_TEST_TIMEOUT(kill_of_tasklets_blocking_on_another_worker_reads_their_wait_safely, 60)
+{
+    TU_MULTI_WORKER_ONLY();
+    int n = TU_SIZE(64, 8);
+    sl_tasklet *ts[64];
+    kw.ch = sl_channel_new();
+    kw.stop = 0;
+    for (int i = 0; i < n; i++) {
+        kw.rc[i] = 12345;
+        kw.started[i] = 0;
+        ts[i] = tu_spawn_pinned(1, receive_loop, TU_MSG(i));
+        sl_tasklet_ref(ts[i]);
+    }
+    tu_spawn_pinned(1, feeder, NULL);
+    for (int i = 0; i < n; i++) {
+        while (!tu_ld(&kw.started[i])) /* a kill before the first run ends it */
+            TU_EQ(sl_sleep_ms(1), 0); /* without running: not this case */
+        TU_EQ(sl_sleep_ms(1), 0);
+        TU_EQ(sl_tasklet_kill(ts[i]), 0);
+    }
+    tu_st(&kw.stop, 1);
+    TU_EQ(sl_run(), 0);
+    for (int i = 0; i < n; i++) {
+        TU_EQ(kw.rc[i], SL_EKILLED);
+        sl_tasklet_unref(ts[i]);
+    }
+    TU_EQ(sl_channel_balance(kw.ch), 0);
+    TU_EQ(sl_channel_free(kw.ch), 0);
+}
+
 static CU_TestInfo tests[] = {
     TU_CASE(schedule_interleaves_round_robin),
     TU_CASE(main_takes_its_turn_in_round_robin),
@@ -560,6 +955,15 @@ static CU_TestInfo tests[] = {
     TU_CASE(last_runnable_schedule_remove_while_main_blocked_is_edeadlock),
     TU_CASE(main_schedule_remove_with_nothing_runnable_is_edeadlock),
     TU_CASE(main_schedule_remove_with_only_blocked_tasklets_is_edeadlock),
+    /* issue 13's regressions */
+    TU_CASE(kill_of_a_tasklet_in_the_killers_own_inbox_resumes_the_killer),
+    TU_CASE(kill_by_main_of_a_tasklet_in_its_inbox_resumes_main),
+    TU_CASE(run_of_a_tasklet_in_the_callers_inbox_runs_it_once),
+    TU_CASE(switch_to_a_tasklet_in_the_callers_inbox_runs_it_once),
+    TU_CASE(remove_of_a_tasklet_in_the_callers_inbox_pauses_it_or_refuses),
+    TU_CASE(kill_of_a_tasklet_starting_to_pause_on_another_worker_is_not_lost),
+    TU_CASE(kill_and_insert_from_two_workers_resume_a_blocked_tasklet_once),
+    TU_CASE(kill_of_tasklets_blocking_on_another_worker_reads_their_wait_safely),
     CU_TEST_INFO_NULL,
 };
 

@@ -2,6 +2,10 @@
  * blocking, close, try and timeouts on buffered channels; select's choice
  * rule, blocking, timeouts, kills, closing channels, argument checks, and
  * exact delivery when many selects and partners race. */
+#include <stdio.h>
+#include <string.h>
+
+#include "test_hook.h"
 #include "test_util.h"
 
 /* ---- buffered channels --------------------------------------------------- */
@@ -349,6 +353,7 @@ TU_TEST(select_receives_a_send_error)
 struct tally {
     long sum;
     int count;
+    long migrations;
 };
 
 static void selector(void *arg)
@@ -446,6 +451,315 @@ TU_TEST(timed_selects_and_timed_sends_lose_nothing)
     free_chans();
 }
 
+/* ---- issue 13's regressions ----------------------------------------------- */
+
+struct got {
+    sl_channel *ch;
+    int rc, done;
+    void *msg;
+};
+
+static void receive_into(void *arg)
+{
+    struct got *g = arg;
+    g->rc = sl_channel_receive(g->ch, &g->msg);
+    __atomic_store_n(&g->done, 1, __ATOMIC_RELEASE);
+}
+
+/* Issue 13, item 1: a select send on a buffered channel with a receiver
+ * waiting hands the message to the receiver, as sl_channel_send does; it
+ * must not put it in the ring (where nobody would ever take it). */
+TU_TEST_TIMEOUT(select_send_on_a_buffered_channel_wakes_its_waiting_receiver, 20)
+{
+    sl_channel *ch = sl_channel_new_buffered(4);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ch);
+    struct got g = {.ch = ch, .rc = 12345};
+    sl_tasklet *t = sl_spawn(receive_into, &g);
+    sl_tasklet_ref(t);
+    while (sl_channel_balance(ch) != -1)
+        sl_schedule();
+    sl_select_case cs[] = {{ch, SL_SEND, TU_MSG(7)}};
+    TU_EQ(sl_select(cs, 1, -1), 0);
+    TU_EQ(sl_channel_count(ch), 0);
+    TU_EQ(sl_channel_balance(ch), 0);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(g.done, 1);
+    TU_EQ(g.rc, 0);
+    TU_EQ(TU_INT(g.msg), 7);
+    if (sl_tasklet_alive(t)) /* the wake-up was lost: end it */
+        sl_tasklet_kill(t);
+    TU_EQ(sl_run(), 0);
+    sl_tasklet_unref(t);
+    void *m;
+    while (sl_channel_try_receive(ch, &m) == 0)
+        ;
+    TU_EQ(sl_channel_free(ch), 0);
+}
+
+/* Issue 13, item 1 ("check every select path against its plain
+ * counterpart"): a one-case select with timeout 0 and the plain try_* call
+ * must do the same thing in every state of a channel: rendezvous or
+ * buffered (empty, part full, full), closing or not, nobody waiting or a
+ * plain or selecting receiver or sender waiting. Compared: whether the
+ * operation completed, the message received, count and balance right
+ * after, what the waiter's call returned and got, and what is left in the
+ * channel. */
+enum waiter_kind { W_NONE, W_RECV, W_SEND, W_SEL_RECV, W_SEL_SEND, W_KINDS };
+static const char *const waiter_name[] = {"nobody", "receiver", "sender",
+                                          "select-receiver", "select-sender"};
+
+struct waiter_ctx {
+    sl_channel *ch;
+    int kind, rc, done;
+    void *got;
+};
+
+static void waiter_body(void *arg)
+{
+    struct waiter_ctx *w = arg;
+    sl_select_case c = {w->ch, SL_RECV, NULL};
+    switch (w->kind) {
+    case W_RECV:
+        w->rc = sl_channel_receive(w->ch, &w->got);
+        break;
+    case W_SEND:
+        w->rc = sl_channel_send(w->ch, TU_MSG(900));
+        break;
+    case W_SEL_RECV:
+        w->rc = sl_select(&c, 1, -1);
+        w->got = c.value;
+        break;
+    case W_SEL_SEND:
+        c.op = SL_SEND;
+        c.value = TU_MSG(900);
+        w->rc = sl_select(&c, 1, -1);
+        break;
+    }
+    __atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
+}
+
+struct outcome {
+    int completed; /* the operation took place */
+    long got;      /* what a receive got */
+    int count, balance;
+    int waiter_rc;
+    long waiter_got;
+    long left[8];  /* drained after, in order; 0 ends */
+};
+
+/* One operation (dir +1 send of 500, -1 receive) on a channel of capacity
+ * cap holding prefill messages (100, 101, ...), closing or not, with a
+ * waiter of the given kind. */
+static struct outcome one_case(int cap, int prefill, bool closing, int kind,
+                               int dir, bool via_select)
+{
+    struct outcome o;
+    memset(&o, 0, sizeof o);
+    sl_channel *ch = cap ? sl_channel_new_buffered((size_t)cap)
+                         : sl_channel_new();
+    for (int i = 0; i < prefill; i++)
+        TU_EQ(sl_channel_try_send(ch, TU_MSG(100 + i)), 0);
+    struct waiter_ctx w = {.ch = ch, .kind = kind, .rc = 12345};
+    sl_tasklet *t = NULL;
+    if (kind != W_NONE) {
+        t = sl_spawn(waiter_body, &w);
+        sl_tasklet_ref(t);
+        for (int i = 0; i < 1000 && sl_channel_balance(ch) == 0; i++)
+            sl_schedule();
+        TU_EQ(sl_channel_balance(ch) != 0, 1);
+    }
+    if (closing)
+        sl_channel_close(ch);
+    void *got = NULL;
+    int rc;
+    if (via_select) {
+        sl_select_case c = {ch, dir > 0 ? SL_SEND : SL_RECV,
+                            dir > 0 ? TU_MSG(500) : NULL};
+        rc = sl_select(&c, 1, 0);
+        got = c.value;
+        o.completed = rc == 0;
+    } else {
+        rc = dir > 0 ? sl_channel_try_send(ch, TU_MSG(500))
+                     : sl_channel_try_receive(ch, &got);
+        o.completed = rc == 0;
+    }
+    if (o.completed && dir < 0)
+        o.got = TU_INT(got);
+    o.count = (int)sl_channel_count(ch);
+    o.balance = sl_channel_balance(ch);
+    TU_EQ(sl_run(), 0);
+    if (t) {
+        if (sl_tasklet_alive(t)) /* still waiting: end it */
+            TU_EQ(sl_tasklet_kill(t), 0);
+        TU_EQ(sl_run(), 0);
+        TU_EQ(w.done, 1);
+        sl_tasklet_unref(t);
+        o.waiter_rc = w.rc;
+        o.waiter_got = TU_INT(w.got);
+    }
+    sl_channel_open(ch);
+    void *m;
+    for (int i = 0; i < 7 && sl_channel_try_receive(ch, &m) == 0; i++)
+        o.left[i] = TU_INT(m);
+    TU_EQ(sl_channel_balance(ch), 0);
+    TU_EQ(sl_channel_free(ch), 0);
+    return o;
+}
+
+static void same(const char *what, long plain, long sel, const char *where,
+                 int *mismatches)
+{
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s: %s: plain call %ld, select %ld", where,
+             what, plain, sel);
+    CU_assertImplementation(plain == sel, __LINE__, msg, __FILE__, "",
+                            CU_FALSE);
+    if (plain != sel)
+        (*mismatches)++;
+}
+
+TU_TEST_TIMEOUT(select_does_what_the_plain_call_does_in_every_channel_state, 60)
+{
+    int cases = 0, mismatches = 0;
+    for (int cap = 0; cap <= 4; cap += 4) {
+        for (int prefill = 0; prefill <= cap; prefill += 2) {
+            for (int closing = 0; closing < 2; closing++) {
+                for (int kind = 0; kind < W_KINDS; kind++) {
+                    bool recv_waits = kind == W_RECV || kind == W_SEL_RECV;
+                    bool send_waits = kind == W_SEND || kind == W_SEL_SEND;
+                    if ((recv_waits && prefill > 0) ||
+                        (send_waits && prefill < cap))
+                        continue; /* such a waiter would not wait */
+                    for (int dir = -1; dir <= 1; dir += 2) {
+                        char where[128];
+                        snprintf(where, sizeof where,
+                                 "capacity %d holding %d%s, %s waiting, %s",
+                                 cap, prefill, closing ? ", closing" : "",
+                                 waiter_name[kind],
+                                 dir > 0 ? "send" : "receive");
+                        struct outcome p =
+                            one_case(cap, prefill, closing, kind, dir, false);
+                        struct outcome s =
+                            one_case(cap, prefill, closing, kind, dir, true);
+                        cases++;
+                        same("completed", p.completed, s.completed, where,
+                             &mismatches);
+                        same("received", p.got, s.got, where, &mismatches);
+                        same("count after", p.count, s.count, where,
+                             &mismatches);
+                        same("balance after", p.balance, s.balance, where,
+                             &mismatches);
+                        same("waiter's result", p.waiter_rc, s.waiter_rc,
+                             where, &mismatches);
+                        same("waiter got", p.waiter_got, s.waiter_got, where,
+                             &mismatches);
+                        for (int i = 0; i < 8; i++)
+                            same("left in the channel", p.left[i], s.left[i],
+                                 where, &mismatches);
+                    }
+                }
+            }
+        }
+    }
+    printf("(%d states, %d differences) ", cases, mismatches);
+}
+
+/* Issue 13, suspected ("a kill can be lost while its target, runnable on
+ * another worker, is starting to block"), select's case: the kill comes
+ * after the selecting tasklet's kill check, before it parks (the hook
+ * stops it computing its deadline). Its select must end SL_EKILLED, not
+ * wait for the timeout. */
+static void select_with_timeout(void *arg)
+{
+    struct got *g = arg;
+    sl_select_case cs[] = {{ca, SL_RECV, NULL}, {cb, SL_RECV, NULL}};
+    tu_window_enter(TU_HOOK_CLOCK_GETTIME, 0);
+    g->rc = sl_select(cs, 2, 2000);
+}
+
+TU_TEST_TIMEOUT(kill_of_a_tasklet_starting_a_select_on_another_worker_is_not_lost, 30)
+{
+    TU_MULTI_WORKER_ONLY();
+    new_chans();
+    struct got g = {.rc = 12345};
+    TU_EQ(tu_kill_in_window(select_with_timeout, &g), 0);
+    TU_EQ(g.rc, SL_EKILLED);
+    free_chans();
+}
+
+/* Issue 13, item 5: the worker a selecting tasklet blocked on unlocks its
+ * channels after the switch, walking the NULL-ended lock list on the
+ * tasklet's stack; after the last unlock the tasklet may already run on
+ * another worker and call sl_select again, rewriting that list, before
+ * the walk reads the terminator. A selector woken alternately by partners
+ * pinned to each worker migrates at every message, which makes that
+ * happen all the time; ThreadSanitizer reports the read against the next
+ * select's write (the TSan tree runs this in select_w2). Without TSan the
+ * test checks exact delivery, which an unlock of a stray address may
+ * break. */
+static int migrations_per_sender;
+
+static void migrating_selector(void *arg)
+{
+    struct tally *t = arg;
+    int last = sl_worker_index();
+    for (int k = 0; k < 2 * migrations_per_sender; k++) {
+        sl_select_case cs[] = {{ca, SL_RECV, NULL}, {cb, SL_RECV, NULL}};
+        int i = sl_select(cs, 2, -1);
+        if (!TU_EQ(i >= 0, 1))
+            return;
+        __atomic_add_fetch(&t->sum, TU_INT(cs[i].value), __ATOMIC_RELAXED);
+        __atomic_add_fetch(&t->count, 1, __ATOMIC_RELAXED);
+        int now = sl_worker_index();
+        if (now != last)
+            __atomic_add_fetch(&t->migrations, 1, __ATOMIC_RELAXED);
+        last = now;
+    }
+}
+
+/* Sender i (pinned to worker i) sends on its channel when it is its turn
+ * and the selector waits there, so that the selector is woken on worker 0
+ * and worker 1 in turn. */
+static int sender_turn;
+
+static void pinned_sender(void *arg)
+{
+    int me = sl_worker_index();
+    sl_channel *ch = arg;
+    for (int i = 1; i <= migrations_per_sender; i++) {
+        while (__atomic_load_n(&sender_turn, __ATOMIC_ACQUIRE) != me ||
+               sl_channel_balance(ch) != -1)
+            sl_schedule();
+        TU_EQ(sl_channel_send(ch, TU_MSG(i)), 0);
+        __atomic_store_n(&sender_turn, 1 - me, __ATOMIC_RELEASE);
+    }
+}
+
+TU_TEST_TIMEOUT(select_unlocks_no_stale_lock_list_when_its_tasklet_migrates, 60)
+{
+    TU_MULTI_WORKER_ONLY();
+    new_chans();
+    migrations_per_sender = TU_SIZE(1000, 100);
+    struct tally t = {0};
+    sender_turn = 0;
+    sl_spawn(migrating_selector, &t);
+    sl_spawn_attr a;
+    sl_spawn_attr_init(&a);
+    a.worker = 0;
+    sl_spawn_ex(&a, pinned_sender, ca);
+    a.worker = 1;
+    sl_spawn_ex(&a, pinned_sender, cb);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(t.count, 2 * migrations_per_sender);
+    TU_EQ(t.sum, 2L * migrations_per_sender * (migrations_per_sender + 1) / 2);
+    /* The case the test is about happened (copy-mode tasklets stay on the
+     * worker that first ran them: no migration there). */
+    if (tu_stack_mode() == SL_STACK_FIXED)
+        CU_ASSERT(t.migrations > 0);
+    printf("(%ld migrations) ", (long)t.migrations);
+    free_chans();
+}
+
 static CU_TestInfo tests[] = {
     TU_CASE(buffered_channel_getters),
     TU_CASE(buffered_sends_complete_without_receiver_in_fifo_order),
@@ -465,6 +779,11 @@ static CU_TestInfo tests[] = {
     TU_CASE(select_receives_a_send_error),
     TU_CASE(racing_selects_deliver_every_message_once),
     TU_CASE(timed_selects_and_timed_sends_lose_nothing),
+    /* issue 13's regressions */
+    TU_CASE(select_send_on_a_buffered_channel_wakes_its_waiting_receiver),
+    TU_CASE(select_does_what_the_plain_call_does_in_every_channel_state),
+    TU_CASE(kill_of_a_tasklet_starting_a_select_on_another_worker_is_not_lost),
+    TU_CASE(select_unlocks_no_stale_lock_list_when_its_tasklet_migrates),
     CU_TEST_INFO_NULL,
 };
 

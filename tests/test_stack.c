@@ -213,6 +213,114 @@ TU_TEST_NOINIT(spawn_fails_cleanly_when_memory_runs_out)
     TU_EQ(WEXITSTATUS(st), 0);
 }
 
+/* ---- issue 13's regressions ----------------------------------------------- */
+
+/* Suspected: with guards falling back to canary mode, a stack that
+ * migrated (or came from the depot) is canary-checked against the wrong
+ * worker's pool. Set up in a child with SL_STACK_GUARD=mprotect and two
+ * workers: 16,500 tasklets parked on worker 0 spend the process-wide
+ * mprotect budget (max_map_count / 4), so worker 0's pool is mixed
+ * (mprotect slots, then canary slots) and the first stack worker 1 carves
+ * is a canary one (its pool: all canary). Then
+ *   foreign_mprotect: W, pinned to worker 1 and given an mprotect-guarded
+ *     stack of worker 0's pool (a pinned spawn takes the spawner's), ends
+ *     on worker 1, which checks W's stack for a canary it never had: a
+ *     false "stack overflow" abort;
+ *   foreign_in_mixed: C, started on worker 1 (a canary stack of its pool),
+ *     moves to worker 0 and ends there: worker 0's pool is mixed, so it
+ *     looks the stack up among its own regions, finds none: an abort on
+ *     an internal invariant.
+ * Neither tasklet overflowed: the child must end cleanly. */
+enum { CG_PARKED = 16500 };
+static sl_channel *cg_park, *cg_ch;
+
+static void cg_parked(void *arg)
+{
+    (void)arg;
+    void *m;
+    sl_channel_receive(cg_park, &m);
+}
+
+static void cg_moves_to_worker_0(void *arg)
+{
+    (void)arg;
+    void *m;
+    sl_channel_receive(cg_ch, &m); /* main (worker 0) sends: we move there */
+}
+
+static void cg_on_worker_1(void *arg)
+{
+    /* Unpinned, spawned here: carved from worker 1's pool (canary). */
+    sl_spawn(arg ? cg_moves_to_worker_0 : cg_parked, NULL);
+    sl_schedule();
+}
+
+static void canary_child(void *arg)
+{
+    bool foreign_mprotect = arg != NULL;
+    setenv("SL_STACK_GUARD", "mprotect", 1);
+    sl_config c;
+    sl_config_init(&c);
+    c.workers = 2;
+    c.steal = 0;
+    c.stack_size = 16 << 10;
+    if (sl_init(&c) != 0)
+        _exit(3);
+    cg_park = sl_channel_new();
+    cg_ch = sl_channel_new();
+    for (int i = 0; i < CG_PARKED; i++)
+        if (!sl_spawn(cg_parked, NULL))
+            _exit(4);
+    sl_run(); /* all parked: every one has its stack */
+    if (foreign_mprotect) {
+        /* The first one ends: its mprotect-guarded stack is the next
+         * one worker 0 hands out. */
+        sl_channel_send(cg_park, NULL);
+        sl_run();
+    }
+    sl_spawn_attr a;
+    sl_spawn_attr_init(&a);
+    a.worker = 1;
+    sl_spawn_ex(&a, cg_on_worker_1, foreign_mprotect ? NULL : &a);
+    sl_run();
+    if (!foreign_mprotect) {
+        while (sl_channel_balance(cg_ch) != -1)
+            sl_schedule();
+        sl_channel_send(cg_ch, NULL); /* C comes here and ends here */
+        sl_run();
+    }
+    fprintf(stderr, "child done\n");
+    sl_shutdown(); /* discards the parked ones */
+    _exit(0);
+}
+
+static void canary_case(bool foreign_mprotect)
+{
+    if (tu_under_valgrind()) { /* 16,500 stacks: hours under valgrind */
+        printf("(not under valgrind) ");
+        return;
+    }
+    char err[4096];
+    int st = tu_child_stderr(canary_child, foreign_mprotect ? "m" : NULL,
+                             err, sizeof err);
+    CU_ASSERT(strstr(err, "child done") != NULL);
+    CU_ASSERT(strstr(err, "stack overflow") == NULL);
+    CU_ASSERT(strstr(err, "invariant") == NULL);
+    CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0))
+        printf("(child: status %#x, stderr: %.200s) ", st, err);
+}
+
+TU_TEST_NOINIT_TIMEOUT(canary_check_of_a_stack_from_another_workers_mprotect_pool_passes, 60)
+{
+    canary_case(true);
+}
+
+TU_TEST_NOINIT_TIMEOUT(canary_check_of_a_foreign_stack_in_a_mixed_pool_passes, 60)
+{
+    canary_case(false);
+}
+
 static CU_TestInfo tests[] = {
     TU_CASE(overflow_reported_with_guard_pages),
     TU_CASE(overflow_reported_with_mprotect_guards),
@@ -220,6 +328,9 @@ static CU_TestInfo tests[] = {
     TU_CASE(deep_but_fitting_recursion_is_fine),
     TU_CASE(million_tasklets_blocked_at_once),
     TU_CASE(spawn_fails_cleanly_when_memory_runs_out),
+    /* issue 13's regressions */
+    TU_CASE(canary_check_of_a_stack_from_another_workers_mprotect_pool_passes),
+    TU_CASE(canary_check_of_a_foreign_stack_in_a_mixed_pool_passes),
     CU_TEST_INFO_NULL,
 };
 

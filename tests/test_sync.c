@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <stdatomic.h>
 
+#include "test_hook.h"
 #include "test_util.h"
 
 /* ---- helpers --------------------------------------------------------------- */
@@ -1360,6 +1361,38 @@ TU_TEST_NOINIT(queue_bad_input_and_no_runtime)
     TU_EQ(sl_queue_destroy(&qu), 0);
 }
 
+/* ---- issue 13's regressions ----------------------------------------------- */
+
+/* Suspected ("a kill can be lost while its target, runnable on another
+ * worker, is starting to block"), the wait queue's case: a tasklet on
+ * worker 1 waiting for a lock main holds is stopped after its kill check
+ * (computing its deadline: the hook on clock_gettime) and killed there.
+ * Its acquire must end SL_EKILLED, not by its timeout. */
+static sl_lock kl;
+static int kla_rc;
+
+static void acquire_in_window(void *arg)
+{
+    (void)arg;
+    tu_window_enter(TU_HOOK_CLOCK_GETTIME, 0);
+    kla_rc = sl_lock_acquire_timeout(&kl, 2000);
+    if (kla_rc == 0)
+        sl_lock_release(&kl);
+}
+
+TU_TEST_TIMEOUT(kill_of_a_tasklet_starting_to_wait_for_a_lock_on_another_worker_is_not_lost, 30)
+{
+    TU_MULTI_WORKER_ONLY();
+    TU_EQ(sl_lock_init(&kl), 0);
+    TU_EQ(sl_lock_acquire(&kl), 0);
+    kla_rc = 12345;
+    TU_EQ(tu_kill_in_window(acquire_in_window, NULL), 0);
+    TU_EQ(kla_rc, SL_EKILLED);
+    TU_EQ(sl_lock_release(&kl), 0);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_lock_destroy(&kl), 0);
+}
+
 static CU_TestInfo tests[] = {
     TU_CASE(lock_acquire_try_release_and_their_errors),
     TU_CASE(lock_waiters_get_it_in_arrival_order),
@@ -1409,6 +1442,8 @@ static CU_TestInfo tests[] = {
     TU_CASE(queue_producers_and_consumers_sum_exactly_under_contention),
     TU_CASE(queue_main_getting_from_an_empty_queue_alone_gets_edeadlock),
     TU_CASE(queue_bad_input_and_no_runtime),
+    /* issue 13's regressions */
+    TU_CASE(kill_of_a_tasklet_starting_to_wait_for_a_lock_on_another_worker_is_not_lost),
     CU_TEST_INFO_NULL,
 };
 

@@ -2,6 +2,7 @@
  * timeouts: deadline order, overlapping sleeps, kills, balance after a
  * timeout, races between a partner and the timer, and the deadlock rules
  * once something can still end a wait by itself. */
+#include "test_hook.h"
 #include "test_util.h"
 
 static sl_channel *chan;
@@ -348,6 +349,58 @@ static void sleep_and_log(void *arg)
     tu_log_putc('s');
 }
 
+/* Review (issue 13): a timed wait counts in nwaits (the runtime waits for
+ * its timer instead of applying the deadlock rules) until its tasklet
+ * runs again. A tasklet whose timed wait a partner completed and which is
+ * then removed before it runs (legal: it is runnable) never runs that
+ * epilogue: nwaits stayed 1 for good, so sl_run waited in epoll forever
+ * (one worker) or quiescence never came (several). Now the removal undoes
+ * the count. All three on one worker, in a fixed order: T waits with a
+ * long timeout; R sends to it (preference 0: R goes on, T is only queued)
+ * and removes it before it runs. sl_run must return with T paused, its
+ * call not returned; inserted, T gets the message. */
+static sl_tasklet *rm_t;
+static int rm_rc, rm_t_rc;
+static void *rm_t_msg;
+
+static void rm_timed_receiver(void *arg)
+{
+    (void)arg;
+    rm_t_rc = sl_channel_receive_timeout(chan, &rm_t_msg, 600000);
+}
+
+static void rm_remover(void *arg)
+{
+    (void)arg;
+    TU_EQ(sl_channel_send(chan, TU_MSG(7)), 0); /* T becomes runnable */
+    rm_rc = sl_tasklet_remove(rm_t);          /* before it runs */
+}
+
+TU_TEST(timed_out_tasklet_removed_before_it_runs_does_not_stall_run)
+{
+    new_chan();
+    sl_channel_set_preference(chan, 0);
+    rm_rc = rm_t_rc = 12345;
+    rm_t_msg = NULL;
+    sl_spawn_attr a;
+    sl_spawn_attr_init(&a);
+    a.worker = sl_worker_count() - 1;
+    rm_t = sl_spawn_ex(&a, rm_timed_receiver, NULL);
+    sl_tasklet_ref(rm_t);
+    CU_ASSERT_PTR_NOT_NULL(sl_spawn_ex(&a, rm_remover, NULL));
+    TU_EQ(sl_run(), 0); /* hung before the fix: the case timeout catches it */
+    TU_EQ(rm_rc, 0);
+    TU_EQ(sl_tasklet_paused(rm_t), true);
+    TU_EQ(rm_t_rc, 12345); /* its call has not returned */
+    TU_EQ(sl_tasklet_insert(rm_t), 0);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(rm_t_rc, 0);
+    TU_EQ(TU_INT(rm_t_msg), 7);
+    sl_tasklet_unref(rm_t);
+    TU_EQ(sl_channel_balance(chan), 0);
+    TU_EQ(sl_channel_free(chan), 0);
+}
+
 TU_TEST(run_waits_for_sleepers)
 {
     sl_spawn(sleep_and_log, NULL);
@@ -366,6 +419,31 @@ TU_TEST(sleepers_on_many_tasklets_interleave_with_work)
     TU_ASSERT_LOG("s");
 }
 
+/* ---- issue 13's regressions ----------------------------------------------- */
+
+/* Suspected ("a kill can be lost while its target, runnable on another
+ * worker, is starting to block"), sl_sleep_ms's case (the issue's example:
+ * "sl_sleep_ms(10000) ends with SL_ETIMEDOUT"): the sleeper, on worker 1,
+ * is stopped after its kill check while computing its deadline (the hook
+ * on clock_gettime), and killed there. Its sleep must end SL_EKILLED, not
+ * run its course. */
+static int ks_rc;
+
+static void sleep_in_window(void *arg)
+{
+    (void)arg;
+    tu_window_enter(TU_HOOK_CLOCK_GETTIME, 0);
+    ks_rc = sl_sleep_ms(2000);
+}
+
+TU_TEST_TIMEOUT(kill_of_a_tasklet_starting_to_sleep_on_another_worker_is_not_lost, 30)
+{
+    TU_MULTI_WORKER_ONLY();
+    ks_rc = 12345;
+    TU_EQ(tu_kill_in_window(sleep_in_window, NULL), 0);
+    TU_EQ(ks_rc, SL_EKILLED);
+}
+
 static CU_TestInfo tests[] = {
     TU_CASE(sleepers_wake_in_deadline_order),
     TU_CASE(many_sleeps_overlap),
@@ -382,8 +460,11 @@ static CU_TestInfo tests[] = {
     TU_CASE(killed_timed_waiter_leaves_the_queue),
     TU_CASE(partner_and_timer_race_without_loss),
     TU_CASE(deadlock_is_reported_once_no_timer_is_left),
+    TU_CASE(timed_out_tasklet_removed_before_it_runs_does_not_stall_run),
     TU_CASE(run_waits_for_sleepers),
     TU_CASE(sleepers_on_many_tasklets_interleave_with_work),
+    /* issue 13's regressions */
+    TU_CASE(kill_of_a_tasklet_starting_to_sleep_on_another_worker_is_not_lost),
     CU_TEST_INFO_NULL,
 };
 

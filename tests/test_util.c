@@ -58,6 +58,15 @@ int tu_stack_mode(void)
     return SL_STACK_FIXED;
 }
 
+bool tu_under_tsan(void)
+{
+#if defined(__SANITIZE_THREAD__)
+    return true;
+#else
+    return false;
+#endif
+}
+
 bool tu_under_valgrind(void)
 {
 #if TU_HAVE_VALGRIND
@@ -302,6 +311,11 @@ void tu_run(tu_body_fn body, int flags)
     close(fds[1]);
 
     long timeout = env_long("SL_TEST_CASE_TIMEOUT", 60, 1);
+    long own = flags >> TU_TIMEOUT_SHIFT;
+    if (own > 0 && tu_under_valgrind())
+        own *= 10;
+    if (own > 0 && own < timeout)
+        timeout = own;
     double deadline = now_s() + (double)timeout;
     char *report = NULL;
     size_t len = 0, cap = 0;
@@ -357,7 +371,7 @@ void tu_run(tu_body_fn body, int flags)
     char msg[160];
     if (timed_out) {
         snprintf(msg, sizeof msg,
-                 "harness: test timed out after %ld s (SL_TEST_CASE_TIMEOUT) and was killed",
+                 "harness: test timed out after %ld s (its own limit or SL_TEST_CASE_TIMEOUT) and was killed",
                  timeout);
         CU_assertImplementation(CU_FALSE, 0, msg, "test_util.c", "", CU_FALSE);
     } else if (WIFSIGNALED(status)) {

@@ -37,6 +37,8 @@
 #include "stackless.h"
 
 enum { TU_INIT = 0, TU_NOINIT = 1 };
+/* flags >> TU_TIMEOUT_SHIFT: the case's own timeout in seconds (0: none). */
+#define TU_TIMEOUT_SHIFT 8
 
 typedef void (*tu_body_fn)(void);
 
@@ -49,6 +51,13 @@ void tu_run(tu_body_fn body, int flags);
     static void name(void)
 #define TU_TEST(name) TU__DEFINE(name, TU_INIT)
 #define TU_TEST_NOINIT(name) TU__DEFINE(name, TU_NOINIT)
+/* The same with a timeout of their own, for cases whose failure is a hang:
+ * the case is killed after the smaller of secs and SL_TEST_CASE_TIMEOUT
+ * (secs x 10 under valgrind), so a hang costs seconds, not a minute. */
+#define TU_TEST_TIMEOUT(name, secs)                                          \
+    TU__DEFINE(name, TU_INIT | ((secs) << TU_TIMEOUT_SHIFT))
+#define TU_TEST_NOINIT_TIMEOUT(name, secs)                                   \
+    TU__DEFINE(name, TU_NOINIT | ((secs) << TU_TIMEOUT_SHIFT))
 #define TU_CASE(name) { #name, name##__case }
 
 /* Register one suite, run it (all tests, or only argv[1] when given) with
@@ -72,6 +81,17 @@ int tu_stack_mode(void);
         }                                                                    \
     } while (0)
 
+/* The converse, for tests of what only happens across workers: the test
+ * says so and passes without running when the runtime has one worker (the
+ * *_w2 ctest entries run them). Needs a runtime (TU_TEST). */
+#define TU_MULTI_WORKER_ONLY()                                               \
+    do {                                                                     \
+        if (sl_worker_count() < 2) {                                         \
+            printf("(two workers or more only) ");                           \
+            return;                                                          \
+        }                                                                    \
+    } while (0)
+
 /* Run fn(arg) in a forked child whose stderr is captured into err (at most
  * cap - 1 bytes, NUL-ended); the child exits 0 when fn returns. Returns
  * the child's wait status (-1 if it could not start): for tests of what
@@ -87,6 +107,13 @@ int tu_child_stderr(void (*fn)(void *), void *arg, char *err, size_t cap);
 bool tu_under_valgrind(void);
 #define TU_SIZE(native, under_valgrind)                                      \
     (tu_under_valgrind() ? (under_valgrind) : (native))
+
+/* True in a ThreadSanitizer build (5-15x slower, more on a loaded
+ * machine). TU_TSAN_SIZE(native, smaller) picks the smaller size there and
+ * under valgrind, for stress loops whose size is not what they check. */
+bool tu_under_tsan(void);
+#define TU_TSAN_SIZE(native, smaller)                                        \
+    (tu_under_tsan() || tu_under_valgrind() ? (smaller) : (native))
 
 /* ---- order log: tasklets append characters, tests compare the string ---- */
 
