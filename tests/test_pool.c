@@ -1319,20 +1319,13 @@ struct mpkill {
     size_t len;
 };
 
-static unsigned char pattern_byte(size_t i)
-{
-    return (unsigned char)(i * 131 + (i >> 12));
-}
-
 static int t_send_then_die(const void *in, size_t n, void *out,
                            size_t *out_len)
 {
     struct mpkill k;
     (void)n, (void)out;
     memcpy(&k, in, sizeof k);
-    unsigned char *msg = malloc(k.len);
-    for (size_t i = 0; i < k.len; i++)
-        msg[i] = pattern_byte(i);
+    unsigned char *msg = pu_message(0, k.len);
     if (k.delay_us)
         pu_die_after_us(k.delay_us);
     *out_len = 0;
@@ -1354,41 +1347,13 @@ static int t_receive_then_die(const void *in, size_t n, void *out,
         pu_die_after_us(k.delay_us);
     size_t len = k.len;
     int rc = sl_mpchan_receive(k.ch, buf, &len);
-    long ans[2] = {(long)len, 1};
-    for (size_t i = 0; rc == 0 && i < len; i++)
-        if (buf[i] != pattern_byte(i)) {
-            ans[1] = 0;
-            break;
-        }
+    long ans[2] = {(long)len, rc == 0 && pu_is_message(0, buf, len)};
     free(buf);
     memcpy(out, ans, sizeof ans);
     *out_len = sizeof ans;
     return rc;
 }
 
-static bool is_pattern(const unsigned char *b, size_t len)
-{
-    for (size_t i = 0; i < len; i++)
-        if (b[i] != pattern_byte(i))
-            return false;
-    return true;
-}
-
-struct bigsend {
-    sl_mpchan *ch;
-    size_t len;
-    int rc;
-};
-
-static void parent_sender(void *arg)
-{
-    struct bigsend *b = arg;
-    unsigned char *msg = malloc(b->len);
-    for (size_t i = 0; i < b->len; i++)
-        msg[i] = pattern_byte(i);
-    b->rc = sl_mpchan_send(b->ch, msg, b->len);
-    free(msg);
-}
 
 /* Finding 4: the channel's lock stayed with a process killed mid-copy, and
  * the other side (and sl_mpchan_close) spun or blocked forever. */
@@ -1416,18 +1381,18 @@ TU_TEST(an_mpchan_survives_a_process_killed_mid_copy)
     int rc = sl_mpchan_receive(ch, buf, &len);
     TU_EQ(rc, 0);
     if (rc == 0 && len == big) { /* the dead one's copy had completed */
-        TU_EQ(is_pattern(buf, len), true);
+        TU_EQ(pu_is_message(0, buf, len), true);
         len = big;
         TU_EQ(sl_mpchan_receive(ch, buf, &len), 0);
     }
     TU_EQ(len, 100);
-    TU_EQ(is_pattern(buf, len), true);
+    TU_EQ(pu_is_message(0, buf, len), true);
     TU_EQ(wait_bounded(f, NULL, NULL), 0);
     sl_future_free(f);
 
     /* The receiver dies: the message stays for the next receiver. */
-    struct bigsend b = {ch, big, 1};
-    sl_tasklet *t = sl_spawn(parent_sender, &b);
+    struct pu_send b = {.ch = ch, .len = big, .rc = 1};
+    sl_tasklet *t = sl_spawn(pu_sender, &b);
     sl_tasklet_ref(t);
     k.delay_us = TU_SIZE(2000, 20000);
     TU_EQ(sl_pool_submit(pool, t_receive_then_die, &k, sizeof k, &f), 0);

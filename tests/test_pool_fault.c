@@ -215,11 +215,6 @@ static uint32_t op_sum(const struct op *o)
     return s;
 }
 
-static unsigned char answer_byte(uint32_t seed, size_t i)
-{
-    return (unsigned char)(seed + i * 7 + (i >> 9));
-}
-
 static uint64_t xs(uint64_t *s)
 {
     *s ^= *s << 13;
@@ -265,7 +260,7 @@ static int answer(const struct op *o, void *out, size_t *out_len)
     if (o->size > *out_len)
         return SL_EINVAL;
     for (size_t i = 0; i < o->size; i++)
-        ((unsigned char *)out)[i] = answer_byte(o->seed, i);
+        ((unsigned char *)out)[i] = pu_byte(o->seed, i);
     *out_len = o->size;
     return 0;
 }
@@ -329,9 +324,7 @@ static int t_op(const void *in, size_t n, void *out, size_t *out_len)
         break;
     }
     case OP_SEND: {
-        unsigned char *msg = malloc(o.size);
-        for (size_t i = 0; i < o.size; i++)
-            msg[i] = answer_byte(o.seed, i);
+        unsigned char *msg = pu_message(o.seed, o.size);
         if (o.delay_us)
             pu_die_after_us(o.delay_us);
         int rc = sl_mpchan_send(o.ch, msg, o.size);
@@ -347,12 +340,7 @@ static int t_op(const void *in, size_t n, void *out, size_t *out_len)
         if (o.delay_us)
             pu_die_after_us(o.delay_us);
         int rc = sl_mpchan_receive(o.ch, buf, &len);
-        uint64_t ans[2] = {len, 1};
-        for (size_t i = 0; rc == 0 && i < len; i++)
-            if (buf[i] != answer_byte(o.seed, i)) {
-                ans[1] = 0;
-                break;
-            }
+        uint64_t ans[2] = {len, rc == 0 && pu_is_message(o.seed, buf, len)};
         free(buf);
         while (o.delay_us)
             pause();
@@ -389,9 +377,7 @@ static int check_answer(sl_future *f, struct op o, int extra_ok)
     sl_future_free(f);
     int got = 0;
     if (rc == 0) {
-        size_t bad = len != o.size;
-        for (size_t i = 0; !bad && i < len; i++)
-            bad += buf[i] != answer_byte(o.seed, i);
+        size_t bad = len != o.size || !pu_is_message(o.seed, buf, len);
         if (!TU_EQ(bad, 0))
             printf("op %u size %u: wrong answer\n", o.kind, o.size);
         got = 1;
@@ -562,37 +548,14 @@ TU_TEST(kills_from_inside_at_every_phase)
     end(b);
 }
 
-struct psend {
-    sl_mpchan *ch;
-    uint32_t size, seed;
-    int rc;
-    bool done;
-};
-
-static void parent_send(void *arg)
-{
-    struct psend *s = arg;
-    unsigned char *msg = malloc(s->size);
-    for (size_t i = 0; i < s->size; i++)
-        msg[i] = answer_byte(s->seed, i);
-    s->rc = sl_mpchan_send(s->ch, msg, s->size);
-    free(msg);
-    s->done = true;
-}
-
+/* The receiving side of a pu_send: rc is -EBADMSG for a wrong message. */
 static void parent_receive(void *arg)
 {
-    struct psend *s = arg;
-    unsigned char *buf = malloc(s->size);
-    size_t len = s->size;
+    struct pu_send *s = arg;
+    unsigned char *buf = malloc(s->len);
+    size_t len = s->len;
     s->rc = sl_mpchan_receive(s->ch, buf, &len);
-    if (s->rc == 0 && len == s->size)
-        for (size_t i = 0; i < len; i++)
-            if (buf[i] != answer_byte(s->seed, i)) {
-                s->rc = -EBADMSG;
-                break;
-            }
-    if (s->rc == 0 && len != s->size)
+    if (s->rc == 0 && (len != s->len || !pu_is_message(s->seed, buf, len)))
         s->rc = -EBADMSG;
     free(buf);
     s->done = true;
@@ -619,10 +582,10 @@ TU_TEST(kills_mid_mpchan_copy_either_side)
         struct op recv = {.kind = OP_RECEIVE, .seed = sd, .size = size,
                           .ch = ch, .delay_us = worker_sends ? 0 : delay};
         sl_future *dying, *other = NULL;
-        struct psend ps = {.ch = ch, .size = size, .seed = sd, .rc = 1};
+        struct pu_send ps = {.ch = ch, .len = size, .seed = sd, .rc = 1};
         sl_tasklet *pt = NULL;
         if (against_parent) {
-            pt = sl_spawn(worker_sends ? parent_receive : parent_send, &ps);
+            pt = sl_spawn(worker_sends ? parent_receive : pu_sender, &ps);
             sl_tasklet_ref(pt);
         } else {
             TU_EQ(submit(worker_sends ? recv : send, 0, &other), 0);
