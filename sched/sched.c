@@ -491,6 +491,10 @@ void sl__fork_child_reset(void)
     sl__offload_fork_reset();
     sl__obs_fork_child();
     sl__tls_worker = NULL;
+    /* The SIGSEGV/SIGBUS handler goes with it: a new sl_init would take it
+     * for the previous handler to chain to, and a real fault would loop. */
+    restore_if_ours(SIGSEGV, &old_segv);
+    restore_if_ours(SIGBUS, &old_bus);
     sl__forgotten_rt = sl__rt; /* still reachable: not a leak */
     memset(&sl__rt, 0, sizeof sl__rt);
     atomic_store(&runtime_active, 0);
