@@ -9,8 +9,8 @@
 #
 # Environment:
 #   SL_JOBS=N            build and ctest parallelism (default 2)
-#   SL_TEST_TIMEOUT=S    per-test timeout for tests that set none, and per
-#                        suite under valgrind (default 300)
+#   SL_TEST_TIMEOUT=S    per-test timeout for tests that set none (default
+#                        300), and half the per-suite one under valgrind
 #   SL_CI_VALGRIND=0     skip the valgrind stage (default 1: run it)
 #   SL_CI_TSAN=0         skip the ThreadSanitizer tree (build-tsan/, the
 #                        M:N tests: ctest -L mn)
@@ -126,7 +126,10 @@ valgrind_suites() {
         local t0=$SECONDS
         rc=0
         # timeout signals its whole process group: the forked children too.
-        timeout -k 10 "$test_timeout" "${vg[@]}" "$suite" \
+        # (Twice the ctest limit: each case has its own limit inside the
+        # suite, and test_pool's many worker processes each pay valgrind's
+        # start and leak check: 262 s at load 25.)
+        timeout -k 10 "$((2 * test_timeout))" "${vg[@]}" "$suite" \
             >"$dir/valgrind/$name.log" 2>&1 || rc=$?
         cat "$dir/valgrind/$name.log"
         if [ "$rc" -eq 0 ]; then
@@ -136,7 +139,7 @@ valgrind_suites() {
         fi
         case $rc in
             99) why="valgrind reported errors in the suite's main process" ;;
-            124|137) why="timed out after $test_timeout s (SL_TEST_TIMEOUT)" ;;
+            124|137) why="timed out after $((2 * test_timeout)) s (twice SL_TEST_TIMEOUT)" ;;
             *) why="exit status $rc (a failing test case; a valgrind error in its child shows as 'exited with status 99')" ;;
         esac
         problem "valgrind: $name failed: $why (see $dir/valgrind/$name.log)"
