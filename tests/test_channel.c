@@ -835,6 +835,74 @@ TU_TEST(killed_tasklet_on_a_closing_channel_gets_ekilled_not_eclosed)
     TU_EQ(sl_channel_free(chan), 0);
 }
 
+/* Found by the model tester under load (model_copy_w2 in the TSan tree,
+ * seeds 47, 57 and 92), not fixed yet: a copy-mode tasklet that blocks
+ * while its worker goes on with a tasklet of its own stack (here main) is
+ * published as waiting with its frames still on the shared stack; its
+ * worker copies them into t->saved later, when the next copy tasklet takes
+ * that stack (tasklet/copystack.c save_realloc writes t->saved). A partner
+ * on another worker that completes its wait reads t->saved meanwhile, to
+ * prefetch it (channel/channel.c complete), with nothing ordering the two:
+ * a data race (the value is only a prefetch hint, but the access is not
+ * atomic). ThreadSanitizer reports it (channel_w2, channel_copy_w2 in the
+ * TSan tree); elsewhere the message arrives as sent. */
+static struct {
+    sl_channel *ch;
+    void *got;
+    int saved, sent; /* relaxed: they order nothing for ThreadSanitizer */
+} lz;
+
+static int relaxed_wait(const int *flag)
+{
+    int64_t end = tu_now_ns() + 10 * 1000000000LL;
+    while (!__atomic_load_n(flag, __ATOMIC_RELAXED) && tu_now_ns() < end)
+        ;
+    return __atomic_load_n(flag, __ATOMIC_RELAXED);
+}
+
+static void lazy_receiver(void *arg)
+{
+    (void)arg;
+    TU_EQ(sl_channel_receive(lz.ch, &lz.got), 0);
+}
+
+/* Its first run on worker 0 saved the receiver's frames; it holds the
+ * worker (no scheduling point, no lock) until the send is done. */
+static void copy_holder(void *arg)
+{
+    (void)arg;
+    __atomic_store_n(&lz.saved, 1, __ATOMIC_RELAXED);
+    TU_EQ(relaxed_wait(&lz.sent), 1);
+}
+
+static void late_sender(void *arg)
+{
+    (void)arg;
+    TU_EQ(relaxed_wait(&lz.saved), 1);
+    TU_EQ(sl_channel_send(lz.ch, TU_MSG(7)), 0);
+    __atomic_store_n(&lz.sent, 1, __ATOMIC_RELAXED);
+}
+
+TU_TEST_TIMEOUT(send_from_another_worker_to_a_blocked_copy_tasklet_races_not_its_save, 30)
+{
+    TU_MULTI_WORKER_ONLY();
+    lz.ch = sl_channel_new();
+    lz.got = NULL;
+    lz.saved = lz.sent = 0;
+    /* Spawned first: the workers synchronise for the last time here. */
+    CU_ASSERT_PTR_NOT_NULL_FATAL(tu_spawn_pinned(1, late_sender, NULL));
+    sl_spawn_attr a;
+    sl_spawn_attr_init(&a);
+    a.stack_mode = SL_STACK_COPY;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(sl_spawn_ex(&a, lazy_receiver, NULL));
+    TU_EQ(sl_schedule(), 0); /* it blocks; main, on its own stack, runs on */
+    TU_EQ(sl_channel_balance(lz.ch), -1);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(sl_spawn_ex(&a, copy_holder, NULL));
+    TU_EQ(sl_run(), 0);
+    TU_EQ(TU_INT(lz.got), 7);
+    TU_EQ(sl_channel_free(lz.ch), 0);
+}
+
 static CU_TestInfo tests[] = {
     TU_CASE(new_channel_has_defaults),
     TU_CASE(blocked_receivers_are_served_in_blocking_order),
@@ -875,6 +943,7 @@ static CU_TestInfo tests[] = {
     TU_CASE(close_and_open_from_another_worker_race_no_channel_operation),
     TU_CASE(preference_set_from_another_worker_races_no_hand_over),
     TU_CASE(killed_tasklet_on_a_closing_channel_gets_ekilled_not_eclosed),
+    TU_CASE(send_from_another_worker_to_a_blocked_copy_tasklet_races_not_its_save),
     CU_TEST_INFO_NULL,
 };
 
