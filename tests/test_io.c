@@ -1968,6 +1968,93 @@ TU_TEST_TIMEOUT(kill_of_a_reader_starting_to_park_on_another_worker_is_not_lost,
     close2(sv);
 }
 
+/* Found under load (io_w2 in the TSan tree: shutdown_wakes_a_waiter_so_
+ * the_descriptor_can_be_closed read its waiter's result before the waiter
+ * had written it; and model_w4 seed 232 aborted on SL__ASSERT(st ==
+ * SL_T_PAUSED) in wake_main_quiescent), not fixed yet. A parked worker
+ * counts as idle (sl__rt.nidle) until it takes the runtime lock again
+ * after sl__events_run (sched/worker.c idle_loop); the timers and
+ * descriptor events it handles before that end waits (sl__rt.nwaits drops,
+ * to 0 if they were the last) and link the woken tasklets into its own idle
+ * circle, where no other worker looks. Another worker that parks in that
+ * window finds every worker idle, no wait and every inbox empty: it gives
+ * main back. sl_run then returns while a tasklet is runnable, and when the
+ * tasklet woken is main itself (its sleep's timer), wake_main_quiescent
+ * aborts on main's state. Here worker 1 is parked with the only wait, a
+ * byte wakes it, and it is stopped at its first lock after the events (the
+ * hook on pthread_mutex_lock) while main calls sl_run; a thread releases
+ * the stop after a second. sl_run must not return before the waiter ran. */
+static struct {
+    struct waiter w;
+    long tid;
+} pw;
+
+static void waiter_recording_its_thread(void *arg)
+{
+    (void)arg;
+    __atomic_store_n(&pw.tid, tu_tid(), __ATOMIC_RELEASE);
+    waiter_fn(&pw.w);
+}
+
+/* Whether thread tid is blocked in epoll (its /proc syscall file). */
+static bool in_epoll(long tid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%ld/syscall", tid);
+    FILE *f = fopen(path, "r");
+    long nr = -1;
+    if (f) {
+        if (fscanf(f, "%ld", &nr) != 1)
+            nr = -1;
+        fclose(f);
+    }
+    return nr == SYS_epoll_pwait
+#ifdef SYS_epoll_wait
+           || nr == SYS_epoll_wait
+#endif
+#ifdef SYS_epoll_pwait2
+           || nr == SYS_epoll_pwait2
+#endif
+        ;
+}
+
+static void *release_after_a_second(void *arg)
+{
+    (void)arg;
+    usleep(1000000);
+    tu_hook_release();
+    return NULL;
+}
+
+TU_TEST_TIMEOUT(run_waits_for_a_tasklet_a_parked_worker_is_waking, 30)
+{
+    TU_MULTI_WORKER_ONLY();
+    int sv[2];
+    nb_socketpair(sv);
+    pw.w = waiter(sv[0], SL_READABLE, -1);
+    pw.tid = 0;
+    spawn_on(1, waiter_recording_its_thread, NULL);
+    os_wait_until(&pw.w.entered);
+    long tid = __atomic_load_n(&pw.tid, __ATOMIC_ACQUIRE);
+    bool parked = false; /* worker 1 parks once the waiter has */
+    for (int i = 0; i < 10000 && !(parked = in_epoll(tid)); i++)
+        usleep(1000);
+    CU_ASSERT_FATAL(parked);
+    tu_hook_arm(TU_HOOK_PTHREAD_MUTEX_LOCK, tid, 0);
+    CU_ASSERT(write(sv[1], "x", 1) == 1);
+    CU_ASSERT(tu_hook_wait_reached(10000)); /* it woke the waiter, here */
+    pthread_t th;
+    TU_EQ(pthread_create(&th, NULL, release_after_a_second, NULL), 0);
+    TU_EQ(sl_run(), 0);
+    int done_when_run_returned = load(&pw.w.done);
+    pthread_join(th, NULL);
+    TU_EQ(done_when_run_returned, 1);
+    os_wait_until(&pw.w.done);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(pw.w.rc, SL_READABLE);
+    close2(sv);
+}
+
 static CU_TestInfo tests[] = {
     TU_CASE(reader_parks_while_its_worker_runs_others),
     TU_CASE(ready_events_are_returned_at_once),
@@ -2019,6 +2106,7 @@ static CU_TestInfo tests[] = {
     TU_CASE(wait_on_a_huge_descriptor_number_fails_at_once),
     TU_CASE(kill_of_a_tasklet_starting_to_wait_on_a_descriptor_on_another_worker_is_not_lost),
     TU_CASE(kill_of_a_reader_starting_to_park_on_another_worker_is_not_lost),
+    TU_CASE(run_waits_for_a_tasklet_a_parked_worker_is_waking),
     CU_TEST_INFO_NULL,
 };
 

@@ -941,28 +941,39 @@ TU_TEST_TIMEOUT(kill_of_tasklets_blocking_on_another_worker_reads_their_wait_saf
  * another worker. */
 static struct {
     sl_tasklet *t;
-    int stop, rc;
+    int started, stop, rc; /* started, stop: relaxed, they order nothing
+                              for ThreadSanitizer */
 } cpin;
 
+static int relaxed_wait(const int *flag)
+{
+    int64_t end = tu_now_ns() + 10 * 1000000000LL;
+    while (!__atomic_load_n(flag, __ATOMIC_RELAXED) && tu_now_ns() < end)
+        ;
+    return __atomic_load_n(flag, __ATOMIC_RELAXED);
+}
+
+/* Runs (its first run pinned it) and holds worker 0, with no scheduling
+ * point, lock or write to t, until stopped (at most 10 s). */
 static void copy_spinner(void *arg)
 {
     (void)arg;
-    while (!tu_ld(&cpin.stop))
-        sl_schedule();
+    __atomic_store_n(&cpin.started, 1, __ATOMIC_RELAXED);
+    TU_EQ(relaxed_wait(&cpin.stop), 1);
 }
 
 static void run_from_worker_1(void *arg)
 {
     (void)arg;
-    TU_EQ(sl_sleep_ms(20), 0); /* t's first run on worker 0 meanwhile */
+    TU_EQ(relaxed_wait(&cpin.started), 1);
     cpin.rc = sl_tasklet_run(cpin.t);
-    tu_st(&cpin.stop, 1);
+    __atomic_store_n(&cpin.stop, 1, __ATOMIC_RELAXED);
 }
 
 TU_TEST_TIMEOUT(run_from_another_worker_reads_a_copy_tasklets_pin_safely, 30)
 {
     TU_MULTI_WORKER_ONLY();
-    cpin.stop = 0;
+    cpin.started = cpin.stop = 0;
     cpin.rc = 12345;
     sl_spawn_attr a;
     sl_spawn_attr_init(&a);
@@ -972,7 +983,10 @@ TU_TEST_TIMEOUT(run_from_another_worker_reads_a_copy_tasklets_pin_safely, 30)
     sl_tasklet_ref(cpin.t);
     /* The handle reaches worker 1 before t first runs: the spawn below is
      * the last synchronisation between the two workers. */
-    tu_spawn_pinned(1, run_from_worker_1, NULL);
+    sl_spawn_attr_init(&a);
+    a.worker = 1;
+    a.stack_mode = SL_STACK_FIXED;
+    CU_ASSERT_PTR_NOT_NULL(sl_spawn_ex(&a, run_from_worker_1, NULL));
     TU_EQ(sl_run(), 0);
     TU_EQ(cpin.rc, SL_ESTATE);
     sl_tasklet_unref(cpin.t);
