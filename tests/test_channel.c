@@ -726,7 +726,7 @@ static void operate_while_closing(void *arg)
 {
     (void)arg;
     void *m;
-    for (int i = 0; i < TU_SIZE(20000, 500); i++) {
+    for (int i = 0; i < TU_TSAN_SIZE(20000, 500); i++) {
         int rc = sl_channel_receive_timeout(chan, &m, 0);
         if (rc != SL_ETIMEDOUT && rc != SL_ECLOSED)
             cr.bad++;
@@ -798,7 +798,7 @@ TU_TEST_TIMEOUT(preference_set_from_another_worker_races_no_hand_over, 60)
     new_chan();
     pr.stop = 0;
     pr.sum = 0;
-    intptr_t n = TU_SIZE(20000, 500);
+    intptr_t n = TU_TSAN_SIZE(20000, 500);
     tu_spawn_pinned(1, flip_settings, NULL);
     tu_spawn_pinned(0, pr_sender, TU_MSG(n));
     tu_spawn_pinned(0, pr_receiver, TU_MSG(n));

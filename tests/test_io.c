@@ -776,8 +776,8 @@ static struct io_pair {
 
 TU_TEST(many_pairs_exchange_exact_bytes)
 {
-    int n = TU_SIZE(PAIRS, 20);
-    size_t size = TU_SIZE(200 * 1024, 24 * 1024); /* several socket buffers */
+    int n = TU_TSAN_SIZE(PAIRS, 20);
+    size_t size = TU_TSAN_SIZE(200 * 1024, 24 * 1024); /* several socket buffers */
     for (int i = 0; i < n; i++) {
         struct io_pair *p = &pairs[i];
         nb_socketpair(p->sv);

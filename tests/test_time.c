@@ -361,7 +361,7 @@ TU_TEST(partner_and_timer_race_without_loss)
 {
     new_chan();
     struct race r = {0};
-    int n = TU_SIZE(2000, 200);
+    int n = TU_TSAN_SIZE(2000, 200);
     struct race_sender s = {.n = n, .r = &r};
     for (int i = 0; i < n; i++)
         sl_spawn(racing_receiver, &r);
@@ -416,13 +416,14 @@ static void sleep_and_log(void *arg)
  * back, and with several quiescence never comes. sl_run hangs; it should
  * return with the tasklet paused. Here B keeps the worker busy past both
  * deadlines, so that the idle loop fires R's timer (earlier) before T's
- * and R runs first and removes T. All three on one worker.
+ * and R runs first and removes T. All three on one worker (the last),
+ * spawned there in that order by a starter, so that they queue up in it.
  *
  * R's deadline must come first: T's is fixed 30 ms after T starts, R's
  * 5 ms after R starts, right after. When load delays R's start by 25 ms
  * or more, T's timer fires first, T runs before R and the attempt misses
- * the case (R sees T's result already there and leaves T alone): it is
- * made again. */
+ * the case (R sees T's result already there, or T still blocked, and
+ * leaves T alone): it is made again. */
 static sl_tasklet *rm_t;
 static int rm_rc, rm_t_rc, rm_missed;
 
@@ -437,8 +438,8 @@ static void rm_remover(void *arg)
 {
     (void)arg;
     TU_EQ(sl_sleep_ms(5), 0); /* due first: runs before T does */
-    if (rm_t_rc != 12345) {   /* T's timer came first after all */
-        rm_missed = 1;
+    if (rm_t_rc != 12345 || sl_tasklet_blocked(rm_t)) {
+        rm_missed = 1; /* T's timer came first, or has not come */
         return;
     }
     rm_rc = sl_tasklet_remove(rm_t);
@@ -452,6 +453,15 @@ static void rm_busy(void *arg)
         ;
 }
 
+static void rm_starter(void *arg)
+{
+    (void)arg;
+    rm_t = sl_spawn(rm_timed_receiver, NULL);
+    sl_tasklet_ref(rm_t);
+    CU_ASSERT_PTR_NOT_NULL(sl_spawn(rm_remover, NULL));
+    CU_ASSERT_PTR_NOT_NULL(sl_spawn(rm_busy, NULL));
+}
+
 TU_TEST(timed_out_tasklet_removed_before_it_runs_does_not_stall_run)
 {
     new_chan();
@@ -462,10 +472,7 @@ TU_TEST(timed_out_tasklet_removed_before_it_runs_does_not_stall_run)
         sl_spawn_attr a;
         sl_spawn_attr_init(&a);
         a.worker = sl_worker_count() - 1;
-        rm_t = sl_spawn_ex(&a, rm_timed_receiver, NULL);
-        sl_tasklet_ref(rm_t);
-        CU_ASSERT_PTR_NOT_NULL(sl_spawn_ex(&a, rm_remover, NULL));
-        CU_ASSERT_PTR_NOT_NULL(sl_spawn_ex(&a, rm_busy, NULL));
+        CU_ASSERT_PTR_NOT_NULL(sl_spawn_ex(&a, rm_starter, NULL));
         TU_EQ(sl_run(), 0); /* hangs: the harness's case timeout catches it */
         if (rm_missed) {
             TU_EQ(rm_t_rc, SL_ETIMEDOUT);
