@@ -106,6 +106,17 @@ static inline void ch_unlock(sl_channel *ch)
         sl__spin_unlock(&ch->lock);
 }
 
+/* The hot paths are compiled twice, once for one worker (mt false: no
+ * lock, a plain claim) and once for several, and channel_action picks
+ * one with a single test: the runtime's worker count never changes while
+ * tasklets run. */
+static inline __attribute__((always_inline)) void ch_unlock_in(sl_channel *ch,
+                                                               bool mt)
+{
+    if (mt)
+        sl__spin_unlock(&ch->lock);
+}
+
 /* ---- the exchange --------------------------------------------------------- */
 
 /* The message changes hands with partner pw (claimed, unlinked; lock
@@ -120,8 +131,12 @@ exchange(sl_waiter *pw, int dir, void *msg, int err, void **out)
         pw->result = err;
     } else {
         rc = pw->result;
-        if (sl_likely(rc == 0) && out)
-            *out = pw->value;
+        if (sl_likely(rc == 0)) {
+            if (out)
+                *out = pw->value;
+        } else {
+            pw->result = 0; /* the sender's own call succeeded */
+        }
     }
     return rc;
 }
@@ -146,16 +161,15 @@ static inline int ring_pop(struct sl_ring *r, void **out)
     return s->err;
 }
 
-/* A partner pw completed (unlinked, done) with ch's lock released: for a
- * slow waiter (a select's or a timed wait's) its select's other waiters
- * are withdrawn (each under its own lock, W5 of sched/wait.h) and its
- * counts undone; then it joins the end of the run queue. */
+/* A partner pw completed (unlinked, done) with ch's lock released: a
+ * select's other waiters are withdrawn (each under its own lock, W5 of
+ * sched/wait.h), then it joins the end of the run queue. */
 static __attribute__((noinline)) void wake_completed(sl_worker *w,
                                                     sl_waiter *pw, bool slow)
 {
     sl_tasklet *t = pw->t;
     if (slow)
-        sl__wait_partner_done(t);
+        sl__wait_finish(t);
     sl__wake(w, t);
 }
 
@@ -170,6 +184,7 @@ static sl_waiter *refill_from_sender(sl_channel *ch)
     if (!pw)
         return NULL;
     ring_push(ch->ring, pw->value, pw->result);
+    pw->result = 0; /* the sender's own call succeeded */
     sl__waitq_unlink(pw);
     pw->done = 1;
     return pw;
@@ -250,8 +265,8 @@ after_handover(sl_worker *w, sl_tasklet *t, uint8_t after, int rc)
  * decides who runs. Lock held, released here. pw is a plain waiter (a
  * select's takes complete_select: the fast claim fails on it). */
 static inline __attribute__((always_inline)) int
-complete(sl_worker *w, sl_channel *ch, sl_waiter *pw, int dir, void *msg,
-         void **out, int err)
+complete_in(sl_worker *w, sl_channel *ch, sl_waiter *pw, int dir, void *msg,
+            void **out, int err, bool mt)
 {
     sl_tasklet *t = pw->t;
     /* It runs soon: start fetching its saved context (the top of its
@@ -259,8 +274,12 @@ complete(sl_worker *w, sl_channel *ch, sl_waiter *pw, int dir, void *msg,
      * bookkeeping. A copy-mode tasklet's context is on the shared stack
      * (hot) once restored, but its frames are in its heap buffer: fetch
      * that, typically five lines (tasklet/copystack.c). */
-    const char *pf = sl_unlikely(t->copy) && t->saved ? t->saved
-                                                      : (const char *)t->ctx;
+    const char *pf = (const char *)t->ctx;
+    if (sl_unlikely(t->copy)) {
+        const char *saved = SL_LOAD(&t->saved); /* (a hint: see save) */
+        if (saved)
+            pf = saved;
+    }
     __builtin_prefetch(pf);
     __builtin_prefetch(pf + 64);
     if (sl_unlikely(t->copy)) {
@@ -271,43 +290,40 @@ complete(sl_worker *w, sl_channel *ch, sl_waiter *pw, int dir, void *msg,
     sl__waitq_unlink_head(&ch->q, pw, dir);
     int rc = exchange(pw, dir, msg, err, out);
     uint8_t after = ch->after[dir > 0 ? 0 : 1];
-    ch_unlock(ch);
+    ch_unlock_in(ch, mt);
     return after_handover(w, t, after, rc);
 }
 
-/* complete() for a slow waiter pw (claimed; the head of ch's queue): a
- * select's, or a timed wait's (sl__waiter_slow). The exchange, then (W5)
- * a select's other waiters are withdrawn and the wait's counts undone
- * before it is woken, so that no channel counts a select once it is over
- * and a wait that ended no longer holds off the deadlock rules. A
- * selecting tasklet is never switched to at once: it joins the end of the
- * run queue, whatever the preference (docs/select.md); a timed wait's
- * tasklet follows the preference as any waiter. Lock held, released
- * here. */
+static inline __attribute__((always_inline)) int
+complete(sl_worker *w, sl_channel *ch, sl_waiter *pw, int dir, void *msg,
+         void **out, int err)
+{
+    return complete_in(w, ch, pw, dir, msg, out, err, sl__rt.mt);
+}
+
+/* complete() for a select's waiter pw (claimed; the head of ch's queue;
+ * sl__waiter_slow). The exchange, then (W5) its other waiters are
+ * withdrawn before it is woken, so that no channel counts a select once
+ * it is over. A selecting tasklet is never switched to at once: it joins
+ * the end of the run queue, whatever the preference (docs/select.md).
+ * Lock held, released here. */
 static __attribute__((noinline)) int
 complete_slow(sl_worker *w, sl_channel *ch, sl_waiter *pw, int dir,
               void *msg, void **out, int err)
 {
-    sl_tasklet *t = pw->t;
     sl__waitq_unlink(pw);
     int rc = exchange(pw, dir, msg, err, out);
     pw->done = 1;
-    uint8_t after = ch->after[dir > 0 ? 0 : 1];
-    bool select = pw != &t->wait;
     ch_unlock(ch);
-    sl__wait_partner_done(t);
-    if (select) {
-        sl__wake(w, t);
-        return rc;
-    }
-    return after_handover(w, t, after, rc);
+    wake_completed(w, pw, true);
+    return rc;
 }
 
 /* Nobody to meet: wait at the tail of the queue, or fail. Lock held,
  * released here. */
 static inline __attribute__((always_inline)) int
 block_ex(sl_worker *w, sl_channel *ch, int dir, void *msg, void **out,
-         int err, bool try_only, int64_t timeout_ms)
+         int err, bool try_only, int64_t timeout_ms, bool mt)
 {
     sl_tasklet *cur = w->current;
     int rc = 0;
@@ -320,22 +336,19 @@ block_ex(sl_worker *w, sl_channel *ch, int dir, void *msg, void **out,
     else if (timeout_ms == 0)
         rc = SL_ETIMEDOUT;
     if (rc) {
-        ch_unlock(ch);
+        ch_unlock_in(ch, mt);
         return rc;
     }
-    rc = sl__wait_one(&w, cur, &ch->q, &ch->lock, dir, msg, err, timeout_ms,
-                      SL_W_CHAN);
+    rc = sl__wait_one_in(&w, cur, &ch->q, &ch->lock, dir, msg, err,
+                         timeout_ms, SL_W_CHAN, mt);
     /* Resumed: a partner completed us (0; a receive gets the message, or
      * the sender's send_error code), the timer ended the wait
      * (SL_ETIMEDOUT), a kill (SL_EKILLED), or the deadlock rules
      * (SL_EDEADLOCK). A call a partner completed returns its message even
      * if we were killed after that: the kill shows at the next blocking
      * call, and no message is lost. */
-    if (rc == 0 && dir < 0) {
-        rc = cur->wait.result;
-        if (rc == 0 && out)
-            *out = cur->wait.value;
-    }
+    if (rc == 0 && dir < 0 && out)
+        *out = cur->wait.value;
     return rc;
 }
 
@@ -347,14 +360,24 @@ static __attribute__((noinline)) int block(sl_worker *w, sl_channel *ch,
                                            int err, bool try_only,
                                            int64_t timeout_ms)
 {
-    return block_ex(w, ch, dir, msg, out, err, try_only, timeout_ms);
+    return block_ex(w, ch, dir, msg, out, err, try_only, timeout_ms,
+                    sl__rt.mt);
 }
 
-static __attribute__((noinline)) int block_plain(sl_worker *w, sl_channel *ch,
-                                                 int dir, void *msg,
-                                                 void **out, int err)
+static __attribute__((noinline)) int block_plain_st(sl_worker *w,
+                                                    sl_channel *ch, int dir,
+                                                    void *msg, void **out,
+                                                    int err)
 {
-    return block_ex(w, ch, dir, msg, out, err, false, -1);
+    return block_ex(w, ch, dir, msg, out, err, false, -1, false);
+}
+
+static __attribute__((noinline)) int block_plain_mt(sl_worker *w,
+                                                    sl_channel *ch, int dir,
+                                                    void *msg, void **out,
+                                                    int err)
+{
+    return block_ex(w, ch, dir, msg, out, err, false, -1, true);
 }
 
 /* The head waiter's wait is over (a select that completed elsewhere, a
@@ -438,7 +461,51 @@ int sl__chan_complete_nowait(sl_worker *w, sl_channel *ch, int dir,
 /* ---- the one channel operation -------------------------------------------- */
 
 /* dir +1 sends msg (with err != 0: send_error), dir -1 receives into *out.
- * timeout_ms < 0 waits forever. */
+ * timeout_ms < 0 waits forever. mt: several workers (a constant in each
+ * copy: see ch_unlock_in). */
+static inline __attribute__((always_inline)) int
+channel_action_in(sl_worker *w, sl_channel *ch, int dir, void *msg,
+                  void **out, int err, bool try_only, int64_t timeout_ms,
+                  bool mt)
+{
+    if (mt)
+        sl__spin_lock(&ch->lock);
+    int bal = ch->q.balance;
+    if (dir > 0 ? bal < 0 : bal > 0) {
+        /* Senders wait on a full ring: a receive takes from the ring.
+         * (Receivers wait only on an empty ring: a send hands over as on
+         * a rendezvous channel.) */
+        if (dir < 0 && sl_unlikely(ch->ring != NULL) && ch->ring->count)
+            return buffered_action(w, ch, dir, msg, out, err, try_only,
+                                   timeout_ms);
+        /* A partner waits: claim the first one, hand over. (The claim
+         * fails on a select's waiter: its gen is even, see sched/wait.h;
+         * claimed_action completes that one.) */
+        sl_waiter *pw = ch->q.head;
+        if (sl_unlikely(!sl__claim_in(pw->t, pw->gen, mt)))
+            return claimed_action(w, ch, dir, msg, out, err, try_only,
+                                  timeout_ms);
+        return complete_in(w, ch, pw, dir, msg, out, err, mt);
+    }
+    /* No partner: block, or (buffered) use the ring. */
+    if (sl_unlikely(ch->ring != NULL))
+        return buffered_action(w, ch, dir, msg, out, err, try_only,
+                               timeout_ms);
+    if (!try_only && timeout_ms < 0)
+        return mt ? block_plain_mt(w, ch, dir, msg, out, err)
+                  : block_plain_st(w, ch, dir, msg, out, err);
+    return block(w, ch, dir, msg, out, err, try_only, timeout_ms);
+}
+
+/* The copy for several workers, out of line: its callers pay one call. */
+static __attribute__((noinline)) int
+channel_action_mt(sl_worker *w, sl_channel *ch, int dir, void *msg,
+                  void **out, int err, bool try_only, int64_t timeout_ms)
+{
+    return channel_action_in(w, ch, dir, msg, out, err, try_only, timeout_ms,
+                             true);
+}
+
 static inline __attribute__((always_inline)) int
 channel_action(sl_channel *ch, int dir, void *msg, void **out, int err,
                bool try_only, int64_t timeout_ms)
@@ -452,32 +519,11 @@ channel_action(sl_channel *ch, int dir, void *msg, void **out, int err,
         SL__COPY_CHECK(w, msg, "a channel send");
     if (sl_unlikely(sl__check_inbox(w)))
         sl__abandon(w); /* sl_shutdown: this worker stops */
-    if (sl__rt.mt)
-        sl__spin_lock(&ch->lock);
-    int bal = ch->q.balance;
-    if (dir > 0 ? bal < 0 : bal > 0) {
-        /* Senders wait on a full ring: a receive takes from the ring.
-         * (Receivers wait only on an empty ring: a send hands over as on
-         * a rendezvous channel.) */
-        if (dir < 0 && sl_unlikely(ch->ring != NULL) && ch->ring->count)
-            return buffered_action(w, ch, dir, msg, out, err, try_only,
-                                   timeout_ms);
-        /* A partner waits: claim the first one, hand over. (The claim
-         * fails on a select's or a timed wait's waiter: its gen is even,
-         * see sched/wait.h; claimed_action completes that one.) */
-        sl_waiter *pw = ch->q.head;
-        if (sl_unlikely(!sl__claim(pw->t, pw->gen)))
-            return claimed_action(w, ch, dir, msg, out, err, try_only,
-                                  timeout_ms);
-        return complete(w, ch, pw, dir, msg, out, err);
-    }
-    /* No partner: block, or (buffered) use the ring. */
-    if (sl_unlikely(ch->ring != NULL))
-        return buffered_action(w, ch, dir, msg, out, err, try_only,
-                               timeout_ms);
-    if (!try_only && timeout_ms < 0)
-        return block_plain(w, ch, dir, msg, out, err);
-    return block(w, ch, dir, msg, out, err, try_only, timeout_ms);
+    if (sl_unlikely(sl__rt.mt))
+        return channel_action_mt(w, ch, dir, msg, out, err, try_only,
+                                 timeout_ms);
+    return channel_action_in(w, ch, dir, msg, out, err, try_only, timeout_ms,
+                             false);
 }
 
 int sl_channel_send(sl_channel *ch, void *msg)

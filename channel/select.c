@@ -181,6 +181,7 @@ int sl_select(sl_select_case *cases, int n, int64_t timeout_ms)
         goto out;
     }
     uint32_t gen = sl__wait_begin(cur, SL_W_SELECT);
+    cur->wait.result = 0; /* the select's outcome: a partner leaves it 0 */
     bool timed = timeout_ms > 0;
     if (timed && (rc = sl__timer_arm(w, cur, gen, sl__deadline(timeout_ms)))) {
         sl__wait_abandon(cur, gen);
@@ -215,12 +216,13 @@ int sl_select(sl_select_case *cases, int n, int64_t timeout_ms)
         w->post = 1;
     }
     w = sl__jump(w, cur, next);
-    rc = cur->result; /* whoever ended the wait unlinked every waiter */
+    rc = cur->wait.result; /* whoever ended it unlinked every waiter */
     sl__events_due(w);
     cur->wv = NULL;
     SL_STORE(&cur->wn, (uint16_t)0);
     cur->wheap = 0;
-    sl__wait_kind_reset(cur); /* (its counts: undone by whoever ended it) */
+    sl__wait_kind_reset(cur);
+    sl__wait_account(cur);
     if (rc == 0) {
         int i = 0;
         while (i < n && !ws[i].done)

@@ -68,8 +68,7 @@ static void *helper(void *arg)
         SL__ASSERT(won);
         (void)won;
         sl__wait_landed_slow(t);
-        sl__wait_account(t);
-        t->result = 0;
+        t->wait.result = 0;
         sl__inbox_push(home, t);
 
         pthread_mutex_lock(&p->lock);
@@ -160,7 +159,7 @@ int sl_offload(void (*fn)(void *), void *arg)
     if (j != &jl)
         free(j);
     sl__wait_kind_reset(cur);
-    cur->result = 0; /* (the helper undid the wait's count) */
+    sl__wait_account(cur);
     return SL_LOAD(&cur->killed) ? SL_EKILLED : 0;
 }
 

@@ -521,12 +521,12 @@ int sl_shutdown(void)
 static int main_pause(sl_worker **wp, sl_tasklet *m)
 {
     sl_worker *w = *wp;
-    m->result = 0;
+    m->wait.result = 0;
     sl_tasklet *next = sl__rq_leave(w, m);
     SL__ASSERT(next); /* mt: never a deadlock here */
     sl__pause_after_switch(w, m);
     *wp = sl__jump(w, m, next);
-    return m->result;
+    return m->wait.result;
 }
 
 int sl_run(void)
@@ -541,7 +541,7 @@ int sl_run(void)
         /* Until nothing can run on any worker. */
         while (main_pause(&w, m) != SL__QUIESCENT)
             ;
-        m->result = 0;
+        m->wait.result = 0;
         return 0;
     }
     /* Main leaves the queue and watches: it is switched back to when the
@@ -565,7 +565,7 @@ sl_tasklet *sl__idle_block(sl_worker *w)
     if (w->current == m || m->state == SL_T_BLOCKED)
         return NULL;
     SL__ASSERT(m->state == SL_T_PAUSED);
-    m->result = 0;
+    m->wait.result = 0;
     sl__rq_append(w, m);
     return m;
 }
@@ -664,7 +664,6 @@ int sl_schedule_remove(void)
     sl_tasklet *next = sl__rq_leave(w, cur);
     if (!next)
         return SL_EDEADLOCK;
-    cur->result = 0;
     sl__pause_after_switch(w, cur);
     sl__jump(w, cur, next);
     return sl__resumed(cur, 0);
@@ -764,6 +763,9 @@ int sl_tasklet_remove(sl_tasklet *t)
             if (t->is_main && sl__rt.mt)
                 return SL_ESTATE;
             sl__rq_unlink(w, t);
+            /* A wait of its that ended (it has not run since) counts no
+             * more: paused, it must not keep the deadlock rules off. */
+            sl__wait_account(t);
             SL_STORE(&t->wseq, t->wseq + 2); /* paused anew (worker.c) */
             __atomic_store_n(&t->state, (uint8_t)SL_T_PAUSED,
                              __ATOMIC_SEQ_CST);
@@ -789,7 +791,9 @@ static int run_or_switch(sl_tasklet *t, bool pause_self)
         return SL_EKILLED;
     if (t == cur)
         return 0;
-    if (t->pin >= 0 && t->pin != w->index)
+    int8_t pin = SL_LOAD(&t->pin); /* (a copy-mode tasklet's first run
+                                       on another worker may set it) */
+    if (pin >= 0 && pin != w->index)
         return SL_ESTATE; /* it may not run on this worker */
     sl_worker *at;
     if (sl__where(t, &at) == SL_T_INBOX && at == w)
@@ -814,7 +818,6 @@ static int run_or_switch(sl_tasklet *t, bool pause_self)
     }
     if (pause_self) {
         sl__rq_unlink(w, cur);
-        cur->result = 0;
         sl__pause_after_switch(w, cur);
     }
     SL_STORE(&w->current, t);

@@ -289,7 +289,7 @@ static inline void sl__maybe_wake_idle(sl_worker *w)
         sl__wake_idle_worker();
 }
 
-/* m->result of a main woken because nothing can run anywhere (mt). */
+/* m->wait.result of a main woken because nothing can run anywhere (mt). */
 #define SL__QUIESCENT 1
 
 /* Work for the owner at a scheduling point: inbox, steal request, stop.
@@ -338,7 +338,7 @@ static inline sl_tasklet *sl__idle_end(sl_worker *w)
     if (sl_unlikely(m->state == SL_T_BLOCKED)) {
         sl__main_deadlocked(w);
     } else {
-        m->result = 0; /* paused: sl_run's usual end */
+        m->wait.result = 0; /* paused: sl_run's usual end */
         sl__rq_append(w, m);
     }
     return m;
@@ -412,8 +412,8 @@ static inline void sl__nwaits_add(int d)
 int64_t sl__now_ns(void);
 int64_t sl__deadline(int64_t timeout_ms);
 /* Arm a timer on w for wait gen of t (the current tasklet); counts it in
- * nwaits and in t's wcount (SL_WC_TIMER), which whoever ends the wait
- * undoes (sl__wait_account). SL_ENOMEM if the heap cannot grow. */
+ * nwaits and in t's wcount (SL_WC_TIMER), undone by sl__wait_account.
+ * SL_ENOMEM if the heap cannot grow. */
 int sl__timer_arm(sl_worker *w, sl_tasklet *t, uint32_t gen,
                   int64_t deadline);
 

@@ -36,10 +36,11 @@
  *     is saved then. A partner never waits: it met the waiter under a lock
  *     the post-switch work released after publishing.
  *  W4 The winner of the claim makes the tasklet runnable exactly once,
- *     with t->result set: 0 when a partner completed it through a waiter
- *     (that waiter then has done = 1 and carries the exchange), the
- *     claimer's code otherwise (SL_ETIMEDOUT, SL_EKILLED, SL_EDEADLOCK,
- *     ready events).
+ *     with the outcome in t->wait.result: a partner leaves the exchange in
+ *     the waiter it met (for a plain wait that is t->wait itself: 0, or a
+ *     send_error code a receiver got; a select's waiter is marked done and
+ *     its select's outcome stays 0); any other claimer writes its code
+ *     (SL_ETIMEDOUT, SL_EKILLED, SL_EDEADLOCK, ready events).
  *  W5 Waiter memory outlives every access, and no queue counts a waiter
  *     once its tasklet is woken. Whoever ends a wait unlinks all its
  *     waiters before it wakes the tasklet: a partner the one it met (under
@@ -47,11 +48,18 @@
  *     its own lock once it has released the first (never two locks at
  *     once: no lock order to keep); any other claimer all of them the same
  *     way. So nothing reaches a waiter once its call has returned.
- *  W6 No lost kill. A killer stores `killed` and then reads the state; a
- *     parking tasklet publishes its state and then reads `killed` (each
- *     side a full fence between). At least one sees the other: the killer
- *     claims a wait it sees, the post-switch check claims one the killer
- *     missed. Either way the claim decides (W1).
+ *  W6 No lost kill. A killer stores `killed` and then reads the wait's
+ *     generation and the state; a parking tasklet publishes its state and
+ *     then reads `killed` (each side a full fence between). At least one
+ *     sees the other: the killer claims a wait it sees published, the
+ *     post-switch check claims one the killer missed. Either way the claim
+ *     decides (W1).
+ *  W7 Counts. A wait that can end by itself (a timer, a descriptor, an
+ *     offloaded call) counts in sl__rt.nwaits, which keeps the deadlock
+ *     rules off, from its start until its tasklet runs again, or is
+ *     removed before that (sl__wait_account): a runnable tasklet keeps the
+ *     runtime busy anyway, and a wait that ended must not outlive its
+ *     tasklet's leaving the run queue.
  *
  * A tasklet in transit to another worker (woken from elsewhere, given to a
  * thief) is INBOX until that worker links it into its run queue; only that
@@ -75,7 +83,6 @@ static inline uint32_t sl__wait_begin(sl_tasklet *t, uint8_t kind)
     uint32_t g = t->wseq + 1; /* odd: every wait's claim adds one (W1) */
     if (kind != SL_W_CHAN)
         __atomic_store_n(&t->wkind, kind, __ATOMIC_RELAXED);
-    t->result = 0;
     /* A release: a killer that reads g (acquire) then sees the state this
      * tasklet had when it began the wait, not an older one (sched.c). */
     __atomic_store_n(&t->wseq, g, __ATOMIC_RELEASE);
@@ -210,19 +217,22 @@ static inline void sl__waitq_unlink_head(struct sl_waitq *q,
  * whose wait is over are unlinked on the way. NULL when none is left. */
 struct sl_waiter *sl__waitq_claim_head(struct sl_waitq *q);
 
-/* The waiters of a select or of a timed wait keep their wait's generation
- * minus one (even), so that the hand-over's fast claim, sl__claim(w->t,
- * w->gen), fails on them and they take the slow path, which withdraws the
- * select's other waiters (W5) and undoes the timer's count
- * (sl__wait_partner_done). The wait's generation is w->gen | 1 for every
- * waiter. */
+/* A select's waiters keep their wait's generation minus one (even), so
+ * that the hand-over's fast claim, sl__claim(w->t, w->gen), fails on them
+ * and they take the slow path, which withdraws the select's other waiters
+ * (W5). The wait's generation is w->gen | 1 for every waiter. */
 static inline bool sl__waiter_slow(const struct sl_waiter *w)
 {
     return !(w->gen & 1);
 }
 
-/* Undo what t's wait counts in (timers, descriptors, nwaits): by whoever
- * ends the wait, once (W4). */
+/* Undo what t's wait counted in (its timer, its descriptor, nwaits): by the
+ * tasklet when it runs again, or by sl_tasklet_remove when it is taken out
+ * of the run queue before that (its wait is over, so it must not keep the
+ * deadlock rules off). A wait whose tasklet is runnable but has not run
+ * yet still counts: harmless, the runtime is not idle while it is
+ * runnable; and it keeps a worker that woke it from its idle loop (a timer
+ * fired in epoll) from looking idle with nwaits at 0 meanwhile. */
 void sl__wait_account(sl_tasklet *t);
 
 /* t's wait was claimed by the caller, which is not a partner: unlink its
@@ -257,11 +267,10 @@ static inline void sl__wait_landed(sl_tasklet *t)
         sl__wait_landed_slow(t);
 }
 
-/* A partner completed t's wait through one of its waiters, which was a
- * slow one (sl__waiter_slow) and is unlinked: with no lock held, unlink
- * t's other waiters (a select's), each under its own lock (W5), and undo
- * the wait's counts. */
-void sl__wait_partner_done(sl_tasklet *t);
+/* A partner completed t's wait through one of its waiters, a select's
+ * (sl__waiter_slow), which is unlinked: with no lock held, unlink t's
+ * other waiters, each under its own lock (W5). */
+void sl__wait_finish(sl_tasklet *t);
 
 /* ---- parking in one queue ---------------------------------------------- */
 
@@ -285,9 +294,9 @@ static inline int sl__wait_check(sl_tasklet *cur, int64_t timeout_ms)
  * SL_ENOMEM (no room for the timer: not parked). *wp is the worker cur
  * resumed on. */
 static inline __attribute__((always_inline)) int
-sl__wait_one(sl_worker **wp, sl_tasklet *cur, struct sl_waitq *q,
-             uint8_t *lk, int dir, void *value, int result,
-             int64_t timeout_ms, uint8_t kind)
+sl__wait_one_in(sl_worker **wp, sl_tasklet *cur, struct sl_waitq *q,
+                uint8_t *lk, int dir, void *value, int result,
+                int64_t timeout_ms, uint8_t kind, bool mt)
 {
     sl_worker *w = *wp;
     uint32_t gen = sl__wait_begin(cur, kind);
@@ -295,14 +304,14 @@ sl__wait_one(sl_worker **wp, sl_tasklet *cur, struct sl_waitq *q,
     int rc;
     if (timed && (rc = sl__timer_arm(w, cur, gen, sl__deadline(timeout_ms)))) {
         sl__wait_abandon(cur, gen);
-        if (sl__rt.mt)
+        if (mt)
             sl__spin_unlock(lk);
         return rc;
     }
     sl_tasklet *next = sl__rq_leave(w, cur);
     if (sl_unlikely(!next)) { /* never with a timer: it counts in nwaits */
         sl__wait_abandon(cur, gen);
-        if (sl__rt.mt)
+        if (mt)
             sl__spin_unlock(lk);
         return SL_EDEADLOCK;
     }
@@ -310,11 +319,9 @@ sl__wait_one(sl_worker **wp, sl_tasklet *cur, struct sl_waitq *q,
     SL_STORE(&wt->dir, (int8_t)dir); /* (sl_dump reads it) */
     wt->value = value;
     wt->result = result;
-    /* A timed wait's waiter is marked like a select's (even gen): its
-     * partner takes the slow path, which undoes the timer's count. */
-    wt->gen = timed ? gen - 1 : gen;
+    wt->gen = gen;
     sl__waitq_link_dir(q, wt, dir);
-    if (sl__rt.mt) { /* published, and lk released, once we are switched
+    if (mt) { /* published, and lk released, once we are switched
                         out (W3): sl__publish_after_switch and more */
         SL_STORE(&cur->state, (uint8_t)SL_T_SWITCHING);
         w->park = cur;
@@ -327,10 +334,23 @@ sl__wait_one(sl_worker **wp, sl_tasklet *cur, struct sl_waitq *q,
     w = sl__jump(w, cur, next);
     sl__events_due(w);
     *wp = w;
-    rc = cur->result; /* its counts were undone by whoever ended it */
+    rc = wt->result; /* the partner's exchange, or the claimer's code */
     if (kind != SL_W_CHAN)
         sl__wait_kind_reset(cur);
+    if (timed)
+        sl__wait_account(cur);
     return rc;
+}
+
+/* sl__wait_one_in with the runtime's worker count read here; callers on a
+ * hot path pass it as a constant instead (channel.c). */
+static inline __attribute__((always_inline)) int
+sl__wait_one(sl_worker **wp, sl_tasklet *cur, struct sl_waitq *q,
+             uint8_t *lk, int dir, void *value, int result,
+             int64_t timeout_ms, uint8_t kind)
+{
+    return sl__wait_one_in(wp, cur, q, lk, dir, value, result, timeout_ms,
+                           kind, sl__rt.mt);
 }
 
 /* ---- the sync objects' view (sync/) ----------------------------------- */

@@ -23,10 +23,9 @@ enum sl_wkind {
                       kill is reported once it has                       */
 };
 
-/* What a wait counts in (sl_tasklet.wcount), so that whoever ends it,
- * not the tasklet when it runs again (it may be removed before it does),
- * takes it out: a wait that ended no longer keeps the runtime from its
- * deadlock rules. */
+/* What a wait counts in (sl_tasklet.wcount), taken out by the tasklet when
+ * it runs again, or by sl_tasklet_remove if it is removed before that
+ * (sl__wait_account). */
 enum {
     SL_WC_TIMER = 1,  /* a timer on wait_w: its timers_live, and nwaits    */
     SL_WC_FD = 2,     /* a descriptor on wait_w: its fd_waits, and nwaits  */
@@ -49,7 +48,11 @@ struct sl_waiter {
     sl_tasklet *t;          /* the tasklet that waits                     */
     void *value;            /* what the queue's owner exchanges: a channel
                                message sent or received, a sync value     */
-    int result;             /* exchanged with the value: a send_error code */
+    int result;             /* exchanged with the value: a send_error code
+                               a sender offers, or the one a receiver got;
+                               and, in the embedded waiter, the outcome of
+                               the tasklet's wait (0, or the code of the
+                               claimer that ended it: W4)               */
     uint32_t gen;           /* the wait (t's wseq) it belongs to; a
                                select's waiters keep it minus one (even:
                                sl__waiter_of_select)                      */
