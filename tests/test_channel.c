@@ -852,14 +852,6 @@ static struct {
     int saved, sent; /* relaxed: they order nothing for ThreadSanitizer */
 } lz;
 
-static int relaxed_wait(const int *flag)
-{
-    int64_t end = tu_now_ns() + 10 * 1000000000LL;
-    while (!__atomic_load_n(flag, __ATOMIC_RELAXED) && tu_now_ns() < end)
-        ;
-    return __atomic_load_n(flag, __ATOMIC_RELAXED);
-}
-
 static void lazy_receiver(void *arg)
 {
     (void)arg;
@@ -872,13 +864,13 @@ static void copy_holder(void *arg)
 {
     (void)arg;
     __atomic_store_n(&lz.saved, 1, __ATOMIC_RELAXED);
-    TU_EQ(relaxed_wait(&lz.sent), 1);
+    CU_ASSERT(tu_spin_until_relaxed(&lz.sent, 10000));
 }
 
 static void late_sender(void *arg)
 {
     (void)arg;
-    TU_EQ(relaxed_wait(&lz.saved), 1);
+    CU_ASSERT(tu_spin_until_relaxed(&lz.saved, 10000));
     TU_EQ(sl_channel_send(lz.ch, TU_MSG(7)), 0);
     __atomic_store_n(&lz.sent, 1, __ATOMIC_RELAXED);
 }

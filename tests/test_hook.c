@@ -134,16 +134,26 @@ int tu_hook_count(void)
     return ld(&hook.count);
 }
 
-bool tu_spin_until(const int *flag, int timeout_ms)
+static bool spin_until(const int *flag, int timeout_ms, int order)
 {
     long long end = real_now_ms() + timeout_ms;
-    while (!ld(flag)) {
+    while (!__atomic_load_n(flag, order)) {
         if (real_now_ms() >= end)
             return false;
         for (int i = 0; i < 64; i++)
             pause_cpu();
     }
     return true;
+}
+
+bool tu_spin_until(const int *flag, int timeout_ms)
+{
+    return spin_until(flag, timeout_ms, __ATOMIC_ACQUIRE);
+}
+
+bool tu_spin_until_relaxed(const int *flag, int timeout_ms)
+{
+    return spin_until(flag, timeout_ms, __ATOMIC_RELAXED);
 }
 
 void tu_window_enter(enum tu_hook_fn fn, int skip)

@@ -64,6 +64,10 @@ int tu_hook_count(void);
  * passed: orders steps across workers without letting this worker switch.
  * True if the flag was seen set. */
 bool tu_spin_until(const int *flag, int timeout_ms);
+/* The same with relaxed loads, which order nothing for ThreadSanitizer: for
+ * a test of a data race, whose two threads must not synchronise through
+ * the test's own flags (the flag's setter stores it relaxed too). */
+bool tu_spin_until_relaxed(const int *flag, int timeout_ms);
 
 /* ---- a kill inside the window of a blocking call ------------------------ */
 

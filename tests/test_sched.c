@@ -945,27 +945,19 @@ static struct {
                               for ThreadSanitizer */
 } cpin;
 
-static int relaxed_wait(const int *flag)
-{
-    int64_t end = tu_now_ns() + 10 * 1000000000LL;
-    while (!__atomic_load_n(flag, __ATOMIC_RELAXED) && tu_now_ns() < end)
-        ;
-    return __atomic_load_n(flag, __ATOMIC_RELAXED);
-}
-
 /* Runs (its first run pinned it) and holds worker 0, with no scheduling
  * point, lock or write to t, until stopped (at most 10 s). */
 static void copy_spinner(void *arg)
 {
     (void)arg;
     __atomic_store_n(&cpin.started, 1, __ATOMIC_RELAXED);
-    TU_EQ(relaxed_wait(&cpin.stop), 1);
+    CU_ASSERT(tu_spin_until_relaxed(&cpin.stop, 10000));
 }
 
 static void run_from_worker_1(void *arg)
 {
     (void)arg;
-    TU_EQ(relaxed_wait(&cpin.started), 1);
+    CU_ASSERT(tu_spin_until_relaxed(&cpin.started, 10000));
     cpin.rc = sl_tasklet_run(cpin.t);
     __atomic_store_n(&cpin.stop, 1, __ATOMIC_RELAXED);
 }
