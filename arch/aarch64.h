@@ -128,4 +128,21 @@ sl_arch_switcher_leave(void *ctx, void *w, sl_arch_fpctl cur)
     __builtin_unreachable();
 }
 
+/* ---- the trace's clock ----------------------------------------------------
+ *
+ * The generic timer's virtual count: constant rate (cntfrq_el0) on every
+ * core, readable from user space on Linux. */
+static inline uint64_t sl_arch_ticks(void)
+{
+    uint64_t v;
+    __asm__ volatile("mrs %0, cntvct_el0" : "=r"(v));
+    return v;
+}
+static inline int sl_arch_ticks_ok(void)
+{
+    uint64_t f;
+    __asm__ volatile("mrs %0, cntfrq_el0" : "=r"(f));
+    return f != 0;
+}
+
 #endif /* SL_ARCH_AARCH64_H */

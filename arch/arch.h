@@ -22,6 +22,8 @@
  *   | cache line (padding,      | 64                       | 64 (Neoverse, Cortex-A;   |
  *   | prefetch stride)          |                          | Apple cores use 128)      |
  *   | page size                 | run time: sysconf        | run time: 4, 16 or 64 KiB |
+ *   | the trace's clock         | rdtsc, when invariant    | cntvct_el0 (its rate in   |
+ *   |                           | (rate measured)          | cntfrq_el0)               |
  *
  * An interface, not a library: each header defines, for its CPU,
  *
@@ -35,6 +37,9 @@
  *   SL_ARCH_SWITCHER_ASM         its two routines, as top-level asm text
  *   SL_ARCH_SWITCHER_ENTER(...)  leave for the switcher (copystack.c)
  *   SL_ARCH_SWITCHER_LEAVE(...)  the switcher's way out to a saved context
+ *   sl_arch_ticks()              a cheap monotonic tick count (the trace's
+ *                                clock), and sl_arch_ticks_ok(): whether it
+ *                                runs at a constant rate on every core
  *
  * The page size is never a constant: every mapping rounds to
  * sysconf(_SC_PAGESIZE), and sl_arch_huge_size() derives the PMD size. */

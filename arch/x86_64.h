@@ -180,4 +180,20 @@ sl_arch_switcher_leave(void *ctx, void *w, sl_arch_fpctl cur)
     __builtin_unreachable();
 }
 
+/* ---- the trace's clock ----------------------------------------------------
+ *
+ * The time-stamp counter: ~20 cycles to read where clock_gettime costs
+ * several times that. Its rate is not architectural (the trace measures it
+ * against CLOCK_MONOTONIC), and it is a clock only when invariant: CPUID
+ * 0x80000007 EDX bit 8, a constant rate that runs in every C-state (Linux
+ * calls it constant_tsc + nonstop_tsc); the trace reads clock_gettime
+ * otherwise. */
+#include <cpuid.h>
+static inline uint64_t sl_arch_ticks(void) { return __builtin_ia32_rdtsc(); }
+static inline int sl_arch_ticks_ok(void)
+{
+    unsigned a, b, c, d;
+    return __get_cpuid(0x80000007, &a, &b, &c, &d) && (d & (1u << 8));
+}
+
 #endif /* SL_ARCH_X86_64_H */

@@ -12,6 +12,10 @@
  *           1), at the default chunksize and at --big-chunk items; and over
  *           --map-c1-items items at chunksize 1 (a task per item, as
  *           Python's map with chunksize=1).
+ *   heap    like bulk, with a 1 KiB input and a 4 KiB result per task
+ *           (--heap-tasks N): both too large for a ring slot, so the input
+ *           goes through the shared heap and the result through the
+ *           worker's result area.
  *   mpchan  the parent sends 8 bytes on one sl_mpchan and receives them
  *           back on another from a task in a worker that echoes them:
  *           --rounds round trips, both sides busy in the loop.
@@ -38,15 +42,15 @@
 
 static struct {
     int processes;
-    uint64_t runs, tasks, bulk_tasks, map_items, big_chunk, map_c1_items, rounds, cpu_items;
+    uint64_t runs, tasks, bulk_tasks, heap_tasks, map_items, big_chunk, map_c1_items, rounds, cpu_items;
     double cpu_ms;
     int queue_depth;
     const char *measures;
     bool cpu_trace;
-} opt = {2, 5, 100000, 200000, 10000000, 65536, 200000, 100000, 200, 1.0, 0, "one,bulk,map,mpchan,cpu", false};
+} opt = {2, 5, 100000, 200000, 50000, 10000000, 65536, 200000, 100000, 200, 1.0, 0, "one,bulk,heap,map,mpchan,cpu", false};
 
 static struct {
-    double one_tps, one_ns, bulk_tps, bulk_ns, map_tps, map_big_tps, map_c1_tps, rtt_us;
+    double one_tps, one_ns, bulk_tps, bulk_ns, heap_tps, heap_ns, map_tps, map_big_tps, map_c1_tps, rtt_us;
     double cpu_1_s, cpu_p_s, cpu_speedup, item_ms, cpu_parent_ms;
     uint64_t cpu_rounds, map_chunk_default;
     int failed;
@@ -75,6 +79,19 @@ static int noop(const void *in, size_t in_len, void *out, size_t *out_len)
         return SL_EINVAL;
     memcpy(out, in, in_len);
     *out_len = in_len;
+    return 0;
+}
+
+enum { HEAP_IN = 1024, HEAP_OUT = 4096 };
+
+/* Four copies of its 1 KiB input. */
+static int quadruple(const void *in, size_t in_len, void *out, size_t *out_len)
+{
+    if (in_len != HEAP_IN || *out_len < HEAP_OUT)
+        return SL_EINVAL;
+    for (int k = 0; k < HEAP_OUT / HEAP_IN; k++)
+        memcpy((char *)out + k * HEAP_IN, in, HEAP_IN);
+    *out_len = HEAP_OUT;
     return 0;
 }
 
@@ -217,11 +234,15 @@ static uint64_t run_one(sl_pool *p, uint64_t n)
 
 static sl_future **futs;
 
-static uint64_t run_bulk(sl_pool *p, uint64_t n)
+/* n tasks fn submitted, then awaited in order: inputs of in_size bytes
+ * starting with i, results of out_size bytes starting with it again. */
+static uint64_t run_bulk(sl_pool *p, uint64_t n, sl_task_fn fn, size_t in_size, size_t out_size)
 {
+    static char in[HEAP_IN], out[HEAP_OUT];
     uint64_t t0 = bench_now_ns();
     for (uint64_t i = 0; i < n; i++) {
-        int rc = sl_pool_submit(p, noop, &i, sizeof i, &futs[i]);
+        memcpy(in, &i, sizeof i);
+        int rc = sl_pool_submit(p, fn, in, in_size, &futs[i]);
         if (rc < 0) {
             fail("sl_pool_submit", rc);
             return 1;
@@ -230,10 +251,11 @@ static uint64_t run_bulk(sl_pool *p, uint64_t n)
     int bad = 0;
     for (uint64_t i = 0; i < n; i++) {
         uint64_t v = 0;
-        size_t len = sizeof v;
-        int rc = sl_future_wait(futs[i], &v, &len);
+        size_t len = out_size;
+        int rc = sl_future_wait(futs[i], out, &len);
         sl_future_free(futs[i]);
-        bad |= rc < 0 || len != 8 || v != i;
+        memcpy(&v, out, sizeof v);
+        bad |= rc < 0 || len != out_size || v != i;
     }
     uint64_t ns = bench_now_ns() - t0;
     if (bad)
@@ -371,7 +393,7 @@ static void bench(void *arg)
 {
     (void)arg;
     int P = opt.processes;
-    if (wanted("one") || wanted("bulk")) {
+    if (wanted("one") || wanted("bulk") || wanted("heap")) {
         sl_pool *p = new_pool(P, 0, 0);
         if (!p)
             return;
@@ -384,11 +406,22 @@ static void bench(void *arg)
         }
         if (wanted("bulk") && !R.failed) {
             futs = malloc(opt.bulk_tasks * sizeof *futs);
-            uint64_t ns = BEST(run_bulk(p, opt.bulk_tasks / 10 + 1), run_bulk(p, opt.bulk_tasks));
+            uint64_t ns = BEST(run_bulk(p, opt.bulk_tasks / 10 + 1, noop, 8, 8), run_bulk(p, opt.bulk_tasks, noop, 8, 8));
             R.bulk_ns = (double)ns / opt.bulk_tasks;
             R.bulk_tps = 1e9 / R.bulk_ns;
             printf("bulk: processes=%d tasks=%" PRIu64 " best_ns=%" PRIu64 " ns_per_task=%.1f tasks_per_sec=%.0f\n",
                    P, opt.bulk_tasks, ns, R.bulk_ns, R.bulk_tps);
+            free(futs);
+        }
+        if (wanted("heap") && !R.failed) {
+            futs = malloc(opt.heap_tasks * sizeof *futs);
+            uint64_t ns = BEST(run_bulk(p, opt.heap_tasks / 10 + 1, quadruple, HEAP_IN, HEAP_OUT),
+                               run_bulk(p, opt.heap_tasks, quadruple, HEAP_IN, HEAP_OUT));
+            R.heap_ns = (double)ns / opt.heap_tasks;
+            R.heap_tps = 1e9 / R.heap_ns;
+            printf("heap: processes=%d tasks=%" PRIu64 " in=%d out=%d best_ns=%" PRIu64
+                   " ns_per_task=%.1f tasks_per_sec=%.0f\n",
+                   P, opt.heap_tasks, HEAP_IN, HEAP_OUT, ns, R.heap_ns, R.heap_tps);
             free(futs);
         }
         end_pool(p);
@@ -514,10 +547,11 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: bench_pool [options]\n"
             "  --processes P     worker processes (default 2)\n"
-            "  --measures LIST   some of one,bulk,map,mpchan,cpu (default all)\n"
+            "  --measures LIST   some of one,bulk,heap,map,mpchan,cpu (default all)\n"
             "  --runs R          timed runs after a warm-up; the best counts (default 5)\n"
             "  --tasks N         one: no-op tasks submitted and awaited one at a time (100000)\n"
             "  --bulk-tasks N    bulk: no-op tasks submitted, then awaited (200000)\n"
+            "  --heap-tasks N    heap: tasks of 1 KiB in, 4 KiB out, submitted, then awaited (50000)\n"
             "  --queue-depth D   sl_pool_config.queue_depth (default: the pool's, 1024)\n"
             "  --map-items N     map: 8-byte items (10000000)\n"
             "  --big-chunk C     map: the large chunksize (65536)\n"
@@ -540,6 +574,7 @@ int main(int argc, char **argv)
         {"processes", required_argument, NULL, 'p'}, {"measures", required_argument, NULL, 'm'},
         {"runs", required_argument, NULL, 'r'},      {"tasks", required_argument, NULL, 't'},
         {"bulk-tasks", required_argument, NULL, 'b'}, {"queue-depth", required_argument, NULL, 'q'},
+        {"heap-tasks", required_argument, NULL, 'H'},
         {"map-items", required_argument, NULL, 'n'}, {"big-chunk", required_argument, NULL, 'c'},
         {"map-c1-items", required_argument, NULL, '1'}, {"rounds", required_argument, NULL, 'R'},    {"cpu-items", required_argument, NULL, 'i'},
         {"cpu-ms", required_argument, NULL, 'M'},    {"cpu-trace", no_argument, NULL, 'T'},
@@ -555,6 +590,7 @@ int main(int argc, char **argv)
         case 'r': opt.runs = num("--runs", optarg, 1, 1000); break;
         case 't': opt.tasks = num("--tasks", optarg, 1, 1u << 30); break;
         case 'b': opt.bulk_tasks = num("--bulk-tasks", optarg, 1, 1u << 30); break;
+        case 'H': opt.heap_tasks = num("--heap-tasks", optarg, 1, 1u << 30); break;
         case 'q': opt.queue_depth = (int)num("--queue-depth", optarg, 1, 1u << 20); break;
         case 'n': opt.map_items = num("--map-items", optarg, 1, 1u << 30); break;
         case 'c': opt.big_chunk = num("--big-chunk", optarg, 1, 1u << 24); break;
@@ -578,7 +614,7 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    static const char *known[] = {"one", "bulk", "map", "mpchan", "cpu"};
+    static const char *known[] = {"one", "bulk", "heap", "map", "mpchan", "cpu"};
     for (const char *s = opt.measures; *s;) {
         size_t n = strcspn(s, ",");
         bool ok = false;
@@ -609,6 +645,8 @@ int main(int argc, char **argv)
         printf(" one_ns_per_task=%.1f one_tasks_per_sec=%.0f", R.one_ns, R.one_tps);
     if (wanted("bulk"))
         printf(" bulk_ns_per_task=%.1f bulk_tasks_per_sec=%.0f", R.bulk_ns, R.bulk_tps);
+    if (wanted("heap"))
+        printf(" heap_ns_per_task=%.1f heap_tasks_per_sec=%.0f", R.heap_ns, R.heap_tps);
     if (wanted("map"))
         printf(" map_items=%" PRIu64 " map_tasks_per_sec=%.0f map_big_chunk=%" PRIu64
                " map_big_tasks_per_sec=%.0f map_c1_tasks_per_sec=%.0f",

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# run.sh - the benchmark sweep: hackysack with tasklets, pthreads and Go at
-# growing sizes, the micro-benchmarks and their Go counterparts, skynet and
-# bench_parallel on 1 and 2 workers (scaling), the process pool (bench_pool)
-# beside Python's multiprocessing.Pool (bench/pool_python.py, skipped when
-# python3 is missing), hackysack over 2 processes, the MPI layer (bench_mpi
-# on 3 ranks beside mpi4py.futures' MPIPoolExecutor, bench/mpi_python.py;
-# skipped without MPI; mpi4py installed on demand, python3-mpi4py) and
-# hackysack over 4 ranks, and hackysack, skynet and the micro-benchmarks
-# again with copy stacks (--stack copy); writes docs/benchmarks.md (tables,
-# machine, ratios from this one run) and docs/hackysack.svg (gnuplot).
+# run.sh - the benchmark sweep: hackysack with tasklets (fixed and copy
+# stacks) and Go back to back at each size, and pthreads; the
+# micro-benchmarks and their Go counterparts; skynet on 1 and 2 workers,
+# fixed, copy and Go back to back; bench_parallel (scaling); the process
+# pool (bench_pool) beside Python's multiprocessing.Pool (bench/pool_python.py);
+# hackysack over 2 processes; the MPI layer (bench_mpi on 3 ranks beside
+# mpi4py.futures' MPIPoolExecutor, bench/mpi_python.py; skipped without MPI;
+# mpi4py installed on demand, python3-mpi4py) and hackysack over 4 ranks.
+# Writes docs/benchmarks.md (tables, machine, load, ratios and targets from
+# this one run) and docs/hackysack.svg.
 #
 # usage: bench/run.sh [BUILD_DIR] [--quick] [--repeat R] [--out DIR] [--only RE]
 #   BUILD_DIR  a CMake build of this repo (default: build-bench beside
@@ -21,6 +21,10 @@
 #   --only RE  run only the steps whose id matches the extended regular
 #              expression RE (e.g. '^(mpi|mpi-python)$'); the others read
 #              "not run" in the report
+# Setup (Debian 12): the build's packages (scripts/install-deps.sh), and
+#   apt-get install golang-go gnuplot-nox python3
+# for the Go anchors (Go 1.19, bench/go/), the plot and the pool's Python
+# side; each is skipped, and the report says so, when missing.
 #
 # Raw outputs of every step stay in BUILD_DIR/bench-results/. A hand-written
 # section between <!-- manual --> and <!-- /manual --> in an existing
@@ -127,22 +131,23 @@ fi
 IDS=() LABELS=() CMDS=()
 add() { IDS+=("$1"); LABELS+=("$2"); CMDS+=("$3"); }
 
+# Each size's tasklet runs (fixed stacks, then copy stacks) and Go's run
+# back to back, so that their ratios see the same machine: the VM is shared
+# and its load drifts over a sweep.
 for n in $PLAYERS; do
     add "hs-tasklet-$n" "hackysack tasklet players=$n kicks=$TK" "$HS --mode tasklet --players $n --kicks $TK"
+    add "hs-copy-$n" "hackysack tasklet players=$n kicks=$TK stack=copy" "$HS --mode tasklet --players $n --kicks $TK --stack copy"
+    if [ "$GO_OK" = 1 ]; then
+        add "hs-go-$n" "hackysack go players=$n kicks=$TK" "$GOBIN/hackysack --players $n --kicks $TK"
+    fi
+done
+for n in $COPY_BIG; do
+    add "hs-copy-$n" "hackysack tasklet players=$n kicks=$TK stack=copy" "$HS --mode tasklet --players $n --kicks $TK --stack copy"
 done
 add "hs-tasklet-ratio" "hackysack tasklet players=$RATIO_PLAYERS kicks=$PK (vs pthread)" \
     "$HS --mode tasklet --players $RATIO_PLAYERS --kicks $PK"
 for n in $PLAYERS; do
     add "hs-pthread-$n" "hackysack pthread players=$n kicks=$PK" "$HS --mode pthread --players $n --kicks $PK"
-done
-if [ "$GO_OK" = 1 ]; then
-    for n in $PLAYERS; do
-        add "hs-go-$n" "hackysack go players=$n kicks=$TK" "$GOBIN/hackysack --players $n --kicks $TK"
-    done
-fi
-# Copy stacks: the same games and micro-benchmarks with --stack copy.
-for n in $PLAYERS $COPY_BIG; do
-    add "hs-copy-$n" "hackysack tasklet players=$n kicks=$TK stack=copy" "$HS --mode tasklet --players $n --kicks $TK --stack copy"
 done
 add "switch" "bench_switch" "$BUILD/bench/bench_switch --iters $I_SWITCH"
 add "fcontext" "bench_fcontext" "$BUILD/bench/bench_fcontext --iters $I_FCONTEXT"
@@ -152,28 +157,29 @@ for b in switch channel spawn; do
     iters_var=I_${b^^}
     add "$b-copy" "bench_$b --stack copy" "$BUILD/bench/bench_$b --iters ${!iters_var} --stack copy"
 done
-# skynet: the warm-up and five runs of bench/go/skynet.go, at the program's
-# own preference, then at Stackless's default -1 for comparison.
-add "skynet" "skynet workers=1" "$SKY --leaves $SKYNET --warmup --repeat 5 --workers 1"
-add "skynet-pref-1" "skynet workers=1 preference=-1" "$SKY --leaves $SKYNET --warmup --repeat 5 --workers 1 --preference -1"
-for w in 1 2; do
-    add "skynet-copy-w$w" "skynet workers=$w stack=copy" "$SKY --leaves $SKYNET --warmup --repeat 5 --workers $w --stack copy"
-done
 if [ "$GO_OK" = 1 ]; then
     for procs in 1 "$(nproc)"; do
         add "go-chan-$procs" "go chan GOMAXPROCS=$procs" "env GOMAXPROCS=$procs $GOBIN/chan --iters $I_CHANNEL"
         add "go-spawn-$procs" "go spawn GOMAXPROCS=$procs" "env GOMAXPROCS=$procs $GOBIN/spawn --iters $I_SPAWN"
-        add "go-skynet-$procs" "go skynet GOMAXPROCS=$procs" "env GOMAXPROCS=$procs $GOBIN/skynet --size $SKYNET"
         [ "$(nproc)" = 1 ] && break
     done
 fi
-# ---- scaling: 1 and 2 workers (Go: GOMAXPROCS 1 and 2), ratios in this run.
-# Until M:N workers exist, --workers 2 is refused (exit 2) and the report
-# says so instead of a figure.
-add "skynet-w2" "skynet workers=2" "$SKY --leaves $SKYNET --warmup --repeat 5 --workers 2"
-if [ "$GO_OK" = 1 ] && [ "$(nproc)" != 2 ]; then
-    add "go-skynet-2" "go skynet GOMAXPROCS=2" "env GOMAXPROCS=2 $GOBIN/skynet --size $SKYNET"
-fi
+# skynet: the warm-up and five trees of bench/go/skynet.go, at the
+# program's own preference; on 1 and 2 workers, fixed then copy stacks,
+# then Go at the same GOMAXPROCS, back to back. Then Stackless's default
+# preference, -1, for comparison.
+# The step id of skynet with fixed stacks on w workers.
+skynet_id() { if [ "$1" = 1 ]; then echo skynet; else echo "skynet-w$1"; fi; }
+for w in 1 2; do
+    id=$(skynet_id "$w")
+    add "$id" "skynet workers=$w" "$SKY --leaves $SKYNET --warmup --repeat 5 --workers $w"
+    add "skynet-copy-w$w" "skynet workers=$w stack=copy" "$SKY --leaves $SKYNET --warmup --repeat 5 --workers $w --stack copy"
+    if [ "$GO_OK" = 1 ]; then
+        add "go-skynet-$w" "go skynet GOMAXPROCS=$w" "env GOMAXPROCS=$w $GOBIN/skynet --size $SKYNET"
+    fi
+done
+add "skynet-pref-1" "skynet workers=1 preference=-1" "$SKY --leaves $SKYNET --warmup --repeat 5 --workers 1 --preference -1"
+# ---- scaling: bench_parallel on 1 and 2 workers, ratios in this run.
 for w in 1 2; do
     add "par-w$w" "bench_parallel workers=$w" "$PAR --workers $w --iters $PAR_ITERS --repeat 3"
 done
@@ -275,6 +281,7 @@ for i in "${!IDS[@]}"; do
         continue
     fi
     echo "$cmd" >"$RES/$id.cmd"
+    cut -d' ' -f1 /proc/loadavg >"$RES/$id.load" # the machine's, as the step starts
     if is_scaling "$id"; then others_busy >"$RES/$id.others"; fi
     t0=$(date +%s.%N)
     # shellcheck disable=SC2086 # the command is a plain word list
@@ -323,6 +330,7 @@ sec3() { fmt "$1" %.3f; }
 plain() { echo "${1:--}"; }
 code() { if [ -n "$1" ]; then echo "\`$1\`"; else echo "-"; fi; }
 others_of() { cat "$RES/$1.others" 2>/dev/null || echo "-"; }
+load_of() { cat "$RES/$1.load" 2>/dev/null || echo "-"; }
 # Why a scaling step has no figure: "n/a (workers=2 refused: ...)" when the
 # runtime turned the worker count down (exit 2 with the sl_init message),
 # else how it failed.
@@ -472,19 +480,25 @@ MD=$OUT/benchmarks.md
     echo "\`examples/skynet\` uses preference $(kv skynet preference) on its result channels"
     echo "(its opening comment says why); the second row is Stackless's default, -1."
     echo
-    echo "| who | command | first run s | best s | peak RSS MiB |"
-    echo "|---|---|---|---|---|"
-    echo "| tasklets, one worker | $(cmd_of skynet) | $(sec_of_ms "$(kv skynet first_ms)") | $(sec_of_ms "$(kv skynet ms)") | $(mib "$(kv skynet peak_rss_kb)") |"
-    echo "| tasklets, one worker, preference -1 | $(cmd_of skynet-pref-1) | $(sec_of_ms "$(kv skynet-pref-1 first_ms)") | $(sec_of_ms "$(kv skynet-pref-1 ms)") | $(mib "$(kv skynet-pref-1 peak_rss_kb)") |"
-    if [ "$GO_OK" = 1 ]; then
-        for procs in 1 "$NP"; do
-            g=go-skynet-$procs
-            echo "| Go, GOMAXPROCS=$procs | $(cmd_of "$g") | $(fmt "$(kv "$g" first_run_seconds)" %.3f) | $(fmt "$(kv "$g" seconds)" %.3f) | $(mib "$(kv "$g" peak_rss_kb)") |"
-            [ "$NP" = 1 ] && break
+    echo "On 1 and 2 workers (Go: GOMAXPROCS 1 and 2), fixed stacks, copy stacks and"
+    echo "Go ran back to back; \"first\" is the first full tree (after the warm-up: the"
+    echo "fresh stacks of its $SKYNET leaves), \"best\" the best of the five (warm)."
+    echo
+    echo "| who | command | first tree s | best tree s | peak RSS MiB | first / Go's first | best / Go's best | load |"
+    echo "|---|---|---|---|---|---|---|---|"
+    for w in 1 2; do
+        id=$(skynet_id "$w")
+        g=go-skynet-$w
+        gf=$(ms_of_s "$(kv "$g" first_run_seconds)") gb=$(ms_of_s "$(kv "$g" seconds)")
+        for x in "$id:tasklets, fixed stacks" "skynet-copy-w$w:tasklets, copy stacks"; do
+            xi=${x%%:*}
+            echo "| ${x#*:}, workers=$w | $(cmd_of "$xi") | $(scale_cell "$xi" first_ms sec_of_ms) | $(scale_cell "$xi" ms sec_of_ms short) | $(scale_cell "$xi" peak_rss_kb mib short) | $(ratio "$(kv "$xi" first_ms)" "$gf") | $(ratio "$(kv "$xi" ms)" "$gb") | $(load_of "$xi") |"
         done
-        echo
-        echo "Tasklet / Go (GOMAXPROCS=1) skynet time: first run $(ratio "$(kv skynet first_ms)" "$(ms_of_s "$(kv go-skynet-1 first_run_seconds)")"), best $(ratio "$(kv skynet ms)" "$(ms_of_s "$(kv go-skynet-1 seconds)")")."
-    fi
+        if [ "$GO_OK" = 1 ]; then
+            echo "| Go, GOMAXPROCS=$w | $(cmd_of "$g") | $(scale_cell "$g" first_run_seconds sec3) | $(scale_cell "$g" seconds sec3 short) | $(scale_cell "$g" peak_rss_kb mib short) | | | $(load_of "$g") |"
+        fi
+    done
+    echo "| tasklets, fixed stacks, workers=1, preference -1 | $(cmd_of skynet-pref-1) | $(sec_of_ms "$(kv skynet-pref-1 first_ms)") | $(sec_of_ms "$(kv skynet-pref-1 ms)") | $(mib "$(kv skynet-pref-1 peak_rss_kb)") | $(ratio "$(kv skynet-pref-1 first_ms)" "$(ms_of_s "$(kv go-skynet-1 first_run_seconds)")") | $(ratio "$(kv skynet-pref-1 ms)" "$(ms_of_s "$(kv go-skynet-1 seconds)")") | $(load_of skynet-pref-1) |"
     echo
     echo "## Scaling"
     echo
@@ -500,7 +514,7 @@ MD=$OUT/benchmarks.md
     echo "| what | command | first run s | best s | peak RSS MiB | other load |"
     echo "|---|---|---|---|---|---|"
     for w in 1 2; do
-        id=skynet-w$w; [ "$w" = 1 ] && id=skynet
+        id=$(skynet_id "$w")
         echo "| skynet, tasklets, workers=$w | $(cmd_of "$id") | $(scale_cell "$id" first_ms sec_of_ms) | $(scale_cell "$id" ms sec_of_ms short) | $(scale_cell "$id" peak_rss_kb mib short) | $(others_of "$id") |"
     done
     if [ "$GO_OK" = 1 ]; then
@@ -645,24 +659,30 @@ MD=$OUT/benchmarks.md
     echo "\`$(rel "$HS") --mode pthread --players N --kicks $PK\`"
     [ "$GO_OK" = 1 ] && echo "and \`$(rel "$GOBIN")/hackysack --players N --kicks $TK\` (Go's default GOMAXPROCS=$NP)."
     echo
-    echo "| players | tasklet s | tasklet spawn s | tasklet game ns/kick | tasklet peak RSS MiB | Go s | Go peak RSS MiB | tasklet / Go time | pthread s ($PK kicks) | pthread peak RSS MiB |"
-    echo "|---|---|---|---|---|---|---|---|---|---|"
+    echo "Fixed stacks are the default (\`--stack fixed\`), copy stacks \`--stack copy\`;"
+    echo "the three ran back to back at each size. \"Load\" is the machine's 1-minute"
+    echo "load average as the fixed-stack run started (the VM has $NP CPUs and is"
+    echo "shared: above ~1, other processes took CPU time from these runs)."
+    echo
+    echo "| players | fixed s | fixed spawn s | fixed game ns/kick | fixed peak RSS MiB | copy s | copy peak RSS MiB | Go s | Go peak RSS MiB | fixed / Go | copy / Go | pthread s ($PK kicks) | pthread peak RSS MiB | load |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     : >"$RES/hackysack.dat"
-    echo "# players tasklet_s pthread_s go_s" >>"$RES/hackysack.dat"
+    echo "# players tasklet_s pthread_s go_s copy_s" >>"$RES/hackysack.dat"
     for n in $PLAYERS; do
-        t=hs-tasklet-$n p=hs-pthread-$n g=hs-go-$n
-        ts="" ps="" gs=""
+        t=hs-tasklet-$n p=hs-pthread-$n g=hs-go-$n c=hs-copy-$n
+        ts="" ps="" gs="" cs=""
         [ "$(status "$t")" = 0 ] && ts=$(kv "$t" seconds)
         [ "$(status "$p")" = 0 ] && ps=$(kv "$p" seconds)
         [ "$(status "$g")" = 0 ] && gs=$(kv "$g" seconds)
+        [ "$(status "$c")" = 0 ] && cs=$(kv "$c" seconds)
         gcell="-" grss="-"
         if [ "$GO_OK" = 1 ]; then gcell=$(hs_cell "$g"); grss=$(mib "$(kv "$g" peak_rss_kb)"); fi
         prss="-"
         [ -n "$ps" ] && prss=$(mib "$(kv "$p" peak_rss_kb)")
         nsk=""
         [ -n "$ts" ] && nsk=$(awk -v g="$(kv "$t" game_seconds)" -v k="$TK" 'BEGIN { printf "%.0f", g * 1e9 / k }')
-        echo "| $n | $(hs_cell "$t") | $(fmt "$(kv "$t" spawn_seconds)" %.3f) | ${nsk:--} | $(mib "$(kv "$t" peak_rss_kb)") | $gcell | $grss | $(ratio "$ts" "$gs") | $(hs_cell "$p") | $prss |"
-        echo "$n ${ts:-?} ${ps:-?} ${gs:-?}" >>"$RES/hackysack.dat"
+        echo "| $n | $(hs_cell "$t") | $(fmt "$(kv "$t" spawn_seconds)" %.3f) | ${nsk:--} | $(mib "$(kv "$t" peak_rss_kb)") | $(hs_cell "$c") | $(mib "$(kv "$c" peak_rss_kb)") | $gcell | $grss | $(ratio "$ts" "$gs") | $(ratio "$cs" "$gs") | $(hs_cell "$p") | $prss | $(load_of "$t") |"
+        echo "$n ${ts:-?} ${ps:-?} ${gs:-?} ${cs:-?}" >>"$RES/hackysack.dat"
     done
     echo
     # Same seed, same sizes: the runs must have played the same kicks.
@@ -771,6 +791,34 @@ MD=$OUT/benchmarks.md
             echo "| skynet copy stacks workers=$w / Go GOMAXPROCS=$w | $(ratio "$(kv "skynet-copy-w$w" first_ms)" "$(ms_of_s "$(kv "$g" first_run_seconds)")") | $(ratio "$(kv "skynet-copy-w$w" ms)" "$(ms_of_s "$(kv "$g" seconds)")") |"
         done
     fi
+    echo
+    # The targets of issue 15 (fixed stacks at scale), judged on this run.
+    echo "## Targets of the fixed-stack issue"
+    echo
+    echo "Judged on this run's figures; \"load\" is the 1-minute load average as the"
+    echo "(first) step of the row started. Where and why a target is missed:"
+    echo "the manual section at the top."
+    echo
+    echo "| target | this run | status | load |"
+    echo "|---|---|---|---|"
+    hsr=$(ratio "$prs" "$trs"); [ "$hsr" = "-" ] && hsr=""
+    echo "| hackysack $RATIO_PLAYERS x $PK, tasklets / pthreads speed-up >= 200 | ${hsr:--} | $(verdict "$hsr" ">=" 200) | $(load_of hs-tasklet-ratio) |"
+    for pair in 10000:0.25 100000:0.5 1000000:0.75; do
+        n=${pair%%:*} lim=${pair##*:}
+        r=$(ratio "$(kv "hs-tasklet-$n" seconds)" "$(kv "hs-go-$n" seconds)"); [ "$r" = "-" ] && r=""
+        echo "| hackysack $n x $TK, fixed stacks / Go time <= $lim | ${r:--} | $(verdict "$r" "<=" "$lim") | $(load_of "hs-tasklet-$n") |"
+    done
+    k=$(kv hs-tasklet-1000000 peak_rss_kb)
+    gib=""; [ -n "$k" ] && gib=$(awk -v k="$k" 'BEGIN { printf "%.2f", k / 1048576 }')
+    echo "| hackysack 1000000 x $TK, fixed stacks: peak RSS <= 5 GiB | ${gib:--} GiB | $(verdict "$gib" "<=" 5) | $(load_of hs-tasklet-1000000) |"
+    r=$(ratio "$(kv skynet-w2 first_ms)" "$(ms_of_s "$(kv go-skynet-2 first_run_seconds)")"); [ "$r" = "-" ] && r=""
+    echo "| skynet $SKYNET leaves, 2 workers, first tree, fixed stacks / Go (GOMAXPROCS=2) <= 1.0 | ${r:--} | $(verdict "$r" "<=" 1.0) | $(load_of skynet-w2) |"
+    r=$(ratio "$(kv skynet-copy-w2 first_ms)" "$(ms_of_s "$(kv go-skynet-2 first_run_seconds)")"); [ "$r" = "-" ] && r=""
+    echo "| the same with copy stacks <= 0.25 | ${r:--} | $(verdict "$r" "<=" 0.25) | $(load_of skynet-copy-w2) |"
+    r=$(ratio "$(kv hs-copy-1000000 seconds)" "$(kv hs-go-1000000 seconds)"); [ "$r" = "-" ] && r=""
+    echo "| hackysack 1000000 x $TK, copy stacks / Go time <= 0.25 | ${r:--} | $(verdict "$r" "<=" 0.25) | $(load_of hs-copy-1000000) |"
+    echo "| warm spawn + first run + exit (bench_spawn) <= 15 ns | $(fmt "$SP" %.2f) | $(verdict "$SP" "<=" 15) | $(load_of spawn) |"
+    echo "| one-way channel message (bench_channel) <= 12 ns | $(fmt "$CH" %.2f) | $(verdict "$CH" "<=" 12) | $(load_of channel) |"
 } >"$MD"
 
 if command -v gnuplot >/dev/null 2>&1; then
@@ -787,7 +835,8 @@ set format x '%.0f'
 set grid
 set key top left
 set datafile missing '?'
-plot '$RES/hackysack.dat' using 1:2 with linespoints lw 2 pt 7 title 'tasklets ($TK kicks)', \
+plot '$RES/hackysack.dat' using 1:2 with linespoints lw 2 pt 7 title 'tasklets, fixed stacks ($TK kicks)', \
+     '$RES/hackysack.dat' using 1:5 with linespoints lw 2 pt 11 title 'tasklets, copy stacks ($TK kicks)', \
      '$RES/hackysack.dat' using 1:3 with linespoints lw 2 pt 5 title 'pthreads ($PK kicks)'$GP_GO
 EOF
         echo "run.sh: gnuplot failed (see $RES/gnuplot.err)" >&2

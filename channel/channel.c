@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "channel/channel.h"
+#include "sched/observe.h"
 
 /* Recompute after[] from preference and schedule_all. */
 static void set_after(sl_channel *ch)
@@ -163,13 +164,17 @@ static inline int ring_pop(struct sl_ring *r, void **out)
 
 /* A partner pw completed (unlinked, done) with ch's lock released: a
  * select's other waiters are withdrawn (each under its own lock, W5 of
- * sched/wait.h), then it joins the end of the run queue. */
-static __attribute__((noinline)) void wake_completed(sl_worker *w,
-                                                    sl_waiter *pw, bool slow)
+ * sched/wait.h), then it joins the end of the run queue. dir is the
+ * completing side's (the trace's). */
+static __attribute__((noinline)) void
+wake_completed(sl_worker *w, sl_waiter *pw, bool slow, sl_channel *ch,
+               int dir)
 {
     sl_tasklet *t = pw->t;
     if (slow)
         sl__wait_finish(t);
+    if (sl__obs_tracing())
+        sl__obs_wake(w, t, dir > 0 ? SL_OBS_SEND : SL_OBS_RECV, ch);
     sl__wake(w, t);
 }
 
@@ -200,7 +205,7 @@ static __attribute__((noinline)) int ring_receive(sl_worker *w, sl_channel *ch,
     bool slow = pw && sl__waiter_slow(pw);
     ch_unlock(ch);
     if (pw)
-        wake_completed(w, pw, slow);
+        wake_completed(w, pw, slow, ch, -1);
     return rc;
 }
 
@@ -263,10 +268,11 @@ after_handover(sl_worker *w, sl_tasklet *t, uint8_t after, int rc)
 
 /* A partner pw waits, its wait claimed: hand over, then the preference
  * decides who runs. Lock held, released here. pw is a plain waiter (a
- * select's takes complete_select: the fast claim fails on it). */
+ * select's takes complete_slow: the fast claim fails on it). obs (a
+ * constant): the trace may be watching. */
 static inline __attribute__((always_inline)) int
 complete_in(sl_worker *w, sl_channel *ch, sl_waiter *pw, int dir, void *msg,
-            void **out, int err, bool mt)
+            void **out, int err, bool mt, bool obs)
 {
     sl_tasklet *t = pw->t;
     /* It runs soon: start fetching its saved context (the top of its
@@ -291,6 +297,8 @@ complete_in(sl_worker *w, sl_channel *ch, sl_waiter *pw, int dir, void *msg,
     int rc = exchange(pw, dir, msg, err, out);
     uint8_t after = ch->after[dir > 0 ? 0 : 1];
     ch_unlock_in(ch, mt);
+    if (obs && sl__obs_tracing())
+        sl__obs_wake(w, t, dir > 0 ? SL_OBS_SEND : SL_OBS_RECV, ch);
     return after_handover(w, t, after, rc);
 }
 
@@ -298,7 +306,7 @@ static inline __attribute__((always_inline)) int
 complete(sl_worker *w, sl_channel *ch, sl_waiter *pw, int dir, void *msg,
          void **out, int err)
 {
-    return complete_in(w, ch, pw, dir, msg, out, err, sl__rt.mt);
+    return complete_in(w, ch, pw, dir, msg, out, err, sl__rt.mt, true);
 }
 
 /* complete() for a select's waiter pw (claimed; the head of ch's queue;
@@ -315,7 +323,7 @@ complete_slow(sl_worker *w, sl_channel *ch, sl_waiter *pw, int dir,
     int rc = exchange(pw, dir, msg, err, out);
     pw->done = 1;
     ch_unlock(ch);
-    wake_completed(w, pw, true);
+    wake_completed(w, pw, true, ch, dir);
     return rc;
 }
 
@@ -448,7 +456,7 @@ int sl__chan_complete_nowait(sl_worker *w, sl_channel *ch, int dir,
         pw->done = 1;
         bool slow = sl__waiter_slow(pw);
         ch_unlock(ch);
-        wake_completed(w, pw, slow);
+        wake_completed(w, pw, slow, ch, dir);
         return rc;
     }
     if (dir < 0)
@@ -462,11 +470,12 @@ int sl__chan_complete_nowait(sl_worker *w, sl_channel *ch, int dir,
 
 /* dir +1 sends msg (with err != 0: send_error), dir -1 receives into *out.
  * timeout_ms < 0 waits forever. mt: several workers (a constant in each
- * copy: see ch_unlock_in). */
+ * copy: see ch_unlock_in). obs (a constant): a callback or the trace may
+ * be watching. */
 static inline __attribute__((always_inline)) int
 channel_action_in(sl_worker *w, sl_channel *ch, int dir, void *msg,
                   void **out, int err, bool try_only, int64_t timeout_ms,
-                  bool mt)
+                  bool mt, bool obs)
 {
     if (mt)
         sl__spin_lock(&ch->lock);
@@ -485,7 +494,7 @@ channel_action_in(sl_worker *w, sl_channel *ch, int dir, void *msg,
         if (sl_unlikely(!sl__claim_in(pw->t, pw->gen, mt)))
             return claimed_action(w, ch, dir, msg, out, err, try_only,
                                   timeout_ms);
-        return complete_in(w, ch, pw, dir, msg, out, err, mt);
+        return complete_in(w, ch, pw, dir, msg, out, err, mt, obs);
     }
     /* No partner: block, or (buffered) use the ring. */
     if (sl_unlikely(ch->ring != NULL))
@@ -497,13 +506,42 @@ channel_action_in(sl_worker *w, sl_channel *ch, int dir, void *msg,
     return block(w, ch, dir, msg, out, err, try_only, timeout_ms);
 }
 
+/* Would an operation of direction dir block now (no partner waits, and a
+ * buffered channel's ring cannot serve it)? A snapshot, for the channel
+ * callback: with several workers the answer may be stale at once. */
+static bool will_block(const sl_channel *ch, int dir)
+{
+    int bal = SL_LOAD(&ch->q.balance);
+    const struct sl_ring *r = ch->ring;
+    if (dir > 0)
+        return !(bal < 0 || (r && SL_LOAD(&r->count) < r->cap));
+    return !(bal > 0 || (r && SL_LOAD(&r->count) > 0));
+}
+
+/* The operation while a callback or the trace watches, out of line: the
+ * channel callback first (before the operation, with no lock held), then
+ * the operation with the trace's hooks. */
+static __attribute__((noinline)) int
+channel_observed(sl_worker *w, sl_channel *ch, int dir, void *msg,
+                 void **out, int err, bool try_only, int64_t timeout_ms)
+{
+    if (SL_LOAD(&sl__observe) & (SL_OBS_CHAN_CB | SL_OBS_SCHED_CB)) {
+        int rc = sl__obs_channel(ch, w->current, dir > 0,
+                                 will_block(ch, dir));
+        if (rc)
+            return rc;
+    }
+    return channel_action_in(w, ch, dir, msg, out, err, try_only, timeout_ms,
+                             sl__rt.mt, true);
+}
+
 /* The copy for several workers, out of line: its callers pay one call. */
 static __attribute__((noinline)) int
 channel_action_mt(sl_worker *w, sl_channel *ch, int dir, void *msg,
                   void **out, int err, bool try_only, int64_t timeout_ms)
 {
     return channel_action_in(w, ch, dir, msg, out, err, try_only, timeout_ms,
-                             true);
+                             true, false);
 }
 
 static inline __attribute__((always_inline)) int
@@ -519,11 +557,14 @@ channel_action(sl_channel *ch, int dir, void *msg, void **out, int err,
         SL__COPY_CHECK(w, msg, "a channel send");
     if (sl_unlikely(sl__check_inbox(w)))
         sl__abandon(w); /* sl_shutdown: this worker stops */
+    if (sl__obs_any())
+        return channel_observed(w, ch, dir, msg, out, err, try_only,
+                                timeout_ms);
     if (sl_unlikely(sl__rt.mt))
         return channel_action_mt(w, ch, dir, msg, out, err, try_only,
                                  timeout_ms);
     return channel_action_in(w, ch, dir, msg, out, err, try_only, timeout_ms,
-                             false);
+                             false, false);
 }
 
 int sl_channel_send(sl_channel *ch, void *msg)

@@ -317,6 +317,43 @@ int sl_close(int fd);
  * started. fn must not call the runtime. */
 int sl_offload(void (*fn)(void *), void *arg);
 
+/* ---- seeing inside: callbacks and the trace (docs/trace.md) ----------- */
+
+/* Stackless's set_schedule_callback: cb(prev, next) is called on the worker
+ * that switches, right before every switch: prev is the tasklet that stops
+ * running (it may be ending), next the one that runs; either is NULL for
+ * the worker's idle loop (nothing to run). NULL turns it off. Returns the
+ * callback it replaces. One per process; it may be set with or without a
+ * runtime. The callback must not switch, block or use a channel
+ * (docs/trace.md says what it may call). */
+typedef void (*sl_schedule_cb)(sl_tasklet *prev, sl_tasklet *next);
+sl_schedule_cb sl_set_schedule_callback(sl_schedule_cb cb);
+sl_schedule_cb sl_get_schedule_callback(void);
+
+/* Stackless's set_channel_callback: cb(ch, t, sending, willblock) is called
+ * at the start of every send or receive on a channel (the try_, timeout and
+ * send_error forms too; not sl_select), by the tasklet t making it, before
+ * anything happens; willblock: no partner waits and no buffered message or
+ * room serves it, so the call will block (or fail, if it may not). NULL
+ * turns it off; returns the callback it replaces. */
+typedef void (*sl_channel_cb)(sl_channel *ch, sl_tasklet *t, bool sending,
+                              bool willblock);
+sl_channel_cb sl_set_channel_callback(sl_channel_cb cb);
+sl_channel_cb sl_get_channel_callback(void);
+
+/* Record what every worker runs into path as Chrome Trace Event JSON
+ * (chrome://tracing, ui.perfetto.dev): a track per worker, a slice per run
+ * of a tasklet, instants for spawn, block, wake, timer, io, kill, and
+ * arrows from a partner to the tasklet it woke. SL_TRACE=path in the
+ * environment starts one at sl_init. 0; SL_EINVAL for NULL; SL_ESTATE
+ * without a runtime or with a trace running; -errno if path cannot be
+ * opened; SL_ENOMEM. */
+int sl_trace_start(const char *path);
+/* Finish the trace (sl_shutdown and exit do too). 0; SL_ESTATE without a
+ * runtime or a trace; -errno if a write failed; SL_ENOMEM if events were
+ * dropped for want of memory. */
+int sl_trace_stop(void);
+
 #ifdef __cplusplus
 }
 #endif

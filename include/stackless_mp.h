@@ -7,12 +7,16 @@
  * before the first fork, anonymous: nothing is left anywhere after exit,
  * even after a crash). Waiting blocks the calling tasklet, never its
  * thread. A worker that dies fails exactly the task it was running
- * (SL_EWORKERDIED) and is replaced; the other tasks complete.
+ * (SL_EWORKERDIED) and is replaced; the other tasks complete. Nothing a
+ * task does in its worker (crash, lie about sizes, write over the shared
+ * mapping, fork) can crash or hang the parent or overflow a caller's
+ * buffer: docs/mp.md, "Failure model".
  *
  * Functions run in the workers are named by their address: workers are
  * forks of the parent, so a function (and any pointer into the shared
  * mapping, e.g. an sl_mpchan) means the same there. Task input and output
- * are bytes, copied.
+ * are bytes, copied. Descriptors are not: a worker keeps only stdin,
+ * stdout, stderr and the pool's own.
  */
 #ifndef STACKLESS_MP_H
 #define STACKLESS_MP_H
@@ -23,8 +27,9 @@ extern "C" {
 
 /* A task: runs in a worker process. in/in_len: the bytes submitted (valid
  * during the call). out: a buffer of *out_len bytes (the pool's
- * max_result_size) on entry; set *out_len to the size of the result.
- * Returns 0 or a negative code, which reaches the caller. It may spawn
+ * max_result_size) on entry; set *out_len to the size of the result (more
+ * than it was given fails the task with -EOVERFLOW; a failed task has no
+ * result). Returns 0 or a negative code, which reaches the caller. It may spawn
  * tasklets and block on channels and mpchans (the worker runs a tasklet
  * scheduler); one task runs at a time per worker process. */
 typedef int (*sl_task_fn)(const void *in, size_t in_len, void *out,
@@ -42,10 +47,10 @@ typedef struct sl_pool_config {
     void (*initializer)(void *arg); /* run once in each worker process, as
                                 a tasklet, before its first task; NULL  */
     void *initarg;
-    size_t shm_size;         /* shared heap for payloads too large for a
+    size_t shm_size;         /* shared heap for inputs too large for a
                                 ring slot (and for mpchans), bytes;
                                 default 64 MiB, rounded up to a power of
-                                two                                       */
+                                two; at most 128 GiB                      */
     int queue_depth;         /* task slots per worker process; default
                                 1024                                      */
 } sl_pool_config;
@@ -69,7 +74,8 @@ int sl_pool_submit(sl_pool *pool, sl_task_fn fn, const void *in,
 
 /* Wait for the task (blocks the calling tasklet) and return its status: the
  * task's own return value, or SL_EWORKERDIED (its process died running
- * it), SL_ECLOSED (the pool was terminated first), SL_EKILLED (the caller
+ * it), -EOVERFLOW (it said its result was larger than its buffer),
+ * SL_ECLOSED (the pool was terminated first), SL_EKILLED (the caller
  * was killed while waiting: the future stays valid). *out_len holds the
  * capacity of out on entry and the result's size on return; a result
  * larger than the capacity gives -EMSGSIZE and *out_len the size needed
@@ -100,10 +106,13 @@ int sl_pool_apply_async(sl_pool *pool, sl_task_fn fn, const void *in,
  * capacity; bytes past its size are left as they were), in chunks of
  * chunksize items per task (0: about n / (4 * processes)), queued a few
  * milliseconds of work per worker ahead as results come back (a faster
- * worker takes more chunks). Blocks until all are done. statuses, if not NULL, gets each item's status. Returns 0
- * when every item returned 0, else the status of the first item (lowest
- * index) that did not. SL_EINVAL for bad sizes (in_size or out_size 0 with
- * n > 0, a chunk larger than max_task_size or max_result_size). */
+ * worker takes more chunks). Blocks until all are done. statuses, if not
+ * NULL, gets each item's status (-EOVERFLOW for an item that said its
+ * result was larger than out_size; a failed item's output is left as it
+ * was). Returns 0 when every item returned 0, else the status of the first
+ * item (lowest index) that did not. SL_EINVAL for bad sizes (in_size or
+ * out_size 0 with n > 0, a chunk larger than max_task_size or
+ * max_result_size, n times a size beyond SIZE_MAX). */
 int sl_pool_map(sl_pool *pool, sl_task_fn fn, const void *inputs,
                 size_t in_size, size_t n, void *outputs, size_t out_size,
                 size_t chunksize, int *statuses);
@@ -115,8 +124,9 @@ int sl_pool_imap_unordered(sl_pool *pool, sl_task_fn fn, const void *inputs,
                            size_t in_size, size_t n, size_t out_size,
                            size_t chunksize, sl_pool_iter **out);
 /* The next finished item: *index gets its index, out (out_size bytes) its
- * result, *out_len its size; returns the item's status. SL_ECLOSED when
- * every item has been handed out. Blocks the calling tasklet. */
+ * result, *out_len its size (at most out_size); returns the item's status.
+ * SL_ECLOSED when every item has been handed out. Blocks the calling
+ * tasklet. */
 int sl_pool_iter_next(sl_pool_iter *it, size_t *index, void *out,
                       size_t *out_len);
 void sl_pool_iter_free(sl_pool_iter *it);
@@ -151,11 +161,14 @@ int sl_pool_worker_index(void);
  * only: a brief spin, then the process's eventfd. */
 typedef struct sl_mpchan sl_mpchan;
 int sl_mpchan_new(sl_pool *pool, size_t max_msg, sl_mpchan **out);
-/* 0, SL_EINVAL (len > max_msg, NULL), SL_ECLOSED (closed), SL_EKILLED,
- * SL_ESTATE (no runtime, or not a process of its pool). */
+/* 0, SL_EINVAL (len > max_msg, NULL, not a live pool's channel),
+ * SL_ECLOSED (closed), SL_EKILLED, SL_ESTATE (no runtime, or not a process
+ * of its pool). A process that dies mid-copy blocks nobody: the parent puts
+ * the channel back as it was before that copy. */
 int sl_mpchan_send(sl_mpchan *ch, const void *msg, size_t len);
 /* *len: capacity on entry, message size on return (-EMSGSIZE and the size
- * needed if too small: the message stays in the channel). */
+ * needed if too small: the message stays in the channel; -EOVERFLOW for a
+ * message whose length a worker wrote over: it is dropped). */
 int sl_mpchan_receive(sl_mpchan *ch, void *buf, size_t *len);
 /* Wake every waiter with SL_ECLOSED; later calls get it at once. */
 int sl_mpchan_close(sl_mpchan *ch);

@@ -1,71 +1,170 @@
 /* mpchan.c - rendezvous channels between tasklets of different processes.
  *
  * An mpchan lives in the pool's shared heap, so its address means the same
- * in the parent and in every worker. It holds one message slot: a sender
- * waits until the slot is free, fills it, and then waits until a receiver
- * has taken the message (rendezvous: the send completes only then). Waiters
- * first spin on the shared fields (yielding to their own process's other
+ * in the parent and in every worker. It holds one message slot, whose
+ * state is one word: its phase, the process copying (in or out), and the
+ * message's sequence number.
+ *
+ *   EMPTY(n) --send claims--> WRITING(me, n) --filled--> FULL(n+1)
+ *   FULL(n)  --receive claims--> READING(me, n) --copied--> EMPTY(n)
+ *                                               \--too small--> FULL(n)
+ *   FULL(n)  --its sender gives up (closed, killed)--> EMPTY(n)
+ *
+ * Invariants:
+ *   - every change of phase is a compare-and-swap of the whole word, so
+ *     exactly one process owns the slot while it copies, and nobody holds
+ *     a lock: a copy in progress (of any size) only makes the others wait
+ *     for the phase to change;
+ *   - a process that dies in WRITING or READING is undone by the parent
+ *     when it handles that death (sl__mp_chans_repair): WRITING(dead) goes
+ *     back to EMPTY (the send never happened), READING(dead) to FULL (the
+ *     message waits for the next receiver), and every waiter is rung;
+ *   - a send has completed once the sequence has moved past its message
+ *     (taken): rendezvous;
+ *   - close is a flag and a bell to everyone: no waiter can miss it.
+ *
+ * Waiters first spin on the word (yielding to their own process's other
  * tasklets: a round trip between two busy processes then costs about a
- * microsecond), then register in the channel's per-process bit masks and
- * sleep; whoever changes the slot rings the doorbell of every process
- * registered (mp.h, struct mp_local). One spin lock guards the channel.
- */
+ * microsecond); only when the spin fails do they set their process's bit
+ * in the channel's wait mask and sleep on their process's doorbell (mp.h,
+ * struct mp_local). Whoever changes the phase rings every process in the
+ * mask that waits for it, so no bell is rung while both sides spin.
+ *
+ * Trust: in the parent, a channel is checked to be one the parent made
+ * (the heap's private map records it) and its message length against the
+ * block's size; a worker can spoil a channel's messages or stall its
+ * waiters (sl_mpchan_close wakes them), never the parent. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "mp/mp.h"
 
-#define MASK_WORDS 5 /* parent + 256 workers */
+#define MASK_WORDS ((SL__MP_MAX_PROCESSES + 1 + 63) / 64)
 
-/* Every field is written under lock. closed, full and taken are also read
- * without it, as hints (mp_spin_until's conditions: whatever they say is
- * checked again under the lock), so their stores are atomic; full and
- * taken are stored with release and loaded with acquire. */
+enum { EMPTY = 0, WRITING = 1, FULL = 2, READING = 3 };
+#define PHASE(s) ((unsigned)((s) & 3))
+#define OWNER(s) ((unsigned)(((s) >> 2) & 0x3ff))
+#define SEQ(s) ((s) >> 12)
+#define STATE(ph, own, seq)                                                  \
+    ((uint64_t)(seq) << 12 | (uint64_t)(own) << 2 | (uint64_t)(ph))
+
 struct sl_mpchan {
-    _Atomic uint8_t lock;
-    uint8_t closed;
-    uint8_t full;        /* a message waits in data                        */
-    uint32_t max;
-    uint32_t len;
-    uint64_t posted;     /* sequence of the message in the slot            */
-    uint64_t taken;      /* sequence of the last message taken             */
-    uint64_t rwait[MASK_WORDS]; /* processes with a receiver waiting        */
-    uint64_t swait[MASK_WORDS]; /* processes with a sender waiting          */
-    uint64_t self;       /* heap block (offset + 1)                        */
-    sl_pool *pool;       /* the parent's pool object (same address in the
-                            workers: their copy of it)                   */
+    _Atomic uint64_t state;
+    _Atomic uint32_t closed;
+    _Atomic uint32_t len;       /* bytes of the message in data            */
+    uint32_t max;               /* max_msg                                 */
+    uint32_t pad;
+    _Atomic uint64_t rwait[MASK_WORDS]; /* processes with a receiver asleep */
+    _Atomic uint64_t swait[MASK_WORDS]; /* processes with a sender asleep   */
     char data[];
 };
 
-static int proc_bell(struct mp_shared *sh, int k)
+/* A call's view: the channel's pool, this process's index in it (0 the
+ * parent, 1 + slot a worker), its waiting, and the largest message the
+ * channel can hold as far as this process can tell. */
+struct ctx {
+    sl_pool *p;
+    unsigned me;
+    size_t max;
+};
+
+static int enter(sl_mpchan *ch, struct ctx *x)
 {
-    return k == 0 ? sh->parent_bell : sh->w[k - 1].bell;
+    if (!ch)
+        return SL_EINVAL;
+    if (!sl_current())
+        return SL_ESTATE;
+    sl_pool *p = sl__mp_pool_of(ch);
+    if (!p)
+        return SL_EINVAL;
+    if (sl__mp_forked_away)
+        return SL_ESTATE; /* a task's fork of a worker */
+    if (sl__mp_my_slot >= 0)
+        x->me = (unsigned)sl__mp_my_slot + 1;
+    else if (getpid() == p->parent_pid)
+        x->me = 0;
+    else
+        return SL_ESTATE; /* not a process of its pool */
+    x->p = p;
+    size_t room = (size_t)(p->map.heap + p->map.heap_size - ch->data);
+    if (x->me == 0) { /* the heap's own record of the block */
+        uint64_t off1 = (uint64_t)((char *)ch - p->map.heap) + 1;
+        size_t block = sl__mp_heap_block(&p->heap, off1, MP_BLOCK_CHAN);
+        if (block == 0)
+            return SL_EINVAL; /* not a channel */
+        room = block - sizeof *ch;
+    }
+    size_t max = MP_ONCE(ch->max);
+    x->max = max < room ? max : room;
+    return 0;
 }
 
-/* Ring every process in mask (and clear it). Lock held: the bells are
- * rung after the caller unlocks, from the copy it returns in out. */
-static void take_mask(uint64_t *mask, uint64_t *out)
+static int proc_bell(sl_pool *p, unsigned k)
 {
-    for (int i = 0; i < MASK_WORDS; i++) {
-        out[i] = mask[i];
-        mask[i] = 0;
+    return k == 0 ? p->parent_bell : p->ws[k - 1].bell;
+}
+
+/* Ring every process waiting in mask, and clear it. */
+static void wake(sl_pool *p, _Atomic uint64_t *mask)
+{
+    unsigned words = (p->map.nprocs + 1 + 63) / 64;
+    for (unsigned i = 0; i < words; i++) {
+        if (!atomic_load(&mask[i]))
+            continue;
+        for (uint64_t m = atomic_exchange(&mask[i], 0); m; m &= m - 1) {
+            unsigned k = i * 64 + (unsigned)__builtin_ctzll(m);
+            if (k <= p->map.nprocs)
+                sl__mp_bell_ring(proc_bell(p, k));
+        }
     }
 }
 
-static void ring(struct mp_shared *sh, const uint64_t *mask)
+enum { SLOT_FREE, SLOT_FULL, TAKEN };
+
+struct cond {
+    sl_mpchan *ch;
+    int what;
+    uint64_t seq;
+};
+
+/* Message seq has been received: the sequence has moved past it. */
+static bool taken(uint64_t s, uint64_t seq)
 {
-    for (int i = 0; i < MASK_WORDS; i++)
-        for (uint64_t m = mask[i]; m; m &= m - 1) {
-            int k = i * 64 + __builtin_ctzll(m);
-            if (k <= (int)sh->nprocs)
-                mp_ring_bell(proc_bell(sh, k));
-        }
+    return SEQ(s) > seq ||
+           (SEQ(s) == seq && (PHASE(s) == EMPTY || PHASE(s) == WRITING));
 }
 
-static void set_bit(uint64_t *mask, int k)
+static bool ready(void *arg)
 {
-    mask[k / 64] |= (uint64_t)1 << (k % 64);
+    const struct cond *c = arg;
+    uint64_t s = atomic_load(&c->ch->state);
+    if (atomic_load(&c->ch->closed))
+        return true;
+    switch (c->what) {
+    case SLOT_FREE:
+        return PHASE(s) == EMPTY;
+    case SLOT_FULL:
+        return PHASE(s) == FULL;
+    default:
+        return taken(s, c->seq);
+    }
+}
+
+/* Wait until c may hold: spin, then register in mask and sleep. 0 (look
+ * again), or SL_EKILLED. */
+static int wait_on(struct ctx *x, _Atomic uint64_t *mask, struct cond *c)
+{
+    if (sl__mp_spin_until(ready, c, true))
+        return 0;
+    struct mp_local *local = &x->p->local;
+    uint64_t g = sl__mp_local_gen(local);
+    atomic_fetch_or(&mask[x->me / 64], (uint64_t)1 << (x->me % 64));
+    if (ready(c)) /* changed before the waker could see our bit */
+        return 0;
+    return sl__mp_local_wait(local, g);
 }
 
 int sl_mpchan_new(sl_pool *handle, size_t max_msg, sl_mpchan **out)
@@ -73,188 +172,182 @@ int sl_mpchan_new(sl_pool *handle, size_t max_msg, sl_mpchan **out)
     if (!out)
         return SL_EINVAL;
     *out = NULL;
-    sl_pool *pool = mp_pool_get(handle); /* NULL: not a live pool */
-    if (!pool || max_msg == 0 || max_msg > (1u << 30))
+    sl_pool *p = sl__mp_pool_lookup(handle); /* NULL: not a live pool */
+    if (!p || max_msg == 0 || max_msg > SL__MP_MAX_PAYLOAD)
         return SL_EINVAL;
-    if (mp_proc_index(pool) != 0)
+    if (sl__mp_my_slot >= 0 || getpid() != p->parent_pid)
         return SL_ESTATE; /* the parent makes them */
-    struct mp_shared *sh = mp_pool_shared(pool);
-    uint64_t off = mp_heap_alloc(sh, sizeof(struct sl_mpchan) + max_msg);
+    int rc = sl_lock_acquire(&p->lock);
+    if (rc < 0)
+        return rc;
+    if (p->nchans == p->chans_cap) {
+        size_t cap = p->chans_cap ? 2 * p->chans_cap : 16;
+        uint64_t *c = realloc(p->chans, cap * sizeof *c);
+        if (!c) {
+            sl_lock_release(&p->lock);
+            return SL_ENOMEM;
+        }
+        p->chans = c;
+        p->chans_cap = cap;
+    }
+    uint64_t off = sl__mp_heap_alloc(&p->heap, sizeof(sl_mpchan) + max_msg,
+                                     MP_BLOCK_CHAN);
+    if (off)
+        p->chans[p->nchans++] = off;
+    sl_lock_release(&p->lock);
     if (!off)
         return SL_ENOMEM;
-    sl_mpchan *ch = mp_heap_ptr(sh, off);
+    sl_mpchan *ch = mp_heap_ptr(&p->map, off);
     memset(ch, 0, sizeof *ch);
     ch->max = (uint32_t)max_msg;
-    ch->self = off;
-    ch->pool = pool;
     *out = ch;
     return 0;
 }
 
 int sl_mpchan_free(sl_mpchan *ch)
 {
-    if (!ch)
-        return SL_EINVAL;
-    if (mp_proc_index(ch->pool) != 0)
+    struct ctx x;
+    int rc = enter(ch, &x);
+    if (rc)
+        return rc;
+    if (x.me != 0)
         return SL_ESTATE;
-    mp_heap_free(mp_pool_shared(ch->pool), ch->self);
+    sl_pool *p = x.p;
+    uint64_t off = (uint64_t)((char *)ch - p->map.heap) + 1;
+    sl_lock_acquire(&p->lock);
+    for (size_t i = 0; i < p->nchans; i++)
+        if (p->chans[i] == off) {
+            p->chans[i] = p->chans[--p->nchans];
+            break;
+        }
+    sl_lock_release(&p->lock);
+    sl__mp_heap_free(&p->heap, off);
     return 0;
 }
 
 int sl_mpchan_close(sl_mpchan *ch)
 {
-    if (!ch)
-        return SL_EINVAL;
-    uint64_t r[MASK_WORDS], s[MASK_WORDS];
-    mp_lock(&ch->lock);
-    __atomic_store_n(&ch->closed, 1, __ATOMIC_RELAXED);
-    take_mask(ch->rwait, r);
-    take_mask(ch->swait, s);
-    mp_unlock(&ch->lock);
-    struct mp_shared *sh = mp_pool_shared(ch->pool);
-    ring(sh, r);
-    ring(sh, s);
-    return 0;
-}
-
-static bool slot_free(void *arg)
-{
-    sl_mpchan *ch = arg;
-    return !__atomic_load_n(&ch->full, __ATOMIC_ACQUIRE) ||
-           __atomic_load_n(&ch->closed, __ATOMIC_RELAXED);
-}
-
-static bool slot_full(void *arg)
-{
-    sl_mpchan *ch = arg;
-    return __atomic_load_n(&ch->full, __ATOMIC_ACQUIRE) ||
-           __atomic_load_n(&ch->closed, __ATOMIC_RELAXED);
-}
-
-struct taken_arg {
-    sl_mpchan *ch;
-    uint64_t seq;
-};
-
-static bool was_taken(void *arg)
-{
-    struct taken_arg *a = arg;
-    return __atomic_load_n(&a->ch->taken, __ATOMIC_ACQUIRE) >= a->seq ||
-           __atomic_load_n(&a->ch->closed, __ATOMIC_RELAXED);
-}
-
-/* Common entry: this process's index and waiting, or an error. */
-static int enter(sl_mpchan *ch, int *me, struct mp_local **local)
-{
-    if (!ch)
-        return SL_EINVAL;
-    if (!sl_current())
-        return SL_ESTATE;
-    *me = mp_proc_index(ch->pool);
-    if (*me < 0)
-        return SL_ESTATE;
-    *local = mp_pool_local(ch->pool);
+    struct ctx x;
+    int rc = enter(ch, &x);
+    if (rc)
+        return rc;
+    atomic_store(&ch->closed, 1);
+    wake(x.p, ch->rwait);
+    wake(x.p, ch->swait);
     return 0;
 }
 
 int sl_mpchan_send(sl_mpchan *ch, const void *msg, size_t len)
 {
-    int me;
-    struct mp_local *local;
-    int rc = enter(ch, &me, &local);
+    struct ctx x;
+    int rc = enter(ch, &x);
     if (rc)
         return rc;
-    if (len > ch->max || (len && !msg))
+    if (len > x.max || (len && !msg))
         return SL_EINVAL;
-    struct mp_shared *sh = mp_pool_shared(ch->pool);
-    uint64_t wake[MASK_WORDS];
+    /* 1. Claim the empty slot, fill it, publish it. */
     uint64_t seq;
-    /* 1. Wait for the slot, fill it. */
     for (;;) {
-        uint64_t g = mp_local_gen(local);
-        mp_lock(&ch->lock);
-        if (ch->closed) {
-            mp_unlock(&ch->lock);
+        if (atomic_load(&ch->closed))
             return SL_ECLOSED;
-        }
-        if (!ch->full) {
+        uint64_t s = atomic_load(&ch->state);
+        if (PHASE(s) == EMPTY) {
+            uint64_t mine = STATE(WRITING, x.me, SEQ(s));
+            if (!atomic_compare_exchange_strong(&ch->state, &s, mine))
+                continue;
             memcpy(ch->data, msg, len);
-            ch->len = (uint32_t)len;
-            seq = ++ch->posted;
-            __atomic_store_n(&ch->full, 1, __ATOMIC_RELEASE);
-            take_mask(ch->rwait, wake);
-            mp_unlock(&ch->lock);
-            ring(sh, wake);
-            break;
+            atomic_store(&ch->len, (uint32_t)len);
+            seq = SEQ(s) + 1;
+            if (atomic_compare_exchange_strong(&ch->state, &mine,
+                                               STATE(FULL, 0, seq))) {
+                wake(x.p, ch->rwait);
+                break;
+            }
+            continue; /* taken from us: only a wild write does that */
         }
-        set_bit(ch->swait, me);
-        mp_unlock(&ch->lock);
-        if (!mp_spin_until(slot_free, ch) &&
-            (rc = mp_local_wait(local, g)) < 0)
+        struct cond c = {ch, SLOT_FREE, 0};
+        if ((rc = wait_on(&x, ch->swait, &c)) < 0)
             return rc;
     }
     /* 2. Wait until a receiver has taken it. */
-    struct taken_arg ta = {ch, seq};
     for (;;) {
-        uint64_t g = mp_local_gen(local);
-        mp_lock(&ch->lock);
-        if (ch->taken >= seq) {
-            mp_unlock(&ch->lock);
+        uint64_t s = atomic_load(&ch->state);
+        if (taken(s, seq))
             return 0;
+        if (rc < 0 || atomic_load(&ch->closed)) {
+            /* Give up: take our message back, unless a receiver is
+             * copying it out right now (then it is as good as taken). */
+            uint64_t full = STATE(FULL, 0, seq);
+            if (atomic_compare_exchange_strong(&ch->state, &full,
+                                               STATE(EMPTY, 0, seq))) {
+                wake(x.p, ch->swait);
+                return rc < 0 ? rc : SL_ECLOSED;
+            }
+            if (PHASE(full) == READING && SEQ(full) == seq)
+                return rc < 0 ? rc : SL_ECLOSED;
+            continue; /* moved on: look again */
         }
-        if (ch->closed || rc < 0) {
-            /* Give up: take our message back (nobody has it). */
-            if (ch->full && ch->posted == seq)
-                __atomic_store_n(&ch->full, 0, __ATOMIC_RELEASE);
-            take_mask(ch->swait, wake);
-            mp_unlock(&ch->lock);
-            ring(sh, wake);
-            return rc < 0 ? rc : SL_ECLOSED;
-        }
-        set_bit(ch->swait, me);
-        mp_unlock(&ch->lock);
-        if (!mp_spin_until(was_taken, &ta))
-            rc = mp_local_wait(local, g); /* a kill: retract, above */
+        struct cond c = {ch, TAKEN, seq};
+        rc = wait_on(&x, ch->swait, &c); /* a kill: retract, above */
     }
 }
 
 int sl_mpchan_receive(sl_mpchan *ch, void *buf, size_t *len)
 {
-    int me;
-    struct mp_local *local;
-    int rc = enter(ch, &me, &local);
+    struct ctx x;
+    int rc = enter(ch, &x);
     if (rc)
         return rc;
     if (!len || (*len && !buf))
         return SL_EINVAL;
-    struct mp_shared *sh = mp_pool_shared(ch->pool);
-    uint64_t wake[MASK_WORDS];
     for (;;) {
-        uint64_t g = mp_local_gen(local);
-        mp_lock(&ch->lock);
-        if (ch->full) {
-            if (ch->len > *len) {
-                *len = ch->len;
-                mp_unlock(&ch->lock);
+        uint64_t s = atomic_load(&ch->state);
+        if (PHASE(s) == FULL) {
+            uint64_t mine = STATE(READING, x.me, SEQ(s));
+            if (!atomic_compare_exchange_strong(&ch->state, &s, mine))
+                continue;
+            size_t l = atomic_load(&ch->len);
+            if (l > x.max) { /* a length nobody sent: drop the message */
+                atomic_compare_exchange_strong(&ch->state, &mine,
+                                               STATE(EMPTY, 0, SEQ(s)));
+                wake(x.p, ch->swait);
+                return -EOVERFLOW;
+            }
+            if (l > *len) { /* too small: put it back for whoever has room */
+                *len = l;
+                atomic_compare_exchange_strong(&ch->state, &mine,
+                                               STATE(FULL, 0, SEQ(s)));
+                wake(x.p, ch->rwait);
                 return -EMSGSIZE;
             }
-            memcpy(buf, ch->data, ch->len);
-            *len = ch->len;
-            __atomic_store_n(&ch->full, 0, __ATOMIC_RELEASE);
-            __atomic_store_n(&ch->taken, ch->posted, __ATOMIC_RELEASE);
-            take_mask(ch->swait, wake);
-            mp_unlock(&ch->lock);
-            ring(sh, wake);
+            memcpy(buf, ch->data, l);
+            *len = l;
+            atomic_compare_exchange_strong(&ch->state, &mine,
+                                           STATE(EMPTY, 0, SEQ(s)));
+            wake(x.p, ch->swait);
             return 0;
         }
-        if (ch->closed) {
-            mp_unlock(&ch->lock);
+        if (atomic_load(&ch->closed))
             return SL_ECLOSED;
-        }
-        set_bit(ch->rwait, me);
-        mp_unlock(&ch->lock);
-        if (!mp_spin_until(slot_full, ch) &&
-            (rc = mp_local_wait(local, g)) < 0)
+        struct cond c = {ch, SLOT_FULL, 0};
+        if ((rc = wait_on(&x, ch->rwait, &c)) < 0)
             return rc;
+    }
+}
+
+void sl__mp_chans_repair(sl_pool *p, int slot)
+{
+    unsigned owner = (unsigned)slot + 1;
+    for (size_t i = 0; i < p->nchans; i++) {
+        sl_mpchan *ch = mp_heap_ptr(&p->map, p->chans[i]);
+        uint64_t s = atomic_load(&ch->state);
+        if (OWNER(s) != owner ||
+            (PHASE(s) != WRITING && PHASE(s) != READING))
+            continue;
+        unsigned back = PHASE(s) == WRITING ? EMPTY : FULL;
+        atomic_compare_exchange_strong(&ch->state, &s,
+                                       STATE(back, 0, SEQ(s)));
+        wake(p, ch->rwait);
+        wake(p, ch->swait);
     }
 }

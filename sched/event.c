@@ -724,6 +724,7 @@ int sl_wait_fd(int fd, int events, int64_t timeout_ms)
     }
     uint32_t gen = sl__wait_begin(cur, SL_W_FD);
     cur->wait.value = (void *)(intptr_t)events;
+    SL_STORE(&cur->wait.result, fd); /* (for sl_dump, the trace and gdb) */
     s->unwaited = 0;
     for (int d = 0; d < 2; d++) {
         if (events & (d == 0 ? SL_READABLE : SL_WRITABLE)) {

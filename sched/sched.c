@@ -191,6 +191,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "sched/observe.h"
 #include "sched/wait.h"
 
 __thread sl_worker *sl__tls_worker __attribute__((tls_model("initial-exec")));
@@ -465,6 +466,7 @@ int sl_init(const sl_config *cfg)
         sl__tls_worker = NULL;
         goto fail;
     }
+    sl__obs_init();
     return 0;
 
 fail:
@@ -487,7 +489,12 @@ void sl__fork_child_reset(void)
     sl__slab_depot_forget();
     sl__orphans_forget();
     sl__offload_fork_reset();
+    sl__obs_fork_child();
     sl__tls_worker = NULL;
+    /* The SIGSEGV/SIGBUS handler goes with it: a new sl_init would take it
+     * for the previous handler to chain to, and a real fault would loop. */
+    restore_if_ours(SIGSEGV, &old_segv);
+    restore_if_ours(SIGBUS, &old_bus);
     sl__forgotten_rt = sl__rt; /* still reachable: not a leak */
     memset(&sl__rt, 0, sizeof sl__rt);
     atomic_store(&runtime_active, 0);
@@ -498,6 +505,7 @@ int sl_shutdown(void)
     sl_worker *w = sl__self();
     if (!w || w->current != w->main)
         return SL_ESTATE;
+    sl__obs_shutdown(); /* the trace ends before the workers do */
     sl__offload_stop(); /* calls in progress finish first */
     if (sl__rt.mt)
         sl__workers_stop();
@@ -850,6 +858,8 @@ int sl_tasklet_kill(sl_tasklet *t)
     if (t->is_main)
         return SL_EINVAL;
     sl_tasklet *cur = w->current;
+    if (sl__obs_tracing())
+        sl__obs_kill(w, t);
     if (t == cur) {
         SL_STORE(&t->killed, 1);
         return SL_EKILLED;

@@ -23,6 +23,18 @@
 #define SL_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
 #define SL_LOAD_ACQ(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
 #define SL_STORE_REL(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+/* A hot path's one look at a flag another thread may set at any time (the
+ * observe flag, sched/observe.h): a plain read, which the compiler folds
+ * into the compare (x86: `cmpb $0, flag`, where an atomic load costs a
+ * load and a test: one instruction per call, 1% of a channel message).
+ * For a byte read once per call and never in a loop that could keep it
+ * in a register, that is what a relaxed load compiles to anyway; TSan
+ * builds make it one, so TSan still sees every access as atomic. */
+#if SL_TSAN
+#define SL_PEEK(p) SL_LOAD(p)
+#else
+#define SL_PEEK(p) (*(p))
+#endif
 
 /* A byte spinlock: channel locks. Critical sections are a few dozen
  * instructions, so spinning (with the CPU's relax hint, then yielding)
@@ -55,8 +67,10 @@ struct sl_worker {
     uint32_t poll_tick;    /* (owner) scheduling points until timers and
                               descriptors are looked at again            */
     uint8_t post;          /* (owner) work left for the resumed side       */
-    uint8_t jump_slow;     /* (atomic) switches take sl__jump_slow: copy
-                              mode is on, or a stack slot has a canary   */
+    uint8_t jump_slow;     /* (atomic) switches take sl__jump_slow: bits
+                              SL_JUMP_COPY (copy mode is on, or a stack
+                              slot has a canary), SL_JUMP_OBSERVE (a
+                              callback or the trace, sched/observe.h)   */
     uint8_t park_state;    /* (owner) the state park gets                  */
     uint8_t *post_unlock;  /* (owner) lock to release after the switch     */
     uint8_t **post_unlocks;/* (owner) more of them (select), NULL-ended;
@@ -101,6 +115,10 @@ struct sl_worker {
     uint32_t fdchecks_cap, fdchecks_head, fdchecks_len;
     struct sl_copystate copy; /* (owner) copy-mode stacks (copystack.h)    */
 };
+
+/* Why switches take sl__jump_slow (bits of sl_worker.jump_slow, set and
+ * cleared with atomic or/and: several reasons come and go on their own). */
+enum { SL_JUMP_COPY = 1, SL_JUMP_OBSERVE = 2 };
 
 /* The runtime: one per process. */
 struct sl_runtime {
@@ -210,6 +228,11 @@ static inline void sl__rq_unlink(sl_worker *w, sl_tasklet *t)
 /* ---- the switch -------------------------------------------------------- */
 
 void sl__tasklet_prepare(sl_worker *w, sl_tasklet *t); /* first run: stack */
+/* A reference to t held until w's current tasklet next switches (the
+ * handle promise of docs/tasklet.md for a tasklet that leaves w before
+ * that): room first (SL_ENOMEM), then the reference. */
+int sl__reserve_unref(sl_worker *w);
+void sl__defer_unref(sl_worker *w, sl_tasklet *t);
 /* Report that t overflowed its stack, by id and name, and abort. */
 void sl__overflow_abort(const sl_tasklet *t) __attribute__((noreturn, cold));
 /* The resumed side's leftovers (mt, TSan): unlock, publish a parked state. */
@@ -244,8 +267,9 @@ static inline sl_worker *sl__jump_to(sl_worker *w, sl_tasklet *from,
 /* Switch from `from` (the running tasklet) to `to`, which must already be
  * w->current. Returns when `from` is resumed, with the worker it resumed
  * on. The tasklet that resumes us stores our context through w->prev.
- * With copy mode on (or canary-guarded stacks) the whole switch is
- * sl__jump_slow's (tasklet/copystack.c). */
+ * With copy mode on (or canary-guarded stacks), or while a callback or
+ * the trace watches, the whole switch is sl__jump_slow's
+ * (tasklet/copystack.c). */
 static inline sl_worker *sl__jump(sl_worker *w, sl_tasklet *from,
                                   sl_tasklet *to)
 {

@@ -5,6 +5,7 @@
 #include <sched.h>
 #include <stdlib.h>
 
+#include "sched/observe.h"
 #include "sched/wait.h"
 
 void sl__wait_landed_slow(sl_tasklet *t)
@@ -87,6 +88,8 @@ bool sl__wait_claimed_end(sl_worker *w, sl_tasklet *t, int result)
     sl__wait_landed(t);
     cancel_waiters(t);
     t->wait.result = result;
+    if (sl__obs_tracing())
+        sl__obs_wait_end(t, result);
     return wake(w, t);
 }
 
@@ -150,6 +153,8 @@ bool sl__waitq_wake(struct sl__waitq *sq, void *value)
         return false;
     sl__waitq_unlink(wt);
     wt->value = value;
+    if (sl__obs_tracing())
+        sl__obs_wake(w, wt->t, SL_OBS_SYNC, q);
     sl__wait_wake_partner(w, wt->t);
     return true;
 }

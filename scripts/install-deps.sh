@@ -4,7 +4,9 @@
 # everything is present. Used by .ci/run, test.sh and hackysack.sh.
 #
 # libopenmpi-dev and openmpi-bin: the MPI layer (mpi/, built when CMake
-# finds MPI) and its tests under mpirun. SL_EXTRA_PACKAGES adds more
+# finds MPI) and its tests under mpirun. gdb and python3: the tests of
+# gdb's tasklet commands and of the trace's JSON (tests/gdb_tasklets.sh,
+# tests/trace_check.py). SL_EXTRA_PACKAGES adds more
 # (bench/run.sh asks for python3-mpi4py, its anchor; CI does not need it).
 #
 # With --arm64 (test.sh passes it unless SL_CI_ARM64=0), on an x86-64
@@ -15,7 +17,7 @@
 set -euo pipefail
 
 packages=(cmake libboost-context-dev libcunit1-dev pkgconf gcc make valgrind
-          libopenmpi-dev openmpi-bin ${SL_EXTRA_PACKAGES:-})
+          libopenmpi-dev openmpi-bin gdb python3 ${SL_EXTRA_PACKAGES:-})
 arm64=false
 if [ "${1:-}" = --arm64 ] && command -v dpkg >/dev/null &&
     [ "$(dpkg --print-architecture)" = amd64 ]; then

@@ -58,7 +58,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "sched/sched.h"
+#include "sched/observe.h"
 
 #if SL_VALGRIND
 #include <valgrind/memcheck.h>
@@ -481,7 +481,8 @@ jump_slow_rest(sl_worker *w, sl_tasklet *from, sl_tasklet *to)
     return sl__jump_to(w, from, via);
 }
 
-sl_worker *sl__jump_slow(sl_worker *w, sl_tasklet *from, sl_tasklet *to)
+static inline __attribute__((always_inline)) sl_worker *
+jump_slow_body(sl_worker *w, sl_tasklet *from, sl_tasklet *to)
 {
 #if FAST_SWITCHER
     /* Copy-mode to copy-mode (from runs on the shared stack, so it is the
@@ -492,6 +493,26 @@ sl_worker *sl__jump_slow(sl_worker *w, sl_tasklet *from, sl_tasklet *to)
         return switcher_call(w, from);
 #endif
     return jump_slow_rest(w, from, to);
+}
+
+/* A callback or the trace watches: it sees the switch first. Out of line,
+ * so that sl__jump_slow keeps an empty frame. */
+static __attribute__((noinline)) sl_worker *
+jump_observed(sl_worker *w, sl_tasklet *from, sl_tasklet *to)
+{
+    sl__obs_switch(w, from, to, false);
+    if (SL_LOAD(&w->jump_slow) & SL_JUMP_COPY)
+        return jump_slow_body(w, from, to);
+    if (sl_unlikely(!to->ctx)) /* (what sl__jump does) */
+        sl__tasklet_prepare(w, to);
+    return sl__jump_to(w, from, to);
+}
+
+sl_worker *sl__jump_slow(sl_worker *w, sl_tasklet *from, sl_tasklet *to)
+{
+    if (sl_unlikely(SL_LOAD(&w->jump_slow) & SL_JUMP_OBSERVE))
+        return jump_observed(w, from, to);
+    return jump_slow_body(w, from, to);
 }
 
 void sl__switcher_jump_dead(sl_worker *w)
@@ -639,7 +660,8 @@ int sl__copy_enable(void)
             rc = sl__copy_init(sl__rt.workers[i]);
         if (rc == 0) {
             for (int i = 0; i < sl__rt.nworkers; i++)
-                SL_STORE(&sl__rt.workers[i]->jump_slow, 1);
+                __atomic_fetch_or(&sl__rt.workers[i]->jump_slow,
+                                  (uint8_t)SL_JUMP_COPY, __ATOMIC_RELAXED);
             SL_STORE_REL(&sl__rt.copy_on, 1);
         }
     }

@@ -1,4 +1,4 @@
-/* stack.h - per-worker pool of tasklet stacks: guarded slots carved lazily from big NORESERVE regions, recycled LIFO. */
+/* stack.h - per-worker pool of tasklet stacks: guarded slots cut from big NORESERVE regions, prepared in batches, recycled LIFO. */
 #ifndef SL_TASKLET_STACK_H
 #define SL_TASKLET_STACK_H
 
@@ -31,18 +31,61 @@ enum {
 struct sl__stack_region {
     char *base;         /* mmap address; the region is nslots * size bytes */
     size_t nslots;
-    char *canary_from;  /* slots at or above it were carved in canary mode;
-                           base + nslots * size if none were              */
-    bool fresh;         /* no slot carved yet (waits for the bump cursor) */
+    bool fresh;         /* no slot cut from it yet (waits for the cursor) */
 };
 
-/* One per worker; single-threaded (only the mprotect budget is shared, and
- * atomically). Every slot is in exactly one state: uncarved (counted in
- * ncarve), free (on the free list), or taken (owned by a tasklet).
+/* The provisioner (stack.c): slots are guarded and their top page made
+ * present a batch at a time, by the worker itself or, ahead of its
+ * demand, by a helper thread. A batch's state moves
+ *   QUEUED -> HELPER -> READY or FAILED   (the helper took it), or
+ *   QUEUED -> OWNED                        (the worker took it back),
+ * each move a compare-and-swap of the mover; only the holder of HELPER
+ * touches the batch's memory meanwhile. */
+enum {
+    SL_BATCH_FREE = 0, /* ring entry unused                              */
+    SL_BATCH_QUEUED,   /* cut, waiting in the helper's queue              */
+    SL_BATCH_HELPER,   /* the helper is guarding and populating it        */
+    SL_BATCH_READY,    /* guarded and present: the worker may take it    */
+    SL_BATCH_FAILED,   /* the helper could not guard it: the worker does
+                          it slot by slot (with the guard fallbacks)     */
+    SL_BATCH_OWNED,    /* taken back by the worker before the helper began */
+};
+#define SL_STACK_RING 16   /* batches a pool may have ahead of the worker */
+
+typedef struct sl_stack_pool sl_stack_pool;
+struct sl__stack_batch {
+    char *base;                   /* its first slot                        */
+    uint32_t n;                   /* slots                                 */
+    uint32_t state;               /* (atomic) SL_BATCH_*                   */
+    uint64_t seq;                 /* cut order (the helper's order)        */
+    struct sl__stack_batch *qnext;/* (provisioner lock) the helper's queue */
+    sl_stack_pool *pool;          /* its pool (the helper reads its size);
+                                     NULL: a range job (below)             */
+    size_t len;                   /* a range job's bytes                   */
+    struct sl__stack_batch *rnext;/* (provisioner lock) range jobs        */
+    bool counted;                 /* (provisioner lock) keeps the helper   */
+};
+
+/* The helper's other job: make [addr, addr + len) present ahead of its
+ * use (a slab chunk mapped ahead). job is the caller's and stays its own
+ * until claimed. False, and nothing queued, when there is no helper. */
+bool sl__provision_populate(struct sl__stack_batch *job, void *addr,
+                            size_t len);
+/* The range is needed now, or goes away: the job is taken back if the
+ * helper has not begun it, waited for if it has. True if the range was
+ * made present. Call it exactly once per sl__provision_populate, even one
+ * that returned false. */
+bool sl__provision_claim(struct sl__stack_batch *job);
+
+/* One per worker; single-threaded but for the batches the helper works
+ * on (above) and the mprotect budget (shared, atomically). Every slot is
+ * in exactly one state: uncarved (counted in ncarve: never cut, in a ring
+ * batch, or prepared and waiting between bump and bump_end), free (on the
+ * free list), or taken (owned by a tasklet).
  * Invariant: nfree + ncarve >= promised, so a promise can always be kept
  * without a syscall that could fail. fork(): the child gets a copy of the
- * pool and of its mappings, guards included, and may go on using it. */
-typedef struct sl_stack_pool sl_stack_pool;
+ * pool and of its mappings, guards included (a child of sl_pool's forgets
+ * the runtime; stack.c's fork handler forgets the helper). */
 struct sl_stack_pool {
     size_t size;        /* bytes per slot, guard included; page multiple  */
     size_t usable;      /* size - guard                                   */
@@ -50,15 +93,21 @@ struct sl_stack_pool {
     void *free;         /* LIFO of given-back slots (lowest addresses),
                            linked through each slot's highest word        */
     size_t nfree;       /* slots on free                                  */
-    char *bump;         /* next slot to carve in the current region ...   */
-    char *bump_end;     /* ... and its end; bump == bump_end: none left   */
-    size_t ncarve;      /* uncarved slots in all regions, bump's included  */
+    char *bump;         /* next prepared slot to take ...                 */
+    char *bump_end;     /* ... and the end of that prepared run           */
+    char *cut;          /* next slot of the current region no batch has
+                           had yet ...                                    */
+    char *cut_end;      /* ... and the region's end                       */
+    size_t ncarve;      /* uncarved slots in all regions (see above)      */
     size_t promised;    /* reserved for tasklets that have not run yet    */
     size_t ncarved;     /* slots carved so far (free + taken)             */
     size_t nslots;      /* slots mapped so far (ncarved + ncarve)         */
+    size_t nqueued;     /* slots in ring batches                          */
+    uint64_t nbatches;  /* batches queued so far                          */
     struct sl__stack_region *regions; /* malloc'd, sorted by base         */
     size_t nregions, cap_regions;
     int guard_mode;     /* SL_GUARD_*: how the next carved slot is guarded */
+    int provision;      /* SL_PROVISION_*: how slots are prepared         */
     size_t mprotect_budget; /* mprotect guards we may still make, drawn in
                            chunks from a process-wide budget              */
     size_t nmprotect;   /* mprotect guards made (given back at destroy)   */
@@ -67,8 +116,23 @@ struct sl_stack_pool {
                            capacity nslots; NULL when not under valgrind  */
     size_t nvg;
     bool valgrind;      /* running under valgrind                         */
+    bool registered;    /* in the provisioner's list of pools             */
     size_t depot_high;  /* M:N: more free stacks than this go to the
                            process-wide depot (SIZE_MAX: never)          */
+    sl_stack_pool *reg_next; /* (provisioner lock) the list of pools      */
+    struct sl__stack_batch ring[SL_STACK_RING]; /* batches ahead          */
+};
+
+/* How slots are prepared (sl_stack_pool.provision; SL_STACK_PROVISION=
+ * off|inline|helper in the environment forces one). */
+enum {
+    SL_PROVISION_OFF = 0, /* one at a time when carved: a guard syscall, and
+                             the first touch faults the top page in       */
+    SL_PROVISION_INLINE,  /* batches on the worker, one process_madvise
+                             call for the guards of up to 512 slots and
+                             one making their top pages present          */
+    SL_PROVISION_HELPER,  /* the same, and batches beyond the one being
+                             used prepared ahead by a helper thread      */
 };
 
 /* M:N: stacks a worker frees are reused by the worker that frees them; a
@@ -81,13 +145,19 @@ void sl__stack_depot_forget(void); /* fork child: no lock, no contents */
 void sl__stack_depot_reset(void);
 
 /* Set up an empty pool whose stacks have at least usable_size bytes
- * (rounded up to whole pages; a guard page is added below). Maps nothing.
+ * (plus SL_STACK_TOP_ROOM, rounded up to whole pages; a guard page is
+ * added below). Maps nothing.
  * 0, or SL_EINVAL for a size of 0 or above 1 TiB. SL_STACK_GUARD=madv|
- * mprotect|canary in the environment forces the starting guard mode. */
+ * mprotect|canary in the environment forces the starting guard mode,
+ * SL_STACK_PROVISION=off|inline|helper how slots are prepared (default:
+ * helper with two CPUs or more to run on, else inline; off under
+ * valgrind, which knows neither pidfd_open nor process_madvise). */
 int sl__stack_pool_init(sl_stack_pool *p, size_t usable_size);
 /* Unmap every region (taken stacks included: nobody may still run on
- * one) and release everything the pool holds. The pool can be
- * initialised again afterwards. */
+ * one) and release everything the pool holds, after the helper has let
+ * go of the pool's batches (it waits for one in progress). The pool can
+ * be initialised again afterwards. The last pool's destroy stops the
+ * helper thread. */
 void sl__stack_pool_destroy(sl_stack_pool *p);
 /* Whether madvise(MADV_GUARD_INSTALL) really guards a page in this
  * process (probed once: an emulator may accept it and do nothing). */
@@ -96,6 +166,11 @@ bool sl__madv_guard_works(void);
 /* Slow paths of the inline calls below; call those instead. */
 int sl__stack_grow(sl_stack_pool *p);
 void *sl__stack_carve(sl_stack_pool *p);
+/* Slots prepared so far in this process: by the helper thread, by workers
+ * a batch at a time, and one at a time (guard by guard, the page faulted
+ * in at the first run). For tests and measurements. */
+void sl__stack_provision_stats(uint64_t *helped, uint64_t *batched,
+                               uint64_t *single);
 /* False if stack was carved in canary mode and its canary is gone (it
  * overflowed), whichever pool carved it (p gives the geometry, which all
  * pools share). Callers skip it while sl__stack_canary_any is 0. */
@@ -208,6 +283,21 @@ static inline void sl__stack_give_used(sl_stack_pool *p, void *stack,
 static inline void *sl__stack_top(const sl_stack_pool *p, void *stack)
 {
     return (char *)stack + p->size;
+}
+
+/* Where in its top page a slot's frames start, below the pool's 64 bytes
+ * (free-list links, the canary mark): one of SL_STACK_COLORS cache-line
+ * offsets, picked from the slot's address. Slots are a whole number of
+ * pages apart, so without it every tasklet's hot frames would fall in the
+ * same few cache sets (cachegrind: a 10,000-player game's last-level read
+ * misses 104k -> 6k, docs/stacks.md). The pool maps SL_STACK_TOP_ROOM
+ * bytes more per slot, so a tasklet still has the usable bytes asked for. */
+#define SL_STACK_COLORS 32
+#define SL_STACK_TOP_ROOM (64 * SL_STACK_COLORS)
+static inline size_t sl__stack_below_top(const void *stack)
+{
+    uint32_t h = (uint32_t)((uintptr_t)stack >> 12) * UINT32_C(0x9E3779B1);
+    return 64 + (size_t)(h >> 27) * 64;
 }
 
 /* Whether a fault at addr is an overflow of stack: addr lies in its guard

@@ -5,16 +5,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
+#include "sched/observe.h"
 #include "sched/wait.h"
 
 #if SL_ASAN
 #include <sanitizer/asan_interface.h>
 #endif
 
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
+#include "tasklet/sysdefs.h"
+
 #ifndef MADV_HUGEPAGE
 #define MADV_HUGEPAGE 14
 #endif
@@ -23,6 +24,7 @@
 
 #define SLAB_FIRST_CHUNK (64u << 10)
 #define SLAB_MAX_CHUNK (8u << 20)
+#define SLAB_AHEAD_CHUNK SLAB_MAX_CHUNK /* from this size on, map one ahead */
 /* A slab whose blocks are all free is reset (address order again) only
  * after this many frees since the last reset: a loop that spawns and ends one
  * tasklet at a time would otherwise reset, and thread a new batch, at
@@ -48,10 +50,15 @@ void sl__slab_init(sl_slab *s, sl_worker *owner)
     s->carve = NULL;
     s->carve_i = 0;
     s->frees = 0;
+    s->ahead = NULL;
 }
 
 void sl__slab_destroy(sl_slab *s)
 {
+    if (s->ahead) {
+        (void)sl__provision_claim(&s->ahead_job);
+        munmap(s->ahead, s->next_chunk);
+    }
     struct slab_chunk *c = s->chunks;
     while (c) {
         struct slab_chunk *n = c->next;
@@ -172,16 +179,26 @@ void sl__slab_depot_reset(void)
     pthread_mutex_unlock(&slab_depot.lock);
 }
 
+static void *map_chunk(size_t bytes);
+
 void *sl__map_populated(size_t bytes)
+{
+    void *p = map_chunk(bytes);
+    if (p)
+        (void)madvise(p, bytes, MADV_POPULATE_WRITE); /* best effort */
+    return p;
+}
+
+/* bytes of fresh memory, on huge pages where the kernel allows when bytes
+ * is a multiple of the huge page size (not made present); NULL when
+ * refused. */
+static void *map_chunk(size_t bytes)
 {
     size_t huge = sl_arch_huge_size((size_t)sysconf(_SC_PAGESIZE));
     if (bytes < huge || bytes % huge) {
         void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p == MAP_FAILED)
-            return NULL;
-        (void)madvise(p, bytes, MADV_POPULATE_WRITE); /* best effort */
-        return p;
+        return p == MAP_FAILED ? NULL : p;
     }
     /* Huge-page aligned: the kernel may back it with 2 MiB pages, one TLB
      * entry each (THP "madvise" mode needs the advice). Data touched at
@@ -197,7 +214,6 @@ void *sl__map_populated(size_t bytes)
     if (p + bytes < m + bytes + huge)
         munmap(p + bytes, (size_t)(m + bytes + huge - (p + bytes)));
     (void)madvise(p, bytes, MADV_HUGEPAGE);
-    (void)madvise(p, bytes, MADV_POPULATE_WRITE);
     return p;
 }
 
@@ -283,9 +299,15 @@ sl_tasklet *sl__slab_refill(sl_slab *s)
             return b;
     }
     size_t bytes = s->next_chunk;
-    void *p = sl__map_populated(bytes);
-    if (!p)
+    void *p;
+    if (s->ahead) { /* mapped ahead (next_chunk has not changed since) */
+        p = s->ahead;
+        s->ahead = NULL;
+        if (!sl__provision_claim(&s->ahead_job))
+            (void)madvise(p, bytes, MADV_POPULATE_WRITE); /* best effort */
+    } else if (!(p = sl__map_populated(bytes))) {
         return NULL;
+    }
 #if SL_ASAN
     ASAN_UNPOISON_MEMORY_REGION(p, bytes); /* see sl__slab_destroy */
 #endif
@@ -325,6 +347,13 @@ sl_tasklet *sl__slab_refill(sl_slab *s)
     /* Published last, with its blocks marked free: sl_dump walks the
      * chunks of other workers' slabs while they run. */
     __atomic_store_n(&s->chunks, (void *)c, __ATOMIC_RELEASE);
+    /* A spawn storm (chunks have grown to 2 MiB and more): the next chunk
+     * is mapped now, and the stack provisioner's helper makes it present
+     * while this one is used, so the worker does not zero it later. */
+    if (s->next_chunk >= SLAB_AHEAD_CHUNK && s->owner &&
+        s->owner->stacks.provision == SL_PROVISION_HELPER &&
+        (s->ahead = map_chunk(s->next_chunk)) != NULL)
+        (void)sl__provision_populate(&s->ahead_job, s->ahead, s->next_chunk);
     return blocks;
 }
 
@@ -416,7 +445,7 @@ int sl__promise_move(sl_worker *w, sl_tasklet *t)
 }
 
 /* Room for one more reference to drop after w's next switch. */
-static int reserve_unref(sl_worker *w)
+int sl__reserve_unref(sl_worker *w)
 {
     if (w->npost_unrefs < w->cap_post_unrefs)
         return 0;
@@ -431,7 +460,7 @@ static int reserve_unref(sl_worker *w)
 
 /* Hold a reference to t until w's current tasklet next switches (room
  * reserved). */
-static void defer_unref(sl_worker *w, sl_tasklet *t)
+void sl__defer_unref(sl_worker *w, sl_tasklet *t)
 {
     __atomic_add_fetch(&t->refs, 1, __ATOMIC_RELAXED);
     w->post_unrefs[w->npost_unrefs++] = t;
@@ -444,7 +473,7 @@ spawn(sl_worker *w, sl_fn fn, void *arg, int pin, bool copy)
     if (sl_unlikely(SL_LOAD(&w->promise_refund)))
         fold_refunds(w);
     bool remote = pin >= 0 && pin != w->index;
-    if (remote && reserve_unref(w) < 0)
+    if (remote && sl__reserve_unref(w) < 0)
         return NULL;
     if (!copy && sl_unlikely(sl__stack_reserve(&w->stacks) < 0))
         return NULL;
@@ -485,11 +514,11 @@ spawn(sl_worker *w, sl_fn fn, void *arg, int pin, bool copy)
     t->tsan_fiber = NULL;
 #endif
     SL_STORE(&w->livecount, w->livecount + 1);
-    SL_STORE(&t->worker, w);
     if (!remote) {
-        sl__rq_append(w, t);
+        sl__rq_append(w, t); /* sets t->worker too */
         sl__maybe_wake_idle(w);
     } else {
+        SL_STORE(&t->worker, w);
         /* Pinned to another worker: it leaves with a stack from our pool
          * (copy mode: it starts on that worker's shared stack). It may run
          * and end there at once, but the handle we return stays valid
@@ -497,7 +526,7 @@ spawn(sl_worker *w, sl_fn fn, void *arg, int pin, bool copy)
          * held until then, dropped by the post-switch work. */
         if (!copy)
             sl__tasklet_prepare(w, t);
-        defer_unref(w, t);
+        sl__defer_unref(w, t);
         sl__wake_remote(w, t);
     }
     return t;
@@ -509,7 +538,10 @@ sl_tasklet *sl_spawn(sl_fn fn, void *arg)
     if (sl_unlikely(!w || !fn))
         return NULL;
     SL__COPY_CHECK(w, arg, "sl_spawn"); /* debug builds: &local */
-    return spawn(w, fn, arg, -1, sl__rt.stack_mode == SL_STACK_COPY);
+    sl_tasklet *t = spawn(w, fn, arg, -1, sl__rt.stack_mode == SL_STACK_COPY);
+    if (sl__obs_tracing() && t)
+        sl__obs_spawn(w, t);
+    return t;
 }
 
 sl_tasklet *sl_spawn_ex(const sl_spawn_attr *attr, sl_fn fn, void *arg)
@@ -530,6 +562,8 @@ sl_tasklet *sl_spawn_ex(const sl_spawn_attr *attr, sl_fn fn, void *arg)
     if (copy && sl__copy_enable() < 0)
         return NULL;
     sl_tasklet *t = spawn(w, fn, arg, pin, copy);
+    if (sl__obs_tracing() && t)
+        sl__obs_spawn(w, t);
     if (t && attr && attr->name)
         sl_tasklet_set_name(t, attr->name);
     return t;
@@ -565,14 +599,18 @@ void sl__tasklet_prepare(sl_worker *w, sl_tasklet *t)
     t->tsan_fiber = __tsan_create_fiber(0);
 #endif
     t->stack = sl__stack_take(&w->stacks);
-    /* The top 64 bytes stay free: the pool links free stacks there. */
-    char *top = sl__stack_top(&w->stacks, t->stack) - 64;
-    SL_STORE(&t->ctx, make_fcontext(top, w->stacks.usable - 64,
+    /* The top 64 bytes stay free (the pool links free stacks there), and
+     * the frames start at the slot's cache colour below them. */
+    size_t below = sl__stack_below_top(t->stack);
+    char *top = (char *)sl__stack_top(&w->stacks, t->stack) - below;
+    SL_STORE(&t->ctx, make_fcontext(top, w->stacks.usable - below,
                                     sl__trampoline));
     if (sl_unlikely(SL_LOAD(&sl__stack_canary_any)) &&
-        !SL_LOAD(&w->jump_slow)) /* switches check canaries now */
+        !(SL_LOAD(&w->jump_slow) & SL_JUMP_COPY)) /* switches check
+                                                    canaries now */
         for (int i = 0; i < sl__rt.nworkers; i++)
-            SL_STORE(&sl__rt.workers[i]->jump_slow, 1);
+            __atomic_fetch_or(&sl__rt.workers[i]->jump_slow,
+                              (uint8_t)SL_JUMP_COPY, __ATOMIC_RELAXED);
 #if SL_ASAN
     t->asan_bottom = t->stack + (w->stacks.size - w->stacks.usable);
     t->asan_size = w->stacks.usable;
@@ -643,14 +681,19 @@ unlinked:
     char *lowest = (char *)__builtin_frame_address(0) - 4096;
     if (sl_unlikely(self->copy)) {
         sl__copy_exit(w, self, lowest);
+        if (sl_unlikely(SL_LOAD(&w->jump_slow) & SL_JUMP_OBSERVE))
+            sl__obs_switch(w, self, next, true);
         if (next->copy)
             via = &w->copy.sw;
         else if (!next->ctx)
             sl__tasklet_prepare(w, next);
     } else {
-        if (sl_unlikely(SL_LOAD(&w->jump_slow)))
+        uint8_t slow = SL_LOAD(&w->jump_slow);
+        if (sl_unlikely(slow)) {
+            if (slow & SL_JUMP_OBSERVE)
+                sl__obs_switch(w, self, next, true);
             via = sl__jump_via(w, self, next);
-        else if (sl_unlikely(!next->ctx))
+        } else if (sl_unlikely(!next->ctx))
             sl__tasklet_prepare(w, next);
         if (sl_unlikely(SL_LOAD(&sl__stack_canary_any)) &&
             !sl__stack_canary_check(&w->stacks, self->stack))
@@ -768,6 +811,8 @@ int sl_tasklet_set_name(sl_tasklet *t, const char *name)
     for (size_t i = 0; i < n; i++) /* byte by byte: sl_dump may read it */
         SL_STORE(&t->name[i], name[i]);
     SL_STORE(&t->name[n], '\0');
+    if (sl__obs_tracing())
+        sl__obs_name(t);
     return 0;
 }
 
@@ -781,7 +826,16 @@ uint64_t sl_tasklet_id(const sl_tasklet *t)
     return t ? t->id : 0;
 }
 
-static const char *state_name(const sl_tasklet *t)
+/* sl_dump reads blocks that their worker may end and poison (ASan builds)
+ * between the look at their state and the reads: a snapshot a moment old
+ * is the contract, and a block stays mapped while its slab lives. */
+#if SL_ASAN
+#define DUMP_READS __attribute__((no_sanitize_address))
+#else
+#define DUMP_READS
+#endif
+
+DUMP_READS static const char *state_name(const sl_tasklet *t)
 {
     for (int i = 0; i < sl__rt.nworkers; i++)
         if (t == SL_LOAD(&sl__rt.workers[i]->current))
@@ -816,42 +870,84 @@ static const char *state_name(const sl_tasklet *t)
     }
 }
 
-/* With several workers the fields are read while their owners write them:
- * each with an atomic load, names byte by byte (a name being set may come
- * out half old, half new). Not checked by AddressSanitizer: its owner may
- * free the block between sl__slab_each's "not poisoned" and these reads
- * (seen under load: use-after-poison on the name); a slab's memory stays
- * mapped while the runtime lives, so the read is only of a stale value. */
-__attribute__((no_sanitize_address)) static void dump_one(FILE *out,
-                                                          const sl_tasklet *t)
+/* One line for t into buf (cap bytes), NUL-ended; its length. With
+ * several workers the fields are read while their owners write them: each
+ * with an atomic load, names byte by byte (a name being set may come out
+ * half old, half new). snprintf only: the SIGQUIT dump (sl__dump_fd) runs
+ * in a signal handler, where stdio's locks may be held. */
+DUMP_READS static size_t dump_line(char *buf, size_t cap, const sl_tasklet *t)
 {
     char name[sizeof t->name];
     for (size_t i = 0; i < sizeof name; i++)
         name[i] = SL_LOAD(&t->name[i]);
     name[sizeof name - 1] = '\0';
-    fprintf(out, "  #%llu %-20s %-16s", (unsigned long long)SL_LOAD(&t->id),
-            name[0] ? name : (t->is_main ? "main" : "-"), state_name(t));
+    size_t n = 0;
+#define DUMP_ADD(...)                                                        \
+    do {                                                                     \
+        int k_ = snprintf(buf + n, cap - n, __VA_ARGS__);                    \
+        if (k_ > 0)                                                          \
+            n = n + (size_t)k_ < cap ? n + (size_t)k_ : cap - 1;             \
+    } while (0)
+    DUMP_ADD("  #%llu %-20s %-16s", (unsigned long long)SL_LOAD(&t->id),
+             name[0] ? name : (t->is_main ? "main" : "-"), state_name(t));
     if (sl__rt.mt)
-        fprintf(out, " worker %d", SL_LOAD(&t->worker)->index);
+        DUMP_ADD(" worker %d", SL_LOAD(&t->worker)->index);
     if (SL_LOAD(&t->state) == SL_T_BLOCKED) {
         uint8_t k = SL_LOAD(&t->wkind);
         struct sl_waitq *q = SL_LOAD(&t->wait.q);
         if ((k == SL_W_CHAN || k == SL_W_SYNC) && q)
-            fprintf(out, " on %s %p (balance %d)",
-                    k == SL_W_CHAN ? "channel" : "wait queue", (void *)q,
-                    SL_LOAD(&q->balance));
+            DUMP_ADD(" on %s %p (balance %d)",
+                     k == SL_W_CHAN ? "channel" : "wait queue", (void *)q,
+                     SL_LOAD(&q->balance));
         else if (k == SL_W_SELECT)
-            fprintf(out, " over %u cases", (unsigned)SL_LOAD(&t->wn));
+            DUMP_ADD(" over %u cases", (unsigned)SL_LOAD(&t->wn));
+        else if (k == SL_W_FD)
+            DUMP_ADD(" on fd %d", SL_LOAD(&t->wait.result));
     }
     if (SL_LOAD(&t->killed))
-        fprintf(out, " killed");
-    fputc('\n', out);
+        DUMP_ADD(" killed");
+    DUMP_ADD("\n");
+#undef DUMP_ADD
+    return n;
 }
 
-static void dump_cb(sl_tasklet *t, void *arg)
+struct dump_to {
+    FILE *out; /* or, when NULL: */
+    int fd;
+};
+
+static void dump_put(const struct dump_to *to, const char *s, size_t n)
+{
+    if (to->out) {
+        fwrite(s, 1, n, to->out);
+        return;
+    }
+    while (n > 0) {
+        ssize_t k = write(to->fd, s, n);
+        if (k <= 0)
+            return;
+        s += k;
+        n -= (size_t)k;
+    }
+}
+
+static void dump_one(const struct dump_to *to, const sl_tasklet *t)
+{
+    char line[256];
+    dump_put(to, line, dump_line(line, sizeof line, t));
+}
+
+DUMP_READS static void dump_cb(sl_tasklet *t, void *arg)
 {
     if (SL_LOAD(&t->state) != SL_T_DEAD)
         dump_one(arg, t);
+}
+
+static void dump_all(const struct dump_to *to)
+{
+    dump_one(to, sl__rt.main);
+    for (int i = 0; i < sl__rt.nworkers; i++)
+        sl__slab_each(&sl__rt.workers[i]->slab, dump_cb, (void *)to);
 }
 
 /* With several workers the listing is a snapshot taken while they run:
@@ -868,9 +964,24 @@ void sl_dump(FILE *out)
     fprintf(out, "stackless: %d live tasklet(s), %d runnable on worker %d "
                  "of %d\n",
             sl_getlivecount(), w->runcount, w->index, sl__rt.nworkers);
-    dump_one(out, w->main);
+    struct dump_to to = {out, -1};
+    dump_all(&to);
+}
+
+void sl__dump_fd(int fd, const char *why)
+{
+    char line[160];
+    int live = 0;
     for (int i = 0; i < sl__rt.nworkers; i++)
-        sl__slab_each(&sl__rt.workers[i]->slab, dump_cb, out);
+        live += SL_LOAD(&sl__rt.workers[i]->livecount);
+    struct dump_to to = {NULL, fd};
+    int n = snprintf(line, sizeof line,
+                     "stackless: %s: %d live tasklet(s) on %d worker(s)\n",
+                     why, live, sl__rt.nworkers);
+    if (n > 0)
+        dump_put(&to, line, (size_t)n < sizeof line ? (size_t)n
+                                                    : sizeof line - 1);
+    dump_all(&to);
 }
 
 /* sl_shutdown: every live tasklet is discarded; the queues they waited in

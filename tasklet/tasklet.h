@@ -7,6 +7,7 @@
 #include "sched/waiter.h"
 #include "tasklet/fcontext.h"
 #include "tasklet/internal.h"
+#include "tasklet/stack.h"
 
 typedef struct sl_worker sl_worker;
 
@@ -76,6 +77,9 @@ struct sl_tasklet {
     uint8_t wheap;               /* wv was malloc'd (a select)             */
     uint8_t wcount;              /* what the current wait counts in: SL_WC_*
                                     flags, undone by whoever ends it     */
+    uint32_t trace_flow;         /* (atomic) the trace's flow from whoever
+                                    woke it, ended when it next runs; 0:
+                                    none (sched/observe.h)               */
     sl_worker *wait_w;           /* the worker whose timer heap / epoll
                                     the current wait uses                */
 #if SL_TSAN
@@ -107,6 +111,10 @@ typedef struct sl_slab {
                           address order; NULL: map a new chunk         */
     size_t carve_i;    /* the next block of carve to thread             */
     size_t frees;      /* blocks freed since the last reset             */
+    void *ahead;       /* the next chunk (next_chunk bytes), mapped and
+                          being made present by the stack provisioner's
+                          helper (ahead_job), or NULL                   */
+    struct sl__stack_batch ahead_job;
 } sl_slab;
 
 void sl__slab_init(sl_slab *s, sl_worker *owner);

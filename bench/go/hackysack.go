@@ -114,6 +114,14 @@ func (g *game) play(me *player) {
 	}
 }
 
+// cpuSeconds is the CPU time (user and system, every thread) the process has
+// used so far, as examples/hackysack's hs_cpu.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return float64(ru.Utime.Sec+ru.Stime.Sec) + float64(ru.Utime.Usec+ru.Stime.Usec)*1e-6
+}
+
 func main() {
 	players := flag.Uint("players", 10000, "players in the circle, >= 2")
 	kicks := flag.Uint64("kicks", 1000000, "kicks before the game ends")
@@ -131,6 +139,7 @@ func main() {
 	}
 
 	g := &game{n: uint32(*players), target: *kicks, trace: 0xcbf29ce484222325, verbose: *verbose}
+	c0 := cpuSeconds()
 	t0 := time.Now()
 	g.p = make([]player, g.n)
 	g.ready.Add(int(g.n))
@@ -144,9 +153,11 @@ func main() {
 	}
 	g.ready.Wait() // every player is at (or about to block in) its receive
 	t1 := time.Now()
+	c1 := cpuSeconds()
 	g.p[0].ch <- ball
 	g.done.Wait()
 	t2 := time.Now()
+	c2 := cpuSeconds()
 
 	if g.kicks != *kicks || g.received != *kicks {
 		fmt.Fprintf(os.Stderr, "hackysack: %d kicks and %d balls received, want %d of each\n",
@@ -158,7 +169,7 @@ func main() {
 	secs := t2.Sub(t0).Seconds()
 	fmt.Printf("hackysack: %d kicks, %d balls received, trace %016x\n", g.kicks, g.received, g.trace)
 	fmt.Printf("mode=go players=%d kicks=%d workers=%d procs=1 seconds=%.4f spawn_seconds=%.4f "+
-		"game_seconds=%.4f kicks_per_sec=%.0f peak_rss_kb=%d\n",
+		"game_seconds=%.4f kicks_per_sec=%.0f peak_rss_kb=%d spawn_cpu_seconds=%.4f game_cpu_seconds=%.4f\n",
 		g.n, *kicks, runtime.GOMAXPROCS(0), secs, t1.Sub(t0).Seconds(), t2.Sub(t1).Seconds(),
-		float64(*kicks)/secs, ru.Maxrss)
+		float64(*kicks)/secs, ru.Maxrss, c1-c0, c2-c1)
 }

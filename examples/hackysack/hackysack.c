@@ -108,6 +108,13 @@ double hs_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+double hs_cpu(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 static void player_error(uint32_t id, const char *op, int rc)
 {
     if (G.err == 0) {
@@ -206,7 +213,7 @@ static int play_tasklet(const hs_options *o, hs_result *r)
 
     /* Spawn every player and run them until each waits on its channel. */
     long rss0 = rss_bytes();
-    double t0 = hs_now();
+    double c0 = hs_cpu(), t0 = hs_now();
     for (uint32_t i = 0; i < G.s.n; i++) {
         player *p = &G.p[i];
         p->id = i;
@@ -230,7 +237,7 @@ static int play_tasklet(const hs_options *o, hs_result *r)
         fprintf(stderr, "hackysack: sl_run: %s\n", sl_strerror(rc));
         return 1;
     }
-    double t1 = hs_now();
+    double t1 = hs_now(), c1 = hs_cpu();
     long rss1 = rss_bytes();
     if (rss0 > 0 && rss1 > 0)
         r->bytes_per_player = (double)(rss1 - rss0) / G.s.n;
@@ -252,7 +259,7 @@ static int play_tasklet(const hs_options *o, hs_result *r)
     /* Kick-off. Player 0 waits, so this send hands over the ball and
      * switches to it; main carries on from the run queue, and sl_run()
      * plays the rest of the game. */
-    double t2 = hs_now();
+    double c2 = hs_cpu(), t2 = hs_now();
     if ((rc = sl_channel_send(G.p[0].ch, MSG_BALL)) < 0) {
         fprintf(stderr, "hackysack: main's send to player 0: %s\n", sl_strerror(rc));
         return 1;
@@ -261,7 +268,7 @@ static int play_tasklet(const hs_options *o, hs_result *r)
         fprintf(stderr, "hackysack: sl_run: %s\n", sl_strerror(rc));
         return 1;
     }
-    double t3 = hs_now();
+    double t3 = hs_now(), c3 = hs_cpu();
 
     int status = 0;
     if (G.err) {
@@ -277,6 +284,8 @@ static int play_tasklet(const hs_options *o, hs_result *r)
     }
     r->spawn_seconds = t1 - t0;
     r->game_seconds = t3 - t2;
+    r->spawn_cpu = c1 - c0;
+    r->game_cpu = c3 - c2;
     r->kicks = G.s.kicks;
     r->received = G.s.received;
     r->trace = G.s.trace;
@@ -316,7 +325,8 @@ static void usage(FILE *out)
             "  --help                  print this and exit\n"
             "The last line is key=value pairs: mode players kicks workers procs seconds\n"
             "spawn_seconds game_seconds kicks_per_sec peak_rss_kb stack bytes_per_player\n"
-            "(resident bytes the waiting players added, each; 0 outside tasklet mode).\n"
+            "(resident bytes the waiting players added, each; 0 outside tasklet mode)\n"
+            "spawn_cpu_seconds game_cpu_seconds (CPU time of the process, all threads).\n"
             "Exit status: 0 ok,\n"
             "1 failure (e.g. out of threads), 2 bad usage.\n",
             HS_HAVE_MPI ? "built in" : "not built: no MPI", DEFAULT_PLAYERS, DEFAULT_KICKS_TASKLET,
@@ -434,9 +444,11 @@ int main(int argc, char **argv)
     printf("hackysack: %" PRIu64 " kicks, %" PRIu64 " balls received, trace %016" PRIx64 "\n",
            r.kicks, r.received, r.trace);
     printf("mode=%s players=%u kicks=%" PRIu64 " workers=%d procs=%d seconds=%.4f spawn_seconds=%.4f "
-           "game_seconds=%.4f kicks_per_sec=%.0f peak_rss_kb=%ld stack=%s bytes_per_player=%.0f\n",
+           "game_seconds=%.4f kicks_per_sec=%.0f peak_rss_kb=%ld stack=%s bytes_per_player=%.0f "
+           "spawn_cpu_seconds=%.4f game_cpu_seconds=%.4f\n",
            o.mode == HS_TASKLET ? "tasklet" : o.mode == HS_PROCESS ? "process" : o.mode == HS_MPI ? "mpi" : "pthread", o.players, o.kicks, o.workers, o.procs,
            seconds, r.spawn_seconds, r.game_seconds, (double)o.kicks / seconds, ru.ru_maxrss,
-           o.stack_mode == SL_STACK_COPY ? "copy" : "fixed", r.bytes_per_player);
+           o.stack_mode == SL_STACK_COPY ? "copy" : "fixed", r.bytes_per_player, r.spawn_cpu,
+           r.game_cpu);
     return 0;
 }

@@ -34,6 +34,9 @@ typedef struct hs_result {
     double bytes_per_player; /* tasklet mode: resident bytes the waiting
                                 players added, per player (0: unknown) */
     double game_seconds;  /* first send until every player has ended */
+    double spawn_cpu, game_cpu; /* CPU seconds of the whole process (all its
+                                   threads, user and system) in each phase:
+                                   what a loaded machine inflates less */
     uint64_t kicks;       /* kicks counted by the players */
     uint64_t received;    /* balls received, main's first send included */
     uint64_t trace;       /* hs_trace_step over every kick's receiver */
@@ -138,6 +141,8 @@ static inline uint32_t hs_kick(hs_score *g, uint64_t *rng, uint32_t self)
 
 /* Seconds on CLOCK_MONOTONIC. */
 double hs_now(void);
+/* CPU seconds the process has used so far (CLOCK_PROCESS_CPUTIME_ID). */
+double hs_cpu(void);
 
 /* Plays the game with one thread per player. 0 when the game ran (the caller
  * checks the counts); 1 after a failure, reported on stderr and stdout, with

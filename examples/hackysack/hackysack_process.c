@@ -246,7 +246,7 @@ static void game(void *arg)
     (void)arg;
     const hs_options *o = G.o;
     uint32_t P = (uint32_t)o->procs;
-    double t0 = hs_now();
+    double c0 = hs_cpu(), t0 = hs_now();
     sl_pool_config cfg;
     sl_pool_config_init(&cfg);
     cfg.processes = (int)P;
@@ -309,7 +309,7 @@ static void game(void *arg)
             all_ready = false;
         }
     }
-    double t1 = hs_now();
+    double t1 = hs_now(), c1 = hs_cpu();
     if (all_ready) {
         hs_msg kick = {MSG_BALL, 0, 0, 0, HS_TRACE_INIT};
         if ((rc = sl_mpchan_send(inbox[0], &kick, sizeof kick)) < 0)
@@ -339,9 +339,11 @@ static void game(void *arg)
             G.r->trace = po.trace;
         }
     }
-    double t2 = hs_now();
+    double t2 = hs_now(), c2 = hs_cpu();
     G.r->spawn_seconds = t1 - t0;
     G.r->game_seconds = t2 - t1;
+    G.r->spawn_cpu = c1 - c0; /* the parent's: the players run in others */
+    G.r->game_cpu = c2 - c1;
     if (G.status == 0 && (exited != o->players || ended != 1)) {
         fprintf(stderr, "hackysack: %" PRIu64 " of %u players exited, %" PRIu64 " processes saw the end (want 1)\n",
                 exited, o->players, ended);

@@ -188,7 +188,7 @@ int hs_play_pthread(const hs_options *o, hs_result *r)
         printf("hackysack: private futex hash of %ld buckets (prctl PR_FUTEX_HASH)\n", buckets);
     else if (buckets == 0)
         printf("hackysack: global futex hash (prctl PR_FUTEX_HASH)\n");
-    double t0 = hs_now();
+    double c0 = hs_cpu(), t0 = hs_now();
     for (; created < G.s.n; created++) {
         tplayer *p = &G.p[created];
         p->id = created;
@@ -215,7 +215,7 @@ int hs_play_pthread(const hs_options *o, hs_result *r)
             pthread_cond_wait(&G.ready_cv, &G.ready_mu);
         pthread_mutex_unlock(&G.ready_mu);
     }
-    double t1 = hs_now();
+    double t1 = hs_now(), c1 = hs_cpu();
 
     if (status == 0)
         mailbox_send(&G.p[0].box, MSG_BALL); /* kick-off */
@@ -229,7 +229,7 @@ int hs_play_pthread(const hs_options *o, hs_result *r)
             status = 1;
         }
     }
-    double t2 = hs_now();
+    double t2 = hs_now(), c2 = hs_cpu();
 
     for (uint32_t i = 0; i < created; i++)
         mailbox_destroy(&G.p[i].box);
@@ -238,6 +238,8 @@ int hs_play_pthread(const hs_options *o, hs_result *r)
 
     r->spawn_seconds = t1 - t0;
     r->game_seconds = t2 - t1;
+    r->spawn_cpu = c1 - c0;
+    r->game_cpu = c2 - c1;
     r->kicks = G.s.kicks;
     r->received = G.s.received;
     r->trace = G.s.trace;

@@ -1,0 +1,602 @@
+/* test_observe.c - seeing inside: the schedule and channel callbacks, the
+ * trace's API and its file (tests/trace_check.py parses the JSON of a
+ * known program), a trace cut short by a crash, and the SIGQUIT dump. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "test_util.h"
+
+/* The converter of a raw trace (sched/trace.h), as tools/stackless-trace
+ * uses it. */
+int sl__trace_convert(int raw, int json);
+
+/* ---- helpers --------------------------------------------------------------- */
+
+/* A temporary file name (not created), NUL-ended in buf. */
+static void temp_path(char *buf, size_t cap, const char *what)
+{
+    const char *dir = getenv("TMPDIR");
+    snprintf(buf, cap, "%s/sl-observe-%d-%s.json", dir ? dir : "/tmp",
+             (int)getpid(), what);
+}
+
+/* The whole of a file, NUL-ended (NULL if it cannot be read); free it. */
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = NULL;
+    size_t cap = 0, n = 0;
+    for (;;) {
+        if (n + 4096 + 1 > cap) {
+            cap = cap ? 2 * cap : 65536;
+            char *b = realloc(buf, cap);
+            if (!b) {
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
+            buf = b;
+        }
+        size_t k = fread(buf + n, 1, 4096, f);
+        n += k;
+        if (k == 0)
+            break;
+    }
+    fclose(f);
+    buf[n] = '\0';
+    return buf;
+}
+
+static int count(const char *s, const char *what)
+{
+    int n = 0;
+    size_t len = strlen(what);
+    for (const char *p = s; (p = strstr(p, what)); p += len)
+        n++;
+    return n;
+}
+
+/* ---- the schedule callback -------------------------------------------------- */
+
+/* What the callbacks saw, as text: a schedule callback appends "P>N "
+ * (names' first letters, '-' for NULL: a worker's idle loop), a channel
+ * callback "name:s|r:block|go ". */
+static char seen[4096];
+static int nseen, nswitches;
+
+static char letter(sl_tasklet *t)
+{
+    if (!t)
+        return '-';
+    if (t == sl_main())
+        return 'm';
+    const char *n = sl_tasklet_name(t);
+    return n && n[0] ? n[0] : '?';
+}
+
+static void seen_add(const char *s)
+{
+    size_t len = strlen(s);
+    if (nseen + len + 1 < sizeof seen) {
+        memcpy(seen + nseen, s, len + 1);
+        nseen += (int)len;
+    }
+}
+
+static void log_switch(sl_tasklet *prev, sl_tasklet *next)
+{
+    char s[8] = {letter(prev), '>', letter(next), ' ', '\0'};
+    seen_add(s);
+    __atomic_add_fetch(&nswitches, 1, __ATOMIC_RELAXED);
+}
+
+static void yield_once(void *arg)
+{
+    (void)arg;
+    TU_EQ(sl_schedule(), 0);
+}
+
+static sl_tasklet *spawn_named(sl_fn fn, void *arg, const char *name)
+{
+    sl_spawn_attr a;
+    sl_spawn_attr_init(&a);
+    a.name = name;
+    sl_tasklet *t = sl_spawn_ex(&a, fn, arg);
+    CU_ASSERT_PTR_NOT_NULL(t);
+    return t;
+}
+
+static void seen_reset(void)
+{
+    seen[0] = '\0';
+    nseen = 0;
+    nswitches = 0;
+}
+
+TU_TEST(schedule_callback_sees_every_switch_before_it_happens)
+{
+    TU_ONE_WORKER_ONLY(); /* the exact order is one worker's */
+    seen_reset();
+    spawn_named(yield_once, NULL, "a");
+    spawn_named(yield_once, NULL, "b");
+    CU_ASSERT_PTR_NULL(sl_set_schedule_callback(log_switch));
+    TU_EQ(sl_run(), 0);
+    CU_ASSERT_PTR_EQUAL(sl_set_schedule_callback(NULL), log_switch);
+    /* main pauses in sl_run; a yields to b, b to a; a ends (prev is the
+     * tasklet that ends), then b, and main runs again. */
+    CU_ASSERT_STRING_EQUAL(seen, "m>a a>b b>a a>b b>m ");
+}
+
+static sl_tasklet *cb_current;
+static void note_current(sl_tasklet *prev, sl_tasklet *next)
+{
+    (void)prev;
+    (void)next;
+    if (!cb_current) /* the first switch: main to a */
+        cb_current = sl_current();
+}
+
+TU_TEST(schedule_callback_runs_with_next_already_current)
+{
+    TU_ONE_WORKER_ONLY();
+    sl_tasklet *a = spawn_named(yield_once, NULL, "a");
+    sl_set_schedule_callback(note_current);
+    TU_EQ(sl_schedule(), 0); /* main -> a */
+    sl_set_schedule_callback(NULL);
+    CU_ASSERT_PTR_EQUAL(cb_current, a); /* docs/trace.md says so */
+    TU_EQ(sl_run(), 0);
+}
+
+TU_TEST(schedule_callback_off_sees_nothing_more)
+{
+    seen_reset();
+    sl_set_schedule_callback(log_switch);
+    CU_ASSERT_PTR_EQUAL(sl_get_schedule_callback(), log_switch);
+    CU_ASSERT_PTR_EQUAL(sl_set_schedule_callback(NULL), log_switch);
+    CU_ASSERT_PTR_NULL(sl_get_schedule_callback());
+    spawn_named(yield_once, NULL, "a");
+    TU_EQ(sl_run(), 0);
+    TU_EQ(nswitches, 0);
+}
+
+static void count_switch(sl_tasklet *prev, sl_tasklet *next)
+{
+    (void)prev;
+    (void)next;
+    __atomic_add_fetch(&nswitches, 1, __ATOMIC_RELAXED);
+}
+
+/* Set before sl_init, it sees the runtime's switches; switches on every
+ * worker when there are several (each worker calls it: it counts
+ * atomically). */
+TU_TEST_NOINIT(schedule_callback_set_before_the_runtime_starts)
+{
+    seen_reset();
+    sl_set_schedule_callback(count_switch);
+    sl_config c;
+    sl_config_init(&c);
+    c.workers = tu_workers();
+    TU_EQ(sl_init(&c), 0);
+    for (int i = 0; i < 20; i++)
+        spawn_named(yield_once, NULL, "t");
+    TU_EQ(sl_run(), 0);
+    sl_set_schedule_callback(NULL);
+    TU_EQ(sl_shutdown(), 0);
+    /* Each of the 20 ran twice (a yield) and ended: at least 40 switches
+     * to them, wherever they ran. */
+    CU_ASSERT(__atomic_load_n(&nswitches, __ATOMIC_RELAXED) >= 40);
+}
+
+/* ---- the channel callback ---------------------------------------------------- */
+
+static void log_channel(sl_channel *ch, sl_tasklet *t, bool sending,
+                        bool willblock)
+{
+    (void)ch;
+    char s[16];
+    snprintf(s, sizeof s, "%c:%c:%s ", letter(t), sending ? 's' : 'r',
+             willblock ? "block" : "go");
+    seen_add(s);
+}
+
+static void receive_one(void *ch)
+{
+    void *m;
+    TU_EQ(sl_channel_receive(ch, &m), 0);
+    TU_EQ(TU_INT(m), 7);
+}
+
+TU_TEST(channel_callback_sees_each_operation_first)
+{
+    TU_ONE_WORKER_ONLY();
+    seen_reset();
+    sl_channel *ch = sl_channel_new();
+    spawn_named(receive_one, ch, "r");
+    CU_ASSERT_PTR_NULL(sl_set_channel_callback(log_channel));
+    CU_ASSERT_PTR_EQUAL(sl_get_channel_callback(), log_channel);
+    TU_EQ(sl_run(), 0);                       /* r blocks: nobody sends */
+    TU_EQ(sl_channel_send(ch, TU_MSG(7)), 0); /* r waits: goes through */
+    void *m;
+    TU_EQ(sl_channel_try_receive(ch, &m), SL_EWOULDBLOCK);
+    CU_ASSERT_PTR_EQUAL(sl_set_channel_callback(NULL), log_channel);
+    CU_ASSERT_STRING_EQUAL(seen, "r:r:block m:s:go m:r:block ");
+    TU_EQ(sl_channel_free(ch), 0);
+}
+
+TU_TEST(channel_callback_says_a_buffered_send_with_room_goes_through)
+{
+    seen_reset();
+    sl_channel *ch = sl_channel_new_buffered(1);
+    sl_set_channel_callback(log_channel);
+    TU_EQ(sl_channel_try_send(ch, TU_MSG(1)), 0);
+    TU_EQ(sl_channel_try_send(ch, TU_MSG(2)), SL_EWOULDBLOCK);
+    void *m;
+    TU_EQ(sl_channel_receive(ch, &m), 0);
+    sl_set_channel_callback(NULL);
+    CU_ASSERT_STRING_EQUAL(seen, "m:s:go m:s:block m:r:go ");
+    TU_EQ(sl_channel_free(ch), 0);
+}
+
+/* ---- what a callback may not do ------------------------------------------------ */
+
+static int inner_rc;
+static sl_channel *inner_ch;
+
+static void channel_from_channel_cb(sl_channel *ch, sl_tasklet *t,
+                                    bool sending, bool willblock)
+{
+    (void)ch;
+    (void)t;
+    (void)sending;
+    (void)willblock;
+    __atomic_store_n(&inner_rc, sl_channel_try_send(inner_ch, TU_MSG(1)),
+                     __ATOMIC_RELAXED);
+}
+
+static void channel_from_schedule_cb(sl_tasklet *prev, sl_tasklet *next)
+{
+    (void)prev;
+    (void)next;
+    __atomic_store_n(&inner_rc, sl_channel_try_send(inner_ch, TU_MSG(1)),
+                     __ATOMIC_RELAXED);
+}
+
+TU_TEST(callbacks_may_not_use_channels)
+{
+    inner_ch = sl_channel_new_buffered(4);
+    sl_channel *ch = sl_channel_new_buffered(1);
+    inner_rc = 1;
+    sl_set_channel_callback(channel_from_channel_cb);
+    TU_EQ(sl_channel_try_send(ch, TU_MSG(1)), 0); /* the call itself: fine */
+    sl_set_channel_callback(NULL);
+    TU_EQ(inner_rc, SL_ESTATE);
+    inner_rc = 1;
+    sl_set_schedule_callback(channel_from_schedule_cb);
+    spawn_named(yield_once, NULL, "a");
+    TU_EQ(sl_run(), 0);
+    sl_set_schedule_callback(NULL);
+    TU_EQ(inner_rc, SL_ESTATE);
+    TU_EQ(sl_channel_count(inner_ch), 0); /* nothing got in */
+    TU_EQ(sl_channel_free(inner_ch), 0);
+    void *m;
+    TU_EQ(sl_channel_receive(ch, &m), 0);
+    TU_EQ(sl_channel_free(ch), 0);
+}
+
+static void switching_cb(sl_tasklet *prev, sl_tasklet *next)
+{
+    (void)prev;
+    (void)next;
+    sl_schedule(); /* not allowed: aborts */
+}
+
+static void switch_in_callback_child(void *arg)
+{
+    (void)arg;
+    if (sl_init(NULL) != 0)
+        _exit(3);
+    spawn_named(yield_once, NULL, "a");
+    spawn_named(yield_once, NULL, "b");
+    sl_set_schedule_callback(switching_cb);
+    sl_run();
+    _exit(4); /* not reached */
+}
+
+TU_TEST_NOINIT(a_callback_that_switches_is_stopped_with_a_message)
+{
+    char err[2048];
+    int st = tu_child_stderr(switch_in_callback_child, NULL, err, sizeof err);
+    CU_ASSERT(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "callbacks may not"));
+}
+
+/* ---- the trace: the API --------------------------------------------------------- */
+
+TU_TEST_NOINIT(trace_needs_a_runtime)
+{
+    char path[256];
+    temp_path(path, sizeof path, "noinit");
+    TU_EQ(sl_trace_start(path), SL_ESTATE);
+    TU_EQ(sl_trace_stop(), SL_ESTATE);
+    CU_ASSERT(access(path, F_OK) != 0); /* nothing made */
+}
+
+TU_TEST(trace_start_and_stop_errors)
+{
+    TU_EQ(sl_trace_start(NULL), SL_EINVAL);
+    TU_EQ(sl_trace_stop(), SL_ESTATE); /* none running */
+    TU_EQ(sl_trace_start("/nonexistent-dir/x/trace.json"), -ENOENT);
+    char path[256];
+    temp_path(path, sizeof path, "errors");
+    TU_EQ(sl_trace_start(path), 0);
+    TU_EQ(sl_trace_start(path), SL_ESTATE); /* one at a time */
+    TU_EQ(sl_trace_stop(), 0);
+    TU_EQ(sl_trace_stop(), SL_ESTATE);
+    unlink(path);
+}
+
+static void ping_n(void *ch)
+{
+    for (int i = 0; i < 50; i++)
+        TU_EQ(sl_channel_send(ch, TU_MSG(i)), 0);
+}
+
+static void pong_n(void *ch)
+{
+    void *m;
+    for (int i = 0; i < 50; i++) {
+        TU_EQ(sl_channel_receive(ch, &m), 0);
+        TU_EQ(TU_INT(m), i);
+    }
+}
+
+/* Run 50 messages between two named tasklets. */
+static void fifty_messages(void)
+{
+    sl_channel *ch = sl_channel_new();
+    spawn_named(ping_n, ch, "ping");
+    spawn_named(pong_n, ch, "pong");
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_channel_free(ch), 0);
+}
+
+/* A trace file holds the events of the program traced: the array closed,
+ * each spawn, both names, a flow's start for every end, the raw file
+ * gone. */
+static void check_trace_file(const char *path)
+{
+    char *j = slurp(path);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    CU_ASSERT(strncmp(j, "[\n", 2) == 0);
+    size_t n = strlen(j);
+    CU_ASSERT(n > 3 && strcmp(j + n - 3, "\n]\n") == 0);
+    TU_EQ(count(j, "\"name\":\"spawn\""), 2);
+    TU_EQ(count(j, "\"name\":\"end\""), 2);
+    CU_ASSERT(count(j, "\"name\":\"ping #") > 0);
+    CU_ASSERT(count(j, "\"name\":\"pong #") > 0);
+    /* 50 hand-overs, each a wake with a flow to the woken one's slice. */
+    TU_EQ(count(j, "\"name\":\"wake\",\"args\""), 50);
+    TU_EQ(count(j, "\"ph\":\"s\""), 50);
+    TU_EQ(count(j, "\"ph\":\"f\""), 50);
+    free(j);
+    char raw[300];
+    snprintf(raw, sizeof raw, "%s.raw", path);
+    CU_ASSERT(access(raw, F_OK) != 0);
+}
+
+TU_TEST(trace_holds_the_events_of_the_program)
+{
+    char path[256];
+    temp_path(path, sizeof path, "events");
+    TU_EQ(sl_trace_start(path), 0);
+    fifty_messages();
+    TU_EQ(sl_trace_stop(), 0);
+    check_trace_file(path);
+    unlink(path);
+}
+
+TU_TEST(a_second_trace_holds_only_its_own_events)
+{
+    char p1[256], p2[256];
+    temp_path(p1, sizeof p1, "first");
+    temp_path(p2, sizeof p2, "second");
+    TU_EQ(sl_trace_start(p1), 0);
+    fifty_messages();
+    TU_EQ(sl_trace_stop(), 0);
+    fifty_messages(); /* not traced */
+    TU_EQ(sl_trace_start(p2), 0);
+    fifty_messages();
+    TU_EQ(sl_trace_stop(), 0);
+    check_trace_file(p1);
+    check_trace_file(p2);
+    unlink(p1);
+    unlink(p2);
+}
+
+/* A child that traces fifty messages and ends without sl_trace_stop: by
+ * sl_shutdown, by exit(), or with SL_TRACE and sl_shutdown (a program that
+ * does not know it is traced). Each must leave the whole trace. */
+enum { BY_SHUTDOWN, BY_EXIT, BY_ENV };
+struct trace_child {
+    const char *path;
+    int how;
+};
+
+static void trace_child(void *arg)
+{
+    const struct trace_child *c = arg;
+    if (c->how == BY_ENV)
+        setenv("SL_TRACE", c->path, 1);
+    if (sl_init(NULL) != 0)
+        _exit(3);
+    if (c->how != BY_ENV && sl_trace_start(c->path) != 0)
+        _exit(4);
+    fifty_messages();
+    if (c->how == BY_EXIT)
+        exit(0);
+    _exit(sl_shutdown() == 0 ? 0 : 5);
+}
+
+TU_TEST_NOINIT(trace_finished_by_shutdown_exit_and_from_the_environment)
+{
+    static const char *names[] = {"shutdown", "exit", "env"};
+    for (int how = BY_SHUTDOWN; how <= BY_ENV; how++) {
+        char path[256], err[1024];
+        temp_path(path, sizeof path, names[how]);
+        struct trace_child c = {path, how};
+        int st = tu_child_stderr(trace_child, &c, err, sizeof err);
+        CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+        check_trace_file(path);
+        unlink(path);
+    }
+}
+
+/* ---- the trace: a crash --------------------------------------------------------- */
+
+enum { CRASH_YIELDS = 10000 };
+
+static void yield_many(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < CRASH_YIELDS; i++)
+        sl_schedule();
+}
+
+static void trace_then_abort_child(void *path)
+{
+    sl_config c;
+    sl_config_init(&c); /* one worker: every record on one track */
+    if (sl_init(&c) != 0)
+        _exit(3);
+    if (sl_trace_start(path) != 0)
+        _exit(4);
+    spawn_named(yield_many, NULL, "a");
+    spawn_named(yield_many, NULL, "b");
+    sl_run();
+    signal(SIGABRT, SIG_DFL);
+    abort(); /* no stop, no exit: only what the workers wrote */
+}
+
+/* A program that dies loses at most the buffer each worker was filling
+ * (2,048 records): the raw file converts to the rest. */
+TU_TEST_NOINIT(a_crash_loses_at_most_the_last_buffer)
+{
+    char path[256], raw[300], json[300], err[1024];
+    temp_path(path, sizeof path, "crash");
+    snprintf(raw, sizeof raw, "%s.raw", path);
+    snprintf(json, sizeof json, "%s.rescued", path);
+    int st = tu_child_stderr(trace_then_abort_child, path, err, sizeof err);
+    CU_ASSERT_FATAL(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+    int in = open(raw, O_RDONLY);
+    int out = open(json, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    CU_ASSERT_FATAL(in >= 0 && out >= 0);
+    TU_EQ(sl__trace_convert(in, out), 0);
+    close(in);
+    close(out);
+    char *j = slurp(json);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    /* 2 x 10,000 yields and the ends: 20,003 switches, each one slice,
+     * in records of one or two each (a switch, a block): at most 2,048
+     * records lost, so at least 20,003 - 2,048 slices. */
+    int slices = count(j, "\"ph\":\"X\"");
+    CU_ASSERT(slices >= 20003 - 2048 && slices <= 20004); /* (+ main's,
+                                                    closed at the end) */
+    size_t n = strlen(j);
+    CU_ASSERT(n > 3 && strcmp(j + n - 3, "\n]\n") == 0);
+    free(j);
+    unlink(raw);
+    unlink(json);
+    unlink(path);
+}
+
+TU_TEST_NOINIT(a_file_that_is_no_trace_is_refused)
+{
+    char path[256];
+    temp_path(path, sizeof path, "bogus");
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    CU_ASSERT_FATAL(fd >= 0);
+    TU_EQ(write(fd, "not a trace at all, not even close", 34), 34);
+    TU_EQ(lseek(fd, 0, SEEK_SET), 0);
+    int out = open("/dev/null", O_WRONLY);
+    TU_EQ(sl__trace_convert(fd, out), SL_EINVAL);
+    close(out);
+    close(fd);
+    unlink(path);
+}
+
+/* ---- the SIGQUIT dump --------------------------------------------------------- */
+
+static void sigquit_child(void *arg)
+{
+    if (arg)
+        setenv("SL_DUMP_SIGQUIT", "1", 1);
+    struct rlimit no_core = {0, 0}; /* SIGQUIT's default dumps core */
+    setrlimit(RLIMIT_CORE, &no_core);
+    if (sl_init(NULL) != 0)
+        _exit(3);
+    sl_channel *ch = sl_channel_new();
+    spawn_named(receive_one, ch, "stuck-one");
+    spawn_named(receive_one, ch, "stuck-two");
+    sl_run();
+    raise(SIGQUIT);
+    /* The dump goes on with the program: both still wait. */
+    sl_channel_send(ch, TU_MSG(7));
+    sl_channel_send(ch, TU_MSG(7));
+    _exit(sl_getlivecount() == 0 && sl_shutdown() == 0 ? 0 : 5);
+}
+
+TU_TEST_NOINIT(sigquit_dumps_every_tasklet_when_asked)
+{
+    char err[4096];
+    int st = tu_child_stderr(sigquit_child, "on", err, sizeof err);
+    CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "stackless: SIGQUIT: 2 live tasklet(s)"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "stuck-one"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "stuck-two"));
+    TU_EQ(count(err, "blocked-receive"), 2);
+}
+
+TU_TEST_NOINIT(sigquit_is_left_alone_unless_asked)
+{
+    char err[1024];
+    int st = tu_child_stderr(sigquit_child, NULL, err, sizeof err);
+    CU_ASSERT(WIFSIGNALED(st) && WTERMSIG(st) == SIGQUIT);
+    CU_ASSERT_PTR_NULL(strstr(err, "stackless: SIGQUIT"));
+}
+
+static CU_TestInfo tests[] = {
+    TU_CASE(schedule_callback_sees_every_switch_before_it_happens),
+    TU_CASE(schedule_callback_runs_with_next_already_current),
+    TU_CASE(schedule_callback_off_sees_nothing_more),
+    TU_CASE(schedule_callback_set_before_the_runtime_starts),
+    TU_CASE(channel_callback_sees_each_operation_first),
+    TU_CASE(channel_callback_says_a_buffered_send_with_room_goes_through),
+    TU_CASE(callbacks_may_not_use_channels),
+    TU_CASE(a_callback_that_switches_is_stopped_with_a_message),
+    TU_CASE(trace_needs_a_runtime),
+    TU_CASE(trace_start_and_stop_errors),
+    TU_CASE(trace_holds_the_events_of_the_program),
+    TU_CASE(a_second_trace_holds_only_its_own_events),
+    TU_CASE(trace_finished_by_shutdown_exit_and_from_the_environment),
+    TU_CASE(a_crash_loses_at_most_the_last_buffer),
+    TU_CASE(a_file_that_is_no_trace_is_refused),
+    TU_CASE(sigquit_dumps_every_tasklet_when_asked),
+    TU_CASE(sigquit_is_left_alone_unless_asked),
+    CU_TEST_INFO_NULL,
+};
+
+int main(int argc, char **argv)
+{
+    return tu_main(argc, argv, "observe", tests);
+}
