@@ -23,8 +23,10 @@
 #              any round failed
 # The environment is passed on to ctest (TSAN_OPTIONS, SL_TEST_CASE_TIMEOUT,
 # ...). Logs: TREE/load/round-N.log; a failed round's log is kept and named
-# on the last line, passed rounds' logs are removed. Exit status 0 when every
-# round passed, 1 at the first failure, 2 on bad usage.
+# on the last line, passed rounds' logs are removed. After each round the
+# slowest CUnit case (the harness prints "[wall s, cpu s]" for cases of a
+# second or more) is named: the margin left to the case limit. Exit status
+# 0 when every round passed, 1 at the first failure, 2 on bad usage.
 set -euo pipefail
 
 rounds=5 jobs=4 busy=2 timeout=300 keep_going=0
@@ -70,6 +72,19 @@ for _ in $(seq "$busy"); do
     pids+=($!)
 done
 
+# The slowest case of ctest's last run: "SUITE: CASE [W s, cpu C s]".
+slowest_case() {
+    awk '
+/^[0-9]+\/[0-9]+ Testing: / { suite = $3 }
+/Test: .*\[[0-9.]+ s, cpu [0-9.]+ s\]/ {
+    name = $0; sub(/^.*Test: /, "", name); sub(/ .*$/, "", name)
+    t = $0; sub(/^.*\[/, "", t); sub(/ s, cpu.*$/, "", t)
+    c = $0; sub(/^.*, cpu /, "", c); sub(/ s\].*$/, "", c)
+    if (t + 0 > best) { best = t + 0; out = suite ": " name " [" t " s, cpu " c " s]" }
+}
+END { if (out != "") print out }' "$tree/Testing/Temporary/LastTest.log" 2>/dev/null || true
+}
+
 mkdir -p "$tree/load"
 failed=0
 echo "load: $rounds round(s) of ctest -j $jobs ${select[*]} on $tree with $busy busy loop(s)"
@@ -84,6 +99,8 @@ for r in $(seq "$rounds"); do
     ctest_pid=
     summary=$(grep -E '^[0-9]+% tests passed' "$log" | tail -n 1 || true)
     echo "load: round $r/$rounds: ${summary:-no ctest summary} ($((SECONDS - start)) s)"
+    slow=$(slowest_case)
+    [ -z "$slow" ] || echo "load:   slowest case: $slow"
     if [ "$rc" -ne 0 ]; then
         sed -n '/^The following tests FAILED:/,$p' "$log"
         echo "load: FAILED in round $r; log kept: $log"

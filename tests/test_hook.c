@@ -18,10 +18,12 @@ typedef int (*clock_gettime_fn)(clockid_t, struct timespec *);
 typedef int (*epoll_ctl_fn)(int, int, int, struct epoll_event *);
 typedef int (*pthread_create_fn)(pthread_t *, const pthread_attr_t *,
                                  void *(*)(void *), void *);
+typedef int (*pthread_mutex_lock_fn)(pthread_mutex_t *);
 
 static clock_gettime_fn real_clock_gettime;
 static epoll_ctl_fn real_epoll_ctl;
 static pthread_create_fn real_pthread_create;
+static pthread_mutex_lock_fn real_pthread_mutex_lock;
 
 static void *next_symbol(const char *name)
 {
@@ -38,6 +40,8 @@ __attribute__((constructor)) static void hook_init(void)
     real_clock_gettime = (clock_gettime_fn)next_symbol("clock_gettime");
     real_epoll_ctl = (epoll_ctl_fn)next_symbol("epoll_ctl");
     real_pthread_create = (pthread_create_fn)next_symbol("pthread_create");
+    real_pthread_mutex_lock =
+        (pthread_mutex_lock_fn)next_symbol("pthread_mutex_lock");
 }
 
 static struct {
@@ -131,15 +135,25 @@ int tu_hook_count(void)
     return ld(&hook.count);
 }
 
-bool tu_spin_until(const int *flag, int timeout_ms)
+static bool spin_until(const int *flag, int timeout_ms, int order)
 {
     long long end = real_now_ms() + timeout_ms;
-    while (!ld(flag)) {
+    while (!__atomic_load_n(flag, order)) {
         if (real_now_ms() >= end)
             return false;
         pause_cpu();
     }
     return true;
+}
+
+bool tu_spin_until(const int *flag, int timeout_ms)
+{
+    return spin_until(flag, timeout_ms, __ATOMIC_ACQUIRE);
+}
+
+bool tu_spin_until_relaxed(const int *flag, int timeout_ms)
+{
+    return spin_until(flag, timeout_ms, __ATOMIC_RELAXED);
 }
 
 void tu_window_enter(enum tu_hook_fn fn, int skip)
@@ -204,4 +218,12 @@ int pthread_create(pthread_t *th, const pthread_attr_t *attr,
         hook_init();
     hook_point(TU_HOOK_PTHREAD_CREATE);
     return real_pthread_create(th, attr, fn, arg);
+}
+
+int pthread_mutex_lock(pthread_mutex_t *m)
+{
+    if (__builtin_expect(!real_pthread_mutex_lock, 0))
+        hook_init();
+    hook_point(TU_HOOK_PTHREAD_MUTEX_LOCK);
+    return real_pthread_mutex_lock(m);
 }

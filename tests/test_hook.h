@@ -2,13 +2,14 @@
  * that a cross-worker window (a tasklet between "am I killed?" and parking)
  * is hit on purpose, not by luck.
  *
- * test_hook.c defines clock_gettime, epoll_ctl and pthread_create in the
- * test executable: the library is linked statically into it, so its calls
- * bind to these, which pass every call on to the real function (found with
- * dlsym(RTLD_NEXT): libc, or a sanitizer's interceptor). Armed for one
- * thread, the hook stops that thread's next call of the chosen function:
- * it marks the stop reached and spins (no scheduling point, no lock) until
- * the test releases it, then makes the real call. One hook at a time.
+ * test_hook.c defines clock_gettime, epoll_ctl, pthread_create and
+ * pthread_mutex_lock in the test executable: the library is linked
+ * statically into it, so its calls bind to these, which pass every call
+ * on to the real function (found with dlsym(RTLD_NEXT): libc, or a
+ * sanitizer's interceptor). Armed for one thread, the hook stops that
+ * thread's next call of the chosen function: it marks the stop reached and
+ * spins (no scheduling point, no lock) until the test releases it, then
+ * makes the real call. One hook at a time.
  *
  * Where the runtime calls them (what a stop there means):
  *   clock_gettime  sl__deadline/sl__now_ns: a wait with a timeout computes
@@ -20,6 +21,10 @@
  *                  after its kill check and before it parks.
  *   pthread_create sl_offload's first call starting the helper pool, with
  *                  the pool's start lock held.
+ *   pthread_mutex_lock  the runtime lock (sl__rt.lock) among others; a
+ *                  parked worker's first call after the events that woke
+ *                  it (sched/worker.c idle_loop) is that lock, taken to
+ *                  stop counting itself idle.
  * The hook file must be one of the executable's own sources (an object,
  * not an archive member), or the library's calls would bind to libc. */
 #ifndef SL_TEST_HOOK_H
@@ -34,6 +39,7 @@ enum tu_hook_fn {
     TU_HOOK_CLOCK_GETTIME,
     TU_HOOK_EPOLL_CTL,
     TU_HOOK_PTHREAD_CREATE,
+    TU_HOOK_PTHREAD_MUTEX_LOCK,
 };
 
 /* The calling thread's id (gettid). */
@@ -58,6 +64,10 @@ int tu_hook_count(void);
  * passed: orders steps across workers without letting this worker switch.
  * True if the flag was seen set. */
 bool tu_spin_until(const int *flag, int timeout_ms);
+/* The same with relaxed loads, which order nothing for ThreadSanitizer: for
+ * a test of a data race, whose two threads must not synchronise through
+ * the test's own flags (the flag's setter stores it relaxed too). */
+bool tu_spin_until_relaxed(const int *flag, int timeout_ms);
 
 /* ---- a kill inside the window of a blocking call ------------------------ */
 

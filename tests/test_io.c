@@ -99,12 +99,11 @@ static void os_wait_until(const int *flag)
     CU_ASSERT(load(flag));
 }
 
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
+/* The timeout of a wait that an event must end: only a lost event lets it
+ * expire, never a delay by load (issue 13: the suites pass while other
+ * programs load the machine). Its result tells which ended the wait:
+ * events or SL_ETIMEDOUT. */
+enum { UNREACHED_MS = 10000 };
 
 static long tid(void)
 {
@@ -230,19 +229,20 @@ TU_TEST(reader_parks_while_its_worker_runs_others)
     close2(pfd);
 }
 
+/* Ready already: each wait is ended by its events (a wait without a
+ * timeout that missed them would never return; one with a timeout would
+ * return SL_ETIMEDOUT). */
 TU_TEST(ready_events_are_returned_at_once)
 {
     int sv[2];
     nb_socketpair(sv);
-    int64_t t0 = sl_now_ms();
     /* Writable, not readable: only what is ready is reported. */
     TU_EQ(sl_wait_fd(sv[0], SL_WRITABLE, -1), SL_WRITABLE);
     TU_EQ(sl_wait_fd(sv[0], SL_READABLE | SL_WRITABLE, -1), SL_WRITABLE);
     CU_ASSERT(write(sv[1], "ab", 2) == 2);
     TU_EQ(sl_wait_fd(sv[0], SL_READABLE, -1), SL_READABLE);
-    TU_EQ(sl_wait_fd(sv[0], SL_READABLE | SL_WRITABLE, 1000),
+    TU_EQ(sl_wait_fd(sv[0], SL_READABLE | SL_WRITABLE, UNREACHED_MS),
           SL_READABLE | SL_WRITABLE);
-    CU_ASSERT(sl_now_ms() - t0 < TU_SIZE(500, 5000));
     close2(sv);
 }
 
@@ -253,9 +253,8 @@ TU_TEST(main_alone_times_out_instead_of_deadlocking)
     int64_t t0 = sl_now_ms();
     int rc = sl_wait_fd(sv[0], SL_READABLE, 50);
     int64_t dt = sl_now_ms() - t0;
-    TU_EQ(rc, SL_ETIMEDOUT);
+    TU_EQ(rc, SL_ETIMEDOUT); /* not SL_EDEADLOCK: nothing else can end it */
     CU_ASSERT(dt >= 50);
-    CU_ASSERT(dt < TU_SIZE(1000, 5000));
     /* The descriptor is usable afterwards. */
     CU_ASSERT(write(sv[1], "z", 1) == 1);
     TU_EQ(sl_wait_fd(sv[0], SL_READABLE, -1), SL_READABLE);
@@ -272,7 +271,6 @@ TU_TEST(tasklet_wait_times_out)
     TU_EQ(sl_run(), 0); /* returns once the wait has timed out */
     TU_EQ(w.rc, SL_ETIMEDOUT);
     CU_ASSERT(w.t_end - t0 >= 40);
-    CU_ASSERT(w.t_end - t0 < TU_SIZE(1000, 5000));
     close2(sv);
 }
 
@@ -282,8 +280,8 @@ TU_TEST(tasklet_wait_times_out)
  * with nothing left to end the sleep. */
 static void busy_spin_us(void *arg)
 {
-    int64_t end = now_ns() + (int64_t)TU_INT(arg) * 1000;
-    while (now_ns() < end)
+    int64_t end = tu_now_ns() + (int64_t)TU_INT(arg) * 1000;
+    while (tu_now_ns() < end)
         ;
 }
 
@@ -366,7 +364,6 @@ TU_TEST(timeout_zero_polls_without_switching)
     int sv[2];
     nb_socketpair(sv);
     sl_spawn(log_arg, TU_MSG('t'));
-    int64_t t0 = sl_now_ms();
     TU_EQ(sl_wait_fd(sv[0], SL_READABLE, 0), SL_ETIMEDOUT);
     TU_EQ(sl_wait_fd(sv[0], SL_WRITABLE, 0), SL_WRITABLE);
     TU_EQ(sl_wait_fd(sv[0], SL_READABLE | SL_WRITABLE, 0), SL_WRITABLE);
@@ -375,7 +372,6 @@ TU_TEST(timeout_zero_polls_without_switching)
     TU_EQ(sl_wait_fd(sv[0], SL_READABLE | SL_WRITABLE, 0),
           SL_READABLE | SL_WRITABLE);
     TU_EQ(sl_wait_fd(closed_fd(), SL_READABLE, 0), -EBADF);
-    CU_ASSERT(sl_now_ms() - t0 < TU_SIZE(100, 2000));
     TU_ASSERT_LOG(""); /* none of them let the spawned tasklet run */
     TU_EQ(sl_run(), 0);
     TU_ASSERT_LOG("t");
@@ -494,13 +490,13 @@ TU_TEST(killed_waiter_returns_at_once_and_the_descriptor_works_after)
     sl_tasklet *ta = sl_spawn(waiter_fn, &a);
     sl_tasklet_ref(ta);
     yield_until(&a.entered);
-    int64_t t0 = sl_now_ms();
     TU_EQ(load(&a.done), 0);
+    /* No scheduling point of main's worker since a parked: its timer
+     * cannot have ended its wait, however late this runs. */
     TU_EQ(sl_tasklet_kill(ta), 0);
     /* Same worker: the kill ran the waiter before returning. */
     TU_EQ(load(&a.done), 1);
     TU_EQ(a.rc, SL_EKILLED);
-    CU_ASSERT(a.t_end - t0 < TU_SIZE(100, 2000));
     TU_EQ(sl_tasklet_alive(ta), false);
     sl_tasklet_unref(ta);
 
@@ -780,8 +776,8 @@ static struct io_pair {
 
 TU_TEST(many_pairs_exchange_exact_bytes)
 {
-    int n = TU_SIZE(PAIRS, 20);
-    size_t size = TU_SIZE(200 * 1024, 24 * 1024); /* several socket buffers */
+    int n = TU_TSAN_SIZE(PAIRS, 20);
+    size_t size = TU_TSAN_SIZE(200 * 1024, 24 * 1024); /* several socket buffers */
     for (int i = 0; i < n; i++) {
         struct io_pair *p = &pairs[i];
         nb_socketpair(p->sv);
@@ -1188,7 +1184,7 @@ static void tcp_seen_empty(int sv[2])
 {
     char buf[64];
     CU_ASSERT(write(sv[1], "e", 1) == 1);
-    TU_EQ(sl_wait_fd(sv[0], SL_READABLE, 2000), SL_READABLE);
+    TU_EQ(sl_wait_fd(sv[0], SL_READABLE, UNREACHED_MS), SL_READABLE);
     TU_EQ(sl_read(sv[0], buf, sizeof buf), 1);
 }
 
@@ -1209,18 +1205,16 @@ TU_TEST(data_left_unread_is_reported_again)
         int *sv = kinds[k];
         char buf[64];
         CU_ASSERT(write(sv[1], "0123456789", 10) == 10);
-        TU_EQ(sl_wait_fd(sv[0], SL_READABLE, 2000), SL_READABLE);
+        TU_EQ(sl_wait_fd(sv[0], SL_READABLE, UNREACHED_MS), SL_READABLE);
         TU_EQ(sl_read(sv[0], buf, 4), 4); /* not all of it */
-        TU_EQ(sl_wait_fd(sv[0], SL_READABLE, 200), SL_READABLE);
-        TU_EQ(sl_wait_fd(sv[0], SL_READABLE | SL_WRITABLE, 200),
+        TU_EQ(sl_wait_fd(sv[0], SL_READABLE, UNREACHED_MS), SL_READABLE);
+        TU_EQ(sl_wait_fd(sv[0], SL_READABLE | SL_WRITABLE, UNREACHED_MS),
               SL_READABLE | SL_WRITABLE);
         TU_EQ(sl_read(sv[0], buf, sizeof buf), 6); /* the rest: now empty */
         TU_EQ(sl_wait_fd(sv[0], SL_READABLE, 30), SL_ETIMEDOUT);
-        /* A later byte wakes a parked reader. */
+        /* A later byte wakes a parked reader (or it waits forever). */
         spawn_on(1, write_after_20ms_fd, TU_MSG(sv[1]));
-        int64_t t0 = sl_now_ms();
         TU_EQ(sl_read(sv[0], buf, sizeof buf), 1);
-        CU_ASSERT(sl_now_ms() - t0 < TU_SIZE(1000, 5000));
         TU_EQ(sl_run(), 0);
         close2(sv);
     }
@@ -1236,10 +1230,8 @@ TU_TEST(data_that_came_while_nobody_waited_is_read_at_once)
     char buf[64];
     CU_ASSERT(write(sv[1], "x", 1) == 1);
     TU_EQ(sl_sleep_ms(10), 0); /* the worker sees the event, nobody waits */
-    int64_t t0 = sl_now_ms();
-    TU_EQ(sl_wait_fd(sv[0], SL_READABLE, 1000), SL_READABLE);
+    TU_EQ(sl_wait_fd(sv[0], SL_READABLE, UNREACHED_MS), SL_READABLE);
     TU_EQ(sl_read(sv[0], buf, sizeof buf), 1);
-    CU_ASSERT(sl_now_ms() - t0 < TU_SIZE(500, 5000));
     /* Seen ready, then drained by read(2): the next wait times out. */
     CU_ASSERT(write(sv[1], "y", 1) == 1);
     TU_EQ(sl_sleep_ms(10), 0);
@@ -1302,11 +1294,9 @@ TU_TEST(closed_and_reused_number_is_registered_afresh)
     renumber(p[0], n);
     p[0] = n;
     CU_ASSERT(write(p[1], "p", 1) == 1);
-    int64_t t0 = sl_now_ms();
-    TU_EQ(sl_wait_fd(n, SL_READABLE, 2000), SL_READABLE);
+    TU_EQ(sl_wait_fd(n, SL_READABLE, UNREACHED_MS), SL_READABLE);
     TU_EQ(sl_read(n, buf, sizeof buf), 1);
     TU_EQ(sl_wait_fd(n, SL_READABLE, 20), SL_ETIMEDOUT);
-    CU_ASSERT(sl_now_ms() - t0 < TU_SIZE(1000, 5000));
     close2(p);
     close(a[1]);
 
@@ -1321,10 +1311,8 @@ TU_TEST(closed_and_reused_number_is_registered_afresh)
     renumber(c[0], n); /* closes b[0] */
     c[0] = n;
     CU_ASSERT(write(c[1], "c", 1) == 1);
-    t0 = sl_now_ms();
-    TU_EQ(sl_read(n, buf, sizeof buf), 1);
+    TU_EQ(sl_read(n, buf, sizeof buf), 1); /* or it waits forever */
     TU_EQ(buf[0], 'c');
-    CU_ASSERT(sl_now_ms() - t0 < TU_SIZE(1000, 5000));
     /* From then on the new socket is served like any other. */
     spawn_on(1, write_after_20ms_fd, TU_MSG(c[1]));
     TU_EQ(sl_read(n, buf, sizeof buf), 1);
@@ -1477,13 +1465,13 @@ TU_TEST(descriptor_nobody_waits_on_for_a_while_is_served_after)
         int *sv = kinds[k];
         char buf[64];
         CU_ASSERT(write(sv[1], "a", 1) == 1);
-        TU_EQ(sl_wait_fd(sv[0], SL_READABLE, 2000), SL_READABLE);
+        TU_EQ(sl_wait_fd(sv[0], SL_READABLE, UNREACHED_MS), SL_READABLE);
         TU_EQ(sl_read(sv[0], buf, sizeof buf), 1);
         for (int i = 0; i < 3; i++) { /* each seen by the worker, unwaited */
             CU_ASSERT(write(sv[1], "b", 1) == 1);
             TU_EQ(sl_sleep_ms(5), 0);
         }
-        TU_EQ(sl_wait_fd(sv[0], SL_READABLE, 2000), SL_READABLE);
+        TU_EQ(sl_wait_fd(sv[0], SL_READABLE, UNREACHED_MS), SL_READABLE);
         TU_EQ(sl_read(sv[0], buf, sizeof buf), 3);
         TU_EQ(sl_wait_fd(sv[0], SL_READABLE, 20), SL_ETIMEDOUT);
         spawn_on(1, write_after_20ms_fd, TU_MSG(sv[1]));
@@ -1497,7 +1485,7 @@ TU_TEST(sl_close_closes)
 {
     int sv[2];
     tcp_pair(sv);
-    TU_EQ(sl_wait_fd(sv[0], SL_WRITABLE, 1000), SL_WRITABLE);
+    TU_EQ(sl_wait_fd(sv[0], SL_WRITABLE, UNREACHED_MS), SL_WRITABLE);
     TU_EQ(sl_close(sv[0]), 0);
     TU_EQ(fcntl(sv[0], F_GETFD), -1);
     TU_EQ(sl_close(sv[0]), -EBADF);
@@ -1522,29 +1510,60 @@ struct job {
     long tid;
     pthread_t self;
     int64_t start_ns, end_ns;
-    int ms;          /* how long fn sleeps */
-    int *counter;    /* optional: read at start and end */
+    int ms;          /* how long fn sleeps, at least */
+    int *counter;    /* optional: read at start and end; fn also waits
+                        (at most 10 s) until it has moved on twice */
+    int gather;      /* optional: fn waits (at most 10 s) until this many
+                        calls have been inside fn at once */
     int count_start, count_end;
     int rc;          /* the caller's sl_offload result */
     long caller_tid, caller_tid_after;
     int worker_before, worker_after;
 };
 
+/* Calls inside job_fn now, and the most there were at once. */
+static int jobs_inside, jobs_inside_peak;
+
+static void job_enter(void)
+{
+    int now = __atomic_add_fetch(&jobs_inside, 1, __ATOMIC_ACQ_REL);
+    int peak = load(&jobs_inside_peak);
+    while (now > peak &&
+           !__atomic_compare_exchange_n(&jobs_inside_peak, &peak, now, false,
+                                        __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        ;
+}
+
+/* Runs on an offload thread. Its waits for other parties (gather,
+ * counter) are bounded by 10 s, so that a runtime that never lets the
+ * other party act fails the test instead of hanging it. */
 static void job_fn(void *arg)
 {
     struct job *j = arg;
     j->tid = tid();
     j->self = pthread_self();
-    j->start_ns = now_ns();
+    j->start_ns = tu_now_ns();
+    job_enter();
     if (j->counter)
         j->count_start = load(j->counter);
+    int64_t limit = j->start_ns + 10 * 1000000000LL;
     /* Sleep the whole time: usleep may return early when a signal comes
      * (sanitizers use some). */
-    while (now_ns() - j->start_ns < (int64_t)j->ms * 1000000)
+    for (;;) {
+        int64_t now = tu_now_ns();
+        bool waiting = now - j->start_ns < (int64_t)j->ms * 1000000;
+        if (now < limit)
+            waiting = waiting ||
+                      (j->gather && load(&jobs_inside_peak) < j->gather) ||
+                      (j->counter && load(j->counter) < j->count_start + 2);
+        if (!waiting)
+            break;
         usleep(1000);
+    }
     if (j->counter)
         j->count_end = load(j->counter);
-    j->end_ns = now_ns();
+    __atomic_sub_fetch(&jobs_inside, 1, __ATOMIC_ACQ_REL);
+    j->end_ns = tu_now_ns();
 }
 
 static void offloader(void *arg)
@@ -1567,6 +1586,9 @@ static void count_until(void *arg)
     }
 }
 
+/* While fn runs, the caller's worker runs the other tasklet: fn returns
+ * once that tasklet's counter has moved on (or after 10 s: then the
+ * counter assertion fails). */
 TU_TEST(offload_runs_on_another_thread_while_others_run)
 {
     int counter = 0;
@@ -1588,29 +1610,26 @@ TU_TEST(offload_runs_on_another_thread_while_others_run)
     CU_ASSERT(m.end_ns > m.start_ns);
 }
 
+/* Four threads run calls side by side: each call waits until four have
+ * been inside fn at once (a pool of fewer threads never gets there: the
+ * calls give up after 10 s and the peak shows it), and no more than four
+ * ever are. */
 TU_TEST(many_offloads_share_the_default_four_threads)
 {
     enum { N = 64 };
     static struct job jobs[N];
+    jobs_inside = jobs_inside_peak = 0;
     int64_t t0 = sl_now_ms();
     for (int i = 0; i < N; i++) {
-        jobs[i] = (struct job){.ms = 10, .rc = 12345};
+        jobs[i] = (struct job){.ms = 10, .gather = 4, .rc = 12345};
         CU_ASSERT_PTR_NOT_NULL_FATAL(spawn_on(i, offloader, &jobs[i]));
     }
     TU_EQ(sl_run(), 0);
     int64_t dt = sl_now_ms() - t0;
     /* 64 x 10 ms on 4 threads: at least 16 in a row on one of them. */
     CU_ASSERT(dt >= 150);
-    printf("(%lld ms) ", (long long)dt);
-    /* They ran side by side: two calls on different threads overlapped
-     * (no upper bound on dt: load may stretch it, issue 13). */
-    bool overlap = false;
-    for (int i = 0; i < N && !overlap; i++)
-        for (int k = i + 1; k < N && !overlap; k++)
-            overlap = jobs[i].tid != jobs[k].tid &&
-                      jobs[i].start_ns < jobs[k].end_ns &&
-                      jobs[k].start_ns < jobs[i].end_ns;
-    CU_ASSERT(overlap);
+    TU_EQ(jobs_inside_peak, 4);
+    TU_EQ(jobs_inside, 0);
     long tids[N];
     int ntids = 0, bad_rc = 0, same_thread = 0, moved = 0;
     for (int i = 0; i < N; i++) {
@@ -1806,13 +1825,17 @@ TU_TEST_NOINIT(bad_offload_threads_are_einval)
  * is dropped (its fn never runs); the tasklets are discarded. */
 static struct shut {
     int entered[2];
-    int started, finished, queued_ran, returned;
+    int started, go, finished, queued_ran, returned;
 } sh;
 
+/* Runs until main is about to shut down (go; at most 10 s), then 50 ms
+ * more: a shutdown that did not wait for it would find it unfinished. */
 static void slow_fn(void *arg)
 {
     (void)arg;
     store(&sh.started, 1);
+    for (int i = 0; i < 10000 && !load(&sh.go); i++)
+        usleep(1000);
     usleep(50000);
     store(&sh.finished, 1);
 }
@@ -1841,6 +1864,7 @@ TU_TEST_NOINIT(shutdown_waits_for_an_offload_in_progress)
     yield_until(&sh.entered[1]);
     os_wait_until(&sh.started); /* the slow call runs, the other queues */
     TU_EQ(load(&sh.finished), 0);
+    store(&sh.go, 1);
     TU_EQ(sl_shutdown(), 0);
     TU_EQ(load(&sh.finished), 1);
     TU_EQ(load(&sh.queued_ran), 0);
@@ -1944,6 +1968,93 @@ TU_TEST_TIMEOUT(kill_of_a_reader_starting_to_park_on_another_worker_is_not_lost,
     close2(sv);
 }
 
+/* Found under load (io_w2 in the TSan tree: shutdown_wakes_a_waiter_so_
+ * the_descriptor_can_be_closed read its waiter's result before the waiter
+ * had written it; and model_w4 seed 232 aborted on SL__ASSERT(st ==
+ * SL_T_PAUSED) in wake_main_quiescent), not fixed yet. A parked worker
+ * counts as idle (sl__rt.nidle) until it takes the runtime lock again
+ * after sl__events_run (sched/worker.c idle_loop); the timers and
+ * descriptor events it handles before that end waits (sl__rt.nwaits drops,
+ * to 0 if they were the last) and link the woken tasklets into its own idle
+ * circle, where no other worker looks. Another worker that parks in that
+ * window finds every worker idle, no wait and every inbox empty: it gives
+ * main back. sl_run then returns while a tasklet is runnable, and when the
+ * tasklet woken is main itself (its sleep's timer), wake_main_quiescent
+ * aborts on main's state. Here worker 1 is parked with the only wait, a
+ * byte wakes it, and it is stopped at its first lock after the events (the
+ * hook on pthread_mutex_lock) while main calls sl_run; a thread releases
+ * the stop after a second. sl_run must not return before the waiter ran. */
+static struct {
+    struct waiter w;
+    long tid;
+} pw;
+
+static void waiter_recording_its_thread(void *arg)
+{
+    (void)arg;
+    __atomic_store_n(&pw.tid, tu_tid(), __ATOMIC_RELEASE);
+    waiter_fn(&pw.w);
+}
+
+/* Whether thread tid is blocked in epoll (its /proc syscall file). */
+static bool in_epoll(long tid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%ld/syscall", tid);
+    FILE *f = fopen(path, "r");
+    long nr = -1;
+    if (f) {
+        if (fscanf(f, "%ld", &nr) != 1)
+            nr = -1;
+        fclose(f);
+    }
+    return nr == SYS_epoll_pwait
+#ifdef SYS_epoll_wait
+           || nr == SYS_epoll_wait
+#endif
+#ifdef SYS_epoll_pwait2
+           || nr == SYS_epoll_pwait2
+#endif
+        ;
+}
+
+static void *release_after_a_second(void *arg)
+{
+    (void)arg;
+    usleep(1000000);
+    tu_hook_release();
+    return NULL;
+}
+
+TU_TEST_TIMEOUT(run_waits_for_a_tasklet_a_parked_worker_is_waking, 30)
+{
+    TU_MULTI_WORKER_ONLY();
+    int sv[2];
+    nb_socketpair(sv);
+    pw.w = waiter(sv[0], SL_READABLE, -1);
+    pw.tid = 0;
+    spawn_on(1, waiter_recording_its_thread, NULL);
+    os_wait_until(&pw.w.entered);
+    long tid = __atomic_load_n(&pw.tid, __ATOMIC_ACQUIRE);
+    bool parked = false; /* worker 1 parks once the waiter has */
+    for (int i = 0; i < 10000 && !(parked = in_epoll(tid)); i++)
+        usleep(1000);
+    CU_ASSERT_FATAL(parked);
+    tu_hook_arm(TU_HOOK_PTHREAD_MUTEX_LOCK, tid, 0);
+    CU_ASSERT(write(sv[1], "x", 1) == 1);
+    CU_ASSERT(tu_hook_wait_reached(10000)); /* it woke the waiter, here */
+    pthread_t th;
+    TU_EQ(pthread_create(&th, NULL, release_after_a_second, NULL), 0);
+    TU_EQ(sl_run(), 0);
+    int done_when_run_returned = load(&pw.w.done);
+    pthread_join(th, NULL);
+    TU_EQ(done_when_run_returned, 1);
+    os_wait_until(&pw.w.done);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(pw.w.rc, SL_READABLE);
+    close2(sv);
+}
+
 static CU_TestInfo tests[] = {
     TU_CASE(reader_parks_while_its_worker_runs_others),
     TU_CASE(ready_events_are_returned_at_once),
@@ -1995,6 +2106,7 @@ static CU_TestInfo tests[] = {
     TU_CASE(wait_on_a_huge_descriptor_number_fails_at_once),
     TU_CASE(kill_of_a_tasklet_starting_to_wait_on_a_descriptor_on_another_worker_is_not_lost),
     TU_CASE(kill_of_a_reader_starting_to_park_on_another_worker_is_not_lost),
+    TU_CASE(run_waits_for_a_tasklet_a_parked_worker_is_waking),
     CU_TEST_INFO_NULL,
 };
 

@@ -48,7 +48,7 @@ static atomic_int checks, failures; /* tasklets of two workers count too */
     } while (0)
 
 /* Channel keys the tests use: a test's keys are its number times 100. */
-enum { K_BARRIER = 1, K_COUNTS = 2 };
+enum { K_BARRIER = 1, K_COUNTS = 2, K_NAP_STARTS = 3 };
 
 static sl_mpi_chan *bar_home, *bar_root;
 
@@ -123,6 +123,24 @@ static int nap(const void *in, size_t in_len, void *out, size_t *out_len)
     return 0;
 }
 SL_MPI_TASK(nap)
+
+/* nap, except that a serving rank's first one first sends rank 0 (on
+ * channel (0, K_NAP_STARTS)) the time it starts: its sleep ends 100 ms or
+ * more after that. One rank's clock: the suite's ranks share a machine. */
+static int nap_told(const void *in, size_t in_len, void *out, size_t *out_len)
+{
+    static bool told;
+    if (!told) {
+        told = true;
+        sl_mpi_chan *c;
+        double started = now_s();
+        CHECK_RC(sl_mpi_chan_open(0, K_NAP_STARTS, &c), 0);
+        CHECK_RC(sl_mpi_chan_send(c, &started, sizeof started), 0);
+        CHECK_RC(sl_mpi_chan_free(c), 0);
+    }
+    return nap(in, in_len, out, out_len);
+}
+SL_MPI_TASK(nap_told)
 
 /* A result of the size asked. */
 static int sized(const void *in, size_t in_len, void *out, size_t *out_len)
@@ -695,13 +713,23 @@ static void test_pool_terminate(void)
     enum { N = 20 };
     sl_mpi_future *f[N];
     int32_t ms = 100;
+    sl_mpi_chan *starts;
+    CHECK_RC(sl_mpi_chan_open(0, K_NAP_STARTS, &starts), 0);
     for (int i = 0; i < N; i++)
-        CHECK_RC(sl_mpi_pool_submit(pool, nap, &ms, sizeof ms, &f[i]), 0);
-    sl_sleep_ms(20);
-    double t0 = now_s();
+        CHECK_RC(sl_mpi_pool_submit(pool, nap_told, &ms, sizeof ms, &f[i]), 0);
+    /* Every serving rank is running its first nap (or has run it): however
+     * late load let it start, terminate returns after it ended. */
+    double last_end = 0;
+    for (int r = 1; r < nranks; r++) {
+        double started;
+        size_t len = sizeof started;
+        CHECK_RC(sl_mpi_chan_receive(starts, &started, &len), 0);
+        if (started + 0.1 > last_end)
+            last_end = started + 0.1;
+    }
+    CHECK_RC(sl_mpi_chan_free(starts), 0);
     CHECK_RC(sl_mpi_pool_terminate(pool), 0);
-    /* It waited for the running naps to end (each rank's first). */
-    CHECK(now_s() - t0 >= 0.05);
+    CHECK(now_s() >= last_end); /* it waited for the running naps */
     int closed = 0;
     for (int i = 0; i < N; i++) {
         int rc = sl_mpi_future_wait(f[i], NULL, NULL);

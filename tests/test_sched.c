@@ -926,6 +926,64 @@ TU_TEST_TIMEOUT(kill_of_tasklets_blocking_on_another_worker_reads_their_wait_saf
     TU_EQ(sl_channel_free(kw.ch), 0);
 }
 
+/* Found by the model tester under load (model_copy_w2 in the TSan tree,
+ * seed 121), not fixed yet: a copy-mode tasklet is pinned to the worker
+ * that first runs it (tasklet/copystack.c take_shared stores t->pin there
+ * with a plain store), and sl_tasklet_run from another worker reads t->pin
+ * before it claims t (sched/sched.c run_or_switch, the pin check before
+ * sl__claim_paused), with nothing ordering the two: a data race. Should t
+ * pause on its worker between that read (still -1) and the claim, the
+ * caller would run t on its own worker's shared stack. Here t spins on
+ * worker 0 (its first run pins it there) while a tasklet on worker 1,
+ * which synchronised with worker 0 only before that, runs it.
+ * ThreadSanitizer reports the race (sched_w2 and sched_copy_w2 in the TSan
+ * tree); elsewhere the run returns SL_ESTATE, as for any copy tasklet of
+ * another worker. */
+static struct {
+    sl_tasklet *t;
+    int started, stop, rc; /* started, stop: relaxed, they order nothing
+                              for ThreadSanitizer */
+} cpin;
+
+/* Runs (its first run pinned it) and holds worker 0, with no scheduling
+ * point, lock or write to t, until stopped (at most 10 s). */
+static void copy_spinner(void *arg)
+{
+    (void)arg;
+    __atomic_store_n(&cpin.started, 1, __ATOMIC_RELAXED);
+    CU_ASSERT(tu_spin_until_relaxed(&cpin.stop, 10000));
+}
+
+static void run_from_worker_1(void *arg)
+{
+    (void)arg;
+    CU_ASSERT(tu_spin_until_relaxed(&cpin.started, 10000));
+    cpin.rc = sl_tasklet_run(cpin.t);
+    __atomic_store_n(&cpin.stop, 1, __ATOMIC_RELAXED);
+}
+
+TU_TEST_TIMEOUT(run_from_another_worker_reads_a_copy_tasklets_pin_safely, 30)
+{
+    TU_MULTI_WORKER_ONLY();
+    cpin.started = cpin.stop = 0;
+    cpin.rc = 12345;
+    sl_spawn_attr a;
+    sl_spawn_attr_init(&a);
+    a.stack_mode = SL_STACK_COPY;
+    cpin.t = sl_spawn_ex(&a, copy_spinner, NULL); /* main's worker: 0 */
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cpin.t);
+    sl_tasklet_ref(cpin.t);
+    /* The handle reaches worker 1 before t first runs: the spawn below is
+     * the last synchronisation between the two workers. */
+    sl_spawn_attr_init(&a);
+    a.worker = 1;
+    a.stack_mode = SL_STACK_FIXED;
+    CU_ASSERT_PTR_NOT_NULL(sl_spawn_ex(&a, run_from_worker_1, NULL));
+    TU_EQ(sl_run(), 0);
+    TU_EQ(cpin.rc, SL_ESTATE);
+    sl_tasklet_unref(cpin.t);
+}
+
 static CU_TestInfo tests[] = {
     TU_CASE(schedule_interleaves_round_robin),
     TU_CASE(main_takes_its_turn_in_round_robin),
@@ -964,6 +1022,7 @@ static CU_TestInfo tests[] = {
     TU_CASE(kill_of_a_tasklet_starting_to_pause_on_another_worker_is_not_lost),
     TU_CASE(kill_and_insert_from_two_workers_resume_a_blocked_tasklet_once),
     TU_CASE(kill_of_tasklets_blocking_on_another_worker_reads_their_wait_safely),
+    TU_CASE(run_from_another_worker_reads_a_copy_tasklets_pin_safely),
     CU_TEST_INFO_NULL,
 };
 

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -57,6 +58,20 @@ int tu_stack_mode(void)
     fprintf(stderr, "test: ignoring SL_TEST_STACK=\"%s\" (fixed or copy)\n", s);
     return SL_STACK_FIXED;
 }
+
+#if defined(__SANITIZE_THREAD__)
+/* ThreadSanitizer's defaults for the suites (TSAN_OPTIONS still wins):
+ * no second of sleep at exit (atexit_sleep_ms, default 1000), which every
+ * forked test case paid, about 450 s per run of the TSan tree. That sleep
+ * waits for threads still running at exit; a case's child exits after
+ * sl_shutdown has joined the runtime's threads. */
+const char *__tsan_default_options(void);
+__attribute__((used, visibility("default"))) const char *
+__tsan_default_options(void)
+{
+    return "atexit_sleep_ms=0";
+}
+#endif
 
 bool tu_under_tsan(void)
 {
@@ -268,11 +283,37 @@ static unsigned replay_report(char *report)
     return failures;
 }
 
-static double now_s(void)
+int64_t tu_now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static double now_s(void)
+{
+    return (double)tu_now_ns() / 1e9;
+}
+
+/* A hung case: before it is killed, print every thread's backtrace (gdb
+ * attached for a moment) so that a hang seen once, e.g. in a round of
+ * tests/load.sh, leaves its evidence in the log. SL_TEST_HANG_GDB=0 turns
+ * it off; without gdb, or under valgrind, nothing is printed. */
+static void hang_backtraces(pid_t pid)
+{
+    const char *v = getenv("SL_TEST_HANG_GDB");
+    if ((v && strcmp(v, "0") == 0) || tu_under_valgrind())
+        return;
+    char cmd[320];
+    snprintf(cmd, sizeof cmd,
+             "command -v gdb >/dev/null 2>&1 && timeout 120 gdb -p %d -batch -nx"
+             " -ex 'set pagination off' -ex 'thread apply all bt' </dev/null 2>&1",
+             (int)pid);
+    printf("\nharness: the case hangs; its threads (pid %d):\n", (int)pid);
+    fflush(NULL);
+    if (system(cmd) != 0)
+        printf("harness: no backtraces (gdb missing or could not attach)\n");
+    fflush(NULL);
 }
 
 void tu_run(tu_body_fn body, int flags)
@@ -316,7 +357,7 @@ void tu_run(tu_body_fn body, int flags)
         own *= 10;
     if (own > 0 && own < timeout)
         timeout = own;
-    double deadline = now_s() + (double)timeout;
+    double started = now_s(), deadline = started + (double)timeout;
     char *report = NULL;
     size_t len = 0, cap = 0;
     bool timed_out = false;
@@ -346,20 +387,34 @@ void tu_run(tu_body_fn body, int flags)
         len += (size_t)got;
     }
     close(fds[0]);
-    if (timed_out)
+    if (timed_out) {
+        hang_backtraces(pid);
         kill(pid, SIGKILL);
+    }
     int status = 0;
+    struct rusage ru = {0};
     for (;;) { /* it may also hang after its report, e.g. at exit */
-        pid_t r = waitpid(pid, &status, timed_out ? 0 : WNOHANG);
+        pid_t r = wait4(pid, &status, timed_out ? 0 : WNOHANG, &ru);
         if (r == pid || (r < 0 && errno != EINTR))
             break;
         if (r == 0 && now_s() >= deadline) {
             timed_out = true;
+            hang_backtraces(pid);
             kill(pid, SIGKILL);
         } else if (r == 0) {
             nanosleep(&(struct timespec){ .tv_nsec = 5 * 1000 * 1000 }, NULL);
         }
     }
+
+    /* How long the case took, when it is long enough to matter for its
+     * limit (SL_TEST_CASE_TIMEOUT), and the CPU time it used: under load
+     * or a sanitizer the slow cases show in the log, and wall / cpu says
+     * how much of it was waiting for a CPU. */
+    double took = now_s() - started;
+    if (took >= 1.0)
+        printf("[%.1f s, cpu %.1f s] ", took,
+               ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+                   (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
 
     unsigned failures = 0;
     bool got_report = len > 0;

@@ -115,6 +115,9 @@ bool tu_under_tsan(void);
 #define TU_TSAN_SIZE(native, smaller)                                        \
     (tu_under_tsan() || tu_under_valgrind() ? (smaller) : (native))
 
+/* CLOCK_MONOTONIC in nanoseconds (the runtime's clock, sl_now_ms's). */
+int64_t tu_now_ns(void);
+
 /* ---- order log: tasklets append characters, tests compare the string ---- */
 
 void tu_log_reset(void);
