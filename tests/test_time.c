@@ -52,9 +52,12 @@ TU_TEST(sleepers_wake_in_deadline_order)
                                {1, 'd', 0}};
         int64_t all_started_ns = 0;
         tu_log_reset();
+        /* All on main's worker (time_w2 runs this on two workers, where
+         * an unpinned sleeper could start on the other one after
+         * read_clock, or wake there while this one has no CPU). */
         for (int i = 0; i < 4; i++)
-            sl_spawn(sleep_then_log, &s[i]);
-        sl_spawn(read_clock, &all_started_ns);
+            tu_spawn_pinned(0, sleep_then_log, &s[i]);
+        tu_spawn_pinned(0, read_clock, &all_started_ns);
         int64_t t0 = sl_now_ms();
         TU_EQ(sl_run(), 0); /* returns once every sleeper has woken */
         CU_ASSERT(sl_now_ms() - t0 >= 60);
