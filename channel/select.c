@@ -115,8 +115,9 @@ int sl_select(sl_select_case *cases, int n, int64_t timeout_ms)
     if (n < 0 || n > SL_SELECT_MAX || (n > 0 && !cases))
         return SL_EINVAL;
     sl_tasklet *cur = w->current;
-    if (__atomic_load_n(&cur->killed, __ATOMIC_SEQ_CST))
-        return SL_EKILLED;
+    int rc = sl__pend_check(cur);
+    if (rc)
+        return rc;
     if (sl__check_inbox(w))
         sl__abandon(w);
 
@@ -134,7 +135,6 @@ int sl_select(sl_select_case *cases, int n, int64_t timeout_ms)
             return SL_ENOMEM;
         }
     }
-    int rc;
     sl_waiter *ws = NULL;
     int d = prepare(cases, n, chs, locks);
     if (d < 0) {
@@ -215,7 +215,7 @@ int sl_select(sl_select_case *cases, int n, int64_t timeout_ms)
         w->post = 1;
     }
     w = sl__jump(w, cur, next);
-    rc = cur->result; /* whoever ended the wait unlinked every waiter */
+    rc = sl__wait_result(cur); /* (its ender unlinked every waiter) */
     sl__events_due(w);
     cur->wv = NULL;
     SL_STORE(&cur->wn, (uint16_t)0);

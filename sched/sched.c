@@ -529,6 +529,24 @@ static int main_pause(sl_worker **wp, sl_tasklet *m)
     return m->result;
 }
 
+/* sl_run with several workers: until nothing can run on any worker, or a
+ * throw to main. (Out of line: its registers would cost the one-worker
+ * loop below a frame.) */
+static __attribute__((noinline)) int run_mt(sl_worker *w, sl_tasklet *m)
+{
+    int rc = sl__pend_check(m);
+    if (rc)
+        return rc;
+    int r;
+    do {
+        r = main_pause(&w, m);
+        m->result = 0;
+        if ((rc = sl__resumed(m, 0)))
+            return rc;
+    } while (r != SL__QUIESCENT);
+    return 0;
+}
+
 int sl_run(void)
 {
     sl_worker *w = sl__self();
@@ -537,15 +555,17 @@ int sl_run(void)
     sl_tasklet *m = w->main;
     if (w->current != m)
         return SL_ESTATE;
-    if (sl__rt.mt) {
-        /* Until nothing can run on any worker. */
-        while (main_pause(&w, m) != SL__QUIESCENT)
-            ;
-        m->result = 0;
-        return 0;
-    }
+    if (sl__rt.mt)
+        return run_mt(w, m);
+    int rc;
     /* Main leaves the queue and watches: it is switched back to when the
-     * queue runs dry (sl__idle_*), or when somebody inserts it. */
+     * queue runs dry (sl__idle_*), or when somebody inserts it, or throws
+     * to it: its error ends sl_run, as the tasklet's own call would. With
+     * one worker only this thread writes main's pend: plain reads (a
+     * compare with memory each, where an atomic load and a test would
+     * cost bench_spawn 1%). */
+    if (sl_unlikely(m->pend) && (rc = sl__pend_take(m)))
+        return rc;
     while (m->next != m || SL_LOAD(&sl__rt.nwaits) > 0) {
         /* Alone but a wait can still end (a timer, a descriptor): the
          * idle context waits for it. */
@@ -553,14 +573,141 @@ int sl_run(void)
         SL__ASSERT(next);
         m->state = SL_T_PAUSED;
         w = sl__jump(w, m, next);
+        if (sl_unlikely(m->pend) && (rc = sl__pend_take(m)))
+            return rc;
     }
     return 0;
 }
 
+/* ---- sl_run_for: the watchdog with a budget ---------------------------- *
+ *
+ * Stackless's run(timeout) interrupts the running tasklet after so many
+ * bytecodes, takes it out of the run queue and returns it. C code cannot
+ * be interrupted safely, so the budget (time, or a number of switches) is
+ * looked at where tasklets switch: while it is armed, worker->jump_slow
+ * has SL_JS_BUDGET set and every switch goes through sl__budget_switch
+ * (tasklet/copystack.c calls it); the fast switch path pays nothing more
+ * than the byte test it already makes. Once the budget is spent, the next
+ * switch of a tasklet that is not atomic goes to main instead: the
+ * tasklet, if it is still in the run queue (it yields, hands over, runs
+ * another), is taken out (paused) and handed to main. Main's worker only:
+ * the other workers' tasklets run in parallel and take none of its time.
+ * A run queue that runs dry gives main control at once (sl__run_for_main),
+ * even while timers or descriptors are awaited: sl_run_for runs what can
+ * run now, as Stackless's run() returns when runcount is 1. */
+
+sl_tasklet *sl__run_for_main(sl_worker *w)
+{
+    if (sl_likely(!w->run_for))
+        return NULL;
+    sl_tasklet *m = w->main;
+    if (sl__rt.mt ? !sl__claim_paused(m) : m->state != SL_T_PAUSED)
+        return NULL; /* on its way back already */
+    m->result = 0;
+    sl__rq_append(w, m);
+    return m;
+}
+
+sl_tasklet *sl__budget_switch(sl_worker *w, sl_tasklet *from, sl_tasklet *to)
+{
+    sl_tasklet *m = w->main;
+    if (from == m || to == m || from->is_idle || to->is_idle)
+        return to; /* main's own switches do not count */
+    if (!w->bud_spent) {
+        if (w->bud_left && --w->bud_left == 0)
+            w->bud_spent = 1;
+        else if (w->bud_deadline && sl__now_ns() >= w->bud_deadline)
+            w->bud_spent = 1;
+        else
+            return to;
+    }
+    if (SL_LOAD(&from->atomic_id) == SL_LOAD(&from->id) + 1)
+        return to; /* atomic: it is not interrupted, the next one is */
+    if (sl__rt.mt ? !sl__claim_paused(m) : m->state != SL_T_PAUSED)
+        return to; /* main runs soon anyway (inserted, thrown at) */
+    bool out = SL_LOAD(&from->state) == SL_T_RUNNABLE; /* (not leaving) */
+    if (out) {
+        sl__rq_unlink(w, from);
+        sl__pause_after_switch(w, from);
+    }
+    /* Main runs now, the queue goes on from `to` after it. */
+    m->result = 0;
+    sl__rq_link_before(to, m);
+    sl__make_runnable(w, m);
+    SL_STORE(&w->current, m);
+    w->bud_victim = out ? from : NULL;
+    __atomic_fetch_and(&w->jump_slow, (uint8_t)~SL_JS_BUDGET,
+                       __ATOMIC_RELAXED);
+    return m;
+}
+
+int sl_run_for(int64_t budget_ns, uint64_t switches,
+               sl_tasklet **interrupted)
+{
+    if (interrupted)
+        *interrupted = NULL;
+    sl_worker *w = sl__self();
+    if (!w)
+        return SL_ESTATE;
+    sl_tasklet *m = w->main;
+    if (w->current != m)
+        return SL_ESTATE;
+    if (budget_ns < 0)
+        return SL_EINVAL;
+    int rc = sl__pend_check(m); /* a throw to main */
+    if (rc)
+        return rc;
+    sl__events_tick(w); /* timers due and descriptors ready run now */
+    w->bud_left = switches;
+    w->bud_deadline = 0;
+    if (budget_ns) {
+        int64_t now = sl__now_ns();
+        w->bud_deadline = budget_ns > INT64_MAX - now ? INT64_MAX
+                                                      : now + budget_ns;
+    }
+    w->bud_spent = 0;
+    w->bud_victim = NULL;
+    w->run_for = 1;
+    if (switches || budget_ns)
+        sl__jump_slow_set(w, SL_JS_BUDGET);
+    /* Main leaves the queue and watches, as in sl_run, until the queue
+     * runs dry or the budget is spent (or a throw to main). */
+    while (m->next != m && !w->bud_spent) {
+        sl_tasklet *next = sl__rq_leave(w, m);
+        SL__ASSERT(next && next != m);
+        m->result = 0;
+        sl__pause_after_switch(w, m);
+        w = sl__jump(w, m, next);
+        if ((rc = sl__resumed(m, 0)))
+            break;
+    }
+    __atomic_fetch_and(&w->jump_slow, (uint8_t)~SL_JS_BUDGET,
+                       __ATOMIC_RELAXED);
+    w->run_for = 0;
+    if (interrupted)
+        *interrupted = w->bud_victim;
+    w->bud_victim = NULL;
+    if (rc)
+        return rc;
+    return w->bud_spent;
+}
+
+int sl_tasklet_set_atomic(sl_tasklet *t, bool on)
+{
+    if (!t || t->is_idle)
+        return SL_EINVAL;
+    uint64_t mark = SL_LOAD(&t->id) + 1;
+    uint64_t old = __atomic_exchange_n(&t->atomic_id, on ? mark : 0,
+                                       __ATOMIC_RELAXED);
+    return old == mark;
+}
+
 sl_tasklet *sl__idle_block(sl_worker *w)
 {
-    if (sl__rt.mt || SL_LOAD(&sl__rt.nwaits) > 0)
-        return w->idle; /* it waits for events, or for other workers */
+    if (sl__rt.mt || SL_LOAD(&sl__rt.nwaits) > 0) {
+        sl_tasklet *m = sl__run_for_main(w); /* sl_run_for returns now */
+        return m ? m : w->idle; /* it waits for events, or for others */
+    }
     sl_tasklet *m = w->main;
     if (w->current == m || m->state == SL_T_BLOCKED)
         return NULL;
@@ -589,6 +736,38 @@ sl_tasklet *sl_main(void)
 {
     sl_worker *w = sl__self();
     return w ? w->main : NULL;
+}
+
+/* Stackless's tasklet.next / .prev. The run queue is its owner's alone,
+ * so it answers for a tasklet runnable on the caller's worker; a waiting
+ * tasklet's neighbours are read under its queue's lock. */
+static sl_tasklet *neighbour(const sl_tasklet *t, int dir)
+{
+    sl_worker *w = sl__self();
+    if (!w || !t || t->is_idle)
+        return NULL;
+    sl_worker *at;
+    switch (sl__where(t, &at)) {
+    case SL_T_RUNNABLE: /* in at's run-queue circle */
+        if (at != w)
+            return NULL;
+        return dir > 0 ? t->next : t->prev;
+    case SL_T_BLOCKED:
+    case SL_T_SWITCHING: /* (its waiter is linked before it switches) */
+        return sl__waitq_neighbour(t, dir);
+    default:
+        return NULL;
+    }
+}
+
+sl_tasklet *sl_tasklet_next(const sl_tasklet *t)
+{
+    return neighbour(t, 1);
+}
+
+sl_tasklet *sl_tasklet_prev(const sl_tasklet *t)
+{
+    return neighbour(t, -1);
 }
 
 int sl_getruncount(void)
@@ -630,8 +809,11 @@ static inline int yield_entry(sl_worker **wp, sl_tasklet **cp)
         return SL_ESTATE;
     *wp = w;
     *cp = w->current;
-    if (sl_unlikely(SL_LOAD(&(*cp)->killed)))
-        return SL_EKILLED;
+    if (sl_unlikely(SL_LOAD(&(*cp)->pend))) {
+        int e = sl__pend_take(*cp);
+        if (e)
+            return e;
+    }
     if (sl_unlikely(sl__check_inbox(w)))
         sl__abandon(w);
     sl__events_due(w);
@@ -696,6 +878,23 @@ bool sl__claim_paused(sl_tasklet *t)
     }
 }
 
+/* t is ours from PAUSED (sl__claim_paused; with one worker it is just
+ * PAUSED): it joins the end of this worker's run queue, or the inbox of
+ * the worker it is pinned to. A tasklet that never ran takes its stack
+ * promise over (mt). 1 if it joined our queue, 0 if it went to another
+ * worker, or SL_ENOMEM (no stack can be promised: it stays PAUSED). */
+static int wake_paused(sl_worker *w, sl_tasklet *t)
+{
+    if (sl__rt.mt && (t->pin < 0 || t->pin == w->index)) {
+        int prc = sl__promise_move(w, t);
+        if (prc < 0) {
+            SL_STORE_REL(&t->state, (uint8_t)SL_T_PAUSED);
+            return prc;
+        }
+    }
+    return sl__wake(w, t);
+}
+
 int sl_tasklet_insert(sl_tasklet *t)
 {
     sl_worker *w = sl__self();
@@ -714,29 +913,19 @@ int sl_tasklet_insert(sl_tasklet *t)
             return SL_ESTATE;
         }
     }
-    if (sl__claim_paused(t)) {
-        if (t->pin < 0 || t->pin == w->index) {
-            int prc = sl__promise_move(w, t);
-            if (prc < 0) {
-                SL_STORE_REL(&t->state, (uint8_t)SL_T_PAUSED);
-                return prc;
-            }
-        }
-        sl__wake(w, t);
-        return 0;
-    }
+    if (sl__claim_paused(t))
+        return (rc = wake_paused(w, t)) < 0 ? rc : 0;
     uint8_t st = SL_LOAD(&t->state);
     return st == SL_T_RUNNABLE || st == SL_T_INBOX ? 0 : SL_ESTATE;
 }
 
 /* t, a tasklet of this worker just made PAUSED here by someone else than
- * itself (sl_tasklet_remove), was killed meanwhile (W6 of sched/wait.h):
- * a kill that saw it runnable here left it to us. It becomes runnable
- * again and its pending call returns SL_EKILLED. */
-static void removed_killed(sl_worker *w, sl_tasklet *t)
+ * itself (sl_tasklet_remove), was thrown at (or killed) meanwhile (W6 of
+ * sched/wait.h): a thrower that saw it runnable here left it to us. It
+ * becomes runnable again and its pending call returns the error. */
+static void removed_pending(sl_worker *w, sl_tasklet *t)
 {
-    if (__atomic_load_n(&t->killed, __ATOMIC_SEQ_CST) &&
-        sl__claim_paused(t))
+    if (sl__pend_on(t) && sl__claim_paused(t))
         sl__wake(w, t);
 }
 
@@ -768,8 +957,10 @@ int sl_tasklet_remove(sl_tasklet *t)
             __atomic_store_n(&t->state, (uint8_t)SL_T_PAUSED,
                              __ATOMIC_SEQ_CST);
             if (sl__rt.mt)
-                removed_killed(w, t);
+                removed_pending(w, t);
             return 0;
+        case SL_T_DEAD:
+            return 0; /* in no queue: Stackless's remove is a no-op */
         default:
             return SL_ESTATE;
         }
@@ -785,8 +976,8 @@ static int run_or_switch(sl_tasklet *t, bool pause_self)
     if (rc)
         return rc;
     sl_tasklet *cur = w->current;
-    if (__atomic_load_n(&cur->killed, __ATOMIC_SEQ_CST))
-        return SL_EKILLED;
+    if ((rc = sl__pend_check(cur)))
+        return rc;
     if (t == cur)
         return 0;
     if (t->pin >= 0 && t->pin != w->index)
@@ -832,27 +1023,86 @@ int sl_tasklet_switch(sl_tasklet *t)
     return run_or_switch(t, true);
 }
 
-/* Kill. Stackless raises TaskletExit in t and runs it at once; here t's
- * pending blocking call returns SL_EKILLED, and so does every later one.
- * t runs now when it can run here (like sl_tasklet_run); a tasklet that
- * runs or is queued on another worker is killed pending: its current or
- * next blocking call there returns SL_EKILLED (W6 of sched/wait.h makes
- * sure a wait it is just starting is not missed). */
-int sl_tasklet_kill(sl_tasklet *t)
+/* ---- pending errors: throw and kill -------------------------------------- */
+
+int sl__pend_take(sl_tasklet *self)
+{
+    int e = __atomic_load_n(&self->perr, __ATOMIC_SEQ_CST);
+    if (e == SL_EKILLED)
+        return e; /* sticky: the flag stays */
+    /* The flag first, then the error: a throw that comes later stores
+     * both again (the error, then the flag), so it is not missed; one
+     * that came before may leave a stale flag, which costs the next
+     * blocking call one more look. */
+    __atomic_store_n(&self->pend, (uint8_t)0, __ATOMIC_SEQ_CST);
+    e = __atomic_load_n(&self->perr, __ATOMIC_SEQ_CST);
+    while (e != 0 && e != SL_EKILLED) {
+        if (__atomic_compare_exchange_n(&self->perr, &e, 0, false,
+                                        __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+            self->ntaken++;
+            return e; /* taken: a thrown error is given once */
+        }
+    }
+    if (e == SL_EKILLED) /* a kill came meanwhile: its flag again */
+        __atomic_store_n(&self->pend, (uint8_t)1, __ATOMIC_SEQ_CST);
+    return e;
+}
+
+bool sl__pend_set(sl_tasklet *t, int err)
+{
+    if (err == SL_EKILLED) {
+        __atomic_store_n(&t->perr, SL_EKILLED, __ATOMIC_SEQ_CST);
+    } else {
+        int old = __atomic_load_n(&t->perr, __ATOMIC_SEQ_CST);
+        do {
+            if (old == SL_EKILLED)
+                return false; /* a kill is never replaced */
+        } while (!__atomic_compare_exchange_n(&t->perr, &old, err, false,
+                                              __ATOMIC_SEQ_CST,
+                                              __ATOMIC_SEQ_CST));
+    }
+    /* W6: the error, the flag, then (the caller) the state. */
+    __atomic_store_n(&t->pend, (uint8_t)1, __ATOMIC_SEQ_CST);
+    return true;
+}
+
+void sl__pend_put_back(sl_tasklet *self, int err)
+{
+    int zero = 0;
+    if (__atomic_compare_exchange_n(&self->perr, &zero, err, false,
+                                    __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+        __atomic_store_n(&self->pend, (uint8_t)1, __ATOMIC_SEQ_CST);
+}
+
+/* Throw. Stackless's tasklet.throw(exc, pending) raises exc in t: here t's
+ * pending blocking call returns err (or its next one, if it is not in
+ * one), once (a kill, err SL_EKILLED, is sticky: every later one returns
+ * it). Without SL_THROW_PENDING, t runs now when it can run here (like
+ * sl_tasklet_run); with it, or when t runs or is queued on another
+ * worker, t is only made runnable and reacts when its turn comes (W6 of
+ * sched/wait.h makes sure a wait it is just starting is not missed). */
+int sl_tasklet_throw(sl_tasklet *t, int err, int flags)
 {
     sl_worker *w = sl__self();
     int rc = check_target(w, t);
     if (rc)
         return rc;
-    if (t->is_main)
+    if (err >= 0 || (flags & ~SL_THROW_PENDING) ||
+        (t->is_main && err == SL_EKILLED))
         return SL_EINVAL;
+    bool pending = flags & SL_THROW_PENDING;
     sl_tasklet *cur = w->current;
-    if (t == cur) {
-        SL_STORE(&t->killed, 1);
-        return SL_EKILLED;
+    if (t == cur) { /* raised at once, as Stackless does */
+        if (err == SL_EKILLED)
+            sl__pend_set(t, err);
+        return err;
     }
-    /* W6: the flag, then (after a full fence) the state. */
-    __atomic_store_n(&t->killed, 1, __ATOMIC_SEQ_CST);
+    /* Stackless: a kill of a dead tasklet does nothing, any other throw
+     * to it is an error. (Dead is final: the caller holds a reference.) */
+    if (SL_LOAD_ACQ(&t->state) == SL_T_DEAD)
+        return err == SL_EKILLED ? 0 : SL_ESTATE;
+    if (!sl__pend_set(t, err))
+        return 0; /* killed already: that is what it gets */
     for (;;) {
         /* The wait generation first (an acquire: wait_begin releases it),
          * then the state: a BLOCKED seen after g is the wait g (or a later
@@ -862,23 +1112,28 @@ int sl_tasklet_kill(sl_tasklet *t)
         sl_worker *at;
         uint8_t st = sl__where(t, &at);
         switch (st) {
-        case SL_T_DEAD:
-            return 0;
+        case SL_T_DEAD: /* it ended meanwhile */
+            return err == SL_EKILLED ? 0 : SL_ESTATE;
         case SL_T_SWITCHING: /* a switch lands, or a claim completes */
             sched_yield();
             continue;
         case SL_T_INBOX:
             if (at != w)
                 return 0; /* pending: it reacts there */
-            sl__inbox_take(w); /* on its way here: link it, run it */
+            sl__inbox_take(w); /* on its way here: link it */
             continue;
         case SL_T_RUNNABLE:
             if (at != w)
                 return 0; /* pending: it reacts there */
             if (!SL_LOAD(&t->ctx)) {
-                sl__tasklet_discard_new(w, t); /* dies without running */
+                /* Never ran: it dies without running its function (at
+                 * once, or when the scheduler reaches it: trampoline). */
+                if (!pending)
+                    sl__tasklet_discard_new(w, t);
                 return 0;
             }
+            if (pending)
+                return 0; /* runnable: it reacts at its turn */
             goto run;
         case SL_T_BLOCKED:
             if (SL_LOAD(&t->wkind) == SL_W_OFFLOAD)
@@ -887,28 +1142,38 @@ int sl_tasklet_kill(sl_tasklet *t)
                 sched_yield(); /* ended meanwhile: look again */
                 continue;
             }
-            if (!sl__wait_claimed_end(w, t, SL_EKILLED))
-                return 0; /* pinned to another worker: it reacts there */
+            if (!sl__wait_claimed_end(w, t, SL__EPENDING) || pending)
+                return 0; /* queued (here or where it is pinned) */
             goto run;
         case SL_T_PAUSED:
             if (sl__rt.mt && !sl__claim_paused(t))
                 continue;
-            if (!t->ctx) { /* (still SWITCHING in mt: ours, nobody else
-                              may insert it meanwhile) */
+            if (!t->ctx && !pending) { /* (still SWITCHING in mt: ours,
+                                          nobody else may insert it) */
                 sl__tasklet_discard_new(w, t);
                 return 0;
             }
-            if (!sl__wake(w, t))
-                return 0; /* pinned to another worker: it reacts there */
+            if ((rc = wake_paused(w, t)) < 0)
+                return rc; /* never ran, and no stack for it here */
+            if (rc == 0 || pending)
+                return 0; /* queued (here or where it is pinned) */
             goto run;
         default:
             SL__ASSERT(!"a tasklet in no known state");
         }
     }
 run:
-    /* Like run(t): its pending call returns SL_EKILLED now, and its
-     * reaction has happened by the time we are resumed. */
+    /* Like run(t): its pending call returns err now, and its reaction
+     * has happened by the time we are resumed. */
     SL_STORE(&w->current, t);
     sl__jump(w, cur, t);
     return sl__resumed(cur, 0);
+}
+
+/* Kill: Stackless's tasklet.kill() raises TaskletExit; here the throw of
+ * SL_EKILLED, which is sticky. A pending kill (kill(pending=True)) is
+ * sl_tasklet_throw(t, SL_EKILLED, SL_THROW_PENDING). */
+int sl_tasklet_kill(sl_tasklet *t)
+{
+    return sl_tasklet_throw(t, SL_EKILLED, 0);
 }

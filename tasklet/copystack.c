@@ -479,8 +479,18 @@ jump_slow_rest(sl_worker *w, sl_tasklet *from, sl_tasklet *to)
     return sl__jump_to(w, from, via);
 }
 
+/* sl_run_for's budget is armed: its watchdog may send this switch to
+ * main instead (sched.c). */
+static __attribute__((noinline)) sl_worker *
+jump_budget(sl_worker *w, sl_tasklet *from, sl_tasklet *to)
+{
+    return jump_slow_rest(w, from, sl__budget_switch(w, from, to));
+}
+
 sl_worker *sl__jump_slow(sl_worker *w, sl_tasklet *from, sl_tasklet *to)
 {
+    if (sl_unlikely(SL_LOAD(&w->jump_slow) & SL_JS_BUDGET))
+        return jump_budget(w, from, to);
 #if FAST_SWITCHER
     /* Copy-mode to copy-mode (from runs on the shared stack, so it is the
      * owner; to is not): the switcher, entered with nothing of this
@@ -637,7 +647,7 @@ int sl__copy_enable(void)
             rc = sl__copy_init(sl__rt.workers[i]);
         if (rc == 0) {
             for (int i = 0; i < sl__rt.nworkers; i++)
-                SL_STORE(&sl__rt.workers[i]->jump_slow, 1);
+                sl__jump_slow_set(sl__rt.workers[i], SL_JS_STACK);
             SL_STORE_REL(&sl__rt.copy_on, 1);
         }
     }

@@ -439,7 +439,7 @@ static void defer_unref(sl_worker *w, sl_tasklet *t)
 }
 
 static inline __attribute__((always_inline)) sl_tasklet *
-spawn(sl_worker *w, sl_fn fn, void *arg, int pin, bool copy)
+spawn(sl_worker *w, sl_fn fn, void *arg, int pin, bool copy, bool paused)
 {
     if (sl_unlikely(SL_LOAD(&w->promise_refund)))
         fold_refunds(w);
@@ -461,7 +461,8 @@ spawn(sl_worker *w, sl_fn fn, void *arg, int pin, bool copy)
      * chunk was made; result and the waiter's fields are written by
      * whatever parks the tasklet. */
     SL_STORE(&t->ctx, (sl_fcontext)NULL);
-    SL_STORE(&t->killed, (uint8_t)0);
+    SL_STORE(&t->pend, (uint8_t)0);
+    SL_STORE(&t->perr, 0);
     /* wkind is SL_W_CHAN at rest (sched/waiter.h); wseq goes on from the
      * block's last tasklet: a stale timer cannot match a new wait. */
     t->pin = (int8_t)pin;
@@ -486,6 +487,16 @@ spawn(sl_worker *w, sl_fn fn, void *arg, int pin, bool copy)
 #endif
     SL_STORE(&w->livecount, w->livecount + 1);
     SL_STORE(&t->worker, w);
+    if (sl_unlikely(paused)) {
+        /* Bound, not scheduled (Stackless's tasklet(f) before insert): in
+         * no queue until someone inserts, runs, switches to or throws at
+         * it. Pinned to another worker, it takes its stack from our pool
+         * now (as below), since it will start there. */
+        if (remote && !copy)
+            sl__tasklet_prepare(w, t);
+        SL_STORE_REL(&t->state, (uint8_t)SL_T_PAUSED);
+        return t;
+    }
     if (!remote) {
         sl__rq_append(w, t);
         sl__maybe_wake_idle(w);
@@ -509,7 +520,7 @@ sl_tasklet *sl_spawn(sl_fn fn, void *arg)
     if (sl_unlikely(!w || !fn))
         return NULL;
     SL__COPY_CHECK(w, arg, "sl_spawn"); /* debug builds: &local */
-    return spawn(w, fn, arg, -1, sl__rt.stack_mode == SL_STACK_COPY);
+    return spawn(w, fn, arg, -1, sl__rt.stack_mode == SL_STACK_COPY, false);
 }
 
 sl_tasklet *sl_spawn_ex(const sl_spawn_attr *attr, sl_fn fn, void *arg)
@@ -529,7 +540,7 @@ sl_tasklet *sl_spawn_ex(const sl_spawn_attr *attr, sl_fn fn, void *arg)
     SL__COPY_CHECK(w, arg, "sl_spawn_ex"); /* debug builds: &local */
     if (copy && sl__copy_enable() < 0)
         return NULL;
-    sl_tasklet *t = spawn(w, fn, arg, pin, copy);
+    sl_tasklet *t = spawn(w, fn, arg, pin, copy, attr && attr->paused);
     if (t && attr && attr->name)
         sl_tasklet_set_name(t, attr->name);
     return t;
@@ -570,9 +581,10 @@ void sl__tasklet_prepare(sl_worker *w, sl_tasklet *t)
     SL_STORE(&t->ctx, make_fcontext(top, w->stacks.usable - 64,
                                     sl__trampoline));
     if (sl_unlikely(SL_LOAD(&sl__stack_canary_any)) &&
-        !SL_LOAD(&w->jump_slow)) /* switches check canaries now */
+        !(SL_LOAD(&w->jump_slow) & SL_JS_STACK)) /* switches check
+                                                       canaries now */
         for (int i = 0; i < sl__rt.nworkers; i++)
-            SL_STORE(&sl__rt.workers[i]->jump_slow, 1);
+            sl__jump_slow_set(sl__rt.workers[i], SL_JS_STACK);
 #if SL_ASAN
     t->asan_bottom = t->stack + (w->stacks.size - w->stacks.usable);
     t->asan_size = w->stacks.usable;
@@ -583,7 +595,8 @@ void sl__trampoline(sl_transfer tr)
 {
     sl_worker *w = sl__resume_fresh(tr);
     sl_tasklet *self = w->current;
-    if (!SL_LOAD(&self->killed)) /* a pending kill before the first run */
+    /* A throw or kill before the first run: the function never runs. */
+    if (sl_likely(!SL_LOAD(&self->pend)) || !SL_LOAD(&self->perr))
         self->fn(self->arg);
     /* fn may have moved us to another worker: ask the thread afresh. */
     tasklet_end(sl__self());
@@ -594,7 +607,7 @@ void sl__trampoline_copy(sl_transfer tr)
 {
     sl_worker *w = sl__resume_fresh(tr);
     sl_tasklet *self = w->current;
-    if (!SL_LOAD(&self->killed))
+    if (sl_likely(!SL_LOAD(&self->pend)) || !SL_LOAD(&self->perr))
         self->fn(self->arg);
     tasklet_exit(sl__self()); /* never returns (see above) */
 }
@@ -615,19 +628,23 @@ static inline __attribute__((always_inline)) void tasklet_end(sl_worker *w)
     bool stop = sl__check_inbox(w);
     if (sl_unlikely(self->next == self || stop)) {
         if (sl__rt.mt || SL_LOAD(&sl__rt.nwaits) > 0) {
-            /* Nothing else here, or stopping: go idle (one worker: it
-             * waits for timers, descriptors or offloaded calls). */
-            next = w->idle;
-            if (self->next == self) {
-                self->next = self->prev = NULL;
-                sl__runcount_add(w, -1);
-            } else {
-                sl__rq_unlink(w, self);
+            if (stop || !sl__run_for_main(w)) {
+                /* Nothing else here, or stopping: go idle (one worker:
+                 * it waits for timers, descriptors or offloaded calls). */
+                next = w->idle;
+                if (self->next == self) {
+                    self->next = self->prev = NULL;
+                    sl__runcount_add(w, -1);
+                } else {
+                    sl__rq_unlink(w, self);
+                }
+                goto unlinked;
             }
-            goto unlinked;
+            /* (main is in sl_run_for: it runs next, and returns) */
+        } else {
+            /* One worker, nothing else runnable: back to main. */
+            (void)sl__idle_end(w);
         }
-        /* One worker, nothing else runnable: back to main. */
-        (void)sl__idle_end(w);
     }
     next = self->next;
     sl__rq_unlink(w, self);
@@ -839,8 +856,11 @@ static void dump_one(FILE *out, const sl_tasklet *t)
         else if (k == SL_W_SELECT)
             fprintf(out, " over %u cases", (unsigned)SL_LOAD(&t->wn));
     }
-    if (SL_LOAD(&t->killed))
+    int e = SL_LOAD(&t->perr);
+    if (e == SL_EKILLED)
         fprintf(out, " killed");
+    else if (e)
+        fprintf(out, " throw %s", sl_err_name(e));
     fputc('\n', out);
 }
 

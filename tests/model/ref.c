@@ -683,6 +683,8 @@ static bool op_target(int t, const struct mt_op *o, int *rc)
         *rc = SL_ESTATE;
         return true;
     case OP_REMOVE:
+        if (X->st == S_DEAD)
+            return true; /* in no queue: a no-op, as Stackless */
         if (x == t || (X->st != S_RUNNABLE && X->st != S_PAUSED)) {
             *rc = SL_ESTATE;
             return true;
