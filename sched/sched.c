@@ -90,9 +90,9 @@
  *     visible, by whoever runs next on that worker (worker->post), so
  *     another worker never sees a parked tasklet whose context is not yet
  *     saved (Go's gopark unlocks on g0 after the switch for the same
- *     reason). The same post-switch work then looks at the tasklet's kill
- *     mark again (sched/wait.h, W6): a kill that saw it still running is
- *     carried out there.
+ *     reason). The same post-switch work then looks at the tasklet's
+ *     pending error again (sched/wait.h, W6): a throw or kill that saw it
+ *     still running is carried out there.
  *   - Wakeups that must cross workers (a pinned tasklet, main, a tasklet
  *     given away) go through the target's inbox: a list under the runtime
  *     lock, plus a futex wake if the target is parked. Inboxes are looked
@@ -120,9 +120,9 @@
  *     above hold, including "the last runnable tasklet that would block
  *     gets SL_EDEADLOCK".)
  *   - A tasklet runnable on another worker (or on its way there) cannot
- *     be removed, run or switched to from here (SL_ESTATE); killing it is
- *     pending: it is marked and its current or next blocking call returns
- *     SL_EKILLED.
+ *     be removed, run or switched to from here (SL_ESTATE); a throw or a
+ *     kill of it is pending: its error is recorded and its current or
+ *     next blocking call returns it.
  *
  * Waits (sched/wait.h, the one wait layer). Every blocking call parks its
  * tasklet in a *wait*: a generation in the tasklet's wseq (odd while the
@@ -130,7 +130,7 @@
  * the one embedded in the control block (a plain send, receive or sync
  * wait allocates nothing), or one per case for a select. Every party that
  * may end a wait - a partner meeting a waiter, a timer, a descriptor, an
- * offload helper, a kill, the deadlock rules - claims it first with a
+ * offload helper, a throw or a kill, the deadlock rules - claims it first with a
  * compare-and-swap of wseq (a compare and a store with one worker), and
  * only the winner wakes the tasklet; that one claim/cancel protocol,
  * written once, replaces per-primitive rules. Channels (channel/),
