@@ -176,8 +176,9 @@ fi
 
 # aarch64: a cross build (cmake/aarch64-linux-gnu.cmake; ctest runs each
 # test through qemu-user, the toolchain's CMAKE_CROSSCOMPILING_EMULATOR).
-# The core suites, the scheduler's on two workers, the stack guards, and
-# hackysack and skynet at small sizes with their exact results; a smaller
+# The core suites, the scheduler's on two workers, the stack guards,
+# hackysack and skynet at small sizes with their exact results, and the
+# model tester on 1 and 2 workers at a bounded size; a smaller
 # set again with 64 KiB pages (QEMU_PAGESIZE: some aarch64 kernels use
 # them); and the switch-heavy suites built with ASan (its fiber
 # annotations; LeakSanitizer cannot stop the world under qemu, so
@@ -188,7 +189,7 @@ if $arm64_stage; then
     arm64_args=(-DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake
                 -DCMAKE_BUILD_TYPE=Release -DSL_SANITIZE= -DSL_BUILD_EXAMPLES=ON)
     stack_cases="stack_overflow_reported_with_guard_pages|stack_overflow_reported_with_mprotect_guards|stack_deep_but_fitting_recursion_is_fine"
-    ctest_select="-R ^(tasklet|sched|channel|select|time|sync|copystack|mn|pool|sched_w2|channel_w2|select_w2|sync_w2|$stack_cases|hackysack_tasklet|hackysack_tasklet_w2|hackysack_copy|skynet_small|skynet_small_w2|skynet_copy)$"
+    ctest_select="-R ^(tasklet|sched|channel|select|time|sync|copystack|mn|pool|sched_w2|channel_w2|select_w2|sync_w2|$stack_cases|hackysack_tasklet|hackysack_tasklet_w2|hackysack_copy|skynet_small|skynet_small_w2|skynet_copy|model_w1|model_w2)$"
     tree "aarch64 (qemu-user)" build-arm64 -- "${arm64_args[@]}"
     ctest_select="-R ^(tasklet|channel|copystack|mn|pool|$stack_cases|hackysack_copy|skynet_small)$"
     tree "aarch64, 64 KiB pages (qemu-user)" build-arm64 QEMU_PAGESIZE=65536 -- "${arm64_args[@]}"

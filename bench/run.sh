@@ -3,13 +3,14 @@
 # growing sizes, the micro-benchmarks and their Go counterparts, skynet and
 # bench_parallel on 1 and 2 workers (scaling), the process pool (bench_pool)
 # beside Python's multiprocessing.Pool (bench/pool_python.py, skipped when
-# python3 is missing), hackysack over 2 processes, and hackysack, skynet
-# and the micro-benchmarks again with copy stacks (--stack copy); writes
-# docs/benchmarks.md
-# (tables, machine, ratios from this one run) and docs/hackysack.svg
-# (gnuplot).
+# python3 is missing), hackysack over 2 processes, the MPI layer (bench_mpi
+# on 3 ranks beside mpi4py.futures' MPIPoolExecutor, bench/mpi_python.py;
+# skipped without MPI; mpi4py installed on demand, python3-mpi4py) and
+# hackysack over 4 ranks, and hackysack, skynet and the micro-benchmarks
+# again with copy stacks (--stack copy); writes docs/benchmarks.md (tables,
+# machine, ratios from this one run) and docs/hackysack.svg (gnuplot).
 #
-# usage: bench/run.sh [BUILD_DIR] [--quick] [--repeat R] [--out DIR]
+# usage: bench/run.sh [BUILD_DIR] [--quick] [--repeat R] [--out DIR] [--only RE]
 #   BUILD_DIR  a CMake build of this repo (default: build-bench beside
 #              bench/), e.g. made with
 #                cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DSL_BUILD_TESTS=OFF
@@ -17,6 +18,9 @@
 #   --quick    small sizes only: a smoke check of the whole pipeline
 #   --repeat R run each hackysack step R times, keep the fastest (default 1)
 #   --out DIR  where benchmarks.md and hackysack.svg go (default: docs/)
+#   --only RE  run only the steps whose id matches the extended regular
+#              expression RE (e.g. '^(mpi|mpi-python)$'); the others read
+#              "not run" in the report
 #
 # Raw outputs of every step stay in BUILD_DIR/bench-results/. A hand-written
 # section between <!-- manual --> and <!-- /manual --> in an existing
@@ -27,9 +31,10 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=""
 QUICK=0
 REPEAT=1
+ONLY=""
 OUT="$ROOT/docs"
 
-usage() { sed -n '8,15p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '/^# usage:/,/^#$/p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
     case "$1" in
     --quick) QUICK=1 ;;
@@ -38,7 +43,8 @@ while [ $# -gt 0 ]; do
         REPEAT=$2
         shift ;;
     --out) [ $# -ge 2 ] || usage; OUT=$2; shift ;;
-    --help|-h) sed -n '8,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --only) [ $# -ge 2 ] || usage; ONLY=$2; shift ;;
+    --help|-h) sed -n '/^# usage:/,/^#$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "run.sh: unknown option $1" >&2; usage ;;
     *) [ -z "$BUILD" ] || usage; BUILD=$1 ;;
     esac
@@ -80,6 +86,8 @@ if [ "$QUICK" = 1 ]; then
     COPY_BIG=""        # the ten-million-player copy-stack game: not quick
     POOL_ARGS="--runs 2 --tasks 10000 --bulk-tasks 20000 --map-items 1000000 --map-c1-items 20000 --rounds 10000 --cpu-items 40"
     PYPOOL_ARGS="--runs 1 --tasks 500 --bulk-tasks 2000 --map-items 2000 --map-default-items 100000"
+    MPI_ARGS="--runs 2 --rounds 2000 --one 2000 --tasks 20000 --map-items 400000 --idle-ms 200"
+    MPIPY_ARGS="--runs 1 --one 200 --tasks 500 --map-items 100000"
 else
     PLAYERS="10 100 1000 10000 100000 1000000"
     TK=1000000
@@ -90,6 +98,8 @@ else
     COPY_BIG=10000000
     POOL_ARGS=""       # bench_pool's defaults (10M map items, 5 runs)
     PYPOOL_ARGS=""     # pool_python.py's defaults (3 runs)
+    MPI_ARGS=""        # bench_mpi's defaults (5 runs)
+    MPIPY_ARGS=""      # mpi_python.py's defaults (3 runs)
 fi
 STEP_TIMEOUT=1200    # seconds; a step that takes longer is killed and recorded
 
@@ -184,6 +194,36 @@ else
     echo "run.sh: no python3 on PATH; skipping Python's multiprocessing.Pool rows" >&2
 fi
 
+# ---- the MPI layer and mpi4py.futures, side by side; hackysack over ranks.
+# Open MPI refuses root unless told (CI runs as root); --oversubscribe:
+# 3 or 4 ranks on a machine with fewer cores.
+MPIBENCH=$BUILD/bench/bench_mpi
+MPIRUN="env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun --oversubscribe"
+MPI4PY=""
+if [ -x "$MPIBENCH" ] && command -v mpirun >/dev/null 2>&1; then
+    add "mpi" "bench_mpi ranks=3" "$MPIRUN -np 3 $MPIBENCH $MPI_ARGS"
+    add "hs-mpi-4" "hackysack mpi ranks=4 players=$RATIO_PLAYERS kicks=$PK" \
+        "$MPIRUN -np 4 $HS --mode mpi --players $RATIO_PLAYERS --kicks $PK"
+    # mpi4py: the first Python that has it; else install it (Debian).
+    have_mpi4py() { for py in python3 /usr/bin/python3; do
+        if "$py" -c 'import mpi4py.futures' 2>/dev/null; then command -v "$py"; return 0; fi
+    done; return 1; }
+    if ! MPI4PY=$(have_mpi4py); then
+        echo "run.sh: no mpi4py; installing python3-mpi4py for the anchor" >&2
+        SL_EXTRA_PACKAGES=python3-mpi4py bash "$ROOT/scripts/install-deps.sh" >&2 || true
+        MPI4PY=$(have_mpi4py) || MPI4PY=""
+    fi
+    if [ -n "$MPI4PY" ]; then
+        MPI4PY_VERSION=$("$MPI4PY" -c 'import mpi4py; print(mpi4py.__version__)')
+        add "mpi-python" "mpi4py.futures MPIPoolExecutor ranks=3" \
+            "$MPIRUN -np 3 $MPI4PY -m mpi4py.futures $ROOT/bench/mpi_python.py $MPIPY_ARGS"
+    else
+        echo "run.sh: no mpi4py (Debian: python3-mpi4py); skipping its rows" >&2
+    fi
+else
+    echo "run.sh: no $MPIBENCH or no mpirun (a build without MPI?); skipping the MPI layer" >&2
+fi
+
 NSTEPS=${#IDS[@]}
 PTHREAD_FAILED=""   # "players=N: message" once pthread creation has failed
 
@@ -219,12 +259,16 @@ others_busy() {
     awk -v a="$a" -v b="$b" -v n="$(nproc)" 'BEGIN { split(a, x, " "); split(b, y, " ");
         t = y[1] - x[1]; if (t > 0) printf "%.2f", (t - (y[2] - x[2])) / t * n; else printf "?" }'
 }
-is_scaling() { [[ $1 =~ ^(skynet|skynet-w2|skynet-copy-w[0-9]+|go-skynet-[0-9]+|par-w[0-9]+|pool|pool-python)$ ]]; }
+is_scaling() { [[ $1 =~ ^(skynet|skynet-w2|skynet-copy-w[0-9]+|go-skynet-[0-9]+|par-w[0-9]+|pool|pool-python|mpi|mpi-python)$ ]]; }
 
 SWEEP_T0=$(date +%s)
 for i in "${!IDS[@]}"; do
     id=${IDS[$i]} label=${LABELS[$i]} cmd=${CMDS[$i]}
     printf '[%d/%d] %s ... ' "$((i + 1))" "$NSTEPS" "$label" >&2
+    if [ -n "$ONLY" ] && ! [[ $id =~ $ONLY ]]; then
+        echo "not selected (--only)" >&2
+        continue
+    fi
     if [ -n "$PTHREAD_FAILED" ] && [[ $id == hs-pthread-* ]]; then
         echo "skipped (pthreads already failed at $PTHREAD_FAILED)" >&2
         echo skipped >"$RES/$id.rc"
@@ -360,6 +404,7 @@ BTYPE=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD/CMakeCache.txt" 2>/dev/n
 INVOCATION="bench/run.sh $(rel "$BUILD")"
 [ "$QUICK" = 1 ] && INVOCATION+=" --quick"
 [ "$REPEAT" -gt 1 ] && INVOCATION+=" --repeat $REPEAT"
+[ -n "$ONLY" ] && INVOCATION+=" --only '$ONLY'"
 
 SW=$(kv switch ns_per_switch) FC=$(kv fcontext ns_per_switch)
 CH=$(kv channel ns_per_message) SP=$(kv spawn ns_per_spawn)
@@ -533,6 +578,53 @@ MD=$OUT/benchmarks.md
         echo "(tasklets in one process, same game: $(fmt "$(kv hs-tasklet-ratio kicks_per_sec)" %.0f) kicks/s); every kick whose receiver lives in"
         echo "the other process crosses an \`sl_mpchan\`."
         a=$(trace_of "$hp") b=$(trace_of hs-tasklet-ratio)
+        if [ -n "$a" ] && [ -n "$b" ]; then
+            if [ "$a" = "$b" ]; then echo "Its kick trace agrees with the tasklet run's ($a)."
+            else echo "**Its kick trace ($a) differs from the tasklet run's ($b).**"; fi
+        fi
+        echo
+    fi
+    echo "## MPI"
+    echo
+    echo "\`bench_mpi\` (\`bench/bench_mpi.c\`, see docs/distributed.md) against"
+    echo "mpi4py's \`MPIPoolExecutor\` (\`bench/mpi_python.py\`, mpi4py ${MPI4PY_VERSION:-not installed}),"
+    echo "each as 3 MPI ranks on this machine: rank 0 the caller, 2 serving ranks. No-op"
+    echo "tasks: 8 bytes in, the same 8 back (Python: the argument returned). Each"
+    echo "measure is the best of several runs after a warm-up. Other load during the"
+    echo "steps: bench_mpi $(others_of mpi), Python $(others_of mpi-python) CPUs."
+    echo
+    if [ "$(status mpi)" = - ]; then
+        echo "Not run (no bench_mpi in the build, or no mpirun)."
+    elif [ "$(status mpi)" != 0 ]; then
+        echo "**bench_mpi failed (exit $(status mpi)): $(grep -v '^usage\|^  ' "$RES/mpi.err" | head -n 1)**"
+    fi
+    MPYOK=0
+    [ "$(status mpi-python)" = 0 ] && MPYOK=1
+    mpy() { if [ "$MPYOK" = 1 ]; then fmt "$(kv mpi-python "$1")" %.0f; else echo "n/a"; fi; }
+    mpyratio() { if [ "$MPYOK" = 1 ]; then ratio "$(kv mpi "$1")" "$(kv mpi-python "$2")"; else echo "n/a"; fi; }
+    echo "Commands: $(cmd_of mpi) and $(cmd_of mpi-python)."
+    echo
+    echo "| tasks per second | stackless | mpi4py.futures | stackless / mpi4py |"
+    echo "|---|---|---|---|"
+    echo "| no-op, submit + wait one at a time | $(fmt "$(kv mpi one_tasks_per_sec)" %.0f) | $(mpy one_tasks_per_sec) | $(mpyratio one_tasks_per_sec one_tasks_per_sec) |"
+    echo "| no-op, N submitted then N awaited (unbatched: a record per task) | $(fmt "$(kv mpi tasks_per_sec)" %.0f) | $(mpy tasks_per_sec) | $(mpyratio tasks_per_sec tasks_per_sec) |"
+    echo "| \`map\`, chunksize 1000 | $(fmt "$(kv mpi map_c1000_tasks_per_sec)" %.0f) | $(mpy map_c1000_tasks_per_sec) | $(mpyratio map_c1000_tasks_per_sec map_c1000_tasks_per_sec) |"
+    echo "| \`sl_mpi_pool_map\`, default chunksize ($(kv mpi map_chunk)) | $(fmt "$(kv mpi map_tasks_per_sec)" %.0f) | - | - |"
+    echo
+    echo "| measure (bench_mpi, this run) | value | target |"
+    echo "|---|---|---|"
+    echo "| no-op tasks, N submitted then awaited, tasks/s | $(fmt "$(kv mpi tasks_per_sec)" %.0f) | >= 100,000 |"
+    echo "| chunked map of tiny tasks, stackless / mpi4py (chunksize 1000) | $(mpyratio map_c1000_tasks_per_sec map_c1000_tasks_per_sec) | >= 10 |"
+    echo "| channel round trip between ranks, 8 bytes, us: ours $(fmt "$(kv mpi rtt_us)" %.2f), raw \`MPI_Send\`/\`MPI_Recv\` $(fmt "$(kv mpi mpi_rtt_us)" %.2f); ratio | $(fmt "$(kv mpi rtt_ratio)" %.2f) | <= 2 |"
+    echo "| CPU of an idle rank (the busier of ranks 1 and 2 over $(kv mpi idle_ms) ms), % | $(fmt "$(kv mpi idle_cpu_pct)" %.3f) | ~0 |"
+    echo "| waking a sleeping rank (a send it must take), us | $(fmt "$(kv mpi wake_us)" %.1f) | |"
+    echo "| rank 0's own CPU per no-op task in bulk (dispatching, collecting), us | $(fmt "$(kv mpi rank0_cpu_us_per_task)" %.3f) | |"
+    echo
+    hm=hs-mpi-4
+    if [ "$(status "$hm")" != - ]; then
+        echo "Hackysack over 4 MPI ranks ($(cmd_of "$hm")): $(hs_cell "$hm") s, $(fmt "$(kv "$hm" kicks_per_sec)" %.0f) kicks/s;"
+        echo "three kicks in four cross ranks on an \`sl_mpi_chan\`."
+        a=$(trace_of "$hm") b=$(trace_of hs-tasklet-ratio)
         if [ -n "$a" ] && [ -n "$b" ]; then
             if [ "$a" = "$b" ]; then echo "Its kick trace agrees with the tasklet run's ($a)."
             else echo "**Its kick trace ($a) differs from the tasklet run's ($b).**"; fi

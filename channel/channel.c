@@ -147,16 +147,15 @@ static inline int ring_pop(struct sl_ring *r, void **out)
     return s->err;
 }
 
-/* A partner pw completed (unlinked, done) with ch's lock released: for a
- * slow waiter (a select's or a timed wait's) its select's other waiters
- * are withdrawn (each under its own lock, W5 of sched/wait.h) and its
- * counts undone; then it joins the end of the run queue. */
+/* A partner pw completed (unlinked, done) with ch's lock released: a
+ * select's other waiters are withdrawn (each under its own lock, W5 of
+ * sched/wait.h), then it joins the end of the run queue. */
 static __attribute__((noinline)) void wake_completed(sl_worker *w,
                                                     sl_waiter *pw, bool slow)
 {
     sl_tasklet *t = pw->t;
     if (slow)
-        sl__wait_partner_done(t);
+        sl__wait_finish(t);
     sl__wake(w, t);
 }
 
@@ -276,32 +275,22 @@ complete(sl_worker *w, sl_channel *ch, sl_waiter *pw, int dir, void *msg,
     return after_handover(w, t, after, rc);
 }
 
-/* complete() for a slow waiter pw (claimed; the head of ch's queue): a
- * select's, or a timed wait's (sl__waiter_slow). The exchange, then (W5)
- * a select's other waiters are withdrawn and the wait's counts undone
- * before it is woken, so that no channel counts a select once it is over
- * and a wait that ended no longer holds off the deadlock rules. A
- * selecting tasklet is never switched to at once: it joins the end of the
- * run queue, whatever the preference (docs/select.md); a timed wait's
- * tasklet follows the preference as any waiter. Lock held, released
- * here. */
+/* complete() for a select's waiter pw (claimed; the head of ch's queue;
+ * sl__waiter_slow). The exchange, then (W5) its other waiters are
+ * withdrawn before it is woken, so that no channel counts a select once
+ * it is over. A selecting tasklet is never switched to at once: it joins
+ * the end of the run queue, whatever the preference (docs/select.md).
+ * Lock held, released here. */
 static __attribute__((noinline)) int
 complete_slow(sl_worker *w, sl_channel *ch, sl_waiter *pw, int dir,
               void *msg, void **out, int err)
 {
-    sl_tasklet *t = pw->t;
     sl__waitq_unlink(pw);
     int rc = exchange(pw, dir, msg, err, out);
     pw->done = 1;
-    uint8_t after = ch->after[dir > 0 ? 0 : 1];
-    bool select = pw != &t->wait;
     ch_unlock(ch);
-    sl__wait_partner_done(t);
-    if (select) {
-        sl__wake(w, t);
-        return rc;
-    }
-    return after_handover(w, t, after, rc);
+    wake_completed(w, pw, true);
+    return rc;
 }
 
 /* Nobody to meet: wait at the tail of the queue, or fail. Lock held,
@@ -468,8 +457,8 @@ channel_action(sl_channel *ch, int dir, void *msg, void **out, int err,
             return buffered_action(w, ch, dir, msg, out, err, try_only,
                                    timeout_ms);
         /* A partner waits: claim the first one, hand over. (The claim
-         * fails on a select's or a timed wait's waiter: its gen is even,
-         * see sched/wait.h; claimed_action completes that one.) */
+         * fails on a select's waiter: its gen is even, see sched/wait.h;
+         * claimed_action completes that one.) */
         sl_waiter *pw = ch->q.head;
         if (sl_unlikely(!sl__claim(pw->t, pw->gen)))
             return claimed_action(w, ch, dir, msg, out, err, try_only,

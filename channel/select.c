@@ -220,7 +220,8 @@ int sl_select(sl_select_case *cases, int n, int64_t timeout_ms)
     cur->wv = NULL;
     SL_STORE(&cur->wn, (uint16_t)0);
     cur->wheap = 0;
-    sl__wait_kind_reset(cur); /* (its counts: undone by whoever ended it) */
+    sl__wait_kind_reset(cur);
+    sl__wait_account(cur);
     if (rc == 0) {
         int i = 0;
         while (i < n && !ws[i].done)

@@ -44,7 +44,9 @@ extern "C" {
     X(SL_EWOULDBLOCK, -10007, "operation would block")                       \
     X(SL_ETIMEDOUT, -10008, "timed out")                                     \
     X(SL_EBROKEN, -10009, "barrier is broken")                               \
-    X(SL_EWORKERDIED, -10010, "pool worker process died")
+    X(SL_EWORKERDIED, -10010, "pool worker process died")                    \
+    X(SL_ENOTASK, -10011, "task function not registered on this rank")      \
+    X(SL_ERANKDIED, -10012, "an MPI rank this call depends on died")
 
 enum {
 #define SL__ERR_ENUM(name, value, msg) name = value,

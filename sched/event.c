@@ -620,8 +620,9 @@ static int park(sl_worker *w, sl_tasklet *cur, uint32_t gen, int64_t deadline)
     sl__publish_after_switch(w, cur, SL_T_BLOCKED);
     w = sl__jump(w, cur, next);
     sl__events_due(w);
-    int rc = sl__wait_result(cur); /* (its ender undid its counts) */
+    int rc = sl__wait_result(cur);
     sl__wait_kind_reset(cur);
+    sl__wait_account(cur);
     return rc;
 }
 

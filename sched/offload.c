@@ -68,7 +68,6 @@ static void *helper(void *arg)
         SL__ASSERT(won);
         (void)won;
         sl__wait_landed_slow(t);
-        sl__wait_account(t);
         t->result = 0;
         sl__inbox_push(home, t);
 
@@ -161,7 +160,8 @@ int sl_offload(void (*fn)(void *), void *arg)
     if (j != &jl)
         free(j);
     sl__wait_kind_reset(cur);
-    cur->result = 0; /* (the helper undid the wait's count) */
+    sl__wait_account(cur);
+    cur->result = 0;
     return sl__resumed(cur, 0); /* a throw or kill meanwhile: now */
 }
 

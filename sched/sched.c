@@ -953,6 +953,9 @@ int sl_tasklet_remove(sl_tasklet *t)
             if (t->is_main && sl__rt.mt)
                 return SL_ESTATE;
             sl__rq_unlink(w, t);
+            /* A wait of its that ended (it has not run since) counts no
+             * more: paused, it must not keep the deadlock rules off. */
+            sl__wait_account(t);
             SL_STORE(&t->wseq, t->wseq + 2); /* paused anew (worker.c) */
             __atomic_store_n(&t->state, (uint8_t)SL_T_PAUSED,
                              __ATOMIC_SEQ_CST);

@@ -487,8 +487,8 @@ static inline void sl__nwaits_add(int d)
 int64_t sl__now_ns(void);
 int64_t sl__deadline(int64_t timeout_ms);
 /* Arm a timer on w for wait gen of t (the current tasklet); counts it in
- * nwaits and in t's wcount (SL_WC_TIMER), which whoever ends the wait
- * undoes (sl__wait_account). SL_ENOMEM if the heap cannot grow. */
+ * nwaits and in t's wcount (SL_WC_TIMER), undone by sl__wait_account.
+ * SL_ENOMEM if the heap cannot grow. */
 int sl__timer_arm(sl_worker *w, sl_tasklet *t, uint32_t gen,
                   int64_t deadline);
 

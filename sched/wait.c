@@ -86,7 +86,6 @@ bool sl__wait_claimed_end(sl_worker *w, sl_tasklet *t, int result)
 {
     sl__wait_landed(t);
     cancel_waiters(t);
-    sl__wait_account(t);
     t->result = result;
     return wake(w, t);
 }
@@ -94,15 +93,13 @@ bool sl__wait_claimed_end(sl_worker *w, sl_tasklet *t, int result)
 void sl__wait_wake_partner(sl_worker *w, sl_tasklet *t)
 {
     sl__wait_landed(t);
-    sl__wait_account(t);
     t->result = 0;
     sl__wake(w, t);
 }
 
-void sl__wait_partner_done(sl_tasklet *t)
+void sl__wait_finish(sl_tasklet *t)
 {
     cancel_waiters(t);
-    sl__wait_account(t);
 }
 
 /* ---- looking at a queue (sl_tasklet_next, sl_channel_queue) ------------- */

@@ -34,11 +34,12 @@
  *     publishes the state first, then releases the queue locks taken for
  *     the wait, then looks at its pending error again (W6). A claimer
  *     waits for the state to leave SWITCHING before it touches the
- *     tasklet: its context is saved then. A partner never waits: it met the waiter under a lock
- *     the post-switch work released after publishing.
+ *     tasklet: its context is saved then. A partner never waits: it met
+ *     the waiter under a lock the post-switch work released after
+ *     publishing.
  *  W4 The winner of the claim makes the tasklet runnable exactly once,
  *     with t->result set: 0 when a partner completed it through a waiter
- *     (that waiter then has done = 1 and carries the exchange), the
+ *     (that waiter carries the exchange; a select's is marked done), the
  *     claimer's code otherwise (SL_ETIMEDOUT, SL_EDEADLOCK, ready events,
  *     or SL__EPENDING for a throw or a kill: the tasklet takes the error
  *     itself when it runs, sl__wait_result).
@@ -50,13 +51,20 @@
  *     once: no lock order to keep); any other claimer all of them the same
  *     way. So nothing reaches a waiter once its call has returned.
  *  W6 No lost pending error (a kill or a throw). A thrower stores the
- *     error (perr, then the pend flag) and then reads the state; a parking
- *     tasklet publishes its state and then reads pend and perr (each side
- *     a full fence between: seq_cst). At least one sees the other: the
- *     thrower claims a wait it sees, the post-switch check claims one the
- *     thrower missed. Either way the claim decides (W1). Only the tasklet
- *     itself clears a thrown error (sl__pend_take), so a stale pend flag
- *     may stay behind; every reader checks perr before it acts.
+ *     error (perr, then the pend flag) and then reads the wait's
+ *     generation and the state; a parking tasklet publishes its state and
+ *     then reads pend and perr (each side a full fence between: seq_cst).
+ *     At least one sees the other: the thrower claims a wait it sees
+ *     published, the post-switch check claims one the thrower missed.
+ *     Either way the claim decides (W1). Only the tasklet itself clears a
+ *     thrown error (sl__pend_take), so a stale pend flag may stay behind;
+ *     every reader checks perr before it acts.
+ *  W7 Counts. A wait that can end by itself (a timer, a descriptor, an
+ *     offloaded call) counts in sl__rt.nwaits, which keeps the deadlock
+ *     rules off, from its start until its tasklet runs again, or is
+ *     removed before that (sl__wait_account): a runnable tasklet keeps the
+ *     runtime busy anyway, and a wait that ended must not outlive its
+ *     tasklet's leaving the run queue.
  *
  * A tasklet in transit to another worker (woken from elsewhere, given to a
  * thief) is INBOX until that worker links it into its run queue; only that
@@ -215,19 +223,22 @@ static inline void sl__waitq_unlink_head(struct sl_waitq *q,
  * whose wait is over are unlinked on the way. NULL when none is left. */
 struct sl_waiter *sl__waitq_claim_head(struct sl_waitq *q);
 
-/* The waiters of a select or of a timed wait keep their wait's generation
- * minus one (even), so that the hand-over's fast claim, sl__claim(w->t,
- * w->gen), fails on them and they take the slow path, which withdraws the
- * select's other waiters (W5) and undoes the timer's count
- * (sl__wait_partner_done). The wait's generation is w->gen | 1 for every
- * waiter. */
+/* A select's waiters keep their wait's generation minus one (even), so
+ * that the hand-over's fast claim, sl__claim(w->t, w->gen), fails on them
+ * and they take the slow path, which withdraws the select's other waiters
+ * (W5). The wait's generation is w->gen | 1 for every waiter. */
 static inline bool sl__waiter_slow(const struct sl_waiter *w)
 {
     return !(w->gen & 1);
 }
 
-/* Undo what t's wait counts in (timers, descriptors, nwaits): by whoever
- * ends the wait, once (W4). */
+/* Undo what t's wait counted in (its timer, its descriptor, nwaits): by the
+ * tasklet when it runs again, or by sl_tasklet_remove when it is taken out
+ * of the run queue before that (its wait is over, so it must not keep the
+ * deadlock rules off). A wait whose tasklet is runnable but has not run
+ * yet still counts: harmless, the runtime is not idle while it is
+ * runnable; and it keeps a worker that woke it from its idle loop (a timer
+ * fired in epoll) from looking idle with nwaits at 0 meanwhile. */
 void sl__wait_account(sl_tasklet *t);
 
 /* t's wait was claimed by the caller, which is not a partner: unlink its
@@ -271,11 +282,10 @@ static inline void sl__wait_landed(sl_tasklet *t)
         sl__wait_landed_slow(t);
 }
 
-/* A partner completed t's wait through one of its waiters, which was a
- * slow one (sl__waiter_slow) and is unlinked: with no lock held, unlink
- * t's other waiters (a select's), each under its own lock (W5), and undo
- * the wait's counts. */
-void sl__wait_partner_done(sl_tasklet *t);
+/* A partner completed t's wait through one of its waiters, a select's
+ * (sl__waiter_slow), which is unlinked: with no lock held, unlink t's
+ * other waiters, each under its own lock (W5). */
+void sl__wait_finish(sl_tasklet *t);
 
 /* ---- parking in one queue ---------------------------------------------- */
 
@@ -343,9 +353,7 @@ sl__wait_one(sl_worker **wp, sl_tasklet *cur, struct sl_waitq *q,
     SL_STORE(&wt->dir, (int8_t)dir); /* (sl_dump reads it) */
     wt->value = value;
     wt->result = result;
-    /* A timed wait's waiter is marked like a select's (even gen): its
-     * partner takes the slow path, which undoes the timer's count. */
-    wt->gen = timed ? gen - 1 : gen;
+    wt->gen = gen;
     sl__waitq_link_dir(q, wt, dir);
     if (sl__rt.mt) { /* published, and lk released, once we are switched
                         out (W3): sl__publish_after_switch and more */
@@ -360,9 +368,11 @@ sl__wait_one(sl_worker **wp, sl_tasklet *cur, struct sl_waitq *q,
     w = sl__jump(w, cur, next);
     sl__events_due(w);
     *wp = w;
-    rc = cur->result; /* (its counts were undone by whoever ended it) */
+    rc = cur->result; /* (raw: see above) */
     if (kind != SL_W_CHAN)
         sl__wait_kind_reset(cur);
+    if (timed)
+        sl__wait_account(cur);
     return rc;
 }
 

@@ -23,10 +23,9 @@ enum sl_wkind {
                       kill is reported once it has                       */
 };
 
-/* What a wait counts in (sl_tasklet.wcount), so that whoever ends it,
- * not the tasklet when it runs again (it may be removed before it does),
- * takes it out: a wait that ended no longer keeps the runtime from its
- * deadlock rules. */
+/* What a wait counts in (sl_tasklet.wcount), taken out by the tasklet when
+ * it runs again, or by sl_tasklet_remove if it is removed before that
+ * (sl__wait_account). */
 enum {
     SL_WC_TIMER = 1,  /* a timer on wait_w: its timers_live, and nwaits    */
     SL_WC_FD = 2,     /* a descriptor on wait_w: its fd_waits, and nwaits  */

@@ -3,6 +3,10 @@
 # only those missing (apt-get as root, or sudo -n). Idempotent and quiet when
 # everything is present. Used by .ci/run, test.sh and hackysack.sh.
 #
+# libopenmpi-dev and openmpi-bin: the MPI layer (mpi/, built when CMake
+# finds MPI) and its tests under mpirun. SL_EXTRA_PACKAGES adds more
+# (bench/run.sh asks for python3-mpi4py, its anchor; CI does not need it).
+#
 # With --arm64 (test.sh passes it unless SL_CI_ARM64=0), on an x86-64
 # Debian host: what test.sh's aarch64 stage needs too (a cross compiler,
 # the arm64 builds of boost.context and CUnit from Debian's multiarch
@@ -10,7 +14,8 @@
 # to dpkg first if it is not there.
 set -euo pipefail
 
-packages=(cmake libboost-context-dev libcunit1-dev pkgconf gcc make valgrind ${SL_EXTRA_PACKAGES:-})
+packages=(cmake libboost-context-dev libcunit1-dev pkgconf gcc make valgrind
+          libopenmpi-dev openmpi-bin ${SL_EXTRA_PACKAGES:-})
 arm64=false
 if [ "${1:-}" = --arm64 ] && command -v dpkg >/dev/null &&
     [ "$(dpkg --print-architecture)" = amd64 ]; then

@@ -12,7 +12,9 @@
  * runtime; --mode pthread with one thread per player (hackysack_pthread.c);
  * --mode process with the players' tasklets spread over --procs processes
  * of a process pool, the ball crossing them on sl_mpchans
- * (hackysack_process.c).
+ * (hackysack_process.c); --mode mpi, under mpirun, with them spread over
+ * the job's ranks, the ball crossing them on sl_mpi_chans
+ * (hackysack_mpi.c, built only where MPI is).
  * Both play the identical game (see hackysack.h) and print the same last
  * line, so runs compare by reading one line. */
 #define _GNU_SOURCE
@@ -30,6 +32,11 @@
 #include <stackless.h>
 
 #include "hackysack.h"
+
+/* --mode mpi is there when CMake found MPI (it defines HS_HAVE_MPI=1). */
+#ifndef HS_HAVE_MPI
+#define HS_HAVE_MPI 0
+#endif
 
 #define DEFAULT_PLAYERS 10000u
 #define DEFAULT_KICKS_TASKLET 1000000u
@@ -247,15 +254,17 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: hackysack [options]\n"
-            "  --mode tasklet|pthread|process  one tasklet (default) or one OS thread per\n"
-            "                          player, or tasklets spread over --procs processes\n"
+            "  --mode tasklet|pthread|process|mpi  one tasklet (default) or one OS thread\n"
+            "                          per player, or tasklets spread over --procs processes,\n"
+            "                          or over the ranks of an MPI job (mpirun -np P\n"
+            "                          hackysack --mode mpi; %s)\n"
             "  --players N             players in the circle, >= 2 (default %u)\n"
             "  --kicks K               kicks before the game ends (default %u in tasklet\n"
             "                          mode; %u in pthread mode, so the default run\n"
             "                          finishes well under a minute)\n"
             "  --seed S                seed of the players' generators (default 1)\n"
-            "  --workers N             tasklet and process modes: OS threads running\n"
-            "                          tasklets (in each process; default 1)\n"
+            "  --workers N             tasklet, process and mpi modes: OS threads running\n"
+            "                          tasklets (in each process or rank; default 1)\n"
             "  --procs P               process mode: worker processes, 1 .. 256 (default 1)\n"
             "  --stack fixed|copy      tasklet mode: a stack per player (default), or copy\n"
             "                          stacks: a waiting player keeps only the bytes its\n"
@@ -271,7 +280,8 @@ static void usage(FILE *out)
             "(resident bytes the waiting players added, each; 0 outside tasklet mode).\n"
             "Exit status: 0 ok,\n"
             "1 failure (e.g. out of threads), 2 bad usage.\n",
-            DEFAULT_PLAYERS, DEFAULT_KICKS_TASKLET, DEFAULT_KICKS_PTHREAD);
+            HS_HAVE_MPI ? "built in" : "not built: no MPI", DEFAULT_PLAYERS, DEFAULT_KICKS_TASKLET,
+            DEFAULT_KICKS_PTHREAD);
 }
 
 static _Noreturn void bad_usage(const char *fmt, const char *arg)
@@ -312,8 +322,12 @@ int main(int argc, char **argv)
                 o.mode = HS_PTHREAD;
             else if (strcmp(optarg, "process") == 0)
                 o.mode = HS_PROCESS;
+            else if (strcmp(optarg, "mpi") == 0 && HS_HAVE_MPI)
+                o.mode = HS_MPI;
+            else if (strcmp(optarg, "mpi") == 0)
+                bad_usage("%s", "--mode mpi: this hackysack was built without MPI");
             else
-                bad_usage("unknown mode '%s' (tasklet, pthread or process)", optarg);
+                bad_usage("unknown mode '%s' (tasklet, pthread, process or mpi)", optarg);
             break;
         case 'n': o.players = (uint32_t)parse_num("--players", optarg, 2, 100000000); break;
         case 'k':
@@ -355,13 +369,16 @@ int main(int argc, char **argv)
     if (o.mode == HS_PTHREAD && workers_set && o.workers != 1)
         bad_usage("%s", "--workers applies to tasklet mode only");
     if (o.mode != HS_PROCESS && o.procs != 1)
-        bad_usage("%s", "--procs applies to process mode only");
+        bad_usage("%s", "--procs applies to process mode only (mpi mode: mpirun -np)");
 
     hs_result r = {0};
     int status = o.mode == HS_TASKLET   ? play_tasklet(&o, &r)
                  : o.mode == HS_PROCESS ? hs_play_process(&o, &r)
+#if HS_HAVE_MPI
+                 : o.mode == HS_MPI     ? hs_play_mpi(&o, &r, &argc, &argv)
+#endif
                                         : hs_play_pthread(&o, &r);
-    if (status != 0)
+    if (status != 0 || r.quiet)
         return status;
 
     if (r.kicks != o.kicks || r.received != o.kicks) {
@@ -377,7 +394,7 @@ int main(int argc, char **argv)
            r.kicks, r.received, r.trace);
     printf("mode=%s players=%u kicks=%" PRIu64 " workers=%d procs=%d seconds=%.4f spawn_seconds=%.4f "
            "game_seconds=%.4f kicks_per_sec=%.0f peak_rss_kb=%ld stack=%s bytes_per_player=%.0f\n",
-           o.mode == HS_TASKLET ? "tasklet" : o.mode == HS_PROCESS ? "process" : "pthread", o.players, o.kicks, o.workers, o.procs,
+           o.mode == HS_TASKLET ? "tasklet" : o.mode == HS_PROCESS ? "process" : o.mode == HS_MPI ? "mpi" : "pthread", o.players, o.kicks, o.workers, o.procs,
            seconds, r.spawn_seconds, r.game_seconds, (double)o.kicks / seconds, ru.ru_maxrss,
            o.stack_mode == SL_STACK_COPY ? "copy" : "fixed", r.bytes_per_player);
     return 0;

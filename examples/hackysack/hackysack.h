@@ -13,7 +13,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-enum hs_mode { HS_TASKLET, HS_PTHREAD, HS_PROCESS };
+enum hs_mode { HS_TASKLET, HS_PTHREAD, HS_PROCESS, HS_MPI };
 
 typedef struct hs_options {
     enum hs_mode mode;
@@ -24,7 +24,8 @@ typedef struct hs_options {
     uint32_t stack_kib; /* tasklet mode: sl_config.stack_size / 1024; 0: default */
     int stack_mode;   /* tasklet mode: sl_config.stack_mode (SL_STACK_*) */
     int preference;   /* tasklet mode: every channel's preference, -1..1 */
-    int procs;        /* process mode: worker processes; else 1 */
+    int procs;        /* process mode: worker processes; mpi mode: ranks;
+                         else 1 */
     bool verbose;     /* print every kick */
 } hs_options;
 
@@ -36,6 +37,7 @@ typedef struct hs_result {
     uint64_t kicks;       /* kicks counted by the players */
     uint64_t received;    /* balls received, main's first send included */
     uint64_t trace;       /* hs_trace_step over every kick's receiver */
+    bool quiet;           /* mpi mode, ranks but 0: rank 0 reports */
 } hs_result;
 
 /* splitmix64's finaliser: turns seed + index into a well-mixed state. */
@@ -146,5 +148,12 @@ int hs_play_pthread(const hs_options *o, hs_result *r);
  * process pool (hackysack_process.c). 0 when the game ran; 1 after a
  * failure reported on stderr; 2 for a configuration the pool refuses. */
 int hs_play_process(const hs_options *o, hs_result *r);
+
+/* Plays the game with the players spread over the ranks of an MPI job
+ * (hackysack_mpi.c; built only with MPI): called on every rank, which
+ * sets o->procs to the number of ranks, and r->quiet on all but rank 0.
+ * 0 when the game ran; 1 after a failure reported on stderr; 2 for a
+ * configuration it refuses (a single rank). */
+int hs_play_mpi(hs_options *o, hs_result *r, int *argc, char ***argv);
 
 #endif /* HACKYSACK_H */

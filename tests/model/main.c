@@ -76,7 +76,7 @@ static void usage(FILE *out)
         "  --prog TEXT        run the encoded program a failure report printed\n"
         "  --repeat N         run each program N times (several workers: the\n"
         "                     interleaving differs each time)\n"
-        "  --timeout SEC      a program running longer is a hang (default 2 on\n"
+        "  --timeout SEC      a program running longer is a hang (default 10 on\n"
         "                     one worker, whose clock is virtual; 20 on more)\n"
         "  --stack copy       copy stacks (default fixed)\n"
         "  --no-steal         sl_config.steal = 0\n"
@@ -390,7 +390,7 @@ static struct mt_runcfg runcfg(int workers)
 /* Seconds one run of a program may take before it counts as a hang. */
 static int timeout_of(int workers)
 {
-    return opt.timeout > 0 ? opt.timeout : workers == 1 ? 2 : 20;
+    return opt.timeout > 0 ? opt.timeout : workers == 1 ? 10 : 20;
 }
 
 /* A program: from its seed, or the one given. */
