@@ -107,6 +107,17 @@ static inline void ch_unlock(sl_channel *ch)
         sl__spin_unlock(&ch->lock);
 }
 
+/* The hot paths are compiled twice, once for one worker (mt false: no
+ * lock, a plain claim) and once for several, and channel_action picks
+ * one with a single test: the runtime's worker count never changes while
+ * tasklets run. */
+static inline __attribute__((always_inline)) void ch_unlock_in(sl_channel *ch,
+                                                               bool mt)
+{
+    if (mt)
+        sl__spin_unlock(&ch->lock);
+}
+
 /* ---- the exchange --------------------------------------------------------- */
 
 /* The message changes hands with partner pw (claimed, unlinked; lock
@@ -121,8 +132,12 @@ exchange(sl_waiter *pw, int dir, void *msg, int err, void **out)
         pw->result = err;
     } else {
         rc = pw->result;
-        if (sl_likely(rc == 0) && out)
-            *out = pw->value;
+        if (sl_likely(rc == 0)) {
+            if (out)
+                *out = pw->value;
+        } else {
+            pw->result = 0; /* the sender's own call succeeded */
+        }
     }
     return rc;
 }
@@ -170,6 +185,7 @@ static sl_waiter *refill_from_sender(sl_channel *ch)
     if (!pw)
         return NULL;
     ring_push(ch->ring, pw->value, pw->result);
+    pw->result = 0; /* the sender's own call succeeded */
     sl__waitq_unlink(pw);
     pw->done = 1;
     return pw;
@@ -250,8 +266,8 @@ after_handover(sl_worker *w, sl_tasklet *t, uint8_t after, int rc)
  * decides who runs. Lock held, released here. pw is a plain waiter (a
  * select's takes complete_select: the fast claim fails on it). */
 static inline __attribute__((always_inline)) int
-complete(sl_worker *w, sl_channel *ch, sl_waiter *pw, int dir, void *msg,
-         void **out, int err)
+complete_in(sl_worker *w, sl_channel *ch, sl_waiter *pw, int dir, void *msg,
+            void **out, int err, bool mt)
 {
     sl_tasklet *t = pw->t;
     /* It runs soon: start fetching its saved context (the top of its
@@ -271,8 +287,15 @@ complete(sl_worker *w, sl_channel *ch, sl_waiter *pw, int dir, void *msg,
     sl__waitq_unlink_head(&ch->q, pw, dir);
     int rc = exchange(pw, dir, msg, err, out);
     uint8_t after = ch->after[dir > 0 ? 0 : 1];
-    ch_unlock(ch);
+    ch_unlock_in(ch, mt);
     return after_handover(w, t, after, rc);
+}
+
+static inline __attribute__((always_inline)) int
+complete(sl_worker *w, sl_channel *ch, sl_waiter *pw, int dir, void *msg,
+         void **out, int err)
+{
+    return complete_in(w, ch, pw, dir, msg, out, err, sl__rt.mt);
 }
 
 /* complete() for a select's waiter pw (claimed; the head of ch's queue;
@@ -297,7 +320,7 @@ complete_slow(sl_worker *w, sl_channel *ch, sl_waiter *pw, int dir,
  * released here. */
 static inline __attribute__((always_inline)) int
 block_ex(sl_worker *w, sl_channel *ch, int dir, void *msg, void **out,
-         int err, bool try_only, int64_t timeout_ms)
+         int err, bool try_only, int64_t timeout_ms, bool mt)
 {
     sl_tasklet *cur = w->current;
     int rc = 0;
@@ -310,11 +333,11 @@ block_ex(sl_worker *w, sl_channel *ch, int dir, void *msg, void **out,
     else if (timeout_ms == 0)
         rc = SL_ETIMEDOUT;
     if (rc) {
-        ch_unlock(ch);
+        ch_unlock_in(ch, mt);
         return rc;
     }
-    rc = sl__wait_one(&w, cur, &ch->q, &ch->lock, dir, msg, err, timeout_ms,
-                      SL_W_CHAN);
+    rc = sl__wait_one_in(&w, cur, &ch->q, &ch->lock, dir, msg, err,
+                         timeout_ms, SL_W_CHAN, mt);
     /* Resumed: a partner completed us (0; a receive gets the message, or
      * the sender's send_error code), the timer ended the wait
      * (SL_ETIMEDOUT), a throw or a kill (its error), or the deadlock rules
@@ -322,13 +345,10 @@ block_ex(sl_worker *w, sl_channel *ch, int dir, void *msg, void **out,
      * if we were thrown at or killed after that: the error shows at the
      * next blocking call, and no message is lost. */
     if (rc == 0) {
-        if (dir < 0) {
-            rc = cur->wait.result;
-            if (rc == 0 && out)
-                *out = cur->wait.value;
-        }
+        if (dir < 0 && out)
+            *out = cur->wait.value;
     } else {
-        rc = sl__wait_rc(cur, rc); /* a throw or a kill ended it */
+        rc = sl__wait_rc(cur, rc); /* (a throw's or a kill's mark) */
     }
     return rc;
 }
@@ -341,14 +361,24 @@ static __attribute__((noinline)) int block(sl_worker *w, sl_channel *ch,
                                            int err, bool try_only,
                                            int64_t timeout_ms)
 {
-    return block_ex(w, ch, dir, msg, out, err, try_only, timeout_ms);
+    return block_ex(w, ch, dir, msg, out, err, try_only, timeout_ms,
+                    sl__rt.mt);
 }
 
-static __attribute__((noinline)) int block_plain(sl_worker *w, sl_channel *ch,
-                                                 int dir, void *msg,
-                                                 void **out, int err)
+static __attribute__((noinline)) int block_plain_st(sl_worker *w,
+                                                    sl_channel *ch, int dir,
+                                                    void *msg, void **out,
+                                                    int err)
 {
-    return block_ex(w, ch, dir, msg, out, err, false, -1);
+    return block_ex(w, ch, dir, msg, out, err, false, -1, false);
+}
+
+static __attribute__((noinline)) int block_plain_mt(sl_worker *w,
+                                                    sl_channel *ch, int dir,
+                                                    void *msg, void **out,
+                                                    int err)
+{
+    return block_ex(w, ch, dir, msg, out, err, false, -1, true);
 }
 
 /* The head waiter's wait is over (a select that completed elsewhere, a
@@ -432,21 +462,14 @@ int sl__chan_complete_nowait(sl_worker *w, sl_channel *ch, int dir,
 /* ---- the one channel operation -------------------------------------------- */
 
 /* dir +1 sends msg (with err != 0: send_error), dir -1 receives into *out.
- * timeout_ms < 0 waits forever. */
+ * timeout_ms < 0 waits forever. mt: several workers (a constant in each
+ * copy: see ch_unlock_in). */
 static inline __attribute__((always_inline)) int
-channel_action(sl_channel *ch, int dir, void *msg, void **out, int err,
-               bool try_only, int64_t timeout_ms)
+channel_action_in(sl_worker *w, sl_channel *ch, int dir, void *msg,
+                  void **out, int err, bool try_only, int64_t timeout_ms,
+                  bool mt)
 {
-    sl_worker *w = sl__self();
-    if (sl_unlikely(!w))
-        return SL_ESTATE;
-    if (sl_unlikely(!ch))
-        return SL_EINVAL;
-    if (dir > 0) /* debug builds: &local of a copy-mode tasklet */
-        SL__COPY_CHECK(w, msg, "a channel send");
-    if (sl_unlikely(sl__check_inbox(w)))
-        sl__abandon(w); /* sl_shutdown: this worker stops */
-    if (sl__rt.mt)
+    if (mt)
         sl__spin_lock(&ch->lock);
     int bal = ch->q.balance;
     if (dir > 0 ? bal < 0 : bal > 0) {
@@ -460,18 +483,48 @@ channel_action(sl_channel *ch, int dir, void *msg, void **out, int err,
          * fails on a select's waiter: its gen is even, see sched/wait.h;
          * claimed_action completes that one.) */
         sl_waiter *pw = ch->q.head;
-        if (sl_unlikely(!sl__claim(pw->t, pw->gen)))
+        if (sl_unlikely(!sl__claim_in(pw->t, pw->gen, mt)))
             return claimed_action(w, ch, dir, msg, out, err, try_only,
                                   timeout_ms);
-        return complete(w, ch, pw, dir, msg, out, err);
+        return complete_in(w, ch, pw, dir, msg, out, err, mt);
     }
     /* No partner: block, or (buffered) use the ring. */
     if (sl_unlikely(ch->ring != NULL))
         return buffered_action(w, ch, dir, msg, out, err, try_only,
                                timeout_ms);
     if (!try_only && timeout_ms < 0)
-        return block_plain(w, ch, dir, msg, out, err);
+        return mt ? block_plain_mt(w, ch, dir, msg, out, err)
+                  : block_plain_st(w, ch, dir, msg, out, err);
     return block(w, ch, dir, msg, out, err, try_only, timeout_ms);
+}
+
+/* The copy for several workers, out of line: its callers pay one call. */
+static __attribute__((noinline)) int
+channel_action_mt(sl_worker *w, sl_channel *ch, int dir, void *msg,
+                  void **out, int err, bool try_only, int64_t timeout_ms)
+{
+    return channel_action_in(w, ch, dir, msg, out, err, try_only, timeout_ms,
+                             true);
+}
+
+static inline __attribute__((always_inline)) int
+channel_action(sl_channel *ch, int dir, void *msg, void **out, int err,
+               bool try_only, int64_t timeout_ms)
+{
+    sl_worker *w = sl__self();
+    if (sl_unlikely(!w))
+        return SL_ESTATE;
+    if (sl_unlikely(!ch))
+        return SL_EINVAL;
+    if (dir > 0) /* debug builds: &local of a copy-mode tasklet */
+        SL__COPY_CHECK(w, msg, "a channel send");
+    if (sl_unlikely(sl__check_inbox(w)))
+        sl__abandon(w); /* sl_shutdown: this worker stops */
+    if (sl_unlikely(sl__rt.mt))
+        return channel_action_mt(w, ch, dir, msg, out, err, try_only,
+                                 timeout_ms);
+    return channel_action_in(w, ch, dir, msg, out, err, try_only, timeout_ms,
+                             false);
 }
 
 int sl_channel_send(sl_channel *ch, void *msg)
@@ -496,7 +549,9 @@ int sl_channel_try_receive(sl_channel *ch, void **msg)
 
 int sl_channel_send_error(sl_channel *ch, int err)
 {
-    if (err >= 0)
+    /* INT_MIN is SL__EPENDING, the mark a throw leaves in a waiter's
+     * result (sched/sched.h): no sender may hand it over. */
+    if (err >= 0 || err == SL__EPENDING)
         return SL_EINVAL;
     return channel_action(ch, 1, NULL, NULL, err, false, -1);
 }

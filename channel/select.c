@@ -181,6 +181,7 @@ int sl_select(sl_select_case *cases, int n, int64_t timeout_ms)
         goto out;
     }
     uint32_t gen = sl__wait_begin(cur, SL_W_SELECT);
+    cur->wait.result = 0; /* the select's outcome: a partner leaves it 0 */
     bool timed = timeout_ms > 0;
     if (timed && (rc = sl__timer_arm(w, cur, gen, sl__deadline(timeout_ms)))) {
         sl__wait_abandon(cur, gen);

@@ -270,7 +270,7 @@ int sl_channel_receive(sl_channel *ch, void **msg);
 int sl_channel_try_send(sl_channel *ch, void *msg);
 int sl_channel_try_receive(sl_channel *ch, void **msg);
 /* Like send, but the receiver's receive returns err (< 0) instead of a
- * message. SL_EINVAL if err >= 0. */
+ * message. SL_EINVAL if err >= 0 or err is INT_MIN (reserved). */
 int sl_channel_send_error(sl_channel *ch, int err);
 
 /* Stackless's send_sequence: sends msgs[0..n-1] in turn, each as

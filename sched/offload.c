@@ -68,7 +68,7 @@ static void *helper(void *arg)
         SL__ASSERT(won);
         (void)won;
         sl__wait_landed_slow(t);
-        t->result = 0;
+        t->wait.result = 0;
         sl__inbox_push(home, t);
 
         pthread_mutex_lock(&p->lock);
@@ -161,7 +161,6 @@ int sl_offload(void (*fn)(void *), void *arg)
         free(j);
     sl__wait_kind_reset(cur);
     sl__wait_account(cur);
-    cur->result = 0;
     return sl__resumed(cur, 0); /* a throw or kill meanwhile: now */
 }
 

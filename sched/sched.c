@@ -521,12 +521,12 @@ int sl_shutdown(void)
 static int main_pause(sl_worker **wp, sl_tasklet *m)
 {
     sl_worker *w = *wp;
-    m->result = 0;
+    m->wait.result = 0;
     sl_tasklet *next = sl__rq_leave(w, m);
     SL__ASSERT(next); /* mt: never a deadlock here */
     sl__pause_after_switch(w, m);
     *wp = sl__jump(w, m, next);
-    return m->result;
+    return m->wait.result;
 }
 
 /* sl_run with several workers: until nothing can run on any worker, or a
@@ -540,7 +540,7 @@ static __attribute__((noinline)) int run_mt(sl_worker *w, sl_tasklet *m)
     int r;
     do {
         r = main_pause(&w, m);
-        m->result = 0;
+        m->wait.result = 0;
         if ((rc = sl__resumed(m, 0)))
             return rc;
     } while (r != SL__QUIESCENT);
@@ -603,7 +603,7 @@ sl_tasklet *sl__run_for_main(sl_worker *w)
     sl_tasklet *m = w->main;
     if (sl__rt.mt ? !sl__claim_paused(m) : m->state != SL_T_PAUSED)
         return NULL; /* on its way back already */
-    m->result = 0;
+    m->wait.result = 0;
     sl__rq_append(w, m);
     return m;
 }
@@ -631,7 +631,7 @@ sl_tasklet *sl__budget_switch(sl_worker *w, sl_tasklet *from, sl_tasklet *to)
         sl__pause_after_switch(w, from);
     }
     /* Main runs now, the queue goes on from `to` after it. */
-    m->result = 0;
+    m->wait.result = 0;
     sl__rq_link_before(to, m);
     sl__make_runnable(w, m);
     SL_STORE(&w->current, m);
@@ -675,7 +675,7 @@ int sl_run_for(int64_t budget_ns, uint64_t switches,
     while (m->next != m && !w->bud_spent) {
         sl_tasklet *next = sl__rq_leave(w, m);
         SL__ASSERT(next && next != m);
-        m->result = 0;
+        m->wait.result = 0;
         sl__pause_after_switch(w, m);
         w = sl__jump(w, m, next);
         if ((rc = sl__resumed(m, 0)))
@@ -712,7 +712,7 @@ sl_tasklet *sl__idle_block(sl_worker *w)
     if (w->current == m || m->state == SL_T_BLOCKED)
         return NULL;
     SL__ASSERT(m->state == SL_T_PAUSED);
-    m->result = 0;
+    m->wait.result = 0;
     sl__rq_append(w, m);
     return m;
 }
@@ -846,7 +846,6 @@ int sl_schedule_remove(void)
     sl_tasklet *next = sl__rq_leave(w, cur);
     if (!next)
         return SL_EDEADLOCK;
-    cur->result = 0;
     sl__pause_after_switch(w, cur);
     sl__jump(w, cur, next);
     return sl__resumed(cur, 0);
@@ -1008,7 +1007,6 @@ static int run_or_switch(sl_tasklet *t, bool pause_self)
     }
     if (pause_self) {
         sl__rq_unlink(w, cur);
-        cur->result = 0;
         sl__pause_after_switch(w, cur);
     }
     SL_STORE(&w->current, t);

@@ -359,7 +359,7 @@ static inline void sl__maybe_wake_idle(sl_worker *w)
         sl__wake_idle_worker();
 }
 
-/* m->result of a main woken because nothing can run anywhere (mt). */
+/* m->wait.result of a main woken because nothing can run anywhere (mt). */
 #define SL__QUIESCENT 1
 
 /* Work for the owner at a scheduling point: inbox, steal request, stop.
@@ -413,7 +413,7 @@ static inline sl_tasklet *sl__idle_end(sl_worker *w)
     if (sl_unlikely(m->state == SL_T_BLOCKED)) {
         sl__main_deadlocked(w);
     } else {
-        m->result = 0; /* paused: sl_run's usual end */
+        m->wait.result = 0; /* paused: sl_run's usual end */
         sl__rq_append(w, m);
     }
     return m;

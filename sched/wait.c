@@ -86,14 +86,14 @@ bool sl__wait_claimed_end(sl_worker *w, sl_tasklet *t, int result)
 {
     sl__wait_landed(t);
     cancel_waiters(t);
-    t->result = result;
+    t->wait.result = result;
     return wake(w, t);
 }
 
 void sl__wait_wake_partner(sl_worker *w, sl_tasklet *t)
 {
     sl__wait_landed(t);
-    t->result = 0;
+    t->wait.result = 0;
     sl__wake(w, t);
 }
 
@@ -181,7 +181,6 @@ bool sl__waitq_wake(struct sl__waitq *sq, void *value)
         return false;
     sl__waitq_unlink(wt);
     wt->value = value;
-    wt->done = 1;
     sl__wait_wake_partner(w, wt->t);
     return true;
 }

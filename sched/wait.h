@@ -38,11 +38,13 @@
  *     the waiter under a lock the post-switch work released after
  *     publishing.
  *  W4 The winner of the claim makes the tasklet runnable exactly once,
- *     with t->result set: 0 when a partner completed it through a waiter
- *     (that waiter carries the exchange; a select's is marked done), the
- *     claimer's code otherwise (SL_ETIMEDOUT, SL_EDEADLOCK, ready events,
- *     or SL__EPENDING for a throw or a kill: the tasklet takes the error
- *     itself when it runs, sl__wait_result).
+ *     with the outcome in t->wait.result: a partner leaves the exchange in
+ *     the waiter it met (for a plain wait that is t->wait itself: 0, or a
+ *     send_error code a receiver got; a select's waiter is marked done and
+ *     its select's outcome stays 0); any other claimer writes its code
+ *     (SL_ETIMEDOUT, SL_EDEADLOCK, ready events, or SL__EPENDING for a
+ *     throw or a kill: the tasklet takes the error itself when it runs,
+ *     sl__wait_result; no sender may send SL__EPENDING's value).
  *  W5 Waiter memory outlives every access, and no queue counts a waiter
  *     once its tasklet is woken. Whoever ends a wait unlinks all its
  *     waiters before it wakes the tasklet: a partner the one it met (under
@@ -88,7 +90,6 @@ static inline uint32_t sl__wait_begin(sl_tasklet *t, uint8_t kind)
     uint32_t g = t->wseq + 1; /* odd: every wait's claim adds one (W1) */
     if (kind != SL_W_CHAN)
         __atomic_store_n(&t->wkind, kind, __ATOMIC_RELAXED);
-    t->result = 0;
     /* A release: a killer that reads g (acquire) then sees the state this
      * tasklet had when it began the wait, not an older one (sched.c). */
     __atomic_store_n(&t->wseq, g, __ATOMIC_RELEASE);
@@ -302,9 +303,9 @@ static inline int sl__wait_check(sl_tasklet *cur, int64_t timeout_ms)
     return 0;
 }
 
-/* rc, the result of the caller's wait (cur->result, set by whoever ended
- * it), as its call returns it: the mark of a pending error becomes the
- * error (and a thrown one is taken). */
+/* rc, the result of the caller's wait (cur->wait.result, set by whoever
+ * ended it), as its call returns it: the mark of a pending error becomes
+ * the error (and a thrown one is taken). */
 static inline int sl__wait_rc(sl_tasklet *cur, int rc)
 {
     if (sl_unlikely(rc == SL__EPENDING)) {
@@ -315,7 +316,7 @@ static inline int sl__wait_rc(sl_tasklet *cur, int rc)
 }
 static inline int sl__wait_result(sl_tasklet *cur)
 {
-    return sl__wait_rc(cur, cur->result);
+    return sl__wait_rc(cur, cur->wait.result);
 }
 
 /* The current tasklet cur of worker *wp waits in q, whose lock lk (q's
@@ -328,9 +329,9 @@ static inline int sl__wait_result(sl_tasklet *cur)
  * SL_EDEADLOCK (nothing could ever end it: not parked), or SL_ENOMEM (no
  * room for the timer: not parked). *wp is the worker cur resumed on. */
 static inline __attribute__((always_inline)) int
-sl__wait_one(sl_worker **wp, sl_tasklet *cur, struct sl_waitq *q,
-             uint8_t *lk, int dir, void *value, int result,
-             int64_t timeout_ms, uint8_t kind)
+sl__wait_one_in(sl_worker **wp, sl_tasklet *cur, struct sl_waitq *q,
+                uint8_t *lk, int dir, void *value, int result,
+                int64_t timeout_ms, uint8_t kind, bool mt)
 {
     sl_worker *w = *wp;
     uint32_t gen = sl__wait_begin(cur, kind);
@@ -338,14 +339,14 @@ sl__wait_one(sl_worker **wp, sl_tasklet *cur, struct sl_waitq *q,
     int rc;
     if (timed && (rc = sl__timer_arm(w, cur, gen, sl__deadline(timeout_ms)))) {
         sl__wait_abandon(cur, gen);
-        if (sl__rt.mt)
+        if (mt)
             sl__spin_unlock(lk);
         return rc;
     }
     sl_tasklet *next = sl__rq_leave(w, cur);
     if (sl_unlikely(!next)) { /* never with a timer: it counts in nwaits */
         sl__wait_abandon(cur, gen);
-        if (sl__rt.mt)
+        if (mt)
             sl__spin_unlock(lk);
         return SL_EDEADLOCK;
     }
@@ -355,7 +356,7 @@ sl__wait_one(sl_worker **wp, sl_tasklet *cur, struct sl_waitq *q,
     wt->result = result;
     wt->gen = gen;
     sl__waitq_link_dir(q, wt, dir);
-    if (sl__rt.mt) { /* published, and lk released, once we are switched
+    if (mt) { /* published, and lk released, once we are switched
                         out (W3): sl__publish_after_switch and more */
         SL_STORE(&cur->state, (uint8_t)SL_T_SWITCHING);
         w->park = cur;
@@ -368,12 +369,24 @@ sl__wait_one(sl_worker **wp, sl_tasklet *cur, struct sl_waitq *q,
     w = sl__jump(w, cur, next);
     sl__events_due(w);
     *wp = w;
-    rc = cur->result; /* (raw: see above) */
+    rc = wt->result; /* raw (see above): the partner's exchange, or the
+                        claimer's code */
     if (kind != SL_W_CHAN)
         sl__wait_kind_reset(cur);
     if (timed)
         sl__wait_account(cur);
     return rc;
+}
+
+/* sl__wait_one_in with the runtime's worker count read here; callers on a
+ * hot path pass it as a constant instead (channel.c). */
+static inline __attribute__((always_inline)) int
+sl__wait_one(sl_worker **wp, sl_tasklet *cur, struct sl_waitq *q,
+             uint8_t *lk, int dir, void *value, int result,
+             int64_t timeout_ms, uint8_t kind)
+{
+    return sl__wait_one_in(wp, cur, q, lk, dir, value, result, timeout_ms,
+                           kind, sl__rt.mt);
 }
 
 /* ---- the sync objects' view (sync/) ----------------------------------- */

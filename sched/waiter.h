@@ -48,7 +48,11 @@ struct sl_waiter {
     sl_tasklet *t;          /* the tasklet that waits                     */
     void *value;            /* what the queue's owner exchanges: a channel
                                message sent or received, a sync value     */
-    int result;             /* exchanged with the value: a send_error code */
+    int result;             /* exchanged with the value: a send_error code
+                               a sender offers, or the one a receiver got;
+                               and, in the embedded waiter, the outcome of
+                               the tasklet's wait (0, or the code of the
+                               claimer that ended it: W4)               */
     uint32_t gen;           /* the wait (t's wseq) it belongs to; a
                                select's waiters keep it minus one (even:
                                sl__waiter_of_select)                      */

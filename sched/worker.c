@@ -311,7 +311,7 @@ static void wake_main_quiescent(void)
         return;
     }
     SL__ASSERT(st == SL_T_PAUSED);
-    m->result = SL__QUIESCENT;
+    m->wait.result = SL__QUIESCENT;
     SL_STORE(&m->worker, sl__rt.workers[0]);
     SL_STORE_REL(&m->state, (uint8_t)SL_T_INBOX);
     inbox_push_locked(sl__rt.workers[0], m);
@@ -339,7 +339,7 @@ static void idle_deadlock_one(sl_worker *w)
 {
     sl_tasklet *m = w->main;
     if (m->state == SL_T_PAUSED) {
-        m->result = 0;
+        m->wait.result = 0;
         sl__rq_append(w, m);
         return;
     }

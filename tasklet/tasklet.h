@@ -50,7 +50,7 @@ struct sl_tasklet {
                                 inbox has it (or had it last)             */
     uint32_t wseq;           /* (atomic) wait generation: odd while a wait
                                 is on; the claim moves it (sched/wait.h)  */
-    int result;              /* outcome of the wait, set by its claimer   */
+    uint32_t spare32;
     uint8_t state;           /* (atomic) enum sl_tstate                   */
     uint8_t pend;            /* (atomic) a pending error may be set (perr):
                                 the hot-line hint every blocking call

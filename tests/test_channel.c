@@ -348,6 +348,7 @@ TU_TEST(send_error_with_nonnegative_code_is_einval)
     TU_EQ(sl_run(), 0);
     TU_EQ(sl_channel_send_error(chan, 0), SL_EINVAL);
     TU_EQ(sl_channel_send_error(chan, 7), SL_EINVAL);
+    TU_EQ(sl_channel_send_error(chan, INT_MIN), SL_EINVAL); /* reserved */
     TU_EQ(sl_channel_balance(chan), -1); /* the receiver still waits */
     TU_ASSERT_LOG("");
     TU_EQ(sl_channel_send(chan, TU_MSG('x')), 0);
