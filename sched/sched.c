@@ -1113,8 +1113,8 @@ int sl_tasklet_throw(sl_tasklet *t, int err, int flags)
         sl_worker *at;
         uint8_t st = sl__where(t, &at);
         switch (st) {
-        case SL_T_DEAD: /* it ended meanwhile */
-            return err == SL_EKILLED ? 0 : SL_ESTATE;
+        case SL_T_DEAD: /* it ended meanwhile, alive when thrown at */
+            return 0;
         case SL_T_SWITCHING: /* a switch lands, or a claim completes */
             sched_yield();
             continue;
@@ -1139,6 +1139,14 @@ int sl_tasklet_throw(sl_tasklet *t, int err, int flags)
         case SL_T_BLOCKED:
             if (SL_LOAD(&t->wkind) == SL_W_OFFLOAD)
                 return 0; /* reported once the offloaded call returns */
+            /* Still pending? With several workers t may have taken the
+             * throw (at a call's start, or woken by the post-switch check:
+             * W6) and be parked in a later wait, which this throw must
+             * not end. Read after g: a wait g published after the taking
+             * shows it taken; and while wait g is on, t cannot take it, so
+             * a claim of g that succeeds ends it with the error pending. */
+            if (!__atomic_load_n(&t->perr, __ATOMIC_SEQ_CST))
+                return 0;
             if (!(g & 1) || !sl__claim(t, g)) {
                 sched_yield(); /* ended meanwhile: look again */
                 continue;
@@ -1149,6 +1157,11 @@ int sl_tasklet_throw(sl_tasklet *t, int err, int flags)
         case SL_T_PAUSED:
             if (sl__rt.mt && !sl__claim_paused(t))
                 continue;
+            if (!__atomic_load_n(&t->perr, __ATOMIC_SEQ_CST)) {
+                /* taken meanwhile (see above), then paused again */
+                SL_STORE_REL(&t->state, (uint8_t)SL_T_PAUSED);
+                return 0;
+            }
             if (!t->ctx && !pending) { /* (still SWITCHING in mt: ours,
                                           nobody else may insert it) */
                 sl__tasklet_discard_new(w, t);

@@ -32,6 +32,7 @@ const struct mt_feature_name mt_feature_names[] = {
      "a spawn pinned to another worker than the spawner's"},
     {"runq-timed", F_RUNQ_TIMED,
      "insert/remove/run/switch of a tasklet inside a timed call"},
+    {"throw", F_THROW, "sl_tasklet_throw, pending or not, and pending kills"},
     {NULL, 0, NULL},
 };
 
@@ -59,6 +60,7 @@ static const char *const op_names[OP__COUNT] = {
     [OP_SLEEP] = "sleep",
     [OP_SL_RUN] = "sl_run",
     [OP_PROBE] = "probe",
+    [OP_THROW] = "throw",
 };
 
 const char *mt_op_name(int kind)
@@ -79,7 +81,8 @@ const char *mt_op_name(int kind)
 static bool uses_target(int kind)
 {
     return kind == OP_KILL || kind == OP_INSERT || kind == OP_REMOVE ||
-           kind == OP_RUN || kind == OP_SWITCH || kind == OP_PROBE;
+           kind == OP_RUN || kind == OP_SWITCH || kind == OP_PROBE ||
+           kind == OP_THROW;
 }
 
 static bool uses_chan(int kind)
@@ -152,6 +155,7 @@ static const struct weight weights[] = {
     {OP_SLEEP, 2, 3, F_SLEEP},
     {OP_SL_RUN, 10, 1, 0},
     {OP_PROBE, 2, 3, F_PROBE},
+    {OP_THROW, 2, 3, F_THROW},
 };
 #define NWEIGHTS ((int)(sizeof weights / sizeof weights[0]))
 
@@ -245,6 +249,11 @@ static void gen_op(struct rng *r, const struct mt_prog *p, bool is_main,
         break;
     case OP_KILL: /* main only now and then: it is always SL_EINVAL */
         if (o->target == 0 && p->nscripts > 1 && !chance(r, 10))
+            o->target = (int8_t)(1 + below(r, p->nscripts - 1));
+        break;
+    case OP_THROW: /* pending or not; a kill one time in four */
+        o->arg = (int8_t)(below(r, 2) | (chance(r, 25) ? 2 : 0));
+        if (o->target == 0 && p->nscripts > 1 && !chance(r, 25))
             o->target = (int8_t)(1 + below(r, p->nscripts - 1));
         break;
     case OP_REMOVE:
@@ -361,6 +370,7 @@ void mt_compact(struct mt_prog *p)
                 o.script = (int8_t)map[o.script];
                 break;
             case OP_KILL:
+            case OP_THROW:
             case OP_INSERT:
             case OP_REMOVE:
             case OP_RUN:
@@ -451,6 +461,9 @@ static void rc_name(char *b, size_t n, int rc)
     else if (rc <= -200000 && rc > MT_ERR_MIN) {
         int x = -rc - 200000;
         snprintf(b, n, "err%s%d.%d", "", x / 64, x % 64);
+    } else if (mt_is_thrown(rc)) {
+        int x = -rc - 300000;
+        snprintf(b, n, "thr%d.%d", x / 64, x % 64);
     } else if (rc >= 0)
         snprintf(b, n, "%d", rc);
     else
@@ -530,6 +543,13 @@ static void print_op(FILE *out, int script, int i, const struct mt_op *o)
     case OP_SWITCH:
         fprintf(out, "sl_tasklet_%s(%s)", mt_op_name(o->kind), t);
         break;
+    case OP_THROW: {
+        char e[24];
+        rc_name(e, sizeof e, o->arg & 2 ? SL_EKILLED : mt_throw(script, i));
+        fprintf(out, "sl_tasklet_throw(%s, %s, %s)", t, e,
+                o->arg & 1 ? "SL_THROW_PENDING" : "0");
+        break;
+    }
     case OP_SCHEDULE:
         fprintf(out, "sl_schedule()");
         break;

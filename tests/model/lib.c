@@ -123,18 +123,23 @@ static int exec_op(const struct mt_op *o, int64_t value, int64_t *val)
         sl_channel_open(ch);
         break;
     case OP_KILL:
+    case OP_THROW:
     case OP_INSERT:
     case OP_REMOVE:
     case OP_RUN:
     case OP_SWITCH: {
         sl_tasklet *t = target(o->target);
-        if (!t || (o->kind != OP_KILL &&
+        bool kill = o->kind == OP_KILL || o->kind == OP_THROW;
+        if (!t || (!kill &&
                    ((guard_waiting && sl_tasklet_blocked(t)) ||
                     (guard_timed && atomic_load(&in_timed[o->target]))))) {
             rc = MT_SKIP;
             break;
         }
         rc = o->kind == OP_KILL     ? sl_tasklet_kill(t)
+             : o->kind == OP_THROW
+                 ? sl_tasklet_throw(t, o->arg & 2 ? SL_EKILLED : (int)value,
+                                    o->arg & 1 ? SL_THROW_PENDING : 0)
              : o->kind == OP_INSERT ? sl_tasklet_insert(t)
              : o->kind == OP_REMOVE ? sl_tasklet_remove(t)
              : o->kind == OP_RUN    ? sl_tasklet_run(t)
@@ -180,7 +185,7 @@ static void run_script(int k)
     for (int i = 0; i < s->n; i++) {
         const struct mt_op *o = &s->ops[i];
         int64_t val;
-        int64_t value = o->kind == OP_SEND_ERR ? mt_err(k, i) : mt_value(k, i, 0);
+        int64_t value = mt_op_value(k, i, o);
         bool timed = mt_timed(o);
         if (timed)
             atomic_store(&in_timed[k], true);
