@@ -70,7 +70,8 @@
  *   - nothing another thread reads while a tasklet is switched out may
  *     live on a copy-mode frame (offload's job goes on the heap there);
  *   - the fixed-stack switch pays one byte test (worker->jump_slow, which
- *     also carries the canary check) for all this.
+ *     also carries the canary check and sl_run_for's budget: a bit each,
+ *     SL_JS_*) for all this.
  * Rejected: saving at every switch out (a resume after main or a fixed
  * tasklet would copy for nothing), migrating copy-mode tasklets between
  * several shared stacks (a free stack at the right address must be found
@@ -586,8 +587,9 @@ int sl_run(void)
  * be interrupted safely, so the budget (time, or a number of switches) is
  * looked at where tasklets switch: while it is armed, worker->jump_slow
  * has SL_JS_BUDGET set and every switch goes through sl__budget_switch
- * (tasklet/copystack.c calls it); the fast switch path pays nothing more
- * than the byte test it already makes. Once the budget is spent, the next
+ * (tasklet/copystack.c calls it), as does a yield with nothing else to
+ * run (budget_yield); the fast switch path pays nothing more than the
+ * byte test it already makes. Once the budget is spent, the next
  * switch of a tasklet that is not atomic goes to main instead: the
  * tasklet, if it is still in the run queue (it yields, hands over, runs
  * another), is taken out (paused) and handed to main. Main's worker only:
@@ -608,37 +610,68 @@ sl_tasklet *sl__run_for_main(sl_worker *w)
     return m;
 }
 
-sl_tasklet *sl__budget_switch(sl_worker *w, sl_tasklet *from, sl_tasklet *to)
+/* A scheduling point of `from` counts against the budget: true once the
+ * budget is spent, `from` may be interrupted (not main, not atomic) and
+ * main is ours to run (claimed, with several workers). */
+static bool budget_due(sl_worker *w, sl_tasklet *from)
 {
     sl_tasklet *m = w->main;
-    if (from == m || to == m || from->is_idle || to->is_idle)
-        return to; /* main's own switches do not count */
+    if (from == m || from->is_idle)
+        return false; /* main's own switches do not count */
     if (!w->bud_spent) {
         if (w->bud_left && --w->bud_left == 0)
             w->bud_spent = 1;
         else if (w->bud_deadline && sl__now_ns() >= w->bud_deadline)
             w->bud_spent = 1;
         else
-            return to;
+            return false;
     }
     if (SL_LOAD(&from->atomic_id) == SL_LOAD(&from->id) + 1)
-        return to; /* atomic: it is not interrupted, the next one is */
-    if (sl__rt.mt ? !sl__claim_paused(m) : m->state != SL_T_PAUSED)
-        return to; /* main runs soon anyway (inserted, thrown at) */
+        return false; /* atomic: it is not interrupted, the next one is */
+    /* (else main runs soon anyway: inserted, or thrown at) */
+    return sl__rt.mt ? sl__claim_paused(m) : m->state == SL_T_PAUSED;
+}
+
+/* The budget is spent at a switch from `from` to `to` (w->current; `to`
+ * is `from` when it yields alone): `from`, if it stays in the run queue,
+ * is taken out (paused) and handed to main, which runs now, the queue
+ * going on from `to` after it. Returns main. */
+static sl_tasklet *budget_interrupt(sl_worker *w, sl_tasklet *from,
+                                    sl_tasklet *to)
+{
+    sl_tasklet *m = w->main;
+    m->wait.result = 0;
+    sl__rq_link_before(to, m);
+    sl__make_runnable(w, m);
     bool out = SL_LOAD(&from->state) == SL_T_RUNNABLE; /* (not leaving) */
     if (out) {
         sl__rq_unlink(w, from);
         sl__pause_after_switch(w, from);
     }
-    /* Main runs now, the queue goes on from `to` after it. */
-    m->wait.result = 0;
-    sl__rq_link_before(to, m);
-    sl__make_runnable(w, m);
     SL_STORE(&w->current, m);
     w->bud_victim = out ? from : NULL;
     __atomic_fetch_and(&w->jump_slow, (uint8_t)~SL_JS_BUDGET,
                        __ATOMIC_RELAXED);
     return m;
+}
+
+sl_tasklet *sl__budget_switch(sl_worker *w, sl_tasklet *from, sl_tasklet *to)
+{
+    if (to == w->main || to->is_idle || !budget_due(w, from))
+        return to;
+    return budget_interrupt(w, from, to);
+}
+
+/* sl_schedule of cur, alone in the run queue, while a budget is armed: a
+ * scheduling point with no switch, where the watchdog may stop it too. */
+static __attribute__((noinline)) int budget_yield(sl_worker *w,
+                                                  sl_tasklet *cur)
+{
+    if (!budget_due(w, cur))
+        return 0;
+    sl_tasklet *m = budget_interrupt(w, cur, cur);
+    sl__jump(w, cur, m);
+    return sl__resumed(cur, 0);
 }
 
 int sl_run_for(int64_t budget_ns, uint64_t switches,
@@ -828,8 +861,11 @@ int sl_schedule(void)
     if (sl_unlikely(rc))
         return rc;
     sl_tasklet *next = cur->next;
-    if (next == cur)
+    if (next == cur) { /* alone: nothing switches (unless the watchdog) */
+        if (sl_unlikely(SL_LOAD(&w->jump_slow) & SL_JS_BUDGET))
+            return budget_yield(w, cur);
         return 0;
+    }
     sl__maybe_wake_idle(w);
     SL_STORE(&w->current, next);
     sl__jump(w, cur, next);

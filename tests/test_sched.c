@@ -1309,6 +1309,39 @@ static void block_on(void *ch)
     tu_log_putc((char)TU_INT(m));
 }
 
+/* Yields until told to stop: alone in the run queue, its sl_schedule
+ * switches nowhere, but is a scheduling point all the same. */
+static int lone_stop, lone_yields;
+
+static void yield_until_stopped(void *arg)
+{
+    (void)arg;
+    while (!lone_stop) {
+        lone_yields++;
+        TU_EQ(sl_schedule(), 0);
+    }
+}
+
+TU_TEST(run_for_interrupts_a_tasklet_yielding_alone)
+{
+    lone_stop = lone_yields = 0;
+    sl_tasklet *t = spawn0(yield_until_stopped, NULL);
+    sl_tasklet *late = NULL;
+    TU_EQ(sl_run_for(0, 5, &late), 1);
+    TU_EQ(late, t);
+    TU_EQ(lone_yields, 5); /* its fifth yield was the fifth point */
+    TU_ASSERT_STATE(t, true, false, false, true);
+    TU_EQ(sl_tasklet_insert(late), 0);
+    TU_EQ(sl_run_for(2000000, 0, &late), 1); /* 2 ms of time */
+    TU_EQ(late, t);
+    CU_ASSERT(lone_yields > 5);
+    lone_stop = 1;
+    TU_EQ(sl_tasklet_insert(late), 0);
+    TU_EQ(sl_run_for(0, 0, &late), 0);
+    CU_ASSERT_PTR_NULL(late);
+    TU_EQ(sl_getlivecount(), 0);
+}
+
 TU_TEST(run_for_spent_at_a_block_interrupts_no_one)
 {
     sl_channel *ch = sl_channel_new();
@@ -1578,6 +1611,7 @@ static CU_TestInfo tests[] = {
     TU_CASE(throw_ends_sleeps_lock_waits_selects_and_timed_waits),
     TU_CASE(run_for_without_a_budget_runs_until_the_queue_is_empty),
     TU_CASE(run_for_takes_the_interrupted_tasklet_out_of_the_queue),
+    TU_CASE(run_for_interrupts_a_tasklet_yielding_alone),
     TU_CASE(run_for_spent_at_a_block_interrupts_no_one),
     TU_CASE(run_for_never_interrupts_an_atomic_tasklet),
     TU_CASE(set_atomic_returns_the_old_value),
