@@ -633,17 +633,17 @@ static bool budget_due(sl_worker *w, sl_tasklet *from)
 }
 
 /* The budget is spent at a switch from `from` to `to` (w->current; `to`
- * is `from` when it yields alone): `from`, if it stays in the run queue,
- * is taken out (paused) and handed to main, which runs now, the queue
- * going on from `to` after it. Returns main. */
+ * is `from` when it yields alone): `from`, if it stays in the run queue
+ * (not ending), is taken out (paused) and handed to main, which runs now,
+ * the queue going on from `to` after it. Returns main. */
 static sl_tasklet *budget_interrupt(sl_worker *w, sl_tasklet *from,
-                                    sl_tasklet *to)
+                                    sl_tasklet *to, bool ending)
 {
     sl_tasklet *m = w->main;
     m->wait.result = 0;
     sl__rq_link_before(to, m);
     sl__make_runnable(w, m);
-    bool out = SL_LOAD(&from->state) == SL_T_RUNNABLE; /* (not leaving) */
+    bool out = !ending && SL_LOAD(&from->state) == SL_T_RUNNABLE;
     if (out) {
         sl__rq_unlink(w, from);
         sl__pause_after_switch(w, from);
@@ -659,7 +659,15 @@ sl_tasklet *sl__budget_switch(sl_worker *w, sl_tasklet *from, sl_tasklet *to)
 {
     if (to == w->main || to->is_idle || !budget_due(w, from))
         return to;
-    return budget_interrupt(w, from, to);
+    return budget_interrupt(w, from, to, false);
+}
+
+sl_tasklet *sl__budget_end(sl_worker *w, sl_tasklet *self, sl_tasklet *next)
+{
+    if (!(SL_LOAD(&w->jump_slow) & SL_JS_BUDGET) || next == w->main ||
+        next->is_idle || !budget_due(w, self))
+        return next;
+    return budget_interrupt(w, self, next, true);
 }
 
 /* sl_schedule of cur, alone in the run queue, while a budget is armed: a
@@ -669,7 +677,7 @@ static __attribute__((noinline)) int budget_yield(sl_worker *w,
 {
     if (!budget_due(w, cur))
         return 0;
-    sl_tasklet *m = budget_interrupt(w, cur, cur);
+    sl_tasklet *m = budget_interrupt(w, cur, cur, false);
     sl__jump(w, cur, m);
     return sl__resumed(cur, 0);
 }

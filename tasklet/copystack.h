@@ -65,6 +65,9 @@ sl_worker *sl__jump_slow(sl_worker *w, sl_tasklet *from, sl_tasklet *to);
 /* sl_run_for's watchdog at a switch from `from` to `to` (w->current),
  * while a budget is armed: the tasklet to switch to (sched/sched.c). */
 sl_tasklet *sl__budget_switch(sl_worker *w, sl_tasklet *from, sl_tasklet *to);
+/* The same where self ends and next (w->current, self already out of the
+ * queue) would run: next, or main. */
+sl_tasklet *sl__budget_end(sl_worker *w, sl_tasklet *self, sl_tasklet *next);
 /* Its first half, for tasklet_exit: the context to jump to, `to` itself
  * or the switcher (w->copy.sw). */
 sl_tasklet *sl__jump_via(sl_worker *w, sl_tasklet *from, sl_tasklet *to);

@@ -671,14 +671,17 @@ unlinked:
     char *lowest = (char *)__builtin_frame_address(0) - 4096;
     if (sl_unlikely(self->copy)) {
         sl__copy_exit(w, self, lowest);
+        if (sl_unlikely(SL_LOAD(&w->jump_slow) & SL_JS_BUDGET))
+            via = next = sl__budget_end(w, self, next); /* sl_run_for */
         if (next->copy)
             via = &w->copy.sw;
         else if (!next->ctx)
             sl__tasklet_prepare(w, next);
     } else {
-        if (sl_unlikely(SL_LOAD(&w->jump_slow)))
+        if (sl_unlikely(SL_LOAD(&w->jump_slow))) {
+            next = sl__budget_end(w, self, next); /* sl_run_for's watchdog */
             via = sl__jump_via(w, self, next);
-        else if (sl_unlikely(!next->ctx))
+        } else if (sl_unlikely(!next->ctx))
             sl__tasklet_prepare(w, next);
         if (sl_unlikely(SL_LOAD(&sl__stack_canary_any)) &&
             !sl__stack_canary_check(&w->stacks, self->stack))

@@ -1284,10 +1284,11 @@ TU_TEST(run_for_takes_the_interrupted_tasklet_out_of_the_queue)
     TU_EQ(sl_getruncount(), 2); /* main and b */
     TU_EQ(sl_tasklet_next(sl_current()), sl_tasklet_prev(sl_current()));
     /* Stackless's autoscheduler: insert it again and go on. */
-    int ticks = 1;
-    while (late) {
-        TU_EQ(sl_tasklet_insert(late), 0);
-        int rc = sl_run_for(0, 3, &late);
+    int ticks = 1, rc = 1;
+    while (rc == 1) { /* (spent at an end, nobody is taken out) */
+        if (late)
+            TU_EQ(sl_tasklet_insert(late), 0);
+        rc = sl_run_for(0, 3, &late);
         CU_ASSERT(rc == 0 || rc == 1);
         ticks++;
     }
@@ -1342,6 +1343,34 @@ TU_TEST(run_for_interrupts_a_tasklet_yielding_alone)
     TU_EQ(sl_getlivecount(), 0);
 }
 
+/* Spawns the next link (pinned to worker 0) and ends: only ends and
+ * first runs, no yield. */
+static int chain_left;
+
+static void chain_link(void *arg)
+{
+    (void)arg;
+    if (--chain_left > 0)
+        CU_ASSERT_PTR_NOT_NULL(tu_spawn_pinned(0, chain_link, NULL));
+}
+
+TU_TEST(run_for_counts_a_tasklet_s_end_as_a_scheduling_point)
+{
+    chain_left = 20;
+    spawn0(chain_link, NULL);
+    sl_tasklet *late = sl_main();
+    int ticks = 0, rc;
+    do {
+        rc = sl_run_for(0, 3, &late);
+        CU_ASSERT_PTR_NULL(late); /* an ending tasklet is taken out by no one */
+        ticks++;
+    } while (rc == 1 && ticks < 100);
+    TU_EQ(rc, 0);
+    TU_EQ(chain_left, 0);
+    CU_ASSERT(ticks >= 20 / 3); /* at most 3 ends a tick */
+    TU_EQ(sl_getlivecount(), 0);
+}
+
 TU_TEST(run_for_spent_at_a_block_interrupts_no_one)
 {
     sl_channel *ch = sl_channel_new();
@@ -1373,15 +1402,15 @@ TU_TEST(run_for_never_interrupts_an_atomic_tasklet)
     spawn0(atomic_yield_n, &a);
     sl_tasklet *tb = spawn0(yield_n, &b);
     sl_tasklet *late;
-    int ticks = 0;
+    int ticks = 0, rc;
     do {
-        int rc = sl_run_for(0, 1, &late);
+        rc = sl_run_for(0, 1, &late);
         CU_ASSERT(rc == 0 || rc == 1);
         CU_ASSERT(late == NULL || late == tb);
         if (late)
             TU_EQ(sl_tasklet_insert(late), 0);
         ticks++;
-    } while (late && ticks < 100);
+    } while (rc == 1 && ticks < 100);
     TU_EQ(a.done + b.done, 2);
     CU_ASSERT(ticks >= 4); /* b was taken out at each of its yields */
     TU_EQ(sl_getlivecount(), 0);
@@ -1612,6 +1641,7 @@ static CU_TestInfo tests[] = {
     TU_CASE(run_for_without_a_budget_runs_until_the_queue_is_empty),
     TU_CASE(run_for_takes_the_interrupted_tasklet_out_of_the_queue),
     TU_CASE(run_for_interrupts_a_tasklet_yielding_alone),
+    TU_CASE(run_for_counts_a_tasklet_s_end_as_a_scheduling_point),
     TU_CASE(run_for_spent_at_a_block_interrupts_no_one),
     TU_CASE(run_for_never_interrupts_an_atomic_tasklet),
     TU_CASE(set_atomic_returns_the_old_value),
