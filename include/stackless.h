@@ -129,8 +129,8 @@ typedef void (*sl_fn)(void *arg);
  * budget is spent: budget_ns nanoseconds on the monotonic clock, or
  * `switches` scheduling points of tasklets (0: no limit of that kind;
  * both 0: until the run queue is empty). The budget is looked at when a
- * tasklet switches (yields, blocks, hands over, runs another): once it is
- * spent, the next tasklet that switches and is not atomic
+ * tasklet switches (yields, blocks, hands over, runs another, ends): once
+ * it is spent, the next tasklet that switches and is not atomic
  * (sl_tasklet_set_atomic) is taken out of the run queue (paused) if it was
  * still in it, *interrupted gets it (NULL otherwise) and main runs again;
  * insert it to let it go on. Cooperative: a tasklet that never switches
