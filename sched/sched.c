@@ -548,14 +548,20 @@ static __attribute__((noinline)) int run_mt(sl_worker *w, sl_tasklet *m)
     return 0;
 }
 
-int sl_run(void)
+/* The entry of the calls only main makes (sl_run, sl_run_for): main's
+ * worker, or NULL (no runtime, or the caller is not main). */
+static inline sl_worker *main_entry(void)
 {
     sl_worker *w = sl__self();
+    return w && w->current == w->main ? w : NULL;
+}
+
+int sl_run(void)
+{
+    sl_worker *w = main_entry();
     if (!w)
         return SL_ESTATE;
     sl_tasklet *m = w->main;
-    if (w->current != m)
-        return SL_ESTATE;
     if (sl__rt.mt)
         return run_mt(w, m);
     int rc;
@@ -687,12 +693,10 @@ int sl_run_for(int64_t budget_ns, uint64_t switches,
 {
     if (interrupted)
         *interrupted = NULL;
-    sl_worker *w = sl__self();
+    sl_worker *w = main_entry();
     if (!w)
         return SL_ESTATE;
     sl_tasklet *m = w->main;
-    if (w->current != m)
-        return SL_ESTATE;
     if (budget_ns < 0)
         return SL_EINVAL;
     int rc = sl__pend_check(m); /* a throw to main */
