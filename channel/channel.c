@@ -275,8 +275,12 @@ complete_in(sl_worker *w, sl_channel *ch, sl_waiter *pw, int dir, void *msg,
      * bookkeeping. A copy-mode tasklet's context is on the shared stack
      * (hot) once restored, but its frames are in its heap buffer: fetch
      * that, typically five lines (tasklet/copystack.c). */
-    const char *pf = sl_unlikely(t->copy) && t->saved ? t->saved
-                                                      : (const char *)t->ctx;
+    const char *pf = (const char *)t->ctx;
+    if (sl_unlikely(t->copy)) {
+        const char *saved = SL_LOAD(&t->saved); /* (a hint: see save) */
+        if (saved)
+            pf = saved;
+    }
     __builtin_prefetch(pf);
     __builtin_prefetch(pf + 64);
     if (sl_unlikely(t->copy)) {

@@ -1030,7 +1030,9 @@ static int run_or_switch(sl_tasklet *t, bool pause_self)
         return rc;
     if (t == cur)
         return 0;
-    if (t->pin >= 0 && t->pin != w->index)
+    int8_t pin = SL_LOAD(&t->pin); /* (a copy-mode tasklet's first run
+                                       on another worker may set it) */
+    if (pin >= 0 && pin != w->index)
         return SL_ESTATE; /* it may not run on this worker */
     sl_worker *at;
     if (sl__where(t, &at) == SL_T_INBOX && at == w)

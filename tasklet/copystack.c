@@ -272,7 +272,9 @@ static __attribute__((noinline)) void save_realloc(struct sl_copystate *cs,
     /* The first buffer fits (most tasklets block at one depth); one that
      * grows gets half as much again, one that shrank twice. */
     size_t want = cap == 0 ? n : n > cap ? n + n / 2 : n * 2;
-    t->saved = ca_alloc(&cs->arena, want, &t->save_cap);
+    /* Stored atomically: a partner on another worker reads it to prefetch
+     * the frames of a copy-mode tasklet it wakes (a hint, channel.c). */
+    SL_STORE(&t->saved, (char *)ca_alloc(&cs->arena, want, &t->save_cap));
     if (!t->saved)
         save_failed(t, n);
 }
@@ -341,8 +343,8 @@ take_shared(sl_worker *w, sl_tasklet *t, bool in_switcher)
         /* First run: it starts at top, and stays on this worker. */
         size_t usable = w->stacks.usable;
         t->ctx = make_fcontext(cs->top, usable - 64, sl__trampoline_copy);
-        if (t->pin < 0)
-            t->pin = (int8_t)w->index;
+        if (t->pin < 0) /* (another worker's run/switch may read it) */
+            SL_STORE(&t->pin, (int8_t)w->index);
 #if SL_ASAN
         t->asan_bottom = cs->shared + w->stacks.guard;
         t->asan_size = usable;

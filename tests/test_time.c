@@ -349,59 +349,53 @@ static void sleep_and_log(void *arg)
     tu_log_putc('s');
 }
 
-/* Review (issue 13): a timed wait counts in sl__rt.nwaits ("a wait that
- * ends by itself is in progress: nothing is deadlocked") from the arming
- * until its tasklet runs again and calls sl__timer_done. A tasklet whose
- * timer fired and which is then removed before it runs (legal: it is
- * runnable) never runs that epilogue: nwaits stays 1 for good, so with
- * one worker the idle loop waits in epoll forever instead of giving main
- * back, and with several quiescence never comes. sl_run hangs; it should
- * return with the tasklet paused. Here B keeps the worker busy past both
- * deadlines, so that the idle loop fires R's timer (earlier) before T's
- * and R runs first and removes T. All three on one worker. */
+/* Review (issue 13): a timed wait counts in nwaits (the runtime waits for
+ * its timer instead of applying the deadlock rules) until its tasklet
+ * runs again. A tasklet whose timed wait a partner completed and which is
+ * then removed before it runs (legal: it is runnable) never runs that
+ * epilogue: nwaits stayed 1 for good, so sl_run waited in epoll forever
+ * (one worker) or quiescence never came (several). Now the removal undoes
+ * the count. All three on one worker, in a fixed order: T waits with a
+ * long timeout; R sends to it (preference 0: R goes on, T is only queued)
+ * and removes it before it runs. sl_run must return with T paused, its
+ * call not returned; inserted, T gets the message. */
 static sl_tasklet *rm_t;
 static int rm_rc, rm_t_rc;
+static void *rm_t_msg;
 
 static void rm_timed_receiver(void *arg)
 {
     (void)arg;
-    void *m;
-    rm_t_rc = sl_channel_receive_timeout(chan, &m, 10);
+    rm_t_rc = sl_channel_receive_timeout(chan, &rm_t_msg, 600000);
 }
 
 static void rm_remover(void *arg)
 {
     (void)arg;
-    TU_EQ(sl_sleep_ms(5), 0); /* due first: runs before T does */
-    rm_rc = sl_tasklet_remove(rm_t);
-}
-
-static void rm_busy(void *arg)
-{
-    (void)arg;
-    int64_t end = sl_now_ms() + 40; /* past both deadlines, no switch */
-    while (sl_now_ms() < end)
-        ;
+    TU_EQ(sl_channel_send(chan, TU_MSG(7)), 0); /* T becomes runnable */
+    rm_rc = sl_tasklet_remove(rm_t);          /* before it runs */
 }
 
 TU_TEST(timed_out_tasklet_removed_before_it_runs_does_not_stall_run)
 {
     new_chan();
+    sl_channel_set_preference(chan, 0);
     rm_rc = rm_t_rc = 12345;
+    rm_t_msg = NULL;
     sl_spawn_attr a;
     sl_spawn_attr_init(&a);
     a.worker = sl_worker_count() - 1;
     rm_t = sl_spawn_ex(&a, rm_timed_receiver, NULL);
     sl_tasklet_ref(rm_t);
     CU_ASSERT_PTR_NOT_NULL(sl_spawn_ex(&a, rm_remover, NULL));
-    CU_ASSERT_PTR_NOT_NULL(sl_spawn_ex(&a, rm_busy, NULL));
-    TU_EQ(sl_run(), 0); /* hangs: the harness's case timeout catches it */
+    TU_EQ(sl_run(), 0); /* hung before the fix: the case timeout catches it */
     TU_EQ(rm_rc, 0);
     TU_EQ(sl_tasklet_paused(rm_t), true);
     TU_EQ(rm_t_rc, 12345); /* its call has not returned */
     TU_EQ(sl_tasklet_insert(rm_t), 0);
     TU_EQ(sl_run(), 0);
-    TU_EQ(rm_t_rc, SL_ETIMEDOUT);
+    TU_EQ(rm_t_rc, 0);
+    TU_EQ(TU_INT(rm_t_msg), 7);
     sl_tasklet_unref(rm_t);
     TU_EQ(sl_channel_balance(chan), 0);
     TU_EQ(sl_channel_free(chan), 0);
