@@ -33,6 +33,7 @@ const struct mt_feature_name mt_feature_names[] = {
     {"runq-timed", F_RUNQ_TIMED,
      "insert/remove/run/switch of a tasklet inside a timed call"},
     {"throw", F_THROW, "sl_tasklet_throw, pending or not, and pending kills"},
+    {"bound", F_BOUND, "spawns made paused (sl_spawn_attr.paused)"},
     {NULL, 0, NULL},
 };
 
@@ -325,6 +326,7 @@ void mt_generate(struct mt_prog *p, uint64_t seed, unsigned f)
         o.script = (int8_t)k;
         o.ms = -1;
         o.pin = (int8_t)((f & F_PIN) && chance(&r, 50) ? below(&r, 4) : -1);
+        o.arg = (int8_t)((f & F_BOUND) && chance(&r, 20)); /* paused */
         /* main spawns early, so that most tasklets get going */
         int at = parent[k] == 0 && chance(&r, 70) ? below(&r, s->n < 2 ? s->n + 1 : 2)
                                                 : below(&r, s->n + 1);
@@ -480,8 +482,11 @@ static void print_op(FILE *out, int script, int i, const struct mt_op *o)
     switch (o->kind) {
     case OP_SPAWN:
         if (o->pin >= 0)
-            fprintf(out, "t%d = sl_spawn_ex(worker %d, script t%d)", o->script,
-                    o->pin, o->script);
+            fprintf(out, "t%d = sl_spawn_ex(worker %d%s, script t%d)",
+                    o->script, o->pin, o->arg ? ", paused" : "", o->script);
+        else if (o->arg)
+            fprintf(out, "t%d = sl_spawn_ex(paused, script t%d)", o->script,
+                    o->script);
         else
             fprintf(out, "t%d = sl_spawn(script t%d)", o->script, o->script);
         break;

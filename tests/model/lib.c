@@ -68,6 +68,7 @@ static int exec_op(const struct mt_op *o, int64_t value, int64_t *val)
         sl_spawn_attr_init(&a);
         if (o->pin >= 0)
             a.worker = pin_remote ? o->pin % nworkers : sl_worker_index();
+        a.paused = o->arg & 1;
         sl_tasklet *t = sl_spawn_ex(&a, script_fn, (void *)(intptr_t)o->script);
         if (t) {
             /* Valid until the spawner switches (docs/tasklet.md). */

@@ -652,6 +652,10 @@ static int simpler_ops(const struct mt_op *o, struct mt_op *out)
         out[n] = *o;
         out[n++].pin = -1;
     }
+    if (o->kind == OP_SPAWN && o->arg) {
+        out[n] = *o;
+        out[n++].arg = 0;
+    }
     return n;
 }
 

@@ -27,7 +27,8 @@
 #define MT_MAX_EVENTS 4096
 
 enum mt_op_kind {
-    OP_SPAWN,          /* script, pin                        */
+    OP_SPAWN,          /* script, pin, arg: 1 paused (bound,
+                          sl_spawn_attr.paused)               */
     OP_SEND,           /* ch                                 */
     OP_RECV,           /* ch                                 */
     OP_TRY_SEND,       /* ch                                 */
@@ -193,7 +194,9 @@ enum mt_feature {
                                         than the spawner's (off: pins
                                         go to the spawner's worker)    */
     F_THROW = 1u << 20,              /* sl_tasklet_throw, pending kills  */
-    F_ALL = (1u << 21) - 1,
+    F_BOUND = 1u << 21,              /* spawns made paused (bound, not
+                                        scheduled)                      */
+    F_ALL = (1u << 22) - 1,
 };
 
 struct mt_feature_name {

@@ -822,7 +822,10 @@ static void exec_op(int t, const struct mt_op *o, int opidx, int logkind,
         memset(K, 0, sizeof *K);
         K->next = K->prev = -1;
         K->won = -1;
-        append(o->script);
+        if (o->arg & 1) /* bound, not scheduled: paused until inserted */
+            K->st = S_PAUSED;
+        else
+            append(o->script);
         M.live++;
         break;
     }
