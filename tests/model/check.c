@@ -79,6 +79,9 @@ static bool rc_allowed(const struct mt_op *o, int script, int rc, int workers)
     case OP_SEND_ERR:
         return rc == 0 || rc == SL_ECLOSED || rc == SL_EKILLED ||
                rc == SL_EDEADLOCK || thrown;
+    case OP_SEND_SEQ: /* how many were sent, or the first send's error */
+        return (rc >= 1 && rc <= o->arg) || rc == SL_ECLOSED ||
+               rc == SL_EKILLED || rc == SL_EDEADLOCK || thrown;
     case OP_RECV:
         return rc == 0 || rc == SL_ECLOSED || rc == SL_EKILLED ||
                rc == SL_EDEADLOCK || is_err(rc) || thrown;
@@ -144,6 +147,8 @@ static const struct mt_op *sender_of(const struct mt_prog *p, int64_t v)
                    : NULL;
     if (o->kind == OP_SEND_ERR)
         return cas == 7 ? o : NULL;
+    if (o->kind == OP_SEND_SEQ)
+        return cas < o->arg ? o : NULL;
     return cas == 0 && (o->kind == OP_SEND || o->kind == OP_TRY_SEND ||
                         o->kind == OP_SEND_TO)
                ? o
@@ -245,6 +250,15 @@ const char *mt_check_invariants(const struct mt_prog *p,
             break;
         case OP_SEND_ERR:
             sent = err_value(mt_err(s, e->op));
+            break;
+        case OP_SEND_SEQ: /* the first rc were sent, the rest not */
+            for (int j = 0; j < o->arg; j++) {
+                struct tally *t = tally_of(mt_value(s, e->op, j));
+                if (e->rc > j)
+                    t->sent_ok++;
+                else
+                    t->sent_fail++;
+            }
             break;
         case OP_SELECT:
             for (int c = 0; c < o->ncases; c++) {

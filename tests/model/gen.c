@@ -34,6 +34,7 @@ const struct mt_feature_name mt_feature_names[] = {
      "insert/remove/run/switch of a tasklet inside a timed call"},
     {"throw", F_THROW, "sl_tasklet_throw, pending or not, and pending kills"},
     {"bound", F_BOUND, "spawns made paused (sl_spawn_attr.paused)"},
+    {"send-sequence", F_SEND_SEQ, "sl_channel_send_sequence"},
     {NULL, 0, NULL},
 };
 
@@ -62,6 +63,7 @@ static const char *const op_names[OP__COUNT] = {
     [OP_SL_RUN] = "sl_run",
     [OP_PROBE] = "probe",
     [OP_THROW] = "throw",
+    [OP_SEND_SEQ] = "send_sequence",
 };
 
 const char *mt_op_name(int kind)
@@ -92,7 +94,7 @@ static bool uses_chan(int kind)
            kind == OP_TRY_RECV || kind == OP_SEND_TO || kind == OP_RECV_TO ||
            kind == OP_SEND_ERR || kind == OP_SET_PREF ||
            kind == OP_SET_SCHED_ALL || kind == OP_CLOSE || kind == OP_OPEN ||
-           kind == OP_PROBE;
+           kind == OP_PROBE || kind == OP_SEND_SEQ;
 }
 
 /* ---- the generator -------------------------------------------------------- */
@@ -157,12 +159,14 @@ static const struct weight weights[] = {
     {OP_SL_RUN, 10, 1, 0},
     {OP_PROBE, 2, 3, F_PROBE},
     {OP_THROW, 2, 3, F_THROW},
+    {OP_SEND_SEQ, 2, 3, F_SEND_SEQ},
 };
 #define NWEIGHTS ((int)(sizeof weights / sizeof weights[0]))
 
 static bool main_blocking(int kind)
 {
-    return kind == OP_SEND || kind == OP_RECV || kind == OP_SEND_ERR;
+    return kind == OP_SEND || kind == OP_RECV || kind == OP_SEND_ERR ||
+           kind == OP_SEND_SEQ;
 }
 
 /* Swarm testing (Groce et al., ISSTA 2012): each program uses a random
@@ -244,6 +248,9 @@ static void gen_op(struct rng *r, const struct mt_prog *p, bool is_main,
         break;
     case OP_SET_SCHED_ALL:
         o->arg = (int8_t)chance(r, 50);
+        break;
+    case OP_SEND_SEQ:
+        o->arg = (int8_t)(1 + below(r, 3));
         break;
     case OP_SELECT:
         gen_select(r, p, is_main, f, o);
@@ -393,7 +400,7 @@ void mt_compact(struct mt_prog *p)
             case OP_SEND: case OP_RECV: case OP_TRY_SEND: case OP_TRY_RECV:
             case OP_SEND_TO: case OP_RECV_TO: case OP_SEND_ERR:
             case OP_SET_PREF: case OP_SET_SCHED_ALL: case OP_CLOSE:
-            case OP_OPEN:
+            case OP_OPEN: case OP_SEND_SEQ:
                 used[o.ch] = true;
                 break;
             default:
@@ -492,6 +499,14 @@ static void print_op(FILE *out, int script, int i, const struct mt_op *o)
         break;
     case OP_SEND:
         fprintf(out, "sl_channel_send(c%d, %s)", o->ch, v);
+        break;
+    case OP_SEND_SEQ:
+        fprintf(out, "sl_channel_send_sequence(c%d, {%s", o->ch, v);
+        for (int j = 1; j < o->arg; j++) {
+            value_name(v, sizeof v, mt_value(script, i, j));
+            fprintf(out, ", %s", v);
+        }
+        fprintf(out, "}, %d)", o->arg);
         break;
     case OP_RECV:
         fprintf(out, "sl_channel_receive(c%d, &v)", o->ch);

@@ -99,6 +99,13 @@ static int exec_op(const struct mt_op *o, int64_t value, int64_t *val)
     case OP_SEND_ERR:
         rc = sl_channel_send_error(ch, (int)value);
         break;
+    case OP_SEND_SEQ: {
+        void *msgs[3];
+        for (int j = 0; j < o->arg && j < 3; j++)
+            msgs[j] = as_ptr(value + j);
+        rc = sl_channel_send_sequence(ch, msgs, (size_t)o->arg);
+        break;
+    }
     case OP_SELECT: {
         sl_select_case cs[MT_MAX_CASES];
         for (int c = 0; c < o->ncases; c++) {

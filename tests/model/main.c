@@ -656,6 +656,15 @@ static int simpler_ops(const struct mt_op *o, struct mt_op *out)
         out[n] = *o;
         out[n++].arg = 0;
     }
+    if (o->kind == OP_SEND_SEQ) {
+        if (o->arg > 1) {
+            out[n] = *o;
+            out[n++].arg = (int8_t)(o->arg - 1);
+        }
+        out[n] = *o;
+        out[n].kind = OP_SEND;
+        out[n++].arg = 0;
+    }
     return n;
 }
 

@@ -54,6 +54,8 @@ enum mt_op_kind {
     OP_THROW,          /* target, arg: bit 0 SL_THROW_PENDING,
                           bit 1 the code is SL_EKILLED (a kill)
                           instead of the op's own mt_throw    */
+    OP_SEND_SEQ,       /* ch, arg: n (1..3); message j is the
+                          op's value + j (a select's case j)  */
     OP__COUNT
 };
 
@@ -196,7 +198,8 @@ enum mt_feature {
     F_THROW = 1u << 20,              /* sl_tasklet_throw, pending kills  */
     F_BOUND = 1u << 21,              /* spawns made paused (bound, not
                                         scheduled)                      */
-    F_ALL = (1u << 22) - 1,
+    F_SEND_SEQ = 1u << 22,           /* sl_channel_send_sequence        */
+    F_ALL = (1u << 23) - 1,
 };
 
 struct mt_feature_name {

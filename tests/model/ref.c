@@ -1,6 +1,7 @@
 /* ref.c - the reference model: Stackless's semantics and the documented
- * additions (buffering, select, timeouts, throw and kill, the one-worker
- * deadlock rules) restated as a small simulator of one worker, written from
+ * additions (buffering, select, timeouts, throw and kill, bound spawns,
+ * send_sequence, the one-worker deadlock rules) restated as a small
+ * simulator of one worker, written from
  * ../shared/reference/stackless-semantics.md and docs/ (channel.md,
  * tasklet.md, runtime.md, select.md, time.md), not from the library's code.
  * Where the docs are silent or contradict each other the choice made is
@@ -50,6 +51,9 @@ struct task {
     bool ran;
     int perr; /* pending error: 0, SL_EKILLED (sticky) or a thrown code
                  (taken once): tasklet.md, sl_tasklet_throw */
+    unsigned ntaken; /* thrown codes taken so far */
+    int seq_i;       /* send_sequence: messages sent so far */
+    unsigned seq_taken; /* ntaken when its current send began */
     int next, prev; /* the run queue circle, while RUNNABLE */
     int pc;         /* next op of its script */
     int pend;
@@ -405,6 +409,8 @@ static int take(struct task *T)
     int e = T->perr;
     if (e != SL_EKILLED)
         T->perr = 0;
+    if (e != 0 && e != SL_EKILLED)
+        T->ntaken++;
     return e;
 }
 
@@ -659,6 +665,44 @@ static bool sl_run_step(int *rc)
     return false;
 }
 
+/* send_sequence (channel.md): t's send of message seq_i returned *rc.
+ * True when the call is over, *rc then what it returns: n when all were
+ * sent; the first send's error; or, when a later one failed, the count
+ * sent, a thrown code it took put back as t's pending error (if none has
+ * come since) so that its next blocking call returns it. */
+static bool seq_sent(int t, int *rc)
+{
+    struct task *T = self(t);
+    if (*rc < 0) {
+        if (T->seq_i > 0) {
+            if (T->ntaken != T->seq_taken && T->perr == 0)
+                T->perr = *rc;
+            *rc = T->seq_i;
+        }
+        return true;
+    }
+    if (++T->seq_i < T->op.arg)
+        return false;
+    *rc = T->seq_i;
+    return true;
+}
+
+/* send_sequence: the next sends, until one waits (false) or the call is
+ * over (true, *rc its result). */
+static bool seq_send(int t, int *rc)
+{
+    struct task *T = self(t);
+    for (;;) {
+        int64_t val;
+        T->seq_taken = T->ntaken;
+        if (!chan_op(t, T->op.ch, 1, T->opvalue + T->seq_i, 0, CH_PLAIN, -1,
+                     rc, &val))
+            return false;
+        if (seq_sent(t, rc))
+            return true;
+    }
+}
+
 static bool blocked_pred(const struct task *T)
 {
     return T->st == S_BLOCKED || T->st == S_WAITING;
@@ -850,6 +894,10 @@ static void exec_op(int t, const struct mt_op *o, int opidx, int logkind,
     case OP_SEND_ERR:
         now = chan_op(t, o->ch, 1, 0, (int)value, CH_PLAIN, -1, &rc, &val);
         break;
+    case OP_SEND_SEQ:
+        T->seq_i = 0;
+        now = seq_send(t, &rc);
+        break;
     case OP_SELECT:
         now = op_select(t, o, value, &rc, &val);
         break;
@@ -923,10 +971,20 @@ static void resume(int t)
         rc = T->result == PENDING ? take(T) : T->result;
         val = rc == 0 && T->wdir < 0 ? T->value : 0;
         end_wait(t); /* already ended by whoever woke it */
+        if (o->kind == OP_SEND_SEQ) {
+            T->pend = P_NONE;
+            if (!seq_sent(t, &rc) && !seq_send(t, &rc))
+                return; /* the next send waits */
+        }
         break;
     case P_DONE:
         rc = T->result;
         val = T->value;
+        if (o->kind == OP_SEND_SEQ) {
+            T->pend = P_NONE;
+            if (!seq_sent(t, &rc) && !seq_send(t, &rc))
+                return;
+        }
         break;
     case P_YIELD:
         rc = take(T);
