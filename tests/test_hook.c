@@ -6,6 +6,7 @@
 
 #include <dlfcn.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
@@ -63,11 +64,11 @@ static long long real_now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* A spin-wait step: the OS thread yields its CPU (on the loaded 2-CPU
+ * machine the thread waited for may need it), portable to every arch. */
 static void pause_cpu(void)
 {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
+    sched_yield();
 }
 
 /* Called at every interposed call: stop here if armed for it. */
@@ -136,8 +137,7 @@ bool tu_spin_until(const int *flag, int timeout_ms)
     while (!ld(flag)) {
         if (real_now_ms() >= end)
             return false;
-        for (int i = 0; i < 64; i++)
-            pause_cpu();
+        pause_cpu();
     }
     return true;
 }

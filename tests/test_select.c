@@ -296,6 +296,58 @@ TU_TEST(completed_select_no_longer_counts_in_the_other_balances)
     free_chans();
 }
 
+/* Review: a killed tasklet's select with a ready case. docs/tasklet.md
+ * ("Kill is sticky"): once killed, a call that would block or yield
+ * returns SL_EKILLED, but "operations that complete without blocking
+ * still complete: a send to a waiting receiver delivers the message, a
+ * receive from a waiting sender takes it"; docs/select.md gives
+ * SL_EKILLED for a caller "killed while waiting" only, and a ready case
+ * completes without switching. The plain receive does complete; the
+ * select must too (issue 13, item 1: every select path as its plain
+ * counterpart). */
+struct ks {
+    int recv_rc, sel_rc;
+    void *recv_msg, *sel_msg;
+};
+
+static void send_b(void *arg)
+{
+    TU_EQ(sl_channel_send(arg, TU_MSG('b')), 0);
+}
+
+static void killed_receiver(void *arg)
+{
+    struct ks *k = arg;
+    TU_EQ(sl_tasklet_kill(sl_current()), SL_EKILLED);
+    /* A sender waits on ca, another on cb: both calls are ready. */
+    k->recv_rc = sl_channel_receive(ca, &k->recv_msg);
+    sl_select_case cs[] = {{cb, SL_RECV, NULL}};
+    k->sel_rc = sl_select(cs, 1, -1);
+    k->sel_msg = cs[0].value;
+}
+
+TU_TEST(killed_tasklet_select_with_a_ready_case_completes_like_receive)
+{
+    new_chans();
+    struct ks k = {1, 1, NULL, NULL};
+    sl_spawn(send_on, ca);
+    sl_spawn(send_b, cb);
+    while (sl_channel_balance(ca) != 1 || sl_channel_balance(cb) != 1)
+        sl_schedule();
+    sl_spawn(killed_receiver, &k);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(k.recv_rc, 0); /* the plain receive took the waiting message */
+    TU_EQ(TU_INT(k.recv_msg), 'a');
+    TU_EQ(k.sel_rc, 0); /* the ready case completes the same way */
+    TU_EQ(TU_INT(k.sel_msg), 'b');
+    if (sl_channel_balance(cb) == 1) { /* the sender still waits: free it */
+        void *m;
+        TU_EQ(sl_channel_receive(cb, &m), 0);
+        TU_EQ(sl_run(), 0);
+    }
+    free_chans();
+}
+
 TU_TEST(select_on_closing_channels)
 {
     new_chans();
@@ -760,6 +812,86 @@ TU_TEST_TIMEOUT(select_unlocks_no_stale_lock_list_when_its_tasklet_migrates, 60)
     free_chans();
 }
 
+/* Review (issue 13, item 5 again): sl__post_switch reads select's lock
+ * list (on the selecting tasklet's frames) entry by entry, each before it
+ * releases the previous lock, so that the tasklet cannot be completed and
+ * reuse its frames while the list is still read. That holds only while
+ * every lock in the list guards a waiter of the select. A closing channel
+ * is locked (it is one of the cases' channels) but gets no waiter
+ * (select.c: `if (!ch || ch->closing) continue;`). With the closing
+ * channel last in address order, locks = {open, closing, NULL}: the
+ * post-switch reads locks[1], releases the open channel's lock, and only
+ * then reads locks[2]. A partner on the other worker takes the open
+ * channel's lock at that moment, completes the select and wakes the
+ * selector on its own worker; it returns and its next sl_select writes
+ * locks[] at the same addresses (prepare) while the first worker still
+ * reads locks[2]. ThreadSanitizer reports the race every run (the read is
+ * after the release the partner acquired, so nothing orders it before
+ * the selector's write); in a Release build a reused slot holding a
+ * pointer makes the post-switch "unlock" a byte it does not hold. */
+static sl_channel *lz_open, *lz_closing;
+static int lz_per_sender, lz_turn;
+static long lz_count, lz_migrations;
+
+static void lz_selector(void *arg)
+{
+    (void)arg;
+    int last = sl_worker_index();
+    for (int k = 0; k < 2 * lz_per_sender; k++) {
+        sl_select_case cs[] = {{lz_open, SL_RECV, NULL},
+                               {lz_closing, SL_RECV, NULL}};
+        int i = sl_select(cs, 2, -1);
+        if (!TU_EQ(i, 0))
+            return;
+        lz_count++;
+        int now = sl_worker_index();
+        lz_migrations += now != last;
+        last = now;
+    }
+}
+
+static void lz_sender(void *arg)
+{
+    (void)arg;
+    int me = sl_worker_index();
+    for (int i = 1; i <= lz_per_sender; i++) {
+        while (__atomic_load_n(&lz_turn, __ATOMIC_ACQUIRE) != me ||
+               sl_channel_balance(lz_open) != -1)
+            sl_schedule();
+        TU_EQ(sl_channel_send(lz_open, TU_MSG(i)), 0);
+        __atomic_store_n(&lz_turn, 1 - me, __ATOMIC_RELEASE);
+    }
+}
+
+TU_TEST_TIMEOUT(select_with_a_closing_channel_last_reads_no_stale_lock_list, 60)
+{
+    TU_MULTI_WORKER_ONLY();
+    sl_channel *a = sl_channel_new(), *b = sl_channel_new();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+    /* The closing one last in the lock list (address order). */
+    lz_open = (uintptr_t)a < (uintptr_t)b ? a : b;
+    lz_closing = lz_open == a ? b : a;
+    sl_channel_close(lz_closing);
+    lz_per_sender = TU_SIZE(1000, 100);
+    lz_turn = 0;
+    lz_count = lz_migrations = 0;
+    sl_spawn(lz_selector, NULL);
+    sl_spawn_attr at;
+    sl_spawn_attr_init(&at);
+    at.worker = 0;
+    sl_spawn_ex(&at, lz_sender, NULL);
+    at.worker = 1;
+    sl_spawn_ex(&at, lz_sender, NULL);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(lz_count, 2 * lz_per_sender);
+    if (tu_stack_mode() == SL_STACK_FIXED)
+        CU_ASSERT(lz_migrations > 0);
+    TU_EQ(sl_channel_balance(lz_open), 0);
+    TU_EQ(sl_channel_free(lz_open), 0);
+    TU_EQ(sl_channel_free(lz_closing), 0);
+}
+
 static CU_TestInfo tests[] = {
     TU_CASE(buffered_channel_getters),
     TU_CASE(buffered_sends_complete_without_receiver_in_fifo_order),
@@ -773,6 +905,7 @@ static CU_TestInfo tests[] = {
     TU_CASE(select_timeout_restores_every_balance),
     TU_CASE(killed_selector_leaves_every_queue),
     TU_CASE(completed_select_no_longer_counts_in_the_other_balances),
+    TU_CASE(killed_tasklet_select_with_a_ready_case_completes_like_receive),
     TU_CASE(select_on_closing_channels),
     TU_CASE(select_rejects_bad_arguments),
     TU_CASE(select_without_runtime),
@@ -784,6 +917,7 @@ static CU_TestInfo tests[] = {
     TU_CASE(select_does_what_the_plain_call_does_in_every_channel_state),
     TU_CASE(kill_of_a_tasklet_starting_a_select_on_another_worker_is_not_lost),
     TU_CASE(select_unlocks_no_stale_lock_list_when_its_tasklet_migrates),
+    TU_CASE(select_with_a_closing_channel_last_reads_no_stale_lock_list),
     CU_TEST_INFO_NULL,
 };
 
