@@ -115,9 +115,6 @@ int sl_select(sl_select_case *cases, int n, int64_t timeout_ms)
     if (n < 0 || n > SL_SELECT_MAX || (n > 0 && !cases))
         return SL_EINVAL;
     sl_tasklet *cur = w->current;
-    int rc = sl__pend_check(cur);
-    if (rc)
-        return rc;
     if (sl__check_inbox(w))
         sl__abandon(w);
 
@@ -135,6 +132,7 @@ int sl_select(sl_select_case *cases, int n, int64_t timeout_ms)
             return SL_ENOMEM;
         }
     }
+    int rc;
     sl_waiter *ws = NULL;
     int d = prepare(cases, n, chs, locks);
     if (d < 0) {
@@ -165,9 +163,14 @@ int sl_select(sl_select_case *cases, int n, int64_t timeout_ms)
         }
         open = open || !ch->closing;
     }
-    if (!open || timeout_ms == 0) {
+    /* Nothing ready: fail as the plain call would, in its order (a thrown
+     * error or a kill first, then closing, then an expired timeout): a
+     * killed tasklet's ready case above still completed, as its receive
+     * would have. */
+    if ((rc = sl__pend_check(cur)) || !open || timeout_ms == 0) {
         unlock_all(locks);
-        rc = open ? SL_ETIMEDOUT : SL_ECLOSED;
+        if (!rc)
+            rc = open ? SL_ETIMEDOUT : SL_ECLOSED;
         goto out;
     }
 
@@ -206,6 +209,22 @@ int sl_select(sl_select_case *cases, int n, int64_t timeout_ms)
         wt->dir = (int8_t)case_dir(&cases[i]);
         wt->value = cases[i].value;
         sl__waitq_link(&ch->q, wt);
+    }
+    if (sl__rt.mt) {
+        /* The post-switch reads each lock's successor in the list before
+         * it releases that lock, which is safe only while every lock left
+         * guards one of our waiters (a partner that completes us must
+         * take the last one). A closing channel got no waiter: release
+         * its lock now and drop it from the list. */
+        int m = 0;
+        for (int i = 0; i < d; i++) {
+            if (chs[i]->closing)
+                sl__spin_unlock(locks[i]);
+            else
+                locks[m++] = locks[i];
+        }
+        SL__ASSERT(m > 0); /* some case is open */
+        locks[m] = NULL;
     }
     cur->wv = ws;
     SL_STORE(&cur->wn, (uint16_t)n); /* (sl_dump reads it) */

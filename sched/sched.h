@@ -233,6 +233,11 @@ static inline void sl__rq_unlink(sl_worker *w, sl_tasklet *t)
 /* ---- the switch -------------------------------------------------------- */
 
 void sl__tasklet_prepare(sl_worker *w, sl_tasklet *t); /* first run: stack */
+/* A reference to t held until w's current tasklet next switches (the
+ * handle promise of docs/tasklet.md for a tasklet that leaves w before
+ * that): room first (SL_ENOMEM), then the reference. */
+int sl__reserve_unref(sl_worker *w);
+void sl__defer_unref(sl_worker *w, sl_tasklet *t);
 /* Report that t overflowed its stack, by id and name, and abort. */
 void sl__overflow_abort(const sl_tasklet *t) __attribute__((noreturn, cold));
 /* The resumed side's leftovers (mt, TSan): unlock, publish a parked state. */

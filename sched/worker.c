@@ -214,6 +214,13 @@ bool sl__poll_inbox(sl_worker *w)
         sl_tasklet *p = t->prev;
         skipped++;
         if (t->pin < 0 && !t->is_main) { /* copy mode: it never ran */
+            /* We may be at a scheduling point that is not a switch (a
+             * try_receive): t may be a spawn whose handle the current
+             * tasklet holds, valid until it next switches; the thief may
+             * run t to its end before that. A reference until then. */
+            if (sl__reserve_unref(w) < 0)
+                break; /* no memory: give fewer */
+            sl__defer_unref(w, t);
             skipped = 0;
             if (!t->ctx && !t->copy) /* its stack comes from our pool */
                 sl__tasklet_prepare(w, t);

@@ -427,7 +427,7 @@ int sl__promise_move(sl_worker *w, sl_tasklet *t)
 }
 
 /* Room for one more reference to drop after w's next switch. */
-static int reserve_unref(sl_worker *w)
+int sl__reserve_unref(sl_worker *w)
 {
     if (w->npost_unrefs < w->cap_post_unrefs)
         return 0;
@@ -442,7 +442,7 @@ static int reserve_unref(sl_worker *w)
 
 /* Hold a reference to t until w's current tasklet next switches (room
  * reserved). */
-static void defer_unref(sl_worker *w, sl_tasklet *t)
+void sl__defer_unref(sl_worker *w, sl_tasklet *t)
 {
     __atomic_add_fetch(&t->refs, 1, __ATOMIC_RELAXED);
     w->post_unrefs[w->npost_unrefs++] = t;
@@ -455,7 +455,7 @@ spawn(sl_worker *w, sl_fn fn, void *arg, int pin, bool copy, bool paused)
     if (sl_unlikely(SL_LOAD(&w->promise_refund)))
         fold_refunds(w);
     bool remote = pin >= 0 && pin != w->index;
-    if (remote && reserve_unref(w) < 0)
+    if (remote && sl__reserve_unref(w) < 0)
         return NULL;
     if (!copy && sl_unlikely(sl__stack_reserve(&w->stacks) < 0))
         return NULL;
@@ -519,7 +519,7 @@ spawn(sl_worker *w, sl_fn fn, void *arg, int pin, bool copy, bool paused)
          * held until then, dropped by the post-switch work. */
         if (!copy)
             sl__tasklet_prepare(w, t);
-        defer_unref(w, t);
+        sl__defer_unref(w, t);
         sl__wake_remote(w, t);
     }
     return t;

@@ -556,12 +556,6 @@ static bool op_select(int t, const struct mt_op *o, int64_t value, int *rc,
 {
     struct task *T = self(t);
     *val = 0;
-    /* DOC-CHOICE: a killed tasklet's select fails at once, even with a
-     * case ready (select.md lists SL_EKILLED; tasklet.md's "operations
-     * that complete without blocking still complete" names only send and
-     * receive). */
-    if ((*rc = take(T)) != 0)
-        return true;
     int k = 0;
     for (int i = 0; i < o->ncases; i++) {
         if (o->cases[i].ch < 0)
@@ -589,6 +583,13 @@ static bool op_select(int t, const struct mt_op *o, int64_t value, int *rc,
         }
         open = open || !M.c[o->cases[i].ch].closing;
     }
+    /* A killed (or thrown at) tasklet's select still completes a ready
+     * case, as its send or receive would (tasklet.md: operations that
+     * complete without blocking still complete); with none ready, the
+     * plain call's order: the pending error, then closing, then the
+     * expired timeout. */
+    if ((*rc = take(T)) != 0)
+        return true;
     if (!open || o->ms == 0) {
         *rc = open ? SL_ETIMEDOUT : SL_ECLOSED;
         return true;
