@@ -468,7 +468,11 @@ static inline void sl__publish_after_switch(sl_worker *w, sl_tasklet *cur,
  * later one (sl__post_switch's kill check). */
 static inline void sl__pause_after_switch(sl_worker *w, sl_tasklet *cur)
 {
-    SL_STORE(&cur->wseq, cur->wseq + 2);
+    /* Read atomically too: a thrower's claim of cur's last wait wrote it
+     * (a compare-and-swap) on another thread. None can write it now (no
+     * wait is on: every claim's compare fails), so load + store loses
+     * nothing. (TSan: channel_w2, throws_into_a_tasklet_blocking_...) */
+    SL_STORE(&cur->wseq, SL_LOAD(&cur->wseq) + 2);
     sl__publish_after_switch(w, cur, SL_T_PAUSED);
 }
 
