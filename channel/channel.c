@@ -25,6 +25,7 @@
  * for a waiting receiver before it looks at the ring, in sl_select too:
  * both go through the same readiness rule.
  */
+#include <limits.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -337,8 +338,8 @@ block_ex(sl_worker *w, sl_channel *ch, int dir, void *msg, void **out,
     int rc = 0;
     if (try_only)
         rc = SL_EWOULDBLOCK;
-    else if (sl_unlikely(__atomic_load_n(&cur->killed, __ATOMIC_SEQ_CST)))
-        rc = SL_EKILLED;
+    else if (sl_unlikely(rc = sl__pend_check(cur)))
+        ; /* a thrown error or a kill, before closing (docs/errors.md) */
     else if (ch->closing)
         rc = SL_ECLOSED;
     else if (timeout_ms == 0)
@@ -351,12 +352,16 @@ block_ex(sl_worker *w, sl_channel *ch, int dir, void *msg, void **out,
                          timeout_ms, SL_W_CHAN, mt);
     /* Resumed: a partner completed us (0; a receive gets the message, or
      * the sender's send_error code), the timer ended the wait
-     * (SL_ETIMEDOUT), a kill (SL_EKILLED), or the deadlock rules
+     * (SL_ETIMEDOUT), a throw or a kill (its error), or the deadlock rules
      * (SL_EDEADLOCK). A call a partner completed returns its message even
-     * if we were killed after that: the kill shows at the next blocking
-     * call, and no message is lost. */
-    if (rc == 0 && dir < 0 && out)
-        *out = cur->wait.value;
+     * if we were thrown at or killed after that: the error shows at the
+     * next blocking call, and no message is lost. */
+    if (rc == 0) {
+        if (dir < 0 && out)
+            *out = cur->wait.value;
+    } else {
+        rc = sl__wait_rc(cur, rc); /* (a throw's or a kill's mark) */
+    }
     return rc;
 }
 
@@ -589,9 +594,37 @@ int sl_channel_try_receive(sl_channel *ch, void **msg)
 
 int sl_channel_send_error(sl_channel *ch, int err)
 {
-    if (err >= 0)
+    /* INT_MIN is SL__EPENDING, the mark a throw leaves in a waiter's
+     * result (sched/sched.h): no sender may hand it over. */
+    if (err >= 0 || err == SL__EPENDING)
         return SL_EINVAL;
     return channel_action(ch, 1, NULL, NULL, err, false, -1);
+}
+
+int sl_channel_send_sequence(sl_channel *ch, void *const *msgs, size_t n)
+{
+    sl_worker *w = sl__self();
+    if (!w)
+        return SL_ESTATE;
+    if (!ch || (n && !msgs) || n > INT_MAX)
+        return SL_EINVAL;
+    sl_tasklet *cur = w->current; /* (it may move to other workers) */
+    for (size_t i = 0; i < n; i++) {
+        uint32_t taken = cur->ntaken;
+        int rc = sl_channel_send(ch, msgs[i]);
+        if (rc < 0) {
+            if (i == 0)
+                return rc;
+            /* Some were sent: their count. A thrown error that stopped it
+             * is the caller's next blocking call's (none is lost); the
+             * others come back by themselves (a closing channel, a kill,
+             * a deadlock). */
+            if (cur->ntaken != taken)
+                sl__pend_put_back(cur, rc);
+            return (int)i;
+        }
+    }
+    return (int)n;
 }
 
 int sl_channel_send_timeout(sl_channel *ch, void *msg, int64_t timeout_ms)
@@ -610,6 +643,11 @@ int sl_channel_receive_timeout(sl_channel *ch, void **msg, int64_t timeout_ms)
 
 /* The setters take the lock: the hand-over path reads after[] and closing
  * under it on other workers. The getters are snapshots. */
+
+sl_tasklet *sl_channel_queue(const sl_channel *ch)
+{
+    return ch ? sl__waitq_first((struct sl_waitq *)&ch->q) : NULL;
+}
 
 int sl_channel_balance(const sl_channel *ch)
 {

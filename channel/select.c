@@ -163,13 +163,14 @@ int sl_select(sl_select_case *cases, int n, int64_t timeout_ms)
         }
         open = open || !ch->closing;
     }
-    /* Nothing ready: fail as the plain call would, in its order (a kill
-     * first, then closing, then an expired timeout): a killed tasklet's
-     * ready case above still completed, as its receive would have. */
-    bool killed = __atomic_load_n(&cur->killed, __ATOMIC_SEQ_CST);
-    if (killed || !open || timeout_ms == 0) {
+    /* Nothing ready: fail as the plain call would, in its order (a thrown
+     * error or a kill first, then closing, then an expired timeout): a
+     * killed tasklet's ready case above still completed, as its receive
+     * would have. */
+    if ((rc = sl__pend_check(cur)) || !open || timeout_ms == 0) {
         unlock_all(locks);
-        rc = killed ? SL_EKILLED : open ? SL_ETIMEDOUT : SL_ECLOSED;
+        if (!rc)
+            rc = open ? SL_ETIMEDOUT : SL_ECLOSED;
         goto out;
     }
 
@@ -234,7 +235,7 @@ int sl_select(sl_select_case *cases, int n, int64_t timeout_ms)
         w->post = 1;
     }
     w = sl__jump(w, cur, next);
-    rc = cur->wait.result; /* whoever ended it unlinked every waiter */
+    rc = sl__wait_result(cur); /* (its ender unlinked every waiter) */
     sl__events_due(w);
     cur->wv = NULL;
     SL_STORE(&cur->wn, (uint16_t)0);

@@ -123,6 +123,24 @@ int sl_run(void);
 typedef struct sl_tasklet sl_tasklet;
 typedef void (*sl_fn)(void *arg);
 
+/* Stackless's watchdog, run(timeout): like sl_run, main runs the other
+ * tasklets, but only until the run queue is empty (tasklets waiting for
+ * timers or descriptors do not keep it: those due are run first) or the
+ * budget is spent: budget_ns nanoseconds on the monotonic clock, or
+ * `switches` scheduling points of tasklets (0: no limit of that kind;
+ * both 0: until the run queue is empty). The budget is looked at when a
+ * tasklet switches (yields, blocks, hands over, runs another, ends): once
+ * it is spent, the next tasklet that switches and is not atomic
+ * (sl_tasklet_set_atomic) is taken out of the run queue (paused) if it was
+ * still in it, *interrupted gets it (NULL otherwise) and main runs again;
+ * insert it to let it go on. Cooperative: a tasklet that never switches
+ * is never interrupted. With several workers it watches main's worker
+ * (worker 0) only. Returns 0 (the queue ran dry), 1 (the budget was
+ * spent), SL_ESTATE (no runtime, not main), SL_EINVAL (budget_ns < 0),
+ * or a throw to main. interrupted may be NULL. */
+int sl_run_for(int64_t budget_ns, uint64_t switches,
+               sl_tasklet **interrupted);
+
 /* A new tasklet running fn(arg), appended to the end of the run queue. It
  * gets its stack when it first runs. NULL when fn is NULL, the runtime is
  * not initialised, or memory / mappings are exhausted (the runtime keeps
@@ -138,6 +156,10 @@ typedef struct sl_spawn_attr {
     const char *name; /* copied as with sl_tasklet_set_name, or NULL     */
     int stack_mode;   /* SL_STACK_DEFAULT (sl_config's), SL_STACK_FIXED or
                          SL_STACK_COPY                                   */
+    int paused;       /* nonzero: created paused, in no queue (Stackless's
+                         tasklet(f) bound but not scheduled): alive and
+                         paused until sl_tasklet_insert, _run, _switch or
+                         a throw (a pending one schedules it)           */
 } sl_spawn_attr;
 
 void sl_spawn_attr_init(sl_spawn_attr *attr);
@@ -172,15 +194,47 @@ int sl_schedule(void);
 int sl_schedule_remove(void);
 
 int sl_tasklet_insert(sl_tasklet *t);
+/* A dead tasklet: 0, as Stackless (it is in no queue). */
 int sl_tasklet_remove(sl_tasklet *t);
 int sl_tasklet_run(sl_tasklet *t);
 int sl_tasklet_switch(sl_tasklet *t);
+/* sl_tasklet_throw(t, SL_EKILLED, 0): every later blocking call of t
+ * returns SL_EKILLED. */
 int sl_tasklet_kill(sl_tasklet *t);
+
+/* Stackless's tasklet.throw: t's current blocking call (or, if it is not
+ * in one, its next) returns err, a negative code of the caller's choosing,
+ * once; SL_EKILLED is a kill, which is sticky. A tasklet that never ran
+ * dies without running its function. Without SL_THROW_PENDING t runs at
+ * once when it can run on the caller's worker (like sl_tasklet_run); with
+ * it t is only made runnable. A pending kill (Stackless's
+ * kill(pending=True)) is sl_tasklet_throw(t, SL_EKILLED, SL_THROW_PENDING).
+ * t the caller: returns err at once. 0, or SL_EINVAL (err >= 0, bad flags,
+ * a kill of main), SL_ESTATE (t is dead and err is not SL_EKILLED), the
+ * caller's own pending error. */
+#define SL_THROW_PENDING 1
+int sl_tasklet_throw(sl_tasklet *t, int err, int flags);
+
+/* Stackless's tasklet.next / .prev, for tools and tests. t runnable on
+ * the caller's worker: its neighbour in that run queue (a circle: a
+ * tasklet alone is its own); t waiting in a channel's or sync object's
+ * queue (not a select): its neighbour there, NULL past either end;
+ * anything else (paused, dead, runnable on another worker, sleeping...):
+ * NULL. With several workers the answer is a snapshot (the neighbour may
+ * move or end at once: its handle is valid only while it lives), and the
+ * object t waits on must not be freed meanwhile. */
+sl_tasklet *sl_tasklet_next(const sl_tasklet *t);
+sl_tasklet *sl_tasklet_prev(const sl_tasklet *t);
 
 bool sl_tasklet_alive(const sl_tasklet *t);
 bool sl_tasklet_blocked(const sl_tasklet *t);
 bool sl_tasklet_scheduled(const sl_tasklet *t);
 bool sl_tasklet_paused(const sl_tasklet *t);
+
+/* Stackless's set_atomic: while on, sl_run_for's budget never interrupts
+ * t (it still switches when it yields or blocks). Returns the old value
+ * (0 or 1), or SL_EINVAL for NULL. */
+int sl_tasklet_set_atomic(sl_tasklet *t, bool on);
 
 /* Debugging: a copy of name is kept (at most 31 bytes). */
 int sl_tasklet_set_name(sl_tasklet *t, const char *name);
@@ -216,8 +270,30 @@ int sl_channel_receive(sl_channel *ch, void **msg);
 int sl_channel_try_send(sl_channel *ch, void *msg);
 int sl_channel_try_receive(sl_channel *ch, void **msg);
 /* Like send, but the receiver's receive returns err (< 0) instead of a
- * message. SL_EINVAL if err >= 0. */
+ * message. SL_EINVAL if err >= 0 or err is INT_MIN (reserved). */
 int sl_channel_send_error(sl_channel *ch, int err);
+
+/* Stackless's send_sequence: sends msgs[0..n-1] in turn, each as
+ * sl_channel_send. Returns n; or, when a send fails, that error if it was
+ * the first, else the number sent before it (a thrown error that stopped
+ * it is then returned by the caller's next blocking call). SL_EINVAL for
+ * NULL or n > INT_MAX. */
+int sl_channel_send_sequence(sl_channel *ch, void *const *msgs, size_t n);
+
+/* Iterating a channel, as Stackless's `for x in ch`: receive until it is
+ * closed (closing, no sender waiting, nothing buffered). The body runs
+ * once per message with msg (a pointer variable of any type) set to it;
+ * after the loop rc is SL_ECLOSED when the channel was closed, else the
+ * error that ended it (the caller killed or thrown at, a deadlock, a
+ * sender's send_error code). */
+#define SL_CHANNEL_FOREACH(ch, msg, rc)                                      \
+    for (void *sl__msg_; ((rc) = sl_channel_receive((ch), &sl__msg_)) == 0 && \
+                         ((msg) = sl__msg_, 1);)
+
+/* The first tasklet waiting on ch (Stackless's channel.queue; follow the
+ * queue with sl_tasklet_next), or NULL. A snapshot, for tools and tests;
+ * see sl_tasklet_next. */
+sl_tasklet *sl_channel_queue(const sl_channel *ch);
 
 int sl_channel_balance(const sl_channel *ch);
 int sl_channel_preference(const sl_channel *ch);

@@ -566,36 +566,46 @@ static int send_remote(struct sl_mpi_chan *c, const void *msg, size_t len,
     unlock();
 
     rc = sl__mpi_op_wait(op, timeout_ms);
-    if (rc == SL_ETIMEDOUT || rc == SL_EKILLED) {
-        /* Ask the home to take the message back; it answers with the
-         * reason if it still had it, else the answer is already ours. */
+    if (rc < 0) {
+        /* Unsettled, the wait was cut short: a timeout, a kill, or a code
+         * thrown to us (sl_tasklet_throw). (Settled, rc is its outcome,
+         * or the wait's if it settled just after.) Ask the home to take the
+         * message back; it answers with the reason if it still had it,
+         * else the answer is already ours. A kill or a throw does not wait
+         * for that answer: the op is left to the engine, as it must not
+         * be freed while it is out. */
         lock();
-        if (!op->settled) {
+        bool cut = !op->settled;
+        if (!cut) {
+            rc = op->status; /* it settled meanwhile: its outcome */
+        } else {
             slmsg *cm = sl__mpi_msg_new(W_CH_CANCEL, c->home, 0);
             SLMPI_ASSERT(cm);
             cm->w.key = c->key;
             cm->w.opid = op->id;
             cm->w.status = rc;
             sl__mpi_post_locked(cm);
-            if (rc == SL_EKILLED) {
-                op->orphan = true; /* a killed tasklet cannot wait again */
+            if (rc != SL_ETIMEDOUT) {
+                op->orphan = true; /* we do not wait for it again */
                 unlock();
-                return SL_EKILLED;
+                return rc;
             }
         }
         unlock();
-        int rc2 = sl__mpi_op_wait(op, -1);
-        if (rc2 == SL_EKILLED) {
-            lock();
-            if (!op->settled) {
-                op->orphan = true;
+        if (cut) {
+            int rc2 = sl__mpi_op_wait(op, -1);
+            if (rc2 < 0) {
+                lock();
+                if (!op->settled) {
+                    op->orphan = true;
+                    unlock();
+                    return rc2;
+                }
                 unlock();
-                return SL_EKILLED;
+                rc2 = op->status;
             }
-            unlock();
-            rc2 = op->status;
+            rc = rc2;
         }
-        rc = rc2;
     }
     sl__mpi_op_free(op);
     return rc;
@@ -731,7 +741,7 @@ int sl_mpi_chan_close(sl_mpi_chan *ch)
     sl__mpi_post_locked(m);
     unlock();
     rc = sl__mpi_op_wait(op, -1);
-    if (rc == SL_EKILLED) {
+    if (rc < 0) { /* (a kill or a thrown code if unsettled) */
         lock();
         if (!op->settled) {
             op->orphan = true; /* the close still happens */

@@ -966,8 +966,10 @@ static int chunk_item(const struct job *j, const pend *pd, size_t k,
 
 /* Take the settled chunks of j, or park until one comes: its caller
  * (lock held on entry and return). Returns the list, or NULL with *rc
- * the job's failure (nothing is out any more) or SL_EKILLED. */
-static pend *job_take_locked(struct job *j, pend **spare, int *rc)
+ * the job's failure (nothing is out any more), or with *rc the error that
+ * cut the wait short and *cut set: a kill, or a code thrown to the caller
+ * (sl_tasklet_throw), chunks maybe still out. */
+static pend *job_take_locked(struct job *j, pend **spare, int *rc, bool *cut)
 {
     for (;;) {
         job_feed_locked(j, spare);
@@ -986,8 +988,9 @@ static pend *job_take_locked(struct job *j, pend **spare, int *rc)
         unlock();
         int w = sl_event_wait(&j->ev, -1);
         lock();
-        if (w == SL_EKILLED) {
+        if (w < 0) {
             *rc = w;
+            *cut = true;
             return NULL;
         }
     }
@@ -1101,11 +1104,12 @@ int sl_mpi_pool_map(sl_mpi_pool *pool, sl_task_fn fn, const void *inputs,
     pend *spare = NULL;
     lock();
     while (settled < n) {
-        pend *list = job_take_locked(j, &spare, &rc);
-        if (!list && rc == SL_EKILLED && j->pool && j->inflight > 0) {
+        bool cut = false;
+        pend *list = job_take_locked(j, &spare, &rc, &cut);
+        if (!list && cut && j->pool && j->inflight > 0) {
             job_orphan_locked(j, spare);
             unlock();
-            return SL_EKILLED;
+            return rc; /* SL_EKILLED, or a thrown code */
         }
         if (!list) {
             /* Failed, nothing out: what was never sent fails with it. */
@@ -1199,13 +1203,14 @@ int sl_mpi_pool_iter_next(sl_mpi_pool_iter *it, size_t *index, void *out,
             return SL_ECLOSED;
         lock();
         pend *spare = NULL;
-        pend *list = job_take_locked(j, &spare, &rc);
+        bool cut = false;
+        pend *list = job_take_locked(j, &spare, &rc, &cut);
         if (spare) {
             /* Not placed yet: its items go back to be cut again later. */
             j->next_item = spare->first;
             pends_free(spare);
         }
-        if (!list && rc == SL_EKILLED) {
+        if (!list && cut) {
             unlock();
             return rc; /* the iterator stays valid */
         }

@@ -427,7 +427,7 @@ static void fd_read_done(int fd, ssize_t n, size_t len)
 static bool fd_known_empty(int fd)
 {
     sl_worker *w = sl__self();
-    if (!w || fd < 0 || fd >= w->nfds || SL_LOAD(&w->current->killed))
+    if (!w || fd < 0 || fd >= w->nfds || SL_LOAD(&w->current->pend))
         return false;
     struct sl_fdslot *s = &w->fds[fd];
     return s->reg && s->tcp && !(s->rdy & SL_READABLE) && !s->t[0] &&
@@ -620,7 +620,7 @@ static int park(sl_worker *w, sl_tasklet *cur, uint32_t gen, int64_t deadline)
     sl__publish_after_switch(w, cur, SL_T_BLOCKED);
     w = sl__jump(w, cur, next);
     sl__events_due(w);
-    int rc = cur->wait.result;
+    int rc = sl__wait_result(cur);
     sl__wait_kind_reset(cur);
     sl__wait_account(cur);
     return rc;
@@ -632,8 +632,9 @@ int sl_sleep_ms(int64_t ms)
     if (!w)
         return SL_ESTATE;
     sl_tasklet *cur = w->current;
-    if (__atomic_load_n(&cur->killed, __ATOMIC_SEQ_CST))
-        return SL_EKILLED;
+    int rc = sl__pend_check(cur);
+    if (rc)
+        return rc;
     if (ms <= 0)
         return sl_schedule();
     if (sl__check_inbox(w))
@@ -694,15 +695,16 @@ int sl_wait_fd(int fd, int events, int64_t timeout_ms)
     if (fd < 0 || events <= 0 || (events & ~(SL_READABLE | SL_WRITABLE)))
         return SL_EINVAL;
     sl_tasklet *cur = w->current;
-    if (__atomic_load_n(&cur->killed, __ATOMIC_SEQ_CST))
-        return SL_EKILLED;
+    int rc = sl__pend_check(cur);
+    if (rc)
+        return rc;
     if (sl__check_inbox(w))
         sl__abandon(w);
     if (timeout_ms == 0) {
         int r = poll_now(fd, events);
         return r == 0 ? SL_ETIMEDOUT : r;
     }
-    int rc = fds_cover(w, fd);
+    rc = fds_cover(w, fd);
     if (rc < 0)
         return rc;
     struct sl_fdslot *s = &w->fds[fd];

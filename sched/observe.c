@@ -32,7 +32,7 @@ static bool rt_up;
 /* The calling thread runs a callback now. */
 static __thread uint8_t in_callback __attribute__((tls_model("initial-exec")));
 
-/* Under obs_lock: each worker's SL_JUMP_OBSERVE bit from sl__observe
+/* Under obs_lock: each worker's SL_JS_OBSERVE bit from sl__observe
  * (the channel callback needs the switch hook too: to catch a callback
  * that switches). */
 static void jump_bits_locked(void)
@@ -43,9 +43,9 @@ static void jump_bits_locked(void)
     for (int i = 0; i < sl__rt.nworkers; i++) {
         uint8_t *b = &sl__rt.workers[i]->jump_slow;
         if (on)
-            __atomic_fetch_or(b, (uint8_t)SL_JUMP_OBSERVE, __ATOMIC_RELAXED);
+            __atomic_fetch_or(b, (uint8_t)SL_JS_OBSERVE, __ATOMIC_RELAXED);
         else
-            __atomic_fetch_and(b, (uint8_t)~SL_JUMP_OBSERVE,
+            __atomic_fetch_and(b, (uint8_t)~SL_JS_OBSERVE,
                                __ATOMIC_RELAXED);
     }
 }

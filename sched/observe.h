@@ -3,7 +3,7 @@
  * (sched/observe.c) and the trace (sched/trace.c).
  *
  * What it costs when nothing watches. A switch pays nothing more: a
- * callback or the trace sets SL_JUMP_OBSERVE in every worker's jump_slow
+ * callback or the trace sets SL_JS_OBSERVE in every worker's jump_slow
  * byte, which the switch tests already (sched.h), and sl__jump_slow sends
  * the switch through sl__obs_switch. A channel operation, a spawn and a
  * woken wait's slow paths test sl__observe, one predictable branch each.
@@ -46,7 +46,7 @@ enum sl_obs_cause {
     SL_OBS_DEADLOCK,  /* nothing could ever end it                          */
 };
 
-/* ---- hooks (called only while sl__observe or SL_JUMP_OBSERVE is set) ---- */
+/* ---- hooks (called only while sl__observe or SL_JS_OBSERVE is set) ---- */
 
 /* The switch from `from` to `to` on w (ends: from ends) for the trace,
  * and for the callbacks (observe.c). */
@@ -86,7 +86,7 @@ int sl__obs_channel(sl_channel *ch, sl_tasklet *cur, bool sending,
                     bool willblock);
 
 /* sl_init, once its workers exist: the environment (SL_TRACE,
- * SL_DUMP_SIGQUIT) and the workers' SL_JUMP_OBSERVE bits. */
+ * SL_DUMP_SIGQUIT) and the workers' SL_JS_OBSERVE bits. */
 void sl__obs_init(void);
 /* sl_shutdown, before the workers go: the trace is stopped. */
 void sl__obs_shutdown(void);
@@ -109,7 +109,7 @@ int sl__trace_stop_any(void);
 void sl__trace_fork_child(void);
 /* A trace the environment asked for (SL_TRACE): start it. */
 void sl__trace_from_env(void);
-/* Each worker's SL_JUMP_OBSERVE bit from sl__observe (observe.c). */
+/* Each worker's SL_JS_OBSERVE bit from sl__observe (observe.c). */
 void sl__obs_jump_bits(void);
 
 #endif /* SL_OBSERVE_H */

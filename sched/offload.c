@@ -120,12 +120,13 @@ int sl_offload(void (*fn)(void *), void *arg)
     if (!fn)
         return SL_EINVAL;
     sl_tasklet *cur = w->current;
-    if (__atomic_load_n(&cur->killed, __ATOMIC_SEQ_CST))
-        return SL_EKILLED;
+    int rc = sl__pend_check(cur);
+    if (rc)
+        return rc;
     if (sl__check_inbox(w))
         sl__abandon(w);
     if (!__atomic_load_n(&sl__rt.offload, __ATOMIC_ACQUIRE)) {
-        int rc = pool_start();
+        rc = pool_start();
         if (rc < 0)
             return rc;
     }
@@ -160,7 +161,7 @@ int sl_offload(void (*fn)(void *), void *arg)
         free(j);
     sl__wait_kind_reset(cur);
     sl__wait_account(cur);
-    return SL_LOAD(&cur->killed) ? SL_EKILLED : 0;
+    return sl__resumed(cur, 0); /* a throw or kill meanwhile: now */
 }
 
 /* A fork child forgets the parent's pool (its threads did not survive the

@@ -70,7 +70,8 @@
  *   - nothing another thread reads while a tasklet is switched out may
  *     live on a copy-mode frame (offload's job goes on the heap there);
  *   - the fixed-stack switch pays one byte test (worker->jump_slow, which
- *     also carries the canary check) for all this.
+ *     also carries the canary check and sl_run_for's budget: a bit each,
+ *     SL_JS_*) for all this.
  * Rejected: saving at every switch out (a resume after main or a fixed
  * tasklet would copy for nothing), migrating copy-mode tasklets between
  * several shared stacks (a free stack at the right address must be found
@@ -90,9 +91,9 @@
  *     visible, by whoever runs next on that worker (worker->post), so
  *     another worker never sees a parked tasklet whose context is not yet
  *     saved (Go's gopark unlocks on g0 after the switch for the same
- *     reason). The same post-switch work then looks at the tasklet's kill
- *     mark again (sched/wait.h, W6): a kill that saw it still running is
- *     carried out there.
+ *     reason). The same post-switch work then looks at the tasklet's
+ *     pending error again (sched/wait.h, W6): a throw or kill that saw it
+ *     still running is carried out there.
  *   - Wakeups that must cross workers (a pinned tasklet, main, a tasklet
  *     given away) go through the target's inbox: a list under the runtime
  *     lock, plus a futex wake if the target is parked. Inboxes are looked
@@ -120,9 +121,9 @@
  *     above hold, including "the last runnable tasklet that would block
  *     gets SL_EDEADLOCK".)
  *   - A tasklet runnable on another worker (or on its way there) cannot
- *     be removed, run or switched to from here (SL_ESTATE); killing it is
- *     pending: it is marked and its current or next blocking call returns
- *     SL_EKILLED.
+ *     be removed, run or switched to from here (SL_ESTATE); a throw or a
+ *     kill of it is pending: its error is recorded and its current or
+ *     next blocking call returns it.
  *
  * Waits (sched/wait.h, the one wait layer). Every blocking call parks its
  * tasklet in a *wait*: a generation in the tasklet's wseq (odd while the
@@ -130,7 +131,7 @@
  * the one embedded in the control block (a plain send, receive or sync
  * wait allocates nothing), or one per case for a select. Every party that
  * may end a wait - a partner meeting a waiter, a timer, a descriptor, an
- * offload helper, a kill, the deadlock rules - claims it first with a
+ * offload helper, a throw or a kill, the deadlock rules - claims it first with a
  * compare-and-swap of wseq (a compare and a store with one worker), and
  * only the winner wakes the tasklet; that one claim/cancel protocol,
  * written once, replaces per-primitive rules. Channels (channel/),
@@ -537,23 +538,49 @@ static int main_pause(sl_worker **wp, sl_tasklet *m)
     return m->wait.result;
 }
 
-int sl_run(void)
+/* sl_run with several workers: until nothing can run on any worker, or a
+ * throw to main. (Out of line: its registers would cost the one-worker
+ * loop below a frame.) */
+static __attribute__((noinline)) int run_mt(sl_worker *w, sl_tasklet *m)
+{
+    int rc = sl__pend_check(m);
+    if (rc)
+        return rc;
+    int r;
+    do {
+        r = main_pause(&w, m);
+        m->wait.result = 0;
+        if ((rc = sl__resumed(m, 0)))
+            return rc;
+    } while (r != SL__QUIESCENT);
+    return 0;
+}
+
+/* The entry of the calls only main makes (sl_run, sl_run_for): main's
+ * worker, or NULL (no runtime, or the caller is not main). */
+static inline sl_worker *main_entry(void)
 {
     sl_worker *w = sl__self();
+    return w && w->current == w->main ? w : NULL;
+}
+
+int sl_run(void)
+{
+    sl_worker *w = main_entry();
     if (!w)
         return SL_ESTATE;
     sl_tasklet *m = w->main;
-    if (w->current != m)
-        return SL_ESTATE;
-    if (sl__rt.mt) {
-        /* Until nothing can run on any worker. */
-        while (main_pause(&w, m) != SL__QUIESCENT)
-            ;
-        m->wait.result = 0;
-        return 0;
-    }
+    if (sl__rt.mt)
+        return run_mt(w, m);
+    int rc;
     /* Main leaves the queue and watches: it is switched back to when the
-     * queue runs dry (sl__idle_*), or when somebody inserts it. */
+     * queue runs dry (sl__idle_*), or when somebody inserts it, or throws
+     * to it: its error ends sl_run, as the tasklet's own call would. With
+     * one worker only this thread writes main's pend: plain reads (a
+     * compare with memory each, where an atomic load and a test would
+     * cost bench_spawn 1%). */
+    if (sl_unlikely(m->pend) && (rc = sl__pend_take(m)))
+        return rc;
     while (m->next != m || SL_LOAD(&sl__rt.nwaits) > 0) {
         /* Alone but a wait can still end (a timer, a descriptor): the
          * idle context waits for it. */
@@ -561,14 +588,179 @@ int sl_run(void)
         SL__ASSERT(next);
         m->state = SL_T_PAUSED;
         w = sl__jump(w, m, next);
+        if (sl_unlikely(m->pend) && (rc = sl__pend_take(m)))
+            return rc;
     }
     return 0;
 }
 
+/* ---- sl_run_for: the watchdog with a budget ---------------------------- *
+ *
+ * Stackless's run(timeout) interrupts the running tasklet after so many
+ * bytecodes, takes it out of the run queue and returns it. C code cannot
+ * be interrupted safely, so the budget (time, or a number of switches) is
+ * looked at where tasklets switch: while it is armed, worker->jump_slow
+ * has SL_JS_BUDGET set and every switch goes through sl__budget_switch
+ * (tasklet/copystack.c calls it), as does a yield with nothing else to
+ * run (budget_yield); the fast switch path pays nothing more than the
+ * byte test it already makes. Once the budget is spent, the next
+ * switch of a tasklet that is not atomic goes to main instead: the
+ * tasklet, if it is still in the run queue (it yields, hands over, runs
+ * another), is taken out (paused) and handed to main. Main's worker only:
+ * the other workers' tasklets run in parallel and take none of its time.
+ * A run queue that runs dry gives main control at once (sl__run_for_main),
+ * even while timers or descriptors are awaited: sl_run_for runs what can
+ * run now, as Stackless's run() returns when runcount is 1. */
+
+sl_tasklet *sl__run_for_main(sl_worker *w)
+{
+    if (sl_likely(!w->run_for))
+        return NULL;
+    sl_tasklet *m = w->main;
+    if (sl__rt.mt ? !sl__claim_paused(m) : m->state != SL_T_PAUSED)
+        return NULL; /* on its way back already */
+    m->wait.result = 0;
+    sl__rq_append(w, m);
+    return m;
+}
+
+/* A scheduling point of `from` counts against the budget: true once the
+ * budget is spent, `from` may be interrupted (not main, not atomic) and
+ * main is ours to run (claimed, with several workers). */
+static bool budget_due(sl_worker *w, sl_tasklet *from)
+{
+    sl_tasklet *m = w->main;
+    if (from == m || from->is_idle)
+        return false; /* main's own switches do not count */
+    if (!w->bud_spent) {
+        if (w->bud_left && --w->bud_left == 0)
+            w->bud_spent = 1;
+        else if (w->bud_deadline && sl__now_ns() >= w->bud_deadline)
+            w->bud_spent = 1;
+        else
+            return false;
+    }
+    if (SL_LOAD(&from->atomic_id) == SL_LOAD(&from->id) + 1)
+        return false; /* atomic: it is not interrupted, the next one is */
+    /* (else main runs soon anyway: inserted, or thrown at) */
+    return sl__rt.mt ? sl__claim_paused(m) : m->state == SL_T_PAUSED;
+}
+
+/* The budget is spent at a switch from `from` to `to` (w->current; `to`
+ * is `from` when it yields alone): `from`, if it stays in the run queue
+ * (not ending), is taken out (paused) and handed to main, which runs now,
+ * the queue going on from `to` after it. Returns main. */
+static sl_tasklet *budget_interrupt(sl_worker *w, sl_tasklet *from,
+                                    sl_tasklet *to, bool ending)
+{
+    sl_tasklet *m = w->main;
+    m->wait.result = 0;
+    sl__rq_link_before(to, m);
+    sl__make_runnable(w, m);
+    bool out = !ending && SL_LOAD(&from->state) == SL_T_RUNNABLE;
+    if (out) {
+        sl__rq_unlink(w, from);
+        sl__pause_after_switch(w, from);
+    }
+    SL_STORE(&w->current, m);
+    w->bud_victim = out ? from : NULL;
+    __atomic_fetch_and(&w->jump_slow, (uint8_t)~SL_JS_BUDGET,
+                       __ATOMIC_RELAXED);
+    return m;
+}
+
+sl_tasklet *sl__budget_switch(sl_worker *w, sl_tasklet *from, sl_tasklet *to)
+{
+    if (to == w->main || to->is_idle || !budget_due(w, from))
+        return to;
+    return budget_interrupt(w, from, to, false);
+}
+
+sl_tasklet *sl__budget_end(sl_worker *w, sl_tasklet *self, sl_tasklet *next)
+{
+    if (!(SL_LOAD(&w->jump_slow) & SL_JS_BUDGET) || next == w->main ||
+        next->is_idle || !budget_due(w, self))
+        return next;
+    return budget_interrupt(w, self, next, true);
+}
+
+/* sl_schedule of cur, alone in the run queue, while a budget is armed: a
+ * scheduling point with no switch, where the watchdog may stop it too. */
+static __attribute__((noinline)) int budget_yield(sl_worker *w,
+                                                  sl_tasklet *cur)
+{
+    if (!budget_due(w, cur))
+        return 0;
+    sl_tasklet *m = budget_interrupt(w, cur, cur, false);
+    sl__jump(w, cur, m);
+    return sl__resumed(cur, 0);
+}
+
+int sl_run_for(int64_t budget_ns, uint64_t switches,
+               sl_tasklet **interrupted)
+{
+    if (interrupted)
+        *interrupted = NULL;
+    sl_worker *w = main_entry();
+    if (!w)
+        return SL_ESTATE;
+    sl_tasklet *m = w->main;
+    if (budget_ns < 0)
+        return SL_EINVAL;
+    int rc = sl__pend_check(m); /* a throw to main */
+    if (rc)
+        return rc;
+    sl__events_tick(w); /* timers due and descriptors ready run now */
+    w->bud_left = switches;
+    w->bud_deadline = 0;
+    if (budget_ns) {
+        int64_t now = sl__now_ns();
+        w->bud_deadline = budget_ns > INT64_MAX - now ? INT64_MAX
+                                                      : now + budget_ns;
+    }
+    w->bud_spent = 0;
+    w->bud_victim = NULL;
+    w->run_for = 1;
+    if (switches || budget_ns)
+        sl__jump_slow_set(w, SL_JS_BUDGET);
+    /* Main leaves the queue and watches, as in sl_run, until the queue
+     * runs dry or the budget is spent (or a throw to main). */
+    while (m->next != m && !w->bud_spent) {
+        sl_tasklet *next = sl__rq_leave(w, m);
+        SL__ASSERT(next && next != m);
+        m->wait.result = 0;
+        sl__pause_after_switch(w, m);
+        w = sl__jump(w, m, next);
+        if ((rc = sl__resumed(m, 0)))
+            break;
+    }
+    __atomic_fetch_and(&w->jump_slow, (uint8_t)~SL_JS_BUDGET,
+                       __ATOMIC_RELAXED);
+    w->run_for = 0;
+    if (interrupted)
+        *interrupted = w->bud_victim;
+    w->bud_victim = NULL;
+    if (rc)
+        return rc;
+    return w->bud_spent;
+}
+
+int sl_tasklet_set_atomic(sl_tasklet *t, bool on)
+{
+    if (!t || t->is_idle)
+        return SL_EINVAL;
+    uint64_t mark = SL_LOAD(&t->id) + 1;
+    uint64_t old = __atomic_exchange_n(&t->atomic_id, on ? mark : 0,
+                                       __ATOMIC_RELAXED);
+    return old == mark;
+}
+
 sl_tasklet *sl__idle_block(sl_worker *w)
 {
-    if (sl__rt.mt || SL_LOAD(&sl__rt.nwaits) > 0)
-        return w->idle; /* it waits for events, or for other workers */
+    if (sl__rt.mt || SL_LOAD(&sl__rt.nwaits) > 0) {
+        sl_tasklet *m = sl__run_for_main(w); /* sl_run_for returns now */
+        return m ? m : w->idle; /* it waits for events, or for others */
+    }
     sl_tasklet *m = w->main;
     if (w->current == m || m->state == SL_T_BLOCKED)
         return NULL;
@@ -597,6 +789,38 @@ sl_tasklet *sl_main(void)
 {
     sl_worker *w = sl__self();
     return w ? w->main : NULL;
+}
+
+/* Stackless's tasklet.next / .prev. The run queue is its owner's alone,
+ * so it answers for a tasklet runnable on the caller's worker; a waiting
+ * tasklet's neighbours are read under its queue's lock. */
+static sl_tasklet *neighbour(const sl_tasklet *t, int dir)
+{
+    sl_worker *w = sl__self();
+    if (!w || !t || t->is_idle)
+        return NULL;
+    sl_worker *at;
+    switch (sl__where(t, &at)) {
+    case SL_T_RUNNABLE: /* in at's run-queue circle */
+        if (at != w)
+            return NULL;
+        return dir > 0 ? t->next : t->prev;
+    case SL_T_BLOCKED:
+    case SL_T_SWITCHING: /* (its waiter is linked before it switches) */
+        return sl__waitq_neighbour(t, dir);
+    default:
+        return NULL;
+    }
+}
+
+sl_tasklet *sl_tasklet_next(const sl_tasklet *t)
+{
+    return neighbour(t, 1);
+}
+
+sl_tasklet *sl_tasklet_prev(const sl_tasklet *t)
+{
+    return neighbour(t, -1);
 }
 
 int sl_getruncount(void)
@@ -638,8 +862,11 @@ static inline int yield_entry(sl_worker **wp, sl_tasklet **cp)
         return SL_ESTATE;
     *wp = w;
     *cp = w->current;
-    if (sl_unlikely(SL_LOAD(&(*cp)->killed)))
-        return SL_EKILLED;
+    if (sl_unlikely(SL_LOAD(&(*cp)->pend))) {
+        int e = sl__pend_take(*cp);
+        if (e)
+            return e;
+    }
     if (sl_unlikely(sl__check_inbox(w)))
         sl__abandon(w);
     sl__events_due(w);
@@ -654,8 +881,11 @@ int sl_schedule(void)
     if (sl_unlikely(rc))
         return rc;
     sl_tasklet *next = cur->next;
-    if (next == cur)
+    if (next == cur) { /* alone: nothing switches (unless the watchdog) */
+        if (sl_unlikely(SL_LOAD(&w->jump_slow) & SL_JS_BUDGET))
+            return budget_yield(w, cur);
         return 0;
+    }
     sl__maybe_wake_idle(w);
     SL_STORE(&w->current, next);
     sl__jump(w, cur, next);
@@ -703,6 +933,23 @@ bool sl__claim_paused(sl_tasklet *t)
     }
 }
 
+/* t is ours from PAUSED (sl__claim_paused; with one worker it is just
+ * PAUSED): it joins the end of this worker's run queue, or the inbox of
+ * the worker it is pinned to. A tasklet that never ran takes its stack
+ * promise over (mt). 1 if it joined our queue, 0 if it went to another
+ * worker, or SL_ENOMEM (no stack can be promised: it stays PAUSED). */
+static int wake_paused(sl_worker *w, sl_tasklet *t)
+{
+    if (sl__rt.mt && (t->pin < 0 || t->pin == w->index)) {
+        int prc = sl__promise_move(w, t);
+        if (prc < 0) {
+            SL_STORE_REL(&t->state, (uint8_t)SL_T_PAUSED);
+            return prc;
+        }
+    }
+    return sl__wake(w, t);
+}
+
 int sl_tasklet_insert(sl_tasklet *t)
 {
     sl_worker *w = sl__self();
@@ -721,29 +968,19 @@ int sl_tasklet_insert(sl_tasklet *t)
             return SL_ESTATE;
         }
     }
-    if (sl__claim_paused(t)) {
-        if (t->pin < 0 || t->pin == w->index) {
-            int prc = sl__promise_move(w, t);
-            if (prc < 0) {
-                SL_STORE_REL(&t->state, (uint8_t)SL_T_PAUSED);
-                return prc;
-            }
-        }
-        sl__wake(w, t);
-        return 0;
-    }
+    if (sl__claim_paused(t))
+        return (rc = wake_paused(w, t)) < 0 ? rc : 0;
     uint8_t st = SL_LOAD(&t->state);
     return st == SL_T_RUNNABLE || st == SL_T_INBOX ? 0 : SL_ESTATE;
 }
 
 /* t, a tasklet of this worker just made PAUSED here by someone else than
- * itself (sl_tasklet_remove), was killed meanwhile (W6 of sched/wait.h):
- * a kill that saw it runnable here left it to us. It becomes runnable
- * again and its pending call returns SL_EKILLED. */
-static void removed_killed(sl_worker *w, sl_tasklet *t)
+ * itself (sl_tasklet_remove), was thrown at (or killed) meanwhile (W6 of
+ * sched/wait.h): a thrower that saw it runnable here left it to us. It
+ * becomes runnable again and its pending call returns the error. */
+static void removed_pending(sl_worker *w, sl_tasklet *t)
 {
-    if (__atomic_load_n(&t->killed, __ATOMIC_SEQ_CST) &&
-        sl__claim_paused(t))
+    if (sl__pend_on(t) && sl__claim_paused(t))
         sl__wake(w, t);
 }
 
@@ -778,8 +1015,10 @@ int sl_tasklet_remove(sl_tasklet *t)
             __atomic_store_n(&t->state, (uint8_t)SL_T_PAUSED,
                              __ATOMIC_SEQ_CST);
             if (sl__rt.mt)
-                removed_killed(w, t);
+                removed_pending(w, t);
             return 0;
+        case SL_T_DEAD:
+            return 0; /* in no queue: Stackless's remove is a no-op */
         default:
             return SL_ESTATE;
         }
@@ -795,8 +1034,8 @@ static int run_or_switch(sl_tasklet *t, bool pause_self)
     if (rc)
         return rc;
     sl_tasklet *cur = w->current;
-    if (__atomic_load_n(&cur->killed, __ATOMIC_SEQ_CST))
-        return SL_EKILLED;
+    if ((rc = sl__pend_check(cur)))
+        return rc;
     if (t == cur)
         return 0;
     int8_t pin = SL_LOAD(&t->pin); /* (a copy-mode tasklet's first run
@@ -843,29 +1082,88 @@ int sl_tasklet_switch(sl_tasklet *t)
     return run_or_switch(t, true);
 }
 
-/* Kill. Stackless raises TaskletExit in t and runs it at once; here t's
- * pending blocking call returns SL_EKILLED, and so does every later one.
- * t runs now when it can run here (like sl_tasklet_run); a tasklet that
- * runs or is queued on another worker is killed pending: its current or
- * next blocking call there returns SL_EKILLED (W6 of sched/wait.h makes
- * sure a wait it is just starting is not missed). */
-int sl_tasklet_kill(sl_tasklet *t)
+/* ---- pending errors: throw and kill -------------------------------------- */
+
+int sl__pend_take(sl_tasklet *self)
+{
+    int e = __atomic_load_n(&self->perr, __ATOMIC_SEQ_CST);
+    if (e == SL_EKILLED)
+        return e; /* sticky: the flag stays */
+    /* The flag first, then the error: a throw that comes later stores
+     * both again (the error, then the flag), so it is not missed; one
+     * that came before may leave a stale flag, which costs the next
+     * blocking call one more look. */
+    __atomic_store_n(&self->pend, (uint8_t)0, __ATOMIC_SEQ_CST);
+    e = __atomic_load_n(&self->perr, __ATOMIC_SEQ_CST);
+    while (e != 0 && e != SL_EKILLED) {
+        if (__atomic_compare_exchange_n(&self->perr, &e, 0, false,
+                                        __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+            self->ntaken++;
+            return e; /* taken: a thrown error is given once */
+        }
+    }
+    if (e == SL_EKILLED) /* a kill came meanwhile: its flag again */
+        __atomic_store_n(&self->pend, (uint8_t)1, __ATOMIC_SEQ_CST);
+    return e;
+}
+
+bool sl__pend_set(sl_tasklet *t, int err)
+{
+    if (err == SL_EKILLED) {
+        __atomic_store_n(&t->perr, SL_EKILLED, __ATOMIC_SEQ_CST);
+    } else {
+        int old = __atomic_load_n(&t->perr, __ATOMIC_SEQ_CST);
+        do {
+            if (old == SL_EKILLED)
+                return false; /* a kill is never replaced */
+        } while (!__atomic_compare_exchange_n(&t->perr, &old, err, false,
+                                              __ATOMIC_SEQ_CST,
+                                              __ATOMIC_SEQ_CST));
+    }
+    /* W6: the error, the flag, then (the caller) the state. */
+    __atomic_store_n(&t->pend, (uint8_t)1, __ATOMIC_SEQ_CST);
+    return true;
+}
+
+void sl__pend_put_back(sl_tasklet *self, int err)
+{
+    int zero = 0;
+    if (__atomic_compare_exchange_n(&self->perr, &zero, err, false,
+                                    __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+        __atomic_store_n(&self->pend, (uint8_t)1, __ATOMIC_SEQ_CST);
+}
+
+/* Throw. Stackless's tasklet.throw(exc, pending) raises exc in t: here t's
+ * pending blocking call returns err (or its next one, if it is not in
+ * one), once (a kill, err SL_EKILLED, is sticky: every later one returns
+ * it). Without SL_THROW_PENDING, t runs now when it can run here (like
+ * sl_tasklet_run); with it, or when t runs or is queued on another
+ * worker, t is only made runnable and reacts when its turn comes (W6 of
+ * sched/wait.h makes sure a wait it is just starting is not missed). */
+int sl_tasklet_throw(sl_tasklet *t, int err, int flags)
 {
     sl_worker *w = sl__self();
     int rc = check_target(w, t);
     if (rc)
         return rc;
-    if (t->is_main)
+    if (err >= 0 || (flags & ~SL_THROW_PENDING) ||
+        (t->is_main && err == SL_EKILLED))
         return SL_EINVAL;
+    bool pending = flags & SL_THROW_PENDING;
     sl_tasklet *cur = w->current;
-    if (sl__obs_tracing())
+    if (sl__obs_tracing() && err == SL_EKILLED)
         sl__obs_kill(w, t);
-    if (t == cur) {
-        SL_STORE(&t->killed, 1);
-        return SL_EKILLED;
+    if (t == cur) { /* raised at once, as Stackless does */
+        if (err == SL_EKILLED)
+            sl__pend_set(t, err);
+        return err;
     }
-    /* W6: the flag, then (after a full fence) the state. */
-    __atomic_store_n(&t->killed, 1, __ATOMIC_SEQ_CST);
+    /* Stackless: a kill of a dead tasklet does nothing, any other throw
+     * to it is an error. (Dead is final: the caller holds a reference.) */
+    if (SL_LOAD_ACQ(&t->state) == SL_T_DEAD)
+        return err == SL_EKILLED ? 0 : SL_ESTATE;
+    if (!sl__pend_set(t, err))
+        return 0; /* killed already: that is what it gets */
     for (;;) {
         /* The wait generation first (an acquire: wait_begin releases it),
          * then the state: a BLOCKED seen after g is the wait g (or a later
@@ -875,7 +1173,7 @@ int sl_tasklet_kill(sl_tasklet *t)
         sl_worker *at;
         uint8_t st = sl__where(t, &at);
         switch (st) {
-        case SL_T_DEAD:
+        case SL_T_DEAD: /* it ended meanwhile, alive when thrown at */
             return 0;
         case SL_T_SWITCHING: /* a switch lands, or a claim completes */
             sched_yield();
@@ -883,45 +1181,73 @@ int sl_tasklet_kill(sl_tasklet *t)
         case SL_T_INBOX:
             if (at != w)
                 return 0; /* pending: it reacts there */
-            sl__inbox_take(w); /* on its way here: link it, run it */
+            sl__inbox_take(w); /* on its way here: link it */
             continue;
         case SL_T_RUNNABLE:
             if (at != w)
                 return 0; /* pending: it reacts there */
             if (!SL_LOAD(&t->ctx)) {
-                sl__tasklet_discard_new(w, t); /* dies without running */
+                /* Never ran: it dies without running its function (at
+                 * once, or when the scheduler reaches it: trampoline). */
+                if (!pending)
+                    sl__tasklet_discard_new(w, t);
                 return 0;
             }
+            if (pending)
+                return 0; /* runnable: it reacts at its turn */
             goto run;
         case SL_T_BLOCKED:
             if (SL_LOAD(&t->wkind) == SL_W_OFFLOAD)
                 return 0; /* reported once the offloaded call returns */
+            /* Still pending? With several workers t may have taken the
+             * throw (at a call's start, or woken by the post-switch check:
+             * W6) and be parked in a later wait, which this throw must
+             * not end. Read after g: a wait g published after the taking
+             * shows it taken; and while wait g is on, t cannot take it, so
+             * a claim of g that succeeds ends it with the error pending. */
+            if (!__atomic_load_n(&t->perr, __ATOMIC_SEQ_CST))
+                return 0;
             if (!(g & 1) || !sl__claim(t, g)) {
                 sched_yield(); /* ended meanwhile: look again */
                 continue;
             }
-            if (!sl__wait_claimed_end(w, t, SL_EKILLED))
-                return 0; /* pinned to another worker: it reacts there */
+            if (!sl__wait_claimed_end(w, t, SL__EPENDING) || pending)
+                return 0; /* queued (here or where it is pinned) */
             goto run;
         case SL_T_PAUSED:
             if (sl__rt.mt && !sl__claim_paused(t))
                 continue;
-            if (!t->ctx) { /* (still SWITCHING in mt: ours, nobody else
-                              may insert it meanwhile) */
+            if (!__atomic_load_n(&t->perr, __ATOMIC_SEQ_CST)) {
+                /* taken meanwhile (see above), then paused again */
+                SL_STORE_REL(&t->state, (uint8_t)SL_T_PAUSED);
+                return 0;
+            }
+            if (!t->ctx && !pending) { /* (still SWITCHING in mt: ours,
+                                          nobody else may insert it) */
                 sl__tasklet_discard_new(w, t);
                 return 0;
             }
-            if (!sl__wake(w, t))
-                return 0; /* pinned to another worker: it reacts there */
+            if ((rc = wake_paused(w, t)) < 0)
+                return rc; /* never ran, and no stack for it here */
+            if (rc == 0 || pending)
+                return 0; /* queued (here or where it is pinned) */
             goto run;
         default:
             SL__ASSERT(!"a tasklet in no known state");
         }
     }
 run:
-    /* Like run(t): its pending call returns SL_EKILLED now, and its
-     * reaction has happened by the time we are resumed. */
+    /* Like run(t): its pending call returns err now, and its reaction
+     * has happened by the time we are resumed. */
     SL_STORE(&w->current, t);
     sl__jump(w, cur, t);
     return sl__resumed(cur, 0);
+}
+
+/* Kill: Stackless's tasklet.kill() raises TaskletExit; here the throw of
+ * SL_EKILLED, which is sticky. A pending kill (kill(pending=True)) is
+ * sl_tasklet_throw(t, SL_EKILLED, SL_THROW_PENDING). */
+int sl_tasklet_kill(sl_tasklet *t)
+{
+    return sl_tasklet_throw(t, SL_EKILLED, 0);
 }

@@ -3,6 +3,7 @@
 #ifndef SL_SCHED_H
 #define SL_SCHED_H
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
@@ -67,10 +68,8 @@ struct sl_worker {
     uint32_t poll_tick;    /* (owner) scheduling points until timers and
                               descriptors are looked at again            */
     uint8_t post;          /* (owner) work left for the resumed side       */
-    uint8_t jump_slow;     /* (atomic) switches take sl__jump_slow: bits
-                              SL_JUMP_COPY (copy mode is on, or a stack
-                              slot has a canary), SL_JUMP_OBSERVE (a
-                              callback or the trace, sched/observe.h)   */
+    uint8_t jump_slow;     /* (atomic) switches take sl__jump_slow while
+                              any SL_JS_* bit is set (below)             */
     uint8_t park_state;    /* (owner) the state park gets                  */
     uint8_t *post_unlock;  /* (owner) lock to release after the switch     */
     uint8_t **post_unlocks;/* (owner) more of them (select), NULL-ended;
@@ -114,11 +113,32 @@ struct sl_worker {
                               check, to re-check once old (event.c)      */
     uint32_t fdchecks_cap, fdchecks_head, fdchecks_len;
     struct sl_copystate copy; /* (owner) copy-mode stacks (copystack.h)    */
+    /* -- sl_run_for's watchdog (sched.c): main's worker, while it runs -- */
+    uint8_t run_for;       /* (owner) main is in sl_run_for: a run queue
+                              that runs dry gives main control at once   */
+    uint8_t bud_spent;     /* (owner) the budget is spent: the next
+                              scheduling point of a tasklet that is not
+                              atomic returns to main                     */
+    uint64_t bud_left;     /* (owner) scheduling points left; 0: no limit */
+    int64_t bud_deadline;  /* (owner) sl__now_ns() it ends at; 0: none    */
+    sl_tasklet *bud_victim;/* (owner) the tasklet it took out, or NULL    */
 };
 
-/* Why switches take sl__jump_slow (bits of sl_worker.jump_slow, set and
- * cleared with atomic or/and: several reasons come and go on their own). */
-enum { SL_JUMP_COPY = 1, SL_JUMP_OBSERVE = 2 };
+/* The bits of worker->jump_slow: why its switches take sl__jump_slow.
+ * Several reasons come and go on their own, so each is set with an atomic
+ * OR and cleared with an atomic AND: others set SL_JS_STACK, the owner
+ * sets and clears SL_JS_BUDGET, sched/observe.c sets and clears
+ * SL_JS_OBSERVE in every worker. */
+enum {
+    SL_JS_STACK = 1,   /* copy mode is on, or a stack slot has a canary    */
+    SL_JS_BUDGET = 2,  /* sl_run_for's budget is armed: each switch counts
+                          (sl__budget_switch)                            */
+    SL_JS_OBSERVE = 4, /* a callback or the trace watches (observe.h)     */
+};
+static inline void sl__jump_slow_set(sl_worker *w, uint8_t bit)
+{
+    __atomic_fetch_or(&w->jump_slow, bit, __ATOMIC_RELAXED);
+}
 
 /* The runtime: one per process. */
 struct sl_runtime {
@@ -295,10 +315,57 @@ static inline sl_worker *sl__resume_fresh(sl_transfer tr)
     return w;
 }
 
-/* The outcome of a blocking call once the caller runs again. */
-static inline int sl__resumed(const sl_tasklet *self, int result)
+/* ---- pending errors: sl_tasklet_throw and kill ------------------------- */
+
+/* The result of a wait that a pending error ended (a throw or a kill, by
+ * the thrower or by the post-switch check, sched/wait.h W6). The tasklet
+ * turns it into the error itself once it runs (sl__wait_result), so that
+ * a one-shot throw is taken exactly once, by the call it ended. */
+#define SL__EPENDING INT_MIN
+
+/* The calling tasklet's pending error, taken: SL_EKILLED stays (a kill is
+ * sticky), a thrown code is cleared (one-shot). 0 if none (t->pend may be
+ * a stale hint). Only the tasklet itself takes its errors. */
+int sl__pend_take(sl_tasklet *self) __attribute__((cold, noinline));
+
+/* Make err (< 0) t's pending error and raise its flag (W6: the caller
+ * reads t's state after this). SL_EKILLED replaces anything and is never
+ * replaced: false (nothing changed) if t is killed and err is not a kill.
+ * A later throw replaces an earlier one not yet taken. */
+bool sl__pend_set(sl_tasklet *t, int err);
+
+/* A thrown error err that the calling tasklet took in one part of a call
+ * made of several is pending again, for its next blocking call, unless
+ * another one (or a kill) came meanwhile. */
+void sl__pend_put_back(sl_tasklet *self, int err);
+
+/* The check at the start of a blocking call: 0 to go on, or the error it
+ * must return instead (kill first: docs/errors.md). */
+static inline int sl__pend_check(sl_tasklet *self)
 {
-    return sl_unlikely(SL_LOAD(&self->killed)) ? SL_EKILLED : result;
+    if (sl_likely(!__atomic_load_n(&self->pend, __ATOMIC_SEQ_CST)))
+        return 0;
+    return sl__pend_take(self);
+}
+
+/* Is an error pending for t (a snapshot of perr, seq_cst: the parking
+ * side's read of W6)? */
+static inline bool sl__pend_on(const sl_tasklet *t)
+{
+    return __atomic_load_n(&t->pend, __ATOMIC_SEQ_CST) &&
+           __atomic_load_n(&t->perr, __ATOMIC_SEQ_CST) != 0;
+}
+
+/* The outcome of a call that carries no data (a yield, run, switch) once
+ * the caller runs again: its pending error, or result. */
+static inline int sl__resumed(sl_tasklet *self, int result)
+{
+    if (sl_unlikely(SL_LOAD(&self->pend))) {
+        int e = sl__pend_take(self);
+        if (e)
+            return e;
+    }
+    return result;
 }
 
 /* New work appeared on w (a spawn, a yield with others waiting): if some
@@ -351,6 +418,11 @@ void sl__abandon(sl_worker *w) __attribute__((noreturn));
  * the tasklet returned is main, put back in the run queue; its pausing
  * call then returns 0. */
 sl_tasklet *sl__idle_block(sl_worker *w);
+
+/* Main is in sl_run_for and the run queue of w (its worker) runs dry:
+ * main, claimed and put in the run queue (it runs next), or NULL (not in
+ * sl_run_for, or on its way back already). */
+sl_tasklet *sl__run_for_main(sl_worker *w);
 
 /* Same for a tasklet that ends (one worker): main runs next, put back in
  * the run queue; when it is blocked, its wait is ended with SL_EDEADLOCK
@@ -412,7 +484,11 @@ static inline void sl__publish_after_switch(sl_worker *w, sl_tasklet *cur,
  * later one (sl__post_switch's kill check). */
 static inline void sl__pause_after_switch(sl_worker *w, sl_tasklet *cur)
 {
-    SL_STORE(&cur->wseq, cur->wseq + 2);
+    /* Read atomically too: a thrower's claim of cur's last wait wrote it
+     * (a compare-and-swap) on another thread. None can write it now (no
+     * wait is on: every claim's compare fails), so load + store loses
+     * nothing. (TSan: channel_w2, throws_into_a_tasklet_blocking_...) */
+    SL_STORE(&cur->wseq, SL_LOAD(&cur->wseq) + 2);
     sl__publish_after_switch(w, cur, SL_T_PAUSED);
 }
 

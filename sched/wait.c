@@ -105,6 +105,37 @@ void sl__wait_finish(sl_tasklet *t)
     cancel_waiters(t);
 }
 
+/* ---- looking at a queue (sl_tasklet_next, sl_channel_queue) ------------- */
+
+sl_tasklet *sl__waitq_neighbour(const sl_tasklet *t, int dir)
+{
+    const sl_waiter *wt = &t->wait;
+    struct sl_waitq *q = SL_LOAD(&wt->q);
+    if (!q)
+        return NULL;
+    /* q outlives its waiters (the caller may not free the object while
+     * it looks); t may leave it meanwhile: look again under the lock. */
+    uint8_t *lk = sl__waitq_lock(q);
+    sl__guard_lock(lk);
+    sl_tasklet *r = NULL;
+    if (SL_LOAD(&wt->q) == q) {
+        const sl_waiter *n = dir > 0 ? wt->next : wt->prev;
+        if (dir > 0 ? n != q->head : wt != q->head)
+            r = n->t;
+    }
+    sl__guard_unlock(lk);
+    return r;
+}
+
+sl_tasklet *sl__waitq_first(struct sl_waitq *q)
+{
+    uint8_t *lk = sl__waitq_lock(q);
+    sl__guard_lock(lk);
+    sl_tasklet *r = q->head ? q->head->t : NULL;
+    sl__guard_unlock(lk);
+    return r;
+}
+
 /* ---- the sync objects' wait queue --------------------------------------- */
 
 void sl__guard_lock(uint8_t *guard)
@@ -137,7 +168,7 @@ int sl__waitq_wait(struct sl__waitq *sq, uint8_t *guard, int64_t timeout_ms,
                       timeout_ms < 0 ? -1 : timeout_ms, SL_W_SYNC);
     if (rc == 0 && value)
         *value = cur->wait.value;
-    return rc;
+    return sl__wait_rc(cur, rc);
 }
 
 bool sl__waitq_wake(struct sl__waitq *sq, void *value)

@@ -21,9 +21,10 @@
  * Invariants (the protocol every blocking path follows):
  *  W1 One end per wait. The parties that may end wait g - a partner that
  *     met one of its waiters (under that queue's lock), the timer, a
- *     descriptor event, an offload helper, a kill, the deadlock rules,
- *     the post-switch kill check, shutdown - each claim it first; exactly
- *     one wins, the others leave the tasklet alone.
+ *     descriptor event, an offload helper, a throw or kill, the deadlock
+ *     rules, the post-switch check of pending errors, shutdown - each
+ *     claim it first; exactly one wins, the others leave the tasklet
+ *     alone.
  *  W2 A waiter is linked in at most one queue, only under that queue's
  *     lock; w->q is non-NULL exactly while it is linked. Anyone holding the
  *     lock may unlink a waiter whose wait is over (its claim fails); unlink
@@ -31,16 +32,19 @@
  *  W3 A parking tasklet is SWITCHING until its switch has landed, then
  *     BLOCKED (with one worker it is BLOCKED at once). The post-switch work
  *     publishes the state first, then releases the queue locks taken for
- *     the wait, then looks at `killed` again (W6). A claimer waits for the
- *     state to leave SWITCHING before it touches the tasklet: its context
- *     is saved then. A partner never waits: it met the waiter under a lock
- *     the post-switch work released after publishing.
+ *     the wait, then looks at its pending error again (W6). A claimer
+ *     waits for the state to leave SWITCHING before it touches the
+ *     tasklet: its context is saved then. A partner never waits: it met
+ *     the waiter under a lock the post-switch work released after
+ *     publishing.
  *  W4 The winner of the claim makes the tasklet runnable exactly once,
  *     with the outcome in t->wait.result: a partner leaves the exchange in
  *     the waiter it met (for a plain wait that is t->wait itself: 0, or a
  *     send_error code a receiver got; a select's waiter is marked done and
  *     its select's outcome stays 0); any other claimer writes its code
- *     (SL_ETIMEDOUT, SL_EKILLED, SL_EDEADLOCK, ready events).
+ *     (SL_ETIMEDOUT, SL_EDEADLOCK, ready events, or SL__EPENDING for a
+ *     throw or a kill: the tasklet takes the error itself when it runs,
+ *     sl__wait_result; no sender may send SL__EPENDING's value).
  *  W5 Waiter memory outlives every access, and no queue counts a waiter
  *     once its tasklet is woken. Whoever ends a wait unlinks all its
  *     waiters before it wakes the tasklet: a partner the one it met (under
@@ -48,12 +52,15 @@
  *     its own lock once it has released the first (never two locks at
  *     once: no lock order to keep); any other claimer all of them the same
  *     way. So nothing reaches a waiter once its call has returned.
- *  W6 No lost kill. A killer stores `killed` and then reads the wait's
+ *  W6 No lost pending error (a kill or a throw). A thrower stores the
+ *     error (perr, then the pend flag) and then reads the wait's
  *     generation and the state; a parking tasklet publishes its state and
- *     then reads `killed` (each side a full fence between). At least one
- *     sees the other: the killer claims a wait it sees published, the
- *     post-switch check claims one the killer missed. Either way the claim
- *     decides (W1).
+ *     then reads pend and perr (each side a full fence between: seq_cst).
+ *     At least one sees the other: the thrower claims a wait it sees
+ *     published, the post-switch check claims one the thrower missed.
+ *     Either way the claim decides (W1). Only the tasklet itself clears a
+ *     thrown error (sl__pend_take), so a stale pend flag may stay behind;
+ *     every reader checks perr before it acts.
  *  W7 Counts. A wait that can end by itself (a timer, a descriptor, an
  *     offloaded call) counts in sl__rt.nwaits, which keeps the deadlock
  *     rules off, from its start until its tasklet runs again, or is
@@ -257,6 +264,15 @@ static inline bool sl__wait_end(sl_worker *w, sl_tasklet *t, uint32_t gen,
  * (lock held or not): make t runnable (W4). Spins while its switch lands. */
 void sl__wait_wake_partner(sl_worker *w, sl_tasklet *t);
 
+/* The tasklet waiting next to t (dir +1: after it, -1: before it) in the
+ * wait queue t waits in through its own waiter (a plain channel or sync
+ * wait); NULL past either end, and when t waits in no queue that way (a
+ * select, a sleep...). A snapshot taken under the queue's lock. */
+sl_tasklet *sl__waitq_neighbour(const sl_tasklet *t, int dir);
+
+/* The tasklet of q's first waiter, or NULL (a snapshot, under its lock). */
+sl_tasklet *sl__waitq_first(struct sl_waitq *q);
+
 /* Wait until t's switch has landed (W3). */
 void sl__wait_landed_slow(sl_tasklet *t);
 static inline void sl__wait_landed(sl_tasklet *t)
@@ -274,25 +290,44 @@ void sl__wait_finish(sl_tasklet *t);
 
 /* ---- parking in one queue ---------------------------------------------- */
 
-/* The checks before a wait (kill first: docs/errors.md): SL_EKILLED,
- * SL_ETIMEDOUT for a timeout of 0, or 0 to go on and wait. */
+/* The checks before a wait (a pending error first: docs/errors.md): the
+ * pending error (SL_EKILLED or a thrown code), SL_ETIMEDOUT for a timeout
+ * of 0, or 0 to go on and wait. */
 static inline int sl__wait_check(sl_tasklet *cur, int64_t timeout_ms)
 {
-    if (sl_unlikely(__atomic_load_n(&cur->killed, __ATOMIC_SEQ_CST)))
-        return SL_EKILLED;
+    int rc = sl__pend_check(cur);
+    if (sl_unlikely(rc))
+        return rc;
     if (timeout_ms == 0)
         return SL_ETIMEDOUT;
     return 0;
 }
 
+/* rc, the result of the caller's wait (cur->wait.result, set by whoever
+ * ended it), as its call returns it: the mark of a pending error becomes
+ * the error (and a thrown one is taken). */
+static inline int sl__wait_rc(sl_tasklet *cur, int rc)
+{
+    if (sl_unlikely(rc == SL__EPENDING)) {
+        rc = sl__pend_take(cur);
+        SL__ASSERT(rc != 0); /* only the tasklet itself takes it */
+    }
+    return rc;
+}
+static inline int sl__wait_result(sl_tasklet *cur)
+{
+    return sl__wait_rc(cur, cur->wait.result);
+}
+
 /* The current tasklet cur of worker *wp waits in q, whose lock lk (q's
  * own) the caller holds, through its embedded waiter (dir, value and result as
  * given), for timeout_ms (< 0: forever). The lock is released once cur has
- * switched out (or before an early return). Returns the wait's result (0:
- * a partner completed it; cur->wait holds the exchange), SL_ETIMEDOUT,
- * SL_EKILLED, SL_EDEADLOCK (nothing could ever end it: not parked), or
- * SL_ENOMEM (no room for the timer: not parked). *wp is the worker cur
- * resumed on. */
+ * switched out (or before an early return). Returns the wait's raw result
+ * (0: a partner completed it; cur->wait holds the exchange), SL_ETIMEDOUT,
+ * SL__EPENDING (the caller passes a nonzero result through sl__wait_rc:
+ * the receive path, which tests for 0 anyway, pays nothing for it),
+ * SL_EDEADLOCK (nothing could ever end it: not parked), or SL_ENOMEM (no
+ * room for the timer: not parked). *wp is the worker cur resumed on. */
 static inline __attribute__((always_inline)) int
 sl__wait_one_in(sl_worker **wp, sl_tasklet *cur, struct sl_waitq *q,
                 uint8_t *lk, int dir, void *value, int result,
@@ -334,7 +369,8 @@ sl__wait_one_in(sl_worker **wp, sl_tasklet *cur, struct sl_waitq *q,
     w = sl__jump(w, cur, next);
     sl__events_due(w);
     *wp = w;
-    rc = wt->result; /* the partner's exchange, or the claimer's code */
+    rc = wt->result; /* raw (see above): the partner's exchange, or the
+                        claimer's code */
     if (kind != SL_W_CHAN)
         sl__wait_kind_reset(cur);
     if (timed)

@@ -31,12 +31,13 @@ void sl__spin_lock_slow(uint8_t *l)
     }
 }
 
-/* The tasklet p just parked (PAUSED, published by the caller) was killed
- * meanwhile (W6): take it back from PAUSED and send it home, where its
- * pausing call returns SL_EKILLED. g is the wseq it paused with: if it
- * moved on, p was inserted (and maybe paused again, or even ended and its
- * block reused) by someone else meanwhile, who answers for it. */
-static void pause_killed(sl_tasklet *p, uint32_t g)
+/* The tasklet p just parked (PAUSED, published by the caller) has an
+ * error pending (a kill or a throw that came meanwhile: W6): take it back
+ * from PAUSED and send it home, where its pausing call returns the error.
+ * g is the wseq it paused with: if it moved on, p was inserted (and maybe
+ * paused again, or even ended and its block reused) by someone else
+ * meanwhile, who answers for it. */
+static void pause_pending(sl_tasklet *p, uint32_t g)
 {
     if (!sl__claim_paused(p))
         return;
@@ -52,19 +53,20 @@ void sl__post_switch(sl_worker *w)
 {
     w->post = 0;
     sl_tasklet *p = w->park;
-    uint32_t kill_gen = 0; /* a wait of p to end with SL_EKILLED */
+    uint32_t pend_gen = 0; /* a wait of p that a pending error ends */
     if (p) {
         /* W3: the state first: whoever takes a lock below may look at
-         * it. W6: then look at `killed` (the store is a full fence). */
+         * it. W6: then look at the pending error (the store is a full
+         * fence). */
         w->park = NULL;
         uint8_t st = w->park_state;
         uint32_t g = SL_LOAD(&p->wseq);
         __atomic_store_n(&p->state, st, __ATOMIC_SEQ_CST);
-        if (sl_unlikely(__atomic_load_n(&p->killed, __ATOMIC_SEQ_CST))) {
+        if (sl_unlikely(sl__pend_on(p))) {
             if (st == SL_T_PAUSED)
-                pause_killed(p, g);
+                pause_pending(p, g);
             else if (SL_LOAD(&p->wkind) != SL_W_OFFLOAD)
-                kill_gen = g; /* ended below, once the locks are free */
+                pend_gen = g; /* ended below, once the locks are free */
         }
     }
     if (w->post_unlock) {
@@ -97,8 +99,8 @@ void sl__post_switch(sl_worker *w)
 #endif
     /* A claim with the generation read before the unlocks: if p's wait
      * ended meanwhile (or p is even gone), the claim fails. */
-    if (sl_unlikely(kill_gen & 1))
-        (void)sl__wait_end(NULL, p, kill_gen, SL_EKILLED);
+    if (sl_unlikely(pend_gen & 1))
+        (void)sl__wait_end(NULL, p, pend_gen, SL__EPENDING);
 }
 
 /* Under sl__rt.lock, target parked: wake it once (futex is the "already

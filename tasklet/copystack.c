@@ -495,13 +495,19 @@ jump_slow_body(sl_worker *w, sl_tasklet *from, sl_tasklet *to)
     return jump_slow_rest(w, from, to);
 }
 
-/* A callback or the trace watches: it sees the switch first. Out of line,
- * so that sl__jump_slow keeps an empty frame. */
+/* sl_run_for's budget is armed (its watchdog may send this switch to main
+ * instead, sched.c), or a callback or the trace watches (it sees the
+ * switch, once its target is known). Out of line, so that sl__jump_slow
+ * keeps an empty frame. */
 static __attribute__((noinline)) sl_worker *
-jump_observed(sl_worker *w, sl_tasklet *from, sl_tasklet *to)
+jump_watched(sl_worker *w, sl_tasklet *from, sl_tasklet *to)
 {
-    sl__obs_switch(w, from, to, false);
-    if (SL_LOAD(&w->jump_slow) & SL_JUMP_COPY)
+    uint8_t slow = SL_LOAD(&w->jump_slow);
+    if (slow & SL_JS_BUDGET)
+        to = sl__budget_switch(w, from, to);
+    if (slow & SL_JS_OBSERVE)
+        sl__obs_switch(w, from, to, false);
+    if (slow & SL_JS_STACK)
         return jump_slow_body(w, from, to);
     if (sl_unlikely(!to->ctx)) /* (what sl__jump does) */
         sl__tasklet_prepare(w, to);
@@ -510,8 +516,8 @@ jump_observed(sl_worker *w, sl_tasklet *from, sl_tasklet *to)
 
 sl_worker *sl__jump_slow(sl_worker *w, sl_tasklet *from, sl_tasklet *to)
 {
-    if (sl_unlikely(SL_LOAD(&w->jump_slow) & SL_JUMP_OBSERVE))
-        return jump_observed(w, from, to);
+    if (sl_unlikely(SL_LOAD(&w->jump_slow) & (SL_JS_BUDGET | SL_JS_OBSERVE)))
+        return jump_watched(w, from, to);
     return jump_slow_body(w, from, to);
 }
 
@@ -660,8 +666,7 @@ int sl__copy_enable(void)
             rc = sl__copy_init(sl__rt.workers[i]);
         if (rc == 0) {
             for (int i = 0; i < sl__rt.nworkers; i++)
-                __atomic_fetch_or(&sl__rt.workers[i]->jump_slow,
-                                  (uint8_t)SL_JUMP_COPY, __ATOMIC_RELAXED);
+                sl__jump_slow_set(sl__rt.workers[i], SL_JS_STACK);
             SL_STORE_REL(&sl__rt.copy_on, 1);
         }
     }

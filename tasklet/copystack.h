@@ -58,10 +58,16 @@ void sl__copy_fini(sl_worker *w);
  * sl_config.stack_mode): sets up each worker and its slow-switch flag. */
 int sl__copy_enable(void);
 
-/* sl__jump when w->jump_slow (copy mode on, or canary slots): checks
- * from's canary, readies `to` and switches, through the switcher when
- * copies must be made off the shared stack. */
+/* sl__jump when w->jump_slow (copy mode on, canary slots, or a budget of
+ * sl_run_for armed): checks from's canary, readies `to` and switches,
+ * through the switcher when copies must be made off the shared stack. */
 sl_worker *sl__jump_slow(sl_worker *w, sl_tasklet *from, sl_tasklet *to);
+/* sl_run_for's watchdog at a switch from `from` to `to` (w->current),
+ * while a budget is armed: the tasklet to switch to (sched/sched.c). */
+sl_tasklet *sl__budget_switch(sl_worker *w, sl_tasklet *from, sl_tasklet *to);
+/* The same where self ends and next (w->current, self already out of the
+ * queue) would run: next, or main. */
+sl_tasklet *sl__budget_end(sl_worker *w, sl_tasklet *self, sl_tasklet *next);
 /* Its first half, for tasklet_exit: the context to jump to, `to` itself
  * or the switcher (w->copy.sw). */
 sl_tasklet *sl__jump_via(sl_worker *w, sl_tasklet *from, sl_tasklet *to);

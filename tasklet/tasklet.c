@@ -96,7 +96,18 @@ static sl_tasklet *chunk_blocks(struct slab_chunk *c, size_t *n)
     return (sl_tasklet *)((char *)c + first);
 }
 
-void sl__slab_each(sl_slab *s, void (*fn)(sl_tasklet *, void *), void *arg)
+/* sl_dump (through sl__slab_each) reads blocks other workers may free
+ * meanwhile (a snapshot: every field an atomic load, the memory stays
+ * mapped); ASan's poisoning of a freed block must not stop it (the
+ * check below and the reads after it race with the free). */
+#if SL_ASAN
+#define DUMP_READS __attribute__((no_sanitize("address")))
+#else
+#define DUMP_READS
+#endif
+
+DUMP_READS void sl__slab_each(sl_slab *s, void (*fn)(sl_tasklet *, void *),
+                               void *arg)
 {
     for (struct slab_chunk *c = __atomic_load_n(&s->chunks, __ATOMIC_ACQUIRE);
          c; c = c->next) {
@@ -468,7 +479,7 @@ void sl__defer_unref(sl_worker *w, sl_tasklet *t)
 }
 
 static inline __attribute__((always_inline)) sl_tasklet *
-spawn(sl_worker *w, sl_fn fn, void *arg, int pin, bool copy)
+spawn(sl_worker *w, sl_fn fn, void *arg, int pin, bool copy, bool paused)
 {
     if (sl_unlikely(SL_LOAD(&w->promise_refund)))
         fold_refunds(w);
@@ -490,7 +501,8 @@ spawn(sl_worker *w, sl_fn fn, void *arg, int pin, bool copy)
      * chunk was made; result and the waiter's fields are written by
      * whatever parks the tasklet. */
     SL_STORE(&t->ctx, (sl_fcontext)NULL);
-    SL_STORE(&t->killed, (uint8_t)0);
+    SL_STORE(&t->pend, (uint8_t)0);
+    SL_STORE(&t->perr, 0);
     /* wkind is SL_W_CHAN at rest (sched/waiter.h); wseq goes on from the
      * block's last tasklet: a stale timer cannot match a new wait. */
     t->pin = (int8_t)pin;
@@ -514,6 +526,17 @@ spawn(sl_worker *w, sl_fn fn, void *arg, int pin, bool copy)
     t->tsan_fiber = NULL;
 #endif
     SL_STORE(&w->livecount, w->livecount + 1);
+    if (sl_unlikely(paused)) {
+        SL_STORE(&t->worker, w);
+        /* Bound, not scheduled (Stackless's tasklet(f) before insert): in
+         * no queue until someone inserts, runs, switches to or throws at
+         * it. Pinned to another worker, it takes its stack from our pool
+         * now (as below), since it will start there. */
+        if (remote && !copy)
+            sl__tasklet_prepare(w, t);
+        SL_STORE_REL(&t->state, (uint8_t)SL_T_PAUSED);
+        return t;
+    }
     if (!remote) {
         sl__rq_append(w, t); /* sets t->worker too */
         sl__maybe_wake_idle(w);
@@ -538,7 +561,8 @@ sl_tasklet *sl_spawn(sl_fn fn, void *arg)
     if (sl_unlikely(!w || !fn))
         return NULL;
     SL__COPY_CHECK(w, arg, "sl_spawn"); /* debug builds: &local */
-    sl_tasklet *t = spawn(w, fn, arg, -1, sl__rt.stack_mode == SL_STACK_COPY);
+    sl_tasklet *t = spawn(w, fn, arg, -1, sl__rt.stack_mode == SL_STACK_COPY,
+                          false);
     if (sl__obs_tracing() && t)
         sl__obs_spawn(w, t);
     return t;
@@ -561,7 +585,7 @@ sl_tasklet *sl_spawn_ex(const sl_spawn_attr *attr, sl_fn fn, void *arg)
     SL__COPY_CHECK(w, arg, "sl_spawn_ex"); /* debug builds: &local */
     if (copy && sl__copy_enable() < 0)
         return NULL;
-    sl_tasklet *t = spawn(w, fn, arg, pin, copy);
+    sl_tasklet *t = spawn(w, fn, arg, pin, copy, attr && attr->paused);
     if (sl__obs_tracing() && t)
         sl__obs_spawn(w, t);
     if (t && attr && attr->name)
@@ -606,11 +630,10 @@ void sl__tasklet_prepare(sl_worker *w, sl_tasklet *t)
     SL_STORE(&t->ctx, make_fcontext(top, w->stacks.usable - below,
                                     sl__trampoline));
     if (sl_unlikely(SL_LOAD(&sl__stack_canary_any)) &&
-        !(SL_LOAD(&w->jump_slow) & SL_JUMP_COPY)) /* switches check
-                                                    canaries now */
+        !(SL_LOAD(&w->jump_slow) & SL_JS_STACK)) /* switches check
+                                                       canaries now */
         for (int i = 0; i < sl__rt.nworkers; i++)
-            __atomic_fetch_or(&sl__rt.workers[i]->jump_slow,
-                              (uint8_t)SL_JUMP_COPY, __ATOMIC_RELAXED);
+            sl__jump_slow_set(sl__rt.workers[i], SL_JS_STACK);
 #if SL_ASAN
     t->asan_bottom = t->stack + (w->stacks.size - w->stacks.usable);
     t->asan_size = w->stacks.usable;
@@ -621,7 +644,8 @@ void sl__trampoline(sl_transfer tr)
 {
     sl_worker *w = sl__resume_fresh(tr);
     sl_tasklet *self = w->current;
-    if (!SL_LOAD(&self->killed)) /* a pending kill before the first run */
+    /* A throw or kill before the first run: the function never runs. */
+    if (sl_likely(!SL_LOAD(&self->pend)) || !SL_LOAD(&self->perr))
         self->fn(self->arg);
     /* fn may have moved us to another worker: ask the thread afresh. */
     tasklet_end(sl__self());
@@ -632,7 +656,7 @@ void sl__trampoline_copy(sl_transfer tr)
 {
     sl_worker *w = sl__resume_fresh(tr);
     sl_tasklet *self = w->current;
-    if (!SL_LOAD(&self->killed))
+    if (sl_likely(!SL_LOAD(&self->pend)) || !SL_LOAD(&self->perr))
         self->fn(self->arg);
     tasklet_exit(sl__self()); /* never returns (see above) */
 }
@@ -653,19 +677,23 @@ static inline __attribute__((always_inline)) void tasklet_end(sl_worker *w)
     bool stop = sl__check_inbox(w);
     if (sl_unlikely(self->next == self || stop)) {
         if (sl__rt.mt || SL_LOAD(&sl__rt.nwaits) > 0) {
-            /* Nothing else here, or stopping: go idle (one worker: it
-             * waits for timers, descriptors or offloaded calls). */
-            next = w->idle;
-            if (self->next == self) {
-                self->next = self->prev = NULL;
-                sl__runcount_add(w, -1);
-            } else {
-                sl__rq_unlink(w, self);
+            if (stop || !sl__run_for_main(w)) {
+                /* Nothing else here, or stopping: go idle (one worker:
+                 * it waits for timers, descriptors or offloaded calls). */
+                next = w->idle;
+                if (self->next == self) {
+                    self->next = self->prev = NULL;
+                    sl__runcount_add(w, -1);
+                } else {
+                    sl__rq_unlink(w, self);
+                }
+                goto unlinked;
             }
-            goto unlinked;
+            /* (main is in sl_run_for: it runs next, and returns) */
+        } else {
+            /* One worker, nothing else runnable: back to main. */
+            (void)sl__idle_end(w);
         }
-        /* One worker, nothing else runnable: back to main. */
-        (void)sl__idle_end(w);
     }
     next = self->next;
     sl__rq_unlink(w, self);
@@ -681,8 +709,13 @@ unlinked:
     char *lowest = (char *)__builtin_frame_address(0) - 4096;
     if (sl_unlikely(self->copy)) {
         sl__copy_exit(w, self, lowest);
-        if (sl_unlikely(SL_LOAD(&w->jump_slow) & SL_JUMP_OBSERVE))
-            sl__obs_switch(w, self, next, true);
+        uint8_t slow = SL_LOAD(&w->jump_slow);
+        if (sl_unlikely(slow & (SL_JS_BUDGET | SL_JS_OBSERVE))) {
+            if (slow & SL_JS_BUDGET)
+                via = next = sl__budget_end(w, self, next); /* sl_run_for */
+            if (slow & SL_JS_OBSERVE)
+                sl__obs_switch(w, self, next, true);
+        }
         if (next->copy)
             via = &w->copy.sw;
         else if (!next->ctx)
@@ -690,7 +723,9 @@ unlinked:
     } else {
         uint8_t slow = SL_LOAD(&w->jump_slow);
         if (sl_unlikely(slow)) {
-            if (slow & SL_JUMP_OBSERVE)
+            if (slow & SL_JS_BUDGET) /* sl_run_for's watchdog */
+                next = sl__budget_end(w, self, next);
+            if (slow & SL_JS_OBSERVE)
                 sl__obs_switch(w, self, next, true);
             via = sl__jump_via(w, self, next);
         } else if (sl_unlikely(!next->ctx))
@@ -826,15 +861,6 @@ uint64_t sl_tasklet_id(const sl_tasklet *t)
     return t ? t->id : 0;
 }
 
-/* sl_dump reads blocks that their worker may end and poison (ASan builds)
- * between the look at their state and the reads: a snapshot a moment old
- * is the contract, and a block stays mapped while its slab lives. */
-#if SL_ASAN
-#define DUMP_READS __attribute__((no_sanitize_address))
-#else
-#define DUMP_READS
-#endif
-
 DUMP_READS static const char *state_name(const sl_tasklet *t)
 {
     for (int i = 0; i < sl__rt.nworkers; i++)
@@ -904,8 +930,11 @@ DUMP_READS static size_t dump_line(char *buf, size_t cap, const sl_tasklet *t)
         else if (k == SL_W_FD)
             DUMP_ADD(" on fd %d", SL_LOAD(&t->wait.result));
     }
-    if (SL_LOAD(&t->killed))
+    int e = SL_LOAD(&t->perr);
+    if (e == SL_EKILLED)
         DUMP_ADD(" killed");
+    else if (e)
+        DUMP_ADD(" throw %s", sl_err_name(e));
     DUMP_ADD("\n");
 #undef DUMP_ADD
     return n;

@@ -53,8 +53,9 @@ struct sl_tasklet {
                                 is on; the claim moves it (sched/wait.h)  */
     uint32_t spare32;
     uint8_t state;           /* (atomic) enum sl_tstate                   */
-    uint8_t killed;          /* (atomic) sl_tasklet_kill happened: every
-                                later blocking call returns SL_EKILLED    */
+    uint8_t pend;            /* (atomic) a pending error may be set (perr):
+                                the hot-line hint every blocking call
+                                tests, and the flag of W6 (sched/wait.h) */
     uint8_t wkind;           /* enum sl_wkind of the current wait          */
     uint8_t copy;            /* copy-mode stack (tasklet/copystack.h)      */
     int8_t pin;              /* worker it must run on, or -1              */
@@ -82,6 +83,22 @@ struct sl_tasklet {
                                     none (sched/observe.h)               */
     sl_worker *wait_w;           /* the worker whose timer heap / epoll
                                     the current wait uses                */
+    int perr;                    /* (atomic) the pending error: 0 none,
+                                    SL_EKILLED (sticky: every later
+                                    blocking call returns it), or a code
+                                    sl_tasklet_throw gave (one-shot: the
+                                    next blocking call returns it). Set by
+                                    throwers, taken by the tasklet itself
+                                    (sl__pend_take)                      */
+    uint32_t ntaken;             /* (the tasklet itself) thrown errors it
+                                    took: a call made of several blocking
+                                    calls tells by the count whether one
+                                    ended by a throw                      */
+    uint64_t atomic_id;          /* (atomic) sl_tasklet_set_atomic: id + 1
+                                    while the watchdog of sl_run_for must
+                                    leave it be. Tied to the id, not a
+                                    flag: a block's next tasklet has
+                                    another id, so spawn resets nothing  */
 #if SL_TSAN
     void *tsan_fiber;            /* TSan's fiber for this context          */
 #endif

@@ -1,10 +1,12 @@
 /* test_channel.c - rendezvous channels: wait-queue order, balance,
  * preference and schedule_all, try_*, send_error, close/open, free,
- * argument checks, exact delivery and a long ping-pong. */
+ * argument checks, exact delivery, a long ping-pong, send_sequence and
+ * iteration, and throws across workers. */
 #include "test_hook.h"
 #include "test_util.h"
 
 #include <limits.h>
+#include <string.h>
 
 static sl_channel *chan; /* the channel the tasklet bodies below use */
 
@@ -346,6 +348,7 @@ TU_TEST(send_error_with_nonnegative_code_is_einval)
     TU_EQ(sl_run(), 0);
     TU_EQ(sl_channel_send_error(chan, 0), SL_EINVAL);
     TU_EQ(sl_channel_send_error(chan, 7), SL_EINVAL);
+    TU_EQ(sl_channel_send_error(chan, INT_MIN), SL_EINVAL); /* reserved */
     TU_EQ(sl_channel_balance(chan), -1); /* the receiver still waits */
     TU_ASSERT_LOG("");
     TU_EQ(sl_channel_send(chan, TU_MSG('x')), 0);
@@ -836,7 +839,7 @@ TU_TEST(killed_tasklet_on_a_closing_channel_gets_ekilled_not_eclosed)
 }
 
 /* Found by the model tester under load (model_copy_w2 in the TSan tree,
- * seeds 47, 57 and 92), not fixed yet: a copy-mode tasklet that blocks
+ * seeds 47, 57 and 92; fixed by storing and reading it atomically): a copy-mode tasklet that blocks
  * while its worker goes on with a tasklet of its own stack (here main) is
  * published as waiting with its frames still on the shared stack; its
  * worker copies them into t->saved later, when the next copy tasklet takes
@@ -895,6 +898,233 @@ TU_TEST_TIMEOUT(send_from_another_worker_to_a_blocked_copy_tasklet_races_not_its
     TU_EQ(sl_channel_free(lz.ch), 0);
 }
 
+/* ---- send_sequence and iteration (stackless-testsuite's channel tests) -- */
+
+static void receive_n_into(void *arg)
+{
+    int n = (int)TU_INT(arg);
+    for (int i = 0; i < n; i++) {
+        void *m = NULL;
+        if (!TU_EQ(sl_channel_receive(chan, &m), 0))
+            return;
+        tu_log_putc((char)TU_INT(m));
+    }
+}
+
+TU_TEST(send_sequence_sends_each_in_turn_and_returns_the_count)
+{
+    new_chan();
+    void *msgs[42];
+    char want[43];
+    for (int i = 0; i < 42; i++) {
+        msgs[i] = TU_MSG('0' + i);
+        want[i] = (char)('0' + i);
+    }
+    want[42] = '\0';
+    tu_spawn_pinned(0, receive_n_into, TU_MSG(42));
+    TU_EQ(sl_channel_send_sequence(chan, msgs, 42), 42);
+    TU_EQ(sl_run(), 0);
+    TU_ASSERT_LOG(want);
+    TU_EQ(sl_channel_send_sequence(chan, msgs, 0), 0);
+    TU_EQ(sl_channel_send_sequence(chan, NULL, 0), 0);
+    TU_EQ(sl_channel_send_sequence(chan, NULL, 1), SL_EINVAL);
+    TU_EQ(sl_channel_send_sequence(NULL, msgs, 1), SL_EINVAL);
+    TU_EQ(sl_channel_send_sequence(chan, msgs, (size_t)INT_MAX + 1),
+          SL_EINVAL);
+    sl_channel_close(chan); /* the first send would block: its error */
+    TU_EQ(sl_channel_send_sequence(chan, msgs, 3), SL_ECLOSED);
+    TU_EQ(sl_channel_free(chan), 0);
+}
+
+TU_TEST_NOINIT(send_sequence_without_a_runtime_is_estate)
+{
+    new_chan();
+    void *m = NULL;
+    TU_EQ(sl_channel_send_sequence(chan, &m, 1), SL_ESTATE);
+    TU_EQ(sl_channel_free(chan), 0);
+}
+
+static int seq_rc, seq_next_rc[2];
+
+static void send_five_then_yield_twice(void *arg)
+{
+    (void)arg;
+    void *msgs[5] = {TU_MSG('a'), TU_MSG('b'), TU_MSG('c'), TU_MSG('d'),
+                     TU_MSG('e')};
+    seq_rc = sl_channel_send_sequence(chan, msgs, 5);
+    seq_next_rc[0] = sl_schedule();
+    seq_next_rc[1] = sl_schedule();
+}
+
+TU_TEST(send_sequence_stopped_by_a_throw_returns_the_count_then_the_throw)
+{
+    new_chan();
+    sl_tasklet *t = tu_spawn_pinned(0, send_five_then_yield_twice, NULL);
+    void *m = NULL;
+    for (int i = 0; i < 2; i++) {
+        TU_EQ(sl_channel_receive(chan, &m), 0);
+        tu_log_putc((char)TU_INT(m));
+    }
+    TU_EQ(sl_run(), 0); /* it blocks on its third send */
+    TU_EQ(sl_channel_balance(chan), 1);
+    seq_next_rc[1] = 12345;
+    TU_EQ(sl_tasklet_throw(t, -77, 0), 0); /* it runs until it yields */
+    TU_EQ(seq_rc, 2);                 /* two were sent, */
+    TU_EQ(seq_next_rc[0], -77);       /* the throw comes next, once */
+    TU_EQ(sl_run(), 0);
+    TU_EQ(seq_next_rc[1], 0);
+    TU_ASSERT_LOG("ab");
+    TU_EQ(sl_channel_balance(chan), 0);
+    TU_EQ(sl_getlivecount(), 0);
+    TU_EQ(sl_channel_free(chan), 0);
+}
+
+static void produce_three_and_close(void *arg)
+{
+    (void)arg;
+    void *msgs[3] = {TU_MSG('x'), TU_MSG('y'), TU_MSG('z')};
+    TU_EQ(sl_channel_send_sequence(chan, msgs, 3), 3);
+    sl_channel_close(chan);
+}
+
+static void consume_all(void)
+{
+    const char *s; /* any pointer type */
+    int rc;
+    SL_CHANNEL_FOREACH(chan, s, rc)
+        tu_log_putc((char)TU_INT(s));
+    TU_EQ(rc, SL_ECLOSED);
+    TU_EQ(sl_channel_closed(chan), true);
+}
+
+TU_TEST(iteration_receives_until_the_channel_is_closed)
+{
+    /* Buffered: the producer fills it and closes; then the consumer. */
+    chan = sl_channel_new_buffered(4);
+    tu_spawn_pinned(0, produce_three_and_close, NULL);
+    TU_EQ(sl_run(), 0);
+    consume_all();
+    TU_ASSERT_LOG("xyz");
+    TU_EQ(sl_channel_free(chan), 0);
+    /* Rendezvous: the sender preferred, so that it is waiting again each
+     * time the consumer comes back (a receive that would block on a
+     * closing channel ends the iteration). */
+    tu_log_reset();
+    new_chan();
+    sl_channel_set_preference(chan, 1);
+    tu_spawn_pinned(0, produce_three_and_close, NULL);
+    consume_all();
+    TU_ASSERT_LOG("xyz");
+    TU_EQ(sl_getlivecount(), 0);
+    TU_EQ(sl_channel_free(chan), 0);
+}
+
+/* ---- a throw across workers is never lost, and given once -------------- */
+
+/* The timed receive's case of W6 for a throw, as for the kill above: the
+ * receiver is stopped after its check of pending errors and thrown at
+ * there (pending or not: it runs on another worker either way). Its
+ * receive must return the code, not time out; its next one waits again. */
+static void timed_receive_twice_in_window(void *arg)
+{
+    (void)arg;
+    void *m = NULL;
+    tu_window_enter(TU_HOOK_CLOCK_GETTIME, 0);
+    kr.rc = sl_channel_receive_timeout(chan, &m, 2000);
+    kr.done = sl_channel_receive_timeout(chan, &m, 1); /* one-shot */
+}
+
+TU_TEST_TIMEOUT(throw_into_a_tasklet_starting_a_timed_receive_on_another_worker_is_not_lost, 30)
+{
+    TU_MULTI_WORKER_ONLY();
+    new_chan();
+    for (int flags = 0; flags <= SL_THROW_PENDING; flags++) {
+        kr.rc = kr.done = 12345;
+        tu_hook_arm(TU_HOOK_NONE, 0, 0); /* (forget the last stop) */
+        TU_EQ(tu_throw_in_window(timed_receive_twice_in_window, NULL, -55,
+                                 flags),
+              0);
+        TU_EQ(kr.rc, -55);
+        TU_EQ(kr.done, SL_ETIMEDOUT);
+    }
+    TU_EQ(sl_channel_balance(chan), 0);
+    TU_EQ(sl_channel_free(chan), 0);
+}
+
+/* The receiver (worker 1) announces each blocking call and records what
+ * it returned: a receive on rounds of even number, a schedule_remove on
+ * odd ones; nothing but main's throw ends either (main's message ends the
+ * loop). Main throws code -(1000 + r) into round r after a delay that
+ * sweeps the window between the call's check and its parking (W6), with
+ * SL_THROW_PENDING on every other pair, and waits for the record. */
+static struct {
+    int entering, seen, stop;
+    int got[4096];
+} tr;
+
+static void throw_target(void *arg)
+{
+    (void)arg;
+    for (int r = 0;; r++) {
+        tu_st(&tr.entering, r + 1);
+        void *m = NULL;
+        int rc = r % 2 == 0 ? sl_channel_receive(chan, &m)
+                            : sl_schedule_remove();
+        if (rc == 0 && r % 2 == 0)
+            break; /* main's message: the end */
+        tr.got[r] = rc;
+        tu_st(&tr.seen, r + 1);
+    }
+}
+
+TU_TEST_TIMEOUT(throws_into_a_tasklet_blocking_on_another_worker_are_each_seen_once, 60)
+{
+    TU_MULTI_WORKER_ONLY();
+    new_chan();
+    memset(&tr, 0, sizeof tr);
+    int rounds = TU_TSAN_SIZE(4000, 200), lost = 0, wrong = 0, r;
+    sl_tasklet *t = tu_spawn_pinned(1, throw_target, NULL);
+    sl_tasklet_ref(t);
+    int64_t end = sl_now_ms() + 10000;
+    for (r = 0; r < rounds && sl_now_ms() < end; r++) {
+        CU_ASSERT_FATAL(tu_spin_until(&tr.entering, 10000));
+        while (tu_ld(&tr.entering) != r + 1)
+            ;
+        for (volatile int d = r % 128 * 2; d > 0; d--) /* sweeps the window */
+            ;
+        int code = -(1000 + r);
+        TU_EQ(sl_tasklet_throw(t, code, r / 2 % 2 ? SL_THROW_PENDING : 0),
+              0);
+        int64_t wait_end = sl_now_ms() + 2000;
+        while (tu_ld(&tr.seen) != r + 1 && sl_now_ms() < wait_end)
+            ;
+        if (tu_ld(&tr.seen) != r + 1) {
+            lost++; /* still blocked with the throw recorded */
+            break;
+        }
+        wrong += tr.got[r] != code;
+    }
+    printf("(%d rounds) ", r);
+    TU_EQ(lost, 0);
+    TU_EQ(wrong, 0);
+    if (!lost) {
+        if (r % 2) { /* its next call pauses: a throw ends that one */
+            while (tu_ld(&tr.entering) != r + 1)
+                ;
+            TU_EQ(sl_tasklet_throw(t, -1, 0), 0);
+            r++;
+        }
+        while (tu_ld(&tr.entering) != r + 1)
+            ;
+        TU_EQ(sl_channel_send(chan, TU_MSG(1)), 0); /* ends its receive */
+    }
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_tasklet_alive(t), false);
+    sl_tasklet_unref(t);
+    TU_EQ(sl_channel_balance(chan), 0);
+    TU_EQ(sl_channel_free(chan), 0);
+}
+
 static CU_TestInfo tests[] = {
     TU_CASE(new_channel_has_defaults),
     TU_CASE(blocked_receivers_are_served_in_blocking_order),
@@ -936,6 +1166,13 @@ static CU_TestInfo tests[] = {
     TU_CASE(preference_set_from_another_worker_races_no_hand_over),
     TU_CASE(killed_tasklet_on_a_closing_channel_gets_ekilled_not_eclosed),
     TU_CASE(send_from_another_worker_to_a_blocked_copy_tasklet_races_not_its_save),
+    /* send_sequence, iteration, throws across workers */
+    TU_CASE(send_sequence_sends_each_in_turn_and_returns_the_count),
+    TU_CASE(send_sequence_without_a_runtime_is_estate),
+    TU_CASE(send_sequence_stopped_by_a_throw_returns_the_count_then_the_throw),
+    TU_CASE(iteration_receives_until_the_channel_is_closed),
+    TU_CASE(throw_into_a_tasklet_starting_a_timed_receive_on_another_worker_is_not_lost),
+    TU_CASE(throws_into_a_tasklet_blocking_on_another_worker_are_each_seen_once),
     CU_TEST_INFO_NULL,
 };
 

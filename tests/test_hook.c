@@ -161,26 +161,36 @@ void tu_window_enter(enum tu_hook_fn fn, int skip)
     tu_hook_arm(fn, tu_tid(), skip);
 }
 
-int tu_kill_at_stop(sl_tasklet *t)
+int tu_throw_at_stop(sl_tasklet *t, int err, int flags)
 {
     if (!tu_hook_wait_reached(10000)) {
         tu_hook_disarm();
         return TU_NO_STOP;
     }
-    int rc = sl_tasklet_kill(t);
+    int rc = sl_tasklet_throw(t, err, flags);
     tu_hook_release();
+    return rc;
+}
+
+int tu_kill_at_stop(sl_tasklet *t)
+{
+    return tu_throw_at_stop(t, SL_EKILLED, 0);
+}
+
+int tu_throw_in_window(sl_fn fn, void *arg, int err, int flags)
+{
+    sl_tasklet *t = tu_spawn_pinned(1, fn, arg);
+    sl_tasklet_ref(t);
+    int rc = tu_throw_at_stop(t, err, flags);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_tasklet_alive(t), false);
+    sl_tasklet_unref(t);
     return rc;
 }
 
 int tu_kill_in_window(sl_fn fn, void *arg)
 {
-    sl_tasklet *t = tu_spawn_pinned(1, fn, arg);
-    sl_tasklet_ref(t);
-    int rc = tu_kill_at_stop(t);
-    TU_EQ(sl_run(), 0);
-    TU_EQ(sl_tasklet_alive(t), false);
-    sl_tasklet_unref(t);
-    return rc;
+    return tu_throw_in_window(fn, arg, SL_EKILLED, 0);
 }
 
 sl_tasklet *tu_spawn_pinned(int worker, sl_fn fn, void *arg)

@@ -85,6 +85,9 @@ int tu_kill_at_stop(sl_tasklet *t);
  * run until nothing can run (asserting it ended). Returns the kill's code;
  * fn records what its blocking call returned. */
 int tu_kill_in_window(sl_fn fn, void *arg);
+/* The same with sl_tasklet_throw(t, err, flags) for the kill. */
+int tu_throw_at_stop(sl_tasklet *t, int err, int flags);
+int tu_throw_in_window(sl_fn fn, void *arg, int err, int flags);
 
 /* ---- small helpers of the cross-worker tests ----------------------------- */
 

@@ -1971,7 +1971,7 @@ TU_TEST_TIMEOUT(kill_of_a_reader_starting_to_park_on_another_worker_is_not_lost,
 /* Found under load (io_w2 in the TSan tree: shutdown_wakes_a_waiter_so_
  * the_descriptor_can_be_closed read its waiter's result before the waiter
  * had written it; and model_w4 seed 232 aborted on SL__ASSERT(st ==
- * SL_T_PAUSED) in wake_main_quiescent), not fixed yet. A parked worker
+ * SL_T_PAUSED) in wake_main_quiescent); fixed on main since. A parked worker
  * counts as idle (sl__rt.nidle) until it takes the runtime lock again
  * after sl__events_run (sched/worker.c idle_loop); the timers and
  * descriptor events it handles before that end waits (sl__rt.nwaits drops,

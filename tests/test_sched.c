@@ -1,6 +1,10 @@
 /* test_sched.c - the run queue: round robin, run counts, schedule_remove,
- * tasklet run/switch rotation, sl_run, and deadlock detection. */
+ * tasklet run/switch rotation, sl_run, deadlock detection, throw, and the
+ * watchdog with a budget (sl_run_for; stackless-testsuite's
+ * test_watchdog.py in C). */
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "test_hook.h"
 #include "test_util.h"
@@ -927,7 +931,7 @@ TU_TEST_TIMEOUT(kill_of_tasklets_blocking_on_another_worker_reads_their_wait_saf
 }
 
 /* Found by the model tester under load (model_copy_w2 in the TSan tree,
- * seed 121), not fixed yet: a copy-mode tasklet is pinned to the worker
+ * seed 121; fixed: pin is stored and read atomically): a copy-mode tasklet is pinned to the worker
  * that first runs it (tasklet/copystack.c take_shared stores t->pin there
  * with a plain store), and sl_tasklet_run from another worker reads t->pin
  * before it claims t (sched/sched.c run_or_switch, the pin check before
@@ -984,6 +988,663 @@ TU_TEST_TIMEOUT(run_from_another_worker_reads_a_copy_tasklets_pin_safely, 30)
     sl_tasklet_unref(cpin.t);
 }
 
+/* ---- throw (sl_tasklet_throw) ------------------------------------------- */
+
+/* Every tasklet of these tests is pinned to worker 0, main's: with two
+ * workers the order is then one worker's, and the M:N paths (claims,
+ * publication after the switch) run under it. */
+#define E1 (-101)
+#define E2 (-102)
+
+static sl_tasklet *spawn0(sl_fn fn, void *arg)
+{
+    return tu_spawn_pinned(0, fn, arg);
+}
+
+static int th_rc[4];
+
+/* Receives twice: logs 'a' before, then each result as a letter: 'm' for
+ * the message 'm', 'x' for E1, 'y' for E2, 'K' for SL_EKILLED. */
+static char code_letter(int rc, void *msg)
+{
+    return rc == 0 ? (char)TU_INT(msg)
+           : rc == E1 ? 'x'
+           : rc == E2 ? 'y'
+           : rc == SL_EKILLED ? 'K' : '?';
+}
+
+static void receive_twice(void *ch)
+{
+    for (int i = 0; i < 2; i++) {
+        void *m = NULL;
+        th_rc[i] = sl_channel_receive(ch, &m);
+        tu_log_putc(code_letter(th_rc[i], m));
+    }
+}
+
+TU_TEST(throw_into_a_blocked_receive_returns_the_code_once)
+{
+    sl_channel *ch = sl_channel_new();
+    sl_tasklet *t = spawn0(receive_twice, ch);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_channel_balance(ch), -1);
+    TU_EQ(sl_tasklet_throw(t, E1, 0), 0);
+    /* t ran at once: its receive returned E1, its next one waits again */
+    TU_ASSERT_LOG("x");
+    TU_EQ(th_rc[0], E1);
+    TU_EQ(sl_channel_balance(ch), -1);
+    TU_ASSERT_STATE(t, true, true, true, false);
+    TU_EQ(sl_channel_send(ch, TU_MSG('m')), 0);
+    TU_ASSERT_LOG("xm");
+    TU_EQ(th_rc[1], 0);
+    TU_EQ(sl_getlivecount(), 0);
+    TU_EQ(sl_channel_free(ch), 0);
+}
+
+TU_TEST(throw_pending_makes_a_blocked_tasklet_runnable_without_switching)
+{
+    sl_channel *ch = sl_channel_new();
+    sl_tasklet *t = spawn0(receive_twice, ch);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_tasklet_throw(t, E1, SL_THROW_PENDING), 0);
+    TU_ASSERT_LOG(""); /* nothing ran */
+    TU_ASSERT_STATE(t, true, true, false, false);
+    TU_EQ(sl_channel_balance(ch), 0); /* off the channel */
+    TU_EQ(sl_tasklet_next(sl_current()), t); /* at the end of the queue */
+    TU_EQ(sl_run(), 0);
+    TU_ASSERT_LOG("x");
+    TU_EQ(sl_channel_send(ch, TU_MSG('m')), 0);
+    TU_ASSERT_LOG("xm");
+    TU_EQ(sl_getlivecount(), 0);
+    TU_EQ(sl_channel_free(ch), 0);
+}
+
+/* Yields, then pauses: logs what each returned. */
+static void yield_then_pause(void *arg)
+{
+    (void)arg;
+    th_rc[0] = sl_schedule();
+    tu_log_putc(code_letter(th_rc[0], TU_MSG('s')));
+    th_rc[1] = sl_schedule_remove();
+    tu_log_putc(code_letter(th_rc[1], TU_MSG('r')));
+}
+
+TU_TEST(throw_into_yield_and_pause_returns_the_code_from_them)
+{
+    sl_tasklet *t = spawn0(yield_then_pause, NULL);
+    TU_EQ(sl_schedule(), 0); /* t runs and yields back */
+    TU_EQ(sl_tasklet_throw(t, E1, 0), 0); /* runnable: runs where it is */
+    TU_ASSERT_LOG("x");
+    TU_EQ(th_rc[0], E1);
+    TU_ASSERT_STATE(t, true, false, false, true); /* paused itself */
+    TU_EQ(sl_tasklet_throw(t, E2, SL_THROW_PENDING), 0);
+    TU_ASSERT_STATE(t, true, true, false, false); /* inserted, not run */
+    TU_ASSERT_LOG("x");
+    TU_EQ(sl_run(), 0);
+    TU_ASSERT_LOG("xy");
+    TU_EQ(th_rc[1], E2);
+    TU_EQ(sl_getlivecount(), 0);
+}
+
+static void log_a(void *arg)
+{
+    (void)arg;
+    tu_log_putc('a');
+}
+
+TU_TEST(throw_to_a_tasklet_that_never_ran_skips_its_function)
+{
+    sl_tasklet *t = spawn0(log_a, NULL);
+    sl_tasklet_ref(t);
+    TU_EQ(sl_tasklet_throw(t, E1, 0), 0); /* dies at once */
+    TU_ASSERT_STATE(t, false, false, false, false);
+    sl_tasklet_unref(t);
+    /* Pending: it stays scheduled, and dies without running when its
+     * turn comes (Stackless: the exception is raised at its start). */
+    t = spawn0(log_a, NULL);
+    sl_tasklet_ref(t);
+    TU_EQ(sl_tasklet_throw(t, E1, SL_THROW_PENDING), 0);
+    TU_ASSERT_STATE(t, true, true, false, false);
+    TU_EQ(sl_run(), 0);
+    TU_ASSERT_STATE(t, false, false, false, false);
+    TU_ASSERT_LOG("");
+    TU_EQ(sl_getlivecount(), 0);
+    sl_tasklet_unref(t);
+}
+
+TU_TEST(throw_to_a_dead_tasklet_is_estate_and_its_kill_a_no_op)
+{
+    sl_tasklet *t = spawn0(log_a, NULL);
+    sl_tasklet_ref(t);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_tasklet_throw(t, E1, 0), SL_ESTATE);
+    TU_EQ(sl_tasklet_throw(t, E1, SL_THROW_PENDING), SL_ESTATE);
+    TU_EQ(sl_tasklet_throw(t, SL_EKILLED, 0), 0);
+    TU_EQ(sl_tasklet_throw(t, SL_EKILLED, SL_THROW_PENDING), 0);
+    TU_EQ(sl_tasklet_kill(t), 0);
+    TU_ASSERT_LOG("a");
+    sl_tasklet_unref(t);
+}
+
+static int self_rc[3];
+
+static void throw_at_self(void *arg)
+{
+    (void)arg;
+    self_rc[0] = sl_tasklet_throw(sl_current(), E1, 0);
+    self_rc[1] = sl_tasklet_throw(sl_current(), E2, SL_THROW_PENDING);
+    self_rc[2] = sl_schedule(); /* nothing pending: a plain yield */
+    tu_log_putc('b');
+}
+
+TU_TEST(throw_to_self_returns_the_code_at_once_and_leaves_nothing)
+{
+    spawn0(throw_at_self, NULL);
+    spawn0(log_a, NULL);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(self_rc[0], E1);
+    TU_EQ(self_rc[1], E2);
+    TU_EQ(self_rc[2], 0);
+    TU_ASSERT_LOG("ab"); /* its yield let 'a' run first */
+}
+
+TU_TEST(throw_arguments_are_checked)
+{
+    sl_tasklet *t = spawn0(log_a, NULL);
+    TU_EQ(sl_tasklet_throw(NULL, E1, 0), SL_EINVAL);
+    TU_EQ(sl_tasklet_throw(t, 0, 0), SL_EINVAL);
+    TU_EQ(sl_tasklet_throw(t, 5, 0), SL_EINVAL);
+    TU_EQ(sl_tasklet_throw(t, E1, 2), SL_EINVAL);
+    TU_EQ(sl_tasklet_throw(sl_main(), SL_EKILLED, 0), SL_EINVAL);
+    TU_EQ(sl_tasklet_throw(sl_main(), SL_EKILLED, SL_THROW_PENDING),
+          SL_EINVAL);
+    TU_EQ(sl_run(), 0);
+    TU_ASSERT_LOG("a");
+}
+
+/* Receives until it fails twice in a row with the same code; logs each
+ * result. */
+static void receive_until_stuck(void *ch)
+{
+    int last = 1, rc;
+    do {
+        void *m = NULL;
+        int prev = last;
+        last = rc = sl_channel_receive(ch, &m);
+        tu_log_putc(code_letter(rc, m));
+        if (rc < 0 && rc == prev)
+            break;
+    } while (1);
+}
+
+TU_TEST(kill_is_sticky_and_a_throw_is_not)
+{
+    sl_channel *ch = sl_channel_new();
+    sl_tasklet *t = spawn0(receive_until_stuck, ch);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_tasklet_throw(t, E1, 0), 0); /* once: it waits again */
+    TU_ASSERT_LOG("x");
+    TU_EQ(sl_channel_balance(ch), -1);
+    TU_EQ(sl_tasklet_throw(t, E2, 0), 0);
+    TU_ASSERT_LOG("xy");
+    TU_EQ(sl_tasklet_kill(t), 0); /* every later one fails at once */
+    TU_ASSERT_LOG("xyKK");
+    TU_EQ(sl_getlivecount(), 0);
+    TU_EQ(sl_channel_free(ch), 0);
+}
+
+TU_TEST(a_kill_replaces_a_pending_throw_and_no_throw_replaces_a_kill)
+{
+    sl_channel *ch = sl_channel_new();
+    sl_tasklet *t = spawn0(receive_twice, ch);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_tasklet_throw(t, E1, SL_THROW_PENDING), 0);
+    TU_EQ(sl_tasklet_throw(t, E2, SL_THROW_PENDING), 0); /* the later one */
+    TU_EQ(sl_tasklet_throw(t, SL_EKILLED, SL_THROW_PENDING), 0);
+    TU_EQ(sl_tasklet_throw(t, E1, SL_THROW_PENDING), 0); /* killed: no */
+    TU_EQ(sl_run(), 0);
+    TU_ASSERT_LOG("KK");
+    TU_EQ(sl_getlivecount(), 0);
+
+    t = spawn0(receive_twice, ch);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_tasklet_throw(t, E1, SL_THROW_PENDING), 0);
+    TU_EQ(sl_tasklet_throw(t, E2, SL_THROW_PENDING), 0);
+    TU_EQ(sl_run(), 0); /* the later throw, once */
+    TU_ASSERT_LOG("KKy");
+    TU_EQ(sl_channel_send(ch, TU_MSG('m')), 0);
+    TU_ASSERT_LOG("KKym");
+    TU_EQ(sl_channel_free(ch), 0);
+}
+
+TU_TEST(a_throw_after_a_completed_receive_loses_no_message)
+{
+    sl_channel *ch = sl_channel_new();
+    sl_channel_set_preference(ch, 0); /* the sender goes on */
+    sl_tasklet *t = spawn0(receive_twice, ch);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_channel_send(ch, TU_MSG('m')), 0); /* completed, t runnable */
+    TU_ASSERT_LOG("");
+    TU_EQ(sl_tasklet_throw(t, E1, 0), 0);
+    /* Its receive returns the message; the throw shows at the next. */
+    TU_ASSERT_LOG("mx");
+    TU_EQ(th_rc[0], 0);
+    TU_EQ(th_rc[1], E1);
+    TU_EQ(sl_getlivecount(), 0);
+    TU_EQ(sl_channel_free(ch), 0);
+}
+
+static int main_thrower_rc = 12345;
+
+static void throw_at_main(void *arg)
+{
+    main_thrower_rc = sl_tasklet_throw(sl_main(), (int)TU_INT(arg), 0);
+    tu_log_putc('t');
+}
+
+TU_TEST(throw_to_main_ends_its_receive_and_its_run)
+{
+    sl_channel *ch = sl_channel_new();
+    spawn0(throw_at_main, TU_MSG(E1));
+    void *m;
+    TU_EQ(sl_channel_receive(ch, &m), E1);
+    TU_EQ(main_thrower_rc, 12345); /* main ran first: the thrower has not */
+    TU_ASSERT_LOG("");              /* resumed from its throw */
+    TU_EQ(sl_run(), 0);
+    TU_EQ(main_thrower_rc, 0);
+    TU_ASSERT_LOG("t");
+    spawn0(throw_at_main, TU_MSG(E2));
+    spawn0(log_a, NULL);
+    TU_EQ(sl_run(), E2); /* sl_run is main's blocking call */
+    TU_ASSERT_LOG("t");
+    TU_EQ(sl_run(), 0);
+    TU_ASSERT_LOG("tta");
+    TU_EQ(sl_channel_free(ch), 0);
+}
+
+static int wait_rc[4];
+static sl_lock th_lock;
+
+static void sleep_lock_select(void *ch)
+{
+    wait_rc[0] = sl_sleep_ms(60000);
+    wait_rc[1] = sl_lock_acquire(&th_lock);
+    sl_select_case c = {ch, SL_RECV, NULL};
+    wait_rc[2] = sl_select(&c, 1, -1);
+    wait_rc[3] = sl_channel_receive_timeout(ch, NULL, 60000);
+}
+
+TU_TEST(throw_ends_sleeps_lock_waits_selects_and_timed_waits)
+{
+    sl_channel *ch = sl_channel_new();
+    TU_EQ(sl_lock_init(&th_lock), 0);
+    TU_EQ(sl_lock_acquire(&th_lock), 0);
+    sl_tasklet *t = spawn0(sleep_lock_select, ch);
+    sl_tasklet_ref(t);
+    int codes[4] = {-201, -202, -203, -204};
+    for (int i = 0; i < 4; i++) {
+        TU_EQ(sl_schedule(), 0); /* t starts its next wait */
+        TU_EQ(sl_tasklet_blocked(t), true);
+        TU_EQ(sl_tasklet_throw(t, codes[i], 0), 0);
+        TU_EQ(wait_rc[i], codes[i]);
+    }
+    TU_EQ(sl_tasklet_alive(t), false);
+    TU_EQ(sl_channel_balance(ch), 0);
+    TU_EQ(sl_lock_release(&th_lock), 0);
+    TU_EQ(sl_lock_destroy(&th_lock), 0);
+    sl_tasklet_unref(t);
+    TU_EQ(sl_channel_free(ch), 0);
+}
+
+/* ---- the watchdog: sl_run_for (Stackless's run(timeout)) --------------- */
+
+/* A tasklet of the watchdog's tests: logs its letter and yields, n times. */
+struct yielder {
+    char c;
+    int n, done;
+};
+
+static void yield_n(void *arg)
+{
+    struct yielder *y = arg;
+    for (int i = 0; i < y->n; i++) {
+        tu_log_putc(y->c);
+        TU_EQ(sl_schedule(), 0);
+    }
+    y->done = 1;
+}
+
+TU_TEST(run_for_without_a_budget_runs_until_the_queue_is_empty)
+{
+    struct yielder a = {'a', 3, 0}, b = {'b', 3, 0};
+    spawn0(yield_n, &a);
+    spawn0(yield_n, &b);
+    sl_tasklet *late = sl_main(); /* (overwritten with NULL) */
+    TU_EQ(sl_run_for(0, 0, &late), 0);
+    CU_ASSERT_PTR_NULL(late);
+    TU_ASSERT_LOG("ababab");
+    TU_EQ(a.done + b.done, 2);
+    TU_EQ(sl_getlivecount(), 0);
+}
+
+TU_TEST(run_for_takes_the_interrupted_tasklet_out_of_the_queue)
+{
+    struct yielder a = {'a', 3, 0}, b = {'b', 3, 0};
+    sl_tasklet *ta = spawn0(yield_n, &a);
+    spawn0(yield_n, &b);
+    sl_tasklet *late = NULL;
+    /* Three scheduling points: a's, b's, and at a's second one the
+     * budget is spent: a is taken out, b stays queued. */
+    TU_EQ(sl_run_for(0, 3, &late), 1);
+    TU_EQ(late, ta);
+    TU_ASSERT_LOG("aba");
+    TU_ASSERT_STATE(ta, true, false, false, true);
+    TU_EQ(sl_getruncount(), 2); /* main and b */
+    TU_EQ(sl_tasklet_next(sl_current()), sl_tasklet_prev(sl_current()));
+    /* Stackless's autoscheduler: insert it again and go on. */
+    int ticks = 1, rc = 1;
+    while (rc == 1) { /* (spent at an end, nobody is taken out) */
+        if (late)
+            TU_EQ(sl_tasklet_insert(late), 0);
+        rc = sl_run_for(0, 3, &late);
+        CU_ASSERT(rc == 0 || rc == 1);
+        ticks++;
+    }
+    TU_EQ(a.done + b.done, 2);
+    CU_ASSERT(ticks >= 2);
+    TU_EQ(sl_getlivecount(), 0);
+    size_t na = 0, nb = 0;
+    for (const char *p = tu_log(); *p; p++)
+        *p == 'a' ? na++ : nb++;
+    TU_EQ(na, 3);
+    TU_EQ(nb, 3);
+}
+
+static void block_on(void *ch)
+{
+    tu_log_putc('w');
+    void *m;
+    TU_EQ(sl_channel_receive(ch, &m), 0);
+    tu_log_putc((char)TU_INT(m));
+}
+
+/* Yields until told to stop: alone in the run queue, its sl_schedule
+ * switches nowhere, but is a scheduling point all the same. */
+static int lone_stop, lone_yields;
+
+static void yield_until_stopped(void *arg)
+{
+    (void)arg;
+    while (!lone_stop) {
+        lone_yields++;
+        TU_EQ(sl_schedule(), 0);
+    }
+}
+
+TU_TEST(run_for_interrupts_a_tasklet_yielding_alone)
+{
+    lone_stop = lone_yields = 0;
+    sl_tasklet *t = spawn0(yield_until_stopped, NULL);
+    sl_tasklet *late = NULL;
+    TU_EQ(sl_run_for(0, 5, &late), 1);
+    TU_EQ(late, t);
+    TU_EQ(lone_yields, 5); /* its fifth yield was the fifth point */
+    TU_ASSERT_STATE(t, true, false, false, true);
+    TU_EQ(sl_tasklet_insert(late), 0);
+    TU_EQ(sl_run_for(2000000, 0, &late), 1); /* 2 ms of time */
+    TU_EQ(late, t);
+    CU_ASSERT(lone_yields > 5);
+    lone_stop = 1;
+    TU_EQ(sl_tasklet_insert(late), 0);
+    TU_EQ(sl_run_for(0, 0, &late), 0);
+    CU_ASSERT_PTR_NULL(late);
+    TU_EQ(sl_getlivecount(), 0);
+}
+
+/* Spawns the next link (pinned to worker 0) and ends: only ends and
+ * first runs, no yield. */
+static int chain_left;
+
+static void chain_link(void *arg)
+{
+    (void)arg;
+    if (--chain_left > 0)
+        CU_ASSERT_PTR_NOT_NULL(tu_spawn_pinned(0, chain_link, NULL));
+}
+
+TU_TEST(run_for_counts_a_tasklet_s_end_as_a_scheduling_point)
+{
+    chain_left = 20;
+    spawn0(chain_link, NULL);
+    sl_tasklet *late = sl_main();
+    int ticks = 0, rc;
+    do {
+        rc = sl_run_for(0, 3, &late);
+        CU_ASSERT_PTR_NULL(late); /* an ending tasklet is taken out by no one */
+        ticks++;
+    } while (rc == 1 && ticks < 100);
+    TU_EQ(rc, 0);
+    TU_EQ(chain_left, 0);
+    CU_ASSERT(ticks >= 20 / 3); /* at most 3 ends a tick */
+    TU_EQ(sl_getlivecount(), 0);
+}
+
+TU_TEST(run_for_spent_at_a_block_interrupts_no_one)
+{
+    sl_channel *ch = sl_channel_new();
+    struct yielder b = {'b', 2, 0};
+    spawn0(block_on, ch);
+    spawn0(yield_n, &b);
+    sl_tasklet *late = sl_main();
+    TU_EQ(sl_run_for(0, 1, &late), 1); /* spent as the receiver blocks */
+    CU_ASSERT_PTR_NULL(late);
+    TU_ASSERT_LOG("w");
+    TU_EQ(sl_getruncount(), 2); /* main and b, which has not run */
+    TU_EQ(sl_run(), 0);
+    TU_ASSERT_LOG("wbb");
+    TU_EQ(sl_channel_send(ch, TU_MSG('m')), 0);
+    TU_ASSERT_LOG("wbbm");
+    TU_EQ(sl_channel_free(ch), 0);
+}
+
+static void atomic_yield_n(void *arg)
+{
+    TU_EQ(sl_tasklet_set_atomic(sl_current(), true), 0);
+    yield_n(arg);
+    TU_EQ(sl_tasklet_set_atomic(sl_current(), false), 1);
+}
+
+TU_TEST(run_for_never_interrupts_an_atomic_tasklet)
+{
+    struct yielder a = {'a', 4, 0}, b = {'b', 4, 0};
+    spawn0(atomic_yield_n, &a);
+    sl_tasklet *tb = spawn0(yield_n, &b);
+    sl_tasklet *late;
+    int ticks = 0, rc;
+    do {
+        rc = sl_run_for(0, 1, &late);
+        CU_ASSERT(rc == 0 || rc == 1);
+        CU_ASSERT(late == NULL || late == tb);
+        if (late)
+            TU_EQ(sl_tasklet_insert(late), 0);
+        ticks++;
+    } while (rc == 1 && ticks < 100);
+    TU_EQ(a.done + b.done, 2);
+    CU_ASSERT(ticks >= 4); /* b was taken out at each of its yields */
+    TU_EQ(sl_getlivecount(), 0);
+}
+
+TU_TEST(set_atomic_returns_the_old_value)
+{
+    sl_tasklet *t = spawn0(log_a, NULL);
+    TU_EQ(sl_tasklet_set_atomic(t, true), 0);
+    TU_EQ(sl_tasklet_set_atomic(t, true), 1);
+    TU_EQ(sl_tasklet_set_atomic(t, false), 1);
+    TU_EQ(sl_tasklet_set_atomic(t, false), 0);
+    TU_EQ(sl_tasklet_set_atomic(NULL, true), SL_EINVAL);
+    TU_EQ(sl_tasklet_set_atomic(sl_main(), true), 0);
+    TU_EQ(sl_tasklet_set_atomic(sl_main(), false), 1);
+    TU_EQ(sl_run(), 0);
+}
+
+/* Spins for at least `us` microseconds of the monotonic clock, then
+ * yields, n times. */
+struct spinner {
+    int64_t us;
+    int n, done;
+};
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void spin_and_yield(void *arg)
+{
+    struct spinner *s = arg;
+    for (int i = 0; i < s->n; i++) {
+        int64_t end = now_us() + s->us;
+        while (now_us() < end)
+            ;
+        TU_EQ(sl_schedule(), 0);
+    }
+    s->done = 1;
+}
+
+TU_TEST(run_for_a_time_budget_needs_at_least_work_over_budget_ticks)
+{
+    /* 4 tasklets x 10 steps of >= 1 ms: at least 40 ms of work. A tick of
+     * 5 ms runs at most 5 + 1 steps (the budget is looked at after each
+     * step), so at least 40 / 6 = 7 ticks, however slow the machine. */
+    struct spinner s[4];
+    for (int i = 0; i < 4; i++) {
+        s[i] = (struct spinner){1000, 10, 0};
+        spawn0(spin_and_yield, &s[i]);
+    }
+    sl_tasklet *late;
+    int ticks = 0, interrupted = 0;
+    do {
+        int rc = sl_run_for(5 * 1000000, 0, &late);
+        CU_ASSERT(rc == 0 || rc == 1);
+        interrupted += rc == 1;
+        if (late)
+            TU_EQ(sl_tasklet_insert(late), 0);
+        ticks++;
+    } while (sl_getlivecount() > 0 && ticks < 10000);
+    for (int i = 0; i < 4; i++)
+        TU_EQ(s[i].done, 1);
+    CU_ASSERT(ticks >= 7);
+    CU_ASSERT(interrupted >= 6);
+}
+
+static int sleeper_done;
+
+static void sleep_20(void *arg)
+{
+    (void)arg;
+    TU_EQ(sl_sleep_ms(20), 0);
+    sleeper_done = 1;
+}
+
+TU_TEST(run_for_returns_while_tasklets_sleep_and_runs_them_once_due)
+{
+    sleeper_done = 0;
+    spawn0(sleep_20, NULL);
+    int64_t t0 = sl_now_ms();
+    TU_EQ(sl_run_for(0, 0, NULL), 0); /* it sleeps: nothing runnable */
+    TU_EQ(sleeper_done, 0);
+    TU_EQ(sl_getlivecount(), 1);
+    int calls = 1;
+    while (!sleeper_done && calls < 100000) {
+        usleep(1000); /* main does something else: a frame drawn */
+        TU_EQ(sl_run_for(0, 0, NULL), 0);
+        calls++;
+    }
+    TU_EQ(sleeper_done, 1);
+    CU_ASSERT(sl_now_ms() - t0 >= 20);
+    TU_EQ(sl_getlivecount(), 0);
+}
+
+static int wd_rc = 12345;
+
+static void call_run_for(void *arg)
+{
+    (void)arg;
+    wd_rc = sl_run_for(0, 0, NULL);
+}
+
+TU_TEST(run_for_is_main_s_and_checks_its_budget)
+{
+    TU_EQ(sl_run_for(-1, 0, NULL), SL_EINVAL);
+    spawn0(call_run_for, NULL);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(wd_rc, SL_ESTATE);
+}
+
+TU_TEST_NOINIT(run_for_without_a_runtime_is_estate)
+{
+    sl_tasklet *late = (sl_tasklet *)&late;
+    TU_EQ(sl_run_for(1000, 0, &late), SL_ESTATE);
+    CU_ASSERT_PTR_NULL(late);
+    TU_EQ(sl_tasklet_throw(NULL, E1, 0), SL_ESTATE);
+}
+
+TU_TEST(throw_to_main_ends_its_run_for)
+{
+    struct yielder b = {'b', 3, 0};
+    spawn0(throw_at_main, TU_MSG(E1));
+    spawn0(yield_n, &b);
+    TU_EQ(sl_run_for(0, 0, NULL), E1);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(b.done, 1);
+}
+
+/* The suite's send/recv under a watchdog: a server counts what three
+ * clients send, 20 each, with a budget of 3 switches per run. */
+static sl_channel *srv_ch;
+static int srv_count;
+
+static void server(void *arg)
+{
+    (void)arg;
+    void *m;
+    while (sl_channel_receive(srv_ch, &m) == 0)
+        srv_count++;
+}
+
+static void client(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 20; i++)
+        TU_EQ(sl_channel_send(srv_ch, TU_MSG(i)), 0);
+}
+
+TU_TEST(run_for_serves_a_server_and_its_clients_in_slices)
+{
+    srv_ch = sl_channel_new();
+    srv_count = 0;
+    sl_tasklet *srv = spawn0(server, NULL);
+    for (int i = 0; i < 3; i++)
+        spawn0(client, NULL);
+    sl_tasklet *late;
+    int ticks = 0;
+    do {
+        int rc = sl_run_for(0, 3, &late);
+        CU_ASSERT(rc == 0 || rc == 1);
+        if (late)
+            TU_EQ(sl_tasklet_insert(late), 0);
+        ticks++;
+    } while ((late || sl_getruncount() > 1) && ticks < 10000);
+    TU_EQ(srv_count, 60);
+    CU_ASSERT(ticks > 1);
+    TU_EQ(sl_tasklet_blocked(srv), true);
+    TU_EQ(sl_tasklet_kill(srv), 0);
+    TU_EQ(sl_getlivecount(), 0);
+    TU_EQ(sl_channel_free(srv_ch), 0);
+}
+
 static CU_TestInfo tests[] = {
     TU_CASE(schedule_interleaves_round_robin),
     TU_CASE(main_takes_its_turn_in_round_robin),
@@ -1023,6 +1684,32 @@ static CU_TestInfo tests[] = {
     TU_CASE(kill_and_insert_from_two_workers_resume_a_blocked_tasklet_once),
     TU_CASE(kill_of_tasklets_blocking_on_another_worker_reads_their_wait_safely),
     TU_CASE(run_from_another_worker_reads_a_copy_tasklets_pin_safely),
+    /* throw, and the watchdog (sl_run_for) */
+    TU_CASE(throw_into_a_blocked_receive_returns_the_code_once),
+    TU_CASE(throw_pending_makes_a_blocked_tasklet_runnable_without_switching),
+    TU_CASE(throw_into_yield_and_pause_returns_the_code_from_them),
+    TU_CASE(throw_to_a_tasklet_that_never_ran_skips_its_function),
+    TU_CASE(throw_to_a_dead_tasklet_is_estate_and_its_kill_a_no_op),
+    TU_CASE(throw_to_self_returns_the_code_at_once_and_leaves_nothing),
+    TU_CASE(throw_arguments_are_checked),
+    TU_CASE(kill_is_sticky_and_a_throw_is_not),
+    TU_CASE(a_kill_replaces_a_pending_throw_and_no_throw_replaces_a_kill),
+    TU_CASE(a_throw_after_a_completed_receive_loses_no_message),
+    TU_CASE(throw_to_main_ends_its_receive_and_its_run),
+    TU_CASE(throw_ends_sleeps_lock_waits_selects_and_timed_waits),
+    TU_CASE(run_for_without_a_budget_runs_until_the_queue_is_empty),
+    TU_CASE(run_for_takes_the_interrupted_tasklet_out_of_the_queue),
+    TU_CASE(run_for_interrupts_a_tasklet_yielding_alone),
+    TU_CASE(run_for_counts_a_tasklet_s_end_as_a_scheduling_point),
+    TU_CASE(run_for_spent_at_a_block_interrupts_no_one),
+    TU_CASE(run_for_never_interrupts_an_atomic_tasklet),
+    TU_CASE(set_atomic_returns_the_old_value),
+    TU_CASE(run_for_a_time_budget_needs_at_least_work_over_budget_ticks),
+    TU_CASE(run_for_returns_while_tasklets_sleep_and_runs_them_once_due),
+    TU_CASE(run_for_is_main_s_and_checks_its_budget),
+    TU_CASE(run_for_without_a_runtime_is_estate),
+    TU_CASE(throw_to_main_ends_its_run_for),
+    TU_CASE(run_for_serves_a_server_and_its_clients_in_slices),
     CU_TEST_INFO_NULL,
 };
 

@@ -1,6 +1,7 @@
 /* test_tasklet.c - tasklet objects: runtime life cycle, spawn, state
- * predicates, references, names and dump, argument/state errors, kill, and
- * large numbers of tasklets. */
+ * predicates, references, names and dump, argument/state errors, kill,
+ * stackless-testsuite's tasklet life cycle (testLC_*, bound tasklets),
+ * next/prev and a channel's queue, and large numbers of tasklets. */
 #include "test_util.h"
 
 #include <fcntl.h>
@@ -773,6 +774,300 @@ TU_TEST(kill_of_main_is_einval)
     TU_EQ(sl_tasklet_alive(sl_main()), true);
 }
 
+/* ---- the life cycle of stackless-testsuite's tasklet tests (testLC_*) --- */
+
+/* Stackless's tasklet(f) without insert: bound, alive, paused. */
+static sl_tasklet *spawn_paused(sl_fn fn, void *arg)
+{
+    sl_spawn_attr a;
+    sl_spawn_attr_init(&a);
+    a.paused = 1;
+    sl_tasklet *t = sl_spawn_ex(&a, fn, arg);
+    CU_ASSERT_PTR_NOT_NULL(t);
+    return t;
+}
+
+TU_TEST(lc_bound_tasklet_is_alive_and_paused_until_inserted)
+{
+    sl_tasklet *t = spawn_paused(log_arg, TU_MSG('a'));
+    TU_ASSERT_STATE(t, true, false, false, true);
+    TU_EQ(sl_getruncount(), 1);
+    TU_EQ(sl_getlivecount(), 1);
+    TU_EQ(sl_run(), 0); /* not in the run queue: it does not run */
+    TU_ASSERT_LOG("");
+    TU_EQ(sl_tasklet_insert(t), 0);
+    TU_ASSERT_STATE(t, true, true, false, false);
+    TU_EQ(sl_run(), 0);
+    TU_ASSERT_LOG("a");
+    TU_EQ(sl_getlivecount(), 0);
+}
+
+TU_TEST(lc_scheduled_to_paused_by_remove_and_to_dead_by_kill)
+{
+    sl_tasklet *t = spawn_log('a');
+    sl_tasklet_ref(t);
+    TU_ASSERT_STATE(t, true, true, false, false);
+    TU_EQ(sl_tasklet_remove(t), 0);
+    TU_ASSERT_STATE(t, true, false, false, true);
+    TU_EQ(sl_tasklet_insert(t), 0);
+    TU_EQ(sl_tasklet_kill(t), 0);
+    TU_ASSERT_STATE(t, false, false, false, false);
+    TU_EQ(sl_tasklet_remove(t), 0); /* dead: in no queue, a no-op */
+    TU_EQ(sl_run(), 0);
+    TU_ASSERT_LOG("");
+    sl_tasklet_unref(t);
+}
+
+TU_TEST(lc_paused_to_scheduled_by_a_pending_kill)
+{
+    sl_tasklet *t = spawn_paused(log_arg, TU_MSG('a'));
+    sl_tasklet_ref(t);
+    TU_EQ(sl_tasklet_throw(t, SL_EKILLED, SL_THROW_PENDING), 0);
+    TU_ASSERT_STATE(t, true, true, false, false);
+    TU_EQ(sl_run(), 0); /* it dies when its turn comes, without running */
+    TU_ASSERT_STATE(t, false, false, false, false);
+    TU_ASSERT_LOG("");
+    sl_tasklet_unref(t);
+}
+
+TU_TEST(lc_paused_to_dead_by_kill)
+{
+    sl_tasklet *t = spawn_paused(log_arg, TU_MSG('a'));
+    sl_tasklet_ref(t);
+    TU_EQ(sl_tasklet_kill(t), 0);
+    TU_ASSERT_STATE(t, false, false, false, false);
+    TU_EQ(sl_getlivecount(), 0);
+    TU_EQ(sl_run(), 0);
+    TU_ASSERT_LOG("");
+    sl_tasklet_unref(t);
+}
+
+/* What a tasklet sees of itself and of main while it runs. */
+static struct {
+    sl_tasklet *t;
+    int self_ok, main_scheduled, main_paused;
+} lc;
+
+static void lc_look(void *arg)
+{
+    (void)arg;
+    sl_tasklet *me = sl_current();
+    sl_tasklet *m = sl_main();
+    lc.self_ok = me == lc.t && sl_tasklet_alive(me) &&
+                 sl_tasklet_scheduled(me) && !sl_tasklet_paused(me) &&
+                 !sl_tasklet_blocked(me);
+    lc.main_scheduled = sl_tasklet_scheduled(m);
+    lc.main_paused = sl_tasklet_paused(m);
+    tu_log_putc('r');
+}
+
+TU_TEST(lc_paused_to_current_to_dead_by_run_switch_and_sl_run)
+{
+    /* run: main stays scheduled */
+    lc.t = spawn_paused(lc_look, NULL);
+    sl_tasklet_ref(lc.t);
+    TU_EQ(sl_tasklet_run(lc.t), 0);
+    TU_EQ(lc.self_ok, 1);
+    TU_EQ(lc.main_scheduled, 1);
+    TU_EQ(lc.main_paused, 0);
+    TU_ASSERT_STATE(lc.t, false, false, false, false);
+    sl_tasklet_unref(lc.t);
+    /* switch: main is paused meanwhile */
+    lc.t = spawn_paused(lc_look, NULL);
+    sl_tasklet_ref(lc.t);
+    TU_EQ(sl_tasklet_switch(lc.t), 0);
+    TU_EQ(lc.self_ok, 1);
+    TU_EQ(lc.main_scheduled, 0);
+    TU_EQ(lc.main_paused, 1);
+    sl_tasklet_unref(lc.t);
+    /* a scheduled one by sl_run: main is the paused watchdog */
+    lc.t = spawn_log('x');
+    sl_tasklet_remove(lc.t);
+    sl_tasklet_kill(lc.t);
+    lc.t = sl_spawn(lc_look, NULL);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(lc.self_ok, 1);
+    TU_EQ(lc.main_scheduled, 0);
+    TU_EQ(lc.main_paused, 1);
+    TU_ASSERT_LOG("rrr");
+}
+
+static int lc_kill_rc;
+
+static void lc_kill_self(void *arg)
+{
+    (void)arg;
+    lc_kill_rc = sl_tasklet_kill(sl_current());
+    tu_log_putc('k');
+}
+
+TU_TEST(lc_current_to_dead_by_killing_itself)
+{
+    sl_tasklet *t = spawn_paused(lc_kill_self, NULL);
+    sl_tasklet_ref(t);
+    TU_EQ(sl_tasklet_run(t), 0);
+    TU_EQ(lc_kill_rc, SL_EKILLED);
+    TU_ASSERT_LOG("k"); /* it returned by itself */
+    TU_ASSERT_STATE(t, false, false, false, false);
+    sl_tasklet_unref(t);
+}
+
+static sl_channel *lc_ch;
+
+static void lc_send(void *arg)
+{
+    TU_EQ(sl_channel_send(lc_ch, arg), 0);
+    tu_log_putc('s');
+}
+
+static void lc_send_error(void *arg)
+{
+    TU_EQ(sl_channel_send_error(lc_ch, (int)TU_INT(arg)), 0);
+    tu_log_putc('e');
+}
+
+TU_TEST(lc_current_to_blocked_to_scheduled_to_dead)
+{
+    lc_ch = sl_channel_new();
+    void *m = NULL;
+    /* a send */
+    sl_tasklet *t = spawn_paused(lc_send, TU_MSG(123));
+    sl_tasklet_ref(t);
+    TU_EQ(sl_tasklet_run(t), 0);
+    TU_ASSERT_STATE(t, true, true, true, false);
+    TU_EQ(sl_channel_receive(lc_ch, &m), 0);
+    TU_EQ(TU_INT(m), 123);
+    TU_ASSERT_STATE(t, true, true, false, false); /* runnable, not run */
+    TU_EQ(sl_tasklet_kill(t), 0);
+    TU_ASSERT_STATE(t, false, false, false, false);
+    TU_ASSERT_LOG("s"); /* its send had completed: 0, then the kill */
+    sl_tasklet_unref(t);
+    /* a send_error: the receive returns its code */
+    t = spawn_paused(lc_send_error, TU_MSG(-77));
+    sl_tasklet_ref(t);
+    TU_EQ(sl_tasklet_run(t), 0);
+    TU_ASSERT_STATE(t, true, true, true, false);
+    TU_EQ(sl_channel_receive(lc_ch, &m), -77);
+    TU_ASSERT_STATE(t, true, true, false, false);
+    TU_EQ(sl_tasklet_kill(t), 0);
+    TU_ASSERT_LOG("se");
+    sl_tasklet_unref(t);
+    TU_EQ(sl_channel_free(lc_ch), 0);
+}
+
+static void lc_receive(void *arg)
+{
+    (void)arg;
+    void *m = NULL;
+    TU_EQ(sl_channel_receive(lc_ch, &m), 0);
+    tu_log_putc((char)TU_INT(m));
+}
+
+TU_TEST(lc_blocked_to_current_by_the_preferred_partner)
+{
+    lc_ch = sl_channel_new();
+    /* the receiver is preferred (the default): it runs before send returns */
+    sl_tasklet *t = spawn_paused(lc_receive, NULL);
+    TU_EQ(sl_tasklet_run(t), 0);
+    TU_EQ(sl_channel_send(lc_ch, TU_MSG('r')), 0);
+    tu_log_putc('1');
+    TU_ASSERT_LOG("r1");
+    /* the sender is preferred: it runs before receive returns */
+    sl_channel_set_preference(lc_ch, 1);
+    t = spawn_paused(lc_send, TU_MSG('m'));
+    TU_EQ(sl_tasklet_run(t), 0);
+    void *m = NULL;
+    TU_EQ(sl_channel_receive(lc_ch, &m), 0);
+    tu_log_putc('1');
+    TU_ASSERT_LOG("r1s1");
+    TU_EQ(TU_INT(m), 'm');
+    TU_EQ(sl_getlivecount(), 0);
+    TU_EQ(sl_channel_free(lc_ch), 0);
+}
+
+TU_TEST(paused_spawn_pinned_or_copy_runs_when_inserted)
+{
+    sl_spawn_attr a;
+    sl_spawn_attr_init(&a);
+    a.paused = 1;
+    a.worker = 0;
+    a.stack_mode = SL_STACK_COPY;
+    a.name = "bound";
+    sl_tasklet *t = sl_spawn_ex(&a, log_arg, TU_MSG('c'));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+    TU_ASSERT_STATE(t, true, false, false, true);
+    CU_ASSERT_STRING_EQUAL(sl_tasklet_name(t), "bound");
+    TU_EQ(sl_run(), 0);
+    TU_ASSERT_LOG("");
+    TU_EQ(sl_tasklet_insert(t), 0);
+    TU_EQ(sl_run(), 0);
+    TU_ASSERT_LOG("c");
+}
+
+/* ---- next, prev and a channel's queue (testAttr_prev_next, _queue) ------- */
+
+TU_TEST(next_and_prev_follow_the_run_queue_circle)
+{
+    sl_tasklet *m = sl_current();
+    TU_EQ(sl_tasklet_next(m), m); /* alone: its own neighbour */
+    TU_EQ(sl_tasklet_prev(m), m);
+    sl_tasklet *t = spawn_paused(log_arg, TU_MSG('a'));
+    CU_ASSERT_PTR_NULL(sl_tasklet_next(t)); /* paused: in no queue */
+    CU_ASSERT_PTR_NULL(sl_tasklet_prev(t));
+    TU_EQ(sl_tasklet_insert(t), 0);
+    TU_EQ(sl_tasklet_prev(t), m);
+    TU_EQ(sl_tasklet_next(t), m);
+    sl_tasklet *t2 = spawn_log('b');
+    TU_EQ(sl_tasklet_prev(t), m);
+    TU_EQ(sl_tasklet_next(t), t2);
+    TU_EQ(sl_tasklet_prev(t2), t);
+    TU_EQ(sl_tasklet_next(t2), m);
+    TU_EQ(sl_tasklet_next(m), t);
+    CU_ASSERT_PTR_NULL(sl_tasklet_next(NULL));
+    CU_ASSERT_PTR_NULL(sl_tasklet_prev(NULL));
+    TU_EQ(sl_run(), 0);
+    TU_ASSERT_LOG("ab");
+}
+
+static void send_forever(void *ch)
+{
+    sl_channel_send(ch, NULL);
+}
+
+TU_TEST(channel_queue_and_next_walk_the_waiting_tasklets)
+{
+    sl_channel *ch = sl_channel_new();
+    CU_ASSERT_PTR_NULL(sl_channel_queue(ch));
+    sl_tasklet *t = sl_spawn(send_forever, ch);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_channel_queue(ch), t);
+    CU_ASSERT_PTR_NULL(sl_tasklet_next(t)); /* the last one */
+    CU_ASSERT_PTR_NULL(sl_tasklet_prev(t)); /* the first one */
+    sl_tasklet *t2 = sl_spawn(send_forever, ch);
+    sl_tasklet *t3 = sl_spawn(send_forever, ch);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_channel_queue(ch), t);
+    TU_EQ(sl_tasklet_next(t), t2);
+    TU_EQ(sl_tasklet_next(t2), t3);
+    CU_ASSERT_PTR_NULL(sl_tasklet_next(t3));
+    TU_EQ(sl_tasklet_prev(t3), t2);
+    TU_EQ(sl_tasklet_prev(t2), t);
+    /* killed in the middle: the queue closes up (testAttr_balance too) */
+    TU_EQ(sl_tasklet_kill(t2), 0);
+    TU_EQ(sl_channel_balance(ch), 2);
+    TU_EQ(sl_tasklet_next(t), t3);
+    TU_EQ(sl_tasklet_prev(t3), t);
+    TU_EQ(sl_tasklet_kill(t), 0);
+    TU_EQ(sl_channel_queue(ch), t3);
+    sl_channel_close(ch);
+    TU_EQ(sl_channel_closed(ch), false); /* t3 still waits */
+    TU_EQ(sl_tasklet_kill(t3), 0);
+    TU_EQ(sl_channel_closed(ch), true);
+    CU_ASSERT_PTR_NULL(sl_channel_queue(ch));
+    CU_ASSERT_PTR_NULL(sl_channel_queue(NULL));
+    TU_EQ(sl_channel_free(ch), 0);
+}
+
 /* ---- many tasklets ------------------------------------------------------- */
 
 static long schedule_calls;
@@ -879,6 +1174,17 @@ static CU_TestInfo tests[] = {
     TU_CASE(kill_of_self_returns_ekilled_at_once),
     TU_CASE(self_killed_tasklet_blocking_calls_fail_at_once),
     TU_CASE(kill_of_main_is_einval),
+    TU_CASE(lc_bound_tasklet_is_alive_and_paused_until_inserted),
+    TU_CASE(lc_scheduled_to_paused_by_remove_and_to_dead_by_kill),
+    TU_CASE(lc_paused_to_scheduled_by_a_pending_kill),
+    TU_CASE(lc_paused_to_dead_by_kill),
+    TU_CASE(lc_paused_to_current_to_dead_by_run_switch_and_sl_run),
+    TU_CASE(lc_current_to_dead_by_killing_itself),
+    TU_CASE(lc_current_to_blocked_to_scheduled_to_dead),
+    TU_CASE(lc_blocked_to_current_by_the_preferred_partner),
+    TU_CASE(paused_spawn_pinned_or_copy_runs_when_inserted),
+    TU_CASE(next_and_prev_follow_the_run_queue_circle),
+    TU_CASE(channel_queue_and_next_walk_the_waiting_tasklets),
     TU_CASE(hundred_thousand_tasklets_schedule_three_times),
     TU_CASE(million_tasklets_run_to_completion),
     CU_TEST_INFO_NULL,

@@ -64,6 +64,9 @@ static bool rc_allowed(const struct mt_op *o, int script, int rc, int workers)
     bool has_recv = false;
     if (rc == SL_EDEADLOCK && workers > 1 && script != 0)
         return false; /* workers.md: only main gets it there */
+    /* A code thrown to the caller: every call that may block or yield
+     * returns it where SL_EKILLED would be (tasklet.md, errors.md). */
+    bool thrown = mt_is_thrown(rc);
     switch (o->kind) {
     case OP_SPAWN:
     case OP_SET_PREF:
@@ -75,43 +78,53 @@ static bool rc_allowed(const struct mt_op *o, int script, int rc, int workers)
     case OP_SEND:
     case OP_SEND_ERR:
         return rc == 0 || rc == SL_ECLOSED || rc == SL_EKILLED ||
-               rc == SL_EDEADLOCK;
+               rc == SL_EDEADLOCK || thrown;
+    case OP_SEND_SEQ: /* how many were sent, or the first send's error */
+        return (rc >= 1 && rc <= o->arg) || rc == SL_ECLOSED ||
+               rc == SL_EKILLED || rc == SL_EDEADLOCK || thrown;
     case OP_RECV:
         return rc == 0 || rc == SL_ECLOSED || rc == SL_EKILLED ||
-               rc == SL_EDEADLOCK || is_err(rc);
+               rc == SL_EDEADLOCK || is_err(rc) || thrown;
     case OP_TRY_SEND:
         return rc == 0 || rc == SL_EWOULDBLOCK;
     case OP_TRY_RECV:
         return rc == 0 || rc == SL_EWOULDBLOCK || is_err(rc);
     case OP_SEND_TO:
         return rc == 0 || rc == SL_ECLOSED || rc == SL_EKILLED ||
-               rc == SL_ETIMEDOUT;
+               rc == SL_ETIMEDOUT || thrown;
     case OP_RECV_TO:
         return rc == 0 || rc == SL_ECLOSED || rc == SL_EKILLED ||
-               rc == SL_ETIMEDOUT || is_err(rc);
+               rc == SL_ETIMEDOUT || is_err(rc) || thrown;
     case OP_SELECT:
         for (int c = 0; c < o->ncases; c++)
             has_recv = has_recv || (o->cases[c].ch >= 0 && o->cases[c].op == SL_RECV);
         return (rc >= 0 && rc < o->ncases && o->cases[rc].ch >= 0) ||
                (rc == SL_ETIMEDOUT && o->ms >= 0) || rc == SL_ECLOSED ||
                rc == SL_EKILLED || (rc == SL_EDEADLOCK && o->ms < 0) ||
-               rc == SL_EINVAL || (is_err(rc) && has_recv);
+               rc == SL_EINVAL || (is_err(rc) && has_recv) || thrown;
     case OP_KILL:
         return rc == 0 || rc == SL_EKILLED || rc == MT_SKIP ||
-               (rc == SL_EINVAL && o->target == 0);
+               (rc == SL_EINVAL && o->target == 0) || thrown;
+    case OP_THROW:
+        /* its own code when it targets its caller; SL_ESTATE for a dead
+         * target (not for a kill) */
+        return rc == 0 || rc == SL_EKILLED || rc == MT_SKIP || thrown ||
+               (rc == SL_ESTATE && !(o->arg & 2)) ||
+               (rc == SL_EINVAL && o->target == 0 && (o->arg & 2));
     case OP_INSERT:
     case OP_REMOVE:
         return rc == 0 || rc == SL_ESTATE || rc == MT_SKIP;
     case OP_RUN:
     case OP_SWITCH:
-        return rc == 0 || rc == SL_ESTATE || rc == SL_EKILLED || rc == MT_SKIP;
+        return rc == 0 || rc == SL_ESTATE || rc == SL_EKILLED ||
+               rc == MT_SKIP || thrown;
     case OP_SCHEDULE:
     case OP_SLEEP:
-        return rc == 0 || rc == SL_EKILLED;
+        return rc == 0 || rc == SL_EKILLED || thrown;
     case OP_SCHEDULE_REMOVE:
-        return rc == 0 || rc == SL_EKILLED || rc == SL_EDEADLOCK;
+        return rc == 0 || rc == SL_EKILLED || rc == SL_EDEADLOCK || thrown;
     case OP_SL_RUN:
-        return rc == (script == 0 ? 0 : SL_ESTATE);
+        return rc == (script == 0 ? 0 : SL_ESTATE) || (script == 0 && thrown);
     }
     return false;
 }
@@ -134,6 +147,8 @@ static const struct mt_op *sender_of(const struct mt_prog *p, int64_t v)
                    : NULL;
     if (o->kind == OP_SEND_ERR)
         return cas == 7 ? o : NULL;
+    if (o->kind == OP_SEND_SEQ)
+        return cas < o->arg ? o : NULL;
     return cas == 0 && (o->kind == OP_SEND || o->kind == OP_TRY_SEND ||
                         o->kind == OP_SEND_TO)
                ? o
@@ -235,6 +250,15 @@ const char *mt_check_invariants(const struct mt_prog *p,
             break;
         case OP_SEND_ERR:
             sent = err_value(mt_err(s, e->op));
+            break;
+        case OP_SEND_SEQ: /* the first rc were sent, the rest not */
+            for (int j = 0; j < o->arg; j++) {
+                struct tally *t = tally_of(mt_value(s, e->op, j));
+                if (e->rc > j)
+                    t->sent_ok++;
+                else
+                    t->sent_fail++;
+            }
             break;
         case OP_SELECT:
             for (int c = 0; c < o->ncases; c++) {

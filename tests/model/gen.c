@@ -32,6 +32,9 @@ const struct mt_feature_name mt_feature_names[] = {
      "a spawn pinned to another worker than the spawner's"},
     {"runq-timed", F_RUNQ_TIMED,
      "insert/remove/run/switch of a tasklet inside a timed call"},
+    {"throw", F_THROW, "sl_tasklet_throw, pending or not, and pending kills"},
+    {"bound", F_BOUND, "spawns made paused (sl_spawn_attr.paused)"},
+    {"send-sequence", F_SEND_SEQ, "sl_channel_send_sequence"},
     {NULL, 0, NULL},
 };
 
@@ -59,6 +62,8 @@ static const char *const op_names[OP__COUNT] = {
     [OP_SLEEP] = "sleep",
     [OP_SL_RUN] = "sl_run",
     [OP_PROBE] = "probe",
+    [OP_THROW] = "throw",
+    [OP_SEND_SEQ] = "send_sequence",
 };
 
 const char *mt_op_name(int kind)
@@ -79,7 +84,8 @@ const char *mt_op_name(int kind)
 static bool uses_target(int kind)
 {
     return kind == OP_KILL || kind == OP_INSERT || kind == OP_REMOVE ||
-           kind == OP_RUN || kind == OP_SWITCH || kind == OP_PROBE;
+           kind == OP_RUN || kind == OP_SWITCH || kind == OP_PROBE ||
+           kind == OP_THROW;
 }
 
 static bool uses_chan(int kind)
@@ -88,7 +94,7 @@ static bool uses_chan(int kind)
            kind == OP_TRY_RECV || kind == OP_SEND_TO || kind == OP_RECV_TO ||
            kind == OP_SEND_ERR || kind == OP_SET_PREF ||
            kind == OP_SET_SCHED_ALL || kind == OP_CLOSE || kind == OP_OPEN ||
-           kind == OP_PROBE;
+           kind == OP_PROBE || kind == OP_SEND_SEQ;
 }
 
 /* ---- the generator -------------------------------------------------------- */
@@ -152,12 +158,15 @@ static const struct weight weights[] = {
     {OP_SLEEP, 2, 3, F_SLEEP},
     {OP_SL_RUN, 10, 1, 0},
     {OP_PROBE, 2, 3, F_PROBE},
+    {OP_THROW, 2, 3, F_THROW},
+    {OP_SEND_SEQ, 2, 3, F_SEND_SEQ},
 };
 #define NWEIGHTS ((int)(sizeof weights / sizeof weights[0]))
 
 static bool main_blocking(int kind)
 {
-    return kind == OP_SEND || kind == OP_RECV || kind == OP_SEND_ERR;
+    return kind == OP_SEND || kind == OP_RECV || kind == OP_SEND_ERR ||
+           kind == OP_SEND_SEQ;
 }
 
 /* Swarm testing (Groce et al., ISSTA 2012): each program uses a random
@@ -240,11 +249,19 @@ static void gen_op(struct rng *r, const struct mt_prog *p, bool is_main,
     case OP_SET_SCHED_ALL:
         o->arg = (int8_t)chance(r, 50);
         break;
+    case OP_SEND_SEQ:
+        o->arg = (int8_t)(1 + below(r, 3));
+        break;
     case OP_SELECT:
         gen_select(r, p, is_main, f, o);
         break;
     case OP_KILL: /* main only now and then: it is always SL_EINVAL */
         if (o->target == 0 && p->nscripts > 1 && !chance(r, 10))
+            o->target = (int8_t)(1 + below(r, p->nscripts - 1));
+        break;
+    case OP_THROW: /* pending or not; a kill one time in four */
+        o->arg = (int8_t)(below(r, 2) | (chance(r, 25) ? 2 : 0));
+        if (o->target == 0 && p->nscripts > 1 && !chance(r, 25))
             o->target = (int8_t)(1 + below(r, p->nscripts - 1));
         break;
     case OP_REMOVE:
@@ -316,6 +333,7 @@ void mt_generate(struct mt_prog *p, uint64_t seed, unsigned f)
         o.script = (int8_t)k;
         o.ms = -1;
         o.pin = (int8_t)((f & F_PIN) && chance(&r, 50) ? below(&r, 4) : -1);
+        o.arg = (int8_t)((f & F_BOUND) && chance(&r, 20)); /* paused */
         /* main spawns early, so that most tasklets get going */
         int at = parent[k] == 0 && chance(&r, 70) ? below(&r, s->n < 2 ? s->n + 1 : 2)
                                                 : below(&r, s->n + 1);
@@ -361,6 +379,7 @@ void mt_compact(struct mt_prog *p)
                 o.script = (int8_t)map[o.script];
                 break;
             case OP_KILL:
+            case OP_THROW:
             case OP_INSERT:
             case OP_REMOVE:
             case OP_RUN:
@@ -381,7 +400,7 @@ void mt_compact(struct mt_prog *p)
             case OP_SEND: case OP_RECV: case OP_TRY_SEND: case OP_TRY_RECV:
             case OP_SEND_TO: case OP_RECV_TO: case OP_SEND_ERR:
             case OP_SET_PREF: case OP_SET_SCHED_ALL: case OP_CLOSE:
-            case OP_OPEN:
+            case OP_OPEN: case OP_SEND_SEQ:
                 used[o.ch] = true;
                 break;
             default:
@@ -451,6 +470,9 @@ static void rc_name(char *b, size_t n, int rc)
     else if (rc <= -200000 && rc > MT_ERR_MIN) {
         int x = -rc - 200000;
         snprintf(b, n, "err%s%d.%d", "", x / 64, x % 64);
+    } else if (mt_is_thrown(rc)) {
+        int x = -rc - 300000;
+        snprintf(b, n, "thr%d.%d", x / 64, x % 64);
     } else if (rc >= 0)
         snprintf(b, n, "%d", rc);
     else
@@ -467,13 +489,24 @@ static void print_op(FILE *out, int script, int i, const struct mt_op *o)
     switch (o->kind) {
     case OP_SPAWN:
         if (o->pin >= 0)
-            fprintf(out, "t%d = sl_spawn_ex(worker %d, script t%d)", o->script,
-                    o->pin, o->script);
+            fprintf(out, "t%d = sl_spawn_ex(worker %d%s, script t%d)",
+                    o->script, o->pin, o->arg ? ", paused" : "", o->script);
+        else if (o->arg)
+            fprintf(out, "t%d = sl_spawn_ex(paused, script t%d)", o->script,
+                    o->script);
         else
             fprintf(out, "t%d = sl_spawn(script t%d)", o->script, o->script);
         break;
     case OP_SEND:
         fprintf(out, "sl_channel_send(c%d, %s)", o->ch, v);
+        break;
+    case OP_SEND_SEQ:
+        fprintf(out, "sl_channel_send_sequence(c%d, {%s", o->ch, v);
+        for (int j = 1; j < o->arg; j++) {
+            value_name(v, sizeof v, mt_value(script, i, j));
+            fprintf(out, ", %s", v);
+        }
+        fprintf(out, "}, %d)", o->arg);
         break;
     case OP_RECV:
         fprintf(out, "sl_channel_receive(c%d, &v)", o->ch);
@@ -530,6 +563,13 @@ static void print_op(FILE *out, int script, int i, const struct mt_op *o)
     case OP_SWITCH:
         fprintf(out, "sl_tasklet_%s(%s)", mt_op_name(o->kind), t);
         break;
+    case OP_THROW: {
+        char e[24];
+        rc_name(e, sizeof e, o->arg & 2 ? SL_EKILLED : mt_throw(script, i));
+        fprintf(out, "sl_tasklet_throw(%s, %s, %s)", t, e,
+                o->arg & 1 ? "SL_THROW_PENDING" : "0");
+        break;
+    }
     case OP_SCHEDULE:
         fprintf(out, "sl_schedule()");
         break;

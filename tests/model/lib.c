@@ -68,6 +68,7 @@ static int exec_op(const struct mt_op *o, int64_t value, int64_t *val)
         sl_spawn_attr_init(&a);
         if (o->pin >= 0)
             a.worker = pin_remote ? o->pin % nworkers : sl_worker_index();
+        a.paused = o->arg & 1;
         sl_tasklet *t = sl_spawn_ex(&a, script_fn, (void *)(intptr_t)o->script);
         if (t) {
             /* Valid until the spawner switches (docs/tasklet.md). */
@@ -98,6 +99,13 @@ static int exec_op(const struct mt_op *o, int64_t value, int64_t *val)
     case OP_SEND_ERR:
         rc = sl_channel_send_error(ch, (int)value);
         break;
+    case OP_SEND_SEQ: {
+        void *msgs[3];
+        for (int j = 0; j < o->arg && j < 3; j++)
+            msgs[j] = as_ptr(value + j);
+        rc = sl_channel_send_sequence(ch, msgs, (size_t)o->arg);
+        break;
+    }
     case OP_SELECT: {
         sl_select_case cs[MT_MAX_CASES];
         for (int c = 0; c < o->ncases; c++) {
@@ -123,18 +131,23 @@ static int exec_op(const struct mt_op *o, int64_t value, int64_t *val)
         sl_channel_open(ch);
         break;
     case OP_KILL:
+    case OP_THROW:
     case OP_INSERT:
     case OP_REMOVE:
     case OP_RUN:
     case OP_SWITCH: {
         sl_tasklet *t = target(o->target);
-        if (!t || (o->kind != OP_KILL &&
+        bool kill = o->kind == OP_KILL || o->kind == OP_THROW;
+        if (!t || (!kill &&
                    ((guard_waiting && sl_tasklet_blocked(t)) ||
                     (guard_timed && atomic_load(&in_timed[o->target]))))) {
             rc = MT_SKIP;
             break;
         }
         rc = o->kind == OP_KILL     ? sl_tasklet_kill(t)
+             : o->kind == OP_THROW
+                 ? sl_tasklet_throw(t, o->arg & 2 ? SL_EKILLED : (int)value,
+                                    o->arg & 1 ? SL_THROW_PENDING : 0)
              : o->kind == OP_INSERT ? sl_tasklet_insert(t)
              : o->kind == OP_REMOVE ? sl_tasklet_remove(t)
              : o->kind == OP_RUN    ? sl_tasklet_run(t)
@@ -180,7 +193,7 @@ static void run_script(int k)
     for (int i = 0; i < s->n; i++) {
         const struct mt_op *o = &s->ops[i];
         int64_t val;
-        int64_t value = o->kind == OP_SEND_ERR ? mt_err(k, i) : mt_value(k, i, 0);
+        int64_t value = mt_op_value(k, i, o);
         bool timed = mt_timed(o);
         if (timed)
             atomic_store(&in_timed[k], true);

@@ -287,10 +287,11 @@ static void run_once(const struct mt_prog *p, const struct mt_runcfg *cfg,
 
 /* Outcomes counted by --stats: per op kind, how often each result. */
 enum { OC_OK, OC_SKIP, OC_WOULDBLOCK, OC_TIMEDOUT, OC_CLOSED, OC_KILLED,
-       OC_DEADLOCK, OC_STATE, OC_INVAL, OC_SENT_ERR, OC_OTHER, OC__N };
+       OC_DEADLOCK, OC_STATE, OC_INVAL, OC_SENT_ERR, OC_THROWN, OC_OTHER,
+       OC__N };
 static const char *const rnames[OC__N] = {
     "ok", "skip", "wouldblock", "timedout", "closed", "killed",
-    "deadlock", "state", "inval", "sent-err", "other"};
+    "deadlock", "state", "inval", "sent-err", "thrown", "other"};
 
 /* What a child reports to its parent. */
 struct shared {
@@ -322,7 +323,10 @@ static int rclass(int kind, int rc)
     case SL_EINVAL: return OC_INVAL;
     case MT_SKIP: return OC_SKIP;
     default:
-        return rc >= 0 ? OC_OK : rc <= -200000 ? OC_SENT_ERR : OC_OTHER;
+        return rc >= 0            ? OC_OK
+               : mt_is_thrown(rc) ? OC_THROWN
+               : rc <= -200000    ? OC_SENT_ERR
+                                  : OC_OTHER;
     }
 }
 
@@ -647,6 +651,19 @@ static int simpler_ops(const struct mt_op *o, struct mt_op *out)
     if (o->kind == OP_SPAWN && o->pin >= 0) {
         out[n] = *o;
         out[n++].pin = -1;
+    }
+    if (o->kind == OP_SPAWN && o->arg) {
+        out[n] = *o;
+        out[n++].arg = 0;
+    }
+    if (o->kind == OP_SEND_SEQ) {
+        if (o->arg > 1) {
+            out[n] = *o;
+            out[n++].arg = (int8_t)(o->arg - 1);
+        }
+        out[n] = *o;
+        out[n].kind = OP_SEND;
+        out[n++].arg = 0;
     }
     return n;
 }

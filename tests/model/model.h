@@ -27,7 +27,8 @@
 #define MT_MAX_EVENTS 4096
 
 enum mt_op_kind {
-    OP_SPAWN,          /* script, pin                        */
+    OP_SPAWN,          /* script, pin, arg: 1 paused (bound,
+                          sl_spawn_attr.paused)               */
     OP_SEND,           /* ch                                 */
     OP_RECV,           /* ch                                 */
     OP_TRY_SEND,       /* ch                                 */
@@ -50,6 +51,11 @@ enum mt_op_kind {
     OP_SLEEP,          /* ms                                 */
     OP_SL_RUN,         /* main: sl_run; a tasklet: SL_ESTATE */
     OP_PROBE,          /* ch, target: observations as value  */
+    OP_THROW,          /* target, arg: bit 0 SL_THROW_PENDING,
+                          bit 1 the code is SL_EKILLED (a kill)
+                          instead of the op's own mt_throw    */
+    OP_SEND_SEQ,       /* ch, arg: n (1..3); message j is the
+                          op's value + j (a select's case j)  */
     OP__COUNT
 };
 
@@ -140,6 +146,24 @@ static inline int mt_err(int script, int op)
     return -(200000 + script * 64 + op);
 }
 #define MT_ERR_MIN (-(200000 + MT_MAX_SCRIPTS * 64))
+/* The code a throw op throws (outside SL_E*, -errno and the above). */
+static inline int mt_throw(int script, int op)
+{
+    return -(300000 + script * 64 + op);
+}
+#define MT_THROW_MIN (-(300000 + MT_MAX_SCRIPTS * 64))
+static inline bool mt_is_thrown(int rc)
+{
+    return rc <= -300000 && rc > MT_THROW_MIN;
+}
+/* The value op i of script k carries: its message, send_error code or
+ * thrown code. */
+static inline int64_t mt_op_value(int k, int i, const struct mt_op *o)
+{
+    return o->kind == OP_SEND_ERR ? mt_err(k, i)
+           : o->kind == OP_THROW  ? mt_throw(k, i)
+                                  : mt_value(k, i, 0);
+}
 
 /* What a program may contain: each bit a feature the generator may use;
  * --no-NAME clears it (main.c), to run clean while a feature is broken. */
@@ -171,7 +195,11 @@ enum mt_feature {
     F_PIN_REMOTE = 1u << 19,         /* a spawn pinned to another worker
                                         than the spawner's (off: pins
                                         go to the spawner's worker)    */
-    F_ALL = (1u << 20) - 1,
+    F_THROW = 1u << 20,              /* sl_tasklet_throw, pending kills  */
+    F_BOUND = 1u << 21,              /* spawns made paused (bound, not
+                                        scheduled)                      */
+    F_SEND_SEQ = 1u << 22,           /* sl_channel_send_sequence        */
+    F_ALL = (1u << 23) - 1,
 };
 
 struct mt_feature_name {

@@ -1,6 +1,7 @@
 /* ref.c - the reference model: Stackless's semantics and the documented
- * additions (buffering, select, timeouts, kill, the one-worker deadlock
- * rules) restated as a small simulator of one worker, written from
+ * additions (buffering, select, timeouts, throw and kill, bound spawns,
+ * send_sequence, the one-worker deadlock rules) restated as a small
+ * simulator of one worker, written from
  * ../shared/reference/stackless-semantics.md and docs/ (channel.md,
  * tasklet.md, runtime.md, select.md, time.md), not from the library's code.
  * Where the docs are silent or contradict each other the choice made is
@@ -16,6 +17,7 @@
  * The run queue is Stackless's circle whose head is the running tasklet
  * ("cur"); "append" links a tasklet just before the head, at the end.
  */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,19 +32,28 @@ enum {
     P_NONE,
     P_CHAN,   /* a channel wait: result (and value) set by who ends it   */
     P_SELECT, /* a select's wait: the winning case, or result           */
-    P_SLEEP,  /* result: 0 or SL_EKILLED                                */
-    P_YIELD,  /* schedule, schedule_remove, run, switch, kill: SL_EKILLED
-                 if killed by then, else 0                              */
+    P_SLEEP,  /* result: 0 or PENDING                                   */
+    P_YIELD,  /* schedule, schedule_remove, run, switch, kill, throw: its
+                 pending error if any by then (taken), else 0           */
     P_DONE,   /* a channel call that completed and then switched away
-                 (preference, schedule_all): its result, kill or not     */
+                 (preference, schedule_all): its result, thrown at or not */
     P_SLRUN,  /* main in sl_run                                          */
 };
 
 enum { W_CHAN, W_SELECT, W_SLEEP };
 
+/* The result of a wait a throw or a kill ended: the call returns the
+ * tasklet's pending error then (take), the latest thrown. */
+#define PENDING INT_MIN
+
 struct task {
     int st;
-    bool ran, killed;
+    bool ran;
+    int perr; /* pending error: 0, SL_EKILLED (sticky) or a thrown code
+                 (taken once): tasklet.md, sl_tasklet_throw */
+    unsigned ntaken; /* thrown codes taken so far */
+    int seq_i;       /* send_sequence: messages sent so far */
+    unsigned seq_taken; /* ntaken when its current send began */
     int next, prev; /* the run queue circle, while RUNNABLE */
     int pc;         /* next op of its script */
     int pend;
@@ -391,6 +402,18 @@ static struct task *self(int t)
     return &M.t[t];
 }
 
+/* What a blocking call of T returns for its pending error (0: none): a
+ * kill stays, a thrown code is given once. */
+static int take(struct task *T)
+{
+    int e = T->perr;
+    if (e != SL_EKILLED)
+        T->perr = 0;
+    if (e != 0 && e != SL_EKILLED)
+        T->ntaken++;
+    return e;
+}
+
 /* Suspend t in call kind pend; the op is logged when it returns. */
 static void suspend(int t, int pend)
 {
@@ -486,10 +509,10 @@ static bool chan_op(int t, int c, int dir, int64_t msg, int err, int mode,
         *rc = SL_EWOULDBLOCK;
         return true;
     }
-    /* DOC-CHOICE: killed before closing (tasklet.md; channel.md and
-     * errors.md say the other way round). */
-    if (T->killed)
-        *rc = SL_EKILLED;
+    /* DOC-CHOICE: killed (or thrown at) before closing (tasklet.md;
+     * channel.md and errors.md say the other way round). */
+    if ((*rc = take(T)) != 0)
+        ;
     else if (C->closing)
         *rc = SL_ECLOSED;
     else if (mode == CH_TIMED && ms == 0)
@@ -560,12 +583,15 @@ static bool op_select(int t, const struct mt_op *o, int64_t value, int *rc,
         }
         open = open || !M.c[o->cases[i].ch].closing;
     }
-    /* A killed tasklet's select still completes a ready case, as its
-     * send or receive would (tasklet.md: operations that complete without
-     * blocking still complete); with none ready, the plain call's order:
-     * the kill, then closing, then the expired timeout. */
-    if (T->killed || !open || o->ms == 0) {
-        *rc = T->killed ? SL_EKILLED : open ? SL_ETIMEDOUT : SL_ECLOSED;
+    /* A killed (or thrown at) tasklet's select still completes a ready
+     * case, as its send or receive would (tasklet.md: operations that
+     * complete without blocking still complete); with none ready, the
+     * plain call's order: the pending error, then closing, then the
+     * expired timeout. */
+    if ((*rc = take(T)) != 0)
+        return true;
+    if (!open || o->ms == 0) {
+        *rc = open ? SL_ETIMEDOUT : SL_ECLOSED;
         return true;
     }
     uint32_t gen = wait_begin(t, W_SELECT, o->ms > 0);
@@ -598,11 +624,8 @@ static bool op_select(int t, const struct mt_op *o, int64_t value, int *rc,
 static bool op_schedule(int t, int *rc)
 {
     struct task *T = self(t);
-    *rc = 0;
-    if (T->killed) {
-        *rc = SL_EKILLED;
+    if ((*rc = take(T)) != 0)
         return true;
-    }
     if (T->next == t)
         return true;
     M.cur = T->next;
@@ -613,10 +636,8 @@ static bool op_schedule(int t, int *rc)
 static bool op_sleep(int t, int ms, int *rc)
 {
     struct task *T = self(t);
-    if (T->killed) {
-        *rc = SL_EKILLED;
+    if ((*rc = take(T)) != 0)
         return true;
-    }
     if (ms <= 0)
         return op_schedule(t, rc);
     wait_begin(t, W_SLEEP, true);
@@ -645,13 +666,52 @@ static bool sl_run_step(int *rc)
     return false;
 }
 
+/* send_sequence (channel.md): t's send of message seq_i returned *rc.
+ * True when the call is over, *rc then what it returns: n when all were
+ * sent; the first send's error; or, when a later one failed, the count
+ * sent, a thrown code it took put back as t's pending error (if none has
+ * come since) so that its next blocking call returns it. */
+static bool seq_sent(int t, int *rc)
+{
+    struct task *T = self(t);
+    if (*rc < 0) {
+        if (T->seq_i > 0) {
+            if (T->ntaken != T->seq_taken && T->perr == 0)
+                T->perr = *rc;
+            *rc = T->seq_i;
+        }
+        return true;
+    }
+    if (++T->seq_i < T->op.arg)
+        return false;
+    *rc = T->seq_i;
+    return true;
+}
+
+/* send_sequence: the next sends, until one waits (false) or the call is
+ * over (true, *rc its result). */
+static bool seq_send(int t, int *rc)
+{
+    struct task *T = self(t);
+    for (;;) {
+        int64_t val;
+        T->seq_taken = T->ntaken;
+        if (!chan_op(t, T->op.ch, 1, T->opvalue + T->seq_i, 0, CH_PLAIN, -1,
+                     rc, &val))
+            return false;
+        if (seq_sent(t, rc))
+            return true;
+    }
+}
+
 static bool blocked_pred(const struct task *T)
 {
     return T->st == S_BLOCKED || T->st == S_WAITING;
 }
 
-/* kill, insert, remove, run, switch of tasklet x by t. */
-static bool op_target(int t, const struct mt_op *o, int *rc)
+/* kill, throw (code: the op's own), insert, remove, run, switch of tasklet
+ * x by t. */
+static bool op_target(int t, const struct mt_op *o, int code, int *rc)
 {
     int x = o->target;
     struct task *T = self(t), *X = &M.t[x];
@@ -661,7 +721,7 @@ static bool op_target(int t, const struct mt_op *o, int *rc)
         return true;
     }
     /* !F_RUNQ_WAITING: the run skips these on a blocked tasklet. */
-    if (o->kind != OP_KILL &&
+    if (o->kind != OP_KILL && o->kind != OP_THROW &&
         ((!(M.features & F_RUNQ_WAITING) && blocked_pred(X)) ||
          (!(M.features & F_RUNQ_TIMED) && X->pend != P_NONE &&
           mt_timed(&X->op)))) {
@@ -679,6 +739,8 @@ static bool op_target(int t, const struct mt_op *o, int *rc)
         *rc = SL_ESTATE;
         return true;
     case OP_REMOVE:
+        if (X->st == S_DEAD)
+            return true; /* in no queue: a no-op, as Stackless */
         if (x == t || (X->st != S_RUNNABLE && X->st != S_PAUSED)) {
             *rc = SL_ESTATE;
             return true;
@@ -690,10 +752,8 @@ static bool op_target(int t, const struct mt_op *o, int *rc)
         return true;
     case OP_RUN:
     case OP_SWITCH:
-        if (T->killed) {
-            *rc = SL_EKILLED;
+        if ((*rc = take(T)) != 0)
             return true;
-        }
         if (x == t)
             return true;
         /* A sleeping or selecting tasklet is "blocked" (its predicate
@@ -712,45 +772,63 @@ static bool op_target(int t, const struct mt_op *o, int *rc)
         suspend(t, P_YIELD);
         return false;
     case OP_KILL:
-        if (x == 0) {
+    case OP_THROW: {
+        /* tasklet.md, sl_tasklet_throw and sl_tasklet_kill. */
+        int err = o->kind == OP_KILL || (o->arg & 2) ? SL_EKILLED : code;
+        bool pending = o->kind == OP_THROW && (o->arg & 1);
+        if (x == 0 && err == SL_EKILLED) {
             *rc = SL_EINVAL;
             return true;
         }
-        if (x == t) {
-            T->killed = true;
-            *rc = SL_EKILLED;
+        if (x == t) { /* raised at once: a kill sticks, a throw is gone */
+            if (err == SL_EKILLED)
+                T->perr = SL_EKILLED;
+            *rc = err;
             return true;
         }
-        if (X->st == S_DEAD)
+        if (X->st == S_DEAD) {
+            *rc = err == SL_EKILLED ? 0 : SL_ESTATE;
             return true;
+        }
+        if (X->perr == SL_EKILLED && err != SL_EKILLED)
+            return true; /* killed already: nothing replaces a kill */
+        X->perr = err; /* a later throw replaces an earlier one */
         if (!X->ran) {
-            /* It never ran: it dies without running. DOC-CHOICE: 0 even
-             * when the killer had been killed (no switch happens). */
+            /* It never ran: it dies without running, at once, or (pending)
+             * when the scheduler reaches it (step). DOC-CHOICE: 0 even
+             * when the thrower had been killed (no switch happens). */
+            if (pending) {
+                if (X->st == S_PAUSED)
+                    append(x);
+                return true;
+            }
             if (X->st == S_RUNNABLE)
                 unlink_rq(x);
             X->st = S_DEAD;
             M.live--;
             return true;
         }
-        X->killed = true;
         if (X->st == S_BLOCKED) {
             chan_unwait(x);
             end_wait(x);
-            X->result = SL_EKILLED;
+            X->result = PENDING;
             append(x);
         } else if (X->st == S_WAITING) {
             end_wait(x);
-            X->result = SL_EKILLED;
+            X->result = PENDING;
             X->won = -1;
             append(x);
         } else if (X->st == S_PAUSED) {
             append(x);
         }
+        if (pending)
+            return true; /* made runnable; it reacts at its turn */
         /* like run(x): x runs now; a blocked or paused x was put just
-         * before the killer, a runnable one runs where it stands */
+         * before the thrower, a runnable one runs where it stands */
         M.cur = x;
         suspend(t, P_YIELD);
         return false;
+    }
     }
     abort();
 }
@@ -789,7 +867,10 @@ static void exec_op(int t, const struct mt_op *o, int opidx, int logkind,
         memset(K, 0, sizeof *K);
         K->next = K->prev = -1;
         K->won = -1;
-        append(o->script);
+        if (o->arg & 1) /* bound, not scheduled: paused until inserted */
+            K->st = S_PAUSED;
+        else
+            append(o->script);
         M.live++;
         break;
     }
@@ -814,6 +895,10 @@ static void exec_op(int t, const struct mt_op *o, int opidx, int logkind,
     case OP_SEND_ERR:
         now = chan_op(t, o->ch, 1, 0, (int)value, CH_PLAIN, -1, &rc, &val);
         break;
+    case OP_SEND_SEQ:
+        T->seq_i = 0;
+        now = seq_send(t, &rc);
+        break;
     case OP_SELECT:
         now = op_select(t, o, value, &rc, &val);
         break;
@@ -830,18 +915,19 @@ static void exec_op(int t, const struct mt_op *o, int opidx, int logkind,
         M.c[o->ch].closing = false;
         break;
     case OP_KILL:
+    case OP_THROW:
     case OP_INSERT:
     case OP_REMOVE:
     case OP_RUN:
     case OP_SWITCH:
-        now = op_target(t, o, &rc);
+        now = op_target(t, o, (int)value, &rc);
         break;
     case OP_SCHEDULE:
         now = op_schedule(t, &rc);
         break;
     case OP_SCHEDULE_REMOVE:
-        if (T->killed) {
-            rc = SL_EKILLED;
+        if ((rc = take(T)) != 0) {
+            ;
         } else if (!leave(t)) {
             rc = SL_EDEADLOCK;
         } else {
@@ -856,7 +942,7 @@ static void exec_op(int t, const struct mt_op *o, int opidx, int logkind,
     case OP_SL_RUN:
         if (t != 0)
             rc = SL_ESTATE;
-        else
+        else if ((rc = take(T)) == 0) /* a throw to main ends sl_run */
             now = sl_run_step(&rc);
         break;
     case OP_PROBE:
@@ -883,19 +969,29 @@ static void resume(int t)
     const struct mt_op *o = &T->op;
     switch (T->pend) {
     case P_CHAN:
-        rc = T->result;
+        rc = T->result == PENDING ? take(T) : T->result;
         val = rc == 0 && T->wdir < 0 ? T->value : 0;
         end_wait(t); /* already ended by whoever woke it */
+        if (o->kind == OP_SEND_SEQ) {
+            T->pend = P_NONE;
+            if (!seq_sent(t, &rc) && !seq_send(t, &rc))
+                return; /* the next send waits */
+        }
         break;
     case P_DONE:
         rc = T->result;
         val = T->value;
+        if (o->kind == OP_SEND_SEQ) {
+            T->pend = P_NONE;
+            if (!seq_sent(t, &rc) && !seq_send(t, &rc))
+                return;
+        }
         break;
     case P_YIELD:
-        rc = T->killed ? SL_EKILLED : 0;
+        rc = take(T);
         break;
     case P_SLEEP:
-        rc = T->result;
+        rc = T->result == PENDING ? take(T) : T->result;
         break;
     case P_SELECT:
         withdraw_proxies(t);
@@ -908,12 +1004,12 @@ static void resume(int t)
                     val = T->won_val;
             }
         } else {
-            rc = T->result;
+            rc = T->result == PENDING ? take(T) : T->result;
         }
         break;
     case P_SLRUN:
         T->pend = P_NONE;
-        if (!sl_run_step(&rc))
+        if ((rc = take(T)) == 0 && !sl_run_step(&rc))
             return; /* still watching */
         break;
     default:
@@ -969,12 +1065,15 @@ static const struct mt_drain_view view = {v_balance, v_count, v_paused,
 
 /* ---- the scheduler ------------------------------------------------------------ */
 
-/* A tasklet's script is done: it ends. (runtime.md: when the last
- * runnable tasklet ends, main runs; a blocked main gets SL_EDEADLOCK.) */
-static void end_tasklet(int t)
+/* A tasklet's script is done: it ends (logged), or it never ran and a
+ * pending throw or kill ends it before its first op (not logged: its
+ * function never runs). (runtime.md: when the last runnable tasklet ends,
+ * main runs; a blocked main gets SL_EDEADLOCK.) */
+static void end_tasklet(int t, bool logged)
 {
     struct task *T = self(t);
-    log_event(t, EV_END, 0, 0, 0);
+    if (logged)
+        log_event(t, EV_END, 0, 0, 0);
     if (T->next == t && M.nwaits == 0) {
         if (main_blocked())
             main_deadlocked();
@@ -1052,6 +1151,10 @@ static void step(void)
     }
     int t = M.cur;
     struct task *T = self(t);
+    if (!T->ran && T->perr) { /* thrown at before its first run */
+        end_tasklet(t, false);
+        return;
+    }
     T->ran = true;
     if (T->pend != P_NONE) {
         resume(t);
@@ -1061,12 +1164,11 @@ static void step(void)
     if (T->pc < s->n) {
         int i = T->pc++;
         const struct mt_op *o = &s->ops[i];
-        exec_op(t, o, i, o->kind,
-                o->kind == OP_SEND_ERR ? mt_err(t, i) : mt_value(t, i, 0));
+        exec_op(t, o, i, o->kind, mt_op_value(t, i, o));
         return;
     }
     if (t != 0) {
-        end_tasklet(t);
+        end_tasklet(t, true);
         return;
     }
     struct mt_drain_act a = mt_drain_next(&M.drain, M.p, &view);
