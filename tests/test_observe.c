@@ -575,6 +575,77 @@ TU_TEST_NOINIT(sigquit_is_left_alone_unless_asked)
     CU_ASSERT_PTR_NULL(strstr(err, "stackless: SIGQUIT"));
 }
 
+/* ---- the review of issue 16's trace (review3) ---------------------------- */
+
+/* Traces started and stopped again and again while tasklets on two workers
+ * meet on a channel. Found by ThreadSanitizer (2 of 2 runs): sl_trace_start
+ * reset each worker's busy mark with a plain store (sched/trace.c, the
+ * slot loop of sl_trace_start) while a worker that had seen the trace bit
+ * of the previous session still set (sl__obs_tracing is a relaxed peek)
+ * was marking itself busy in append_begin. Beyond the report: the start's
+ * 0 can overwrite that worker's 1 before it reads `on` (now 1) and
+ * appends, so a following sl_trace_stop finds it not busy, writes and
+ * frees the buffer it is appending to. */
+static int tt_stop;
+
+static void tt_ping(void *arg)
+{
+    sl_channel *ch = arg;
+    while (!__atomic_load_n(&tt_stop, __ATOMIC_ACQUIRE)) {
+        if (sl_channel_send_timeout(ch, TU_MSG(1), 5) == SL_EKILLED)
+            return;
+        if (sl_schedule() == SL_EKILLED)
+            return;
+    }
+}
+
+static void tt_pong(void *arg)
+{
+    sl_channel *ch = arg;
+    while (!__atomic_load_n(&tt_stop, __ATOMIC_ACQUIRE)) {
+        void *m;
+        if (sl_channel_receive_timeout(ch, &m, 5) == SL_EKILLED)
+            return;
+    }
+}
+
+TU_TEST_TIMEOUT(traces_started_and_stopped_while_two_workers_record, 120)
+{
+    TU_MULTI_WORKER_ONLY();
+    tt_stop = 0;
+    sl_channel *ch = sl_channel_new();
+    sl_tasklet *ts[4];
+    for (int i = 0; i < 4; i++) {
+        sl_spawn_attr a;
+        sl_spawn_attr_init(&a);
+        a.worker = i % 2;
+        ts[i] = sl_spawn_ex(&a, i < 2 ? tt_ping : tt_pong, ch);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(ts[i]);
+        sl_tasklet_ref(ts[i]);
+    }
+    char path[] = "/tmp/sl_trace_restartXXXXXX";
+    int fd = mkstemp(path);
+    CU_ASSERT_FATAL(fd >= 0);
+    close(fd);
+    char raw[sizeof path + 4];
+    snprintf(raw, sizeof raw, "%s.raw", path);
+    for (int r = 0; r < 30; r++) {
+        TU_EQ(sl_trace_start(path), 0);
+        for (int i = 0; i < 3; i++)
+            TU_EQ(sl_sleep_ms(1), 0);
+        TU_EQ(sl_trace_stop(), 0);
+    }
+    __atomic_store_n(&tt_stop, 1, __ATOMIC_RELEASE);
+    TU_EQ(sl_run(), 0);
+    for (int i = 0; i < 4; i++) {
+        TU_EQ(sl_tasklet_alive(ts[i]), false);
+        sl_tasklet_unref(ts[i]);
+    }
+    TU_EQ(sl_channel_free(ch), 0);
+    unlink(path);
+    unlink(raw);
+}
+
 static CU_TestInfo tests[] = {
     TU_CASE(schedule_callback_sees_every_switch_before_it_happens),
     TU_CASE(schedule_callback_runs_with_next_already_current),
@@ -593,6 +664,8 @@ static CU_TestInfo tests[] = {
     TU_CASE(a_file_that_is_no_trace_is_refused),
     TU_CASE(sigquit_dumps_every_tasklet_when_asked),
     TU_CASE(sigquit_is_left_alone_unless_asked),
+    /* the review of issue 16 (review3) */
+    TU_CASE(traces_started_and_stopped_while_two_workers_record),
     CU_TEST_INFO_NULL,
 };
 
