@@ -473,7 +473,10 @@ int sl_trace_start(const char *path)
         if (!slots[i].cur)
             goto nomem;
         slots[i].cur->n = 0;
-        slots[i].busy = 0;
+        /* busy is left alone: it is 0 but while a worker is inside an
+         * append, and a worker that still saw the last session's bits may
+         * be marking itself busy now (it then reads `on`); a store of 0
+         * here could hide that append from the next stop. */
         slots[i].flows = 0;
     }
     if (!fence_mode) /* membarrier where the kernel has it (not under
