@@ -646,6 +646,50 @@ TU_TEST_TIMEOUT(traces_started_and_stopped_while_two_workers_record, 120)
     unlink(raw);
 }
 
+/* A tasklet blocked in a receive with no timeout is killed, another is
+ * thrown at: each one's wake in the trace says a kill (or throw) ended its
+ * wait, and the program has no timer, so no wake says "timeout". Before
+ * the fix both said "timeout": sl__obs_wait_end (sched/trace.c) maps
+ * SL_EKILLED to the kill cause, but a throw or kill now ends a wait with
+ * SL__EPENDING (sched.c, sl_tasklet_throw; worker.c, sl__post_switch),
+ * which fell through to SL_OBS_TIMER. */
+static void tk_receive(void *arg)
+{
+    void *m;
+    int rc = sl_channel_receive(arg, &m);
+    CU_ASSERT(rc == SL_EKILLED || rc == -77);
+}
+
+TU_TEST(trace_says_a_kill_or_throw_ended_a_wait_not_a_timeout)
+{
+    char path[256];
+    temp_path(path, sizeof path, "killwake");
+    sl_channel *ch = sl_channel_new();
+    sl_tasklet *a = sl_spawn(tk_receive, ch);
+    sl_tasklet *b = sl_spawn(tk_receive, ch);
+    sl_tasklet_ref(a);
+    sl_tasklet_ref(b);
+    TU_EQ(sl_trace_start(path), 0);
+    TU_EQ(sl_run(), 0); /* both block */
+    TU_EQ(sl_tasklet_blocked(a), true);
+    TU_EQ(sl_tasklet_blocked(b), true);
+    TU_EQ(sl_tasklet_kill(a), 0);
+    TU_EQ(sl_tasklet_throw(b, -77, 0), 0);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_trace_stop(), 0);
+    TU_EQ(sl_tasklet_alive(a), false);
+    TU_EQ(sl_tasklet_alive(b), false);
+    sl_tasklet_unref(a);
+    sl_tasklet_unref(b);
+    char *s = slurp(path);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    TU_EQ(count(s, "\"by\":\"timeout\""), 0);
+    TU_EQ(count(s, "\"by\":\"kill\""), 2);
+    free(s);
+    unlink(path);
+    TU_EQ(sl_channel_free(ch), 0);
+}
+
 static CU_TestInfo tests[] = {
     TU_CASE(schedule_callback_sees_every_switch_before_it_happens),
     TU_CASE(schedule_callback_runs_with_next_already_current),
@@ -666,6 +710,7 @@ static CU_TestInfo tests[] = {
     TU_CASE(sigquit_is_left_alone_unless_asked),
     /* the review of issue 16 (review3) */
     TU_CASE(traces_started_and_stopped_while_two_workers_record),
+    TU_CASE(trace_says_a_kill_or_throw_ended_a_wait_not_a_timeout),
     CU_TEST_INFO_NULL,
 };
 
