@@ -370,7 +370,10 @@ void sl__obs_wait_end(sl_tasklet *t, int result)
     if (!w) /* an offload helper: not a worker, no track */
         return;
     uint8_t k = SL_LOAD(&t->wkind);
-    int cause = result == SL_EKILLED     ? SL_OBS_KILL
+    /* A throw or a kill ends a wait with SL__EPENDING (the tasklet takes
+     * the error itself); the trace has one cause for both. */
+    int cause = result == SL__EPENDING || result == SL_EKILLED
+                    ? SL_OBS_KILL
                 : result == SL_EDEADLOCK ? SL_OBS_DEADLOCK
                 : k == SL_W_FD           ? SL_OBS_IO
                                          : SL_OBS_TIMER;
