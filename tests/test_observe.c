@@ -690,6 +690,45 @@ TU_TEST(trace_says_a_kill_or_throw_ended_a_wait_not_a_timeout)
     TU_EQ(sl_channel_free(ch), 0);
 }
 
+/* A tasklet waits until a pipe is readable; the trace's io event names
+ * the pipe's descriptor (a number no events mask can be). Before the fix
+ * it named the ready events instead ("fd":1 for readable):
+ * sl__wait_claimed_end (sched/wait.c) stores the result (the events) in
+ * t->wait.result, where sl_wait_fd keeps the descriptor, before it calls
+ * sl__obs_wait_end (sched/trace.c), which reads the descriptor there. */
+static void tk_wait_fd(void *arg)
+{
+    TU_EQ(sl_wait_fd(*(int *)arg, SL_READABLE, -1), SL_READABLE);
+}
+
+TU_TEST(trace_io_event_names_the_descriptor)
+{
+    char path[256];
+    temp_path(path, sizeof path, "iofd");
+    int p[2];
+    TU_EQ(pipe(p), 0);
+    int fd = fcntl(p[0], F_DUPFD_CLOEXEC, 40);
+    CU_ASSERT_FATAL(fd >= 40);
+    sl_spawn(tk_wait_fd, &fd);
+    TU_EQ(sl_trace_start(path), 0);
+    TU_EQ(sl_schedule(), 0); /* it starts waiting */
+    TU_EQ((int)write(p[1], "x", 1), 1);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_trace_stop(), 0);
+    char *s = slurp(path);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    TU_EQ(count(s, "\"name\":\"io\""), 1);
+    const char *io = strstr(s, "\"name\":\"io\"");
+    const char *f = io ? strstr(io, "\"fd\":") : NULL;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    TU_EQ(atoi(f + 5), fd); /* before the fix: 1, the events */
+    free(s);
+    unlink(path);
+    close(fd);
+    close(p[0]);
+    close(p[1]);
+}
+
 static CU_TestInfo tests[] = {
     TU_CASE(schedule_callback_sees_every_switch_before_it_happens),
     TU_CASE(schedule_callback_runs_with_next_already_current),
@@ -711,6 +750,7 @@ static CU_TestInfo tests[] = {
     /* the review of issue 16 (review3) */
     TU_CASE(traces_started_and_stopped_while_two_workers_record),
     TU_CASE(trace_says_a_kill_or_throw_ended_a_wait_not_a_timeout),
+    TU_CASE(trace_io_event_names_the_descriptor),
     CU_TEST_INFO_NULL,
 };
 
