@@ -21,6 +21,21 @@
  * spin_loop(), Go's procyield and most ARM ports of databases use it. */
 static inline void sl_arch_relax(void) { __asm__ volatile("isb" ::: "memory"); }
 
+/* The thread pointer, read anew at every call. A tasklet may resume on
+ * another thread, but GCC computes a thread-local variable's address from
+ * tpidr_el0 once per function and keeps it in a callee-saved register
+ * across calls: read after a switch that moved the tasklet, it is the old
+ * thread's. (x86-64 reads thread-locals through %fs at each access, which
+ * the kernel sets per thread, so nothing is kept there.) A volatile asm
+ * is neither merged with another nor moved out of a loop. */
+#define SL_ARCH_TLS_CACHED 1
+static inline char *sl_arch_thread_pointer(void)
+{
+    char *tp;
+    __asm__ volatile("mrs %0, tpidr_el0" : "=r"(tp));
+    return tp;
+}
+
 /* The stack pointer at the instruction a signal interrupted (uc: the
  * handler's third argument). */
 #define sl_arch_signal_sp(uc)                                                 \

@@ -19,6 +19,8 @@
  *   | spin-loop relax hint      | pause                    | isb (yield is a nop on    |
  *   |                           |                          | cores without SMT)        |
  *   | interrupted sp (signal)   | gregs[REG_RSP]           | uc_mcontext.sp            |
+ *   | the worker's thread-local | %fs at each access       | tpidr_el0 read anew by a  |
+ *   | (a tasklet may migrate)   |                          | volatile asm (sched.h)    |
  *   | cache line (padding,      | 64                       | 64 (Neoverse, Cortex-A;   |
  *   | prefetch stride)          |                          | Apple cores use 128)      |
  *   | page size                 | run time: sysconf        | run time: 4, 16 or 64 KiB |
@@ -37,6 +39,10 @@
  *   SL_ARCH_SWITCHER_ASM         its two routines, as top-level asm text
  *   SL_ARCH_SWITCHER_ENTER(...)  leave for the switcher (copystack.c)
  *   SL_ARCH_SWITCHER_LEAVE(...)  the switcher's way out to a saved context
+ *   SL_ARCH_TLS_CACHED           1 when the compiler may keep a thread-
+ *                                local's address across calls (a switch that
+ *                                migrates a tasklet would leave it stale):
+ *                                then sl_arch_thread_pointer() reads it anew
  *   sl_arch_ticks()              a cheap monotonic tick count (the trace's
  *                                clock), and sl_arch_ticks_ok(): whether it
  *                                runs at a constant rate on every core

@@ -16,6 +16,11 @@
  * cores). */
 static inline void sl_arch_relax(void) { __builtin_ia32_pause(); }
 
+/* Thread-locals are read through %fs at each access (the kernel sets its
+ * base per thread): a tasklet that resumes on another thread reads that
+ * thread's. */
+#define SL_ARCH_TLS_CACHED 0
+
 /* The stack pointer at the instruction a signal interrupted (uc: the
  * handler's third argument). A macro: REG_RSP exists only where the
  * including file defines _GNU_SOURCE. */

@@ -196,6 +196,15 @@
 #include "sched/wait.h"
 
 __thread sl_worker *sl__tls_worker __attribute__((tls_model("initial-exec")));
+#if SL_ARCH_TLS_CACHED
+uintptr_t sl__tls_worker_off;
+
+__attribute__((constructor)) static void tls_worker_off_init(void)
+{
+    sl__tls_worker_off =
+        (uintptr_t)((char *)&sl__tls_worker - sl_arch_thread_pointer());
+}
+#endif
 struct sl_runtime sl__rt;
 
 void sl__tasklet_discard_new(sl_worker *w, sl_tasklet *t);

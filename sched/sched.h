@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "arch/arch.h"
 #include "tasklet/tasklet.h"
 #include "tasklet/stack.h"
 #include "tasklet/copystack.h"
@@ -173,7 +174,22 @@ extern struct sl_runtime sl__rt;
 extern __thread sl_worker *sl__tls_worker
     __attribute__((tls_model("initial-exec")));
 
+#ifndef SL_ARCH_TLS_CACHED
+#error "arch/: SL_ARCH_TLS_CACHED undefined"
+#endif
+#if SL_ARCH_TLS_CACHED
+/* &sl__tls_worker minus the thread pointer: the same in every thread (the
+ * initial-exec model puts it in the static TLS block at a fixed offset),
+ * set by a constructor in sched.c before main runs. */
+extern uintptr_t sl__tls_worker_off;
+static inline sl_worker *sl__self(void)
+{
+    return *(sl_worker *const *)(sl_arch_thread_pointer() +
+                                 sl__tls_worker_off);
+}
+#else
 static inline sl_worker *sl__self(void) { return sl__tls_worker; }
+#endif
 
 /* ---- run queue: a circle through next/prev whose head is current ------- */
 
