@@ -375,7 +375,10 @@ void sl__obs_wait_end(sl_tasklet *t, int result)
     if (!w) /* an offload helper: not a worker, no track */
         return;
     uint8_t k = SL_LOAD(&t->wkind);
-    int cause = result == SL_EKILLED     ? SL_OBS_KILL
+    /* A throw or a kill ends a wait with SL__EPENDING (the tasklet takes
+     * the error itself); the trace has one cause for both. */
+    int cause = result == SL__EPENDING || result == SL_EKILLED
+                    ? SL_OBS_KILL
                 : result == SL_EDEADLOCK ? SL_OBS_DEADLOCK
                 : k == SL_W_FD           ? SL_OBS_IO
                                          : SL_OBS_TIMER;
@@ -478,7 +481,10 @@ int sl_trace_start(const char *path)
         if (!slots[i].cur)
             goto nomem;
         slots[i].cur->n = 0;
-        slots[i].busy = 0;
+        /* busy is left alone: it is 0 but while a worker is inside an
+         * append, and a worker that still saw the last session's bits may
+         * be marking itself busy now (it then reads `on`); a store of 0
+         * here could hide that append from the next stop. */
         slots[i].flows = 0;
     }
     if (!fence_mode) /* membarrier where the kernel has it (not under

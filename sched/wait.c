@@ -87,9 +87,10 @@ bool sl__wait_claimed_end(sl_worker *w, sl_tasklet *t, int result)
 {
     sl__wait_landed(t);
     cancel_waiters(t);
-    t->wait.result = result;
-    if (sl__obs_tracing())
+    if (sl__obs_tracing()) /* (first: it reads an fd wait's descriptor
+                              from wait.result) */
         sl__obs_wait_end(t, result);
+    t->wait.result = result;
     return wake(w, t);
 }
 

@@ -87,7 +87,11 @@
  * once the wait is over. */
 static inline uint32_t sl__wait_begin(sl_tasklet *t, uint8_t kind)
 {
-    uint32_t g = t->wseq + 1; /* odd: every wait's claim adds one (W1) */
+    /* Read atomically: a thrower's claim of an older generation (a
+     * compare-and-swap that fails) may touch wseq from another thread
+     * meanwhile (TSan: throws_into_a_tasklet_cycling_through_waits_...).
+     * Only the tasklet itself writes it while no wait is on. */
+    uint32_t g = SL_LOAD(&t->wseq) + 1; /* odd: every claim adds one (W1) */
     if (kind != SL_W_CHAN)
         __atomic_store_n(&t->wkind, kind, __ATOMIC_RELAXED);
     /* A release: a killer that reads g (acquire) then sees the state this
@@ -133,7 +137,7 @@ static inline void sl__wait_kind_reset(sl_tasklet *t)
  * nobody else can have seen it). */
 static inline void sl__wait_abandon(sl_tasklet *t, uint32_t gen)
 {
-    SL__ASSERT(t->wseq == gen);
+    SL__ASSERT(SL_LOAD(&t->wseq) == gen); /* (see sl__wait_begin) */
     __atomic_store_n(&t->wseq, gen + 1, __ATOMIC_RELAXED);
     sl__wait_kind_reset(t);
 }

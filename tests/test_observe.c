@@ -579,6 +579,160 @@ TU_TEST_NOINIT(sigquit_is_left_alone_unless_asked)
     CU_ASSERT_PTR_NULL(strstr(err, "stackless: SIGQUIT"));
 }
 
+/* ---- the review of issue 16's trace (review3) ---------------------------- */
+
+/* Traces started and stopped again and again while tasklets on two workers
+ * meet on a channel. Found by ThreadSanitizer (2 of 2 runs): sl_trace_start
+ * reset each worker's busy mark with a plain store (sched/trace.c, the
+ * slot loop of sl_trace_start) while a worker that had seen the trace bit
+ * of the previous session still set (sl__obs_tracing is a relaxed peek)
+ * was marking itself busy in append_begin. Beyond the report: the start's
+ * 0 can overwrite that worker's 1 before it reads `on` (now 1) and
+ * appends, so a following sl_trace_stop finds it not busy, writes and
+ * frees the buffer it is appending to. */
+static int tt_stop;
+
+static void tt_ping(void *arg)
+{
+    sl_channel *ch = arg;
+    while (!__atomic_load_n(&tt_stop, __ATOMIC_ACQUIRE)) {
+        if (sl_channel_send_timeout(ch, TU_MSG(1), 5) == SL_EKILLED)
+            return;
+        if (sl_schedule() == SL_EKILLED)
+            return;
+    }
+}
+
+static void tt_pong(void *arg)
+{
+    sl_channel *ch = arg;
+    while (!__atomic_load_n(&tt_stop, __ATOMIC_ACQUIRE)) {
+        void *m;
+        if (sl_channel_receive_timeout(ch, &m, 5) == SL_EKILLED)
+            return;
+    }
+}
+
+TU_TEST_TIMEOUT(traces_started_and_stopped_while_two_workers_record, 120)
+{
+    TU_MULTI_WORKER_ONLY();
+    tt_stop = 0;
+    sl_channel *ch = sl_channel_new();
+    sl_tasklet *ts[4];
+    for (int i = 0; i < 4; i++) {
+        sl_spawn_attr a;
+        sl_spawn_attr_init(&a);
+        a.worker = i % 2;
+        ts[i] = sl_spawn_ex(&a, i < 2 ? tt_ping : tt_pong, ch);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(ts[i]);
+        sl_tasklet_ref(ts[i]);
+    }
+    char path[] = "/tmp/sl_trace_restartXXXXXX";
+    int fd = mkstemp(path);
+    CU_ASSERT_FATAL(fd >= 0);
+    close(fd);
+    char raw[sizeof path + 4];
+    snprintf(raw, sizeof raw, "%s.raw", path);
+    for (int r = 0; r < 30; r++) {
+        TU_EQ(sl_trace_start(path), 0);
+        for (int i = 0; i < 3; i++)
+            TU_EQ(sl_sleep_ms(1), 0);
+        TU_EQ(sl_trace_stop(), 0);
+    }
+    __atomic_store_n(&tt_stop, 1, __ATOMIC_RELEASE);
+    TU_EQ(sl_run(), 0);
+    for (int i = 0; i < 4; i++) {
+        TU_EQ(sl_tasklet_alive(ts[i]), false);
+        sl_tasklet_unref(ts[i]);
+    }
+    TU_EQ(sl_channel_free(ch), 0);
+    unlink(path);
+    unlink(raw);
+}
+
+/* A tasklet blocked in a receive with no timeout is killed, another is
+ * thrown at: each one's wake in the trace says a kill (or throw) ended its
+ * wait, and the program has no timer, so no wake says "timeout". Before
+ * the fix both said "timeout": sl__obs_wait_end (sched/trace.c) maps
+ * SL_EKILLED to the kill cause, but a throw or kill now ends a wait with
+ * SL__EPENDING (sched.c, sl_tasklet_throw; worker.c, sl__post_switch),
+ * which fell through to SL_OBS_TIMER. */
+static void tk_receive(void *arg)
+{
+    void *m;
+    int rc = sl_channel_receive(arg, &m);
+    CU_ASSERT(rc == SL_EKILLED || rc == -77);
+}
+
+TU_TEST(trace_says_a_kill_or_throw_ended_a_wait_not_a_timeout)
+{
+    char path[256];
+    temp_path(path, sizeof path, "killwake");
+    sl_channel *ch = sl_channel_new();
+    sl_tasklet *a = sl_spawn(tk_receive, ch);
+    sl_tasklet *b = sl_spawn(tk_receive, ch);
+    sl_tasklet_ref(a);
+    sl_tasklet_ref(b);
+    TU_EQ(sl_trace_start(path), 0);
+    TU_EQ(sl_run(), 0); /* both block */
+    TU_EQ(sl_tasklet_blocked(a), true);
+    TU_EQ(sl_tasklet_blocked(b), true);
+    TU_EQ(sl_tasklet_kill(a), 0);
+    TU_EQ(sl_tasklet_throw(b, -77, 0), 0);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_trace_stop(), 0);
+    TU_EQ(sl_tasklet_alive(a), false);
+    TU_EQ(sl_tasklet_alive(b), false);
+    sl_tasklet_unref(a);
+    sl_tasklet_unref(b);
+    char *s = slurp(path);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    TU_EQ(count(s, "\"by\":\"timeout\""), 0);
+    TU_EQ(count(s, "\"by\":\"kill\""), 2);
+    free(s);
+    unlink(path);
+    TU_EQ(sl_channel_free(ch), 0);
+}
+
+/* A tasklet waits until a pipe is readable; the trace's io event names
+ * the pipe's descriptor (a number no events mask can be). Before the fix
+ * it named the ready events instead ("fd":1 for readable):
+ * sl__wait_claimed_end (sched/wait.c) stores the result (the events) in
+ * t->wait.result, where sl_wait_fd keeps the descriptor, before it calls
+ * sl__obs_wait_end (sched/trace.c), which reads the descriptor there. */
+static void tk_wait_fd(void *arg)
+{
+    TU_EQ(sl_wait_fd(*(int *)arg, SL_READABLE, -1), SL_READABLE);
+}
+
+TU_TEST(trace_io_event_names_the_descriptor)
+{
+    char path[256];
+    temp_path(path, sizeof path, "iofd");
+    int p[2];
+    TU_EQ(pipe(p), 0);
+    int fd = fcntl(p[0], F_DUPFD_CLOEXEC, 40);
+    CU_ASSERT_FATAL(fd >= 40);
+    sl_spawn(tk_wait_fd, &fd);
+    TU_EQ(sl_trace_start(path), 0);
+    TU_EQ(sl_schedule(), 0); /* it starts waiting */
+    TU_EQ((int)write(p[1], "x", 1), 1);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_trace_stop(), 0);
+    char *s = slurp(path);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    TU_EQ(count(s, "\"name\":\"io\""), 1);
+    const char *io = strstr(s, "\"name\":\"io\"");
+    const char *f = io ? strstr(io, "\"fd\":") : NULL;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    TU_EQ(atoi(f + 5), fd); /* before the fix: 1, the events */
+    free(s);
+    unlink(path);
+    close(fd);
+    close(p[0]);
+    close(p[1]);
+}
+
 static CU_TestInfo tests[] = {
     TU_CASE(schedule_callback_sees_every_switch_before_it_happens),
     TU_CASE(schedule_callback_runs_with_next_already_current),
@@ -597,6 +751,10 @@ static CU_TestInfo tests[] = {
     TU_CASE(a_file_that_is_no_trace_is_refused),
     TU_CASE(sigquit_dumps_every_tasklet_when_asked),
     TU_CASE(sigquit_is_left_alone_unless_asked),
+    /* the review of issue 16 (review3) */
+    TU_CASE(traces_started_and_stopped_while_two_workers_record),
+    TU_CASE(trace_says_a_kill_or_throw_ended_a_wait_not_a_timeout),
+    TU_CASE(trace_io_event_names_the_descriptor),
     CU_TEST_INFO_NULL,
 };
 

@@ -1645,6 +1645,132 @@ TU_TEST(run_for_serves_a_server_and_its_clients_in_slices)
     TU_EQ(sl_channel_free(srv_ch), 0);
 }
 
+/* ---- the review of issue 16's throw (review3) ------------------------- */
+
+/* Throws from main (worker 0) into a tasklet on worker 1 that cycles
+ * through every kind of wait (a receive with a timeout, a select, a sleep,
+ * a yield, a receive on a buffered channel), one code at a time: each code
+ * must be taken exactly once, in order, by whichever call it ended.
+ * Found by ThreadSanitizer: sl__wait_begin read t->wseq plainly while a
+ * thrower's claim of an older generation (a compare-and-swap, which fails)
+ * touched it from worker 0 (sched/wait.h, sl__wait_begin and
+ * sl__wait_abandon's assertion); the same kind of report as
+ * sl__pause_after_switch's (bc32f4a). */
+static struct {
+    int stop;  /* main: the target ends */
+    int taken; /* target: thrown codes taken */
+    int last;  /* target: the last code taken */
+    int bad;   /* codes taken out of order or twice */
+    long ops;  /* target: calls made */
+    sl_channel *a, *b;
+} tc;
+
+#define TC_BASE 1000 /* thrown codes: -(TC_BASE + k), k = 1..TC_N */
+#define TC_N 2000
+
+static void tc_partner(void *arg)
+{
+    (void)arg;
+    while (!__atomic_load_n(&tc.stop, __ATOMIC_ACQUIRE)) {
+        (void)sl_channel_send_timeout(tc.a, TU_MSG(1), 1);
+        (void)sl_schedule();
+    }
+}
+
+static void tc_target(void *arg)
+{
+    (void)arg;
+    for (long i = 0; !__atomic_load_n(&tc.stop, __ATOMIC_ACQUIRE); i++) {
+        int rc;
+        void *m;
+        switch (i % 5) {
+        case 0:
+            rc = sl_channel_receive_timeout(tc.a, &m, 2);
+            break;
+        case 1: {
+            sl_select_case c[2] = {{tc.a, SL_RECV, NULL},
+                                   {tc.b, SL_RECV, NULL}};
+            rc = sl_select(c, 2, 2);
+            break;
+        }
+        case 2:
+            rc = sl_sleep_ms(1);
+            break;
+        case 3:
+            rc = sl_schedule();
+            break;
+        default:
+            rc = sl_channel_receive_timeout(tc.b, &m, 1);
+            break;
+        }
+        if (rc == SL_EKILLED)
+            return;
+        if (rc <= -(TC_BASE + 1) && rc >= -(TC_BASE + TC_N)) {
+            int k = -rc - TC_BASE;
+            if (k != tc.last + 1)
+                __atomic_add_fetch(&tc.bad, 1, __ATOMIC_RELAXED);
+            tc.last = k;
+            __atomic_add_fetch(&tc.taken, 1, __ATOMIC_RELEASE);
+        }
+        __atomic_add_fetch(&tc.ops, 1, __ATOMIC_RELEASE);
+    }
+}
+
+static void throws_into_waits(bool pending)
+{
+    memset(&tc, 0, sizeof tc);
+    tc.a = sl_channel_new();
+    tc.b = sl_channel_new_buffered(2);
+    tu_spawn_pinned(0, tc_partner, NULL);
+    sl_tasklet *t = tu_spawn_pinned(1, tc_target, NULL);
+    sl_tasklet_ref(t);
+    /* Running first: a throw before its first run would end it unrun. */
+    while (__atomic_load_n(&tc.ops, __ATOMIC_ACQUIRE) == 0)
+        TU_EQ(sl_sleep_ms(1), 0);
+    int k;
+    for (k = 1; k <= TC_N; k++) {
+        TU_EQ(sl_tasklet_throw(t, -(TC_BASE + k),
+                               pending ? SL_THROW_PENDING : 0), 0);
+        /* It cycles through timed waits: a code is taken within a few ms
+         * of CPU; 20 s of the clock means it was lost. */
+        int64_t give_up = 0;
+        while (__atomic_load_n(&tc.taken, __ATOMIC_ACQUIRE) < k) {
+            (void)sl_schedule();
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            if (!give_up)
+                give_up = ts.tv_sec + 20;
+            else if (ts.tv_sec > give_up)
+                break;
+        }
+        if (__atomic_load_n(&tc.taken, __ATOMIC_ACQUIRE) < k)
+            break;
+    }
+    TU_EQ(k, TC_N + 1); /* every code taken */
+    TU_EQ(__atomic_load_n(&tc.taken, __ATOMIC_ACQUIRE), TC_N);
+    TU_EQ(__atomic_load_n(&tc.bad, __ATOMIC_RELAXED), 0);
+    __atomic_store_n(&tc.stop, 1, __ATOMIC_RELEASE);
+    TU_EQ(sl_tasklet_kill(t), 0);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_tasklet_alive(t), false);
+    sl_tasklet_unref(t);
+    TU_EQ(sl_getlivecount(), 0);
+    TU_EQ(sl_channel_free(tc.a), 0);
+    TU_EQ(sl_channel_free(tc.b), 0);
+}
+
+TU_TEST_TIMEOUT(throws_into_a_tasklet_cycling_through_waits_on_another_worker_are_taken_once, 120)
+{
+    TU_MULTI_WORKER_ONLY();
+    throws_into_waits(false);
+}
+
+TU_TEST_TIMEOUT(pending_throws_into_a_tasklet_cycling_through_waits_on_another_worker_are_taken_once, 120)
+{
+    TU_MULTI_WORKER_ONLY();
+    throws_into_waits(true);
+}
+
 static CU_TestInfo tests[] = {
     TU_CASE(schedule_interleaves_round_robin),
     TU_CASE(main_takes_its_turn_in_round_robin),
@@ -1710,6 +1836,9 @@ static CU_TestInfo tests[] = {
     TU_CASE(run_for_without_a_runtime_is_estate),
     TU_CASE(throw_to_main_ends_its_run_for),
     TU_CASE(run_for_serves_a_server_and_its_clients_in_slices),
+    /* the review of issue 16 (review3) */
+    TU_CASE(throws_into_a_tasklet_cycling_through_waits_on_another_worker_are_taken_once),
+    TU_CASE(pending_throws_into_a_tasklet_cycling_through_waits_on_another_worker_are_taken_once),
     CU_TEST_INFO_NULL,
 };
 
