@@ -10,14 +10,14 @@
  *     formatted. The clock is the CPU's tick counter where it is invariant
  *     (arch/), about 10 ns a read.
  *   - A worker writes its own full buffer to the raw file, one writev(2)
- *     per 2,048 records, and goes on; nobody stops for it, and a program
- *     that dies has lost at most the buffer each worker was filling. The
- *     JSON is made from the raw file when the trace stops: JSON text costs
- *     ten times the bytes and several times the work of a record, which
- *     the workers cannot pay while they run (hackysack makes about five
- *     records a kick), and a thread formatting beside them falls behind
- *     on two CPUs. A raw file left by a program that died converts with
- *     tools/stackless-trace.
+ *     per 16,384 records (512 KiB), and goes on; nobody stops for it, and
+ *     a program that dies has lost at most the buffer each worker was
+ *     filling. The JSON is made from the raw file when the trace stops:
+ *     JSON text costs ten times the bytes and several times the work of a
+ *     record, which the workers cannot pay while they run (hackysack makes
+ *     about five records a kick), and a thread formatting beside them
+ *     falls behind on two CPUs. A raw file left by a program that died
+ *     converts with tools/stackless-trace.
  *   - Stopping does not stop the world either. sl_trace_stop turns
  *     recording off, then waits until no worker is inside an append (each
  *     marks itself busy around one). That needs the workers' "busy, then
@@ -53,7 +53,12 @@
 #include "sched/trace.h"
 #include "sched/wait.h"
 
-#define TB_RECS 2048 /* records a buffer: 64 KiB */
+/* Records a buffer: 512 KiB. On hackysack (docs/trace.md), 64 KiB writes
+ * cost about a tenth of the untraced game's CPU time more than 512 KiB
+ * ones, on ext4 and tmpfs alike (the kernel's cost is partly per write);
+ * 16 KiB ones 0.2 more. A bigger buffer loses more to a crash (the one
+ * being filled). */
+#define TB_RECS 16384
 #define MAX_WORKERS 128
 
 #ifndef MEMBARRIER_CMD_PRIVATE_EXPEDITED
