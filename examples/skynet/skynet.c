@@ -32,7 +32,7 @@
  * that has just sent is either queued (-1) or its siblings are blocked
  * (0, +1). What 0 and +1 save is the first sibling's stack: 100,000 of
  * 1,111,111, 400 MB of peak RSS, and the first-touch page faults with them
- * (about 10 us each on this VM, see /work/shared/reference/anchors.md).
+ * (about 10 us each on this VM, see ../shared/reference/anchors.md).
  *
  * Measured on the 2-CPU, 24 GiB VM of docs/benchmarks.md, Release build
  * (library at f058569, one worker), default 1,000,000 leaves, eight fresh
