@@ -179,13 +179,17 @@ extern __thread sl_worker *sl__tls_worker
 #endif
 #if SL_ARCH_TLS_CACHED
 /* &sl__tls_worker minus the thread pointer: the same in every thread (the
- * initial-exec model puts it in the static TLS block at a fixed offset),
+ * initial-exec model puts it in the static TLS block at a fixed offset,
+ * never 0 on aarch64, whose thread pointer addresses the 16-byte TCB),
  * set by a constructor in sched.c before main runs. */
 extern uintptr_t sl__tls_worker_off;
 static inline sl_worker *sl__self(void)
 {
-    return *(sl_worker *const *)(sl_arch_thread_pointer() +
-                                 sl__tls_worker_off);
+    uintptr_t off = sl__tls_worker_off;
+    if (sl_unlikely(!off)) /* before the constructor (another one's call):
+                              no switch has happened yet */
+        return sl__tls_worker;
+    return *(sl_worker *const *)(sl_arch_thread_pointer() + off);
 }
 #else
 static inline sl_worker *sl__self(void) { return sl__tls_worker; }
