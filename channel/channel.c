@@ -175,7 +175,7 @@ wake_completed(sl_worker *w, sl_waiter *pw, bool slow, sl_channel *ch,
     if (slow)
         sl__wait_finish(t);
     if (sl__obs_tracing())
-        sl__obs_wake(w, t, dir > 0 ? SL_OBS_SEND : SL_OBS_RECV, ch);
+        sl__obs_wake(w, t, dir > 0 ? SL_OBS_SEND : SL_OBS_RECV, ch, false);
     sl__wake(w, t);
 }
 
@@ -267,13 +267,24 @@ after_handover(sl_worker *w, sl_tasklet *t, uint8_t after, int rc)
     return rc;
 }
 
+/* after_handover while the trace watches: the wake first. Out of line,
+ * so that the path without it keeps no value across a call. */
+static __attribute__((noinline)) int
+handover_traced(sl_worker *w, sl_channel *ch, sl_tasklet *t, int dir,
+                uint8_t after, int rc)
+{
+    sl__obs_wake(w, t, dir > 0 ? SL_OBS_SEND : SL_OBS_RECV, ch,
+                 after == SL_AFTER_PARTNER &&
+                     (t->pin < 0 || t->pin == w->index));
+    return after_handover(w, t, after, rc);
+}
+
 /* A partner pw waits, its wait claimed: hand over, then the preference
  * decides who runs. Lock held, released here. pw is a plain waiter (a
- * select's takes complete_slow: the fast claim fails on it). obs (a
- * constant): the trace may be watching. */
+ * select's takes complete_slow: the fast claim fails on it). */
 static inline __attribute__((always_inline)) int
 complete_in(sl_worker *w, sl_channel *ch, sl_waiter *pw, int dir, void *msg,
-            void **out, int err, bool mt, bool obs)
+            void **out, int err, bool mt)
 {
     sl_tasklet *t = pw->t;
     /* It runs soon: start fetching its saved context (the top of its
@@ -298,8 +309,8 @@ complete_in(sl_worker *w, sl_channel *ch, sl_waiter *pw, int dir, void *msg,
     int rc = exchange(pw, dir, msg, err, out);
     uint8_t after = ch->after[dir > 0 ? 0 : 1];
     ch_unlock_in(ch, mt);
-    if (obs && sl__obs_tracing())
-        sl__obs_wake(w, t, dir > 0 ? SL_OBS_SEND : SL_OBS_RECV, ch);
+    if (sl__obs_tracing()) /* (a tail call: nothing stays live here) */
+        return handover_traced(w, ch, t, dir, after, rc);
     return after_handover(w, t, after, rc);
 }
 
@@ -307,7 +318,7 @@ static inline __attribute__((always_inline)) int
 complete(sl_worker *w, sl_channel *ch, sl_waiter *pw, int dir, void *msg,
          void **out, int err)
 {
-    return complete_in(w, ch, pw, dir, msg, out, err, sl__rt.mt, true);
+    return complete_in(w, ch, pw, dir, msg, out, err, sl__rt.mt);
 }
 
 /* complete() for a select's waiter pw (claimed; the head of ch's queue;
@@ -475,12 +486,11 @@ int sl__chan_complete_nowait(sl_worker *w, sl_channel *ch, int dir,
 
 /* dir +1 sends msg (with err != 0: send_error), dir -1 receives into *out.
  * timeout_ms < 0 waits forever. mt: several workers (a constant in each
- * copy: see ch_unlock_in). obs (a constant): a callback or the trace may
- * be watching. */
+ * copy: see ch_unlock_in). */
 static inline __attribute__((always_inline)) int
 channel_action_in(sl_worker *w, sl_channel *ch, int dir, void *msg,
                   void **out, int err, bool try_only, int64_t timeout_ms,
-                  bool mt, bool obs)
+                  bool mt)
 {
     if (mt)
         sl__spin_lock(&ch->lock);
@@ -499,7 +509,7 @@ channel_action_in(sl_worker *w, sl_channel *ch, int dir, void *msg,
         if (sl_unlikely(!sl__claim_in(pw->t, pw->gen, mt)))
             return claimed_action(w, ch, dir, msg, out, err, try_only,
                                   timeout_ms);
-        return complete_in(w, ch, pw, dir, msg, out, err, mt, obs);
+        return complete_in(w, ch, pw, dir, msg, out, err, mt);
     }
     /* No partner: block, or (buffered) use the ring. */
     if (sl_unlikely(ch->ring != NULL))
@@ -523,12 +533,13 @@ static bool will_block(const sl_channel *ch, int dir)
     return !(bal > 0 || (r && SL_LOAD(&r->count) > 0));
 }
 
-/* The operation while a callback or the trace watches, out of line: the
- * channel callback first (before the operation, with no lock held), then
- * the operation with the trace's hooks. */
+/* The operation with several workers, or while a callback watches, out
+ * of line: its callers pay one call. The channel callback first (before
+ * the operation, with no lock held); a copy of the operation for each
+ * worker count, which is a constant in it. */
 static __attribute__((noinline)) int
-channel_observed(sl_worker *w, sl_channel *ch, int dir, void *msg,
-                 void **out, int err, bool try_only, int64_t timeout_ms)
+channel_slow(sl_worker *w, sl_channel *ch, int dir, void *msg, void **out,
+             int err, bool try_only, int64_t timeout_ms)
 {
     if (SL_LOAD(&sl__observe) & (SL_OBS_CHAN_CB | SL_OBS_SCHED_CB)) {
         int rc = sl__obs_channel(ch, w->current, dir > 0,
@@ -536,17 +547,11 @@ channel_observed(sl_worker *w, sl_channel *ch, int dir, void *msg,
         if (rc)
             return rc;
     }
+    if (sl__rt.mt)
+        return channel_action_in(w, ch, dir, msg, out, err, try_only,
+                                 timeout_ms, true);
     return channel_action_in(w, ch, dir, msg, out, err, try_only, timeout_ms,
-                             sl__rt.mt, true);
-}
-
-/* The copy for several workers, out of line: its callers pay one call. */
-static __attribute__((noinline)) int
-channel_action_mt(sl_worker *w, sl_channel *ch, int dir, void *msg,
-                  void **out, int err, bool try_only, int64_t timeout_ms)
-{
-    return channel_action_in(w, ch, dir, msg, out, err, try_only, timeout_ms,
-                             true, false);
+                             false);
 }
 
 static inline __attribute__((always_inline)) int
@@ -562,14 +567,10 @@ channel_action(sl_channel *ch, int dir, void *msg, void **out, int err,
         SL__COPY_CHECK(w, msg, "a channel send");
     if (sl_unlikely(sl__check_inbox(w)))
         sl__abandon(w); /* sl_shutdown: this worker stops */
-    if (sl__obs_any())
-        return channel_observed(w, ch, dir, msg, out, err, try_only,
-                                timeout_ms);
-    if (sl_unlikely(sl__rt.mt))
-        return channel_action_mt(w, ch, dir, msg, out, err, try_only,
-                                 timeout_ms);
+    if (sl_unlikely(SL_PEEK(&sl__chan_slow)))
+        return channel_slow(w, ch, dir, msg, out, err, try_only, timeout_ms);
     return channel_action_in(w, ch, dir, msg, out, err, try_only, timeout_ms,
-                             false, false);
+                             false);
 }
 
 int sl_channel_send(sl_channel *ch, void *msg)

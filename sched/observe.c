@@ -72,6 +72,8 @@ sl_schedule_cb sl_set_schedule_callback(sl_schedule_cb cb)
     pthread_mutex_lock(&obs_lock);
     sl_schedule_cb old = __atomic_exchange_n(&sched_cb, cb, __ATOMIC_ACQ_REL);
     set_bit(SL_OBS_SCHED_CB, cb != NULL);
+    sl__chan_slow_set(SL_CS_CB, (SL_LOAD(&sl__observe) &
+                                 (SL_OBS_SCHED_CB | SL_OBS_CHAN_CB)) != 0);
     jump_bits_locked();
     pthread_mutex_unlock(&obs_lock);
     return old;
@@ -87,6 +89,8 @@ sl_channel_cb sl_set_channel_callback(sl_channel_cb cb)
     pthread_mutex_lock(&obs_lock);
     sl_channel_cb old = __atomic_exchange_n(&chan_cb, cb, __ATOMIC_ACQ_REL);
     set_bit(SL_OBS_CHAN_CB, cb != NULL);
+    sl__chan_slow_set(SL_CS_CB, (SL_LOAD(&sl__observe) &
+                                 (SL_OBS_SCHED_CB | SL_OBS_CHAN_CB)) != 0);
     jump_bits_locked();
     pthread_mutex_unlock(&obs_lock);
     return old;

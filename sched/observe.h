@@ -26,10 +26,6 @@ enum {
 /* (relaxed reads; written under the observe lock) */
 extern uint8_t sl__observe;
 
-static inline bool sl__obs_any(void)
-{
-    return sl_unlikely(SL_PEEK(&sl__observe) != 0);
-}
 static inline bool sl__obs_tracing(void)
 {
     return sl_unlikely(SL_PEEK(&sl__observe) & SL_OBS_TRACE);
@@ -62,16 +58,24 @@ static inline void sl__obs_switch(sl_worker *w, sl_tasklet *from,
                                   sl_tasklet *to, bool ends)
 {
     uint8_t o = SL_LOAD(&sl__observe);
-    if (o & SL_OBS_TRACE)
-        sl__trace_switch(w, from, to, ends);
+    if (o & SL_OBS_TRACE) {
+        if (SL_LOAD(&w->trace_skip) == to) /* (recorded with its wake) */
+            SL_STORE(&w->trace_skip, NULL);
+        else
+            sl__trace_switch(w, from, to, ends);
+    }
     if (o & (SL_OBS_SCHED_CB | SL_OBS_CHAN_CB))
         sl__obs_cb_switch(from, to);
 }
 /* t was spawned by w's current tasklet. */
 void sl__obs_spawn(sl_worker *w, sl_tasklet *t);
 /* A partner completed t's wait (cause SL_OBS_SEND/RECV on channel `on`,
- * SL_OBS_SYNC on wait queue `on`): before t is made runnable. */
-void sl__obs_wake(sl_worker *w, sl_tasklet *t, int cause, const void *on);
+ * SL_OBS_SYNC on wait queue `on`): before t is made runnable. switching:
+ * w's next switch is to t, from the tasklet running now, which stays
+ * runnable (a channel's partner preference): the trace records both as
+ * one. */
+void sl__obs_wake(sl_worker *w, sl_tasklet *t, int cause, const void *on,
+                  bool switching);
 /* A claimer that is not a partner ended t's wait with result (timer,
  * descriptor, kill, deadlock): before t is made runnable. */
 void sl__obs_wait_end(sl_tasklet *t, int result);
@@ -100,9 +104,6 @@ void sl__dump_fd(int fd, const char *why);
 
 /* ---- the trace (sched/trace.c) ------------------------------------------ */
 
-/* A flow id for a wake on w, tagged with the trace session, to leave in
- * the woken tasklet's trace_flow. */
-uint32_t sl__trace_flow(sl_worker *w);
 /* Stop the trace if one runs (sl_shutdown, exit): 0, or SL_ESTATE when
  * none runs, or sl_trace_stop's errors. */
 int sl__trace_stop_any(void);

@@ -206,6 +206,7 @@ __attribute__((constructor)) static void tls_worker_off_init(void)
 }
 #endif
 struct sl_runtime sl__rt;
+uint8_t sl__chan_slow;
 
 void sl__tasklet_discard_new(sl_worker *w, sl_tasklet *t);
 void sl__orphans_forget(void);
@@ -417,6 +418,7 @@ int sl_init(const sl_config *cfg)
     memset(&sl__rt, 0, sizeof sl__rt);
     sl__rt.nworkers = c.workers;
     sl__rt.mt = c.workers > 1;
+    sl__chan_slow_set(SL_CS_MT, sl__rt.mt);
     sl__rt.steal = c.steal != 0;
     sl__rt.stack_size = c.stack_size;
     sl__rt.stack_mode = c.stack_mode;

@@ -73,6 +73,8 @@ struct sl_worker {
                               any SL_JS_* bit is set (below)             */
     uint8_t park_state;    /* (owner) the state park gets                  */
     uint8_t *post_unlock;  /* (owner) lock to release after the switch     */
+    sl_tasklet *trace_skip; /* (atomic) the trace recorded the next switch,
+                               to this tasklet, already (sched/trace.c) */
     uint8_t **post_unlocks;/* (owner) more of them (select), NULL-ended;
                               they live on the parked tasklet's frames    */
     sl_tasklet *park;      /* (owner) the tasklet that just left: it gets
@@ -167,6 +169,22 @@ struct sl_runtime {
     struct sl_offload_pool *offload; /* started by the first sl_offload   */
 };
 extern struct sl_runtime sl__rt;
+
+/* Why a channel operation leaves its inline path for channel/channel.c's
+ * out-of-line one: one byte, so that the inline path tests once. Each
+ * bit is set and cleared with an atomic OR and AND (relaxed reads). */
+enum {
+    SL_CS_MT = 1, /* several workers (sl__rt.mt): channels lock       */
+    SL_CS_CB = 2, /* a schedule or channel callback is set (observe.c) */
+};
+extern uint8_t sl__chan_slow;
+static inline void sl__chan_slow_set(uint8_t bit, bool on)
+{
+    if (on)
+        __atomic_fetch_or(&sl__chan_slow, bit, __ATOMIC_RELAXED);
+    else
+        __atomic_fetch_and(&sl__chan_slow, (uint8_t)~bit, __ATOMIC_RELAXED);
+}
 
 /* The worker of the calling thread, NULL when the runtime is not running
  * here. Read once at each public entry point; after a switch use the
@@ -307,9 +325,9 @@ static inline sl_worker *sl__jump_to(sl_worker *w, sl_tasklet *from,
 /* Switch from `from` (the running tasklet) to `to`, which must already be
  * w->current. Returns when `from` is resumed, with the worker it resumed
  * on. The tasklet that resumes us stores our context through w->prev.
- * With copy mode on (or canary-guarded stacks), or while a callback or
- * the trace watches, the whole switch is sl__jump_slow's
- * (tasklet/copystack.c). */
+ * With copy mode on (or canary-guarded stacks), while sl_run_for's
+ * budget is armed or while a callback or the trace watches, the switch
+ * is sl__jump_slow's (tasklet/copystack.c). */
 static inline sl_worker *sl__jump(sl_worker *w, sl_tasklet *from,
                                   sl_tasklet *to)
 {

@@ -53,12 +53,12 @@
 #include "sched/trace.h"
 #include "sched/wait.h"
 
-/* Records a buffer: 512 KiB. On hackysack (docs/trace.md), 64 KiB writes
- * cost about a tenth of the untraced game's CPU time more than 512 KiB
- * ones, on ext4 and tmpfs alike (the kernel's cost is partly per write);
- * 16 KiB ones 0.2 more. A bigger buffer loses more to a crash (the one
- * being filled). */
-#define TB_RECS 16384
+/* A buffer: 256 KiB, about 5,000 kicks of hackysack (docs/trace.md). The
+ * kernel's cost of a write is partly per call (64 KiB writes cost a tenth
+ * of the untraced game more than 512 KiB ones, with the first version's
+ * 32-byte records); a bigger buffer loses more to a crash (the one being
+ * filled). */
+#define TB_WORDS (32u << 10)
 #define MAX_WORKERS 128
 
 #ifndef MEMBARRIER_CMD_PRIVATE_EXPEDITED
@@ -67,15 +67,25 @@
 #endif
 
 struct tbuf {
-    uint32_t n; /* records used */
-    struct sl_trace_rec r[TB_RECS];
+    uint64_t w[TB_WORDS];
 };
 
-/* Per worker, on a cache line of its own. */
+/* Per worker, on a cache line of its own. What the records are relative
+ * to (sched/trace.h) is (owner) state here: the reader keeps the same. */
 struct slot {
     uint8_t busy;      /* (owner; the stopper reads) inside an append    */
     struct tbuf *cur;  /* (owner while recording) its buffer             */
-    uint32_t flows;    /* (owner) flows started here this session       */
+    uint64_t *p;       /* where its next record goes                     */
+    uint64_t *fast;    /* records below this take the fast paths: room
+                          for the longest (cur->w itself while there is
+                          no tick counter: every record the slow way)    */
+    uint64_t ts;       /* the tick of its last record                    */
+    uint64_t addr;     /* the last address it recorded                   */
+    uint64_t running;  /* the tasklet its last switch went to (id)      */
+    uint32_t idhi;     /* the high half of the ids it records            */
+    uint32_t flows;    /* the id of the next flow started here (before
+                          the mask): n * nworkers + worker for the n-th */
+    uint32_t flow;     /* the latest of them (masked)                    */
 } __attribute__((aligned(SL_CACHE_LINE)));
 static struct slot slots[MAX_WORKERS];
 
@@ -160,17 +170,18 @@ static int write_all(int fd, const struct iovec *iov, int n)
  * records are dropped. */
 static __attribute__((noinline)) void flush(int wi)
 {
-    struct tbuf *b = slots[wi].cur;
-    struct sl_trace_chunk h = {SL_TRACE_CHUNK_MAGIC, wi, b->n, 0, 0, 0};
-    struct iovec v[2] = {{&h, sizeof h},
-                         {b->r, (size_t)b->n * sizeof b->r[0]}};
+    struct slot *s = &slots[wi];
+    struct tbuf *b = s->cur;
+    uint32_t n = (uint32_t)(s->p - b->w);
+    struct sl_trace_chunk h = {SL_TRACE_CHUNK_MAGIC, wi, n, 0, 0, 0};
+    struct iovec v[2] = {{&h, sizeof h}, {b->w, (size_t)n * sizeof b->w[0]}};
     pthread_mutex_lock(&tr.wlock);
     read_pair(&h.tick, &h.ns); /* after every record of b */
     int rc = tr.err ? 0 : write_all(tr.raw, v, 2);
     if (rc && !tr.err)
         tr.err = rc;
     pthread_mutex_unlock(&tr.wlock);
-    b->n = 0;
+    s->p = b->w;
 }
 
 /* ---- recording (the workers) --------------------------------------------- */
@@ -200,172 +211,268 @@ static inline void append_end(struct slot *s)
     SL_STORE_REL(&s->busy, 0);
 }
 
-/* Room for n records in worker wi's buffer (s is its slot). */
-static inline struct sl_trace_rec *room(struct slot *s, int wi, uint32_t n)
-{
-    struct tbuf *b = s->cur;
-    if (sl_unlikely(b->n + n > TB_RECS))
-        flush(wi);
-    return &b->r[b->n];
-}
-
-static void rec(sl_worker *w, int kind, uint64_t a, uint64_t b, uint32_t c,
-                uint8_t x, uint16_t y)
-{
-    struct slot *s = &slots[w->index];
-    if (!append_begin(s))
-        return;
-    struct sl_trace_rec *r = room(s, w->index, 1);
-    *r = (struct sl_trace_rec){ticks(), a, b, c, (uint8_t)kind, x, y};
-    s->cur->n++;
-    append_end(s);
-}
+/* ---- packing (sched/trace.h) ---- */
 
 static inline uint64_t tid_of(const sl_tasklet *t)
 {
     return t->is_idle ? SL_TR_IDLE : SL_LOAD(&t->id);
 }
 
-uint32_t sl__trace_flow(sl_worker *w)
+/* Room for one record in s's buffer, of worker wi. */
+static inline void room(struct slot *s, int wi)
 {
-    struct slot *s = &slots[w->index];
-    uint32_t k = s->flows++ * (uint32_t)tr.nworkers + (uint32_t)w->index;
-    return (uint32_t)SL_LOAD(&tr.session) << 24 | (k & 0xffffff);
+    if (sl_unlikely(s->p + SL_TR_REC_MAX > s->cur->w + TB_WORDS))
+        flush(wi);
 }
 
-/* The switch from `from` to `to` on w into buffer b (room for two made),
- * at ts: a BLOCK record first when from parks in a wait, then the SWITCH,
- * with the flow `to` was woken by. */
+static inline void put(struct slot *s, uint64_t w)
+{
+    *s->p++ = w;
+}
+
+/* What a first word may need before it: a TIME for a dt that does not
+ * fit, an IDHI for an id of another high half. Apart: rare. */
+static __attribute__((noinline)) void escape(struct slot *s, uint64_t ts,
+                                             uint64_t id)
+{
+    if (ts - s->ts >= 1u << SL_TR_DT_BITS) { /* (or backwards) */
+        put(s, SL_TR_TIME);
+        put(s, ts);
+        s->ts = ts;
+    }
+    if ((uint32_t)(id >> 32) != s->idhi) {
+        s->idhi = (uint32_t)(id >> 32);
+        put(s, SL_TR_IDHI | (uint64_t)s->idhi << 32);
+    }
+}
+
+/* A record's first word (room made): kind, flags, dt to ts, the low half
+ * of id (escapes put before it). */
+static inline __attribute__((always_inline)) uint64_t
+first(struct slot *s, unsigned kind, unsigned flags, uint64_t ts, uint64_t id)
+{
+    if (sl_unlikely(((ts - s->ts) >> SL_TR_DT_BITS |
+                     ((id >> 32) ^ s->idhi)) != 0))
+        escape(s, ts, id);
+    uint64_t dt = ts - s->ts;
+    s->ts = ts;
+    return kind | flags << 4 | dt << 10 | id << 32;
+}
+
+/* A wait word for address a (what it is relative to moves on); *far: the
+ * address does not fit, a word with it follows. */
+static inline __attribute__((always_inline)) uint64_t
+wait_word(struct slot *s, unsigned k, unsigned y, uint64_t a, bool *far)
+{
+    uint64_t d = a - s->addr;
+    s->addr = a;
+    *far = d + (1ull << (SL_TR_ADDR_BITS - 1)) >= 1ull << SL_TR_ADDR_BITS;
+    return k | (*far ? SL_TR_W_FAR : 0) | (uint64_t)(y & 0xffff) << 8 |
+           d << 24;
+}
+
+/* A WAKE record (room made): its first word w0, then the wait word. */
 static inline __attribute__((always_inline)) void
-switch_body(sl_worker *w, struct tbuf *b, uint64_t ts, sl_tasklet *from,
+wake_rec(struct slot *s, uint64_t w0, uint64_t a, unsigned y)
+{
+    bool far;
+    uint64_t w1 = wait_word(s, 0, y, a, &far);
+    uint64_t *p = s->p;
+    p[0] = w0;
+    p[1] = w1;
+    p[2] = a; /* (kept only if far) */
+    s->p = p + (far ? 3 : 2);
+}
+
+/* A record of a kind whose only field is a tasklet id. */
+static void rec_id(sl_worker *w, int kind, uint64_t id)
+{
+    struct slot *s = &slots[w->index];
+    if (!append_begin(s))
+        return;
+    room(s, w->index);
+    put(s, first(s, (unsigned)kind, 0, ticks(), id));
+    append_end(s);
+}
+
+/* A flow id for a wake on w, tagged with the trace session, to leave in
+ * the woken tasklet's trace_flow. */
+static inline uint32_t trace_flow(struct slot *s)
+{
+    s->flow = s->flows & SL_TR_FLOW_MASK;
+    s->flows += (uint32_t)tr.nworkers;
+    return (uint32_t)SL_LOAD(&tr.session) << 24 | s->flow;
+}
+
+/* The switch from `from` to `to` on w into slot s (room made, no wake
+ * pending), at ts: why from left, what it blocks in, the flow `to` was
+ * woken by. Every load comes before the first store into the buffer
+ * (which could alias the slot, for all the compiler knows). */
+static inline __attribute__((always_inline)) void
+switch_body(sl_worker *w, struct slot *s, uint64_t ts, sl_tasklet *from,
             sl_tasklet *to, bool ends)
 {
-    struct sl_trace_rec *r = &b->r[b->n];
     uint64_t fid = tid_of(from);
-    uint8_t why = SL_TR_WHY_YIELD;
-    uint32_t n = 1;
+    unsigned why = SL_TR_WHY_YIELD;
     if (ends) {
         why = SL_TR_WHY_END;
     } else if (fid != SL_TR_IDLE) {
         uint8_t st = SL_LOAD(&from->state);
         if (st == SL_T_SWITCHING && w->park == from)
             st = w->park_state; /* (mt: published after the switch) */
-        if (st == SL_T_BLOCKED) {
+        if (st == SL_T_BLOCKED)
             why = SL_TR_WHY_BLOCK;
-            uint8_t k = from->wkind;
-            r->ts = ts;
-            r->a = fid;
-            /* (a channel's wait queue is its first field) */
-            r->b = k == SL_W_FD ? (uint64_t)(uint32_t)from->wait.result
-                   : k == SL_W_CHAN || k == SL_W_SYNC
-                       ? (uint64_t)(uintptr_t)from->wait.q
-                       : 0;
-            r->c = (from->wcount & SL_WC_TIMER) != 0;
-            r->kind = SL_TR_BLOCK;
-            r->x = k;
-            r->y = k == SL_W_CHAN     ? (uint16_t)(uint8_t)from->wait.dir
-                   : k == SL_W_SELECT ? from->wn
-                   : k == SL_W_FD     ? (uint16_t)(uintptr_t)from->wait.value
-                                      : 0;
-            r++;
-            n = 2;
-        } else if (st == SL_T_PAUSED) {
+        else if (st == SL_T_PAUSED)
             why = SL_TR_WHY_PAUSE;
-        }
     }
     uint32_t flow = 0;
+    unsigned flags = SL_TR_F_TO_IDLE;
+    uint64_t tid = 0, running = SL_TR_IDLE;
     if (!to->is_idle) {
+        tid = running = SL_LOAD(&to->id);
+        flags = 0;
         uint32_t f = SL_LOAD(&to->trace_flow);
         if (f) { /* one of this session's, or a leftover to drop */
             SL_STORE(&to->trace_flow, 0);
-            if (f >> 24 == tr.session)
-                flow = f;
+            if (f >> 24 == tr.session) {
+                flow = f & SL_TR_FLOW_MASK;
+                flags = (flow == s->flow ? SL_TR_FLOW_LAST
+                                         : SL_TR_FLOW_ID) << 2;
+            }
         }
     }
-    r->ts = ts;
-    r->a = fid;
-    r->b = tid_of(to);
-    r->c = flow;
-    r->kind = SL_TR_SWITCH;
-    r->x = why;
-    r->y = 0;
-    b->n += n;
+    bool other = fid != s->running;
+    flags |= why | (other ? SL_TR_F_FROM : 0);
+    uint64_t wait = 0, a = 0;
+    bool far = false;
+    if (why == SL_TR_WHY_BLOCK) {
+        uint8_t k = from->wkind;
+        a = k == SL_W_FD ? (uint64_t)(uint32_t)from->wait.result
+            : k == SL_W_CHAN || k == SL_W_SYNC
+                ? (uint64_t)(uintptr_t)from->wait.q
+                : 0; /* (a channel's wait queue is its first field) */
+        unsigned y = k == SL_W_CHAN     ? (uint8_t)from->wait.dir
+                     : k == SL_W_SELECT ? from->wn
+                     : k == SL_W_FD     ? (uint16_t)(uintptr_t)from->wait.value
+                                        : 0;
+        wait = wait_word(s, k | ((from->wcount & SL_WC_TIMER)
+                                     ? SL_TR_W_TIMEOUT
+                                     : 0),
+                         y, a, &far);
+    }
+    uint64_t w0 = first(s, SL_TR_SWITCH, flags, ts, tid);
+    s->running = running;
+    uint64_t *p = s->p;
+    *p++ = w0;
+    if ((flags >> 2 & 3) == SL_TR_FLOW_ID)
+        *p++ = flow;
+    if (other)
+        *p++ = fid;
+    if (why == SL_TR_WHY_BLOCK) {
+        *p++ = wait;
+        if (sl_unlikely(far))
+            *p++ = a;
+    }
+    s->p = p;
 }
 
-/* sl__trace_switch when the buffer is full or there is no tick counter
- * (the slot is busy). Apart, so that the usual path calls nothing. */
+/* Any switch, the slot busy: what sl__trace_switch's fast path leaves. */
 static __attribute__((noinline)) void
-switch_slow(sl_worker *w, sl_tasklet *from, sl_tasklet *to, bool ends)
+switch_any(sl_worker *w, struct slot *s, sl_tasklet *from, sl_tasklet *to,
+           bool ends)
 {
-    struct slot *s = &slots[w->index];
-    struct tbuf *b = s->cur;
-    if (b->n + 2 > TB_RECS)
-        flush(w->index);
-    switch_body(w, b, ticks(), from, to, ends);
+    room(s, w->index);
+    switch_body(w, s, ticks(), from, to, ends);
     append_end(s);
 }
 
+/* The switch from `from` to `to` on w. The two a channel's hand-over
+ * makes cost least: the caller yielding to the partner it woke was
+ * recorded with the wake (w->trace_skip, sl__obs_switch), and a tasklet
+ * blocking in a channel, the
+ * next one not entered by a flow, has a path of its own; everything else
+ * is switch_any's. */
 void sl__trace_switch(sl_worker *w, sl_tasklet *from, sl_tasklet *to,
                       bool ends)
 {
     struct slot *s = &slots[w->index];
     if (!append_begin(s))
         return;
-    struct tbuf *b = s->cur;
-    if (sl_unlikely(b->n + 2 > TB_RECS || !tr.use_ticks))
-        return switch_slow(w, from, to, ends);
-    switch_body(w, b, sl_arch_ticks(), from, to, ends);
-    append_end(s);
+    if (sl_likely(s->p < s->fast) && !ends &&
+        SL_LOAD(&from->state) == SL_T_BLOCKED && from->wkind == SL_W_CHAN &&
+        !to->is_idle && SL_LOAD(&from->id) == s->running &&
+        SL_LOAD(&to->trace_flow) == 0) {
+        uint64_t ts = sl_arch_ticks();
+        uint64_t id = SL_LOAD(&to->id);
+        uint64_t a = (uint64_t)(uintptr_t)from->wait.q;
+        bool far;
+        uint64_t w1 = wait_word(s,
+                                SL_W_CHAN | ((from->wcount & SL_WC_TIMER)
+                                                 ? SL_TR_W_TIMEOUT
+                                                 : 0),
+                                (uint8_t)from->wait.dir, a, &far);
+        uint64_t w0 = first(s, SL_TR_SWITCH, SL_TR_WHY_BLOCK, ts, id);
+        s->running = id;
+        uint64_t *p = s->p;
+        p[0] = w0;
+        p[1] = w1;
+        p[2] = a; /* (kept only if far) */
+        s->p = p + (far ? 3 : 2);
+        append_end(s);
+        return;
+    }
+    switch_any(w, s, from, to, ends);
 }
 
 void sl__obs_spawn(sl_worker *w, sl_tasklet *t)
 {
-    rec(w, SL_TR_SPAWN, SL_LOAD(&t->id), 0, 0, 0, 0);
+    rec_id(w, SL_TR_SPAWN, SL_LOAD(&t->id));
 }
 
 void sl__obs_kill(sl_worker *w, sl_tasklet *t)
 {
-    rec(w, SL_TR_KILL, SL_LOAD(&t->id), 0, 0, 0, 0);
-}
-
-static inline __attribute__((always_inline)) void
-wake_body(sl_worker *w, struct tbuf *b, uint64_t ts, sl_tasklet *t,
-          int cause, const void *on)
-{
-    struct sl_trace_rec *r = &b->r[b->n];
-    uint32_t flow = sl__trace_flow(w);
-    SL_STORE(&t->trace_flow, flow); /* before t can run: the caller wakes
-                                       it after this */
-    r->ts = ts;
-    r->a = SL_LOAD(&t->id);
-    r->b = (uint64_t)(uintptr_t)on;
-    r->c = flow;
-    r->kind = SL_TR_WAKE;
-    r->x = (uint8_t)cause;
-    r->y = SL_LOAD(&t->wkind);
-    b->n++;
+    rec_id(w, SL_TR_KILL, SL_LOAD(&t->id));
 }
 
 static __attribute__((noinline)) void
-wake_slow(sl_worker *w, sl_tasklet *t, int cause, const void *on)
+wake_slow(sl_worker *w, sl_tasklet *t, int cause, const void *on,
+          bool switching)
 {
     struct slot *s = &slots[w->index];
-    struct tbuf *b = s->cur;
-    if (b->n + 1 > TB_RECS)
-        flush(w->index);
-    wake_body(w, b, ticks(), t, cause, on);
+    room(s, w->index);
+    uint64_t id = SL_LOAD(&t->id);
+    wake_rec(s, first(s, SL_TR_WAKE, (unsigned)cause, ticks(), id),
+             (uint64_t)(uintptr_t)on, SL_LOAD(&t->wkind));
+    (void)switching; /* (the switch is recorded when it happens) */
+    SL_STORE(&t->trace_flow, trace_flow(s));
     append_end(s);
 }
 
-void sl__obs_wake(sl_worker *w, sl_tasklet *t, int cause, const void *on)
+void sl__obs_wake(sl_worker *w, sl_tasklet *t, int cause, const void *on,
+                  bool switching)
 {
     struct slot *s = &slots[w->index];
     if (!append_begin(s))
         return;
-    struct tbuf *b = s->cur;
-    if (sl_unlikely(b->n + 1 > TB_RECS || !tr.use_ticks))
-        return wake_slow(w, t, cause, on);
-    wake_body(w, b, sl_arch_ticks(), t, cause, on);
+    if (sl_unlikely(s->p >= s->fast))
+        return wake_slow(w, t, cause, on, switching);
+    uint64_t id = SL_LOAD(&t->id);
+    unsigned f = (unsigned)cause;
+    /* (the flow: the n-th of this worker's, which the reader counts) */
+    uint32_t flow = trace_flow(s);
+    if (switching && !(SL_LOAD(&w->jump_slow) & SL_JS_BUDGET) &&
+        tid_of(w->current) == s->running) {
+        /* The next switch is to t, from the tasklet running (no budget to
+         * send it elsewhere): one record for both; the flow ends in it. */
+        f |= SL_TR_F_SWITCHED;
+        SL_STORE(&w->trace_skip, t); /* (sl__obs_switch) */
+        s->running = id;
+        flow = 0;
+    }
+    SL_STORE(&t->trace_flow, flow); /* before t can run: the caller wakes
+                                       it after this */
+    wake_rec(s, first(s, SL_TR_WAKE, f, sl_arch_ticks(), id),
+             (uint64_t)(uintptr_t)on, SL_LOAD(&t->wkind));
     append_end(s);
 }
 
@@ -384,23 +491,28 @@ void sl__obs_wait_end(sl_tasklet *t, int result)
                                          : SL_OBS_TIMER;
     uint64_t fd = k == SL_W_FD ? (uint64_t)(uint32_t)SL_LOAD(&t->wait.result)
                                : 0;
-    rec(w, SL_TR_WAKE, SL_LOAD(&t->id), fd, 0, (uint8_t)cause,
-        (uint16_t)(k | (result > 0 && result < 256 ? result << 8 : 0)));
+    struct slot *s = &slots[w->index];
+    if (!append_begin(s))
+        return;
+    room(s, w->index);
+    wake_rec(s,
+             first(s, SL_TR_WAKE, (unsigned)cause, ticks(), SL_LOAD(&t->id)),
+             fd, k | (result > 0 && result < 256 ? (unsigned)result << 8 : 0));
+    append_end(s);
 }
 
-/* A NAME record and the name after it, into slot s of worker wi (its
- * owner, or the starter before recording is on). */
+/* A NAME record into slot s of worker wi (its owner, or the starter
+ * before recording is on). */
 static void name_rec(struct slot *s, int wi, const sl_tasklet *t)
 {
-    struct sl_trace_rec *r = room(s, wi, 2);
-    r[0] = (struct sl_trace_rec){ticks(), SL_LOAD(&t->id), 0, 0,
-                                 SL_TR_NAME, 0, 0};
-    char *d = (char *)&r[1];
-    _Static_assert(sizeof r[1] >= sizeof t->name, "a name fits a record");
-    for (size_t i = 0; i < sizeof t->name; i++)
-        d[i] = SL_LOAD(&t->name[i]);
-    d[sizeof t->name - 1] = '\0';
-    s->cur->n += 2;
+    room(s, wi);
+    put(s, first(s, SL_TR_NAME, 0, ticks(), SL_LOAD(&t->id)));
+    char name[32] = {0};
+    _Static_assert(sizeof t->name <= sizeof name, "a name fits a record");
+    for (size_t i = 0; i < sizeof t->name - 1; i++)
+        name[i] = SL_LOAD(&t->name[i]);
+    memcpy(s->p, name, sizeof name);
+    s->p += sizeof name / sizeof(uint64_t);
 }
 
 void sl__obs_name(sl_tasklet *t)
@@ -480,12 +592,14 @@ int sl_trace_start(const char *path)
         slots[i].cur = malloc(sizeof(struct tbuf));
         if (!slots[i].cur)
             goto nomem;
-        slots[i].cur->n = 0;
+        slots[i].p = slots[i].cur->w;
         /* busy is left alone: it is 0 but while a worker is inside an
          * append, and a worker that still saw the last session's bits may
          * be marking itself busy now (it then reads `on`); a store of 0
          * here could hide that append from the next stop. */
-        slots[i].flows = 0;
+        slots[i].flows = (uint32_t)i;
+        slots[i].flow = 0;
+        slots[i].addr = 0;
     }
     if (!fence_mode) /* membarrier where the kernel has it (not under
                         valgrind or qemu-user: every append fences) */
@@ -496,6 +610,9 @@ int sl_trace_start(const char *path)
     if (!exit_hook && atexit(at_exit) == 0)
         exit_hook = true;
     tr.use_ticks = sl_arch_ticks_ok();
+    for (int i = 0; i < n; i++)
+        slots[i].fast = slots[i].cur->w +
+                        (tr.use_ticks ? TB_WORDS - SL_TR_REC_MAX : 0);
     uint8_t sess = (uint8_t)(tr.session + 1);
     SL_STORE(&tr.session, sess ? sess : 1);
 
@@ -521,10 +638,13 @@ int sl_trace_start(const char *path)
      * as sl_dump's): no worker records before `on`. */
     for (int i = 0; i < n; i++) {
         sl_tasklet *c = SL_LOAD(&sl__rt.workers[i]->current);
-        struct sl_trace_rec *r = room(&slots[i], i, 1);
-        *r = (struct sl_trace_rec){h.tick0, c ? tid_of(c) : SL_TR_IDLE, 0,
-                                   0, SL_TR_START, 0, 0};
-        slots[i].cur->n++;
+        struct slot *sl = &slots[i];
+        sl->ts = h.tick0;
+        sl->idhi = 0;
+        sl->running = c ? tid_of(c) : SL_TR_IDLE;
+        bool idle = sl->running == SL_TR_IDLE;
+        put(sl, first(sl, SL_TR_START, idle, h.tick0,
+                      idle ? 0 : sl->running));
     }
     name_cb(sl__rt.main, NULL);
     for (int i = 0; i < n; i++)
@@ -566,12 +686,14 @@ static int stop_locked(void)
     for (int i = 0; i < tr.nworkers; i++)
         while (__atomic_load_n(&slots[i].busy, __ATOMIC_ACQUIRE))
             sched_yield();
+    for (int i = 0; i < tr.nworkers; i++) /* (none is set after this) */
+        SL_STORE(&sl__rt.workers[i]->trace_skip, NULL);
     /* Every buffer is ours now: close each track, write what is left. */
     uint64_t now = ticks();
     for (int i = 0; i < tr.nworkers; i++) {
-        struct sl_trace_rec *r = room(&slots[i], i, 1);
-        *r = (struct sl_trace_rec){now, 0, 0, 0, SL_TR_STOP, 0, 0};
-        slots[i].cur->n++;
+        struct slot *sl = &slots[i];
+        room(sl, i);
+        put(sl, first(sl, SL_TR_STOP, 0, now, (uint64_t)sl->idhi << 32));
         flush(i);
     }
     int rc = tr.err;

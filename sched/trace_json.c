@@ -22,15 +22,41 @@
 #include "sched/trace.h"
 
 #define OUT_BYTES (1u << 20)
+/* No writer makes a chunk bigger, in words (sched/trace.c's buffers are
+ * 256 KiB). */
+#define CHUNK_MAX (8u << 20)
 
-/* The writer's view of a worker's track. */
+/* The writer's view of a worker's track, and what its packed records are
+ * relative to (sched/trace.h). */
 struct track {
     uint64_t cur;   /* the tasklet whose slice is open (SL_TR_IDLE: none) */
     int64_t start;  /* its start, ns since the trace began                */
     int64_t last;   /* the latest time of an instant or flow written on
                        this track                                       */
     size_t seg;     /* where tick_ns last found this track's ticks       */
+    uint64_t ts;    /* the tick of its last record                        */
+    uint64_t addr;  /* the last address                                   */
+    uint64_t idhi;  /* the high half of its ids, in place                 */
+    uint32_t flows; /* flowed wakes read                                  */
+    uint32_t flow;  /* the latest one's id                                */
 };
+
+/* One record unpacked: what the formatting below reads. */
+struct rec {
+    uint64_t ts;
+    uint64_t a, b; /* SWITCH: from, to; BLOCK: the tasklet, the address;
+                      WAKE: the woken, the address; SPAWN, KILL, NAME,
+                      START: the tasklet                                 */
+    uint32_t c;    /* SWITCH, WAKE: the flow (0: none); BLOCK: a timeout */
+    uint8_t kind;  /* SL_TR_*, or BLOCK                                   */
+    uint8_t x;     /* SWITCH: why; BLOCK: wkind; WAKE: cause              */
+    uint16_t y;
+    bool ends;     /* WAKE: the slice it is in ends at its time (its
+                      switch follows)                                    */
+};
+enum { BLOCK = 16 }; /* a kind of its own here: a switch's wait */
+/* Flow ids as the JSON has them: never 0. */
+#define FLOW_TAG (1u << 24)
 
 /* A (tick, ns) pair (a chunk's). */
 struct anchor {
@@ -323,7 +349,7 @@ static char *put_op(char *p, bool send)
     return send ? LIT(p, "\"send\"") : LIT(p, "\"receive\"");
 }
 
-static void fmt_block(int wk, const struct sl_trace_rec *r, int64_t ns)
+static void fmt_block(int wk, const struct rec *r, int64_t ns)
 {
     char *p = INSTANT(wk, ns, "block", r->a);
     switch (r->x) {
@@ -362,7 +388,7 @@ static void fmt_block(int wk, const struct sl_trace_rec *r, int64_t ns)
     ev_close(p);
 }
 
-static void fmt_wake(int wk, const struct sl_trace_rec *r, int64_t ns)
+static void fmt_wake(int wk, const struct rec *r, int64_t ns)
 {
     char *p;
     switch (r->x) {
@@ -418,61 +444,177 @@ static void fmt_simple(int wk, int64_t ns, int kind, uint64_t id)
     ev_close(p);
 }
 
-static void format(int wk, const struct sl_trace_rec *rs, uint32_t n)
+/* One unpacked record r of track wk, as JSON (name: a NAME's). */
+static void format_rec(int wk, const struct rec *r, const char *name)
 {
     struct track *t = &cv.tracks[wk];
-    for (uint32_t i = 0; i < n; i++) {
-        const struct sl_trace_rec *r = &rs[i];
-        /* Not before the last event written on the track (tick counters
-         * of two cores may differ a little, a coarse counter repeats). */
-        int64_t ns = tick_ns(r->ts, &t->seg);
-        if (ns < t->last)
-            ns = t->last;
-        /* An instant that ends a slice is placed inside it, if that does
-         * not put it before the track's last event. */
-        int64_t inside = ns - 1 > t->start && ns - 1 >= t->last ? ns - 1 : ns;
-        t->last = ns;
-        switch (r->kind) {
-        case SL_TR_SWITCH:
-            if (r->a != SL_TR_IDLE)
-                ev_slice(wk, r->a, t->start, ns);
-            if (r->x == SL_TR_WHY_END)
-                fmt_simple(wk, inside, 0, r->a);
-            t->cur = r->b;
-            t->start = ns;
-            if (r->c && r->b != SL_TR_IDLE) { /* inside the slice it binds */
-                ev_flow(wk, ns + 1, r->c, true);
-                t->last = ns + 1;
+    /* Not before the last event written on the track (tick counters of
+     * two cores may differ a little, a coarse counter repeats). */
+    int64_t ns = tick_ns(r->ts, &t->seg);
+    if (ns < t->last)
+        ns = t->last;
+    /* An instant that ends a slice is placed inside it, if that does not
+     * put it before the track's last event. */
+    int64_t inside = ns - 1 > t->start && ns - 1 >= t->last ? ns - 1 : ns;
+    t->last = ns;
+    switch (r->kind) {
+    case SL_TR_SWITCH:
+        if (r->a != SL_TR_IDLE)
+            ev_slice(wk, r->a, t->start, ns);
+        if (r->x == SL_TR_WHY_END)
+            fmt_simple(wk, inside, 0, r->a);
+        t->cur = r->b;
+        t->start = ns;
+        if (r->c && r->b != SL_TR_IDLE) { /* inside the slice it binds */
+            ev_flow(wk, ns + 1, r->c, true);
+            t->last = ns + 1;
+        }
+        break;
+    case BLOCK:
+        fmt_block(wk, r, inside);
+        break;
+    case SL_TR_WAKE:
+        fmt_wake(wk, r, r->ends ? inside : ns);
+        break;
+    case SL_TR_SPAWN:
+    case SL_TR_KILL:
+        fmt_simple(wk, ns, r->kind, r->a);
+        break;
+    case SL_TR_NAME:
+        name_set(r->a, name);
+        break;
+    case SL_TR_START:
+        t->cur = r->a;
+        t->start = ns;
+        break;
+    case SL_TR_STOP:
+        if (t->cur != SL_TR_IDLE)
+            ev_slice(wk, t->cur, t->start, ns);
+        t->cur = SL_TR_IDLE;
+        break;
+    default:
+        break;
+    }
+}
+
+/* A wait word's address: the word after it (far), or the difference
+ * from the track's last one. */
+static uint64_t wait_addr(struct track *t, uint64_t w, const uint64_t **pp)
+{
+    if (w & SL_TR_W_FAR)
+        t->addr = *(*pp)++;
+    else
+        t->addr += (uint64_t)((int64_t)w >> 24);
+    return t->addr;
+}
+
+/* Track wk's n words of records at p, as JSON. A record cut short (the
+ * program died while its buffer was written) ends them; false if one is
+ * not a trace's. */
+static bool format(int wk, const uint64_t *p, size_t n)
+{
+    struct track *t = &cv.tracks[wk];
+    const uint64_t *end = p + n;
+    while (p < end) {
+        uint64_t w0 = *p++;
+        unsigned kind = SL_TR_KIND(w0), f = SL_TR_FLAGS(w0);
+        uint64_t id = t->idhi | SL_TR_ID(w0);
+        /* The words this record has after its first. */
+        size_t more = kind == SL_TR_SWITCH
+                          ? (SL_TR_F_FLOW(f) == SL_TR_FLOW_ID) +
+                                ((f & SL_TR_F_FROM) != 0) +
+                                (SL_TR_F_WHY(f) == SL_TR_WHY_BLOCK)
+                      : kind == SL_TR_WAKE ? 1
+                      : kind == SL_TR_NAME ? 4
+                      : kind == SL_TR_TIME ? 1
+                                           : 0;
+        if ((size_t)(end - p) < more)
+            return true;
+        /* (a wait word with its address in the next word: one more) */
+        const uint64_t *wp = kind == SL_TR_WAKE ? p
+                             : kind == SL_TR_SWITCH &&
+                                     SL_TR_F_WHY(f) == SL_TR_WHY_BLOCK
+                                 ? p + more - 1
+                                 : NULL;
+        if (wp && (*wp & SL_TR_W_FAR) && (size_t)(end - p) < more + 1)
+            return true;
+        if (kind == SL_TR_TIME) {
+            t->ts = *p++;
+            continue;
+        }
+        if (kind == SL_TR_IDHI) {
+            t->idhi = SL_TR_ID(w0) << 32;
+            continue;
+        }
+        struct rec r = {t->ts + SL_TR_DT(w0), 0, 0, 0, (uint8_t)kind, 0, 0,
+                        false};
+        t->ts = r.ts;
+        char name[32];
+        switch (kind) {
+        case SL_TR_SWITCH: {
+            r.a = t->cur;
+            r.b = f & SL_TR_F_TO_IDLE ? SL_TR_IDLE : id;
+            r.x = (uint8_t)SL_TR_F_WHY(f);
+            unsigned fl = SL_TR_F_FLOW(f);
+            if (fl == SL_TR_FLOW_ID)
+                r.c = (uint32_t)(*p++ & SL_TR_FLOW_MASK) | FLOW_TAG;
+            else if (fl == SL_TR_FLOW_LAST)
+                r.c = t->flow | FLOW_TAG;
+            else if (fl != SL_TR_FLOW_NONE)
+                return false;
+            if (f & SL_TR_F_FROM)
+                r.a = *p++;
+            if (r.x == SL_TR_WHY_BLOCK) {
+                uint64_t w = *p++;
+                struct rec b = {r.ts, r.a, wait_addr(t, w, &p),
+                                (w & SL_TR_W_TIMEOUT) != 0, BLOCK,
+                                (uint8_t)(w & 0xf), (uint16_t)(w >> 8),
+                                false};
+                format_rec(wk, &b, NULL);
             }
             break;
-        case SL_TR_BLOCK:
-            fmt_block(wk, r, inside);
-            break;
-        case SL_TR_WAKE:
-            fmt_wake(wk, r, ns);
-            break;
-        case SL_TR_SPAWN:
-        case SL_TR_KILL:
-            fmt_simple(wk, ns, r->kind, r->a);
-            break;
-        case SL_TR_NAME:
-            if (i + 1 < n)
-                name_set(r->a, (const char *)&rs[i + 1]);
-            i++;
-            break;
-        case SL_TR_START:
-            t->cur = r->a;
-            t->start = ns;
-            break;
-        case SL_TR_STOP:
-            if (t->cur != SL_TR_IDLE)
-                ev_slice(wk, t->cur, t->start, ns);
-            t->cur = SL_TR_IDLE;
-            break;
-        default:
+        }
+        case SL_TR_WAKE: {
+            uint64_t w = *p++;
+            r.a = id;
+            r.b = wait_addr(t, w, &p);
+            r.x = (uint8_t)(f & 7);
+            r.y = (uint16_t)(w >> 8);
+            if (r.x == SL_OBS_SEND || r.x == SL_OBS_RECV ||
+                r.x == SL_OBS_SYNC) { /* a partner's wake: a flow */
+                t->flow = (t->flows++ * cv.ntracks + (uint32_t)wk) &
+                          SL_TR_FLOW_MASK;
+                r.c = t->flow | FLOW_TAG;
+            }
+            if (f & SL_TR_F_SWITCHED) { /* and the switch to it */
+                r.ends = true;
+                format_rec(wk, &r, NULL);
+                r = (struct rec){r.ts, t->cur, id, r.c, SL_TR_SWITCH,
+                                 SL_TR_WHY_YIELD, 0, false};
+            }
             break;
         }
+        case SL_TR_SPAWN:
+        case SL_TR_KILL:
+            r.a = id;
+            break;
+        case SL_TR_START:
+            r.a = f & 1 ? SL_TR_IDLE : id;
+            break;
+        case SL_TR_NAME:
+            r.a = id;
+            memcpy(name, p, sizeof name);
+            name[sizeof name - 1] = '\0';
+            p += sizeof name / sizeof *p;
+            break;
+        case SL_TR_STOP:
+            break;
+        default:
+            return false;
+        }
+        format_rec(wk, &r, name);
     }
+    return true;
 }
 
 /* The header: the array's opening, the process and one thread per
@@ -538,8 +680,7 @@ static int read_anchors(int raw, const struct sl_trace_head *h)
             return rc;
         if (c.magic != SL_TRACE_CHUNK_MAGIC)
             return SL_EINVAL;
-        if (lseek(raw, (off_t)c.n * (off_t)sizeof(struct sl_trace_rec),
-                  SEEK_CUR) < 0)
+        if (lseek(raw, (off_t)c.n * (off_t)sizeof(uint64_t), SEEK_CUR) < 0)
             return -errno;
         struct anchor *l = &cv.anchors[cv.nanchors - 1];
         if (c.tick <= l->tick || c.ns <= l->ns)
@@ -558,7 +699,7 @@ static int read_anchors(int raw, const struct sl_trace_head *h)
 int sl__trace_convert(int raw, int json)
 {
     struct sl_trace_head h;
-    struct sl_trace_rec *recs = NULL;
+    uint64_t *recs = NULL;
     memset(&cv, 0, sizeof cv);
     cv.out_fd = json;
     int rc = read_full(raw, &h, sizeof h);
@@ -585,19 +726,20 @@ int sl__trace_convert(int raw, int json)
         goto out;
     }
     for (uint32_t i = 0; i < cv.ntracks; i++)
-        cv.tracks[i] = (struct track){SL_TR_IDLE, 0, 0, 1};
+        cv.tracks[i] = (struct track){.cur = SL_TR_IDLE, .seg = 1,
+                                      .ts = h.tick0};
     header(&h);
     for (;;) {
         struct sl_trace_chunk c;
         if ((rc = read_full(raw, &c, sizeof c)) <= 0)
             break;
         if (c.magic != SL_TRACE_CHUNK_MAGIC || c.worker < 0 ||
-            (uint32_t)c.worker >= cv.ntracks) {
+            (uint32_t)c.worker >= cv.ntracks || c.n > CHUNK_MAX) {
             rc = SL_EINVAL;
             break;
         }
         if (c.n > cap) {
-            struct sl_trace_rec *r = realloc(recs, c.n * sizeof *r);
+            uint64_t *r = realloc(recs, c.n * sizeof *r);
             if (!r) {
                 rc = SL_ENOMEM;
                 break;
@@ -615,7 +757,10 @@ int sl__trace_convert(int raw, int json)
                 break;
             got += k;
         }
-        format(c.worker, recs, (uint32_t)((size_t)got / sizeof *recs));
+        if (!format(c.worker, recs, (size_t)got / sizeof *recs)) {
+            rc = SL_EINVAL;
+            break;
+        }
         if ((size_t)got < bytes || cv.err)
             break;
     }

@@ -186,7 +186,7 @@ bool sl__waitq_wake(struct sl__waitq *sq, void *value)
     sl__waitq_unlink(wt);
     wt->value = value;
     if (sl__obs_tracing())
-        sl__obs_wake(w, wt->t, SL_OBS_SYNC, q);
+        sl__obs_wake(w, wt->t, SL_OBS_SYNC, q, false);
     sl__wait_wake_partner(w, wt->t);
     return true;
 }

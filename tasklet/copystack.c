@@ -495,25 +495,50 @@ jump_slow_body(sl_worker *w, sl_tasklet *from, sl_tasklet *to)
     return jump_slow_rest(w, from, to);
 }
 
-/* sl_run_for's budget is armed (its watchdog may send this switch to main
- * instead, sched.c), or a callback or the trace watches (it sees the
- * switch, once its target is known). Out of line, so that sl__jump_slow
- * keeps an empty frame. */
-static __attribute__((noinline)) sl_worker *
-jump_watched(sl_worker *w, sl_tasklet *from, sl_tasklet *to)
+/* What watches a switch sees it (sl_run_for's watchdog first: it may send
+ * the switch to main instead), before the jump. Returns the tasklet to
+ * switch to. */
+static inline __attribute__((always_inline)) sl_tasklet *
+jump_watch(sl_worker *w, sl_tasklet *from, sl_tasklet *to)
 {
     uint8_t slow = SL_LOAD(&w->jump_slow);
     if (slow & SL_JS_BUDGET)
         to = sl__budget_switch(w, from, to);
     if (slow & SL_JS_OBSERVE)
         sl__obs_switch(w, from, to, false);
-    if (slow & SL_JS_STACK)
-        return jump_slow_body(w, from, to);
+    return to;
+}
+
+/* The plain switch after jump_watch, as a tail call of sl__jump_slow: no
+ * frame but its return address is live across the jump (each frame a
+ * resumed tasklet returns through is a cache miss when there are many of
+ * them). */
+static __attribute__((noinline)) sl_worker *
+jump_plain(sl_worker *w, sl_tasklet *from, sl_tasklet *to)
+{
     if (sl_unlikely(!to->ctx)) /* (what sl__jump does) */
         sl__tasklet_prepare(w, to);
     return sl__jump_to(w, from, to);
 }
 
+static __attribute__((noinline)) sl_worker *
+jump_stack(sl_worker *w, sl_tasklet *from, sl_tasklet *to)
+{
+    return jump_slow_body(w, from, to);
+}
+
+/* A watched switch: seen, then made by a tail call (above). */
+static __attribute__((noinline)) sl_worker *
+jump_watched(sl_worker *w, sl_tasklet *from, sl_tasklet *to)
+{
+    to = jump_watch(w, from, to);
+    if (SL_LOAD(&w->jump_slow) & SL_JS_STACK)
+        return jump_stack(w, from, to);
+    return jump_plain(w, from, to);
+}
+
+/* (Its frame stays empty on the way to the switcher: every byte on the
+ * stack here is copied twice a switch in copy mode.) */
 sl_worker *sl__jump_slow(sl_worker *w, sl_tasklet *from, sl_tasklet *to)
 {
     if (sl_unlikely(SL_LOAD(&w->jump_slow) & (SL_JS_BUDGET | SL_JS_OBSERVE)))

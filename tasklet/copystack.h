@@ -58,8 +58,10 @@ void sl__copy_fini(sl_worker *w);
  * sl_config.stack_mode): sets up each worker and its slow-switch flag. */
 int sl__copy_enable(void);
 
-/* sl__jump when w->jump_slow (copy mode on, canary slots, or a budget of
- * sl_run_for armed): checks from's canary, readies `to` and switches,
+/* sl__jump when w->jump_slow: sl_run_for's watchdog (which may send the
+ * switch to main instead), the callbacks and the trace see the switch
+ * (SL_JS_BUDGET, SL_JS_OBSERVE); with SL_JS_STACK (copy mode on, or
+ * canary slots) it checks from's canary, readies `to` and switches,
  * through the switcher when copies must be made off the shared stack. */
 sl_worker *sl__jump_slow(sl_worker *w, sl_tasklet *from, sl_tasklet *to);
 /* sl_run_for's watchdog at a switch from `from` to `to` (w->current),

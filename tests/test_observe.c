@@ -58,12 +58,22 @@ static char *slurp(const char *path)
     return buf;
 }
 
+/* How often `what` occurs in s. (By hand: the sanitizers' strstr and
+ * memmem check the whole rest at every call, quadratic over a trace of a
+ * few megabytes.) */
 static int count(const char *s, const char *what)
 {
     int n = 0;
     size_t len = strlen(what);
-    for (const char *p = s; (p = strstr(p, what)); p += len)
-        n++;
+    for (const char *p = s; *p; p++) {
+        size_t i = 0;
+        while (i < len && p[i] == what[i])
+            i++;
+        if (i == len) {
+            n++;
+            p += len - 1;
+        }
+    }
     return n;
 }
 
@@ -464,9 +474,10 @@ TU_TEST_NOINIT(trace_finished_by_shutdown_exit_and_from_the_environment)
 
 /* ---- the trace: a crash --------------------------------------------------------- */
 
-/* BUF_RECS: the records a worker's buffer holds (sched/trace.c's
- * TB_RECS), what a crash may lose; the run writes several before it dies. */
-enum { CRASH_YIELDS = 40000, BUF_RECS = 16384 };
+/* BUF_RECS: the most records a worker's buffer holds (sched/trace.c's
+ * TB_WORDS, 256 KiB, over the smallest record: a word), what a crash may
+ * lose; the run writes several buffers before it dies. */
+enum { CRASH_YIELDS = 50000, BUF_RECS = (256 << 10) / 8 };
 
 static void yield_many(void *arg)
 {
@@ -509,9 +520,8 @@ TU_TEST_NOINIT(a_crash_loses_at_most_the_last_buffer)
     char *j = slurp(json);
     CU_ASSERT_PTR_NOT_NULL_FATAL(j);
     /* 2 x CRASH_YIELDS yields and the ends: 2 x CRASH_YIELDS + 3
-     * switches, each one slice, in records of one or two each (a switch,
-     * a block): at most BUF_RECS records lost, so at least that many
-     * slices fewer. */
+     * switches, each one slice and one record: at most BUF_RECS records
+     * lost, so at most that many slices fewer. */
     int all = 2 * CRASH_YIELDS + 3;
     int slices = count(j, "\"ph\":\"X\"");
     CU_ASSERT(slices >= all - BUF_RECS && slices <= all + 1); /* (+ main's,
@@ -537,6 +547,95 @@ TU_TEST_NOINIT(a_file_that_is_no_trace_is_refused)
     close(out);
     close(fd);
     unlink(path);
+}
+
+/* A raw file written by hand, as sched/trace.h lays it out, with every
+ * escape a writer may need: ids past 2^32 (IDHI), a gap too long for dt
+ * (TIME), an address far from the last (a wait word's FAR bit), a flow
+ * by id and by "the latest". The JSON says what the records say. */
+enum { R_SWITCH = 1, R_WAKE, R_SPAWN, R_KILL, R_NAME, R_START, R_STOP,
+       R_TIME, R_IDHI };
+static uint64_t rec_word(unsigned kind, unsigned flags, uint64_t dt,
+                         uint64_t id)
+{
+    return kind | flags << 4 | dt << 10 | (id & 0xffffffffu) << 32;
+}
+
+TU_TEST_NOINIT(a_raw_file_with_every_escape_converts)
+{
+    char path[256], json[300];
+    temp_path(path, sizeof path, "escapes");
+    snprintf(json, sizeof json, "%s.out", path);
+    struct {
+        char magic[8];
+        uint32_t nworkers;
+        int32_t pid;
+        uint32_t use_ticks, pad;
+        int64_t ns0;
+        uint64_t tick0;
+        char comm[32];
+    } head = {"SLTRACE2", 1, 4242, 0, 0, 0, 0, "escapes"};
+    uint64_t w[64];
+    int n = 0;
+    const uint64_t far = 0x7f00deadbee0ull, near = far - 0x40;
+    w[n++] = rec_word(R_START, 0, 0, 5);         /* at 0 ns, #5 runs */
+    w[n++] = rec_word(R_NAME, 0, 10, 5);
+    memcpy(&w[n], "five\0\0\0\0" "\0\0\0\0\0\0\0\0" "\0\0\0\0\0\0\0\0"
+                  "\0\0\0\0\0\0\0\0", 32);
+    n += 4;
+    w[n++] = R_IDHI | (uint64_t)1 << 32;       /* ids 2^32 + ... from here */
+    w[n++] = rec_word(R_SPAWN, 0, 10, 7);       /* #4294967303 at 20 ns */
+    w[n++] = R_TIME;                            /* a gap: 10 ms */
+    w[n++] = 10000000;
+    /* A wake of #4294967303 by a send on a far channel (a flow), at 10 ms
+     * + 100 ns; the switch to it 100 ns later takes "the latest" flow. */
+    w[n++] = rec_word(R_WAKE, 1 /* SEND */, 100, 7);
+    w[n++] = 0x20 | (uint64_t)0 << 8;          /* FAR: the address follows */
+    w[n++] = far;
+    w[n++] = rec_word(R_SWITCH, 0 /* yield */ | 2 << 2 /* latest flow */,
+                      100, 7);
+    /* #4294967303 blocks receiving on a channel near the last (its
+     * difference coded in the wait word) and the idle context runs. */
+    w[n++] = rec_word(R_SWITCH, 1 /* block */ | 0x20 /* to idle */, 100, 0);
+    w[n++] = 0 /* channel */ | (uint64_t)0xff << 8 |
+             (uint64_t)(near - far) << 24;
+    w[n++] = rec_word(R_STOP, 0, 1000, (uint64_t)1 << 32);
+    struct {
+        uint32_t magic;
+        int32_t worker;
+        uint32_t n, pad;
+        uint64_t tick;
+        int64_t ns;
+    } chunk = {0x4b43534cu, 0, (uint32_t)n, 0, 0, 0};
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    CU_ASSERT_FATAL(fd >= 0);
+    TU_EQ(write(fd, &head, sizeof head), (ssize_t)sizeof head);
+    TU_EQ(write(fd, &chunk, sizeof chunk), (ssize_t)sizeof chunk);
+    TU_EQ(write(fd, w, (size_t)n * 8), (ssize_t)n * 8);
+    TU_EQ(lseek(fd, 0, SEEK_SET), 0);
+    int out = open(json, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    CU_ASSERT_FATAL(out >= 0);
+    TU_EQ(sl__trace_convert(fd, out), 0);
+    close(out);
+    close(fd);
+    char *j = slurp(json);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    /* #5's slice runs to the wake's switch at 10 ms + 200 ns. */
+    CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"ts\":0.000,\"ph\":\"X\",\"dur\":10000.200,"
+                                     "\"name\":\"five #5\""));
+    CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"name\":\"spawn\",\"args\":{\"id\":"
+                                     "4294967303}"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"by\":\"send\",\"ch\":\"0x7f00deadbee0\""));
+    CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"op\":\"receive\",\"ch\":"
+                                     "\"0x7f00deadbea0\""));
+    /* The flow starts at the wake and ends in #4294967303's slice. */
+    TU_EQ(count(j, "\"ph\":\"s\""), 1);
+    TU_EQ(count(j, "\"ph\":\"f\""), 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"ts\":10000.200,\"ph\":\"X\",\"dur\":0.100,"
+                                     "\"name\":\"#4294967303\""));
+    free(j);
+    unlink(path);
+    unlink(json);
 }
 
 /* ---- the SIGQUIT dump --------------------------------------------------------- */
@@ -749,6 +848,7 @@ static CU_TestInfo tests[] = {
     TU_CASE(trace_finished_by_shutdown_exit_and_from_the_environment),
     TU_CASE(a_crash_loses_at_most_the_last_buffer),
     TU_CASE(a_file_that_is_no_trace_is_refused),
+    TU_CASE(a_raw_file_with_every_escape_converts),
     TU_CASE(sigquit_dumps_every_tasklet_when_asked),
     TU_CASE(sigquit_is_left_alone_unless_asked),
     /* the review of issue 16 (review3) */
