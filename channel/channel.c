@@ -273,9 +273,22 @@ static __attribute__((noinline)) int
 handover_traced(sl_worker *w, sl_channel *ch, sl_tasklet *t, int dir,
                 uint8_t after, int rc)
 {
-    sl__obs_wake(w, t, dir > 0 ? SL_OBS_SEND : SL_OBS_RECV, ch,
-                 after == SL_AFTER_PARTNER &&
-                     (t->pin < 0 || t->pin == w->index));
+    bool now = after == SL_AFTER_PARTNER &&
+               (t->pin < 0 || t->pin == w->index);
+    if (sl__obs_wake(w, t, dir > 0 ? SL_OBS_SEND : SL_OBS_RECV, ch, now) &&
+        SL_LOAD(&w->jump_slow) == SL_JS_OBSERVE &&
+        SL_LOAD(&sl__observe) == SL_OBS_TRACE) {
+        /* The trace recorded the switch to t with the wake, and nothing
+         * else watches switches: run_partner's, without the watch. */
+        SL_STORE(&w->trace_skip, NULL);
+        sl_tasklet *cur = w->current;
+        sl__rq_link_after_current(w, t);
+        SL_STORE(&w->current, t);
+        if (sl_unlikely(!t->ctx))
+            sl__tasklet_prepare(w, t);
+        sl__jump_to(w, cur, t);
+        return rc;
+    }
     return after_handover(w, t, after, rc);
 }
 

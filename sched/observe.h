@@ -5,9 +5,12 @@
  * What it costs when nothing watches. A switch pays nothing more: a
  * callback or the trace sets SL_JS_OBSERVE in every worker's jump_slow
  * byte, which the switch tests already (sched.h), and sl__jump_slow sends
- * the switch through sl__obs_switch. A channel operation, a spawn and a
- * woken wait's slow paths test sl__observe, one predictable branch each.
- * Everything behind the branch is out of line.
+ * the switch through sl__obs_switch before it jumps. A channel operation
+ * tests one byte that also says "several workers" (sl__chan_slow,
+ * sched.h) for the channel callback, and where it completes a partner's
+ * wait, sl__observe for the trace; a spawn and a woken wait's slow paths
+ * test sl__observe. One predictable branch each; everything behind it is
+ * out of line.
  *
  * Hooks run on the thread of the worker that acts (sl__self()); a thread
  * that is not a worker (an offload helper ending its call) records
@@ -72,9 +75,10 @@ void sl__obs_spawn(sl_worker *w, sl_tasklet *t);
 /* A partner completed t's wait (cause SL_OBS_SEND/RECV on channel `on`,
  * SL_OBS_SYNC on wait queue `on`): before t is made runnable. switching:
  * w's next switch is to t, from the tasklet running now, which stays
- * runnable (a channel's partner preference): the trace records both as
- * one. */
-void sl__obs_wake(sl_worker *w, sl_tasklet *t, int cause, const void *on,
+ * runnable (a channel's partner preference). True if the trace recorded
+ * that switch too: w->trace_skip is t, and sl__obs_switch will not
+ * record it again. */
+bool sl__obs_wake(sl_worker *w, sl_tasklet *t, int cause, const void *on,
                   bool switching);
 /* A claimer that is not a partner ended t's wait with result (timer,
  * descriptor, kill, deadlock): before t is made runnable. */

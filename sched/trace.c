@@ -4,20 +4,25 @@
  * (sched/trace_json.c). docs/trace.md is the user's view.
  *
  * Design.
- *   - Recording is cheap and owner-only. Each worker appends fixed
- *     32-byte records (a tick count and a few words, sched/trace.h) to a
- *     buffer of its own: no lock, no atomic read-modify-write, nothing
- *     formatted. The clock is the CPU's tick counter where it is invariant
- *     (arch/), about 10 ns a read.
+ *   - Recording is cheap and owner-only. Each worker appends packed
+ *     records of one to six 64-bit words (a tick delta, an id, flags,
+ *     sched/trace.h) to a buffer of its own: no lock, no atomic
+ *     read-modify-write, nothing formatted. The clock is the CPU's tick
+ *     counter where it is invariant (arch/), about 10 ns a read.
+ *   - What a busy program does most costs least: a channel hand-over
+ *     whose partner runs at once is one record of two words, made by the
+ *     wake hook (the switch it announces is then skipped), and a tasklet
+ *     blocking in a channel one of two words. hackysack makes about four
+ *     words a kick, against five 32-byte records in the first version:
+ *     writing the bytes, not making them, was most of its cost.
  *   - A worker writes its own full buffer to the raw file, one writev(2)
- *     per 16,384 records (512 KiB), and goes on; nobody stops for it, and
- *     a program that dies has lost at most the buffer each worker was
- *     filling. The JSON is made from the raw file when the trace stops:
- *     JSON text costs ten times the bytes and several times the work of a
- *     record, which the workers cannot pay while they run (hackysack makes
- *     about five records a kick), and a thread formatting beside them
- *     falls behind on two CPUs. A raw file left by a program that died
- *     converts with tools/stackless-trace.
+ *     per 256 KiB, and goes on; nobody stops for it, and a program that
+ *     dies has lost at most the buffer each worker was filling. The JSON
+ *     is made from the raw file when the trace stops: JSON text costs
+ *     twenty times the bytes and several times the work of a record,
+ *     which the workers cannot pay while they run, and a thread
+ *     formatting beside them falls behind on two CPUs. A raw file left by
+ *     a program that died converts with tools/stackless-trace.
  *   - Stopping does not stop the world either. sl_trace_stop turns
  *     recording off, then waits until no worker is inside an append (each
  *     marks itself busy around one). That needs the workers' "busy, then
@@ -271,6 +276,15 @@ wait_word(struct slot *s, unsigned k, unsigned y, uint64_t a, bool *far)
            d << 24;
 }
 
+/* No escape needed (sched/trace.h): dt fits, the id's high half is the
+ * one in place, the address difference fits. */
+static inline bool plain(const struct slot *s, uint64_t dt, uint64_t id,
+                         uint64_t d)
+{
+    return ((dt >> SL_TR_DT_BITS | ((id >> 32) ^ s->idhi)) |
+            ((d + (1ull << (SL_TR_ADDR_BITS - 1))) >> SL_TR_ADDR_BITS)) == 0;
+}
+
 /* A WAKE record (room made): its first word w0, then the wait word. */
 static inline __attribute__((always_inline)) void
 wake_rec(struct slot *s, uint64_t w0, uint64_t a, unsigned y)
@@ -402,24 +416,26 @@ void sl__trace_switch(sl_worker *w, sl_tasklet *from, sl_tasklet *to,
         SL_LOAD(&from->state) == SL_T_BLOCKED && from->wkind == SL_W_CHAN &&
         !to->is_idle && SL_LOAD(&from->id) == s->running &&
         SL_LOAD(&to->trace_flow) == 0) {
+        /* A channel wait, to a tasklet that no wake's flow enters. Read
+         * everything, then write (as in sl__obs_wake). */
+        uint64_t *p = s->p;
         uint64_t ts = sl_arch_ticks();
         uint64_t id = SL_LOAD(&to->id);
         uint64_t a = (uint64_t)(uintptr_t)from->wait.q;
-        bool far;
-        uint64_t w1 = wait_word(s,
-                                SL_W_CHAN | ((from->wcount & SL_WC_TIMER)
-                                                 ? SL_TR_W_TIMEOUT
-                                                 : 0),
-                                (uint8_t)from->wait.dir, a, &far);
-        uint64_t w0 = first(s, SL_TR_SWITCH, SL_TR_WHY_BLOCK, ts, id);
-        s->running = id;
-        uint64_t *p = s->p;
-        p[0] = w0;
-        p[1] = w1;
-        p[2] = a; /* (kept only if far) */
-        s->p = p + (far ? 3 : 2);
-        append_end(s);
-        return;
+        uint64_t dt = ts - s->ts, d = a - s->addr;
+        if (sl_likely(plain(s, dt, id, d))) {
+            uint64_t y = (uint8_t)from->wait.dir;
+            unsigned k = SL_W_CHAN |
+                         ((from->wcount & SL_WC_TIMER) ? SL_TR_W_TIMEOUT : 0);
+            s->ts = ts;
+            s->addr = a;
+            s->running = id;
+            p[0] = SL_TR_SWITCH | SL_TR_WHY_BLOCK << 4 | dt << 10 | id << 32;
+            p[1] = k | y << 8 | d << 24;
+            s->p = p + 2;
+            append_end(s);
+            return;
+        }
     }
     switch_any(w, s, from, to, ends);
 }
@@ -435,45 +451,62 @@ void sl__obs_kill(sl_worker *w, sl_tasklet *t)
 }
 
 static __attribute__((noinline)) void
-wake_slow(sl_worker *w, sl_tasklet *t, int cause, const void *on,
-          bool switching)
+wake_slow(sl_worker *w, sl_tasklet *t, int cause, const void *on)
 {
     struct slot *s = &slots[w->index];
     room(s, w->index);
     uint64_t id = SL_LOAD(&t->id);
     wake_rec(s, first(s, SL_TR_WAKE, (unsigned)cause, ticks(), id),
              (uint64_t)(uintptr_t)on, SL_LOAD(&t->wkind));
-    (void)switching; /* (the switch is recorded when it happens) */
+    /* (the switch, if one follows, is recorded when it happens) */
     SL_STORE(&t->trace_flow, trace_flow(s));
     append_end(s);
 }
 
-void sl__obs_wake(sl_worker *w, sl_tasklet *t, int cause, const void *on,
+bool sl__obs_wake(sl_worker *w, sl_tasklet *t, int cause, const void *on,
                   bool switching)
 {
     struct slot *s = &slots[w->index];
     if (!append_begin(s))
-        return;
-    if (sl_unlikely(s->p >= s->fast))
-        return wake_slow(w, t, cause, on, switching);
-    uint64_t id = SL_LOAD(&t->id);
-    unsigned f = (unsigned)cause;
+        return false;
+    /* Everything read first, then written (the buffer's words could be
+     * the slot's, for all the compiler knows). */
+    uint64_t *p = s->p;
+    uint64_t id = SL_LOAD(&t->id), a = (uint64_t)(uintptr_t)on;
+    uint64_t ts = sl_arch_ticks(); /* (not used unless fast: see fast) */
+    uint64_t dt = ts - s->ts, d = a - s->addr;
+    if (sl_unlikely(p >= s->fast || !plain(s, dt, id, d))) {
+        wake_slow(w, t, cause, on);
+        return false;
+    }
+    unsigned wk = SL_LOAD(&t->wkind);
+    uint32_t k = s->flows;
     /* (the flow: the n-th of this worker's, which the reader counts) */
-    uint32_t flow = trace_flow(s);
-    if (switching && !(SL_LOAD(&w->jump_slow) & SL_JS_BUDGET) &&
-        tid_of(w->current) == s->running) {
-        /* The next switch is to t, from the tasklet running (no budget to
-         * send it elsewhere): one record for both; the flow ends in it. */
+    uint32_t flow = (uint32_t)SL_LOAD(&tr.session) << 24 | (k & SL_TR_FLOW_MASK);
+    /* The next switch is to t, from the tasklet the trace has running,
+     * and no budget can send it elsewhere: one record for both, the flow
+     * ending in it. */
+    bool fold = switching && !(SL_LOAD(&w->jump_slow) & SL_JS_BUDGET) &&
+                SL_LOAD(&w->current->id) == s->running &&
+                !w->current->is_idle;
+    s->flows = k + (uint32_t)tr.nworkers;
+    s->flow = k & SL_TR_FLOW_MASK;
+    s->ts = ts;
+    s->addr = a;
+    unsigned f = (unsigned)cause;
+    if (fold) {
         f |= SL_TR_F_SWITCHED;
-        SL_STORE(&w->trace_skip, t); /* (sl__obs_switch) */
         s->running = id;
         flow = 0;
+        SL_STORE(&w->trace_skip, t); /* (sl__obs_switch) */
     }
     SL_STORE(&t->trace_flow, flow); /* before t can run: the caller wakes
                                        it after this */
-    wake_rec(s, first(s, SL_TR_WAKE, f, sl_arch_ticks(), id),
-             (uint64_t)(uintptr_t)on, SL_LOAD(&t->wkind));
+    p[0] = SL_TR_WAKE | f << 4 | dt << 10 | id << 32;
+    p[1] = (uint64_t)wk << 8 | d << 24;
+    s->p = p + 2;
     append_end(s);
+    return fold;
 }
 
 void sl__obs_wait_end(sl_tasklet *t, int result)
