@@ -801,8 +801,12 @@ sl_tasklet *sl_main(void)
 }
 
 /* Stackless's tasklet.next / .prev. The run queue is its owner's alone,
- * so it answers for a tasklet runnable on the caller's worker; a waiting
- * tasklet's neighbours are read under its queue's lock. */
+ * so it answers for a tasklet runnable on the caller's worker (nobody
+ * else can take it out while we read); a waiting tasklet's neighbours are
+ * read under its queue's lock, the queue's memory kept from being freed
+ * meanwhile by the grace period of sched/wait.c (a tasklet may move on
+ * and its old channel be freed between reading where it waits and
+ * taking that lock). */
 static sl_tasklet *neighbour(const sl_tasklet *t, int dir)
 {
     sl_worker *w = sl__self();
@@ -816,7 +820,7 @@ static sl_tasklet *neighbour(const sl_tasklet *t, int dir)
         return dir > 0 ? t->next : t->prev;
     case SL_T_BLOCKED:
     case SL_T_SWITCHING: /* (its waiter is linked before it switches) */
-        return sl__waitq_neighbour(t, dir);
+        return sl__waitq_neighbour(w, t, dir);
     default:
         return NULL;
     }
