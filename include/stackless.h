@@ -221,8 +221,9 @@ int sl_tasklet_throw(sl_tasklet *t, int err, int flags);
  * queue (not a select): its neighbour there, NULL past either end;
  * anything else (paused, dead, runnable on another worker, sleeping...):
  * NULL. With several workers the answer is a snapshot (the neighbour may
- * move or end at once: its handle is valid only while it lives), and the
- * object t waits on must not be freed meanwhile. */
+ * move or end at once: its handle is valid only while it lives); t may
+ * move on and the object it waited on be freed meanwhile: the free waits
+ * for this call (docs/tasklet.md). */
 sl_tasklet *sl_tasklet_next(const sl_tasklet *t);
 sl_tasklet *sl_tasklet_prev(const sl_tasklet *t);
 
