@@ -133,7 +133,10 @@ typedef void (*sl_fn)(void *arg);
  * it is spent, the next tasklet that switches and is not atomic
  * (sl_tasklet_set_atomic) is taken out of the run queue (paused) if it was
  * still in it, *interrupted gets it (NULL otherwise) and main runs again;
- * insert it to let it go on. Cooperative: a tasklet that never switches
+ * insert it to let it go on. *interrupted holds a reference (Stackless's
+ * run() returns the tasklet object): the caller drops it with
+ * sl_tasklet_unref, and the handle stays valid until then even if the
+ * tasklet is killed or ends first. Cooperative: a tasklet that never switches
  * is never interrupted. With several workers it watches main's worker
  * (worker 0) only. Returns 0 (the queue ran dry), 1 (the budget was
  * spent), SL_ESTATE (no runtime, not main), SL_EINVAL (budget_ns < 0),

@@ -672,6 +672,12 @@ static sl_tasklet *budget_interrupt(sl_worker *w, sl_tasklet *from,
         sl__pause_after_switch(w, from);
     }
     SL_STORE(&w->current, m);
+    /* The handle sl_run_for gives its caller is a reference (Stackless's
+     * run() returns the tasklet object): taken here, while `from` is
+     * surely alive, since it may be killed or end (on another worker too)
+     * before main's caller looks at it. */
+    if (out)
+        sl_tasklet_ref(from);
     w->bud_victim = out ? from : NULL;
     __atomic_fetch_and(&w->jump_slow, (uint8_t)~SL_JS_BUDGET,
                        __ATOMIC_RELAXED);
@@ -746,9 +752,12 @@ int sl_run_for(int64_t budget_ns, uint64_t switches,
     __atomic_fetch_and(&w->jump_slow, (uint8_t)~SL_JS_BUDGET,
                        __ATOMIC_RELAXED);
     w->run_for = 0;
-    if (interrupted)
-        *interrupted = w->bud_victim;
+    sl_tasklet *victim = w->bud_victim; /* with a reference: the caller's */
     w->bud_victim = NULL;
+    if (interrupted)
+        *interrupted = victim;
+    else if (victim)
+        sl_tasklet_unref(victim);
     if (rc)
         return rc;
     return w->bud_spent;
