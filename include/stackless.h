@@ -404,8 +404,11 @@ int sl_offload(void (*fn)(void *), void *arg);
  * running (it may be ending), next the one that runs; either is NULL for
  * the worker's idle loop (nothing to run). NULL turns it off. Returns the
  * callback it replaces. One per process; it may be set with or without a
- * runtime. The callback must not switch, block or use a channel
- * (docs/trace.md says what it may call). */
+ * runtime. The callback must not switch, block or use a channel: from a
+ * callback, throw, kill, run, switch, insert, remove, schedule_remove,
+ * sl_run_for, sl_shutdown, channel calls and sl_select return SL_ESTATE;
+ * sl_schedule, blocking calls and sync objects abort (docs/trace.md has
+ * the whole list). */
 typedef void (*sl_schedule_cb)(sl_tasklet *prev, sl_tasklet *next);
 sl_schedule_cb sl_set_schedule_callback(sl_schedule_cb cb);
 sl_schedule_cb sl_get_schedule_callback(void);

@@ -510,10 +510,19 @@ void sl__fork_child_reset(void)
     atomic_store(&runtime_active, 0);
 }
 
-int sl_shutdown(void)
+/* The entry of the calls only main makes (sl_run, sl_run_for,
+ * sl_shutdown): main's worker, or NULL (no runtime, or the caller is not
+ * main). */
+static inline sl_worker *main_entry(void)
 {
     sl_worker *w = sl__self();
-    if (!w || w->current != w->main)
+    return w && w->current == w->main ? w : NULL;
+}
+
+int sl_shutdown(void)
+{
+    sl_worker *w = main_entry();
+    if (!w || sl__obs_in_callback()) /* (a callback switching to main) */
         return SL_ESTATE;
     sl__obs_shutdown(); /* the trace ends before the workers do */
     sl__offload_stop(); /* calls in progress finish first */
@@ -552,6 +561,8 @@ static int main_pause(sl_worker **wp, sl_tasklet *m)
  * loop below a frame.) */
 static __attribute__((noinline)) int run_mt(sl_worker *w, sl_tasklet *m)
 {
+    if (sl__obs_in_callback()) /* it always switches (observe.c) */
+        sl__obs_cb_misuse();
     int rc = sl__pend_check(m);
     if (rc)
         return rc;
@@ -563,14 +574,6 @@ static __attribute__((noinline)) int run_mt(sl_worker *w, sl_tasklet *m)
             return rc;
     } while (r != SL__QUIESCENT);
     return 0;
-}
-
-/* The entry of the calls only main makes (sl_run, sl_run_for): main's
- * worker, or NULL (no runtime, or the caller is not main). */
-static inline sl_worker *main_entry(void)
-{
-    sl_worker *w = sl__self();
-    return w && w->current == w->main ? w : NULL;
 }
 
 int sl_run(void)
@@ -587,9 +590,14 @@ int sl_run(void)
      * to it: its error ends sl_run, as the tasklet's own call would. With
      * one worker only this thread writes main's pend: plain reads (a
      * compare with memory each, where an atomic load and a test would
-     * cost bench_spawn 1%). */
-    if (sl_unlikely(m->pend) && (rc = sl__pend_take(m)))
-        return rc;
+     * cost bench_spawn 1%). A callback switching to main is caught where
+     * it would switch, or here: it must not take main's error. */
+    if (sl_unlikely(m->pend)) {
+        if (sl__obs_in_callback())
+            sl__obs_cb_misuse();
+        if ((rc = sl__pend_take(m)))
+            return rc;
+    }
     while (m->next != m || SL_LOAD(&sl__rt.nwaits) > 0) {
         /* Alone but a wait can still end (a timer, a descriptor): the
          * idle context waits for it. */
@@ -717,7 +725,7 @@ int sl_run_for(int64_t budget_ns, uint64_t switches,
     if (interrupted)
         *interrupted = NULL;
     sl_worker *w = main_entry();
-    if (!w)
+    if (!w || sl__obs_in_callback()) /* (a callback switching to main) */
         return SL_ESTATE;
     sl_tasklet *m = w->main;
     if (budget_ns < 0)
@@ -885,6 +893,8 @@ static inline int yield_entry(sl_worker **wp, sl_tasklet **cp)
     *wp = w;
     *cp = w->current;
     if (sl_unlikely(SL_LOAD(&(*cp)->pend))) {
+        if (sl__obs_in_callback()) /* it would take next's error */
+            sl__obs_cb_misuse();
         int e = sl__pend_take(*cp);
         if (e)
             return e;
@@ -904,6 +914,8 @@ int sl_schedule(void)
         return rc;
     sl_tasklet *next = cur->next;
     if (next == cur) { /* alone: nothing switches (unless the watchdog) */
+        if (sl__obs_in_callback()) /* as it would where it switches */
+            sl__obs_cb_misuse();
         if (sl_unlikely(SL_LOAD(&w->jump_slow) & SL_JS_BUDGET))
             return budget_yield(w, cur);
         return 0;
@@ -916,6 +928,8 @@ int sl_schedule(void)
 
 int sl_schedule_remove(void)
 {
+    if (sl__obs_in_callback()) /* (sched/observe.c) */
+        return SL_ESTATE;
     sl_worker *w;
     sl_tasklet *cur;
     int rc = yield_entry(&w, &cur);
@@ -929,9 +943,13 @@ int sl_schedule_remove(void)
     return sl__resumed(cur, 0);
 }
 
+/* The entry of the calls that move a tasklet (insert, remove, run,
+ * switch, throw, kill). From a schedule or channel callback: SL_ESTATE
+ * (sched/observe.c: the switch in progress may hold t's queue lock, or
+ * be t's own; a throw would wait for it to land). */
 static int check_target(sl_worker *w, const sl_tasklet *t)
 {
-    if (!w)
+    if (!w || sl__obs_in_callback())
         return SL_ESTATE;
     if (!t || t->is_idle)
         return SL_EINVAL;

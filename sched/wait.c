@@ -150,6 +150,8 @@ static inline void inspect_fence(void)
 
 sl_tasklet *sl__waitq_neighbour(sl_worker *w, const sl_tasklet *t, int dir)
 {
+    if (sl__obs_in_callback()) /* the switch in progress may hold the lock */
+        return NULL;
     const sl_waiter *wt = &t->wait;
     bool mt = sl__rt.mt;
     uint32_t seq = 0;
@@ -199,6 +201,8 @@ void sl__waitq_retire(void)
 
 sl_tasklet *sl__waitq_first(struct sl_waitq *q)
 {
+    if (sl__obs_in_callback()) /* (as sl__waitq_neighbour) */
+        return NULL;
     uint8_t *lk = sl__waitq_lock(q);
     sl__guard_lock(lk);
     sl_tasklet *r = q->head ? q->head->t : NULL;
@@ -210,6 +214,11 @@ sl_tasklet *sl__waitq_first(struct sl_waitq *q)
 
 void sl__guard_lock(uint8_t *guard)
 {
+    /* A sync object's call from a callback: the switch in progress may
+     * hold this very guard (its tasklet parks on the object), and a wake
+     * from there could not be told from the switch (observe.c). */
+    if (sl__obs_in_callback())
+        sl__obs_cb_misuse();
     if (sl__rt.mt)
         sl__spin_lock(guard);
 }
