@@ -177,7 +177,9 @@ static inline void sl__waitq_link_dir(struct sl_waitq *q, struct sl_waiter *w,
         h->prev->next = w;
         h->prev = w;
     }
-    __atomic_store_n(&w->q, q, __ATOMIC_RELAXED);
+    /* A release (a plain store on x86): sl_tasklet_next finds q through
+     * the waiter and reads q's lock offset before it holds the lock. */
+    __atomic_store_n(&w->q, q, __ATOMIC_RELEASE);
     __atomic_store_n(&q->balance, q->balance + dir, __ATOMIC_RELAXED);
 }
 
