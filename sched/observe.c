@@ -10,14 +10,15 @@
  * each thread notes when it is inside a callback (sl__obs_in_cb), and:
  *  - calls that would change a tasklet's place or wait (throw, kill, run,
  *    switch, insert, remove, schedule_remove, a channel operation, a
- *    select, sl_run, sl_run_for, sl_shutdown) look at it first and
- *    return SL_ESTATE, having done nothing;
+ *    select, sl_run_for, sl_shutdown) look at it first and return
+ *    SL_ESTATE, having done nothing;
  *  - calls that look into a wait queue (sl_tasklet_next/prev of a waiting
  *    tasklet, sl_channel_queue) return NULL: its lock may be the one the
  *    switch in progress holds;
- *  - a switch made from one aborts with a message: sl_schedule (whose
- *    path is too hot for a test of its own: it is caught where it
- *    switches, or in its slow branches) and the blocking calls, which
+ *  - a switch made from one aborts with a message: sl_schedule and
+ *    sl_run (whose paths are too hot for a test of their own: they are
+ *    caught where they switch, or in their slow branches; sl_run with
+ *    nothing to run returns 0 at once) and the blocking calls, which
  *    cannot be refused once half done; and so does any call of a sync
  *    object (its guard may be held by the switch in progress);
  *  - timers and descriptors are not served during a callback (a timer
