@@ -24,7 +24,8 @@
  *  - timers and descriptors are not served during a callback (a timer
  *    firing there would take a queue lock): the worker's poll countdown
  *    is held off and put back after.
- * What works is docs/trace.md's list; tests/test_observe.c calls each. */
+ * docs/trace.md lists every call; tests/test_observe.c exercises each
+ * group. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <signal.h>
