@@ -87,6 +87,7 @@ int sl_channel_free(sl_channel *ch)
         return SL_EINVAL;
     if (SL_LOAD(&ch->q.balance) != 0)
         return SL_ESTATE;
+    sl__waitq_retire(); /* no sl_tasklet_next reads it still (wait.c) */
     free(ch->ring);
     free(ch);
     return 0;

@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "channel/channel.h"
+#include "sched/observe.h"
 #include "sched/sched.h"
 
 static int cmp_ptr(const void *a, const void *b)
@@ -110,7 +111,7 @@ static void unlock_others(uint8_t **locks, sl_channel *ch)
 int sl_select(sl_select_case *cases, int n, int64_t timeout_ms)
 {
     sl_worker *w = sl__self();
-    if (!w)
+    if (!w || sl__obs_in_callback()) /* as a channel operation */
         return SL_ESTATE;
     if (n < 0 || n > SL_SELECT_MAX || (n > 0 && !cases))
         return SL_EINVAL;

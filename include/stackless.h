@@ -133,7 +133,10 @@ typedef void (*sl_fn)(void *arg);
  * it is spent, the next tasklet that switches and is not atomic
  * (sl_tasklet_set_atomic) is taken out of the run queue (paused) if it was
  * still in it, *interrupted gets it (NULL otherwise) and main runs again;
- * insert it to let it go on. Cooperative: a tasklet that never switches
+ * insert it to let it go on. *interrupted holds a reference (Stackless's
+ * run() returns the tasklet object): the caller drops it with
+ * sl_tasklet_unref, and the handle stays valid until then even if the
+ * tasklet is killed or ends first. Cooperative: a tasklet that never switches
  * is never interrupted. With several workers it watches main's worker
  * (worker 0) only. Returns 0 (the queue ran dry), 1 (the budget was
  * spent), SL_ESTATE (no runtime, not main), SL_EINVAL (budget_ns < 0),
@@ -221,8 +224,9 @@ int sl_tasklet_throw(sl_tasklet *t, int err, int flags);
  * queue (not a select): its neighbour there, NULL past either end;
  * anything else (paused, dead, runnable on another worker, sleeping...):
  * NULL. With several workers the answer is a snapshot (the neighbour may
- * move or end at once: its handle is valid only while it lives), and the
- * object t waits on must not be freed meanwhile. */
+ * move or end at once: its handle is valid only while it lives); t may
+ * move on and the object it waited on be freed meanwhile: the free waits
+ * for this call (docs/tasklet.md). */
 sl_tasklet *sl_tasklet_next(const sl_tasklet *t);
 sl_tasklet *sl_tasklet_prev(const sl_tasklet *t);
 
@@ -400,8 +404,11 @@ int sl_offload(void (*fn)(void *), void *arg);
  * running (it may be ending), next the one that runs; either is NULL for
  * the worker's idle loop (nothing to run). NULL turns it off. Returns the
  * callback it replaces. One per process; it may be set with or without a
- * runtime. The callback must not switch, block or use a channel
- * (docs/trace.md says what it may call). */
+ * runtime. The callback must not switch, block or use a channel: from a
+ * callback, throw, kill, run, switch, insert, remove, schedule_remove,
+ * sl_run_for, sl_shutdown, channel calls and sl_select return SL_ESTATE;
+ * sl_schedule, blocking calls and sync objects abort (docs/trace.md has
+ * the whole list). */
 typedef void (*sl_schedule_cb)(sl_tasklet *prev, sl_tasklet *next);
 sl_schedule_cb sl_set_schedule_callback(sl_schedule_cb cb);
 sl_schedule_cb sl_get_schedule_callback(void);

@@ -7,10 +7,25 @@
  * schedule callback) or at the start of a channel operation (the channel
  * callback). It must not switch: the switch it would start could not be
  * told from the one in progress, whose queue locks may be held (M:N). So
- * each worker notes when it is inside a callback, a channel operation
- * made from one returns SL_ESTATE, and a switch made from one aborts with
- * a message (it cannot be refused: the call that would switch is already
- * half done). */
+ * each thread notes when it is inside a callback (sl__obs_in_cb), and:
+ *  - calls that would change a tasklet's place or wait (throw, kill, run,
+ *    switch, insert, remove, schedule_remove, a channel operation, a
+ *    select, sl_run_for, sl_shutdown) look at it first and return
+ *    SL_ESTATE, having done nothing;
+ *  - calls that look into a wait queue (sl_tasklet_next/prev of a waiting
+ *    tasklet, sl_channel_queue) return NULL: its lock may be the one the
+ *    switch in progress holds;
+ *  - a switch made from one aborts with a message: sl_schedule and
+ *    sl_run (whose paths are too hot for a test of their own: they are
+ *    caught where they switch, or in their slow branches; sl_run with
+ *    nothing to run returns 0 at once) and the blocking calls, which
+ *    cannot be refused once half done; and so does any call of a sync
+ *    object (its guard may be held by the switch in progress);
+ *  - timers and descriptors are not served during a callback (a timer
+ *    firing there would take a queue lock): the worker's poll countdown
+ *    is held off and put back after.
+ * docs/trace.md lists every call; tests/test_observe.c exercises each
+ * group. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <signal.h>
@@ -29,8 +44,8 @@ static sl_channel_cb chan_cb;   /* (atomic) */
  * sl_shutdown runs on another thread; rt_up says they exist. */
 static pthread_mutex_t obs_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool rt_up;
-/* The calling thread runs a callback now. */
-static __thread uint8_t in_callback __attribute__((tls_model("initial-exec")));
+/* The calling thread runs a callback now (observe.h). */
+__thread uint8_t sl__obs_in_cb __attribute__((tls_model("initial-exec")));
 
 /* Under obs_lock: each worker's SL_JS_OBSERVE bit from sl__observe
  * (the channel callback needs the switch hook too: to catch a callback
@@ -101,16 +116,31 @@ sl_channel_cb sl_get_channel_callback(void)
     return __atomic_load_n(&chan_cb, __ATOMIC_ACQUIRE);
 }
 
-static __attribute__((noreturn, cold)) void switched_in_callback(void)
+void sl__obs_cb_misuse(void)
 {
     static const char m[] =
         "stackless: a schedule or channel callback switched tasklets (a "
-        "blocking call, sl_schedule, a kill...); callbacks may not "
+        "blocking call, sl_schedule, a sync object...); callbacks may not "
         "(docs/trace.md); aborting\n";
     ssize_t r = write(2, m, sizeof m - 1);
     (void)r;
     abort();
 }
+
+/* Run a callback: marked as such, with the worker's timers and
+ * descriptors held off (see the top of this file). */
+#define RUN_CALLBACK(call)                                                   \
+    do {                                                                     \
+        sl_worker *w_ = sl__self();                                          \
+        uint32_t tick_ = w_ ? w_->poll_tick : 0;                             \
+        if (w_)                                                              \
+            w_->poll_tick = UINT32_MAX;                                      \
+        sl__obs_in_cb = 1;                                                   \
+        call;                                                                \
+        sl__obs_in_cb = 0;                                                   \
+        if (w_)                                                              \
+            w_->poll_tick = tick_;                                           \
+    } while (0)
 
 /* The tasklet a callback is given for t: NULL for a worker's idle
  * context. */
@@ -124,15 +154,13 @@ static void schedule_cb(sl_tasklet *from, sl_tasklet *to)
     sl_schedule_cb cb = __atomic_load_n(&sched_cb, __ATOMIC_ACQUIRE);
     if (!cb)
         return;
-    in_callback = 1;
-    cb(cb_tasklet(from), cb_tasklet(to));
-    in_callback = 0;
+    RUN_CALLBACK(cb(cb_tasklet(from), cb_tasklet(to)));
 }
 
 void sl__obs_cb_switch(sl_tasklet *from, sl_tasklet *to)
 {
-    if (sl_unlikely(in_callback))
-        switched_in_callback();
+    if (sl_unlikely(sl__obs_in_cb))
+        sl__obs_cb_misuse();
     if (SL_LOAD(&sl__observe) & SL_OBS_SCHED_CB)
         schedule_cb(from, to);
 }
@@ -140,14 +168,11 @@ void sl__obs_cb_switch(sl_tasklet *from, sl_tasklet *to)
 int sl__obs_channel(sl_channel *ch, sl_tasklet *cur, bool sending,
                     bool willblock)
 {
-    if (in_callback)
+    if (sl__obs_in_cb)
         return SL_ESTATE;
     sl_channel_cb cb = __atomic_load_n(&chan_cb, __ATOMIC_ACQUIRE);
-    if (cb) {
-        in_callback = 1;
-        cb(ch, cur, sending, willblock);
-        in_callback = 0;
-    }
+    if (cb)
+        RUN_CALLBACK(cb(ch, cur, sending, willblock));
     return 0;
 }
 

@@ -93,6 +93,17 @@ void sl__obs_name(sl_tasklet *t);
 int sl__obs_channel(sl_channel *ch, sl_tasklet *cur, bool sending,
                     bool willblock);
 
+/* The calling thread runs a schedule or channel callback now. Calls a
+ * callback may not make test it (observe.c says which): not on the hot
+ * paths, which catch a callback where it switches instead. */
+extern __thread uint8_t sl__obs_in_cb __attribute__((tls_model("initial-exec")));
+static inline bool sl__obs_in_callback(void)
+{
+    return sl_unlikely(sl__obs_in_cb != 0);
+}
+/* A callback switched, or used what it may not: abort with the message. */
+void sl__obs_cb_misuse(void) __attribute__((noreturn, cold));
+
 /* sl_init, once its workers exist: the environment (SL_TRACE,
  * SL_DUMP_SIGQUIT) and the workers' SL_JS_OBSERVE bits. */
 void sl__obs_init(void);

@@ -512,10 +512,19 @@ void sl__fork_child_reset(void)
     atomic_store(&runtime_active, 0);
 }
 
-int sl_shutdown(void)
+/* The entry of the calls only main makes (sl_run, sl_run_for,
+ * sl_shutdown): main's worker, or NULL (no runtime, or the caller is not
+ * main). */
+static inline sl_worker *main_entry(void)
 {
     sl_worker *w = sl__self();
-    if (!w || w->current != w->main)
+    return w && w->current == w->main ? w : NULL;
+}
+
+int sl_shutdown(void)
+{
+    sl_worker *w = main_entry();
+    if (!w || sl__obs_in_callback()) /* (a callback switching to main) */
         return SL_ESTATE;
     sl__obs_shutdown(); /* the trace ends before the workers do */
     sl__offload_stop(); /* calls in progress finish first */
@@ -554,6 +563,8 @@ static int main_pause(sl_worker **wp, sl_tasklet *m)
  * loop below a frame.) */
 static __attribute__((noinline)) int run_mt(sl_worker *w, sl_tasklet *m)
 {
+    if (sl__obs_in_callback()) /* it always switches (observe.c) */
+        sl__obs_cb_misuse();
     int rc = sl__pend_check(m);
     if (rc)
         return rc;
@@ -565,14 +576,6 @@ static __attribute__((noinline)) int run_mt(sl_worker *w, sl_tasklet *m)
             return rc;
     } while (r != SL__QUIESCENT);
     return 0;
-}
-
-/* The entry of the calls only main makes (sl_run, sl_run_for): main's
- * worker, or NULL (no runtime, or the caller is not main). */
-static inline sl_worker *main_entry(void)
-{
-    sl_worker *w = sl__self();
-    return w && w->current == w->main ? w : NULL;
 }
 
 int sl_run(void)
@@ -589,9 +592,14 @@ int sl_run(void)
      * to it: its error ends sl_run, as the tasklet's own call would. With
      * one worker only this thread writes main's pend: plain reads (a
      * compare with memory each, where an atomic load and a test would
-     * cost bench_spawn 1%). */
-    if (sl_unlikely(m->pend) && (rc = sl__pend_take(m)))
-        return rc;
+     * cost bench_spawn 1%). A callback switching to main is caught where
+     * it would switch, or here: it must not take main's error. */
+    if (sl_unlikely(m->pend)) {
+        if (sl__obs_in_callback())
+            sl__obs_cb_misuse();
+        if ((rc = sl__pend_take(m)))
+            return rc;
+    }
     while (m->next != m || SL_LOAD(&sl__rt.nwaits) > 0) {
         /* Alone but a wait can still end (a timer, a descriptor): the
          * idle context waits for it. */
@@ -674,6 +682,12 @@ static sl_tasklet *budget_interrupt(sl_worker *w, sl_tasklet *from,
         sl__pause_after_switch(w, from);
     }
     SL_STORE(&w->current, m);
+    /* The handle sl_run_for gives its caller is a reference (Stackless's
+     * run() returns the tasklet object): taken here, while `from` is
+     * surely alive, since it may be killed or end (on another worker too)
+     * before main's caller looks at it. */
+    if (out)
+        sl_tasklet_ref(from);
     w->bud_victim = out ? from : NULL;
     __atomic_fetch_and(&w->jump_slow, (uint8_t)~SL_JS_BUDGET,
                        __ATOMIC_RELAXED);
@@ -713,7 +727,7 @@ int sl_run_for(int64_t budget_ns, uint64_t switches,
     if (interrupted)
         *interrupted = NULL;
     sl_worker *w = main_entry();
-    if (!w)
+    if (!w || sl__obs_in_callback()) /* (a callback switching to main) */
         return SL_ESTATE;
     sl_tasklet *m = w->main;
     if (budget_ns < 0)
@@ -748,9 +762,12 @@ int sl_run_for(int64_t budget_ns, uint64_t switches,
     __atomic_fetch_and(&w->jump_slow, (uint8_t)~SL_JS_BUDGET,
                        __ATOMIC_RELAXED);
     w->run_for = 0;
-    if (interrupted)
-        *interrupted = w->bud_victim;
+    sl_tasklet *victim = w->bud_victim; /* with a reference: the caller's */
     w->bud_victim = NULL;
+    if (interrupted)
+        *interrupted = victim;
+    else if (victim)
+        sl_tasklet_unref(victim);
     if (rc)
         return rc;
     return w->bud_spent;
@@ -803,8 +820,12 @@ sl_tasklet *sl_main(void)
 }
 
 /* Stackless's tasklet.next / .prev. The run queue is its owner's alone,
- * so it answers for a tasklet runnable on the caller's worker; a waiting
- * tasklet's neighbours are read under its queue's lock. */
+ * so it answers for a tasklet runnable on the caller's worker (nobody
+ * else can take it out while we read); a waiting tasklet's neighbours are
+ * read under its queue's lock, the queue's memory kept from being freed
+ * meanwhile by the grace period of sched/wait.c (a tasklet may move on
+ * and its old channel be freed between reading where it waits and
+ * taking that lock). */
 static sl_tasklet *neighbour(const sl_tasklet *t, int dir)
 {
     sl_worker *w = sl__self();
@@ -818,7 +839,7 @@ static sl_tasklet *neighbour(const sl_tasklet *t, int dir)
         return dir > 0 ? t->next : t->prev;
     case SL_T_BLOCKED:
     case SL_T_SWITCHING: /* (its waiter is linked before it switches) */
-        return sl__waitq_neighbour(t, dir);
+        return sl__waitq_neighbour(w, t, dir);
     default:
         return NULL;
     }
@@ -874,6 +895,8 @@ static inline int yield_entry(sl_worker **wp, sl_tasklet **cp)
     *wp = w;
     *cp = w->current;
     if (sl_unlikely(SL_LOAD(&(*cp)->pend))) {
+        if (sl__obs_in_callback()) /* it would take next's error */
+            sl__obs_cb_misuse();
         int e = sl__pend_take(*cp);
         if (e)
             return e;
@@ -893,6 +916,8 @@ int sl_schedule(void)
         return rc;
     sl_tasklet *next = cur->next;
     if (next == cur) { /* alone: nothing switches (unless the watchdog) */
+        if (sl__obs_in_callback()) /* as it would where it switches */
+            sl__obs_cb_misuse();
         if (sl_unlikely(SL_LOAD(&w->jump_slow) & SL_JS_BUDGET))
             return budget_yield(w, cur);
         return 0;
@@ -905,6 +930,8 @@ int sl_schedule(void)
 
 int sl_schedule_remove(void)
 {
+    if (sl__obs_in_callback()) /* (sched/observe.c) */
+        return SL_ESTATE;
     sl_worker *w;
     sl_tasklet *cur;
     int rc = yield_entry(&w, &cur);
@@ -918,9 +945,13 @@ int sl_schedule_remove(void)
     return sl__resumed(cur, 0);
 }
 
+/* The entry of the calls that move a tasklet (insert, remove, run,
+ * switch, throw, kill). From a schedule or channel callback: SL_ESTATE
+ * (sched/observe.c: the switch in progress may hold t's queue lock, or
+ * be t's own; a throw would wait for it to land). */
 static int check_target(sl_worker *w, const sl_tasklet *t)
 {
-    if (!w)
+    if (!w || sl__obs_in_callback())
         return SL_ESTATE;
     if (!t || t->is_idle)
         return SL_EINVAL;

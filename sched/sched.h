@@ -124,7 +124,12 @@ struct sl_worker {
                               atomic returns to main                     */
     uint64_t bud_left;     /* (owner) scheduling points left; 0: no limit */
     int64_t bud_deadline;  /* (owner) sl__now_ns() it ends at; 0: none    */
-    sl_tasklet *bud_victim;/* (owner) the tasklet it took out, or NULL    */
+    sl_tasklet *bud_victim;/* (owner) the tasklet it took out, with a
+                              reference for sl_run_for's caller, or NULL */
+    /* -- looking at a wait queue (sched/wait.c, sl_tasklet_next) -- */
+    uint32_t inspect_seq;  /* (owner writes, atomic) odd while this worker
+                              reads a wait queue it found through a
+                              tasklet; retirers wait for it to move on   */
 };
 
 /* The bits of worker->jump_slow: why its switches take sl__jump_slow.
@@ -167,6 +172,8 @@ struct sl_runtime {
                                  While > 0 nothing is deadlocked          */
     int offload_threads;      /* sl_config.offload_threads                */
     struct sl_offload_pool *offload; /* started by the first sl_offload   */
+    int inspecting;           /* (atomic) workers reading a wait queue found
+                                 through a tasklet now (sched/wait.c)     */
 };
 extern struct sl_runtime sl__rt;
 

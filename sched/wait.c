@@ -106,30 +106,103 @@ void sl__wait_finish(sl_tasklet *t)
     cancel_waiters(t);
 }
 
-/* ---- looking at a queue (sl_tasklet_next, sl_channel_queue) ------------- */
+/* ---- looking at a queue (sl_tasklet_next, sl_channel_queue) ------------- *
+ *
+ * sl_tasklet_next of a waiting tasklet t reads which queue t waits in
+ * (t->wait.q) and then locks that queue. With several workers t may be
+ * woken between the two, return, wait somewhere else, and the object the
+ * first queue belongs to may be freed by then (a channel freed once its
+ * calls have returned, as its owner may): the lock would be taken in
+ * freed memory. Neither end can be pinned from here: the queue has no
+ * reference count, and t's wait belongs to the claim protocol (W1), which
+ * an inspector must not hold up. So the inspector announces itself, and
+ * whoever frees an object with wait queues waits for the inspections that
+ * may have found it (sl__waitq_retire), an RCU-like grace period:
+ *
+ *   inspector (worker k)             retirer (frees the object of q)
+ *   inspecting++, seq_k odd          (every call on q has returned, so
+ *   fence                             t's waiter left q before: W5)
+ *   q = t->wait.q                    fence
+ *   lock q, check, read, unlock      inspecting == 0: free at once
+ *   seq_k even, inspecting--         else each odd seq_k: wait till it moves
+ *
+ * Why it is safe. Say the inspector read q. Its load did not see the
+ * unlink of t's waiter from q, which happens before the retirer's fence
+ * (the object's calls have returned); so the inspector's fence precedes
+ * the retirer's in the single order of seq_cst fences (C11/C++20
+ * [atomics.order]), and the retirer's loads after its fence see the
+ * inspector's count and odd seq_k: it waits until seq_k moves on, which
+ * the inspector stores (release) after its unlock; its acquire load then
+ * orders the whole inspection before the free. An inspector that starts
+ * later reads t->wait.q after the unlink: NULL, or a queue t waits in
+ * now. The retirer waits for at most one inspection per worker, so a
+ * stream of inspections cannot starve it. (TSan does not model fences:
+ * there every access of the protocol is seq_cst instead, as in trace.c.)
+ * The retirers are sl_channel_free and the sync objects' destroy calls;
+ * with one worker nothing runs concurrently and none of this is done. */
 
-sl_tasklet *sl__waitq_neighbour(const sl_tasklet *t, int dir)
+static inline void inspect_fence(void)
 {
-    const sl_waiter *wt = &t->wait;
-    struct sl_waitq *q = SL_LOAD(&wt->q);
-    if (!q)
+#if !SL_TSAN
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+#endif
+}
+
+sl_tasklet *sl__waitq_neighbour(sl_worker *w, const sl_tasklet *t, int dir)
+{
+    if (sl__obs_in_callback()) /* the switch in progress may hold the lock */
         return NULL;
-    /* q outlives its waiters (the caller may not free the object while
-     * it looks); t may leave it meanwhile: look again under the lock. */
-    uint8_t *lk = sl__waitq_lock(q);
-    sl__guard_lock(lk);
-    sl_tasklet *r = NULL;
-    if (SL_LOAD(&wt->q) == q) {
-        const sl_waiter *n = dir > 0 ? wt->next : wt->prev;
-        if (dir > 0 ? n != q->head : wt != q->head)
-            r = n->t;
+    const sl_waiter *wt = &t->wait;
+    bool mt = sl__rt.mt;
+    uint32_t seq = 0;
+    if (mt) {
+        __atomic_fetch_add(&sl__rt.inspecting, 1, __ATOMIC_SEQ_CST);
+        seq = SL_LOAD(&w->inspect_seq);
+        __atomic_store_n(&w->inspect_seq, seq + 1, __ATOMIC_SEQ_CST);
+        inspect_fence();
     }
-    sl__guard_unlock(lk);
+    struct sl_waitq *q = __atomic_load_n(&wt->q, __ATOMIC_SEQ_CST);
+    sl_tasklet *r = NULL;
+    if (q) {
+        /* q's memory is ours until we announce we are done; t may leave
+         * q meanwhile: look again under its lock. */
+        uint8_t *lk = sl__waitq_lock(q);
+        sl__guard_lock(lk);
+        if (SL_LOAD(&wt->q) == q) {
+            const sl_waiter *n = dir > 0 ? wt->next : wt->prev;
+            if (dir > 0 ? n != q->head : wt != q->head)
+                r = n->t;
+        }
+        sl__guard_unlock(lk);
+    }
+    if (mt) {
+        __atomic_store_n(&w->inspect_seq, seq + 2, __ATOMIC_RELEASE);
+        __atomic_fetch_sub(&sl__rt.inspecting, 1, __ATOMIC_RELEASE);
+    }
     return r;
+}
+
+void sl__waitq_retire(void)
+{
+    if (!sl__rt.mt)
+        return;
+    inspect_fence();
+    if (__atomic_load_n(&sl__rt.inspecting, __ATOMIC_SEQ_CST) == 0)
+        return;
+    for (int i = 0; i < sl__rt.nworkers; i++) {
+        const uint32_t *sp = &sl__rt.workers[i]->inspect_seq;
+        uint32_t s = __atomic_load_n(sp, __ATOMIC_SEQ_CST);
+        if (!(s & 1))
+            continue;
+        while (__atomic_load_n(sp, __ATOMIC_ACQUIRE) == s)
+            sched_yield(); /* a few loads and a lock: it ends soon */
+    }
 }
 
 sl_tasklet *sl__waitq_first(struct sl_waitq *q)
 {
+    if (sl__obs_in_callback()) /* (as sl__waitq_neighbour) */
+        return NULL;
     uint8_t *lk = sl__waitq_lock(q);
     sl__guard_lock(lk);
     sl_tasklet *r = q->head ? q->head->t : NULL;
@@ -141,6 +214,11 @@ sl_tasklet *sl__waitq_first(struct sl_waitq *q)
 
 void sl__guard_lock(uint8_t *guard)
 {
+    /* A sync object's call from a callback: the switch in progress may
+     * hold this very guard (its tasklet parks on the object), and a wake
+     * from there could not be told from the switch (observe.c). */
+    if (sl__obs_in_callback())
+        sl__obs_cb_misuse();
     if (sl__rt.mt)
         sl__spin_lock(guard);
 }

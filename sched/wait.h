@@ -177,7 +177,9 @@ static inline void sl__waitq_link_dir(struct sl_waitq *q, struct sl_waiter *w,
         h->prev->next = w;
         h->prev = w;
     }
-    __atomic_store_n(&w->q, q, __ATOMIC_RELAXED);
+    /* A release (a plain store on x86): sl_tasklet_next finds q through
+     * the waiter and reads q's lock offset before it holds the lock. */
+    __atomic_store_n(&w->q, q, __ATOMIC_RELEASE);
     __atomic_store_n(&q->balance, q->balance + dir, __ATOMIC_RELAXED);
 }
 
@@ -271,8 +273,17 @@ void sl__wait_wake_partner(sl_worker *w, sl_tasklet *t);
 /* The tasklet waiting next to t (dir +1: after it, -1: before it) in the
  * wait queue t waits in through its own waiter (a plain channel or sync
  * wait); NULL past either end, and when t waits in no queue that way (a
- * select, a sleep...). A snapshot taken under the queue's lock. */
-sl_tasklet *sl__waitq_neighbour(const sl_tasklet *t, int dir);
+ * select, a sleep...). A snapshot taken under the queue's lock. w is the
+ * caller's worker. Safe while t moves between queues whose objects are
+ * freed meanwhile: see sl__waitq_retire. */
+sl_tasklet *sl__waitq_neighbour(sl_worker *w, const sl_tasklet *t, int dir);
+
+/* The memory of an object with wait queues (a channel, a sync object) is
+ * about to be freed or reused: its queues are empty and no call on it is
+ * in progress. Returns once no sl__waitq_neighbour that could have found
+ * one of its queues through a tasklet still reads it (wait.c). Cheap when
+ * nobody inspects: a fence and a load. */
+void sl__waitq_retire(void);
 
 /* The tasklet of q's first waiter, or NULL (a snapshot, under its lock). */
 sl_tasklet *sl__waitq_first(struct sl_waitq *q);

@@ -100,5 +100,5 @@ int sl_barrier_destroy(sl_barrier *b)
     SYNC_LOCK(b);
     int rc = b->waiting_ > 0 || sl__waitq_has_waiters(&b->q_) ? SL_ESTATE : 0;
     SYNC_UNLOCK(b);
-    return rc;
+    return sync_destroyed(rc);
 }

@@ -160,7 +160,7 @@ int sl_lock_destroy(sl_lock *l)
                  ? SL_ESTATE
                  : 0;
     SYNC_UNLOCK(l);
-    return rc;
+    return sync_destroyed(rc);
 }
 
 /* ---- reentrant lock ------------------------------------------------------

@@ -264,5 +264,5 @@ int sl_queue_destroy(sl_queue *q)
         SL_STORE(&q->count_, (size_t)0);
     }
     SYNC_UNLOCK(q);
-    return busy ? SL_ESTATE : 0;
+    return sync_destroyed(busy ? SL_ESTATE : 0);
 }

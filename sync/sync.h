@@ -30,13 +30,24 @@ static inline int sync_wait_relock(struct sl__waitq *q, uint8_t *guard,
     return rc;
 }
 
-/* What destroy checks: SL_ESTATE while tasklets wait on q, else 0. */
+/* The end of a destroy that returns rc: when it succeeds (0), the
+ * object's memory may be reused at once, so no inspection that found one
+ * of its queues through a tasklet may still read it (sl__waitq_retire). */
+static inline int sync_destroyed(int rc)
+{
+    if (rc == 0)
+        sl__waitq_retire();
+    return rc;
+}
+
+/* What destroy checks: SL_ESTATE while tasklets wait on q, else 0 (and
+ * the object is retired: sync_destroyed). */
 static inline int sync_check_idle(struct sl__waitq *q, uint8_t *guard)
 {
     sl__guard_lock(guard);
     int rc = sl__waitq_has_waiters(q) ? SL_ESTATE : 0;
     sl__guard_unlock(guard);
-    return rc;
+    return sync_destroyed(rc);
 }
 
 #endif /* SL_SYNC_H */

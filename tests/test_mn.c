@@ -892,6 +892,108 @@ TU_TEST_NOINIT_TIMEOUT(stolen_spawn_handle_stays_valid_until_the_spawner_switche
     TU_EQ(sl_shutdown(), 0);
 }
 
+/* ---- sl_tasklet_next of a tasklet moving between freed channels --------- */
+
+/* Worker 1: a sender B creates a channel per round, waits until two
+ * receivers A and C wait on it (so each is the other's neighbour), sends
+ * to both, waits until both have received, and frees the channel.
+ * Meanwhile main, on worker 0, asks for A's and C's neighbours without
+ * pause. Each answer reads the queue its tasklet waited in when it asked:
+ * without the grace period of sched/wait.c the lock taken there could be
+ * in a channel freed by then (ASan: heap-use-after-free; TSan: a race with
+ * free). The sender and receivers share plain variables: all three are
+ * pinned to worker 1. */
+static sl_channel *nx_slot;
+static int nx_gen, nx_acks, nx_stop;
+static int nx_rounds, nx_done;
+static sl_tasklet *nx_a, *nx_c;
+
+static void nx_receiver(void *arg)
+{
+    (void)arg;
+    int seen = 0;
+    for (;;) {
+        while (nx_gen == seen && !nx_stop)
+            TU_EQ(sl_schedule(), 0);
+        if (nx_stop)
+            return;
+        seen = nx_gen;
+        void *m;
+        TU_EQ(sl_channel_receive(nx_slot, &m), 0);
+        TU_EQ(TU_INT(m), seen);
+        nx_acks++;
+    }
+}
+
+static void nx_sender(void *arg)
+{
+    int64_t end = tu_now_ns() + (int64_t)(intptr_t)arg * 1000000;
+    int i;
+    for (i = 1; i <= 100000 && tu_now_ns() < end; i++) {
+        sl_channel *ch = sl_channel_new();
+        CU_ASSERT_PTR_NOT_NULL_FATAL(ch);
+        nx_slot = ch;
+        nx_gen = i;
+        while (!sl_tasklet_blocked(nx_a) || !sl_tasklet_blocked(nx_c))
+            TU_EQ(sl_schedule(), 0);
+        TU_EQ(sl_channel_send(ch, TU_MSG(i)), 0);
+        TU_EQ(sl_channel_send(ch, TU_MSG(i)), 0);
+        while (nx_acks != 2 * i) /* both calls on ch have returned */
+            TU_EQ(sl_schedule(), 0);
+        TU_EQ(sl_channel_free(ch), 0);
+    }
+    nx_stop = 1;
+    tu_st(&nx_rounds, i - 1);
+    tu_st(&nx_done, 1);
+}
+
+static bool nx_known(sl_tasklet *r)
+{
+    return r == NULL || r == nx_a || r == nx_c;
+}
+
+TU_TEST_NOINIT_TIMEOUT(next_and_prev_of_a_tasklet_moving_between_freed_channels, 60)
+{
+    TU_EQ(start(2, 1), 0);
+    sl_spawn_attr at;
+    sl_spawn_attr_init(&at);
+    at.worker = 1;
+    /* Paused until all three exist: B looks at A and C from the start. */
+    at.paused = 1;
+    nx_a = sl_spawn_ex(&at, nx_receiver, NULL);
+    nx_c = sl_spawn_ex(&at, nx_receiver, NULL);
+    sl_tasklet *b = sl_spawn_ex(&at, nx_sender, TU_MSG(1500)); /* 1.5 s */
+    CU_ASSERT_PTR_NOT_NULL_FATAL(nx_a);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(nx_c);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+    sl_tasklet_ref(nx_a); /* looked at until after they end */
+    sl_tasklet_ref(nx_c);
+    TU_EQ(sl_tasklet_insert(nx_a), 0);
+    TU_EQ(sl_tasklet_insert(nx_c), 0);
+    TU_EQ(sl_tasklet_insert(b), 0);
+    long asked = 0, answered = 0, strange = 0;
+    while (!tu_ld(&nx_done)) {
+        sl_tasklet *r[4] = {sl_tasklet_next(nx_a), sl_tasklet_prev(nx_a),
+                            sl_tasklet_next(nx_c), sl_tasklet_prev(nx_c)};
+        for (int k = 0; k < 4; k++) {
+            strange += !nx_known(r[k]);
+            answered += r[k] != NULL;
+        }
+        asked += 4;
+    }
+    TU_EQ(sl_run(), 0);
+    TU_EQ(strange, 0); /* never a tasklet other than A or C */
+    CU_ASSERT(tu_ld(&nx_rounds) > 0);
+    CU_ASSERT(asked > 0);
+    fprintf(stderr, "  (%d rounds, %ld asked, %ld answered)\n",
+            tu_ld(&nx_rounds), asked, answered);
+    TU_EQ(sl_tasklet_alive(nx_a), false);
+    sl_tasklet_unref(nx_a);
+    sl_tasklet_unref(nx_c);
+    TU_EQ(sl_getlivecount(), 0);
+    TU_EQ(sl_shutdown(), 0);
+}
+
 static CU_TestInfo tests[] = {
     TU_CASE(producers_consumers_two_workers),
     TU_CASE(producers_consumers_four_workers),
@@ -917,6 +1019,7 @@ static CU_TestInfo tests[] = {
     TU_CASE(kill_of_a_tasklet_handed_over_by_a_steal_resumes_the_killer),
     TU_CASE(unref_from_a_thread_without_runtime_races_no_spawn),
     TU_CASE(stolen_spawn_handle_stays_valid_until_the_spawner_switches),
+    TU_CASE(next_and_prev_of_a_tasklet_moving_between_freed_channels),
     CU_TEST_INFO_NULL,
 };
 

@@ -13,7 +13,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "test_hook.h"
 #include "test_util.h"
+#include "stackless_sync.h"
 
 /* The converter of a raw trace (sched/trace.h), as tools/stackless-trace
  * uses it. */
@@ -329,6 +331,245 @@ TU_TEST_NOINIT(a_callback_that_switches_is_stopped_with_a_message)
     int st = tu_child_stderr(switch_in_callback_child, NULL, err, sizeof err);
     CU_ASSERT(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "callbacks may not"));
+}
+
+/* ---- what a callback may call (docs/trace.md) ---------------------------------- */
+
+#define E1 (-1001)
+
+/* A schedule callback acting once, at the first switch it sees whose prev
+ * is cbw_prev (or any, if NULL) and whose next is cbw_next (or any). */
+static sl_tasklet *cbw_prev, *cbw_next;
+static void (*cbw_act)(sl_tasklet *prev, sl_tasklet *next);
+static int cbw_done;
+
+static void acting_cb(sl_tasklet *prev, sl_tasklet *next)
+{
+    if (cbw_done || (cbw_prev && prev != cbw_prev) ||
+        (cbw_next && next != cbw_next))
+        return;
+    cbw_done = 1; /* (once: on the worker that meets it first) */
+    cbw_act(prev, next);
+}
+
+static void cbw_set(sl_tasklet *prev, sl_tasklet *next,
+                    void (*act)(sl_tasklet *, sl_tasklet *))
+{
+    cbw_prev = prev;
+    cbw_next = next;
+    cbw_act = act;
+    cbw_done = 0;
+    sl_set_schedule_callback(acting_cb);
+}
+
+static sl_tasklet *spawn_here(sl_fn fn, void *arg)
+{
+    sl_tasklet *t = tu_spawn_pinned(0, fn, arg);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+    return t;
+}
+
+static int thr_rc[6];
+
+static void throw_at_both(sl_tasklet *prev, sl_tasklet *next)
+{
+    thr_rc[0] = sl_tasklet_throw(prev, E1, 0);
+    thr_rc[1] = sl_tasklet_throw(prev, E1, SL_THROW_PENDING);
+    thr_rc[2] = sl_tasklet_kill(prev);
+    thr_rc[3] = sl_tasklet_throw(next ? next : prev, E1, 0);
+    thr_rc[4] = sl_tasklet_throw(next ? next : prev, E1, SL_THROW_PENDING);
+    thr_rc[5] = sl_tasklet_throw(next ? next : prev, SL_EKILLED,
+                                 SL_THROW_PENDING);
+}
+
+/* A throw or a kill from a schedule callback, at the tasklet switched
+ * from (here: blocking, its switch half done) or to, is refused with
+ * SL_ESTATE and changes nothing: it would wait for the switch it is
+ * called from to land (several workers: forever), or switch inside it. */
+TU_TEST_TIMEOUT(throw_from_a_schedule_callback_is_refused, 30)
+{
+    sl_channel *ch = sl_channel_new();
+    sl_tasklet *a = spawn_here(receive_one, ch);
+    sl_tasklet_ref(a);
+    cbw_set(a, NULL, throw_at_both); /* a blocks in its receive */
+    TU_EQ(sl_run(), 0);
+    sl_set_schedule_callback(NULL);
+    TU_EQ(cbw_done, 1);
+    for (int i = 0; i < 6; i++)
+        TU_EQ(thr_rc[i], SL_ESTATE);
+    TU_EQ(sl_tasklet_blocked(a), true);      /* its wait goes on */
+    TU_EQ(sl_channel_send(ch, TU_MSG(7)), 0); /* receive_one: 0 and 7 */
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_tasklet_alive(a), false);
+    sl_tasklet_unref(a);
+    TU_EQ(sl_channel_free(ch), 0);
+}
+
+static int thr_ch_rc = 1;
+static void throwing_channel_cb(sl_channel *ch, sl_tasklet *t, bool sending,
+                                bool willblock)
+{
+    (void)ch;
+    (void)sending;
+    (void)willblock;
+    thr_ch_rc = sl_tasklet_throw(t, E1, SL_THROW_PENDING);
+}
+
+TU_TEST(throw_from_a_channel_callback_is_refused)
+{
+    sl_channel *ch = sl_channel_new_buffered(1);
+    sl_set_channel_callback(throwing_channel_cb);
+    TU_EQ(sl_channel_try_send(ch, TU_MSG(1)), 0);
+    sl_set_channel_callback(NULL);
+    TU_EQ(thr_ch_rc, SL_ESTATE);
+    TU_EQ(sl_schedule(), 0); /* nothing pending for main */
+    void *m;
+    TU_EQ(sl_channel_receive(ch, &m), 0);
+    TU_EQ(sl_channel_free(ch), 0);
+}
+
+/* Every call docs/trace.md lists, from a schedule callback at a switch to
+ * main (the calls only main makes are refused there too). */
+static struct {
+    sl_tasklet *paused, *w1, *w2, *spawned;
+    sl_channel *ch;
+    int rc[12];
+    sl_tasklet *next_w1, *queue, *next_cur;
+    int atomic_old[2], named;
+    int spawned_ran;
+} wc;
+
+static void note_ran(void *arg)
+{
+    (void)arg;
+    wc.spawned_ran++;
+}
+
+static void call_everything(sl_tasklet *prev, sl_tasklet *next)
+{
+    (void)next;
+    sl_select_case sc = {.ch = wc.ch, .op = SL_SEND,
+                         .value = TU_MSG(1)};
+    /* refused: SL_ESTATE */
+    wc.rc[0] = sl_tasklet_run(wc.paused);
+    wc.rc[1] = sl_tasklet_switch(wc.paused);
+    wc.rc[2] = sl_tasklet_insert(wc.paused);
+    wc.rc[3] = sl_tasklet_remove(wc.paused);
+    wc.rc[4] = sl_schedule_remove();
+    wc.rc[5] = sl_run_for(0, 0, NULL);
+    wc.rc[6] = sl_shutdown();
+    wc.rc[7] = sl_select(&sc, 1, 0);
+    wc.rc[8] = sl_channel_try_send(wc.ch, TU_MSG(1));
+    wc.rc[9] = sl_tasklet_kill(wc.paused);
+    /* looking into a wait queue: NULL */
+    wc.next_w1 = sl_tasklet_next(wc.w1);
+    wc.queue = sl_channel_queue(wc.ch);
+    /* works */
+    wc.next_cur = sl_tasklet_next(sl_current());
+    wc.spawned = sl_spawn(note_ran, NULL);
+    wc.atomic_old[0] = sl_tasklet_set_atomic(wc.paused, true);
+    wc.atomic_old[1] = sl_tasklet_set_atomic(wc.paused, false);
+    wc.named = sl_tasklet_set_name(wc.paused, "renamed");
+    (void)prev; /* (NULL with several workers: main comes from idle) */
+    sl_tasklet_ref(wc.w1);
+    sl_tasklet_unref(wc.w1);
+    wc.rc[10] = sl_tasklet_id(wc.w1) > 0;
+    wc.rc[11] = sl_tasklet_alive(wc.w1);
+}
+
+static void receive_any(void *ch)
+{
+    void *m;
+    TU_EQ(sl_channel_receive(ch, &m), 0);
+}
+
+TU_TEST_TIMEOUT(what_a_schedule_callback_may_call, 30)
+{
+    memset(&wc, 0, sizeof wc);
+    wc.ch = sl_channel_new();
+    sl_spawn_attr at;
+    sl_spawn_attr_init(&at);
+    at.worker = 0;
+    at.paused = 1;
+    wc.paused = sl_spawn_ex(&at, note_ran, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(wc.paused);
+    wc.w1 = spawn_here(receive_any, wc.ch);
+    wc.w2 = spawn_here(receive_any, wc.ch);
+    TU_EQ(sl_run(), 0); /* both wait on ch now */
+    TU_EQ(sl_tasklet_next(wc.w1), wc.w2);
+    TU_EQ(sl_channel_queue(wc.ch), wc.w1);
+    sl_tasklet *a = spawn_here(yield_once, NULL);
+    cbw_set(NULL, sl_main(), call_everything); /* back to main */
+    TU_EQ(sl_run(), 0);
+    sl_set_schedule_callback(NULL);
+    (void)a;
+    TU_EQ(cbw_done, 1);
+    for (int i = 0; i < 10; i++) {
+        if (!TU_EQ(wc.rc[i], SL_ESTATE))
+            fprintf(stderr, "  (call %d)\n", i);
+    }
+    TU_EQ(wc.rc[10], 1);
+    TU_EQ(wc.rc[11], 1);
+    CU_ASSERT_PTR_NULL(wc.next_w1);
+    CU_ASSERT_PTR_NULL(wc.queue);
+    CU_ASSERT_PTR_NOT_NULL(wc.next_cur); /* main, in our run queue */
+    CU_ASSERT_PTR_NOT_NULL(wc.spawned);
+    TU_EQ(wc.atomic_old[0], 0);
+    TU_EQ(wc.atomic_old[1], 1);
+    TU_EQ(wc.named, 0);
+    CU_ASSERT_STRING_EQUAL(sl_tasklet_name(wc.paused), "renamed");
+    /* Nothing the refused calls would have done happened: the paused
+     * tasklet is still paused, the waiters still wait, in order. */
+    TU_ASSERT_STATE(wc.paused, true, false, false, true);
+    TU_EQ(sl_tasklet_next(wc.w1), wc.w2);
+    TU_EQ(sl_channel_queue(wc.ch), wc.w1);
+    TU_EQ(sl_run(), 0); /* the tasklet spawned from the callback runs */
+    TU_EQ(wc.spawned_ran, 1);
+    TU_EQ(sl_tasklet_kill(wc.paused), 0);
+    TU_EQ(wc.spawned_ran, 1); /* (killed before it ever ran) */
+    TU_EQ(sl_channel_send(wc.ch, TU_MSG(1)), 0);
+    TU_EQ(sl_channel_send(wc.ch, TU_MSG(2)), 0);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_getlivecount(), 0);
+    TU_EQ(sl_channel_free(wc.ch), 0);
+}
+
+/* Calls that switch, or use a sync object, abort from a callback. */
+static void schedule_alone_cb(sl_tasklet *prev, sl_tasklet *next)
+{
+    (void)prev;
+    if (next == sl_main())
+        sl_schedule(); /* main alone: it would not even switch */
+}
+
+static sl_event cb_event;
+static void sync_cb(sl_tasklet *prev, sl_tasklet *next)
+{
+    (void)prev;
+    (void)next;
+    sl_event_set(&cb_event);
+}
+
+static void abort_child(void *arg)
+{
+    if (sl_init(NULL) != 0)
+        _exit(3);
+    sl_event_init(&cb_event);
+    spawn_named(yield_once, NULL, "a");
+    sl_set_schedule_callback((sl_schedule_cb)arg);
+    sl_run();
+    _exit(4); /* not reached */
+}
+
+TU_TEST_NOINIT(callbacks_that_schedule_alone_or_use_a_sync_object_abort)
+{
+    sl_schedule_cb cbs[] = {schedule_alone_cb, sync_cb};
+    for (int i = 0; i < 2; i++) {
+        char err[2048];
+        int st = tu_child_stderr(abort_child, (void *)cbs[i], err, sizeof err);
+        CU_ASSERT(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, "callbacks may not"));
+    }
 }
 
 /* ---- the trace: the API --------------------------------------------------------- */
@@ -841,6 +1082,10 @@ static CU_TestInfo tests[] = {
     TU_CASE(channel_callback_says_a_buffered_send_with_room_goes_through),
     TU_CASE(callbacks_may_not_use_channels),
     TU_CASE(a_callback_that_switches_is_stopped_with_a_message),
+    TU_CASE(throw_from_a_schedule_callback_is_refused),
+    TU_CASE(throw_from_a_channel_callback_is_refused),
+    TU_CASE(what_a_schedule_callback_may_call),
+    TU_CASE(callbacks_that_schedule_alone_or_use_a_sync_object_abort),
     TU_CASE(trace_needs_a_runtime),
     TU_CASE(trace_start_and_stop_errors),
     TU_CASE(trace_holds_the_events_of_the_program),

@@ -1304,6 +1304,14 @@ struct yielder {
     int n, done;
 };
 
+/* Insert a tasklet sl_run_for interrupted, to go on, and drop the
+ * reference sl_run_for gave with it. */
+static void go_on(sl_tasklet *late)
+{
+    TU_EQ(sl_tasklet_insert(late), 0);
+    sl_tasklet_unref(late);
+}
+
 static void yield_n(void *arg)
 {
     struct yielder *y = arg;
@@ -1345,7 +1353,7 @@ TU_TEST(run_for_takes_the_interrupted_tasklet_out_of_the_queue)
     int ticks = 1, rc = 1;
     while (rc == 1) { /* (spent at an end, nobody is taken out) */
         if (late)
-            TU_EQ(sl_tasklet_insert(late), 0);
+            go_on(late);
         rc = sl_run_for(0, 3, &late);
         CU_ASSERT(rc == 0 || rc == 1);
         ticks++;
@@ -1358,6 +1366,42 @@ TU_TEST(run_for_takes_the_interrupted_tasklet_out_of_the_queue)
         *p == 'a' ? na++ : nb++;
     TU_EQ(na, 3);
     TU_EQ(nb, 3);
+}
+
+static void yield_until_killed(void *arg)
+{
+    (void)arg;
+    int rc;
+    while ((rc = sl_schedule()) == 0)
+        ;
+    TU_EQ(rc, SL_EKILLED);
+}
+
+/* *interrupted is a reference, as Stackless's run() returns the tasklet
+ * object: killed (it ends) before main's caller looks at it, the handle
+ * stays valid and its block is not reused, until sl_tasklet_unref. (Without
+ * the reference the block is free at the kill: ASan stops the reads
+ * below, and a spawn would get the same block.) */
+TU_TEST(run_for_interrupted_tasklet_is_a_reference_the_caller_drops)
+{
+    sl_tasklet *t = spawn0(yield_until_killed, NULL);
+    uint64_t id = sl_tasklet_id(t);
+    sl_tasklet *late = NULL;
+    TU_EQ(sl_run_for(0, 1, &late), 1); /* spent at t's first yield */
+    TU_EQ(late, t);
+    TU_EQ(sl_tasklet_kill(late), 0); /* it runs now, and ends */
+    TU_EQ(sl_getlivecount(), 0);
+    sl_tasklet *fresh = spawn0(yield_until_killed, NULL);
+    CU_ASSERT(fresh != late);
+    TU_EQ(sl_tasklet_alive(late), false);
+    TU_EQ(sl_tasklet_id(late), id);
+    sl_tasklet_unref(late);
+    /* interrupted NULL: the reference is dropped inside (no leak, and the
+     * tasklet is freed once it ends). */
+    TU_EQ(sl_run_for(0, 1, NULL), 1);
+    TU_ASSERT_STATE(fresh, true, false, false, true);
+    TU_EQ(sl_tasklet_kill(fresh), 0);
+    TU_EQ(sl_getlivecount(), 0);
 }
 
 static void block_on(void *ch)
@@ -1390,12 +1434,12 @@ TU_TEST(run_for_interrupts_a_tasklet_yielding_alone)
     TU_EQ(late, t);
     TU_EQ(lone_yields, 5); /* its fifth yield was the fifth point */
     TU_ASSERT_STATE(t, true, false, false, true);
-    TU_EQ(sl_tasklet_insert(late), 0);
+    go_on(late);
     TU_EQ(sl_run_for(2000000, 0, &late), 1); /* 2 ms of time */
     TU_EQ(late, t);
     CU_ASSERT(lone_yields > 5);
     lone_stop = 1;
-    TU_EQ(sl_tasklet_insert(late), 0);
+    go_on(late);
     TU_EQ(sl_run_for(0, 0, &late), 0);
     CU_ASSERT_PTR_NULL(late);
     TU_EQ(sl_getlivecount(), 0);
@@ -1466,7 +1510,7 @@ TU_TEST(run_for_never_interrupts_an_atomic_tasklet)
         CU_ASSERT(rc == 0 || rc == 1);
         CU_ASSERT(late == NULL || late == tb);
         if (late)
-            TU_EQ(sl_tasklet_insert(late), 0);
+            go_on(late);
         ticks++;
     } while (rc == 1 && ticks < 100);
     TU_EQ(a.done + b.done, 2);
@@ -1530,7 +1574,7 @@ TU_TEST(run_for_a_time_budget_needs_at_least_work_over_budget_ticks)
         CU_ASSERT(rc == 0 || rc == 1);
         interrupted += rc == 1;
         if (late)
-            TU_EQ(sl_tasklet_insert(late), 0);
+            go_on(late);
         ticks++;
     } while (sl_getlivecount() > 0 && ticks < 10000);
     for (int i = 0; i < 4; i++)
@@ -1634,7 +1678,7 @@ TU_TEST(run_for_serves_a_server_and_its_clients_in_slices)
         int rc = sl_run_for(0, 3, &late);
         CU_ASSERT(rc == 0 || rc == 1);
         if (late)
-            TU_EQ(sl_tasklet_insert(late), 0);
+            go_on(late);
         ticks++;
     } while ((late || sl_getruncount() > 1) && ticks < 10000);
     TU_EQ(srv_count, 60);
@@ -1825,6 +1869,7 @@ static CU_TestInfo tests[] = {
     TU_CASE(throw_ends_sleeps_lock_waits_selects_and_timed_waits),
     TU_CASE(run_for_without_a_budget_runs_until_the_queue_is_empty),
     TU_CASE(run_for_takes_the_interrupted_tasklet_out_of_the_queue),
+    TU_CASE(run_for_interrupted_tasklet_is_a_reference_the_caller_drops),
     TU_CASE(run_for_interrupts_a_tasklet_yielding_alone),
     TU_CASE(run_for_counts_a_tasklet_s_end_as_a_scheduling_point),
     TU_CASE(run_for_spent_at_a_block_interrupts_no_one),

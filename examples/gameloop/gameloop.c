@@ -144,8 +144,10 @@ int main(int argc, char **argv)
     sl_tasklet *late = NULL;
     int frames = 0, spent = 0;
     while (sl_getlivecount() > 0 && frames < max_frames) {
-        if (late) /* the actor the last frame stopped goes on, at the end */
+        if (late) { /* the actor the last frame stopped goes on, at the end */
             sl_tasklet_insert(late);
+            sl_tasklet_unref(late); /* the reference sl_run_for gave */
+        }
         long before = thoughts;
         int64_t t0 = now_ns();
         rc = sl_run_for(budget_ns, 0, &late); /* the update */
@@ -160,6 +162,8 @@ int main(int argc, char **argv)
             draw(frames, thoughts, total, update, thoughts - before, late);
         frames++;
     }
+    if (late) /* stopped at max_frames */
+        sl_tasklet_unref(late);
 
     /* A frame runs at most ceil(budget / work) thoughts: it stops at the
      * first yield after its deadline, and each thought takes work_ns. */
