@@ -921,10 +921,17 @@ DUMP_READS static size_t dump_line(char *buf, size_t cap, const sl_tasklet *t)
     if (SL_LOAD(&t->state) == SL_T_BLOCKED) {
         uint8_t k = SL_LOAD(&t->wkind);
         struct sl_waitq *q = SL_LOAD(&t->wait.q);
-        if ((k == SL_W_CHAN || k == SL_W_SYNC) && q)
+        /* The balance only with one worker: with several, t may be woken
+         * and its channel freed while we read (this may run in a signal
+         * handler, which cannot take part in sl__waitq_retire's grace
+         * period), so the address is all that is safe to show. */
+        if ((k == SL_W_CHAN || k == SL_W_SYNC) && q && !sl__rt.mt)
             DUMP_ADD(" on %s %p (balance %d)",
                      k == SL_W_CHAN ? "channel" : "wait queue", (void *)q,
                      SL_LOAD(&q->balance));
+        else if (k == SL_W_CHAN || k == SL_W_SYNC)
+            DUMP_ADD(" on %s %p", k == SL_W_CHAN ? "channel" : "wait queue",
+                     (void *)q);
         else if (k == SL_W_SELECT)
             DUMP_ADD(" over %u cases", (unsigned)SL_LOAD(&t->wn));
         else if (k == SL_W_FD)

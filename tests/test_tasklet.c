@@ -406,6 +406,10 @@ TU_TEST(dump_writes_one_line_per_live_tasklet)
     fclose(f);
     TU_EQ(count_lines_with(dump, "new-alpha"), 1);
     TU_EQ(count_lines_with(dump, "blocked-beta"), 1);
+    /* The channel's balance with one worker; with several only its
+     * address (another worker could free it as the dump reads it). */
+    TU_EQ(count_lines_with(dump, "(balance -1)"), tu_workers() == 1);
+    TU_EQ(count_lines_with(dump, "on channel 0x"), 1);
     TU_EQ(count_lines_with(dump, "paused-gamma"), 1);
     TU_EQ(count_lines_with(dump, "dead-delta"), 0);
     CU_ASSERT(count_lines_with(dump, "") >= 3);
