@@ -761,10 +761,13 @@ unlinked:
 /* Kill a tasklet that never ran: it dies without running its body. */
 void sl__tasklet_discard_new(sl_worker *w, sl_tasklet *t)
 {
-    SL__ASSERT(!t->ctx && t->state != SL_T_BLOCKED && !t->is_main);
     /* RUNNABLE in our queue, PAUSED (one worker), or SWITCHING: claimed
-     * from PAUSED by the caller (mt). */
-    if (t->state == SL_T_RUNNABLE)
+     * from PAUSED by the caller (mt). Read atomically: another thrower's
+     * claim may be trying its compare-and-swap on the byte meanwhile (it
+     * fails, but it is an access: test_mn's two_throws_...). */
+    uint8_t st = SL_LOAD(&t->state);
+    SL__ASSERT(!t->ctx && st != SL_T_BLOCKED && !t->is_main);
+    if (st == SL_T_RUNNABLE)
         sl__rq_unlink(w, t);
     sl_worker *x = SL_LOAD(&t->worker); /* whose pool promised its stack */
     if (t->copy)

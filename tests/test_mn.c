@@ -892,6 +892,67 @@ TU_TEST_NOINIT_TIMEOUT(stolen_spawn_handle_stays_valid_until_the_spawner_switche
     TU_EQ(sl_shutdown(), 0);
 }
 
+/* ---- two throws at once at a tasklet that never ran --------------------- */
+
+/* Found by the model tester under TSan (workers 2, seed 400 of seed 1's
+ * run): two throwers of a paused tasklet that never ran, on two workers.
+ * The one that claims it discards it, reading its state with a plain load
+ * while the other's claim (a compare-and-swap that fails) touches the
+ * same byte: a data race. Each round two throwers, one per worker, meet
+ * (the second to arrive lets both go) and throw at a new paused tasklet
+ * together; it must die once without running, each throw returning 0 (it
+ * did it, or found it dead under a kill, which is sticky). The window is
+ * tens of nanoseconds: this is a stress test, the model tester's seed the
+ * way the race was seen. */
+static sl_tasklet *tw_target;
+static int tw_ready, tw_rc[2], tw_ran;
+
+static void tw_body(void *arg)
+{
+    (void)arg;
+    __atomic_store_n(&tw_ran, 1, __ATOMIC_RELAXED);
+}
+
+static void tw_thrower(void *arg)
+{
+    int i = TU_INT(arg);
+    __atomic_add_fetch(&tw_ready, 1, __ATOMIC_ACQ_REL);
+    while (__atomic_load_n(&tw_ready, __ATOMIC_ACQUIRE) < 2)
+        ;
+    __atomic_store_n(&tw_rc[i], sl_tasklet_throw(tw_target, SL_EKILLED, 0),
+                     __ATOMIC_RELEASE);
+}
+
+TU_TEST_NOINIT_TIMEOUT(two_throws_at_a_paused_new_tasklet_discard_it_once, 60)
+{
+    TU_EQ(start(2, 0), 0);
+    int rounds = SLOW_BUILD ? 300 : 3000;
+    for (int r = 0; r < rounds; r++) {
+        sl_spawn_attr a;
+        sl_spawn_attr_init(&a);
+        a.paused = 1;
+        tw_target = sl_spawn_ex(&a, tw_body, NULL);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(tw_target);
+        sl_tasklet_ref(tw_target);
+        tw_ready = 0;
+        tw_rc[0] = tw_rc[1] = 1;
+        for (int i = 0; i < 2; i++) {
+            sl_spawn_attr_init(&a);
+            a.worker = i;
+            CU_ASSERT_PTR_NOT_NULL_FATAL(sl_spawn_ex(&a, tw_thrower,
+                                                     TU_MSG(i)));
+        }
+        TU_EQ(sl_run(), 0);
+        TU_EQ(__atomic_load_n(&tw_rc[0], __ATOMIC_ACQUIRE), 0);
+        TU_EQ(__atomic_load_n(&tw_rc[1], __ATOMIC_ACQUIRE), 0);
+        TU_EQ(sl_tasklet_alive(tw_target), false);
+        TU_EQ(sl_getlivecount(), 0);
+        sl_tasklet_unref(tw_target);
+    }
+    TU_EQ(__atomic_load_n(&tw_ran, __ATOMIC_RELAXED), 0);
+    TU_EQ(sl_shutdown(), 0);
+}
+
 /* ---- sl_tasklet_next of a tasklet moving between freed channels --------- */
 
 /* Worker 1: a sender B creates a channel per round, waits until two
@@ -1020,6 +1081,7 @@ static CU_TestInfo tests[] = {
     TU_CASE(unref_from_a_thread_without_runtime_races_no_spawn),
     TU_CASE(stolen_spawn_handle_stays_valid_until_the_spawner_switches),
     TU_CASE(next_and_prev_of_a_tasklet_moving_between_freed_channels),
+    TU_CASE(two_throws_at_a_paused_new_tasklet_discard_it_once),
     CU_TEST_INFO_NULL,
 };
 
