@@ -51,7 +51,12 @@ struct sl_tasklet {
                                 inbox has it (or had it last)             */
     uint32_t wseq;           /* (atomic) wait generation: odd while a wait
                                 is on; the claim moves it (sched/wait.h)  */
-    uint32_t spare32;
+    uint32_t trace_flow;     /* (atomic) the trace's flow from whoever
+                                woke it, ended when it next runs; 0: none
+                                (sched/observe.h). Here, with id below:
+                                the trace reads them where a switch and
+                                a wake read anyway (a cold line missed a
+                                kick cost more than the recording)      */
     uint8_t state;           /* (atomic) enum sl_tstate                   */
     uint8_t pend;            /* (atomic) a pending error may be set (perr):
                                 the hot-line hint every blocking call
@@ -61,26 +66,23 @@ struct sl_tasklet {
     int8_t pin;              /* worker it must run on, or -1              */
     uint8_t is_main;
     uint8_t is_idle;         /* a worker's idle context, not a tasklet    */
-    uint8_t spare;           /* (keeps the bytes above, which other
-                                threads read, away from select's writes) */
-    sl_waiter *wv;           /* a select's array of wn waiters while it
-                                waits; NULL: just the embedded one        */
+    uint8_t wcount;          /* what the current wait counts in: SL_WC_*
+                                flags, undone by whoever ends it (here:
+                                the trace reads it at a block)          */
+    uint64_t id;
     /* -- the embedded waiter (its own cache line) ------------------------ */
     sl_waiter wait;
+    sl_waiter *wv;           /* a select's array of wn waiters while it
+                                waits; NULL: just the embedded one        */
     /* -- cold ------------------------------------------------------------ */
     sl_fn fn;
     void *arg;
-    uint64_t id;
     int refs;                    /* (atomic) the runtime holds 1 while
                                     alive                                 */
     uint32_t save_cap;           /* copy: bytes of saved (owner worker)   */
     uint16_t wn;                 /* waiters in wv                          */
     uint8_t wheap;               /* wv was malloc'd (a select)             */
-    uint8_t wcount;              /* what the current wait counts in: SL_WC_*
-                                    flags, undone by whoever ends it     */
-    uint32_t trace_flow;         /* (atomic) the trace's flow from whoever
-                                    woke it, ended when it next runs; 0:
-                                    none (sched/observe.h)               */
+    uint8_t spare;
     sl_worker *wait_w;           /* the worker whose timer heap / epoll
                                     the current wait uses                */
     int perr;                    /* (atomic) the pending error: 0 none,
@@ -109,6 +111,9 @@ struct sl_tasklet {
 #endif
     char name[32];
 } __attribute__((aligned(64)));
+_Static_assert(offsetof(struct sl_tasklet, wait) == 64 &&
+                   offsetof(struct sl_tasklet, wv) + sizeof(void *) <= 128,
+               "a control block's hot line, then its waiter's");
 
 /* Slab of control blocks, one per worker. Chunks are mapped and made
  * present in bulk (MADV_POPULATE_WRITE): a page fault costs ~10 us on the
