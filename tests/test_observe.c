@@ -1073,6 +1073,88 @@ TU_TEST(trace_io_event_names_the_descriptor)
     close(p[1]);
 }
 
+/* ---- the review of today's trace (review4) ------------------------------- */
+
+/* A channel hand-over on worker 1 while worker 0's sl_trace_start is
+ * between turning the trace on (sl__observe) and setting the workers'
+ * SL_JS_OBSERVE bits (sl__obs_jump_bits, stopped there at its lock by the
+ * test hook). The wake recorded the switch to the receiver with itself
+ * (a fold: w->trace_skip) but the switch was not watched, so nothing
+ * cleared trace_skip; the receiver's next switch in, a yield back to it
+ * once the trace is fully on, was then skipped: its slice was missing
+ * from the trace: the sender's slice it ended was given to the
+ * receiver instead (worker 1's last slices rcv, rcv, snd, not snd, rcv,
+ * snd). */
+static int fw_ready, fw_started;
+
+static void fw_receiver(void *ch)
+{
+    void *m;
+    TU_EQ(sl_channel_receive(ch, &m), 0);
+    TU_EQ(sl_channel_receive(ch, &m), 0);
+    tu_hook_release(); /* the start goes on */
+    CU_ASSERT(tu_spin_until(&fw_started, 10000));
+    TU_EQ(sl_schedule(), 0); /* to the sender: recorded */
+}
+
+static void fw_sender(void *ch)
+{
+    tu_st(&fw_ready, 1);
+    CU_ASSERT(tu_hook_wait_reached(10000)); /* the start is in its window */
+    /* Receiver preferred: it runs now, twice (the first wake's address
+     * is far from the track's start: recorded apart; the second folds). */
+    TU_EQ(sl_channel_send(ch, TU_MSG(1)), 0);
+    TU_EQ(sl_channel_send(ch, TU_MSG(2)), 0);
+    TU_EQ(sl_schedule(), 0); /* back to the receiver: its second slice */
+}
+
+TU_TEST_TIMEOUT(a_hand_over_while_the_trace_starts_loses_no_switch, 60)
+{
+    TU_MULTI_WORKER_ONLY();
+    char path[256];
+    temp_path(path, sizeof path, "fold_window");
+    /* How many mutex locks sl_trace_start takes: the last is the one of
+     * sl__obs_jump_bits. */
+    tu_hook_count_start(TU_HOOK_PTHREAD_MUTEX_LOCK, tu_tid());
+    TU_EQ(sl_trace_start(path), 0);
+    int nlocks = tu_hook_count();
+    tu_hook_disarm();
+    TU_EQ(sl_trace_stop(), 0);
+    CU_ASSERT_FATAL(nlocks >= 2);
+    fw_ready = fw_started = 0;
+    sl_channel *ch = sl_channel_new();
+    sl_tasklet *r = tu_spawn_pinned(1, fw_receiver, ch);
+    sl_tasklet *s = tu_spawn_pinned(1, fw_sender, ch);
+    TU_EQ(sl_tasklet_set_name(r, "rcv"), 0);
+    TU_EQ(sl_tasklet_set_name(s, "snd"), 0);
+    CU_ASSERT_FATAL(tu_spin_until(&fw_ready, 10000));
+    tu_hook_arm(TU_HOOK_PTHREAD_MUTEX_LOCK, tu_tid(), nlocks - 1);
+    TU_EQ(sl_trace_start(path), 0);
+    tu_st(&fw_started, 1);
+    TU_EQ(sl_run(), 0);
+    TU_EQ(sl_trace_stop(), 0);
+    TU_EQ(sl_channel_free(ch), 0);
+    char *j = slurp(path);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    /* Worker 1's slices in order, a letter each (the start's window
+     * switched unwatched before them: not asserted). Once the trace is
+     * fully on, rcv yields to snd, snd yields back, rcv ends, snd ends:
+     * the last three slices are snd, rcv, snd. */
+    char order[64];
+    size_t no = 0;
+    for (char *l = strtok(j, "\n"); l && no < sizeof order - 1;
+         l = strtok(NULL, "\n"))
+        if (strstr(l, "\"tid\":2,") && strstr(l, "\"ph\":\"X\""))
+            order[no++] = strstr(l, "\"name\":\"rcv #") ? 'r'
+                          : strstr(l, "\"name\":\"snd #") ? 's'
+                                                           : '?';
+    order[no] = '\0';
+    CU_ASSERT_FATAL(no >= 3);
+    CU_ASSERT_STRING_EQUAL(order + no - 3, "srs");
+    free(j);
+    unlink(path);
+}
+
 static CU_TestInfo tests[] = {
     TU_CASE(schedule_callback_sees_every_switch_before_it_happens),
     TU_CASE(schedule_callback_runs_with_next_already_current),
@@ -1100,6 +1182,8 @@ static CU_TestInfo tests[] = {
     TU_CASE(traces_started_and_stopped_while_two_workers_record),
     TU_CASE(trace_says_a_kill_or_throw_ended_a_wait_not_a_timeout),
     TU_CASE(trace_io_event_names_the_descriptor),
+    /* the review of today's trace (review4) */
+    TU_CASE(a_hand_over_while_the_trace_starts_loses_no_switch),
     CU_TEST_INFO_NULL,
 };
 
