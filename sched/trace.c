@@ -485,8 +485,12 @@ bool sl__obs_wake(sl_worker *w, sl_tasklet *t, int cause, const void *on,
     uint32_t flow = (uint32_t)SL_LOAD(&tr.session) << 24 | (k & SL_TR_FLOW_MASK);
     /* The next switch is to t, from the tasklet the trace has running,
      * and no budget can send it elsewhere: one record for both, the flow
-     * ending in it. */
-    bool fold = switching && !(SL_LOAD(&w->jump_slow) & SL_JS_BUDGET) &&
+     * ending in it. Only if that switch is watched (SL_JS_OBSERVE, not
+     * yet set while sl_trace_start runs): sl__obs_switch must take
+     * trace_skip back, or it would skip a later switch to t. */
+    bool fold = switching &&
+                (SL_LOAD(&w->jump_slow) & (SL_JS_BUDGET | SL_JS_OBSERVE)) ==
+                    SL_JS_OBSERVE &&
                 SL_LOAD(&w->current->id) == s->running &&
                 !w->current->is_idle;
     s->flows = k + (uint32_t)tr.nworkers;
