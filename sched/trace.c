@@ -91,6 +91,7 @@ struct slot {
     uint32_t flows;    /* the id of the next flow started here (before
                           the mask): n * nworkers + worker for the n-th */
     uint32_t flow;     /* the latest of them (masked)                    */
+    bool started;      /* its START is written (begin_track)             */
 } __attribute__((aligned(SL_CACHE_LINE)));
 static struct slot slots[MAX_WORKERS];
 
@@ -101,6 +102,8 @@ static struct {
     uint8_t on;            /* (atomic) workers record                     */
     uint8_t session;       /* (atomic reads) tags flow ids: 1..255        */
     bool use_ticks;        /* the tick counter is the clock               */
+    uint64_t t_on;         /* the tick read just before `on` was set: when
+                              every track starts                         */
     int nworkers;
     int raw, json;         /* the raw file (append only), the JSON's       */
     char *raw_path;
@@ -204,7 +207,7 @@ static inline bool append_begin(struct slot *s)
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
     else
         __atomic_signal_fence(__ATOMIC_SEQ_CST);
-    bool on = SL_LOAD(&tr.on);
+    bool on = SL_LOAD_ACQ(&tr.on); /* (and the bits set before it) */
 #endif
     if (!on)
         SL_STORE_REL(&s->busy, 0);
@@ -298,6 +301,31 @@ wake_rec(struct slot *s, uint64_t w0, uint64_t a, unsigned y)
     s->p = p + (far ? 3 : 2);
 }
 
+/* A track's first record, in its owner (the slow paths: until then the
+ * fast ones are closed, s->fast at the buffer's start): a START naming
+ * the tasklet running, at the tick the trace went on. Written here, not
+ * by the starter: every switch after `on` is watched (sl_trace_start sets
+ * the workers' bits first), so the tasklet running at a worker's first
+ * record has run since the trace went on, and nothing is recorded about
+ * a switch the trace did not see. */
+static __attribute__((noinline)) void begin_track(struct slot *s,
+                                                  const sl_tasklet *running)
+{
+    uint64_t id = running ? tid_of(running) : SL_TR_IDLE;
+    bool idle = id == SL_TR_IDLE;
+    put(s, first(s, SL_TR_START, idle, tr.t_on, idle ? 0 : id));
+    s->running = id;
+    s->started = true;
+    if (tr.use_ticks)
+        s->fast = s->cur->w + TB_WORDS - SL_TR_REC_MAX;
+}
+
+static inline void track_begun(struct slot *s, const sl_tasklet *running)
+{
+    if (sl_unlikely(!s->started))
+        begin_track(s, running);
+}
+
 /* A record of a kind whose only field is a tasklet id. */
 static void rec_id(sl_worker *w, int kind, uint64_t id)
 {
@@ -305,6 +333,7 @@ static void rec_id(sl_worker *w, int kind, uint64_t id)
     if (!append_begin(s))
         return;
     room(s, w->index);
+    track_begun(s, w->current);
     put(s, first(s, (unsigned)kind, 0, ticks(), id));
     append_end(s);
 }
@@ -396,6 +425,7 @@ switch_any(sl_worker *w, struct slot *s, sl_tasklet *from, sl_tasklet *to,
            bool ends)
 {
     room(s, w->index);
+    track_begun(s, from);
     switch_body(w, s, ticks(), from, to, ends);
     append_end(s);
 }
@@ -455,6 +485,7 @@ wake_slow(sl_worker *w, sl_tasklet *t, int cause, const void *on)
 {
     struct slot *s = &slots[w->index];
     room(s, w->index);
+    track_begun(s, w->current);
     uint64_t id = SL_LOAD(&t->id);
     wake_rec(s, first(s, SL_TR_WAKE, (unsigned)cause, ticks(), id),
              (uint64_t)(uintptr_t)on, SL_LOAD(&t->wkind));
@@ -532,6 +563,7 @@ void sl__obs_wait_end(sl_tasklet *t, int result)
     if (!append_begin(s))
         return;
     room(s, w->index);
+    track_begun(s, w->current);
     wake_rec(s,
              first(s, SL_TR_WAKE, (unsigned)cause, ticks(), SL_LOAD(&t->id)),
              fd, k | (result > 0 && result < 256 ? (unsigned)result << 8 : 0));
@@ -560,6 +592,8 @@ void sl__obs_name(sl_tasklet *t)
     struct slot *s = &slots[w->index];
     if (!append_begin(s))
         return;
+    room(s, w->index);
+    track_begun(s, w->current);
     name_rec(s, w->index, t);
     append_end(s);
 }
@@ -647,9 +681,8 @@ int sl_trace_start(const char *path)
     if (!exit_hook && atexit(at_exit) == 0)
         exit_hook = true;
     tr.use_ticks = sl_arch_ticks_ok();
-    for (int i = 0; i < n; i++)
-        slots[i].fast = slots[i].cur->w +
-                        (tr.use_ticks ? TB_WORDS - SL_TR_REC_MAX : 0);
+    for (int i = 0; i < n; i++) /* (the slow ways until begin_track) */
+        slots[i].fast = slots[i].cur->w;
     uint8_t sess = (uint8_t)(tr.session + 1);
     SL_STORE(&tr.session, sess ? sess : 1);
 
@@ -671,25 +704,24 @@ int sl_trace_start(const char *path)
     struct iovec v = {&h, sizeof h};
     if ((rc = write_all(tr.raw, &v, 1)) < 0)
         goto fail;
-    /* Where each track starts, and the names given already (a snapshot,
-     * as sl_dump's): no worker records before `on`. */
+    /* The names given already (a snapshot, as sl_dump's), into worker 0's
+     * buffer: no worker records before `on`. Each track's START is its
+     * owner's (begin_track). */
     for (int i = 0; i < n; i++) {
-        sl_tasklet *c = SL_LOAD(&sl__rt.workers[i]->current);
-        struct slot *sl = &slots[i];
-        sl->ts = h.tick0;
-        sl->idhi = 0;
-        sl->running = c ? tid_of(c) : SL_TR_IDLE;
-        bool idle = sl->running == SL_TR_IDLE;
-        put(sl, first(sl, SL_TR_START, idle, h.tick0,
-                      idle ? 0 : sl->running));
+        slots[i].ts = h.tick0;
+        slots[i].idhi = 0;
+        slots[i].started = false;
     }
     name_cb(sl__rt.main, NULL);
     for (int i = 0; i < n; i++)
         sl__slab_each(&sl__rt.workers[i]->slab, name_cb, NULL);
     tr.running = true;
-    __atomic_store_n(&tr.on, 1, __ATOMIC_SEQ_CST);
+    /* Every switch watched before anything is recorded: a worker that
+     * sees `on` (acquire) sees its SL_JS_OBSERVE bit too. */
     __atomic_fetch_or(&sl__observe, (uint8_t)SL_OBS_TRACE, __ATOMIC_RELAXED);
     sl__obs_jump_bits();
+    tr.t_on = ticks();
+    __atomic_store_n(&tr.on, 1, __ATOMIC_SEQ_CST);
     goto out;
 errno_fail:
     rc = -errno;
@@ -712,10 +744,11 @@ out:
 /* Under tr.lock, a trace running: end it and make the JSON. */
 static int stop_locked(void)
 {
-    /* No worker starts an append after this; wait for those inside one. */
-    __atomic_fetch_and(&sl__observe, (uint8_t)~SL_OBS_TRACE,
-                       __ATOMIC_RELAXED);
-    sl__obs_jump_bits();
+    /* No worker starts an append after this; wait for those inside one.
+     * The hooks stay on until then (the mirror of the start): everything
+     * before `on` goes off is recorded, nothing after it, and each track
+     * ends when it went off. */
+    uint64_t now = ticks();
     __atomic_store_n(&tr.on, 0, __ATOMIC_SEQ_CST);
     if (fence_mode == 1)
         (void)syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0,
@@ -723,13 +756,17 @@ static int stop_locked(void)
     for (int i = 0; i < tr.nworkers; i++)
         while (__atomic_load_n(&slots[i].busy, __ATOMIC_ACQUIRE))
             sched_yield();
+    __atomic_fetch_and(&sl__observe, (uint8_t)~SL_OBS_TRACE,
+                       __ATOMIC_RELAXED);
+    sl__obs_jump_bits();
     for (int i = 0; i < tr.nworkers; i++) /* (none is set after this) */
         SL_STORE(&sl__rt.workers[i]->trace_skip, NULL);
     /* Every buffer is ours now: close each track, write what is left. */
-    uint64_t now = ticks();
     for (int i = 0; i < tr.nworkers; i++) {
         struct slot *sl = &slots[i];
         room(sl, i);
+        if (!sl->started) /* no switch since `on`: one tasklet ran */
+            begin_track(sl, SL_LOAD(&sl__rt.workers[i]->current));
         put(sl, first(sl, SL_TR_STOP, 0, now, (uint64_t)sl->idhi << 32));
         flush(i);
     }
