@@ -657,6 +657,69 @@ TU_TEST(trace_holds_the_events_of_the_program)
     unlink(path);
 }
 
+/* A gap longer than a record's tick delta holds (2^22 ticks, about 1.4 ms
+ * at 3 GHz) is carried by a TIME record (sched/trace.h): "long" runs 30
+ * ms without a switch between two yields to "short"; its slice lasts at
+ * least that long in the JSON (and no longer than the whole run). */
+static void long_runner(void *arg)
+{
+    (void)arg;
+    TU_EQ(sl_schedule(), 0);
+    int64_t end = tu_now_ns() + 30 * 1000000;
+    while (tu_now_ns() < end)
+        ;
+    TU_EQ(sl_schedule(), 0);
+}
+
+static void short_runner(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 3; i++)
+        TU_EQ(sl_schedule(), 0);
+}
+
+/* The largest "dur" of a slice whose name starts with `name`
+ * (microseconds; -1: none). */
+static double longest_slice(const char *j, const char *name)
+{
+    double best = -1;
+    for (const char *p = j; (p = strstr(p, "\"ph\":\"X\"")); p++) {
+        const char *d = strstr(p, "\"dur\":");
+        const char *nm = strstr(p, "\"name\":\"");
+        if (!d || !nm)
+            break;
+        double dur = atof(d + 6);
+        if (strncmp(nm + 8, name, strlen(name)) == 0 && dur > best)
+            best = dur;
+    }
+    return best;
+}
+
+TU_TEST(a_gap_longer_than_a_tick_delta_keeps_its_time)
+{
+    char path[256];
+    temp_path(path, sizeof path, "gap");
+    TU_EQ(sl_trace_start(path), 0);
+    sl_spawn_attr a;
+    sl_spawn_attr_init(&a);
+    a.name = "long";
+    a.worker = 0;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(sl_spawn_ex(&a, long_runner, NULL));
+    a.name = "short";
+    CU_ASSERT_PTR_NOT_NULL_FATAL(sl_spawn_ex(&a, short_runner, NULL));
+    int64_t t0 = tu_now_ns();
+    TU_EQ(sl_run(), 0);
+    double run_us = (double)(tu_now_ns() - t0) / 1000;
+    TU_EQ(sl_trace_stop(), 0);
+    char *j = slurp(path);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    double dur = longest_slice(j, "long #");
+    CU_ASSERT(dur >= 29900);   /* its 30 ms */
+    CU_ASSERT(dur <= run_us);  /* (and not more than the whole run) */
+    free(j);
+    unlink(path);
+}
+
 TU_TEST(a_second_trace_holds_only_its_own_events)
 {
     char p1[256], p2[256];
@@ -1181,6 +1244,7 @@ static CU_TestInfo tests[] = {
     TU_CASE(trace_start_and_stop_errors),
     TU_CASE(trace_holds_the_events_of_the_program),
     TU_CASE(a_second_trace_holds_only_its_own_events),
+    TU_CASE(a_gap_longer_than_a_tick_delta_keeps_its_time),
     TU_CASE(trace_finished_by_shutdown_exit_and_from_the_environment),
     TU_CASE(a_crash_loses_at_most_the_last_buffer),
     TU_CASE(a_file_that_is_no_trace_is_refused),
