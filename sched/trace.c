@@ -229,6 +229,7 @@ static inline uint64_t tid_of(const sl_tasklet *t)
 /* Room for one record in s's buffer, of worker wi. */
 static inline void room(struct slot *s, int wi)
 {
+    SL__ASSERT(s->p <= s->cur->w + TB_WORDS); /* (SL_TR_REC_MAX held) */
     if (sl_unlikely(s->p + SL_TR_REC_MAX > s->cur->w + TB_WORDS))
         flush(wi);
 }

@@ -110,8 +110,11 @@ enum { SL_TR_FLOW_NONE = 0, SL_TR_FLOW_ID, SL_TR_FLOW_LAST };
 #define SL_TR_W_TIMEOUT 0x10
 #define SL_TR_W_FAR 0x20
 #define SL_TR_ADDR_BITS 40
-/* The longest record, in words: a NAME after a TIME and an IDHI. */
-#define SL_TR_REC_MAX 9
+/* The most words one append writes: a record (at most 5 words: a switch
+ * with a flow id, a from, a wait word and a far address; a NAME is 5) and
+ * the escapes before it (TIME 2, IDHI 1), after a track's first START
+ * (its own escapes and itself: 4) = 12. */
+#define SL_TR_REC_MAX 12
 /* The id the trace gives a worker's idle context (no tasklet). */
 #define SL_TR_IDLE UINT64_MAX
 /* Flow ids are this wide. */
