@@ -72,12 +72,18 @@ void sl__obs_jump_bits(void)
     pthread_mutex_unlock(&obs_lock);
 }
 
-static void set_bit(uint8_t bit, bool on)
+/* Under obs_lock: a callback's bit of sl__observe, and what follows from
+ * it: the channel operations' slow byte (any callback) and the workers'
+ * switch bits. */
+static void set_cb_bit_locked(uint8_t bit, bool on)
 {
     if (on)
         __atomic_fetch_or(&sl__observe, bit, __ATOMIC_RELAXED);
     else
         __atomic_fetch_and(&sl__observe, (uint8_t)~bit, __ATOMIC_RELAXED);
+    sl__chan_slow_set(SL_CS_CB, (SL_LOAD(&sl__observe) &
+                                 (SL_OBS_SCHED_CB | SL_OBS_CHAN_CB)) != 0);
+    jump_bits_locked();
 }
 
 /* ---- the callbacks ------------------------------------------------------- */
@@ -86,10 +92,7 @@ sl_schedule_cb sl_set_schedule_callback(sl_schedule_cb cb)
 {
     pthread_mutex_lock(&obs_lock);
     sl_schedule_cb old = __atomic_exchange_n(&sched_cb, cb, __ATOMIC_ACQ_REL);
-    set_bit(SL_OBS_SCHED_CB, cb != NULL);
-    sl__chan_slow_set(SL_CS_CB, (SL_LOAD(&sl__observe) &
-                                 (SL_OBS_SCHED_CB | SL_OBS_CHAN_CB)) != 0);
-    jump_bits_locked();
+    set_cb_bit_locked(SL_OBS_SCHED_CB, cb != NULL);
     pthread_mutex_unlock(&obs_lock);
     return old;
 }
@@ -103,10 +106,7 @@ sl_channel_cb sl_set_channel_callback(sl_channel_cb cb)
 {
     pthread_mutex_lock(&obs_lock);
     sl_channel_cb old = __atomic_exchange_n(&chan_cb, cb, __ATOMIC_ACQ_REL);
-    set_bit(SL_OBS_CHAN_CB, cb != NULL);
-    sl__chan_slow_set(SL_CS_CB, (SL_LOAD(&sl__observe) &
-                                 (SL_OBS_SCHED_CB | SL_OBS_CHAN_CB)) != 0);
-    jump_bits_locked();
+    set_cb_bit_locked(SL_OBS_CHAN_CB, cb != NULL);
     pthread_mutex_unlock(&obs_lock);
     return old;
 }
